@@ -1,0 +1,714 @@
+// realtime-client: the browser and Node client for realtime-server.
+//
+// One WebSocket per client. It opens /ws/{first room} (or /ws with no rooms) and joins the other
+// rooms in-band, remembers the last message id seen in each room, reconnects by itself with
+// exponential backoff and full jitter, and on every reconnect asks the server to replay what it
+// missed (?last_id= for the first room, "last_id" on join for the others). The server answers a
+// resume with a `system` "recovered" message, surfaced here as the `recovered` event, so an
+// application can tell the user when messages may be missing.
+//
+// Self-contained ES module with no imports: the server embeds this file verbatim and serves it at
+// /realtime-client.js. Browsers use globalThis.WebSocket; Node 20 has none, so pass a constructor
+// (the `ws` package) as the `WebSocket` option.
+
+/** Room names accepted by the server: 1 to 128 characters of A-Z a-z 0-9 _ - . : */
+export const ROOM_NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/** Defaults, all overridable in the constructor options. */
+export const DEFAULTS = Object.freeze({
+  backoff: Object.freeze({ initialMs: 500, maxMs: 30000 }),
+  stableAfterMs: 5000, // a connection up this long resets the backoff
+  connectTimeoutMs: 15000, // a socket still opening after this is abandoned and retried
+  pingTimeoutMs: 10000, // ping() rejects when no pong arrives in time
+  heartbeatMs: 30000, // application ping while open, to notice dead links; 0 turns it off
+  maxQueue: 100, // chat messages kept while disconnected; past it send() throws "queue_full"
+});
+
+// WebSocket readyState values (the same in browsers and in `ws`).
+const WS_CONNECTING = 0;
+const WS_OPEN = 1;
+
+// Ids remembered per room to drop an envelope delivered twice (e.g. replay overlapping live traffic).
+const SEEN_IDS_PER_ROOM = 256;
+
+// system data.event values that concern one socket, not the room's history.
+const SOCKET_EVENTS = new Set(['welcome', 'recovered', 'token_expiring']);
+
+/**
+ * Full-jitter exponential backoff delay: a random whole number of milliseconds in
+ * [0, min(maxMs, initialMs * 2^attempt)). Pure apart from `random`, which must return [0, 1).
+ */
+export function backoffDelay(attempt, { initialMs = DEFAULTS.backoff.initialMs, maxMs = DEFAULTS.backoff.maxMs } = {}, random = Math.random) {
+  const exp = Math.min(Math.max(0, attempt | 0), 52); // 2^52 already exceeds any sensible cap
+  const ceiling = Math.min(maxMs, initialMs * 2 ** exp);
+  return Math.min(Math.floor(random() * ceiling), Math.max(0, ceiling - 1));
+}
+
+/** A backoff schedule: next() yields the delay for the coming attempt; reset() starts over. */
+export class Backoff {
+  constructor({ initialMs = DEFAULTS.backoff.initialMs, maxMs = DEFAULTS.backoff.maxMs } = {}, random = Math.random) {
+    if (!(initialMs > 0) || !(maxMs >= initialMs)) {
+      throw new RangeError('backoff needs 0 < initialMs <= maxMs');
+    }
+    this.initialMs = initialMs;
+    this.maxMs = maxMs;
+    this.random = random;
+    this.attempt = 0;
+  }
+
+  next() {
+    const delay = backoffDelay(this.attempt, this, this.random);
+    this.attempt += 1;
+    return delay;
+  }
+
+  reset() {
+    this.attempt = 0;
+  }
+}
+
+/** An Error with a machine-readable `code` (and, for server errors, the envelope). */
+export class RealtimeError extends Error {
+  constructor(code, message, extra = {}) {
+    super(message || code);
+    this.name = 'RealtimeError';
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+/**
+ * Builds the socket URL: base + /ws[/room] with optional token and last_id, URL-encoded.
+ * `base` may be ws://, wss://, http:// or https://; a trailing slash is ignored.
+ */
+export function buildSocketUrl(base, room, { token, lastId } = {}) {
+  const url = new URL(String(base));
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  else if (url.protocol === 'https:') url.protocol = 'wss:';
+  const path = url.pathname.replace(/\/+$/, '');
+  url.pathname = `${path}/ws${room ? `/${room}` : ''}`;
+  url.search = '';
+  url.hash = '';
+  const params = new URLSearchParams();
+  if (isPresent(token)) params.set('token', String(token));
+  if (isPresent(lastId)) params.set('last_id', String(lastId));
+  const query = params.toString();
+  return query ? `${url.href}?${query}` : url.href;
+}
+
+function isPresent(value) {
+  return value !== undefined && value !== null && value !== '' && value !== 'undefined' && value !== 'null';
+}
+
+function checkRoom(room) {
+  if (typeof room !== 'string' || !ROOM_NAME_PATTERN.test(room)) {
+    throw new TypeError(`invalid room name ${JSON.stringify(room)}: 1 to 128 characters of A-Z a-z 0-9 _ - . :`);
+  }
+  return room;
+}
+
+function textOf(data) {
+  if (typeof data === 'string') return data;
+  if (data instanceof ArrayBuffer) return new TextDecoder().decode(data);
+  if (ArrayBuffer.isView(data)) return new TextDecoder().decode(data);
+  return String(data);
+}
+
+// Rethrown outside the client so one faulty listener neither stops the others nor the client.
+function reportListenerError(err) {
+  setTimeout(() => {
+    throw err;
+  }, 0);
+}
+
+/**
+ * The client. See README.md for the full description of options, events and close-code handling.
+ */
+export class RealtimeClient {
+  constructor(options = {}) {
+    const {
+      url,
+      rooms = [],
+      token,
+      WebSocket: WebSocketImpl,
+      backoff = {},
+      stableAfterMs = DEFAULTS.stableAfterMs,
+      connectTimeoutMs = DEFAULTS.connectTimeoutMs,
+      pingTimeoutMs = DEFAULTS.pingTimeoutMs,
+      heartbeatMs = DEFAULTS.heartbeatMs,
+      maxQueue = DEFAULTS.maxQueue,
+      lastIds = {},
+      autoConnect = true,
+      random = Math.random,
+    } = options;
+
+    if (!url) throw new TypeError('RealtimeClient needs a url, e.g. ws://localhost:8080');
+    this.url = String(url);
+    this._WebSocket = WebSocketImpl || globalThis.WebSocket;
+    if (typeof this._WebSocket !== 'function') {
+      throw new TypeError('no WebSocket implementation: pass the `WebSocket` option (e.g. the `ws` package) in Node');
+    }
+    this._token = token;
+    this._backoff = new Backoff(
+      { initialMs: backoff.initialMs ?? DEFAULTS.backoff.initialMs, maxMs: backoff.maxMs ?? DEFAULTS.backoff.maxMs },
+      random,
+    );
+    this._stableAfterMs = stableAfterMs;
+    this._connectTimeoutMs = connectTimeoutMs;
+    this._pingTimeoutMs = pingTimeoutMs;
+    this._heartbeatMs = heartbeatMs;
+    this._maxQueue = maxQueue;
+
+    this._rooms = [];
+    for (const room of rooms) {
+      if (!this._rooms.includes(checkRoom(room))) this._rooms.push(room);
+    }
+    this._lastIds = new Map();
+    for (const [room, id] of Object.entries(lastIds || {})) {
+      if (isPresent(id)) this._lastIds.set(checkRoom(room), String(id));
+    }
+    this._seen = new Map(); // room -> Set of recent ids
+    this._listeners = new Map();
+    this._queue = [];
+    this._pings = []; // pending ping() calls, oldest first
+    this._status = 'online';
+    this._state = 'closed';
+    this._ws = null;
+    this._socketRoom = null; // the room in the URL of the current socket
+    this._everOpened = false;
+    this._stopped = true;
+    this._authRetried = false;
+    this._timers = { reconnect: null, stable: null, connect: null, heartbeat: null };
+    this._openWaiters = [];
+    this._connectGeneration = 0;
+    this.connectionId = null;
+    this.userId = null;
+    this._onOnline = () => {
+      if (this._state === 'reconnecting' && this._timers.reconnect) this._reconnectNow();
+    };
+
+    if (autoConnect) queueMicrotask(() => this._stopped && this._state === 'closed' && !this._closedByUser && this.connect().catch(() => {}));
+  }
+
+  // ---- public state -------------------------------------------------------------------------
+
+  /** "connecting" | "open" | "reconnecting" | "closed" */
+  get state() {
+    return this._state;
+  }
+
+  /** Rooms this client is in (or will rejoin on reconnect), the socket's own room first. */
+  get rooms() {
+    return [...this._rooms];
+  }
+
+  /** The last message id seen in `room`, or undefined. */
+  lastId(room) {
+    return this._lastIds.get(room);
+  }
+
+  /** Last ids of every room, e.g. to persist and pass back as the `lastIds` option later. */
+  get lastIds() {
+    return Object.fromEntries(this._lastIds);
+  }
+
+  /** Number of chat messages waiting for the connection. */
+  get queued() {
+    return this._queue.length;
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  /** Subscribes to an event; returns a function that unsubscribes. */
+  on(event, fn) {
+    if (typeof fn !== 'function') throw new TypeError('listener must be a function');
+    let set = this._listeners.get(event);
+    if (!set) this._listeners.set(event, (set = new Set()));
+    // Wrapped so the same function may be added twice and removed once per unsubscribe.
+    const entry = { fn };
+    set.add(entry);
+    return () => set.delete(entry);
+  }
+
+  /** Like on(), but the listener runs at most once. */
+  once(event, fn) {
+    const off = this.on(event, (...args) => {
+      off();
+      fn(...args);
+    });
+    return off;
+  }
+
+  /** Removes every registration of `fn` for `event`. */
+  off(event, fn) {
+    const set = this._listeners.get(event);
+    if (!set) return;
+    for (const entry of set) if (entry.fn === fn) set.delete(entry);
+  }
+
+  _emit(event, ...args) {
+    const set = this._listeners.get(event);
+    if (!set) return;
+    for (const entry of [...set]) {
+      try {
+        entry.fn(...args);
+      } catch (err) {
+        reportListenerError(err);
+      }
+    }
+  }
+
+  _setState(state, detail = {}) {
+    const previous = this._state;
+    this._state = state;
+    this._emit('state', state, { previous, ...detail });
+    if (state === 'open') {
+      for (const w of this._openWaiters.splice(0)) w.resolve();
+    } else if (state === 'closed') {
+      const err = detail.error || new RealtimeError('closed', 'client closed');
+      for (const w of this._openWaiters.splice(0)) w.reject(err);
+    }
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  /**
+   * Starts connecting (when not already) and resolves once the socket is open.
+   * Rejects if the client ends up closed first (close() or a fatal close code).
+   */
+  connect() {
+    if (this._state === 'open') return Promise.resolve();
+    const promise = new Promise((resolve, reject) => this._openWaiters.push({ resolve, reject }));
+    if (this._stopped) {
+      this._stopped = false;
+      this._closedByUser = false;
+      this._backoff.reset();
+      this._addOnlineListener();
+      this._setState(this._everOpened ? 'reconnecting' : 'connecting', { attempt: 0, delayMs: 0 });
+      this._openSocket();
+    }
+    return promise;
+  }
+
+  /**
+   * Closes the socket for good: no reconnect, queued messages are dropped, pending pings reject.
+   * Resolves when the socket has closed. connect() may be called again later.
+   */
+  close(code = 1000, reason = 'client closed') {
+    this._closedByUser = true;
+    const ws = this._ws;
+    this._stop(new RealtimeError('closed', 'client closed'));
+    if (!ws || ws.readyState > WS_OPEN) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, 2000); // never hang on a peer that does not answer the close
+      ws.onerror = () => {};
+      ws.onclose = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      try {
+        ws.close(code, reason);
+      } catch {
+        ws.close();
+      }
+    });
+  }
+
+  /** Drops the current socket (if any) and reconnects now, without waiting for the backoff. */
+  reconnect() {
+    if (this._stopped) return this.connect();
+    const promise = new Promise((resolve, reject) => this._openWaiters.push({ resolve, reject }));
+    this._reconnectNow('reconnect requested');
+    return promise;
+  }
+
+  _stop(error) {
+    this._stopped = true;
+    this._clearTimers();
+    this._removeOnlineListener();
+    this._queue.length = 0;
+    this._rejectPings(new RealtimeError('closed', 'client closed'));
+    if (this._ws) this._detach(this._ws);
+    this._ws = null;
+    this._setState('closed', { error });
+  }
+
+  _clearTimers() {
+    for (const key of Object.keys(this._timers)) {
+      clearTimeout(this._timers[key]);
+      clearInterval(this._timers[key]);
+      this._timers[key] = null;
+    }
+  }
+
+  _addOnlineListener() {
+    if (typeof globalThis.addEventListener === 'function') globalThis.addEventListener('online', this._onOnline);
+  }
+
+  _removeOnlineListener() {
+    if (typeof globalThis.removeEventListener === 'function') globalThis.removeEventListener('online', this._onOnline);
+  }
+
+  async _resolveToken() {
+    const t = this._token;
+    if (typeof t === 'function') return t();
+    return t;
+  }
+
+  async _openSocket() {
+    const generation = ++this._connectGeneration;
+    let token;
+    try {
+      token = await this._resolveToken();
+    } catch (err) {
+      if (generation !== this._connectGeneration || this._stopped) return;
+      this._emit('error', new RealtimeError('token_provider_failed', `token provider failed: ${err && err.message}`, { cause: err }));
+      this._scheduleReconnect({ reason: 'token provider failed' });
+      return;
+    }
+    if (generation !== this._connectGeneration || this._stopped) return;
+
+    const room = this._rooms[0];
+    const url = buildSocketUrl(this.url, room, { token, lastId: room ? this._lastIds.get(room) : undefined });
+    let ws;
+    try {
+      ws = new this._WebSocket(url);
+    } catch (err) {
+      this._emit('error', new RealtimeError('connect_failed', err && err.message, { cause: err }));
+      this._scheduleReconnect({ reason: 'connect failed' });
+      return;
+    }
+    this._ws = ws;
+    this._socketRoom = room || null;
+    this._handshakeStatus = undefined;
+
+    this._timers.connect = setTimeout(() => {
+      if (ws.readyState === WS_CONNECTING) this._reconnectLater(ws, 'connect timeout');
+    }, this._connectTimeoutMs);
+
+    ws.onopen = () => this._handleOpen(ws);
+    ws.onmessage = (ev) => this._handleMessage(ws, ev);
+    ws.onerror = (ev) => {
+      // The `ws` package reports a refused upgrade as "Unexpected server response: 401".
+      const m = /Unexpected server response: (\d{3})/.exec((ev && (ev.message || (ev.error && ev.error.message))) || '');
+      if (m) this._handshakeStatus = Number(m[1]);
+    };
+    ws.onclose = (ev) => this._handleClose(ws, ev);
+  }
+
+  _detach(ws) {
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onerror = null;
+    ws.onclose = null;
+  }
+
+  _handleOpen(ws) {
+    if (this._ws !== ws) return;
+    clearTimeout(this._timers.connect);
+    this._timers.connect = null;
+    this._everOpened = true;
+    // Rooms after the first are joined in-band, resuming from their last id.
+    for (const room of this._rooms) {
+      if (room === this._socketRoom) continue;
+      this._sendJoin(room);
+    }
+    if (this._status !== 'online') this._sendRaw({ type: 'presence', data: { status: this._status } });
+    for (const frame of this._queue.splice(0)) this._sendRaw(frame);
+
+    this._timers.stable = setTimeout(() => {
+      this._timers.stable = null;
+      this._backoff.reset();
+      this._authRetried = false;
+    }, this._stableAfterMs);
+    if (this._heartbeatMs > 0) {
+      this._timers.heartbeat = setInterval(() => {
+        this.ping(this._pingTimeoutMs).catch((err) => {
+          if (err.code === 'ping_timeout') this._reconnectLater(ws, 'heartbeat timeout');
+        });
+      }, this._heartbeatMs);
+    }
+    this._setState('open', { url: ws.url });
+  }
+
+  _sendJoin(room) {
+    const frame = { type: 'join', room };
+    const lastId = this._lastIds.get(room);
+    if (isPresent(lastId)) frame.last_id = lastId;
+    this._sendRaw(frame);
+  }
+
+  _sendRaw(frame) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== WS_OPEN) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  _handleMessage(ws, ev) {
+    if (this._ws !== ws) return;
+    let msg;
+    try {
+      msg = JSON.parse(textOf(ev.data));
+    } catch {
+      this._emit('error', new RealtimeError('bad_frame', 'server sent a frame that is not JSON'));
+      return;
+    }
+    if (!msg || typeof msg !== 'object') return;
+    this._emit('envelope', msg);
+    const data = msg.data && typeof msg.data === 'object' ? msg.data : {};
+
+    switch (msg.type) {
+      case 'pong': {
+        const pending = this._pings.shift();
+        if (pending) pending.resolve(msg);
+        return;
+      }
+      case 'error':
+        this._emit('error', new RealtimeError(data.code || 'server_error', data.error || 'server error', { envelope: msg }));
+        return;
+      case 'presence':
+        // Deduplicated like other room traffic, but never used as a resume point: presence may not be
+        // part of a room's history, and an id the server cannot find means recovered: false.
+        if (this._track(msg, false)) this._emit('presence', msg);
+        return;
+      case 'system':
+        if (data.event === 'welcome') {
+          this.connectionId = data.connection_id ?? null;
+          this.userId = data.user_id ?? null;
+          this._emit('welcome', {
+            connectionId: this.connectionId,
+            userId: this.userId,
+            room: data.room ?? msg.room ?? null,
+            envelope: msg,
+          });
+          return;
+        }
+        if (data.event === 'recovered') {
+          this._emit('recovered', {
+            room: msg.room ?? data.room ?? null,
+            recovered: data.recovered === true,
+            replayed: Number(data.replayed) || 0,
+            envelope: msg,
+          });
+          return;
+        }
+        if (data.event === 'token_expiring') {
+          this.refreshToken().catch((err) => this._emit('error', err));
+          return;
+        }
+        if (this._track(msg)) this._emit('system', msg);
+        return;
+      default:
+        // chat, notification, and whatever type the publish API was given
+        if (this._track(msg)) this._emit('message', msg);
+    }
+  }
+
+  // Records the id of a room message (and makes it the room's resume point unless `resumable` is
+  // false); returns false when that id was already delivered.
+  _track(msg, resumable = true) {
+    if (!msg.room || !isPresent(msg.id)) return true;
+    if (msg.type === 'system' && SOCKET_EVENTS.has(msg.data && msg.data.event)) return true;
+    const id = String(msg.id);
+    let seen = this._seen.get(msg.room);
+    if (!seen) this._seen.set(msg.room, (seen = new Set()));
+    if (seen.has(id)) return false;
+    seen.add(id);
+    if (seen.size > SEEN_IDS_PER_ROOM) seen.delete(seen.values().next().value);
+    if (resumable) this._lastIds.set(msg.room, id);
+    return true;
+  }
+
+  _teardown(ws) {
+    this._detach(ws);
+    if (this._ws === ws) this._ws = null;
+    clearTimeout(this._timers.connect);
+    clearTimeout(this._timers.stable);
+    clearInterval(this._timers.heartbeat);
+    this._timers.connect = this._timers.stable = this._timers.heartbeat = null;
+    this._rejectPings(new RealtimeError('disconnected', 'connection closed'));
+  }
+
+  _handleClose(ws, ev) {
+    if (this._ws !== ws) return;
+    this._teardown(ws);
+    if (this._stopped) return;
+
+    const code = ev && typeof ev.code === 'number' ? ev.code : 1006;
+    const reason = (ev && ev.reason) || '';
+    const info = { code, reason };
+    const errInfo = { closeCode: code, reason };
+
+    if (code === 4001) {
+      // Token expired: a provider can give a fresh one; a fixed string cannot.
+      if (typeof this._token !== 'function') {
+        this._fail(new RealtimeError('token_expired', 'token expired and no token provider to renew it', errInfo));
+        return;
+      }
+      if (!this._authRetried) {
+        this._authRetried = true;
+        this._scheduleReconnect({ ...info, delayMs: 0 });
+        return;
+      }
+      this._scheduleReconnect(info);
+      return;
+    }
+    if (code === 1008 || (code >= 4000 && code <= 4999)) {
+      this._fail(new RealtimeError('policy_violation', reason || `closed by server with ${code}`, errInfo));
+      return;
+    }
+    const status = this._handshakeStatus;
+    if (status === 400 || status === 403 || (status === 401 && typeof this._token !== 'function')) {
+      this._fail(new RealtimeError('handshake_refused', `server refused the connection with HTTP ${status}`, { ...errInfo, status }));
+      return;
+    }
+    if (status) this._emit('error', new RealtimeError('handshake_refused', `server refused the connection with HTTP ${status}`, { ...errInfo, status }));
+    if (code === 1009) this._emit('error', new RealtimeError('message_too_big', 'server closed the socket: a message was too large', errInfo));
+    // 1001 going away, 1006 dropped, 1011 server error, 1012 restart, 1013 slow consumer, ...
+    this._scheduleReconnect(info);
+  }
+
+  _fail(error) {
+    this._emit('error', error);
+    this._stop(error);
+  }
+
+  _scheduleReconnect(info = {}) {
+    clearTimeout(this._timers.reconnect);
+    const delayMs = info.delayMs ?? this._backoff.next();
+    const attempt = this._backoff.attempt;
+    this._timers.reconnect = setTimeout(() => {
+      this._timers.reconnect = null;
+      if (!this._stopped) this._openSocket();
+    }, delayMs);
+    this._setState('reconnecting', { ...info, attempt, delayMs, retryAt: Date.now() + delayMs });
+  }
+
+  // Forgets the current socket: timers, pending pings, handlers; then closes it without waiting.
+  _abandon(ws, hard) {
+    this._teardown(ws);
+    ws.onerror = () => {};
+    try {
+      if (hard && typeof ws.terminate === 'function') ws.terminate(); // `ws` package: no close handshake
+      else ws.close(1000, 'reconnecting');
+    } catch {
+      /* already closing */
+    }
+  }
+
+  // Abandons the current socket (if any) and opens a new one at once.
+  _reconnectNow(reason) {
+    clearTimeout(this._timers.reconnect);
+    this._timers.reconnect = null;
+    if (this._ws) this._abandon(this._ws, false);
+    if (this._stopped) return;
+    this._setState('reconnecting', { reason, attempt: this._backoff.attempt, delayMs: 0, retryAt: Date.now() });
+    this._openSocket();
+  }
+
+  // Abandons a socket that stopped answering and retries after the backoff delay.
+  _reconnectLater(ws, reason) {
+    if (this._ws !== ws || this._stopped) return;
+    this._abandon(ws, true);
+    this._scheduleReconnect({ code: 1006, reason });
+  }
+
+  // ---- sending ------------------------------------------------------------------------------
+
+  /**
+   * Sends a chat message to `room`. A string is sent as {"text": string}. While disconnected the
+   * message is queued (up to maxQueue) and sent on reconnect; returns true if it went out now,
+   * false if queued. Throws RealtimeError "queue_full" when the queue is full, "closed" after close().
+   */
+  send(room, data) {
+    if (room !== undefined && room !== null) checkRoom(room);
+    if (this._stopped && this._closedByUser) throw new RealtimeError('closed', 'client is closed');
+    const frame = { type: 'chat', data: typeof data === 'string' ? { text: data } : data };
+    if (room) frame.room = room;
+    if (this._sendRaw(frame)) return true;
+    if (this._queue.length >= this._maxQueue) {
+      throw new RealtimeError('queue_full', `not connected and ${this._maxQueue} messages already queued`);
+    }
+    this._queue.push(frame);
+    return false;
+  }
+
+  /** Joins a room (kept across reconnects). */
+  join(room) {
+    checkRoom(room);
+    if (this._rooms.includes(room)) return;
+    this._rooms.push(room);
+    if (this._ws && this._ws.readyState === WS_OPEN) this._sendJoin(room);
+  }
+
+  /** Leaves a room and forgets its last id. */
+  leave(room) {
+    checkRoom(room);
+    const i = this._rooms.indexOf(room);
+    if (i < 0) return;
+    this._rooms.splice(i, 1);
+    this._lastIds.delete(room);
+    this._seen.delete(room);
+    this._sendRaw({ type: 'leave', room });
+  }
+
+  /** Sets this user's presence status, "online" or "away"; kept across reconnects. */
+  setStatus(status) {
+    if (status !== 'online' && status !== 'away') throw new TypeError('status must be "online" or "away"');
+    this._status = status;
+    this._sendRaw({ type: 'presence', data: { status } });
+  }
+
+  get status() {
+    return this._status;
+  }
+
+  /** Application-level ping; resolves with the round trip in ms once the pong arrives. */
+  ping(timeoutMs = this._pingTimeoutMs) {
+    if (!this._ws || this._ws.readyState !== WS_OPEN) {
+      return Promise.reject(new RealtimeError('not_connected', 'not connected'));
+    }
+    const started = Date.now();
+    return new Promise((resolve, reject) => {
+      const entry = {
+        resolve: () => {
+          clearTimeout(entry.timer);
+          resolve(Date.now() - started);
+        },
+        reject: (err) => {
+          clearTimeout(entry.timer);
+          reject(err);
+        },
+      };
+      entry.timer = setTimeout(() => {
+        const i = this._pings.indexOf(entry);
+        if (i >= 0) this._pings.splice(i, 1);
+        reject(new RealtimeError('ping_timeout', `no pong within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this._pings.push(entry);
+      this._sendRaw({ type: 'ping' });
+    });
+  }
+
+  _rejectPings(err) {
+    for (const p of this._pings.splice(0)) p.reject(err);
+  }
+
+  /**
+   * Gets a fresh token from the provider and sends {"type":"auth","token":T} on the open socket.
+   * Called by itself when the server warns "token_expiring". Later reconnects use the provider too.
+   */
+  async refreshToken() {
+    if (typeof this._token !== 'function') {
+      throw new RealtimeError('no_token_provider', 'refreshToken() needs a token provider function');
+    }
+    const token = await this._token();
+    if (!isPresent(token)) throw new RealtimeError('token_provider_failed', 'token provider returned no token');
+    if (!this._sendRaw({ type: 'auth', token: String(token) })) {
+      throw new RealtimeError('not_connected', 'not connected; the next connection will use the provider');
+    }
+  }
+}
+
+export default RealtimeClient;

@@ -1,0 +1,76 @@
+// The WebSocket handler and HTTP API of a pod: accepts connections on a listening socket, upgrades
+// /ws and /ws/{room}, and serves /api/*, /metrics, /healthz, /readyz and the chat page.
+//
+// Owned by the application; it needs a started Hub that outlives it. Thread safety: listen() and
+// shutdown() may be called from any thread (not from an I/O thread); the hooks run on the I/O thread
+// of the connection concerned, never under a lock, and must not block.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "realtime/auth.hpp"
+#include "realtime/broadcaster.hpp"
+#include "realtime/connection.hpp"
+#include "realtime/hub.hpp"
+
+namespace realtime {
+
+namespace detail {
+class HandlerCore;
+}
+
+struct HandlerConfig {
+  // Where chat goes: null = this pod only (a LocalBroadcaster over the hub).
+  std::shared_ptr<Broadcaster> broadcaster;
+  // After the welcome and the initial room join.
+  std::function<void(Connection&)> on_connect;
+  // Once, when the socket is gone (or going: after its close frame was queued).
+  std::function<void(Connection&)> on_disconnect;
+  // Each chat message before it is broadcast; may rewrite it. Return false to suppress it.
+  std::function<bool(Connection&, Message&)> on_message;
+
+  bool auth_required = false;    // every socket must carry a valid JWT
+  JwtConfig jwt;                 // keys and claims checked; a token is verified whenever present
+  std::string api_key;           // required by POST /api/publish as "Bearer <key>" when set
+  std::size_t max_connections = 10000;         // past it: 503 "server at capacity"
+  std::size_t max_message_bytes = 65536;       // larger client messages: close 1009
+  double rate_limit = 20;                      // messages per second per socket (token bucket)
+  double rate_burst = 40;                      // bucket size
+  std::vector<std::string> allowed_origins;    // empty: same origin only; "*": any
+  std::chrono::seconds ping_interval{25};      // WebSocket ping after this much quiet
+  std::chrono::seconds pong_timeout{60};       // closed when silent this long
+  std::size_t send_queue_bytes = 1U << 20U;    // past it: slow consumer, close 1013
+  std::size_t max_rooms_per_connection = 64;   // join past it: error too_many_rooms
+  std::chrono::milliseconds handshake_timeout{10000};  // HTTP request must arrive within it
+  std::chrono::milliseconds token_grace{5000};  // after exp before close 4001
+};
+
+class Handler {
+ public:
+  Handler(Hub& hub, HandlerConfig config);
+  ~Handler();
+  Handler(const Handler&) = delete;
+  Handler& operator=(const Handler&) = delete;
+
+  // Binds host:port (port 0 picks a free one) with SO_REUSEADDR and starts accepting on the hub's
+  // threads. A host name must resolve without blocking I/O: use an IP literal or "localhost".
+  std::error_code listen(const std::string& host, std::uint16_t port);
+  // The bound port (after listen()).
+  std::uint16_t port() const noexcept;
+  // Stops accepting, closes every WebSocket with 1001, and returns when all are closed or after
+  // `deadline`.
+  void shutdown(std::chrono::milliseconds deadline = std::chrono::seconds(5));
+
+  const HandlerConfig& config() const noexcept;
+
+ private:
+  std::shared_ptr<detail::HandlerCore> core_;
+};
+
+}  // namespace realtime

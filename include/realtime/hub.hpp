@@ -1,0 +1,81 @@
+// The Hub: this pod's rooms, sockets and I/O threads.
+//
+// A Hub owns N I/O threads, each running its own event loop (a "shard") with the sockets pinned to it
+// and that shard's slice of every room. A broadcast is encoded once into an immutable WebSocket frame
+// and handed to each shard that has members of the room; each shard writes it to its members, batching
+// what every socket owes into one write per loop turn. See docs/ARCHITECTURE.md.
+//
+// Thread safety: every public member may be called from any thread. The Hub must outlive the Handler
+// and Broadcasters that use it.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "realtime/message.hpp"
+#include "realtime/metrics.hpp"
+
+namespace realtime {
+
+namespace detail {
+class HubCore;
+}
+
+struct HubOptions {
+  unsigned threads = 0;            // I/O threads; 0 = one per core
+  std::size_t history_size = 100;  // messages kept per room for last_id recovery
+  std::string pod_id;              // names this pod; empty = host name + pid
+};
+
+struct RoomCount {
+  std::string room;
+  std::size_t members = 0;
+};
+
+struct PresenceEntry {
+  std::string user_id;
+  PresenceStatus status = PresenceStatus::online;
+};
+
+class Hub {
+ public:
+  explicit Hub(HubOptions options = {});
+  ~Hub();  // stops the threads and waits for them
+  Hub(const Hub&) = delete;
+  Hub& operator=(const Hub&) = delete;
+
+  // Starts the I/O threads and returns.
+  void start();
+  // Starts the I/O threads (if not started) and blocks until stop().
+  void run();
+  // Stops the event loops; idempotent. Sockets still open are dropped: close them first with
+  // Handler::shutdown() for a graceful stop.
+  void stop();
+  // Blocks until the I/O threads have finished.
+  void wait();
+
+  // Delivers msg to the sockets of this pod: the members of msg.room, or every socket when msg.room is
+  // empty. Sets msg.id (when empty) and msg.timestamp (when unset). Returns the id.
+  std::string broadcast(Message msg);
+  // Delivers msg to every socket of user_id on this pod.
+  std::string send_to_user(const std::string& user_id, Message msg);
+
+  std::size_t connection_count() const noexcept;
+  std::size_t room_count() const noexcept;
+  std::vector<RoomCount> rooms() const;
+  std::vector<PresenceEntry> presence(std::string_view room) const;
+  unsigned thread_count() const noexcept;
+  const std::string& pod_id() const noexcept;
+  Metrics& metrics() noexcept;
+
+  detail::HubCore& core() noexcept { return *core_; }
+
+ private:
+  std::unique_ptr<detail::HubCore> core_;
+};
+
+}  // namespace realtime

@@ -1,0 +1,71 @@
+// The message envelope every realtime socket speaks:
+// {"id","type","room","from","data","timestamp"}.
+//
+// A Message is a plain value type. Thread safety: none of its own; copy it to share it across
+// threads. `data` holds raw JSON text (an object, usually) that is copied into the envelope
+// verbatim, so it must already be valid JSON; the factories below guarantee that, and the protocol
+// decoder re-serialises whatever a client sent before it lands here.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace realtime {
+
+enum class MessageType : std::uint8_t {
+  chat,
+  presence,
+  notification,
+  system,
+  error,
+  ping,
+  pong,
+  // Client-to-server commands; never broadcast.
+  join,
+  leave,
+  auth,
+};
+
+// "chat", "presence", ... as they appear on the wire.
+std::string_view to_string(MessageType type) noexcept;
+// The inverse of to_string; nullopt for anything else.
+std::optional<MessageType> parse_message_type(std::string_view text) noexcept;
+
+enum class PresenceStatus : std::uint8_t { online, offline, away };
+std::string_view to_string(PresenceStatus status) noexcept;
+std::optional<PresenceStatus> parse_presence_status(std::string_view text) noexcept;
+
+struct PresenceData {
+  PresenceStatus status = PresenceStatus::online;
+  std::string user_id;
+};
+
+using Clock = std::chrono::system_clock;
+
+struct Message {
+  std::string id;  // server-assigned; empty until the hub assigns one
+  MessageType type = MessageType::chat;
+  std::string room;  // empty: not about a room
+  std::string from;  // empty: from the server
+  std::string data;  // raw JSON value; empty means absent
+  Clock::time_point timestamp{};
+};
+
+// Factories, as in the seed's SystemMessage helpers. All set the timestamp to now.
+// A `system` message whose data is {"event": event, ...fields}; `fields_json` is the inside of a
+// JSON object without braces (e.g. R"("connection_id":"c1")") or empty.
+Message system_message(std::string_view event, std::string_view fields_json = {});
+// An `error` message with data {"error": text, "code": code}.
+Message error_message(std::string_view code, std::string_view text);
+// A `presence` message with data {"status": ..., "user_id": ...} for `room`.
+Message presence_message(std::string_view room, const PresenceData& presence);
+// A `chat` message with data {"text": text}.
+Message chat_message(std::string_view room, std::string_view text);
+
+// The JSON envelope of `msg`, as sent on a socket and on Redis.
+std::string to_json(const Message& msg);
+
+}  // namespace realtime

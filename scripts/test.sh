@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test suite:
+#   release build (g++, -Werror): unit, integration (C++ and Node ws), fuzz corpus replay, JS client,
+#   browser (Chromium), benchmark smoke; ASan+UBSan build (clang): unit and integration again;
+#   TSan build: the threaded suites; short libFuzzer runs; clang-format check.
+# Usage: scripts/test.sh [--quick]   (--quick: release build and its suites only)
+# Environment: FUZZ_SECONDS (per target, default 20), JOBS (default: cores).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+QUICK=0; [[ "${1:-}" == "--quick" ]] && QUICK=1
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+export CCACHE_DIR="$ROOT/build/.ccache" CCACHE_MAXSIZE=5G
+export CTEST_OUTPUT_ON_FAILURE=1
+passed=0; failed=0; failures=()
+started=$(date +%s)
+
+stage() {  # stage NAME COMMAND...: runs one suite, records the outcome, goes on either way
+  local name=$1; shift
+  local t0=$(date +%s)
+  echo; echo "=== $name"
+  if "$@"; then passed=$((passed + 1)); echo "=== $name: ok ($(( $(date +%s) - t0 )) s)"
+  else failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($(( $(date +%s) - t0 )) s)"; fi
+}
+build() {  # build PRESET
+  cmake --preset "$1" >/dev/null && cmake --build --preset "$1" -j "$JOBS"
+}
+node_suite() {  # node_suite DIR SERVER_BINARY
+  [[ -d "$1" ]] || return 0
+  (cd "$1" && REALTIME_SERVER="$2" node --test --test-concurrency=2 --test-reporter=spec $(ls *.test.mjs test/*.test.mjs 2>/dev/null))
+}
+
+scripts/install-deps.sh --test || { echo "dependency installation failed"; exit 1; }
+
+stage "build release" build release
+SERVER=$ROOT/build/release/server/realtime-server
+stage "ctest release" ctest --test-dir build/release -j "$JOBS" --timeout 300
+stage "node integration (release)" node_suite tests/integration "$SERVER"
+stage "js client (release)" node_suite clients/js "$SERVER"
+stage "browser (release)" node_suite tests/browser "$SERVER"
+if [[ -x build/release/bench/realtime-bench && -x bench/run.sh ]]; then
+  stage "bench smoke" bench/run.sh --smoke
+fi
+
+if ((!QUICK)); then
+  stage "build asan-ubsan" build asan-ubsan
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  stage "ctest asan-ubsan" ctest --test-dir build/asan-ubsan -j "$JOBS" --timeout 600
+  stage "node integration (asan-ubsan)" node_suite tests/integration "$ROOT/build/asan-ubsan/server/realtime-server"
+
+  stage "build tsan" build tsan
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  stage "ctest tsan" ctest --test-dir build/tsan -j "$JOBS" --timeout 600 -L "unit|integration"
+
+  stage "build fuzz" build fuzz
+  fuzz_all() {
+    local rc=0
+    for target in build/fuzz/tests/fuzz/fuzz_*; do
+      [[ -x "$target" && "$target" != *_replay ]] || continue
+      local name; name=$(basename "$target")
+      local corpus; corpus=$(mktemp -d)
+      cp -r "tests/fuzz/corpus/$name/." "$corpus/" 2>/dev/null
+      echo "fuzzing $name for ${FUZZ_SECONDS}s"
+      "$target" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 "$corpus" 2>&1 | tail -n 2 || rc=1
+      rm -rf "$corpus"
+    done
+    return $rc
+  }
+  stage "fuzz (${FUZZ_SECONDS}s per target)" fuzz_all
+  stage "clang-format" bash -c 'git ls-files "*.cpp" "*.hpp" | xargs clang-format --dry-run -Werror'
+fi
+
+echo
+echo "total time: $(( $(date +%s) - started )) s"
+((failed)) && printf 'failed: %s\n' "${failures[@]}"
+echo "suites: $passed passed, $failed failed"
+((failed == 0))

@@ -1,0 +1,134 @@
+// realtime-server: wiring only. Parses the flags, builds a Hub and a Handler (and a Redis broadcaster
+// when --redis is set), prints "listening on HOST:PORT", and shuts down gracefully on SIGTERM/SIGINT.
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "flags.hpp"
+#include "protocol/envelope.hpp"
+#include "realtime/handler.hpp"
+#include "realtime/hub.hpp"
+
+namespace {
+
+using realtime::server::Flags;
+
+// Time the server gives its sockets to close after SIGTERM (the contract allows 10 s in all).
+constexpr std::chrono::seconds kShutdownDeadline{5};
+
+// %j in the JSON log pattern: the message as a JSON string body (escaped, no quotes).
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    std::string quoted;
+    realtime::protocol::append_json_string(quoted, std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(quoted.data() + 1, quoted.data() + quoted.size() - 1);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
+};
+
+void setup_logging(const Flags& flags) {
+  auto logger = std::make_shared<spdlog::logger>("realtime",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  if (flags.log_format == "json") {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JsonMessageFlag>('j').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","pod":")" + std::string("%n") +
+        R"(","msg":"%j"})");
+    logger->set_formatter(std::move(formatter));
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
+  logger->set_level(spdlog::level::from_str(flags.log_level));
+  logger->flush_on(spdlog::level::warn);
+  spdlog::set_default_logger(logger);
+}
+
+std::string read_file_or_exit(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "realtime-server: invalid value for %s: cannot read '%s'\n", flag, path.c_str());
+    std::exit(2);
+  }
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Flags flags = realtime::server::parse_flags(argc, argv);
+
+  // SIGTERM and SIGINT are taken by sigwait() below; blocked before any thread starts so that every
+  // thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  setup_logging(flags);
+
+  realtime::HubOptions hub_options;
+  hub_options.threads = flags.threads;
+  hub_options.history_size = flags.history_size;
+  hub_options.pod_id = flags.pod_id;
+
+  realtime::HandlerConfig config;
+  config.auth_required = flags.auth_required;
+  config.jwt.hs256_secret = flags.jwt_secret;
+  if (!flags.jwt_public_key_file.empty()) {
+    config.jwt.public_key_pem = read_file_or_exit(flags.jwt_public_key_file, "--jwt-public-key");
+  }
+  config.jwt.issuer = flags.jwt_issuer;
+  config.jwt.audience = flags.jwt_audience;
+  config.api_key = flags.api_key;
+  config.max_connections = flags.max_connections;
+  config.max_message_bytes = flags.max_message_bytes;
+  config.rate_limit = flags.rate_limit;
+  config.rate_burst = flags.rate_burst;
+  config.allowed_origins = flags.allowed_origins;
+  config.ping_interval = std::chrono::seconds(flags.ping_interval);
+  config.pong_timeout = std::chrono::seconds(flags.pong_timeout);
+  config.send_queue_bytes = flags.send_queue_bytes;
+
+  realtime::Hub hub(hub_options);
+  std::unique_ptr<realtime::Handler> handler;
+  try {
+    handler = std::make_unique<realtime::Handler>(hub, config);
+  } catch (const std::invalid_argument& error) {
+    std::fprintf(stderr, "realtime-server: %s\n", error.what());
+    return 2;
+  }
+  hub.start();
+  if (auto ec = handler->listen(flags.listen_host, flags.listen_port)) {
+    spdlog::error("cannot listen on {}:{}: {}", flags.listen_host, flags.listen_port, ec.message());
+    hub.stop();
+    hub.wait();
+    return 1;
+  }
+  std::printf("listening on %s:%u\n", flags.listen_host.c_str(), handler->port());
+  std::fflush(stdout);
+  spdlog::info("pod {} serving on {}:{} with {} threads{}", hub.pod_id(), flags.listen_host,
+               handler->port(), hub.thread_count(), flags.redis.empty() ? " (single pod)" : "");
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("signal {}: closing every socket with 1001", signal_number);
+  handler->shutdown(kShutdownDeadline);
+  hub.stop();
+  hub.wait();
+  spdlog::info("stopped");
+  spdlog::default_logger()->flush();
+  return 0;
+}

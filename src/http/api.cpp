@@ -1,0 +1,147 @@
+#include "http/api.hpp"
+
+#include "http/handler_core.hpp"
+#include "protocol/envelope.hpp"
+#include "protocol/request.hpp"
+
+namespace realtime::detail {
+namespace {
+
+constexpr std::string_view kRoomsPrefix = "/api/rooms/";
+constexpr std::string_view kPresenceSuffix = "/presence";
+
+HttpResponse text(unsigned status, std::string body, std::string content_type = "text/plain") {
+  HttpResponse response;
+  response.status = status;
+  response.content_type = std::move(content_type);
+  response.body = std::move(body);
+  return response;
+}
+
+HttpResponse publish(HandlerCore& handler, const HttpRequest& request) {
+  if (request.method != "POST") {
+    auto response = json_error(405, "use POST");
+    response.headers.emplace_back("Allow", "POST");
+    return response;
+  }
+  const std::string& api_key = handler.config().api_key;
+  if (!api_key.empty()) {
+    const auto presented = bearer_token(request.authorization);
+    if (!presented || !api_key_matches(api_key, *presented)) {
+      auto response = json_error(401, "missing or wrong API key");
+      response.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return response;
+    }
+  }
+  if (request.body.size() > handler.config().max_message_bytes) {
+    return json_error(413, "body larger than --max-message-bytes");
+  }
+  auto decoded = protocol::decode_publish_request(request.body);
+  if (decoded.error != protocol::DecodeError::none) return json_error(400, decoded.detail);
+  protocol::PublishRequest& req = decoded.request;
+  if (!req.room.empty() && !protocol::is_valid_room(req.room)) {
+    return json_error(400, "invalid room name");
+  }
+  if (!req.user.empty() && !protocol::is_valid_user_id(req.user)) {
+    return json_error(400, "invalid user id");
+  }
+  Message msg;
+  msg.type = req.type;
+  msg.room = std::move(req.room);
+  msg.data = std::move(req.data);
+  msg.timestamp = Clock::now();
+  std::string id = req.user.empty() ? handler.broadcaster().publish(std::move(msg))
+                                    : handler.broadcaster().publish_to_user(req.user, std::move(msg));
+  HttpResponse response;
+  response.status = 202;
+  response.body = "{\"id\":";
+  protocol::append_json_string(response.body, id);
+  response.body += '}';
+  return response;
+}
+
+HttpResponse rooms(HandlerCore& handler) {
+  HttpResponse response;
+  response.body = "{\"rooms\":[";
+  bool first = true;
+  for (const RoomCount& room : handler.hub().rooms()) {
+    if (!first) response.body += ',';
+    first = false;
+    response.body += "{\"room\":";
+    protocol::append_json_string(response.body, room.room);
+    response.body += ",\"members\":";
+    response.body += std::to_string(room.members);
+    response.body += '}';
+  }
+  response.body += "]}";
+  return response;
+}
+
+HttpResponse presence(HandlerCore& handler, std::string_view encoded_room) {
+  const auto room = protocol::percent_decode(encoded_room);
+  if (!room || !protocol::is_valid_room(*room)) return json_error(400, "invalid room name");
+  HttpResponse response;
+  response.body = "{\"room\":";
+  protocol::append_json_string(response.body, *room);
+  response.body += ",\"users\":[";
+  bool first = true;
+  for (const PresenceEntry& entry : handler.hub().presence(*room)) {
+    if (!first) response.body += ',';
+    first = false;
+    response.body += "{\"user_id\":";
+    protocol::append_json_string(response.body, entry.user_id);
+    response.body += ",\"status\":";
+    protocol::append_json_string(response.body, to_string(entry.status));
+    response.body += '}';
+  }
+  response.body += "]}";
+  return response;
+}
+
+bool is_read(std::string_view method) { return method == "GET" || method == "HEAD"; }
+
+}  // namespace
+
+HttpResponse json_error(unsigned status, std::string_view text) {
+  HttpResponse response;
+  response.status = status;
+  response.body = "{\"error\":";
+  protocol::append_json_string(response.body, text);
+  response.body += '}';
+  return response;
+}
+
+HttpResponse handle_api(HandlerCore& handler, const HttpRequest& request) {
+  const auto path = protocol::split_target(request.target).path;
+  if (path == "/api/publish") return publish(handler, request);
+  if (!is_read(request.method)) {
+    auto response = json_error(405, "method not allowed");
+    response.headers.emplace_back("Allow", "GET, HEAD");
+    return response;
+  }
+  if (path == "/healthz") return text(200, "ok\n");
+  if (path == "/readyz") {
+    std::string reason;
+    if (!handler.accepting()) return text(503, "shutting down\n");
+    if (!handler.broadcaster().ready(&reason)) return text(503, "not ready: " + reason + "\n");
+    return text(200, "ready\n");
+  }
+  if (path == "/metrics") {
+    return text(200, handler.metrics().render(handler.hub().pod_id()), "text/plain; version=0.0.4; charset=utf-8");
+  }
+  if (path == "/api/rooms") return rooms(handler);
+  if (path.size() > kRoomsPrefix.size() + kPresenceSuffix.size() && path.starts_with(kRoomsPrefix) &&
+      path.ends_with(kPresenceSuffix)) {
+    return presence(handler, path.substr(kRoomsPrefix.size(), path.size() - kRoomsPrefix.size() -
+                                                                  kPresenceSuffix.size()));
+  }
+  if (path == "/" || path == "/index.html") {
+    return text(200, std::string(chat_page_html()), "text/html; charset=utf-8");
+  }
+  if (path == "/realtime-client.js") {
+    return text(200, std::string(client_js()), "text/javascript; charset=utf-8");
+  }
+  return json_error(404, "not found");
+}
+
+}  // namespace realtime::detail

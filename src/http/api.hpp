@@ -1,0 +1,38 @@
+// The HTTP API of a pod, free of Beast: a parsed request in, a response out.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace realtime::detail {
+
+class HandlerCore;
+
+struct HttpRequest {
+  std::string_view method;
+  std::string_view target;
+  std::string_view body;
+  std::string_view authorization;
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+// A JSON error body {"error": text} with the given status.
+HttpResponse json_error(unsigned status, std::string_view text);
+
+// Routes every request that is not a WebSocket upgrade: /api/publish, /api/rooms,
+// /api/rooms/{room}/presence, /metrics, /healthz, /readyz, / and /realtime-client.js.
+HttpResponse handle_api(HandlerCore& handler, const HttpRequest& request);
+
+// The embedded files (generated from web/index.html and clients/js/realtime-client.js).
+std::string_view chat_page_html() noexcept;
+std::string_view client_js() noexcept;
+
+}  // namespace realtime::detail

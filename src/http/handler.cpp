@@ -1,0 +1,135 @@
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <thread>
+
+#include "http/handler_core.hpp"
+#include "http/listener.hpp"
+#include "realtime/error.hpp"
+
+namespace realtime {
+namespace detail {
+namespace {
+
+namespace asio = boost::asio;
+
+// How often shutdown() checks whether every socket has closed.
+constexpr std::chrono::milliseconds kShutdownPoll{20};
+
+std::shared_ptr<spdlog::logger> handler_logger() {
+  if (auto logger = spdlog::default_logger()) return logger;
+  return spdlog::stderr_color_mt("realtime");
+}
+
+JwtVerifier make_verifier(const JwtConfig& config) {
+  if (config.hs256_secret.empty() && config.public_key_pem.empty()) return JwtVerifier{};
+  auto created = JwtVerifier::create(config);
+  if (auto* error = std::get_if<std::string>(&created)) {
+    throw std::invalid_argument("JWT configuration: " + *error);
+  }
+  return std::get<JwtVerifier>(std::move(created));
+}
+
+}  // namespace
+
+HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
+    : hub_(hub),
+      config_(std::move(config)),
+      broadcaster_(config_.broadcaster ? config_.broadcaster
+                                       : std::make_shared<LocalBroadcaster>(hub)),
+      jwt_(make_verifier(config_.jwt)),
+      logger_(handler_logger()) {
+  if (config_.auth_required && !jwt_.enabled()) {
+    throw std::invalid_argument("auth required but no JWT key configured");
+  }
+  // The keepalive sweep runs at a granularity fine enough for the configured intervals.
+  const auto smallest = std::min(config_.ping_interval, config_.pong_timeout);
+  const auto period = std::clamp<std::chrono::milliseconds>(smallest / 4, std::chrono::milliseconds(50),
+                                                            std::chrono::milliseconds(1000));
+  for (unsigned i = 0; i < hub_.core().shard_count(); ++i) {
+    Shard& shard = hub_.core().shard(i);
+    asio::post(shard.context(), [&shard, period] { shard.start_sweep(period); });
+  }
+}
+
+HandlerCore::~HandlerCore() = default;
+
+bool HandlerCore::try_reserve_slot() noexcept {
+  std::size_t current = reserved_.load(std::memory_order_relaxed);
+  do {
+    if (current >= config_.max_connections) return false;
+  } while (!reserved_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed));
+  return true;
+}
+
+void HandlerCore::release_slot() noexcept { reserved_.fetch_sub(1, std::memory_order_relaxed); }
+
+std::error_code HandlerCore::listen(const std::string& host, std::uint16_t port) {
+  boost::system::error_code ec;
+  const std::string literal = host == "localhost" ? "127.0.0.1" : host;
+  const auto address = asio::ip::make_address(literal, ec);
+  if (ec) return std::make_error_code(std::errc::invalid_argument);
+  auto listener = std::make_shared<Listener>(*this, hub_.core().shard(0).context());
+  if (auto open_ec = listener->open({address, port})) return open_ec;
+  listener->start();
+  std::lock_guard lock(listener_mutex_);
+  listener_ = std::move(listener);
+  return {};
+}
+
+std::uint16_t HandlerCore::port() const noexcept {
+  std::lock_guard lock(listener_mutex_);
+  return listener_ ? listener_->port() : 0;
+}
+
+void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
+  accepting_ = false;
+  std::shared_ptr<Listener> listener;
+  {
+    std::lock_guard lock(listener_mutex_);
+    listener.swap(listener_);
+  }
+  if (listener) listener->stop();
+  HubCore& core = hub_.core();
+  for (unsigned i = 0; i < core.shard_count(); ++i) {
+    Shard& shard = core.shard(i);
+    asio::post(shard.context(),
+               [&shard] { shard.close_all(close_code::going_away, "server shutting down"); });
+  }
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until) {
+    std::size_t open = 0;
+    for (unsigned i = 0; i < core.shard_count(); ++i) {
+      Shard& shard = core.shard(i);
+      auto count = std::make_shared<std::promise<std::size_t>>();
+      auto future = count->get_future();
+      asio::post(shard.context(), [&shard, count] { count->set_value(shard.session_count()); });
+      if (future.wait_until(until) != std::future_status::ready) return;
+      open += future.get();
+    }
+    if (open == 0) return;
+    std::this_thread::sleep_for(kShutdownPoll);
+  }
+}
+
+}  // namespace detail
+
+Handler::Handler(Hub& hub, HandlerConfig config)
+    : core_(std::make_shared<detail::HandlerCore>(hub, std::move(config))) {}
+
+Handler::~Handler() { core_->shutdown(std::chrono::seconds(1)); }
+
+std::error_code Handler::listen(const std::string& host, std::uint16_t port) {
+  return core_->listen(host, port);
+}
+
+std::uint16_t Handler::port() const noexcept { return core_->port(); }
+
+void Handler::shutdown(std::chrono::milliseconds deadline) { core_->shutdown(deadline); }
+
+const HandlerConfig& Handler::config() const noexcept { return core_->config(); }
+
+}  // namespace realtime

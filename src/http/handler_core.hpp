@@ -1,0 +1,65 @@
+// What every session and HTTP request of a Handler shares: configuration, the hub, the broadcaster,
+// the JWT verifier, admission counting and the listener.
+//
+// Owned by Handler and (shared) by every live session, so a session never outlives it. Thread
+// safety: immutable after construction except the atomics and the listener (its own mutex).
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "hub/hub_core.hpp"
+#include "realtime/auth.hpp"
+#include "realtime/broadcaster.hpp"
+#include "realtime/handler.hpp"
+
+namespace realtime::detail {
+
+class Listener;
+
+class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
+ public:
+  HandlerCore(Hub& hub, HandlerConfig config);
+  ~HandlerCore();
+
+  Hub& hub() noexcept { return hub_; }
+  HubCore& core() noexcept { return hub_.core(); }
+  Metrics& metrics() noexcept { return hub_.metrics(); }
+  const HandlerConfig& config() const noexcept { return config_; }
+  Broadcaster& broadcaster() noexcept { return *broadcaster_; }
+  const JwtVerifier& jwt() const noexcept { return jwt_; }
+  spdlog::logger& log() noexcept { return *logger_; }
+
+  // Reserves a connection slot; false when at --max-connections. release_slot() gives it back.
+  bool try_reserve_slot() noexcept;
+  void release_slot() noexcept;
+  bool accepting() const noexcept { return accepting_.load(std::memory_order_relaxed); }
+
+  std::error_code listen(const std::string& host, std::uint16_t port);
+  std::uint16_t port() const noexcept;
+  void shutdown(std::chrono::milliseconds deadline);
+
+ private:
+  Hub& hub_;
+  HandlerConfig config_;
+  std::shared_ptr<Broadcaster> broadcaster_;
+  JwtVerifier jwt_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::atomic<bool> accepting_{true};
+  std::atomic<std::size_t> reserved_{0};  // connection slots taken (open sockets and upgrades)
+  mutable std::mutex listener_mutex_;
+  std::shared_ptr<Listener> listener_;
+};
+
+// Starts serving HTTP on an accepted socket (on the socket's shard thread). In http_session.cpp, the
+// one translation unit that includes Beast.
+void start_http_session(std::shared_ptr<HandlerCore> handler, Shard& shard,
+                        boost::asio::ip::tcp::socket socket);
+
+}  // namespace realtime::detail

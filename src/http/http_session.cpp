@@ -1,0 +1,246 @@
+// HTTP on an accepted socket: requests for the API, and the WebSocket upgrade of /ws and /ws/{room}.
+// The one translation unit that includes Beast (HTTP parsing and serialising only; WebSocket framing
+// is the project's own, see src/protocol/ws_frame.hpp and docs/ARCHITECTURE.md).
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <memory>
+
+#include "http/api.hpp"
+#include "http/handler_core.hpp"
+#include "hub/shard.hpp"
+#include "protocol/request.hpp"
+#include "session/ws_session.hpp"
+
+namespace realtime::detail {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+constexpr std::size_t kHeaderLimit = 8 * 1024;  // request line + headers; larger: 431
+constexpr std::string_view kWebSocketGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+// Sec-WebSocket-Accept for a client key (RFC 6455 4.2.2).
+std::string accept_key(std::string_view key) {
+  std::string input(key);
+  input += kWebSocketGuid;
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  unsigned char encoded[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+  const int n = EVP_EncodeBlock(encoded, digest, SHA_DIGEST_LENGTH);
+  return {reinterpret_cast<const char*>(encoded), static_cast<std::size_t>(n)};
+}
+
+// A valid Sec-WebSocket-Key is the base64 of 16 bytes: 22 characters and "==".
+bool valid_client_key(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  for (char c : key.substr(0, 22)) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '+' || c == '/';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Browsers send Origin as scheme://host[:port]. Same origin: the Host header with http or https.
+bool origin_allowed(const HandlerConfig& config, std::string_view origin, std::string_view host) {
+  if (origin.empty()) return true;  // not a browser
+  if (config.allowed_origins.empty()) {
+    for (std::string_view scheme : {"http://", "https://"}) {
+      if (origin.size() == scheme.size() + host.size() && origin.starts_with(scheme) &&
+          origin.substr(scheme.size()) == host) {
+        return true;
+      }
+    }
+    return false;
+  }
+  for (const std::string& allowed : config.allowed_origins) {
+    if (allowed == "*" || allowed == origin) return true;
+  }
+  return false;
+}
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(std::shared_ptr<HandlerCore> handler, Shard& shard, tcp::socket socket)
+      : handler_(std::move(handler)),
+        shard_(shard),
+        socket_(std::move(socket)),
+        timer_(shard.context()) {}
+
+  void start() { do_read(); }
+
+ private:
+  void do_read() {
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(handler_->config().max_message_bytes + 1);
+    timer_.expires_after(handler_->config().handshake_timeout);
+    timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (auto self = weak.lock()) {
+        boost::system::error_code ignored;
+        self->socket_.close(ignored);  // slow or silent client: drop it
+      }
+    });
+    http::async_read(socket_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) return close();
+    if (ec == http::error::header_limit) return fail(431, "request header fields too large");
+    if (ec == http::error::body_limit) return fail(413, "body too large");
+    if (ec) {
+      if (ec == asio::error::eof || ec == asio::error::connection_reset) return close();
+      return fail(400, "malformed request");
+    }
+    timer_.cancel();
+    const auto& req = parser_->get();
+    const auto target = protocol::parse_ws_target(std::string_view(req.target()));
+    if (target.kind == protocol::WsTarget::Kind::not_ws) return serve_api(req);
+    if (target.kind == protocol::WsTarget::Kind::bad_room) {
+      handler_->metrics().reject(RejectReason::bad_request);
+      return fail(400, "bad room name: 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+    }
+    upgrade(req, target);
+  }
+
+  void serve_api(const http::request<http::string_body>& req) {
+    HttpRequest request;
+    request.method = std::string_view(req.method_string());
+    request.target = std::string_view(req.target());
+    request.body = req.body();
+    request.authorization = std::string_view(req[http::field::authorization]);
+    HttpResponse response = handle_api(*handler_, request);
+    const bool head = req.method() == http::verb::head;
+    respond(std::move(response), req.keep_alive(), head);
+  }
+
+  void upgrade(const http::request<http::string_body>& req, const protocol::WsTarget& target) {
+    auto& metrics = handler_->metrics();
+    const HandlerConfig& config = handler_->config();
+    if (!beast::websocket::is_upgrade(req)) {
+      metrics.reject(RejectReason::bad_request);
+      return fail(400, "not a WebSocket upgrade");
+    }
+    if (req[http::field::sec_websocket_version] != "13") {
+      metrics.reject(RejectReason::bad_request);
+      HttpResponse response = json_error(426, "unsupported WebSocket version; use 13");
+      response.headers.emplace_back("Sec-WebSocket-Version", "13");
+      return respond(std::move(response), false, false);
+    }
+    const std::string_view key(req[http::field::sec_websocket_key]);
+    if (!valid_client_key(key)) {
+      metrics.reject(RejectReason::bad_request);
+      return fail(400, "bad Sec-WebSocket-Key");
+    }
+    if (!origin_allowed(config, std::string_view(req[http::field::origin]),
+                        std::string_view(req[http::field::host]))) {
+      metrics.reject(RejectReason::origin);
+      return fail(403, "origin not allowed");
+    }
+    SessionParams params;
+    std::optional<std::string_view> token;
+    if (target.token) token = *target.token;
+    else if (auto bearer = bearer_token(std::string_view(req[http::field::authorization]))) token = bearer;
+    if (token && handler_->jwt().enabled()) {
+      auto verified = handler_->jwt().verify(*token, Clock::now());
+      if (const auto* error = std::get_if<TokenError>(&verified)) {
+        metrics.reject(RejectReason::unauthorized);
+        handler_->log().info("upgrade refused: token {} ({})", to_string(*error),
+                             protocol::redact_target(std::string_view(req.target())));
+        return fail(401, "invalid token");
+      }
+      auto& claims = std::get<TokenClaims>(verified);
+      params.user_id = std::move(claims.subject);
+      params.token_expiry = claims.expires_at;
+    } else if (config.auth_required) {
+      metrics.reject(RejectReason::unauthorized);
+      return fail(401, "token required");
+    }
+    if (!handler_->accepting()) return fail(503, "shutting down");
+    if (!handler_->try_reserve_slot()) {
+      metrics.reject(RejectReason::capacity);
+      return fail(503, "server at capacity");
+    }
+    params.room = target.kind == protocol::WsTarget::Kind::room ? target.room : std::string();
+    params.last_id = target.last_id;
+
+    auto response = std::make_shared<std::string>();
+    response->reserve(160);
+    *response += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    *response += "Sec-WebSocket-Accept: ";
+    *response += accept_key(key);
+    *response += "\r\n\r\n";
+    // Bytes that followed the request (a client may send frames before reading the 101).
+    const auto leftover = buffer_.data();
+    params.leftover.assign(static_cast<const char*>(leftover.data()), leftover.size());
+    asio::async_write(socket_, asio::buffer(*response),
+                      [self = shared_from_this(), response, params = std::move(params)](
+                          beast::error_code ec, std::size_t) mutable {
+                        if (ec) {
+                          self->handler_->release_slot();
+                          return self->close();
+                        }
+                        auto session = std::make_shared<WsSession>(
+                            self->handler_, self->shard_, std::move(self->socket_), std::move(params));
+                        session->start();
+                      });
+  }
+
+  void fail(unsigned status, std::string_view text) {
+    HttpResponse response = json_error(status, text);
+    respond(std::move(response), false, false);
+  }
+
+  void respond(HttpResponse response, bool keep_alive, bool head) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(response.status), 11);
+    res->set(http::field::server, "realtime");
+    res->set(http::field::content_type, response.content_type);
+    res->set(http::field::cache_control, "no-store");
+    for (auto& [name, value] : response.headers) res->set(name, value);
+    res->keep_alive(keep_alive);
+    const std::size_t length = response.body.size();
+    if (!head) res->body() = std::move(response.body);
+    res->content_length(length);
+    http::async_write(socket_, *res,
+                      [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
+                        if (ec || !keep_alive) return self->close();
+                        self->do_read();
+                      });
+  }
+
+  void close() {
+    timer_.cancel();
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    socket_.close(ec);
+  }
+
+  std::shared_ptr<HandlerCore> handler_;
+  Shard& shard_;
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+};
+
+}  // namespace
+
+void start_http_session(std::shared_ptr<HandlerCore> handler, Shard& shard, tcp::socket socket) {
+  std::make_shared<HttpSession>(std::move(handler), shard, std::move(socket))->start();
+}
+
+}  // namespace realtime::detail

@@ -1,0 +1,77 @@
+#include "http/listener.hpp"
+
+#include <boost/asio/post.hpp>
+#include <future>
+
+#include "http/handler_core.hpp"
+
+namespace realtime::detail {
+namespace {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// After an accept error such as EMFILE, wait this long before trying again instead of spinning.
+constexpr std::chrono::milliseconds kAcceptRetry{50};
+constexpr int kBacklog = 4096;  // the kernel caps it at somaxconn
+}  // namespace
+
+Listener::Listener(HandlerCore& handler, asio::io_context& context)
+    : handler_(handler), context_(context), acceptor_(context), retry_timer_(context) {}
+
+std::error_code Listener::open(const tcp::endpoint& endpoint) {
+  boost::system::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(kBacklog, ec);
+  if (!ec) port_ = acceptor_.local_endpoint(ec).port();
+  if (ec) {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+  }
+  return ec;
+}
+
+void Listener::start() {
+  asio::post(context_, [self = shared_from_this()] { self->do_accept(); });
+}
+
+void Listener::do_accept() {
+  if (stopped_) return;
+  Shard& target = handler_.core().next_shard();
+  acceptor_.async_accept(target.context(), [self = shared_from_this(), &target](
+                                               const boost::system::error_code& ec,
+                                               tcp::socket socket) {
+    if (self->stopped_) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      self->handler_.log().warn("accept failed: {}", ec.message());
+      self->retry_timer_.expires_after(kAcceptRetry);
+      self->retry_timer_.async_wait([self](const boost::system::error_code& wait_ec) {
+        if (!wait_ec) self->do_accept();
+      });
+      return;
+    }
+    // The socket belongs to the target shard's loop: continue there.
+    asio::post(target.context(), [handler = self->handler_.shared_from_this(), &target,
+                                  socket = std::move(socket)]() mutable {
+      start_http_session(std::move(handler), target, std::move(socket));
+    });
+    self->do_accept();
+  });
+}
+
+void Listener::stop() {
+  if (stopped_.exchange(true)) return;
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  asio::post(context_, [self = shared_from_this(), done] {
+    boost::system::error_code ignored;
+    self->acceptor_.close(ignored);
+    self->retry_timer_.cancel();
+    done->set_value();
+  });
+  future.wait_for(std::chrono::seconds(1));
+}
+
+}  // namespace realtime::detail

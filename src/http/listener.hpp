@@ -1,0 +1,39 @@
+// The listening socket: accepts connections and hands each to a shard (round robin), where its HTTP
+// session runs.
+//
+// Owned by HandlerCore (and by its pending accept). Lives on shard 0's thread; stop() may be called
+// from any thread.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <atomic>
+#include <memory>
+#include <system_error>
+
+namespace realtime::detail {
+
+class HandlerCore;
+
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(HandlerCore& handler, boost::asio::io_context& context);
+  // Binds and listens (SO_REUSEADDR); call before start().
+  std::error_code open(const boost::asio::ip::tcp::endpoint& endpoint);
+  void start();
+  // Closes the acceptor; returns once it is closed or after a second.
+  void stop();
+  std::uint16_t port() const noexcept { return port_; }
+
+ private:
+  void do_accept();
+
+  HandlerCore& handler_;
+  boost::asio::io_context& context_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_timer_;
+  std::atomic<bool> stopped_{false};
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace realtime::detail

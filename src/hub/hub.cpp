@@ -1,0 +1,345 @@
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <charconv>
+#include <random>
+
+#include "hub/hub_core.hpp"
+#include "protocol/envelope.hpp"
+#include "protocol/ws_frame.hpp"
+#include "session/ws_session.hpp"
+
+namespace realtime {
+namespace detail {
+namespace {
+
+constexpr std::string_view kIdAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+std::string default_pod_id() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  std::string id = host[0] != '\0' ? host : "pod";
+  id += '-';
+  id += std::to_string(::getpid());
+  return id;
+}
+
+void append_base36(std::string& out, std::uint64_t value) {
+  char digits[16];
+  int n = 0;
+  do {
+    digits[n++] = kIdAlphabet[value % 36];
+    value /= 36;
+  } while (value != 0);
+  while (n > 0) out += digits[--n];
+}
+
+}  // namespace
+
+FramePtr make_frame(const Message& msg, std::uint64_t seq) {
+  auto frame = std::make_shared<OutFrame>();
+  std::string payload;
+  payload.reserve(96 + msg.data.size() + msg.room.size() + msg.from.size());
+  protocol::append_envelope(payload, msg);
+  std::uint8_t header[protocol::kMaxFrameHeader];
+  const std::size_t header_size =
+      protocol::write_frame_header(header, protocol::Opcode::text, payload.size());
+  frame->bytes.reserve(header_size + payload.size());
+  frame->bytes.append(reinterpret_cast<const char*>(header), header_size);
+  frame->bytes.append(payload);
+  frame->room = msg.room;
+  frame->seq = seq;
+  frame->created = std::chrono::steady_clock::now();
+  return frame;
+}
+
+FramePtr make_control_frame(std::string bytes) {
+  auto frame = std::make_shared<OutFrame>();
+  frame->bytes = std::move(bytes);
+  frame->is_message = false;
+  frame->created = std::chrono::steady_clock::now();
+  return frame;
+}
+
+std::optional<MessageId> parse_message_id(std::string_view id) noexcept {
+  const auto dash = id.rfind('-');
+  if (dash == std::string_view::npos || dash == 0 || dash + 1 == id.size()) return std::nullopt;
+  MessageId parsed;
+  parsed.epoch = id.substr(0, dash);
+  const char* first = id.data() + dash + 1;
+  const char* last = id.data() + id.size();
+  auto [ptr, ec] = std::from_chars(first, last, parsed.seq);
+  if (ec != std::errc{} || ptr != last) return std::nullopt;
+  return parsed;
+}
+
+HubCore::HubCore(HubOptions options)
+    : options_(std::move(options)),
+      pod_id_(options_.pod_id.empty() ? default_pod_id() : options_.pod_id),
+      registry_(std::max(1U, options_.threads != 0 ? options_.threads
+                                                    : std::thread::hardware_concurrency()),
+                [this] { return new_epoch(); }),
+      random_state_(std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32)) {
+  if (options_.threads == 0) options_.threads = std::max(1U, std::thread::hardware_concurrency());
+  id_prefix_ = new_epoch();
+  for (unsigned i = 0; i < options_.threads; ++i) shards_.push_back(std::make_unique<Shard>(*this, i));
+}
+
+HubCore::~HubCore() {
+  stop();
+  wait();
+}
+
+std::string HubCore::new_epoch() {
+  // 8 base-36 characters (~41 bits) from a per-hub xorshift generator: distinct histories and processes
+  // get distinct ids without coordination.
+  std::lock_guard lock(random_mutex_);
+  random_state_ ^= random_state_ << 13;
+  random_state_ ^= random_state_ >> 7;
+  random_state_ ^= random_state_ << 17;
+  std::string epoch;
+  std::uint64_t value = random_state_;
+  for (int i = 0; i < 8; ++i) {
+    epoch += kIdAlphabet[value % 36];
+    value /= 36;
+  }
+  return epoch;
+}
+
+void HubCore::start() {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (started_) return;
+  started_ = true;
+  for (auto& shard : shards_) {
+    guards_.emplace_back(shard->context().get_executor());
+    threads_.emplace_back([&context = shard->context()] { context.run(); });
+  }
+}
+
+void HubCore::stop() {
+  std::lock_guard lock(lifecycle_mutex_);
+  for (auto& guard : guards_) guard.reset();
+  for (auto& shard : shards_) {
+    shard->stop_sweep();
+    shard->context().stop();
+  }
+}
+
+void HubCore::wait() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    threads.swap(threads_);
+  }
+  for (auto& thread : threads) {
+    if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+  }
+}
+
+Shard& HubCore::next_shard() noexcept {
+  return *shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()];
+}
+
+std::string HubCore::next_direct_id() {
+  std::string id = id_prefix_;
+  id += "-d";
+  append_base36(id, next_global_.fetch_add(1, std::memory_order_relaxed));
+  return id;
+}
+
+std::string HubCore::next_connection_id() {
+  std::string id = id_prefix_;
+  id += '.';
+  append_base36(id, next_connection_.fetch_add(1, std::memory_order_relaxed));
+  return id;
+}
+
+void HubCore::post_to_shards(const RoomState* state, const FramePtr& frame) {
+  // Each shard gets its own copy of the frame: its reference count then lives on one thread, which
+  // is cheaper than every shard bouncing one shared count between cores.
+  bool first = true;
+  for (auto& shard : shards_) {
+    if (state != nullptr && state->shard_members[shard->index()] == 0) continue;
+    FramePtr copy = first ? frame : std::make_shared<OutFrame>(*frame);
+    first = false;
+    if (frame->room.empty()) {
+      shard->post_all(std::move(copy));
+    } else {
+      shard->post_room(std::move(copy));
+    }
+  }
+}
+
+std::string HubCore::deliver(Message& msg) {
+  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+  if (msg.room.empty()) {
+    if (msg.id.empty()) {
+      msg.id = id_prefix_ + "-g";
+      append_base36(msg.id, next_global_.fetch_add(1, std::memory_order_relaxed));
+    }
+    post_to_shards(nullptr, make_frame(msg));
+    return msg.id;
+  }
+  const std::size_t history_size = options_.history_size;
+  registry_.with_room(msg.room, [&](RoomState& state) {
+    std::uint64_t seq = 0;
+    if (msg.id.empty()) {
+      seq = state.next_seq++;
+      msg.id = state.epoch;
+      msg.id += '-';
+      msg.id += std::to_string(seq);
+    }
+    FramePtr frame = make_frame(msg, seq);
+    if (seq != 0 && history_size != 0) {
+      state.history.push_back(frame);
+      while (state.history.size() > history_size) state.history.pop_front();
+    }
+    // Queuing under the room's lock keeps every shard's delivery order equal to the id order.
+    post_to_shards(&state, frame);
+  });
+  return msg.id;
+}
+
+std::string HubCore::deliver_to_user(const std::string& user, Message& msg) {
+  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+  if (msg.id.empty()) {
+    msg.id = id_prefix_ + "-u";
+    append_base36(msg.id, next_global_.fetch_add(1, std::memory_order_relaxed));
+  }
+  FramePtr frame = make_frame(msg);
+  bool first = true;
+  for (auto& shard : shards_) {
+    FramePtr copy = first ? frame : std::make_shared<OutFrame>(*frame);
+    first = false;
+    shard->post_user(user, std::move(copy));
+  }
+  return msg.id;
+}
+
+HubCore::JoinResult HubCore::join(const std::string& room, const std::string& user,
+                                  WsSession& session, const std::optional<std::string>& last_id) {
+  Shard& shard = session.shard();
+  JoinResult result;
+  registry_.with_room(room, [&](RoomState& state) {
+    std::uint64_t min_seq = state.next_seq - 1;
+    if (last_id) {
+      const auto id = parse_message_id(*last_id);
+      const std::uint64_t oldest = state.history.empty() ? state.next_seq : state.history.front()->seq;
+      // Recoverable when the id is from this history and nothing after it has been evicted.
+      if (id && id->epoch == state.epoch && id->seq < state.next_seq && id->seq + 1 >= oldest) {
+        result.recovered = true;
+        for (const FramePtr& frame : state.history) {
+          if (frame->seq <= id->seq) continue;
+          session.enqueue(frame);
+          ++result.replayed;
+        }
+      }
+    }
+    result.room_first = state.members == 0;
+    ++state.members;
+    ++state.shard_members[shard.index()];
+    UserPresence& presence = state.users[user];
+    result.user_first = presence.sockets == 0;
+    if (result.user_first) presence.status = PresenceStatus::online;
+    ++presence.sockets;
+    shard.join_local(room, &session, min_seq);
+  });
+  if (result.room_first) {
+    metrics_.rooms.fetch_add(1, std::memory_order_relaxed);
+    notify_room(room, true);
+  }
+  return result;
+}
+
+HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& user,
+                                    WsSession& session) {
+  Shard& shard = session.shard();
+  LeaveResult result;
+  registry_.with_room(room, [&](RoomState& state) {
+    shard.leave_local(room, &session);
+    if (state.members > 0) --state.members;
+    if (state.shard_members[shard.index()] > 0) --state.shard_members[shard.index()];
+    result.room_last = state.members == 0;
+    auto it = state.users.find(user);
+    if (it != state.users.end() && --it->second.sockets == 0) {
+      state.users.erase(it);
+      result.user_last = true;
+    }
+  });
+  if (result.room_last) {
+    metrics_.rooms.fetch_sub(1, std::memory_order_relaxed);
+    notify_room(room, false);
+    registry_.erase_if_unused(room);
+  }
+  return result;
+}
+
+bool HubCore::set_status(const std::string& room, const std::string& user, PresenceStatus status) {
+  return registry_.with_room(room, [&](RoomState& state) {
+    auto it = state.users.find(user);
+    if (it == state.users.end() || it->second.status == status) return false;
+    it->second.status = status;
+    return true;
+  });
+}
+
+std::vector<RoomCount> HubCore::rooms() const {
+  std::vector<RoomCount> out;
+  registry_.for_each_room([&](const std::string& name, const RoomState& state) {
+    if (state.members > 0) out.push_back({name, state.members});
+  });
+  std::sort(out.begin(), out.end(),
+            [](const RoomCount& a, const RoomCount& b) { return a.room < b.room; });
+  return out;
+}
+
+std::vector<PresenceEntry> HubCore::presence(std::string_view room) const {
+  std::vector<PresenceEntry> out;
+  registry_.find_room(room, [&](const RoomState* state) {
+    if (state == nullptr) return;
+    for (const auto& [user, presence] : state->users) out.push_back({user, presence.status});
+  });
+  std::sort(out.begin(), out.end(),
+            [](const PresenceEntry& a, const PresenceEntry& b) { return a.user_id < b.user_id; });
+  return out;
+}
+
+void HubCore::set_room_observer(std::function<void(const std::string&, bool)> observer) {
+  room_observer_ = std::move(observer);
+}
+
+void HubCore::notify_room(const std::string& room, bool active) const {
+  if (room_observer_) room_observer_(room, active);
+}
+
+}  // namespace detail
+
+Hub::Hub(HubOptions options) : core_(std::make_unique<detail::HubCore>(std::move(options))) {}
+Hub::~Hub() = default;
+void Hub::start() { core_->start(); }
+void Hub::run() {
+  core_->start();
+  core_->wait();
+}
+void Hub::stop() { core_->stop(); }
+void Hub::wait() { core_->wait(); }
+std::string Hub::broadcast(Message msg) { return core_->deliver(msg); }
+std::string Hub::send_to_user(const std::string& user_id, Message msg) {
+  return core_->deliver_to_user(user_id, msg);
+}
+std::size_t Hub::connection_count() const noexcept {
+  return static_cast<std::size_t>(core_->metrics().connections.load(std::memory_order_relaxed));
+}
+std::size_t Hub::room_count() const noexcept {
+  return static_cast<std::size_t>(core_->metrics().rooms.load(std::memory_order_relaxed));
+}
+std::vector<RoomCount> Hub::rooms() const { return core_->rooms(); }
+std::vector<PresenceEntry> Hub::presence(std::string_view room) const {
+  return core_->presence(room);
+}
+unsigned Hub::thread_count() const noexcept { return core_->shard_count(); }
+const std::string& Hub::pod_id() const noexcept { return core_->pod_id(); }
+Metrics& Hub::metrics() noexcept { return core_->metrics(); }
+
+}  // namespace realtime

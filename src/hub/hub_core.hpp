@@ -1,0 +1,111 @@
+// The Hub's implementation, shared with the library's other parts (sessions, HTTP, broadcasters).
+//
+// Owned by Hub. Thread safety: everything may be called from any thread, except join()/leave(),
+// which run on the session's own shard thread.
+#pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hub/room_registry.hpp"
+#include "hub/shard.hpp"
+#include "realtime/hub.hpp"
+#include "realtime/metrics.hpp"
+
+namespace realtime::detail {
+
+class WsSession;
+
+class HubCore {
+ public:
+  explicit HubCore(HubOptions options);
+  ~HubCore();
+  HubCore(const HubCore&) = delete;
+  HubCore& operator=(const HubCore&) = delete;
+
+  void start();
+  void stop();
+  void wait();
+
+  unsigned shard_count() const noexcept { return static_cast<unsigned>(shards_.size()); }
+  Shard& shard(unsigned index) noexcept { return *shards_[index]; }
+  // The shard for the next accepted socket (round robin).
+  Shard& next_shard() noexcept;
+  Metrics& metrics() noexcept { return metrics_; }
+  const std::string& pod_id() const noexcept { return pod_id_; }
+  const HubOptions& options() const noexcept { return options_; }
+  // A new connection id: unique in the cluster (a random per-process prefix), URL-safe.
+  std::string next_connection_id();
+  // An id for a message to one socket (welcome, error, pong, ...): unique, but not a recovery point.
+  std::string next_direct_id();
+
+  // Delivers msg to this pod's sockets: its room's members, or everyone when msg.room is empty.
+  // A room message without an id gets the room's next id and joins its history. Returns the id.
+  std::string deliver(Message& msg);
+  // Delivers msg to every socket of `user` on this pod.
+  std::string deliver_to_user(const std::string& user, Message& msg);
+
+  struct JoinResult {
+    bool user_first = false;  // the user's first socket in the room on this pod
+    bool room_first = false;  // the room's first member on this pod
+    bool recovered = false;   // last_id was given and everything after it was replayed
+    std::size_t replayed = 0;
+  };
+  // Adds session to room (and replays history after last_id into its queue, atomically with the join,
+  // so nothing is missed or doubled between replay and live traffic). On the session's thread.
+  JoinResult join(const std::string& room, const std::string& user, WsSession& session,
+                  const std::optional<std::string>& last_id);
+  struct LeaveResult {
+    bool user_last = false;
+    bool room_last = false;
+  };
+  LeaveResult leave(const std::string& room, const std::string& user, WsSession& session);
+  // Sets the user's status in the room; true when it changed.
+  bool set_status(const std::string& room, const std::string& user, PresenceStatus status);
+
+  std::vector<RoomCount> rooms() const;
+  std::vector<PresenceEntry> presence(std::string_view room) const;
+
+  // Called (outside any lock) when a room gets its first member on this pod (active = true) or loses
+  // its last (false). Set before start(); used by the Redis broadcaster to subscribe by interest.
+  void set_room_observer(std::function<void(const std::string& room, bool active)> observer);
+  void notify_room(const std::string& room, bool active) const;
+
+ private:
+  std::string new_epoch();
+  void post_to_shards(const RoomState* state, const FramePtr& frame);
+
+  HubOptions options_;
+  std::string pod_id_;
+  std::string id_prefix_;  // random, per process: keeps connection ids and global ids unique
+  Metrics metrics_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  RoomRegistry registry_;
+  std::function<void(const std::string&, bool)> room_observer_;
+  std::atomic<std::uint64_t> next_connection_{1};
+  std::atomic<std::uint64_t> next_global_{1};
+  std::atomic<unsigned> next_shard_{0};
+  std::mutex random_mutex_;
+  std::uint64_t random_state_;
+  std::vector<std::thread> threads_;
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
+  std::mutex lifecycle_mutex_;
+  bool started_ = false;
+};
+
+// Parses "<epoch>-<seq>"; nullopt when it is not of that form.
+struct MessageId {
+  std::string_view epoch;
+  std::uint64_t seq = 0;
+};
+std::optional<MessageId> parse_message_id(std::string_view id) noexcept;
+
+}  // namespace realtime::detail

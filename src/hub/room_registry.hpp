@@ -1,0 +1,88 @@
+// Pod-wide state of every room: members per shard, presence per user, the id sequence and history.
+//
+// Owned by HubCore. Thread safety: all access goes through with_room()/for_each_room(), which lock the
+// room's stripe; a stripe lock is never held across I/O or user hooks (only posts to event loops, which
+// keeps the delivery order of a room equal to its id order on every shard).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "hub/out_frame.hpp"
+#include "realtime/message.hpp"
+
+namespace realtime::detail {
+
+struct UserPresence {
+  std::uint32_t sockets = 0;  // this user's sockets in the room, all shards
+  PresenceStatus status = PresenceStatus::online;
+};
+
+struct RoomState {
+  std::string epoch;  // identifies this history; ids are "<epoch>-<seq>"
+  std::uint64_t next_seq = 1;
+  std::uint32_t members = 0;
+  std::vector<std::uint32_t> shard_members;  // members on each shard
+  std::unordered_map<std::string, UserPresence> users;
+  std::deque<FramePtr> history;  // the last history_size messages, oldest first
+};
+
+struct TransparentHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+using RoomMap = std::unordered_map<std::string, RoomState, TransparentHash, std::equal_to<>>;
+
+class RoomRegistry {
+ public:
+  RoomRegistry(unsigned shards, std::function<std::string()> new_epoch);
+
+  // Runs f(RoomState&) with the room's stripe locked, creating the state when missing.
+  template <typename F>
+  decltype(auto) with_room(const std::string& room, F&& f) {
+    Stripe& stripe = stripe_for(room);
+    std::lock_guard lock(stripe.mutex);
+    auto it = stripe.rooms.find(room);
+    if (it == stripe.rooms.end()) it = stripe.rooms.emplace(room, new_state()).first;
+    return f(it->second);
+  }
+  // Runs f(const RoomState*) with the stripe locked; nullptr when the room is unknown.
+  template <typename F>
+  decltype(auto) find_room(std::string_view room, F&& f) const {
+    const Stripe& stripe = stripe_for(room);
+    std::lock_guard lock(stripe.mutex);
+    auto it = stripe.rooms.find(room);
+    return f(it == stripe.rooms.end() ? nullptr : &it->second);
+  }
+  // Calls f(name, state) for each known room, one stripe locked at a time.
+  void for_each_room(const std::function<void(const std::string&, const RoomState&)>& f) const;
+  // Forgets a room that has no members and no history worth keeping (call with no lock held).
+  void erase_if_unused(const std::string& room);
+
+ private:
+  static constexpr std::size_t kStripes = 64;  // lock striping: joins/leaves of unrelated rooms rarely meet
+  struct Stripe {
+    mutable std::mutex mutex;
+    RoomMap rooms;
+  };
+  Stripe& stripe_for(std::string_view room) { return stripes_[TransparentHash{}(room) % kStripes]; }
+  const Stripe& stripe_for(std::string_view room) const {
+    return stripes_[TransparentHash{}(room) % kStripes];
+  }
+  RoomState new_state() const;
+
+  unsigned shards_;
+  std::function<std::string()> new_epoch_;
+  std::array<Stripe, kStripes> stripes_;
+};
+
+}  // namespace realtime::detail

@@ -1,0 +1,185 @@
+#include "hub/shard.hpp"
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
+#include "hub/hub_core.hpp"
+#include "session/ws_session.hpp"
+
+namespace realtime::detail {
+
+Shard::Shard(HubCore& hub, unsigned index)
+    : hub_(hub),
+      index_(index),
+      context_(1),  // one thread runs this loop: Asio may skip some locking
+      sweep_timer_(context_),
+      read_buffer_(std::make_unique<char[]>(kReadBufferSize)) {}
+
+Shard::~Shard() = default;
+
+bool Shard::in_this_thread() const noexcept {
+  return const_cast<boost::asio::io_context&>(context_).get_executor().running_in_this_thread();
+}
+
+void Shard::post_delivery(Delivery delivery) {
+  bool post = false;
+  {
+    std::lock_guard lock(inbox_mutex_);
+    inbox_.push_back(std::move(delivery));
+    post = !drain_posted_;
+    drain_posted_ = true;
+  }
+  if (post) boost::asio::post(context_, [this] { drain_inbox(); });
+}
+
+void Shard::drain_inbox() {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    draining_.swap(inbox_);
+    drain_posted_ = false;
+  }
+  for (const Delivery& delivery : draining_) {
+    switch (delivery.kind) {
+      case Delivery::Kind::room:
+        deliver_room(delivery.frame);
+        break;
+      case Delivery::Kind::all:
+        deliver_all(delivery.frame);
+        break;
+      case Delivery::Kind::user:
+        deliver_user(delivery.user, delivery.frame);
+        break;
+    }
+  }
+  draining_.clear();
+}
+
+void Shard::deliver_room(const FramePtr& frame) {
+  auto it = rooms_.find(frame->room);
+  if (it == rooms_.end()) return;
+  for (const Member& member : it->second) {
+    if (frame->seq == 0 || frame->seq > member.min_seq) member.session->enqueue(frame);
+  }
+}
+
+void Shard::deliver_all(const FramePtr& frame) {
+  for (auto& [raw, session] : sessions_) session->enqueue(frame);
+}
+
+void Shard::deliver_user(const std::string& user, const FramePtr& frame) {
+  auto it = users_.find(user);
+  if (it == users_.end()) return;
+  for (WsSession* session : it->second) session->enqueue(frame);
+}
+
+void Shard::add_session(const std::shared_ptr<WsSession>& session) {
+  sessions_.emplace(session.get(), session);
+}
+
+void Shard::remove_session(WsSession* session) { sessions_.erase(session); }
+
+void Shard::join_local(const std::string& room, WsSession* session, std::uint64_t min_seq) {
+  rooms_[room].push_back({session, min_seq});
+}
+
+void Shard::leave_local(const std::string& room, WsSession* session) {
+  auto it = rooms_.find(room);
+  if (it == rooms_.end()) return;
+  auto& members = it->second;
+  auto pos = std::find_if(members.begin(), members.end(),
+                          [session](const Member& m) { return m.session == session; });
+  if (pos != members.end()) {
+    *pos = members.back();  // order among members does not matter
+    members.pop_back();
+  }
+  if (members.empty()) rooms_.erase(it);
+}
+
+void Shard::add_user(const std::string& user, WsSession* session) {
+  users_[user].push_back(session);
+}
+
+void Shard::remove_user(const std::string& user, WsSession* session) {
+  auto it = users_.find(user);
+  if (it == users_.end()) return;
+  auto& sessions = it->second;
+  sessions.erase(std::remove(sessions.begin(), sessions.end(), session), sessions.end());
+  if (sessions.empty()) users_.erase(it);
+}
+
+void Shard::schedule_flush(WsSession* session) {
+  dirty_.push_back(session->shared_from_this());
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    // Runs after every handler already queued on this loop: what a burst of broadcasts owes to a
+    // socket goes out in one write.
+    boost::asio::post(context_, [this] { flush_dirty(); });
+  }
+}
+
+void Shard::flush_dirty() {
+  flush_scheduled_ = false;
+  std::vector<std::shared_ptr<WsSession>> batch;
+  batch.swap(dirty_);
+  for (auto& session : batch) session->flush();
+  batch.clear();
+  if (dirty_.empty()) dirty_.swap(batch);  // keep the capacity for the next turn
+  publish_counts();
+}
+
+void Shard::count_sent(const OutFrame& frame, std::chrono::steady_clock::time_point now) noexcept {
+  if (!frame.is_message) return;
+  ++sent_pending_;
+  const auto latency = std::chrono::duration_cast<std::chrono::nanoseconds>(now - frame.created);
+  ++latency_pending_[Metrics::latency_bucket(latency)];
+  latency_sum_pending_ns_ += static_cast<std::uint64_t>(std::max<std::int64_t>(0, latency.count()));
+}
+
+void Shard::publish_counts() noexcept {
+  if (sent_pending_ == 0) return;
+  Metrics& metrics = hub_.metrics();
+  metrics.messages_sent.fetch_add(sent_pending_, std::memory_order_relaxed);
+  metrics.add_latency_counts(latency_pending_, latency_sum_pending_ns_);
+  sent_pending_ = 0;
+  latency_pending_.fill(0);
+  latency_sum_pending_ns_ = 0;
+}
+
+void Shard::close_all(std::uint16_t code, std::string_view reason) {
+  std::vector<std::shared_ptr<WsSession>> all;
+  all.reserve(sessions_.size());
+  for (auto& [raw, session] : sessions_) all.push_back(session);
+  for (auto& session : all) session->close(code, reason);
+}
+
+void Shard::start_sweep(std::chrono::milliseconds period) {
+  sweep_period_ = period;
+  if (sweeping_) return;
+  sweeping_ = true;
+  sweep_timer_.expires_after(sweep_period_);
+  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_sweep();
+  });
+}
+
+void Shard::stop_sweep() {
+  boost::asio::post(context_, [this] {
+    sweeping_ = false;
+    sweep_timer_.cancel();
+  });
+}
+
+void Shard::on_sweep() {
+  if (!sweeping_) return;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<WsSession>> all;
+  all.reserve(sessions_.size());
+  for (auto& [raw, session] : sessions_) all.push_back(session);
+  for (auto& session : all) session->tick(now);
+  sweep_timer_.expires_after(sweep_period_);
+  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_sweep();
+  });
+}
+
+}  // namespace realtime::detail

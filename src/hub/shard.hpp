@@ -1,0 +1,124 @@
+// One I/O thread's event loop and its slice of the pod: the sockets pinned to it and, for every room,
+// the members that live on this thread.
+//
+// Owned by HubCore. Thread safety: deliver_*() and the membership functions run on the shard's own
+// thread only; other threads reach them by posting to context(). Sessions are owned here (shared_ptr in
+// sessions_) and by their pending I/O operations; room lists hold plain pointers that a session removes
+// when it detaches, on this same thread, so rooms never keep a session alive.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "hub/out_frame.hpp"
+#include "hub/room_registry.hpp"
+
+namespace realtime {
+class Metrics;
+}
+
+namespace realtime::detail {
+
+class WsSession;
+class HubCore;
+
+class Shard {
+ public:
+  Shard(HubCore& hub, unsigned index);
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+  ~Shard();
+
+  boost::asio::io_context& context() noexcept { return context_; }
+  unsigned index() const noexcept { return index_; }
+  bool in_this_thread() const noexcept;
+  HubCore& hub() noexcept { return hub_; }
+
+  // From any thread: queues a delivery in this shard's inbox. Deliveries run in the order they were
+  // queued (an Asio post from the loop's own thread may overtake earlier posts from other threads,
+  // so order cannot rest on posts); one post drains everything queued meanwhile.
+  void post_room(FramePtr frame) { post_delivery({std::move(frame), {}, Delivery::Kind::room}); }
+  void post_all(FramePtr frame) { post_delivery({std::move(frame), {}, Delivery::Kind::all}); }
+  void post_user(std::string user, FramePtr frame) {
+    post_delivery({std::move(frame), std::move(user), Delivery::Kind::user});
+  }
+
+  // Delivery; on this shard's thread.
+  void deliver_room(const FramePtr& frame);
+  void deliver_all(const FramePtr& frame);
+  void deliver_user(const std::string& user, const FramePtr& frame);
+
+  // Membership; on this shard's thread.
+  void add_session(const std::shared_ptr<WsSession>& session);
+  void remove_session(WsSession* session);
+  // min_seq: frames of the room with seq <= min_seq are skipped for this member (already replayed).
+  void join_local(const std::string& room, WsSession* session, std::uint64_t min_seq);
+  void leave_local(const std::string& room, WsSession* session);
+  void add_user(const std::string& user, WsSession* session);
+  void remove_user(const std::string& user, WsSession* session);
+  std::size_t session_count() const noexcept { return sessions_.size(); }
+
+  // Asks for session->flush() at the end of this loop turn (corking: one write for all it owes).
+  void schedule_flush(WsSession* session);
+  // Records a written message for the metrics (batched; published once per flush pass).
+  void count_sent(const OutFrame& frame, std::chrono::steady_clock::time_point now) noexcept;
+
+  // Closes every session with `code` (shutdown); on this shard's thread.
+  void close_all(std::uint16_t code, std::string_view reason);
+
+  // A receive buffer shared by every socket of this thread (sockets read into it, so an idle socket
+  // owns no buffer). kReadBufferSize is the most one read takes.
+  static constexpr std::size_t kReadBufferSize = 64 * 1024;
+  char* read_buffer() noexcept { return read_buffer_.get(); }
+
+  // Starts the keepalive sweep (ping, pong timeout, close deadlines) every `period`.
+  void start_sweep(std::chrono::milliseconds period);
+  void stop_sweep();
+
+ private:
+  struct Member {
+    WsSession* session;
+    std::uint64_t min_seq;
+  };
+  struct Delivery {
+    FramePtr frame;
+    std::string user;
+    enum class Kind : std::uint8_t { room, all, user } kind;
+  };
+  void post_delivery(Delivery delivery);
+  void drain_inbox();
+  void flush_dirty();
+  void publish_counts() noexcept;
+  void on_sweep();
+
+  HubCore& hub_;
+  unsigned index_;
+  boost::asio::io_context context_;
+  boost::asio::steady_timer sweep_timer_;
+  std::chrono::milliseconds sweep_period_{1000};
+  bool sweeping_ = false;
+  std::unordered_map<WsSession*, std::shared_ptr<WsSession>> sessions_;
+  std::unordered_map<std::string, std::vector<Member>> rooms_;
+  std::unordered_map<std::string, std::vector<WsSession*>> users_;
+  std::mutex inbox_mutex_;
+  std::vector<Delivery> inbox_;  // guarded by inbox_mutex_
+  bool drain_posted_ = false;    // guarded by inbox_mutex_
+  std::vector<Delivery> draining_;  // this thread's batch, kept for its capacity
+  std::vector<std::shared_ptr<WsSession>> dirty_;
+  bool flush_scheduled_ = false;
+  std::unique_ptr<char[]> read_buffer_;
+  // Batched metrics: plain counters on this thread, added to the shared atomics once per flush pass.
+  std::uint64_t sent_pending_ = 0;
+  std::array<std::uint64_t, 15> latency_pending_{};
+  std::uint64_t latency_sum_pending_ns_ = 0;
+};
+
+}  // namespace realtime::detail

@@ -1,0 +1,47 @@
+// HTTP request targets and names: room rules, /ws paths, query strings. Pure functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace realtime::protocol {
+
+inline constexpr std::size_t kMaxRoomLength = 128;
+// 1 to 128 characters of A-Z a-z 0-9 _ - . :
+bool is_valid_room(std::string_view room) noexcept;
+// User ids (JWT sub, or connection ids) used in Redis channel names and keys: 1 to 256 bytes, no
+// control characters.
+bool is_valid_user_id(std::string_view user) noexcept;
+
+// Percent-decoding of a query component ('+' is a space). nullopt on a malformed escape.
+std::optional<std::string> percent_decode(std::string_view text);
+
+// The value of query parameter `name` in `query` (the part after '?', without it), decoded; nullopt
+// if absent or malformed.
+std::optional<std::string> query_param(std::string_view query, std::string_view name);
+
+// The parts of a request target.
+struct Target {
+  std::string_view path;   // before '?'
+  std::string_view query;  // after '?', may be empty
+};
+Target split_target(std::string_view target) noexcept;
+
+// A WebSocket target: "/ws" or "/ws/{room}" (room percent-decoded), with optional ?token= and
+// ?last_id=.
+struct WsTarget {
+  enum class Kind : std::uint8_t { no_room, room, not_ws, bad_room } kind = Kind::not_ws;
+  std::string room;
+  std::optional<std::string> token;
+  std::optional<std::string> last_id;
+};
+WsTarget parse_ws_target(std::string_view target);
+
+// The target with the values of secret query parameters (token, access_token, api_key) replaced by
+// "REDACTED", for logs.
+std::string redact_target(std::string_view target);
+
+}  // namespace realtime::protocol

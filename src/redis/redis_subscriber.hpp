@@ -1,0 +1,147 @@
+// RedisSubscriber: the subscribe-mode connection, with reference-counted channels and a heartbeat.
+//
+// What: add(channel) / remove(channel) count references; a channel is SUBSCRIBEd on its first
+// reference and UNSUBSCRIBEd on its last, and all changes of one loop turn leave as one
+// SUBSCRIBE and one UNSUBSCRIBE. Messages go to on_message. A lost connection is rebuilt with
+// capped, jittered exponential backoff and every active channel subscribed again.
+// Liveness: every heartbeat_interval the companion publisher PUBLISHes a token on
+// `control_channel`, which this connection subscribes to. No heartbeat within heartbeat_timeout
+// while connected means the subscription is wedged (a stalled server, a half-dead TCP
+// connection): the subscriber reports unhealthy, then closes and rebuilds its connection.
+// healthy() is what /readyz needs: a heartbeat went through Redis and back recently.
+//
+// Who owns it: the broadcaster (or a test); it borrows the RedisPublisher, which must outlive it;
+// both are destroyed before the io_context.
+//
+// Thread safety: none; every call on the io_context's single thread (see RedisConnection).
+// on_message runs inside hiredis' read handling: it may call add()/remove() but must not
+// destroy the subscriber. The views it receives are valid only during the call.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "redis/redis_connection.hpp"
+#include "redis/redis_url.hpp"
+
+namespace realtime::detail {
+
+class RedisPublisher;
+
+struct RedisSubscriberOptions {
+  RedisUrl url;
+  std::string client_name;  // CLIENT SETNAME, e.g. "realtime-sub-<pod>"
+  // Heartbeats travel here; one per pod so pods do not answer for each other.
+  std::string control_channel = "realtime:control";
+  std::chrono::milliseconds heartbeat_interval{1000};
+  // Three missed intervals: one late heartbeat is not yet an outage.
+  std::chrono::milliseconds heartbeat_timeout{3000};
+  std::chrono::milliseconds connect_timeout{3000};
+  Backoff::Options backoff{};
+  // Channels per SUBSCRIBE/UNSUBSCRIBE command: keeps one command (and Redis' reply burst) small.
+  std::size_t max_channels_per_command = 1024;
+};
+
+class RedisSubscriber {
+ public:
+  using MessageHandler = std::function<void(std::string_view channel, std::string_view payload)>;
+  using HealthHandler = std::function<void(bool healthy, const std::string& reason)>;
+
+  struct Stats {
+    std::uint64_t messages = 0;          // delivered to on_message (heartbeats excluded)
+    std::uint64_t reconnects = 0;        // connections established after the first
+    std::uint64_t connect_failures = 0;  // attempts that failed, and connections lost
+    std::uint64_t heartbeats_sent = 0;
+    std::uint64_t heartbeats_received = 0;
+    std::uint64_t heartbeats_missed = 0;   // intervals that ended without the heartbeat back
+    std::uint64_t wedged = 0;              // rebuilds because heartbeats stopped arriving
+    std::uint64_t subscribe_commands = 0;  // SUBSCRIBE commands sent (batching shows here)
+    std::uint64_t unsubscribe_commands = 0;
+  };
+
+  RedisSubscriber(boost::asio::io_context& io, RedisSubscriberOptions options,
+                  RedisPublisher& heartbeat_publisher, std::shared_ptr<spdlog::logger> log);
+  ~RedisSubscriber();
+  RedisSubscriber(const RedisSubscriber&) = delete;
+  RedisSubscriber& operator=(const RedisSubscriber&) = delete;
+
+  void set_on_message(MessageHandler handler) { on_message_ = std::move(handler); }
+  // Called on every change of healthy(), with the reason when it becomes false.
+  void set_on_health_change(HealthHandler handler) { on_health_change_ = std::move(handler); }
+
+  void start();  // connects; reconnects on its own until stop()
+  void stop();
+
+  // Reference-counted interest in a channel; effective on the next loop turn. remove() of a
+  // channel without references is ignored. The control channel is reserved.
+  void add(std::string_view channel);
+  void remove(std::string_view channel);
+
+  std::size_t ref_count(std::string_view channel) const;
+  std::size_t channel_count() const noexcept { return refs_.size(); }
+  // Redis confirmed the subscription on the current connection.
+  bool subscribed(std::string_view channel) const { return confirmed_.contains(channel); }
+
+  bool healthy() const noexcept { return healthy_; }
+  const std::string& health_reason() const noexcept { return health_reason_; }
+  const Stats& stats() const noexcept { return stats_; }
+
+ private:
+  void on_connected();
+  void on_disconnected(const std::string& reason);
+  void on_push(const RedisPush& push);
+  void on_heartbeat();
+  void schedule_reconnect();
+  void schedule_flush();
+  void flush();
+  void send_batched(bool subscribe, const std::vector<std::string>& channels);
+  void schedule_tick();
+  void tick();
+  void send_heartbeat();
+  void set_health(bool healthy, std::string reason);
+
+  using Clock = std::chrono::steady_clock;
+
+  boost::asio::io_context& io_;
+  RedisSubscriberOptions options_;
+  RedisPublisher& publisher_;
+  std::shared_ptr<spdlog::logger> log_;
+  RedisConnection connection_;
+  Backoff backoff_;
+  boost::asio::steady_timer reconnect_timer_;
+  boost::asio::steady_timer tick_timer_;
+
+  bool started_ = false;
+  bool ever_connected_ = false;
+  bool session_ = false;  // on_connected ran for the current connection: SUBSCRIBEs may flow
+
+  std::map<std::string, std::size_t, std::less<>> refs_;  // wanted channels and their counts
+  std::set<std::string, std::less<>> requested_;  // SUBSCRIBE sent on this connection, not undone
+  std::set<std::string, std::less<>> confirmed_;  // subscribed as Redis confirmed
+  std::set<std::string, std::less<>> dirty_;      // changed this turn
+  bool flush_posted_ = false;
+
+  std::string heartbeat_prefix_;  // random per instance, shows in MONITOR and logs
+  std::uint64_t heartbeat_seq_ = 0;
+  bool heartbeat_outstanding_ = false;
+  Clock::time_point liveness_base_{};  // last heartbeat back, or when watching started
+
+  bool healthy_ = false;
+  std::string health_reason_ = "not started";
+
+  MessageHandler on_message_;
+  HealthHandler on_health_change_;
+  Stats stats_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace realtime::detail

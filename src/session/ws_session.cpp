@@ -1,0 +1,531 @@
+#include "session/ws_session.hpp"
+
+#include <boost/asio/post.hpp>
+#include <algorithm>
+#include <array>
+
+#include "http/handler_core.hpp"
+#include "hub/hub_core.hpp"
+#include "hub/shard.hpp"
+#include "protocol/envelope.hpp"
+#include "protocol/request.hpp"
+#include "realtime/error.hpp"
+
+namespace realtime::detail {
+namespace {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+// How long a closing socket waits for the peer's close frame (or for its send queue to drain)
+// before the TCP connection is dropped.
+constexpr std::chrono::seconds kCloseTimeout{2};
+// At most one rate_limited error per this interval: a flood must not turn into an echo flood.
+constexpr std::chrono::seconds kRateErrorInterval{1};
+// The token_expiring warning comes this long before exp.
+constexpr std::chrono::seconds kExpiryWarning{30};
+// Most buffers handed to one gather write (well under IOV_MAX).
+constexpr std::size_t kMaxGather = 64;
+// A queue vector that grew past this many slots is released once drained.
+constexpr std::size_t kQueueKeepCapacity = 64;
+
+bool would_block(const boost::system::error_code& ec) {
+  return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
+}  // namespace
+
+WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard,
+                     asio::ip::tcp::socket socket, SessionParams params)
+    : handler_(std::move(handler)),
+      shard_(shard),
+      socket_(std::move(socket)),
+      parser_(handler_->config().max_message_bytes, protocol::FrameParser::Role::server),
+      id_(handler_->core().next_connection_id()),
+      user_id_(params.user_id.empty() ? id_ : std::move(params.user_id)),
+      initial_last_id_(std::move(params.last_id)),
+      token_expiry_(params.token_expiry),
+      leftover_(std::move(params.leftover)),
+      tokens_(handler_->config().rate_burst) {
+  if (!params.room.empty()) rooms_.push_back(std::move(params.room));
+  const auto now = SteadyClock::now();
+  last_seen_ = now;
+  last_ping_ = now;
+  tokens_at_ = now;
+}
+
+WsSession::~WsSession() = default;
+
+void WsSession::start() {
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
+  // Frames are batched by the session itself; Nagle would only add delay.
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  shard_.add_session(shared_from_this());
+  shard_.add_user(user_id_, this);
+  handler_->metrics().connections.fetch_add(1, std::memory_order_relaxed);
+  handler_->metrics().connections_accepted.fetch_add(1, std::memory_order_relaxed);
+
+  std::string fields;
+  fields.reserve(96);
+  fields += "\"connection_id\":";
+  protocol::append_json_string(fields, id_);
+  fields += ",\"user_id\":";
+  protocol::append_json_string(fields, user_id_);
+  if (!rooms_.empty()) {
+    fields += ",\"room\":";
+    protocol::append_json_string(fields, rooms_.front());
+  }
+  Message welcome = system_message("welcome", fields);
+  if (!rooms_.empty()) welcome.room = rooms_.front();
+  send_direct(std::move(welcome));
+
+  if (!rooms_.empty()) {
+    std::string room = std::move(rooms_.front());
+    rooms_.clear();
+    handle_join(room, initial_last_id_);
+  }
+  initial_last_id_.reset();
+  if (handler_->config().on_connect) handler_->config().on_connect(*this);
+
+  if (!leftover_.empty()) {
+    std::string early;
+    early.swap(leftover_);
+    parser_.feed(early.data(), early.size(), *this);
+  }
+  if (state_ != State::closed && !parser_.failed()) do_read();
+}
+
+std::vector<std::string> WsSession::rooms() const { return rooms_; }
+
+bool WsSession::send(Message msg) {
+  if (shard_.in_this_thread()) {
+    if (state_ != State::open) return false;
+    if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+    send_direct(std::move(msg));
+    return true;
+  }
+  asio::post(shard_.context(), [weak = weak_from_this(), msg = std::move(msg)]() mutable {
+    if (auto self = weak.lock()) self->send(std::move(msg));
+  });
+  return true;
+}
+
+void WsSession::close(std::uint16_t code, std::string_view reason) {
+  if (shard_.in_this_thread()) {
+    start_close(code, reason, false);
+    return;
+  }
+  asio::post(shard_.context(), [weak = weak_from_this(), code, reason = std::string(reason)] {
+    if (auto self = weak.lock()) self->start_close(code, reason, false);
+  });
+}
+
+void WsSession::enqueue(const FramePtr& frame) {
+  if (state_ != State::open || overflowed_) return;
+  queued_bytes_ += frame->bytes.size();
+  queue_.push_back(frame);
+  if (queued_bytes_ > handler_->config().send_queue_bytes) {
+    // Slow consumer. Closing is deferred to a handler of its own: enqueue() runs inside the shard's
+    // delivery loops, which must not see room lists change under them.
+    overflowed_ = true;  // refuse further frames at once
+    handler_->metrics().slow_consumer_closes.fetch_add(1, std::memory_order_relaxed);
+    handler_->metrics().drop(DropReason::slow_consumer, queue_.size() - head_);
+    asio::post(shard_.context(), [self = shared_from_this()] {
+      self->start_close(close_code::try_again_later, "slow consumer", true);
+    });
+    return;
+  }
+  if (!flush_pending_) {
+    flush_pending_ = true;
+    shard_.schedule_flush(this);
+  }
+}
+
+void WsSession::flush() {
+  flush_pending_ = false;
+  if (write_waiting_ || state_ == State::closed) return;
+  thread_local std::vector<asio::const_buffer> buffers;
+  const auto now = SteadyClock::now();
+  while (head_ < queue_.size()) {
+    buffers.clear();
+    for (std::size_t i = head_; i < queue_.size() && buffers.size() < kMaxGather; ++i) {
+      const std::string& bytes = queue_[i]->bytes;
+      const std::size_t offset = i == head_ ? head_offset_ : 0;
+      buffers.emplace_back(bytes.data() + offset, bytes.size() - offset);
+    }
+    boost::system::error_code ec;
+    std::size_t written = socket_.write_some(buffers, ec);
+    if (would_block(ec)) {
+      wait_writable();
+      return;
+    }
+    if (ec) {
+      finish();
+      return;
+    }
+    while (written > 0) {
+      const std::size_t remaining = queue_[head_]->bytes.size() - head_offset_;
+      if (written < remaining) {
+        head_offset_ += written;
+        queued_bytes_ -= written;
+        break;
+      }
+      written -= remaining;
+      queued_bytes_ -= remaining;
+      shard_.count_sent(*queue_[head_], now);
+      queue_[head_].reset();
+      ++head_;
+      head_offset_ = 0;
+    }
+  }
+  queue_.clear();
+  head_ = 0;
+  if (queue_.capacity() > kQueueKeepCapacity) std::vector<FramePtr>().swap(queue_);
+  if (close_after_flush_) finish();
+}
+
+void WsSession::wait_writable() {
+  write_waiting_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_write,
+                     [self = shared_from_this()](const boost::system::error_code& ec) {
+                       self->write_waiting_ = false;
+                       if (ec || self->state_ == State::closed) return;
+                       self->flush();
+                     });
+}
+
+void WsSession::do_read() {
+  socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) {
+                       self->on_readable(ec);
+                     });
+}
+
+void WsSession::on_readable(const boost::system::error_code& ec) {
+  if (state_ == State::closed) return;
+  if (ec) {
+    finish();
+    return;
+  }
+  char* buffer = shard_.read_buffer();
+  // A few reads per wake-up at most, so one busy socket cannot starve the others on this thread.
+  for (int round = 0; round < 4; ++round) {
+    boost::system::error_code read_ec;
+    const std::size_t n = socket_.read_some(asio::buffer(buffer, Shard::kReadBufferSize), read_ec);
+    if (would_block(read_ec)) break;
+    if (read_ec) {
+      finish();  // end of stream or reset: the peer is gone without a close frame
+      return;
+    }
+    last_seen_ = SteadyClock::now();
+    if (!parser_.feed(buffer, n, *this)) return;  // protocol error: the close is under way
+    if (state_ == State::closed) return;
+    if (n < Shard::kReadBufferSize) break;
+  }
+  do_read();
+}
+
+void WsSession::send_direct(Message msg) {
+  if (msg.id.empty()) msg.id = handler_->core().next_direct_id();
+  enqueue(make_frame(msg));
+}
+
+void WsSession::send_error(std::string_view code, std::string_view text) {
+  send_direct(error_message(code, text));
+}
+
+bool WsSession::take_token() {
+  const auto& config = handler_->config();
+  const auto now = SteadyClock::now();
+  const double elapsed = std::chrono::duration<double>(now - tokens_at_).count();
+  tokens_at_ = now;
+  tokens_ = std::min(config.rate_burst, tokens_ + elapsed * config.rate_limit);
+  if (tokens_ < 1.0) return false;
+  tokens_ -= 1.0;
+  return true;
+}
+
+void WsSession::on_text(std::string_view text) {
+  auto& metrics = handler_->metrics();
+  metrics.messages_received.fetch_add(1, std::memory_order_relaxed);
+  if (state_ != State::open) return;
+  if (!take_token()) {
+    metrics.drop(DropReason::rate_limited);
+    const auto now = SteadyClock::now();
+    if (now - last_rate_error_ >= kRateErrorInterval) {
+      last_rate_error_ = now;
+      send_error(error_code::rate_limited, "too many messages; slow down");
+    }
+    return;
+  }
+  auto decoded = protocol::decode_client_message(text);
+  if (decoded.error != protocol::DecodeError::none) {
+    metrics.drop(DropReason::invalid);
+    send_error(protocol::to_code(decoded.error), decoded.detail);
+    return;
+  }
+  protocol::ClientMessage& msg = decoded.message;
+  switch (msg.type) {
+    case MessageType::chat:
+      if (msg.has_room) {
+        handle_chat(std::move(msg.room), std::move(msg.data));
+      } else if (!rooms_.empty()) {
+        handle_chat(rooms_.front(), std::move(msg.data));
+      } else {
+        send_error(error_code::bad_room, "chat needs a room: this socket is in none");
+      }
+      return;
+    case MessageType::ping: {
+      Message pong;
+      pong.type = MessageType::pong;
+      pong.timestamp = Clock::now();
+      send_direct(pong);
+      return;
+    }
+    case MessageType::presence:
+      handle_presence(msg.status);
+      return;
+    case MessageType::join:
+      handle_join(msg.room, msg.last_id);
+      return;
+    case MessageType::leave:
+      handle_leave(msg.room);
+      return;
+    case MessageType::auth:
+      handle_auth(msg.token);
+      return;
+    case MessageType::pong:
+      return;  // an application-level pong needs no answer
+    case MessageType::system:
+    case MessageType::notification:
+    case MessageType::error:
+      metrics.drop(DropReason::invalid);
+      send_error(error_code::forbidden,
+                 std::string(to_string(msg.type)) + " messages are sent by the server only");
+      return;
+  }
+}
+
+void WsSession::handle_chat(std::string room, std::string data) {
+  if (!protocol::is_valid_room(room)) {
+    send_error(error_code::bad_room, "invalid room name");
+    return;
+  }
+  if (!in_room(room)) {
+    send_error(error_code::not_in_room, "join the room before sending to it");
+    return;
+  }
+  Message msg;
+  msg.type = MessageType::chat;
+  msg.room = std::move(room);
+  msg.from = user_id_;
+  msg.data = std::move(data);
+  msg.timestamp = Clock::now();
+  const auto& hook = handler_->config().on_message;
+  if (hook && !hook(*this, msg)) {
+    handler_->metrics().drop(DropReason::suppressed);
+    return;
+  }
+  handler_->broadcaster().publish(std::move(msg));
+}
+
+bool WsSession::in_room(const std::string& room) const {
+  return std::find(rooms_.begin(), rooms_.end(), room) != rooms_.end();
+}
+
+void WsSession::handle_join(const std::string& room, const std::optional<std::string>& last_id) {
+  if (!protocol::is_valid_room(room)) {
+    send_error(error_code::bad_room, "invalid room name");
+    return;
+  }
+  if (in_room(room)) return;  // joining twice is harmless
+  if (rooms_.size() >= handler_->config().max_rooms_per_connection) {
+    send_error(error_code::too_many_rooms, "too many rooms on one socket");
+    return;
+  }
+  rooms_.push_back(room);
+  const auto result = handler_->core().join(room, user_id_, *this, last_id);
+  if (last_id) {
+    std::string fields = "\"recovered\":";
+    fields += result.recovered ? "true" : "false";
+    fields += ",\"replayed\":";
+    fields += std::to_string(result.replayed);
+    Message recovered = system_message("recovered", fields);
+    recovered.room = room;
+    send_direct(std::move(recovered));
+  }
+  if (result.user_first) {
+    handler_->broadcaster().publish(presence_message(room, {PresenceStatus::online, user_id_}));
+  }
+}
+
+void WsSession::handle_leave(const std::string& room) {
+  auto it = std::find(rooms_.begin(), rooms_.end(), room);
+  if (it == rooms_.end()) {
+    send_error(error_code::not_in_room, "not in that room");
+    return;
+  }
+  rooms_.erase(it);
+  const auto result = handler_->core().leave(room, user_id_, *this);
+  if (result.user_last) {
+    handler_->broadcaster().publish(presence_message(room, {PresenceStatus::offline, user_id_}));
+  }
+}
+
+void WsSession::handle_presence(PresenceStatus status) {
+  for (const std::string& room : rooms_) {
+    if (handler_->core().set_status(room, user_id_, status)) {
+      handler_->broadcaster().publish(presence_message(room, {status, user_id_}));
+    }
+  }
+}
+
+void WsSession::handle_auth(const std::string& token) {
+  const JwtVerifier& jwt = handler_->jwt();
+  if (!jwt.enabled()) {
+    send_error(error_code::unsupported, "this server has no JWT key configured");
+    return;
+  }
+  auto result = jwt.verify(token, Clock::now());
+  if (const auto* error = std::get_if<TokenError>(&result)) {
+    send_error(error_code::invalid_token, std::string("token refused: ") + std::string(to_string(*error)));
+    return;
+  }
+  auto& claims = std::get<TokenClaims>(result);
+  if (claims.subject != user_id_) {
+    send_error(error_code::forbidden, "a refreshed token must be for the same user");
+    return;
+  }
+  token_expiry_ = claims.expires_at;
+  expiry_warned_ = false;
+  send_direct(system_message("token_refreshed"));
+}
+
+void WsSession::on_binary(std::string_view /*message*/) {
+  handler_->metrics().messages_received.fetch_add(1, std::memory_order_relaxed);
+  handler_->metrics().drop(DropReason::invalid);
+  if (state_ == State::open) send_error(error_code::unsupported, "binary frames are not supported");
+}
+
+void WsSession::on_ping(std::string_view payload) {
+  if (state_ != State::open) return;
+  std::string frame = protocol::encode_frame(protocol::Opcode::pong, payload);
+  queued_bytes_ += frame.size();
+  queue_.push_back(make_control_frame(std::move(frame)));
+  if (!flush_pending_) {
+    flush_pending_ = true;
+    shard_.schedule_flush(this);
+  }
+}
+
+void WsSession::on_pong(std::string_view /*payload*/) {}
+
+void WsSession::on_close(std::uint16_t code, std::string_view /*reason*/) {
+  if (state_ == State::open) {
+    // Echo the peer's status code, then close the TCP connection once the echo is written.
+    start_close(code == 1005 ? close_code::normal : code, {}, true);
+    return;
+  }
+  if (state_ == State::closing) {
+    close_after_flush_ = true;
+    if (head_ >= queue_.size() && !write_waiting_) finish();
+  }
+}
+
+void WsSession::on_protocol_error(std::uint16_t code, std::string_view why) {
+  handler_->metrics().protocol_closes.fetch_add(1, std::memory_order_relaxed);
+  if (code == close_code::message_too_big) handler_->metrics().drop(DropReason::too_big);
+  start_close(code, why, true);
+}
+
+void WsSession::start_close(std::uint16_t code, std::string_view reason, bool close_after) {
+  if (state_ != State::open) return;
+  state_ = State::closing;
+  // Keep the frame being written (a half-written frame cannot be taken back), drop the rest.
+  const std::size_t keep = head_ + (head_offset_ > 0 ? 1 : 0);
+  for (std::size_t i = keep; i < queue_.size(); ++i) queued_bytes_ -= queue_[i]->bytes.size();
+  queue_.resize(keep);
+  std::string frame = protocol::encode_close_frame(code, reason);
+  queued_bytes_ += frame.size();
+  queue_.push_back(make_control_frame(std::move(frame)));
+  close_after_flush_ = close_after;
+  close_deadline_ = SteadyClock::now() + kCloseTimeout;
+  detach();
+  if (!flush_pending_) {
+    flush_pending_ = true;
+    shard_.schedule_flush(this);
+  }
+}
+
+void WsSession::tick(SteadyClock::time_point now) {
+  if (state_ == State::closing) {
+    if (now >= close_deadline_) finish();
+    return;
+  }
+  if (state_ != State::open) return;
+  const auto& config = handler_->config();
+  if (now - last_seen_ >= config.pong_timeout) {
+    handler_->metrics().keepalive_closes.fetch_add(1, std::memory_order_relaxed);
+    start_close(close_code::going_away, "pong timeout", true);
+    return;
+  }
+  if (token_expiry_) {
+    const auto wall = Clock::now();
+    if (wall >= *token_expiry_ + config.token_grace) {
+      start_close(close_code::token_expired, "token_expired", false);
+      return;
+    }
+    if (!expiry_warned_ && wall + kExpiryWarning >= *token_expiry_) {
+      expiry_warned_ = true;
+      std::string fields = "\"expires_at\":";
+      protocol::append_json_string(fields, protocol::format_timestamp(*token_expiry_));
+      send_direct(system_message("token_expiring", fields));
+    }
+  }
+  if (now - last_ping_ >= config.ping_interval) {
+    last_ping_ = now;
+    std::string frame = protocol::encode_frame(protocol::Opcode::ping, {});
+    queued_bytes_ += frame.size();
+    queue_.push_back(make_control_frame(std::move(frame)));
+    if (!flush_pending_) {
+      flush_pending_ = true;
+      shard_.schedule_flush(this);
+    }
+  }
+}
+
+void WsSession::detach() {
+  if (detached_) return;
+  detached_ = true;
+  auto& core = handler_->core();
+  std::vector<std::string> rooms;
+  rooms.swap(rooms_);
+  for (const std::string& room : rooms) {
+    const auto result = core.leave(room, user_id_, *this);
+    if (result.user_last) {
+      handler_->broadcaster().publish(presence_message(room, {PresenceStatus::offline, user_id_}));
+    }
+  }
+  shard_.remove_user(user_id_, this);
+  handler_->metrics().connections.fetch_sub(1, std::memory_order_relaxed);
+  handler_->release_slot();
+  if (handler_->config().on_disconnect) handler_->config().on_disconnect(*this);
+}
+
+void WsSession::finish() {
+  if (state_ == State::closed) return;
+  detach();
+  state_ = State::closed;
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  queue_.clear();
+  head_ = 0;
+  head_offset_ = 0;
+  queued_bytes_ = 0;
+  // Last: this may release the shard's reference (callers hold their own).
+  shard_.remove_session(this);
+}
+
+}  // namespace realtime::detail

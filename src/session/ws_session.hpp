@@ -1,0 +1,131 @@
+// One upgraded WebSocket connection: reads frames, applies the protocol, and writes what it owes.
+//
+// Owned by its Shard (sessions_) and by its pending I/O operation; lives on the shard's thread and is
+// touched only there (Connection::send() from other threads is posted). Reading uses the shard's
+// shared buffer, so an idle session owns no buffer. Writing is corked: enqueue() only queues a shared
+// frame; flush() writes everything queued with one gather write at the end of the loop turn. The queue
+// is bounded by send_queue_bytes: a socket that cannot keep up is closed with 1013 and never slows the
+// others.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hub/out_frame.hpp"
+#include "protocol/ws_frame.hpp"
+#include "realtime/connection.hpp"
+
+namespace realtime::detail {
+
+class HandlerCore;
+class Shard;
+
+struct SessionParams {
+  std::string room;                 // initial room; empty for /ws
+  std::string user_id;              // JWT subject; empty: anonymous (the connection id is used)
+  std::optional<Clock::time_point> token_expiry;
+  std::optional<std::string> last_id;  // recovery asked for the initial room
+  std::string leftover;             // bytes that followed the HTTP request (early frames)
+};
+
+class WsSession final : public Connection,
+                        public protocol::FrameSink,
+                        public std::enable_shared_from_this<WsSession> {
+ public:
+  WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard, boost::asio::ip::tcp::socket socket,
+            SessionParams params);
+  ~WsSession() override;
+
+  // Registers with the shard, sends the welcome, joins the initial room and starts reading.
+  void start();
+
+  // Connection
+  const std::string& id() const noexcept override { return id_; }
+  const std::string& user_id() const noexcept override { return user_id_; }
+  std::vector<std::string> rooms() const override;
+  bool send(Message msg) override;
+  void close(std::uint16_t code, std::string_view reason) override;
+
+  Shard& shard() noexcept { return shard_; }
+  // Queues a frame (on the shard's thread). Drops it when closing; closes with 1013 on overflow.
+  void enqueue(const FramePtr& frame);
+  // Writes as much of the queue as the socket takes now (on the shard's thread).
+  void flush();
+  // Keepalive, close deadlines and token expiry; called by the shard's sweep.
+  void tick(std::chrono::steady_clock::time_point now);
+
+ private:
+  enum class State : std::uint8_t {
+    open,     // normal traffic
+    closing,  // our close frame is queued or sent; waiting for the peer's (or the deadline)
+    closed,   // socket closed
+  };
+
+  // protocol::FrameSink
+  void on_text(std::string_view message) override;
+  void on_binary(std::string_view message) override;
+  void on_ping(std::string_view payload) override;
+  void on_pong(std::string_view payload) override;
+  void on_close(std::uint16_t code, std::string_view reason) override;
+  void on_protocol_error(std::uint16_t close_code, std::string_view why) override;
+
+  void do_read();
+  void on_readable(const boost::system::error_code& ec);
+  void wait_writable();
+  // Sends a message to this socket alone (welcome, errors, pong, ...).
+  void send_direct(Message msg);
+  void send_error(std::string_view code, std::string_view text);
+  bool take_token();
+  void handle_chat(std::string room, std::string data);
+  void handle_join(const std::string& room, const std::optional<std::string>& last_id);
+  void handle_leave(const std::string& room);
+  void handle_presence(PresenceStatus status);
+  void handle_auth(const std::string& token);
+  bool in_room(const std::string& room) const;
+  // Queues a close frame after the frame being written (unsent frames are dropped). close_after: the
+  // socket is closed as soon as the close frame is written (no wait for the peer's).
+  void start_close(std::uint16_t code, std::string_view reason, bool close_after);
+  // Leaves every room and user list, runs on_disconnect; once.
+  void detach();
+  // Closes the TCP socket and unregisters from the shard.
+  void finish();
+
+  std::shared_ptr<HandlerCore> handler_;
+  Shard& shard_;
+  boost::asio::ip::tcp::socket socket_;
+  protocol::FrameParser parser_;
+  std::string id_;
+  std::string user_id_;
+  std::vector<std::string> rooms_;
+  SessionParams* initial_ = nullptr;  // only during start()
+  std::optional<std::string> initial_last_id_;
+  std::optional<Clock::time_point> token_expiry_;
+  std::string leftover_;
+
+  // Write queue: frames [head_, end) are owed; head_offset_ bytes of queue_[head_] are written.
+  std::vector<FramePtr> queue_;
+  std::size_t head_ = 0;
+  std::size_t head_offset_ = 0;
+  std::size_t queued_bytes_ = 0;
+  bool flush_pending_ = false;
+  bool write_waiting_ = false;
+  bool close_after_flush_ = false;
+
+  State state_ = State::open;
+  bool detached_ = false;
+  bool overflowed_ = false;  // send queue overflowed: closing with 1013
+  bool expiry_warned_ = false;
+  std::chrono::steady_clock::time_point last_seen_;
+  std::chrono::steady_clock::time_point last_ping_;
+  std::chrono::steady_clock::time_point close_deadline_;
+  std::chrono::steady_clock::time_point last_rate_error_;
+  double tokens_;
+  std::chrono::steady_clock::time_point tokens_at_;
+};
+
+}  // namespace realtime::detail

@@ -1,0 +1,92 @@
+// HTTP helpers for the integration suite (fetch), and a Prometheus text parser for /metrics.
+
+/** GET path; resolves {status, headers, text, json}. json is the parsed body or undefined. */
+export async function get(server, path, headers = {}) {
+  const res = await fetch(server.httpUrl + path, { headers });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** POST a JSON value (or a raw string body) to path. */
+export async function post(server, path, body, headers = {}) {
+  const raw = typeof body === 'string' ? body : JSON.stringify(body);
+  const res = await fetch(server.httpUrl + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: raw,
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** POST /api/publish. */
+export function publish(server, body, headers = {}) {
+  return post(server, '/api/publish', body, headers);
+}
+
+/**
+ * Parse Prometheus text format into [{name, labels, value}] plus `types` {name: type}.
+ */
+export function parseMetrics(text) {
+  const samples = [];
+  const types = {};
+  for (const line of text.split('\n')) {
+    const l = line.trim();
+    if (!l) continue;
+    if (l.startsWith('#')) {
+      const m = /^#\s*TYPE\s+(\S+)\s+(\S+)/.exec(l);
+      if (m) types[m[1]] = m[2];
+      continue;
+    }
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$/.exec(l);
+    if (!m) continue;
+    const labels = {};
+    if (m[3]) {
+      const re = /([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"/g;
+      let lm;
+      while ((lm = re.exec(m[3]))) labels[lm[1]] = lm[2];
+    }
+    const v = m[4] === '+Inf' ? Infinity : m[4] === '-Inf' ? -Infinity : Number(m[4]);
+    samples.push({ name: m[1], labels, value: v });
+  }
+  return { samples, types, text };
+}
+
+export async function metrics(server) {
+  const r = await get(server, '/metrics');
+  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
+  const parsed = parseMetrics(r.text);
+  parsed.contentType = r.headers.get('content-type');
+  return parsed;
+}
+
+/** Sum of every sample whose name is exactly `name` (all label sets); undefined when absent. */
+export function metricSum(parsed, name) {
+  const s = parsed.samples.filter((x) => x.name === name);
+  if (s.length === 0) return undefined;
+  return s.reduce((a, x) => a + x.value, 0);
+}
+
+/**
+ * Sum of every counter/gauge sample whose name contains `fragment` (histogram/summary parts
+ * _bucket/_sum/_count excluded). undefined when none.
+ */
+export function metricSumMatching(parsed, fragment) {
+  const s = parsed.samples.filter(
+    (x) => x.name.includes(fragment) && !/_(bucket|sum|count)$/.test(x.name),
+  );
+  if (s.length === 0) return undefined;
+  return s.reduce((a, x) => a + x.value, 0);
+}

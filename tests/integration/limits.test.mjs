@@ -1,0 +1,109 @@
+// Limits:
+// - --max-message-bytes 1024: a ~1000-byte chat passes; a 2000-byte frame closes that socket with 1009,
+//   other clients of the room are unaffected;
+// - --rate-limit 5 --rate-burst 5: a burst of 30 chats delivers at most ~6 to a peer and the sender gets
+//   error rate_limited (socket open); the refused ones count as dropped; a second later sending works;
+// - --max-connections 3: the 4th upgrade gets HTTP 503 "server at capacity"; after one socket closes a
+//   new one is accepted; a rejected-connections metric increments.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { withServer, killAll } from './lib/server.mjs';
+import { connect, tryOpen, sleep, waitFor } from './lib/client.mjs';
+import { metrics, metricSumMatching } from './lib/http.mjs';
+
+after(killAll);
+
+
+const chatText = (t) => (m) => m.type === 'chat' && m.data?.text === t;
+
+test('--max-message-bytes 1024: a 2000-byte frame closes the socket with 1009, others unaffected', () =>
+  withServer(['--max-message-bytes', '1024'], async (s, clients) => {
+    const a = await connect(s, '/ws/big');
+    const b = await connect(s, '/ws/big');
+    const c = await connect(s, '/ws/big');
+    clients.push(a, b, c);
+    // just under the limit: fine
+    const okText = 'o'.repeat(1000 - JSON.stringify({ type: 'chat', data: { text: '' } }).length);
+    const okFrame = JSON.stringify({ type: 'chat', data: { text: okText } });
+    assert.ok(Buffer.byteLength(okFrame) <= 1024);
+    a.send(okFrame);
+    await b.next(chatText(okText), 3000, 'the ~1000-byte chat');
+
+    const bigText = 'x'.repeat(2000);
+    a.send({ type: 'chat', data: { text: bigText } });
+    const { code } = await a.expectClose(5000);
+    assert.equal(code, 1009);
+    // the others keep chatting
+    b.send({ type: 'chat', data: { text: 'after big' } });
+    await c.next(chatText('after big'));
+    await b.next(chatText('after big'));
+    assert.deepEqual(c.seen(chatText(bigText)), [], 'oversized message not delivered');
+    assert.ok(b.isOpen && c.isOpen);
+  }));
+
+test('--rate-limit 5 --rate-burst 5: a burst of 30 is limited, error rate_limited, recovers', () =>
+  withServer(['--rate-limit', '5', '--rate-burst', '5'], async (s, clients) => {
+    const a = await connect(s, '/ws/rl');
+    const b = await connect(s, '/ws/rl');
+    clients.push(a, b);
+    const dropped0 = metricSumMatching(await metrics(s), 'dropped') ?? 0;
+    const t0 = Date.now();
+    for (let i = 0; i < 30; i++) a.send({ type: 'chat', data: { text: `burst-${i}` } });
+    const e = await a.next({ type: 'error' }, 3000, 'error rate_limited');
+    assert.equal(e.data.code, 'rate_limited');
+    assert.ok(a.isOpen, 'rate-limited socket stays open');
+    await sleep(Math.max(0, 1200 - (Date.now() - t0)));
+    a.send({ type: 'chat', data: { text: 'after-pause' } });
+    await b.next(chatText('after-pause'), 3000, 'chat after the pause');
+    const delivered = b.seen((m) => m.type === 'chat' && /^burst-/.test(m.data?.text ?? ''));
+    assert.ok(delivered.length >= 1, 'some of the burst is delivered');
+    assert.ok(delivered.length <= 7, `at most ~6 of the burst delivered, got ${delivered.length}`);
+    // the bucket starts full: the first ones pass, and what passes keeps its order
+    const idx = delivered.map((m) => Number(m.data.text.slice('burst-'.length)));
+    assert.equal(idx[0], 0, 'the first message of the burst passes');
+    assert.ok(idx.every((v, i) => i === 0 || idx[i - 1] < v), `delivered in order: ${idx.join(',')}`);
+    // the refused ones are counted as dropped messages
+    const dropped1 = metricSumMatching(await metrics(s), 'dropped');
+    assert.notEqual(dropped1, undefined, 'a dropped-messages metric exists');
+    assert.ok(dropped1 - dropped0 >= 30 - delivered.length - 2, `dropped grew by ${dropped1 - dropped0}`);
+  }));
+
+test('--max-connections 3: 4th upgrade -> 503 "server at capacity"; a freed slot is reusable; metric', () =>
+  withServer(['--max-connections', '3'], async (s, clients) => {
+    const m0 = await metrics(s);
+    const rejected0 = metricSumMatching(m0, 'rejected') ?? 0;
+    const a = await connect(s, '/ws/cap');
+    const b = await connect(s, '/ws/cap');
+    const c = await connect(s, '/ws');
+    clients.push(a, b, c);
+    const r = await tryOpen(`${s.url}/ws/cap`);
+    if (r.ok) clients.push(r.client);
+    assert.equal(r.ok, false, '4th socket must be refused');
+    assert.equal(r.status, 503);
+    assert.match(r.body, /server at capacity/);
+
+    const m1 = await metrics(s);
+    const rejected1 = metricSumMatching(m1, 'rejected');
+    assert.notEqual(rejected1, undefined, 'a metric naming rejected connections exists');
+    assert.ok(rejected1 >= rejected0 + 1, `rejected metric incremented: ${rejected0} -> ${rejected1}`);
+
+    // existing sockets still work
+    a.send({ type: 'chat', data: { text: 'full house' } });
+    await b.next(chatText('full house'));
+
+    a.close();
+    await a.expectClose();
+    const d = await waitFor(
+      async () => {
+        const x = await tryOpen(`${s.url}/ws/cap`);
+        if (x.ok) return x.client;
+        assert.equal(x.status, 503, 'only capacity refusals while the slot frees up');
+        return null;
+      },
+      { timeoutMs: 3000, message: 'a slot after one socket closed' },
+    );
+    clients.push(d);
+    const w = await d.next(() => true);
+    assert.equal(w.data?.event, 'welcome');
+  }));

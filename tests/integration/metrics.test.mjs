@@ -1,0 +1,97 @@
+// GET /metrics (Prometheus text format):
+// - realtime_connections_total is a gauge equal to the number of open sockets (up and down);
+// - realtime_rooms_total counts rooms with members;
+// - realtime_messages_received grows by exactly the number of client messages after a known exchange;
+//   realtime_messages_sent grows by at least the number of deliveries;
+// - realtime_redis_publish_errors exists, and metrics naming rejected connections, dropped messages,
+//   slow-consumer closes and Redis up/down exist, plus a broadcast latency histogram (_bucket{le=...}).
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { withServer, killAll } from './lib/server.mjs';
+import { connect, waitFor } from './lib/client.mjs';
+import { metrics, metricSum } from './lib/http.mjs';
+
+after(killAll);
+
+
+test('Prometheus text with the contract metric names and types', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/m');
+    clients.push(a);
+    a.send({ type: 'chat', data: { text: 'x' } });
+    await a.next({ type: 'chat' });
+    const m = await metrics(s);
+    assert.match(m.contentType ?? '', /^text\/plain/);
+    for (const name of [
+      'realtime_connections_total',
+      'realtime_rooms_total',
+      'realtime_messages_sent',
+      'realtime_messages_received',
+      'realtime_redis_publish_errors',
+    ]) {
+      assert.notEqual(metricSum(m, name), undefined, `metric ${name} present`);
+    }
+    assert.equal(m.types.realtime_connections_total, 'gauge');
+    assert.equal(m.types.realtime_rooms_total, 'gauge');
+    assert.equal(m.types.realtime_messages_sent, 'counter');
+    assert.equal(m.types.realtime_messages_received, 'counter');
+    assert.equal(m.types.realtime_redis_publish_errors, 'counter');
+    const names = [...new Set(m.samples.map((x) => x.name))];
+    for (const frag of ['rejected', 'dropped', 'slow', 'redis_up']) {
+      assert.ok(names.some((n) => n.startsWith('realtime_') && n.includes(frag)), `a realtime_ metric containing "${frag}": ${names.join(' ')}`);
+    }
+    assert.match(m.text, /^realtime_\w*(broadcast|latency)\w*_bucket\{[^}]*le="[^"]+"[^}]*\}\s+\d/m, 'broadcast latency histogram');
+    assert.match(m.text, /^realtime_\w*(broadcast|latency)\w*_bucket\{[^}]*le="\+Inf"[^}]*\}\s+\d/m, '+Inf bucket');
+    // the Redis up/down gauge is a number (its value without Redis is the server's choice)
+    const redisUp = m.samples.find((x) => x.name.includes('redis_up'));
+    assert.ok(Number.isFinite(redisUp.value));
+  }));
+
+test('realtime_connections_total equals open sockets; realtime_rooms_total counts rooms', () =>
+  withServer([], async (s, clients) => {
+    let m = await metrics(s);
+    assert.equal(metricSum(m, 'realtime_connections_total'), 0);
+    assert.equal(metricSum(m, 'realtime_rooms_total'), 0);
+    const a = await connect(s, '/ws/g1');
+    const b = await connect(s, '/ws/g1');
+    const c = await connect(s, '/ws/g2');
+    const d = await connect(s, '/ws');
+    clients.push(a, b, c, d);
+    m = await metrics(s);
+    assert.equal(metricSum(m, 'realtime_connections_total'), 4);
+    assert.equal(metricSum(m, 'realtime_rooms_total'), 2);
+    d.send({ type: 'join', room: 'g3' });
+    await d.roundTrip();
+    m = await metrics(s);
+    assert.equal(metricSum(m, 'realtime_rooms_total'), 3);
+    c.close();
+    await waitFor(
+      async () => {
+        const x = await metrics(s);
+        return metricSum(x, 'realtime_connections_total') === 3 && metricSum(x, 'realtime_rooms_total') === 2;
+      },
+      { timeoutMs: 3000, message: 'connections 3 and rooms 2 after a close' },
+    );
+  }));
+
+test('messages_received grows exactly by client messages; messages_sent by at least the deliveries', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/count');
+    const b = await connect(s, '/ws/count');
+    const c = await connect(s, '/ws/count');
+    clients.push(a, b, c);
+    // let presence traffic settle: every member has seen the last joiner
+    await a.next((x) => x.type === 'presence' && x.data?.user_id === c.userId);
+    await b.next((x) => x.type === 'presence' && x.data?.user_id === c.userId);
+    const m0 = await metrics(s);
+    const recv0 = metricSum(m0, 'realtime_messages_received');
+    const sent0 = metricSum(m0, 'realtime_messages_sent');
+    for (let i = 0; i < 3; i++) a.send({ type: 'chat', data: { text: `n${i}` } });
+    b.send({ type: 'chat', data: { text: 'nb' } });
+    for (const x of [a, b, c]) await x.nextN((y) => y.type === 'chat', 4);
+    const m1 = await metrics(s);
+    assert.equal(metricSum(m1, 'realtime_messages_received') - recv0, 4, 'received: 4 client chats');
+    const sentDelta = metricSum(m1, 'realtime_messages_sent') - sent0;
+    assert.ok(sentDelta >= 12, `sent grew by at least 4 chats x 3 members, got ${sentDelta}`);
+  }));

@@ -1,0 +1,123 @@
+// Presence (anonymous users: without a JWT every socket is its own user, so the several-tabs-of-one-
+// user dedupe needs tokens and is not covered here):
+// - when B joins A's room, A gets presence {status: online, user_id: B} for that room;
+// - when B closes, A gets presence offline for B exactly once;
+// - {"type":"presence","data":{"status":"away"}} -> room members get presence away for the sender;
+//   an invalid status -> error invalid_message, socket open;
+// - GET /api/rooms/{room}/presence -> {"room", "users": [{"user_id", "status"}]}; bad room -> 400.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { withServer, killAll } from './lib/server.mjs';
+import { connect, sleep, waitFor, TS_RE } from './lib/client.mjs';
+import { get } from './lib/http.mjs';
+
+after(killAll);
+
+
+const presenceOf = (user, status) => (m) =>
+  m.type === 'presence' && m.data?.user_id === user && (status === undefined || m.data?.status === status);
+
+test('a user joining the room is announced online to the members', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/pres');
+    clients.push(a);
+    const b = await connect(s, '/ws/pres');
+    clients.push(b);
+    const m = await a.next(presenceOf(b.userId, 'online'), 3000, 'presence online for B');
+    assert.equal(m.room, 'pres');
+    assert.deepEqual(Object.keys(m.data).sort(), ['status', 'user_id']);
+    assert.match(m.timestamp, TS_RE);
+    assert.ok(m.id);
+  }));
+
+test('joining via {"type":"join"} also announces online', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/pj');
+    const b = await connect(s, '/ws');
+    clients.push(a, b);
+    b.send({ type: 'join', room: 'pj' });
+    const m = await a.next(presenceOf(b.userId, 'online'), 3000, 'presence online after join');
+    assert.equal(m.room, 'pj');
+  }));
+
+test('closing a socket announces offline to the room exactly once', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/bye');
+    clients.push(a);
+    const b = await connect(s, '/ws/bye');
+    await a.next(presenceOf(b.userId, 'online'));
+    b.close();
+    const m = await a.next(presenceOf(b.userId, 'offline'), 3000, 'presence offline for B');
+    assert.equal(m.room, 'bye');
+    // barrier: another member comes and goes online; then a quiet window
+    const c = await connect(s, '/ws/bye');
+    clients.push(c);
+    await a.next(presenceOf(c.userId, 'online'));
+    await sleep(300);
+    assert.equal(a.seen(presenceOf(b.userId, 'offline')).length, 1, 'offline announced exactly once');
+    assert.equal(a.seen(presenceOf(b.userId, 'online')).length, 1, 'online announced exactly once');
+  }));
+
+test('leave announces offline to the room left', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/lv');
+    const b = await connect(s, '/ws');
+    clients.push(a, b);
+    b.send({ type: 'join', room: 'lv' });
+    await a.next(presenceOf(b.userId, 'online'));
+    b.send({ type: 'leave', room: 'lv' });
+    const m = await a.next(presenceOf(b.userId, 'offline'));
+    assert.equal(m.room, 'lv');
+  }));
+
+test('presence away reaches room members; invalid status -> error invalid_message', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/aw');
+    const b = await connect(s, '/ws/aw');
+    clients.push(a, b);
+    await a.next(presenceOf(b.userId, 'online'));
+    a.send({ type: 'presence', data: { status: 'away' } });
+    const m = await b.next(presenceOf(a.userId, 'away'), 3000, 'presence away for A');
+    assert.equal(m.room, 'aw');
+
+    a.send({ type: 'presence', data: { status: 'dancing' } });
+    const e = await a.next({ type: 'error' }, 3000, 'error for an invalid status');
+    assert.equal(e.data.code, 'invalid_message');
+    await a.roundTrip();
+    // back online
+    a.send({ type: 'presence', data: { status: 'online' } });
+    await b.next(presenceOf(a.userId, 'online'), 3000, 'presence online again for A');
+    assert.equal(b.seen(presenceOf(a.userId, 'dancing')).length, 0);
+  }));
+
+test('GET /api/rooms/{room}/presence lists users with their status; bad room -> 400', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/pl');
+    const b = await connect(s, '/ws/pl');
+    const other = await connect(s, '/ws/elsewhere');
+    clients.push(a, b, other);
+    a.send({ type: 'presence', data: { status: 'away' } });
+    await b.next(presenceOf(a.userId, 'away'));
+    const r = await waitFor(
+      async () => {
+        const x = await get(s, '/api/rooms/pl/presence');
+        return x.status === 200 && x.json?.users?.some((u) => u.user_id === a.userId && u.status === 'away') ? x : null;
+      },
+      { timeoutMs: 3000, message: 'presence API showing A away' },
+    );
+    assert.match(r.headers.get('content-type') ?? '', /application\/json/);
+    assert.equal(r.json.room, 'pl');
+    assert.ok(Array.isArray(r.json.users));
+    const users = [...r.json.users].sort((x, y) => (x.user_id < y.user_id ? -1 : 1));
+    const expected = [
+      { user_id: a.userId, status: 'away' },
+      { user_id: b.userId, status: 'online' },
+    ].sort((x, y) => (x.user_id < y.user_id ? -1 : 1));
+    assert.deepEqual(users.map(({ user_id, status }) => ({ user_id, status })), expected);
+
+    for (const p of ['/api/rooms/bad%20room/presence', `/api/rooms/${'a'.repeat(129)}/presence`]) {
+      const bad = await get(s, p);
+      assert.equal(bad.status, 400, `${p.slice(0, 40)} -> ${bad.status}`);
+    }
+  }));

@@ -1,0 +1,108 @@
+// Start-up and configuration of realtime-server:
+// - `--listen 127.0.0.1:0` prints `listening on HOST:PORT` with the real (non-zero) port, which serves;
+// - a bad flag (`--bogus`) or a bad value (`--threads abc`, `--listen nonsense`, `--max-connections -1`)
+//   exits with status 2, names the flag on stderr, and starts nothing (no `listening on`);
+// - every flag can come from the environment: REALTIME_MAX_CONNECTIONS and REALTIME_API_KEY are
+//   honoured, and the flag wins over the environment variable;
+// - the process that prints the line is the server binary itself (no forking wrapper);
+// - --threads 1 serves; --pod-id names the pod in /metrics; --log-format json writes JSON log lines;
+//   a bad --log-format / --log-level value exits 2.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { withServer, runExpectingExit, killAll } from './lib/server.mjs';
+import { connect, tryOpen } from './lib/client.mjs';
+import fs from 'node:fs';
+import { get, publish, metrics } from './lib/http.mjs';
+
+after(killAll);
+
+test('prints "listening on HOST:PORT" with the real port, and serves on it', () =>
+  withServer([], async (s, clients) => {
+    assert.match(s.stdout, /listening on 127\.0\.0\.1:\d+/);
+    assert.ok(s.port > 0 && s.port < 65536, `real port expected, got ${s.port}`);
+    const r = await get(s, '/healthz');
+    assert.equal(r.status, 200);
+    clients.push(await connect(s, '/ws/lobby'));
+    // the spawned process is the server binary itself, and it owns the listening socket
+    assert.equal(fs.realpathSync(`/proc/${s.proc.pid}/exe`), fs.realpathSync(s.bin));
+  }));
+
+const badInvocations = [
+  { args: ['--listen', '127.0.0.1:0', '--bogus'], flag: 'bogus' },
+  { args: ['--listen', '127.0.0.1:0', '--threads', 'abc'], flag: 'threads' },
+  { args: ['--listen', 'nonsense'], flag: 'listen' },
+  { args: ['--listen', '127.0.0.1:0', '--max-connections', '-1'], flag: 'max-connections' },
+  { args: ['--listen', '127.0.0.1:0', '--log-format', 'xml'], flag: 'log-format' },
+  { args: ['--listen', '127.0.0.1:0', '--log-level', 'loud'], flag: 'log-level' },
+];
+
+for (const { args, flag } of badInvocations) {
+  test(`bad invocation ${args.slice(args.length > 2 ? 2 : 0).join(' ')} -> exit 2, stderr names --${flag}, nothing listening`, async () => {
+    const r = await runExpectingExit(args, { timeoutMs: 5000 });
+    assert.equal(r.timedOut, false, `server kept running; stdout: ${r.stdout.slice(0, 500)}`);
+    assert.equal(r.signal, null);
+    assert.equal(r.code, 2, `exit status; stderr: ${r.stderr.slice(0, 500)}`);
+    assert.ok(r.stderr.includes(flag), `stderr should name "${flag}": ${JSON.stringify(r.stderr.slice(0, 500))}`);
+    assert.doesNotMatch(r.stdout + r.stderr, /listening on/);
+  });
+}
+
+test('REALTIME_MAX_CONNECTIONS from the environment is honoured', () =>
+  withServer([], async (s, clients) => {
+    clients.push(await connect(s, '/ws/env'));
+    const r = await tryOpen(`${s.url}/ws/env`);
+    if (r.ok) clients.push(r.client);
+    assert.equal(r.ok, false, 'second socket must be refused with REALTIME_MAX_CONNECTIONS=1');
+    assert.equal(r.status, 503);
+  }, { env: { REALTIME_MAX_CONNECTIONS: '1' } }));
+
+test('--max-connections flag wins over REALTIME_MAX_CONNECTIONS', () =>
+  withServer(['--max-connections', '2'], async (s, clients) => {
+    clients.push(await connect(s, '/ws/env'));
+    clients.push(await connect(s, '/ws/env')); // allowed by the flag (2), not by the env (1)
+    const r = await tryOpen(`${s.url}/ws/env`);
+    if (r.ok) clients.push(r.client);
+    assert.equal(r.ok, false, 'third socket must be refused with --max-connections 2');
+    assert.equal(r.status, 503);
+  }, { env: { REALTIME_MAX_CONNECTIONS: '1' } }));
+
+test('REALTIME_API_KEY from the environment protects the publish API', () =>
+  withServer([], async (s) => {
+    assert.equal((await publish(s, { room: 'r', text: 'x' })).status, 401);
+    assert.equal((await publish(s, { room: 'r', text: 'x' }, { Authorization: 'Bearer envkey' })).status, 202);
+  }, { env: { REALTIME_API_KEY: 'envkey' } }));
+
+test('--threads 1 serves chat', () =>
+  withServer(['--threads', '1'], async (s, clients) => {
+    const a = await connect(s, '/ws/t1');
+    const b = await connect(s, '/ws/t1');
+    clients.push(a, b);
+    a.send({ type: 'chat', data: { text: 'one thread' } });
+    await b.next((m) => m.type === 'chat' && m.data?.text === 'one thread');
+  }));
+
+test('--pod-id names the pod in /metrics', () =>
+  withServer(['--pod-id', 'pod-under-test-7'], async (s) => {
+    const m = await metrics(s);
+    assert.match(m.text, /pod-under-test-7/);
+  }));
+
+test('--log-format json: log lines are JSON objects', () =>
+  withServer(['--log-format', 'json', '--log-level', 'debug'], async (s, clients) => {
+    const a = await connect(s, '/ws/logs');
+    clients.push(a);
+    a.close();
+    await a.expectClose();
+    await s.stop();
+    const lines = (s.stdout + '\n' + s.stderr)
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !/^listening on \S+:\d+$/.test(l));
+    assert.ok(lines.length > 0, 'some log lines were written');
+    for (const l of lines) {
+      let v;
+      assert.doesNotThrow(() => (v = JSON.parse(l)), `not a JSON log line: ${l.slice(0, 200)}`);
+      assert.equal(typeof v, 'object');
+    }
+  }));
