@@ -112,6 +112,13 @@ Flags parse_flags(int argc, char** argv) {
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
+  for (char c : flags.pod_id) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.' || c == ':';
+    if (!ok || flags.pod_id.size() > 128) {
+      bad_value("--pod-id", "1 to 128 characters of A-Z a-z 0-9 _ - . :");
+    }
+  }
   if (flags.rate_burst < 1) bad_value("--rate-burst", "must be at least 1");
   if (flags.auth_required && flags.jwt_secret.empty() && flags.jwt_public_key_file.empty()) {
     bad_value("--auth-required", "needs --jwt-secret or --jwt-public-key");

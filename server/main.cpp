@@ -14,6 +14,7 @@
 #include "protocol/envelope.hpp"
 #include "realtime/handler.hpp"
 #include "realtime/hub.hpp"
+#include "realtime/redis_broadcaster.hpp"
 
 namespace {
 
@@ -35,14 +36,13 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
   }
 };
 
-void setup_logging(const Flags& flags) {
-  auto logger = std::make_shared<spdlog::logger>("realtime",
+void setup_logging(const Flags& flags, const std::string& pod_id) {
+  auto logger = std::make_shared<spdlog::logger>(pod_id,
                                                  std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (flags.log_format == "json") {
     auto formatter = std::make_unique<spdlog::pattern_formatter>();
     formatter->add_flag<JsonMessageFlag>('j').set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","pod":")" + std::string("%n") +
-        R"(","msg":"%j"})");
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","pod":"%n","msg":"%j"})");
     logger->set_formatter(std::move(formatter));
   } else {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
@@ -77,12 +77,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  setup_logging(flags);
-
   realtime::HubOptions hub_options;
   hub_options.threads = flags.threads;
   hub_options.history_size = flags.history_size;
-  hub_options.pod_id = flags.pod_id;
+  hub_options.pod_id = flags.pod_id.empty() ? realtime::default_pod_id() : flags.pod_id;
+  setup_logging(flags, hub_options.pod_id);
 
   realtime::HandlerConfig config;
   config.auth_required = flags.auth_required;
@@ -103,16 +102,24 @@ int main(int argc, char** argv) {
   config.send_queue_bytes = flags.send_queue_bytes;
 
   realtime::Hub hub(hub_options);
+  std::shared_ptr<realtime::RedisBroadcaster> redis;
   std::unique_ptr<realtime::Handler> handler;
   try {
+    if (!flags.redis.empty()) {
+      redis = std::make_shared<realtime::RedisBroadcaster>(
+          hub, realtime::RedisBroadcasterOptions{flags.redis});
+      config.broadcaster = redis;
+    }
     handler = std::make_unique<realtime::Handler>(hub, config);
   } catch (const std::invalid_argument& error) {
     std::fprintf(stderr, "realtime-server: %s\n", error.what());
     return 2;
   }
   hub.start();
+  if (redis) redis->start();
   if (auto ec = handler->listen(flags.listen_host, flags.listen_port)) {
     spdlog::error("cannot listen on {}:{}: {}", flags.listen_host, flags.listen_port, ec.message());
+    if (redis) redis->stop();
     hub.stop();
     hub.wait();
     return 1;
@@ -126,6 +133,7 @@ int main(int argc, char** argv) {
   sigwait(&signals, &signal_number);
   spdlog::info("signal {}: closing every socket with 1001", signal_number);
   handler->shutdown(kShutdownDeadline);
+  if (redis) redis->stop();
   hub.stop();
   hub.wait();
   spdlog::info("stopped");

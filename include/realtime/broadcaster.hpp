@@ -4,7 +4,9 @@
 // Thread safety: implementations are called from any I/O thread and from the application's threads.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "realtime/hub.hpp"
 #include "realtime/message.hpp"
@@ -24,6 +26,26 @@ class Broadcaster {
     (void)reason;
     return true;
   }
+
+  // Presence. The hub calls these when a user's first socket on this pod joins a room, its last
+  // leaves, or the user sets a status; the broadcaster decides whether the user is new (or gone) for
+  // the whole cluster and publishes the presence message then. Single pod: the pod is the cluster.
+  virtual void user_joined(const std::string& room, const std::string& user_id) {
+    publish(presence_message(room, {PresenceStatus::online, user_id}));
+  }
+  virtual void user_left(const std::string& room, const std::string& user_id) {
+    publish(presence_message(room, {PresenceStatus::offline, user_id}));
+  }
+  virtual void status_changed(const std::string& room, const std::string& user_id,
+                              PresenceStatus status) {
+    publish(presence_message(room, {status, user_id}));
+  }
+
+  // Rooms with their member counts, and a room's users, for the whole cluster this broadcaster
+  // reaches. The callback may run on another thread.
+  virtual void query_rooms(std::function<void(std::vector<RoomCount>)> done) = 0;
+  virtual void query_presence(const std::string& room,
+                              std::function<void(std::vector<PresenceEntry>)> done) = 0;
 };
 
 // Single pod: publishing is delivering through the hub.
@@ -33,6 +55,11 @@ class LocalBroadcaster final : public Broadcaster {
   std::string publish(Message msg) override { return hub_.broadcast(std::move(msg)); }
   std::string publish_to_user(const std::string& user_id, Message msg) override {
     return hub_.send_to_user(user_id, std::move(msg));
+  }
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override { done(hub_.rooms()); }
+  void query_presence(const std::string& room,
+                      std::function<void(std::vector<PresenceEntry>)> done) override {
+    done(hub_.presence(room));
   }
 
  private:

@@ -31,6 +31,9 @@ struct HubOptions {
   std::string pod_id;              // names this pod; empty = host name + pid
 };
 
+// The default pod id: host name + "-" + process id.
+std::string default_pod_id();
+
 struct RoomCount {
   std::string room;
   std::size_t members = 0;

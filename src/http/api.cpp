@@ -60,11 +60,11 @@ HttpResponse publish(HandlerCore& handler, const HttpRequest& request) {
   return response;
 }
 
-HttpResponse rooms(HandlerCore& handler) {
+HttpResponse rooms_body(const std::vector<RoomCount>& rooms) {
   HttpResponse response;
   response.body = "{\"rooms\":[";
   bool first = true;
-  for (const RoomCount& room : handler.hub().rooms()) {
+  for (const RoomCount& room : rooms) {
     if (!first) response.body += ',';
     first = false;
     response.body += "{\"room\":";
@@ -77,15 +77,13 @@ HttpResponse rooms(HandlerCore& handler) {
   return response;
 }
 
-HttpResponse presence(HandlerCore& handler, std::string_view encoded_room) {
-  const auto room = protocol::percent_decode(encoded_room);
-  if (!room || !protocol::is_valid_room(*room)) return json_error(400, "invalid room name");
+HttpResponse presence_body(const std::string& room, const std::vector<PresenceEntry>& users) {
   HttpResponse response;
   response.body = "{\"room\":";
-  protocol::append_json_string(response.body, *room);
+  protocol::append_json_string(response.body, room);
   response.body += ",\"users\":[";
   bool first = true;
-  for (const PresenceEntry& entry : handler.hub().presence(*room)) {
+  for (const PresenceEntry& entry : users) {
     if (!first) response.body += ',';
     first = false;
     response.body += "{\"user_id\":";
@@ -100,6 +98,8 @@ HttpResponse presence(HandlerCore& handler, std::string_view encoded_room) {
 
 bool is_read(std::string_view method) { return method == "GET" || method == "HEAD"; }
 
+HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request);
+
 }  // namespace
 
 HttpResponse json_error(unsigned status, std::string_view text) {
@@ -111,7 +111,29 @@ HttpResponse json_error(unsigned status, std::string_view text) {
   return response;
 }
 
-HttpResponse handle_api(HandlerCore& handler, const HttpRequest& request) {
+void handle_api(HandlerCore& handler, const HttpRequest& request, Responder respond) {
+  const auto path = protocol::split_target(request.target).path;
+  if (path == "/api/rooms" && is_read(request.method)) {
+    handler.broadcaster().query_rooms(
+        [respond](std::vector<RoomCount> rooms) { respond(rooms_body(rooms)); });
+    return;
+  }
+  constexpr std::size_t kAffixes = kRoomsPrefix.size() + kPresenceSuffix.size();
+  if (path.size() > kAffixes && path.starts_with(kRoomsPrefix) && path.ends_with(kPresenceSuffix) &&
+      is_read(request.method)) {
+    auto room = protocol::percent_decode(path.substr(kRoomsPrefix.size(), path.size() - kAffixes));
+    if (!room || !protocol::is_valid_room(*room)) return respond(json_error(400, "invalid room name"));
+    handler.broadcaster().query_presence(
+        *room, [respond, room = *room](std::vector<PresenceEntry> users) {
+          respond(presence_body(room, users));
+        });
+    return;
+  }
+  respond(handle_sync(handler, request));
+}
+
+namespace {
+HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request) {
   const auto path = protocol::split_target(request.target).path;
   if (path == "/api/publish") return publish(handler, request);
   if (!is_read(request.method)) {
@@ -129,12 +151,6 @@ HttpResponse handle_api(HandlerCore& handler, const HttpRequest& request) {
   if (path == "/metrics") {
     return text(200, handler.metrics().render(handler.hub().pod_id()), "text/plain; version=0.0.4; charset=utf-8");
   }
-  if (path == "/api/rooms") return rooms(handler);
-  if (path.size() > kRoomsPrefix.size() + kPresenceSuffix.size() && path.starts_with(kRoomsPrefix) &&
-      path.ends_with(kPresenceSuffix)) {
-    return presence(handler, path.substr(kRoomsPrefix.size(), path.size() - kRoomsPrefix.size() -
-                                                                  kPresenceSuffix.size()));
-  }
   if (path == "/" || path == "/index.html") {
     return text(200, std::string(chat_page_html()), "text/html; charset=utf-8");
   }
@@ -143,5 +159,6 @@ HttpResponse handle_api(HandlerCore& handler, const HttpRequest& request) {
   }
   return json_error(404, "not found");
 }
+}  // namespace
 
 }  // namespace realtime::detail

@@ -1,6 +1,7 @@
 // The HTTP API of a pod, free of Beast: a parsed request in, a response out.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -28,8 +29,10 @@ struct HttpResponse {
 HttpResponse json_error(unsigned status, std::string_view text);
 
 // Routes every request that is not a WebSocket upgrade: /api/publish, /api/rooms,
-// /api/rooms/{room}/presence, /metrics, /healthz, /readyz, / and /realtime-client.js.
-HttpResponse handle_api(HandlerCore& handler, const HttpRequest& request);
+// /api/rooms/{room}/presence, /metrics, /healthz, /readyz, / and /realtime-client.js. `respond` is
+// called once, at once or later from another thread (cluster-wide answers come from Redis).
+using Responder = std::function<void(HttpResponse)>;
+void handle_api(HandlerCore& handler, const HttpRequest& request, Responder respond);
 
 // The embedded files (generated from web/index.html and clients/js/realtime-client.js).
 std::string_view chat_page_html() noexcept;

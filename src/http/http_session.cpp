@@ -122,9 +122,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     request.target = std::string_view(req.target());
     request.body = req.body();
     request.authorization = std::string_view(req[http::field::authorization]);
-    HttpResponse response = handle_api(*handler_, request);
     const bool head = req.method() == http::verb::head;
-    respond(std::move(response), req.keep_alive(), head);
+    const bool keep_alive = req.keep_alive();
+    handle_api(*handler_, request, [self = shared_from_this(), keep_alive, head](HttpResponse response) {
+      // The answer may come from another thread (a Redis reply): continue on this socket's loop.
+      asio::post(self->shard_.context(), [self, keep_alive, head, response = std::move(response)]() mutable {
+        self->respond(std::move(response), keep_alive, head);
+      });
+    });
   }
 
   void upgrade(const http::request<http::string_body>& req, const protocol::WsTarget& target) {
@@ -154,7 +159,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     std::optional<std::string_view> token;
     if (target.token) token = *target.token;
     else if (auto bearer = bearer_token(std::string_view(req[http::field::authorization]))) token = bearer;
-    if (token && handler_->jwt().enabled()) {
+    if (token && !handler_->jwt().enabled()) {
+      // A token this server cannot verify is not a valid token: refuse rather than silently treat
+      // the client as anonymous.
+      metrics.reject(RejectReason::unauthorized);
+      return fail(401, "invalid token: this server verifies no tokens");
+    }
+    if (token) {
       auto verified = handler_->jwt().verify(*token, Clock::now());
       if (const auto* error = std::get_if<TokenError>(&verified)) {
         metrics.reject(RejectReason::unauthorized);

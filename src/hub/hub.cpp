@@ -16,6 +16,9 @@ namespace {
 
 constexpr std::string_view kIdAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz";
 
+}  // namespace
+}  // namespace detail
+
 std::string default_pod_id() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
@@ -24,6 +27,9 @@ std::string default_pod_id() {
   id += std::to_string(::getpid());
   return id;
 }
+
+namespace detail {
+namespace {
 
 void append_base36(std::string& out, std::uint64_t value) {
   char digits[16];
@@ -249,6 +255,7 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
     metrics_.rooms.fetch_add(1, std::memory_order_relaxed);
     notify_room(room, true);
   }
+  if (members_observer_) members_observer_(room);
   return result;
 }
 
@@ -272,6 +279,7 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
     notify_room(room, false);
     registry_.erase_if_unused(room);
   }
+  if (members_observer_) members_observer_(room);
   return result;
 }
 
@@ -305,12 +313,60 @@ std::vector<PresenceEntry> HubCore::presence(std::string_view room) const {
   return out;
 }
 
+std::size_t HubCore::room_members(std::string_view room) const {
+  return registry_.find_room(room, [](const RoomState* state) -> std::size_t {
+    return state == nullptr ? 0 : state->members;
+  });
+}
+
+std::vector<HubCore::RoomSnapshot> HubCore::snapshot() const {
+  std::vector<RoomSnapshot> out;
+  registry_.for_each_room([&](const std::string& name, const RoomState& state) {
+    if (state.members == 0) return;
+    RoomSnapshot room{name, state.members, {}};
+    for (const auto& [user, presence] : state.users) room.users.push_back({user, presence.status});
+    out.push_back(std::move(room));
+  });
+  return out;
+}
+
 void HubCore::set_room_observer(std::function<void(const std::string&, bool)> observer) {
   room_observer_ = std::move(observer);
 }
 
 void HubCore::notify_room(const std::string& room, bool active) const {
   if (room_observer_) room_observer_(room, active);
+}
+
+void HubCore::set_members_observer(std::function<void(const std::string&)> observer) {
+  members_observer_ = std::move(observer);
+}
+
+void HubCore::set_user_observer(std::function<void(const std::string&, bool)> observer) {
+  user_observer_ = std::move(observer);
+}
+
+void HubCore::add_user_socket(const std::string& user) {
+  bool first = false;
+  {
+    std::lock_guard lock(users_mutex_);
+    first = ++user_sockets_[user] == 1;
+  }
+  if (first && user_observer_) user_observer_(user, true);
+}
+
+void HubCore::remove_user_socket(const std::string& user) {
+  bool last = false;
+  {
+    std::lock_guard lock(users_mutex_);
+    auto it = user_sockets_.find(user);
+    if (it == user_sockets_.end()) return;
+    if (--it->second == 0) {
+      user_sockets_.erase(it);
+      last = true;
+    }
+  }
+  if (last && user_observer_) user_observer_(user, false);
 }
 
 }  // namespace detail

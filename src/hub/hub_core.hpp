@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "hub/room_registry.hpp"
@@ -73,11 +74,27 @@ class HubCore {
 
   std::vector<RoomCount> rooms() const;
   std::vector<PresenceEntry> presence(std::string_view room) const;
+  // Members of `room` on this pod (0 when unknown).
+  std::size_t room_members(std::string_view room) const;
+  // Every room with members on this pod, with its users: for resynchronising shared state.
+  struct RoomSnapshot {
+    std::string room;
+    std::size_t members = 0;
+    std::vector<PresenceEntry> users;
+  };
+  std::vector<RoomSnapshot> snapshot() const;
 
   // Called (outside any lock) when a room gets its first member on this pod (active = true) or loses
   // its last (false). Set before start(); used by the Redis broadcaster to subscribe by interest.
   void set_room_observer(std::function<void(const std::string& room, bool active)> observer);
   void notify_room(const std::string& room, bool active) const;
+  // Called (outside any lock) after every change of a room's member count on this pod.
+  void set_members_observer(std::function<void(const std::string& room)> observer);
+  // Likewise for a user's first and last socket on this pod (user channels are subscribed by interest).
+  void set_user_observer(std::function<void(const std::string& user, bool active)> observer);
+  // A socket of `user` opened or closed on this pod; calls the user observer on the first and last.
+  void add_user_socket(const std::string& user);
+  void remove_user_socket(const std::string& user);
 
  private:
   std::string new_epoch();
@@ -90,6 +107,10 @@ class HubCore {
   std::vector<std::unique_ptr<Shard>> shards_;
   RoomRegistry registry_;
   std::function<void(const std::string&, bool)> room_observer_;
+  std::function<void(const std::string&, bool)> user_observer_;
+  std::function<void(const std::string&)> members_observer_;
+  std::mutex users_mutex_;
+  std::unordered_map<std::string, std::uint32_t> user_sockets_;  // guarded by users_mutex_
   std::atomic<std::uint64_t> next_connection_{1};
   std::atomic<std::uint64_t> next_global_{1};
   std::atomic<unsigned> next_shard_{0};

@@ -285,10 +285,16 @@ ClientDecodeResult decode_client_message(std::string_view json, std::size_t read
       break;
     }
     case MessageType::join:
-    case MessageType::leave:
+    case MessageType::leave: {
       if (!msg.has_room)
         return json_failure<R>(DecodeError::invalid_message, "\"room\" is required");
+      // A join may ask for recovery. A last_id that is not a string (null, say) counts as absent.
+      std::string_view last_id;
+      if (msg.type == MessageType::join && find_string(obj, "last_id", last_id) == Field::ok) {
+        msg.last_id.emplace(last_id);
+      }
       break;
+    }
     case MessageType::auth: {
       std::string_view token;
       if (find_string(obj, "token", token) != Field::ok || token.empty()) {

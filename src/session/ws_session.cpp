@@ -63,6 +63,7 @@ void WsSession::start() {
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   shard_.add_session(shared_from_this());
   shard_.add_user(user_id_, this);
+  handler_->core().add_user_socket(user_id_);
   handler_->metrics().connections.fetch_add(1, std::memory_order_relaxed);
   handler_->metrics().connections_accepted.fetch_add(1, std::memory_order_relaxed);
 
@@ -355,9 +356,7 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
     recovered.room = room;
     send_direct(std::move(recovered));
   }
-  if (result.user_first) {
-    handler_->broadcaster().publish(presence_message(room, {PresenceStatus::online, user_id_}));
-  }
+  if (result.user_first) handler_->broadcaster().user_joined(room, user_id_);
 }
 
 void WsSession::handle_leave(const std::string& room) {
@@ -368,15 +367,13 @@ void WsSession::handle_leave(const std::string& room) {
   }
   rooms_.erase(it);
   const auto result = handler_->core().leave(room, user_id_, *this);
-  if (result.user_last) {
-    handler_->broadcaster().publish(presence_message(room, {PresenceStatus::offline, user_id_}));
-  }
+  if (result.user_last) handler_->broadcaster().user_left(room, user_id_);
 }
 
 void WsSession::handle_presence(PresenceStatus status) {
   for (const std::string& room : rooms_) {
     if (handler_->core().set_status(room, user_id_, status)) {
-      handler_->broadcaster().publish(presence_message(room, {status, user_id_}));
+      handler_->broadcaster().status_changed(room, user_id_, status);
     }
   }
 }
@@ -503,11 +500,10 @@ void WsSession::detach() {
   rooms.swap(rooms_);
   for (const std::string& room : rooms) {
     const auto result = core.leave(room, user_id_, *this);
-    if (result.user_last) {
-      handler_->broadcaster().publish(presence_message(room, {PresenceStatus::offline, user_id_}));
-    }
+    if (result.user_last) handler_->broadcaster().user_left(room, user_id_);
   }
   shard_.remove_user(user_id_, this);
+  core.remove_user_socket(user_id_);
   handler_->metrics().connections.fetch_sub(1, std::memory_order_relaxed);
   handler_->release_slot();
   if (handler_->config().on_disconnect) handler_->config().on_disconnect(*this);

@@ -185,6 +185,13 @@ TEST(ClientMessage, DecodesEachShape) {
   ASSERT_EQ(join.error, DecodeError::none);
   EXPECT_EQ(join.message.type, MessageType::join);
   EXPECT_EQ(join.message.room, "lobby");
+  EXPECT_FALSE(join.message.last_id.has_value());
+  auto resume = decode_client_message(R"({"type":"join","room":"lobby","last_id":"abc-7"})");
+  ASSERT_EQ(resume.error, DecodeError::none);
+  EXPECT_EQ(resume.message.last_id, std::optional<std::string>("abc-7"));
+  auto null_id = decode_client_message(R"({"type":"join","room":"lobby","last_id":null})");
+  ASSERT_EQ(null_id.error, DecodeError::none);
+  EXPECT_FALSE(null_id.message.last_id.has_value());
   auto leave = decode_client_message(R"({"type":"leave","room":"lobby"})");
   ASSERT_EQ(leave.error, DecodeError::none);
   EXPECT_EQ(leave.message.type, MessageType::leave);

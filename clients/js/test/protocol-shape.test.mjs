@@ -1,0 +1,508 @@
+// Protocol-shape checks against a tiny scripted WebSocket server that records request URLs and
+// frames: what the client puts on the wire on reconnect (last_id, joins, token), and how it reacts
+// to each close code. Behaviour against the real server is in server.test.mjs.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { WebSocket, WebSocketServer } from 'ws';
+
+import { RealtimeClient } from '../realtime-client.js';
+
+const WAIT_MS = 5000;
+
+// Resolves when predicate() becomes truthy; checked after every recorded event, no fixed sleeps.
+class Recorder {
+  constructor() {
+    this.waiters = new Set();
+  }
+  changed() {
+    for (const w of [...this.waiters]) {
+      const v = w.predicate();
+      if (v) {
+        this.waiters.delete(w);
+        clearTimeout(w.timer);
+        w.resolve(v);
+      }
+    }
+  }
+  until(predicate, what = 'condition', ms = WAIT_MS) {
+    const v = predicate();
+    if (v) return Promise.resolve(v);
+    return new Promise((resolve, reject) => {
+      const w = { predicate, resolve };
+      w.timer = setTimeout(() => {
+        this.waiters.delete(w);
+        reject(new Error(`timed out waiting for ${what}`));
+      }, ms);
+      this.waiters.add(w);
+    });
+  }
+}
+
+class FakeServer extends Recorder {
+  static async start(options = {}) {
+    const s = new FakeServer();
+    s.wss = new WebSocketServer({ host: '127.0.0.1', port: 0, ...options });
+    await once(s.wss, 'listening');
+    s.url = `ws://127.0.0.1:${s.wss.address().port}`;
+    s.conns = [];
+    s.onConnection = null;
+    s.wss.on('connection', (ws, req) => {
+      const conn = { ws, url: req.url, frames: [], closed: false };
+      s.conns.push(conn);
+      ws.on('message', (data) => {
+        conn.frames.push(JSON.parse(String(data)));
+        s.changed();
+      });
+      ws.on('close', () => {
+        conn.closed = true;
+        s.changed();
+      });
+      if (s.onConnection) s.onConnection(conn);
+      s.changed();
+    });
+    return s;
+  }
+  conn(i, what) {
+    return this.until(() => this.conns[i], what || `connection #${i + 1}`);
+  }
+  frame(conn, predicate, what) {
+    return this.until(() => conn.frames.find(predicate), what);
+  }
+  async stop() {
+    for (const c of this.conns) c.ws.terminate();
+    await new Promise((resolve) => this.wss.close(resolve));
+  }
+}
+
+let nextId = 1;
+function envelope(type, room, data, id = String(nextId++)) {
+  return JSON.stringify({ id, type, room, from: 'c-x', data, timestamp: new Date().toISOString() });
+}
+
+// Records a client's events so tests can wait on them.
+function watch(client) {
+  const rec = new Recorder();
+  rec.states = [];
+  rec.stateDetails = [];
+  rec.errors = [];
+  rec.messages = [];
+  rec.recovered = [];
+  rec.presence = [];
+  client.on('state', (s, d) => {
+    rec.states.push(s);
+    rec.stateDetails.push(d);
+    rec.changed();
+  });
+  client.on('error', (e) => (rec.errors.push(e), rec.changed()));
+  client.on('message', (m) => (rec.messages.push(m), rec.changed()));
+  client.on('recovered', (r) => (rec.recovered.push(r), rec.changed()));
+  client.on('presence', (p) => (rec.presence.push(p), rec.changed()));
+  return rec;
+}
+
+function makeClient(server, opts = {}) {
+  return new RealtimeClient({
+    url: server.url,
+    WebSocket,
+    backoff: { initialMs: 20, maxMs: 200 },
+    heartbeatMs: 0,
+    ...opts,
+  });
+}
+
+test('first connect: /ws/{first room} without last_id, other rooms joined in-band', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['alpha', 'beta', 'gamma'] });
+  t.after(() => client.close());
+  const c = await server.conn(0);
+  assert.equal(c.url, '/ws/alpha');
+  await server.until(() => c.frames.length >= 2, 'two joins');
+  assert.deepEqual(c.frames, [
+    { type: 'join', room: 'beta' },
+    { type: 'join', room: 'gamma' },
+  ]);
+});
+
+test('no rooms: connects to /ws', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server);
+  t.after(() => client.close());
+  const c = await server.conn(0);
+  assert.equal(c.url, '/ws');
+});
+
+test('reconnect resumes every room from its last id (URL-encoded) and calls the token provider again', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  let calls = 0;
+  const client = makeClient(server, {
+    rooms: ['alpha', 'beta'],
+    token: async () => `tok-${++calls}`,
+  });
+  t.after(() => client.close());
+  const ev = watch(client);
+
+  const c1 = await server.conn(0);
+  assert.equal(c1.url, '/ws/alpha?token=tok-1');
+  await server.frame(c1, (f) => f.type === 'join', 'join beta');
+  assert.equal(c1.frames[0].last_id, undefined, 'no last_id before any message');
+
+  c1.ws.send(envelope('system', 'alpha', { event: 'welcome', connection_id: 'c1', user_id: 'c1', room: 'alpha' }, 'w-1'));
+  c1.ws.send(envelope('chat', 'alpha', { text: 'one' }, 'a1'));
+  c1.ws.send(envelope('chat', 'alpha', { text: 'two' }, 'a 2/&x'));
+  c1.ws.send(envelope('presence', 'alpha', { status: 'online', user_id: 'u9' }, 'p-3')); // not history
+  c1.ws.send(envelope('chat', 'beta', { text: 'b' }, 'b-7'));
+  c1.ws.send(envelope('notification', 'beta', { text: 'n' }, 'b-8'));
+  await ev.until(() => ev.messages.length === 4, 'four messages');
+  assert.equal(client.lastId('alpha'), 'a 2/&x');
+  assert.equal(client.lastId('beta'), 'b-8');
+
+  c1.ws.close(1001, 'going away');
+  const c2 = await server.conn(1);
+  assert.equal(c2.url, '/ws/alpha?token=tok-2&last_id=a+2%2F%26x');
+  assert.ok(!c2.url.includes('undefined'));
+  const join = await server.frame(c2, (f) => f.type === 'join', 'join on reconnect');
+  assert.deepEqual(join, { type: 'join', room: 'beta', last_id: 'b-8' });
+  await ev.until(() => ev.states.at(-1) === 'open', 'open again');
+  assert.deepEqual(ev.states, ['connecting', 'open', 'reconnecting', 'open']);
+  assert.equal(calls, 2, 'provider called once per connect');
+
+  // The server's recovery report becomes the `recovered` event; a replayed duplicate is dropped.
+  c2.ws.send(envelope('chat', 'beta', { text: 'b' }, 'b-8'));
+  c2.ws.send(envelope('chat', 'beta', { text: 'c' }, 'b-9'));
+  c2.ws.send(envelope('system', 'beta', { event: 'recovered', recovered: true, replayed: 1 }, 's-1'));
+  await ev.until(() => ev.recovered.length === 1, 'recovered event');
+  assert.deepEqual(
+    ev.messages.slice(4).map((m) => m.id),
+    ['b-9'],
+  );
+  assert.equal(ev.recovered[0].room, 'beta');
+  assert.equal(ev.recovered[0].recovered, true);
+  assert.equal(ev.recovered[0].replayed, 1);
+  assert.equal(client.lastId('beta'), 'b-9');
+});
+
+test('lastIds option: the very first connection already resumes', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['r1', 'r2', 'r3'], lastIds: { r1: 'x1', r2: 'x2', r3: undefined } });
+  t.after(() => client.close());
+  const c = await server.conn(0);
+  assert.equal(c.url, '/ws/r1?last_id=x1');
+  await server.until(() => c.frames.length >= 2, 'joins');
+  assert.deepEqual(c.frames, [
+    { type: 'join', room: 'r2', last_id: 'x2' },
+    { type: 'join', room: 'r3' },
+  ]);
+});
+
+test('join/leave while open, and rooms kept across reconnects (left rooms are not rejoined)', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['home'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c1 = await server.conn(0);
+  await ev.until(() => client.state === 'open', 'open');
+  client.join('extra');
+  client.join('gone');
+  client.leave('gone');
+  await server.until(() => c1.frames.length >= 3, 'three frames');
+  assert.deepEqual(c1.frames, [
+    { type: 'join', room: 'extra' },
+    { type: 'join', room: 'gone' },
+    { type: 'leave', room: 'gone' },
+  ]);
+  assert.deepEqual(client.rooms, ['home', 'extra']);
+  assert.throws(() => client.join('bad room'), TypeError);
+  c1.ws.close(1012);
+  const c2 = await server.conn(1);
+  await server.until(() => c2.frames.length >= 1, 'rejoin');
+  assert.deepEqual(c2.frames, [{ type: 'join', room: 'extra' }]);
+});
+
+test('messages sent while disconnected are queued (bounded) and flushed in order on open', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['q'], maxQueue: 3, autoConnect: false });
+  t.after(() => client.close());
+  assert.equal(client.send('q', 'one'), false);
+  assert.equal(client.send('q', { text: 'two', name: 'N' }), false);
+  assert.equal(client.send(undefined, 'three'), false);
+  assert.throws(() => client.send('q', 'four'), (e) => e.code === 'queue_full');
+  assert.equal(client.queued, 3);
+  await client.connect();
+  const c = await server.conn(0);
+  await server.until(() => c.frames.length >= 3, 'flush');
+  assert.deepEqual(c.frames, [
+    { type: 'chat', room: 'q', data: { text: 'one' } },
+    { type: 'chat', room: 'q', data: { text: 'two', name: 'N' } },
+    { type: 'chat', data: { text: 'three' } },
+  ]);
+  assert.equal(client.queued, 0);
+  assert.equal(client.send('q', 'live'), true);
+});
+
+test('away status is restored after a reconnect', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['s'] });
+  t.after(() => client.close());
+  const c1 = await server.conn(0);
+  await client.connect();
+  client.setStatus('away');
+  await server.frame(c1, (f) => f.type === 'presence', 'presence');
+  assert.deepEqual(c1.frames[0], { type: 'presence', data: { status: 'away' } });
+  assert.throws(() => client.setStatus('offline'), TypeError);
+  c1.ws.close(1001);
+  const c2 = await server.conn(1);
+  const f = await server.frame(c2, (fr) => fr.type === 'presence', 'presence after reconnect');
+  assert.deepEqual(f, { type: 'presence', data: { status: 'away' } });
+});
+
+test('ping resolves on pong and rejects after its timeout', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  let answer = true;
+  server.onConnection = (conn) => {
+    conn.ws.on('message', (d) => {
+      if (answer && JSON.parse(String(d)).type === 'ping') conn.ws.send(envelope('pong', undefined, undefined));
+    });
+  };
+  const client = makeClient(server, { rooms: ['p'] });
+  t.after(() => client.close());
+  await assert.rejects(client.ping(), (e) => e.code === 'not_connected');
+  await client.connect();
+  const rtt = await client.ping();
+  assert.ok(rtt >= 0 && rtt < 1000);
+  answer = false;
+  await assert.rejects(client.ping(100), (e) => e.code === 'ping_timeout');
+});
+
+test('token_expiring makes the client send a fresh token in-band', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  let n = 0;
+  const client = makeClient(server, { rooms: ['t'], token: () => `jwt-${++n}` });
+  t.after(() => client.close());
+  const c = await server.conn(0);
+  await client.connect();
+  c.ws.send(envelope('system', 't', { event: 'token_expiring', expires_in: 5 }));
+  const auth = await server.frame(c, (f) => f.type === 'auth', 'auth frame');
+  assert.deepEqual(auth, { type: 'auth', token: 'jwt-2' });
+  assert.equal(server.conns.length, 1, 'no reconnect needed');
+});
+
+test('4001 with a provider: reconnects at once with a new token', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  let n = 0;
+  const client = makeClient(server, { rooms: ['t'], token: () => `jwt-${++n}`, backoff: { initialMs: 5000, maxMs: 30000 } });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c1 = await server.conn(0);
+  await client.connect();
+  c1.ws.close(4001, 'token_expired');
+  const c2 = await server.conn(1, 'reconnect without backoff wait');
+  assert.equal(c2.url, '/ws/t?token=jwt-2');
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  const rec = ev.stateDetails[ev.states.indexOf('reconnecting')];
+  assert.equal(rec.code, 4001);
+  assert.equal(rec.delayMs, 0);
+});
+
+test('4001 with a fixed token: stops with a token_expired error', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['t'], token: 'static' });
+  const ev = watch(client);
+  const c1 = await server.conn(0);
+  assert.equal(c1.url, '/ws/t?token=static');
+  await client.connect();
+  c1.ws.close(4001, 'token_expired');
+  await ev.until(() => client.state === 'closed', 'closed');
+  assert.equal(ev.errors.at(-1).code, 'token_expired');
+  assert.equal(ev.errors.at(-1).closeCode, 4001);
+  assert.equal(server.conns.length, 1);
+});
+
+for (const code of [1008, 4003]) {
+  test(`close ${code} (policy): stops, emits error, does not reconnect`, async (t) => {
+    const server = await FakeServer.start();
+    t.after(() => server.stop());
+    const client = makeClient(server, { rooms: ['t'] });
+    const ev = watch(client);
+    const opened = client.connect();
+    const c1 = await server.conn(0);
+    await opened;
+    const waiter = client.connect(); // already open: resolves
+    await waiter;
+    c1.ws.close(code, 'forbidden');
+    await ev.until(() => client.state === 'closed', 'closed');
+    const err = ev.errors.at(-1);
+    assert.equal(err.code, 'policy_violation');
+    assert.equal(err.closeCode, code);
+    assert.equal(err.reason, 'forbidden');
+    assert.equal(server.conns.length, 1);
+  });
+}
+
+for (const code of [1001, 1006, 1011, 1013]) {
+  test(`close ${code}: reconnects with backoff`, async (t) => {
+    const server = await FakeServer.start();
+    t.after(() => server.stop());
+    const client = makeClient(server, { rooms: ['t'], random: () => 0.5, backoff: { initialMs: 100, maxMs: 1000 } });
+    t.after(() => client.close());
+    const ev = watch(client);
+    const c1 = await server.conn(0);
+    await client.connect();
+    if (code === 1006) c1.ws.terminate();
+    else c1.ws.close(code);
+    await server.conn(1);
+    await ev.until(() => ev.states.at(-1) === 'open', 'open');
+    const detail = ev.stateDetails[ev.states.indexOf('reconnecting')];
+    assert.equal(detail.code, code);
+    assert.equal(detail.delayMs, 50, 'random 0.5 of the first window (100 ms)');
+    assert.equal(detail.attempt, 1);
+  });
+}
+
+test('backoff grows while connections fail and resets after stableAfterMs of uptime', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  let dropFirst = 4;
+  server.onConnection = (conn) => {
+    if (dropFirst-- > 0) setImmediate(() => conn.ws.close(1011));
+  };
+  const client = makeClient(server, {
+    rooms: ['b'],
+    random: () => 0.999,
+    backoff: { initialMs: 10, maxMs: 60 },
+    stableAfterMs: 150,
+  });
+  t.after(() => client.close());
+  const ev = watch(client);
+  await server.until(() => server.conns.length === 5, 'five connections');
+  const delays = ev.stateDetails.filter((d, i) => ev.states[i] === 'reconnecting').map((d) => d.delayMs);
+  assert.deepEqual(delays, [9, 19, 39, 59], 'windows 10, 20, 40, then capped at 60');
+  // Stay up past stableAfterMs, then drop: the schedule starts again from the first window.
+  await new Promise((r) => setTimeout(r, 250));
+  server.conns[4].ws.close(1011);
+  await server.conn(5);
+  const last = ev.stateDetails.filter((d, i) => ev.states[i] === 'reconnecting').at(-1);
+  assert.equal(last.delayMs, 9);
+  assert.equal(last.attempt, 1);
+});
+
+test('a connection that drops before stableAfterMs does not reset the backoff', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  server.onConnection = (conn) => {
+    setTimeout(() => conn.ws.close(1011), 30);
+  };
+  const client = makeClient(server, { rooms: ['b'], random: () => 0.999, backoff: { initialMs: 10, maxMs: 1000 }, stableAfterMs: 10000 });
+  t.after(() => client.close());
+  const ev = watch(client);
+  await server.until(() => server.conns.length === 4, 'four connections');
+  const attempts = ev.stateDetails.filter((d, i) => ev.states[i] === 'reconnecting').map((d) => d.attempt);
+  assert.deepEqual(attempts.slice(0, 3), [1, 2, 3]);
+});
+
+test('an upgrade refused with 403 stops the client; 503 is retried', async (t) => {
+  let status = 403;
+  const server = await FakeServer.start({
+    verifyClient: (info, cb) => (status ? cb(false, status, 'no') : cb(true)),
+  });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['h'] });
+  const ev = watch(client);
+  await assert.rejects(client.connect(), (e) => e.code === 'handshake_refused' && e.status === 403);
+  assert.equal(client.state, 'closed');
+
+  status = 503;
+  const client2 = makeClient(server, { rooms: ['h'] });
+  t.after(() => client2.close());
+  const ev2 = watch(client2);
+  await ev2.until(() => ev2.states.filter((s) => s === 'reconnecting').length >= 2, 'retries');
+  assert.equal(ev2.errors[0].status, 503);
+  status = 0;
+  await client2.connect();
+  assert.equal(client2.state, 'open');
+  assert.ok(ev.errors.length >= 1);
+});
+
+test('close() stops for good: no reconnect, state closed, connect() can start again', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['c'] });
+  const ev = watch(client);
+  await client.connect();
+  await client.close();
+  assert.equal(client.state, 'closed');
+  assert.equal(ev.states.at(-1), 'closed');
+  await server.until(() => server.conns[0].closed, 'server saw the close');
+  assert.throws(() => client.send('c', 'x'), (e) => e.code === 'closed');
+  await client.connect();
+  assert.equal(server.conns.length, 2);
+  await client.close();
+});
+
+test('a server that never completes the upgrade hits the connect timeout and is retried', async (t) => {
+  const net = await import('node:net');
+  const sockets = [];
+  const blackhole = net.createServer((s) => sockets.push(s));
+  await new Promise((r) => blackhole.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    blackhole.close();
+  });
+  const client = new RealtimeClient({
+    url: `ws://127.0.0.1:${blackhole.address().port}`,
+    rooms: ['z'],
+    WebSocket,
+    connectTimeoutMs: 100,
+    heartbeatMs: 0,
+    backoff: { initialMs: 10, maxMs: 20 },
+  });
+  t.after(() => client.close());
+  const ev = watch(client);
+  await ev.until(() => ev.states.filter((s) => s === 'reconnecting').length >= 2, 'two retries');
+  assert.equal(ev.stateDetails[1].reason, 'connect timeout');
+});
+
+test('listeners: on() returns an unsubscribe, once() fires once, a throwing listener does not break others', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['l'], autoConnect: false });
+  t.after(() => client.close());
+  const seen = [];
+  const off = client.on('state', (s) => seen.push(`a:${s}`));
+  client.once('state', (s) => seen.push(`once:${s}`));
+  const origListeners = process.listeners('uncaughtException');
+  let caught = null;
+  process.removeAllListeners('uncaughtException');
+  process.once('uncaughtException', (e) => {
+    caught = e;
+  });
+  t.after(() => {
+    for (const l of origListeners) process.on('uncaughtException', l);
+  });
+  const offThrower = client.on('state', () => {
+    offThrower(); // throw once: one uncaughtException expected
+    throw new Error('listener bug');
+  });
+  await client.connect();
+  off();
+  await client.close();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(seen, ['a:connecting', 'once:connecting', 'a:open']);
+  assert.equal(caught && caught.message, 'listener bug');
+});
+
+test('Node without a WebSocket option fails clearly', () => {
+  if (globalThis.WebSocket) return; // a runtime with a global WebSocket needs no option
+  assert.throws(() => new RealtimeClient({ url: 'ws://127.0.0.1:1' }), /WebSocket/);
+});

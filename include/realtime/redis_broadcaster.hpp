@@ -1,0 +1,69 @@
+// Cross-pod delivery through Redis pub/sub, as in the seed's multi-pod setup.
+//
+// publish() delivers on this pod at once and PUBLISHes the envelope (tagged with this pod's id, so
+// the Redis echo is dropped) on realtime:room:{room}, realtime:global or realtime:user:{user}. The pod
+// SUBSCRIBEs to a room's channel while it has members of the room (and to a user's channel while it
+// has sockets of the user), so cross-pod traffic grows with the rooms pods share. Anything any program
+// PUBLISHes on those channels reaches the members on this pod.
+//
+// Redis trouble degrades: local delivery goes on, failed publishes are counted
+// (realtime_redis_publish_errors) and logged at a limited rate, the subscriber reconnects with capped
+// jittered backoff and resubscribes by itself, and a heartbeat through Redis proves fan-out works
+// (ready() is false while it does not).
+//
+// Owns one thread running the Redis event loop (hiredis is single-threaded). Construct it before
+// Hub::start(); it must be destroyed before the Hub. Thread safety: publish*, ready() from any thread.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "realtime/broadcaster.hpp"
+#include "realtime/hub.hpp"
+
+namespace realtime {
+
+namespace detail {
+class RedisBroadcasterCore;
+}
+
+struct RedisBroadcasterOptions {
+  std::string url;  // redis://[user:pass@]host:port[/db]
+  std::chrono::milliseconds heartbeat_interval{1000};  // a control message through Redis this often
+  std::chrono::milliseconds heartbeat_timeout{3000};   // no heartbeat back for this long: rebuilt
+};
+
+class RedisBroadcaster final : public Broadcaster {
+ public:
+  // Throws std::invalid_argument when the URL is malformed.
+  RedisBroadcaster(Hub& hub, RedisBroadcasterOptions options);
+  ~RedisBroadcaster() override;
+  RedisBroadcaster(const RedisBroadcaster&) = delete;
+  RedisBroadcaster& operator=(const RedisBroadcaster&) = delete;
+
+  // Starts the Redis thread; it connects (and reconnects) by itself.
+  void start();
+  // Stops the Redis thread; idempotent.
+  void stop();
+
+  std::string publish(Message msg) override;
+  std::string publish_to_user(const std::string& user_id, Message msg) override;
+  bool ready(std::string* reason) const override;
+  // Presence is decided cluster-wide: one online when a user's first socket in the cluster joins a
+  // room, one offline when the last leaves (or its pod dies: within 13 s, by the pods' leases).
+  void user_joined(const std::string& room, const std::string& user_id) override;
+  void user_left(const std::string& room, const std::string& user_id) override;
+  void status_changed(const std::string& room, const std::string& user_id,
+                      PresenceStatus status) override;
+  // This pod's exact view merged with the other pods' shared state in Redis (this pod's view alone
+  // while Redis is unreachable).
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override;
+  void query_presence(const std::string& room,
+                      std::function<void(std::vector<PresenceEntry>)> done) override;
+
+ private:
+  std::unique_ptr<detail::RedisBroadcasterCore> core_;
+};
+
+}  // namespace realtime

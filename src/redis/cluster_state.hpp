@@ -1,0 +1,80 @@
+// Cluster-wide rooms and presence, kept in Redis next to the pub/sub fan-out.
+//
+// Each pod writes only its own part, as absolute values (so a reconnect can simply rewrite it):
+//   realtime:pods                      SET   live pod ids
+//   realtime:pod:{pod}                 STRING the pod's lease (PX kLeaseTtl, renewed every kLeaseRenew)
+//   realtime:pod:{pod}:rooms           HASH  room -> members on that pod
+//   realtime:pod:{pod}:prooms          SET   rooms where the pod holds presence entries
+//   realtime:presence:{room}           HASH  "{pod}|{user}" -> status
+// Lua scripts make "first socket of the user in the cluster" and "last one" atomic decisions. Every
+// pod sweeps: a pod whose lease expired is removed by whichever pod gets there first, and that pod
+// publishes the offline presence of the dead pod's users.
+//
+// Owned by RedisBroadcasterCore; runs on its Redis thread only.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "hub/hub_core.hpp"
+#include "redis/redis_publisher.hpp"
+
+namespace realtime::detail {
+
+class ClusterState {
+ public:
+  // How long a pod's lease lives without renewal, and how often it is renewed (and dead pods swept):
+  // a pod that dies is reported offline within kLeaseTtl + kLeaseRenew (13 s).
+  static constexpr std::chrono::milliseconds kLeaseTtl{10000};
+  static constexpr std::chrono::milliseconds kLeaseRenew{3000};
+  // Member counts are written at most this often per room (coalesced).
+  static constexpr std::chrono::milliseconds kCountFlush{100};
+
+  // publish_presence sends a presence message to a room's members on every pod.
+  using PresencePublisher = std::function<void(const std::string& room, const std::string& user,
+                                               PresenceStatus status)>;
+
+  ClusterState(boost::asio::io_context& context, HubCore& hub, RedisPublisher& redis,
+               PresencePublisher publish_presence);
+
+  // Rewrites this pod's part from the hub (after every (re)connect) and starts the lease timer.
+  void on_connected();
+  // Removes this pod's part (graceful stop); calls done when Redis answered or failed.
+  void leave_cluster(std::function<void()> done);
+  void stop();
+
+  void user_joined(const std::string& room, const std::string& user);
+  void user_left(const std::string& room, const std::string& user);
+  void status_changed(const std::string& room, const std::string& user, PresenceStatus status);
+  void room_changed(const std::string& room);  // member count on this pod changed
+
+  // Other pods' data merged with this pod's own (exact, from the hub).
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done);
+  void query_presence(const std::string& room, std::function<void(std::vector<PresenceEntry>)> done);
+
+ private:
+  void schedule_lease();
+  void renew_lease();
+  void sweep(const std::vector<std::string>& pods);
+  void flush_counts();
+  std::string pod_key(std::string_view suffix) const;
+
+  boost::asio::io_context& context_;
+  HubCore& hub_;
+  RedisPublisher& redis_;
+  PresencePublisher publish_presence_;
+  std::string pod_;
+  boost::asio::steady_timer lease_timer_;
+  boost::asio::steady_timer count_timer_;
+  bool lease_running_ = false;
+  bool count_flush_pending_ = false;
+  bool stopped_ = false;
+  std::set<std::string> dirty_rooms_;
+};
+
+}  // namespace realtime::detail

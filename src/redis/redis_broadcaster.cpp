@@ -1,0 +1,296 @@
+#include "realtime/redis_broadcaster.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "hub/hub_core.hpp"
+#include "protocol/envelope.hpp"
+#include "protocol/request.hpp"
+#include "redis/cluster_state.hpp"
+#include "redis/redis_publisher.hpp"
+#include "redis/redis_subscriber.hpp"
+#include "redis/redis_url.hpp"
+
+namespace realtime {
+namespace detail {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr std::string_view kRoomPrefix = "realtime:room:";
+constexpr std::string_view kUserPrefix = "realtime:user:";
+constexpr std::string_view kGlobalChannel = "realtime:global";
+// A malformed payload on our channels is logged at most this often.
+constexpr std::chrono::seconds kBadPayloadLogInterval{10};
+// On stop, how long to wait for Redis to confirm that this pod left the shared state.
+constexpr std::chrono::milliseconds kLeaveTimeout{1000};
+
+}  // namespace
+
+class RedisBroadcasterCore {
+ public:
+  RedisBroadcasterCore(Hub& hub, RedisBroadcasterOptions options)
+      : hub_(hub), core_(hub.core()), log_(spdlog::default_logger()) {
+    auto parsed = parse_redis_url(options.url);
+    if (!parsed) throw std::invalid_argument("--redis: " + parsed.error);
+    // The echo of our own publishes ends with this tag (see encode()).
+    pod_suffix_ = ",\"pod\":";
+    protocol::append_json_string(pod_suffix_, core_.pod_id());
+    pod_suffix_ += '}';
+
+    RedisPublisherOptions pub;
+    pub.url = *parsed.url;
+    pub.client_name = "realtime-pub-" + sanitized_pod();
+    publisher_ = std::make_unique<RedisPublisher>(context_, pub, log_);
+    publisher_->set_on_publish_error([this](std::string_view, std::error_code) {
+      core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
+    });
+
+    RedisSubscriberOptions sub;
+    sub.url = *parsed.url;
+    sub.client_name = "realtime-sub-" + sanitized_pod();
+    sub.control_channel = "realtime:control:" + core_.pod_id();
+    sub.heartbeat_interval = options.heartbeat_interval;
+    sub.heartbeat_timeout = options.heartbeat_timeout;
+    subscriber_ = std::make_unique<RedisSubscriber>(context_, sub, *publisher_, log_);
+    cluster_ = std::make_unique<ClusterState>(
+        context_, core_, *publisher_,
+        [this](const std::string& room, const std::string& user, PresenceStatus status) {
+          publish(presence_message(room, {status, user}));
+        });
+    publisher_->set_on_state_change([this](bool connected, const std::string&) {
+      if (connected) cluster_->on_connected();
+    });
+    subscriber_->set_on_message(
+        [this](std::string_view channel, std::string_view payload) { on_message(channel, payload); });
+    subscriber_->set_on_health_change([this](bool healthy, const std::string& reason) {
+      {
+        std::lock_guard lock(health_mutex_);
+        healthy_ = healthy;
+        health_reason_ = reason;
+      }
+      core_.metrics().redis_up.store(healthy ? 1 : 0, std::memory_order_relaxed);
+      if (healthy) {
+        log_->info("redis fan-out proven (heartbeat round trip)");
+      } else {
+        core_.metrics().redis_reconnects.fetch_add(1, std::memory_order_relaxed);
+        log_->warn("redis fan-out down: {}", reason);
+      }
+    });
+
+    // Subscriptions by interest: a room's channel while this pod has members of the room.
+    core_.set_room_observer([this](const std::string& room, bool active) {
+      std::string channel(kRoomPrefix);
+      channel += room;
+      asio::post(context_, [this, channel = std::move(channel), active] {
+        active ? subscriber_->add(channel) : subscriber_->remove(channel);
+      });
+    });
+    core_.set_members_observer([this](const std::string& room) {
+      asio::post(context_, [this, room] { cluster_->room_changed(room); });
+    });
+    core_.set_user_observer([this](const std::string& user, bool active) {
+      std::string channel(kUserPrefix);
+      channel += user;
+      asio::post(context_, [this, channel = std::move(channel), active] {
+        active ? subscriber_->add(channel) : subscriber_->remove(channel);
+      });
+    });
+  }
+
+  ~RedisBroadcasterCore() {
+    core_.set_room_observer({});
+    core_.set_user_observer({});
+    core_.set_members_observer({});
+    stop();
+  }
+
+  void start() {
+    std::lock_guard lock(lifecycle_mutex_);
+    if (thread_.joinable()) return;
+    asio::post(context_, [this] {
+      publisher_->start();
+      subscriber_->add(kGlobalChannel);
+      subscriber_->start();
+    });
+    thread_ = std::thread([this] { context_.run(); });
+  }
+
+  void stop() {
+    std::lock_guard lock(lifecycle_mutex_);
+    if (!thread_.joinable()) return;
+    // Leave the cluster's shared state (so other pods report our users offline at once), then close.
+    auto finish = [this] {
+      if (finished_) return;
+      finished_ = true;
+      cluster_->stop();
+      subscriber_->stop();
+      publisher_->stop();
+      guard_.reset();
+      context_.stop();
+    };
+    asio::post(context_, [this, finish] {
+      cluster_->leave_cluster(finish);
+      exit_timer_.expires_after(kLeaveTimeout);
+      exit_timer_.async_wait([finish](const boost::system::error_code& ec) {
+        if (!ec) finish();
+      });
+    });
+    thread_.join();
+  }
+
+  std::string publish(Message msg) {
+    const std::string id = core_.deliver(msg);
+    std::string channel;
+    if (msg.room.empty()) {
+      channel = kGlobalChannel;
+    } else {
+      channel = kRoomPrefix;
+      channel += msg.room;
+    }
+    send(std::move(channel), encode(msg));
+    return id;
+  }
+
+  std::string publish_to_user(const std::string& user, Message msg) {
+    const std::string id = core_.deliver_to_user(user, msg);
+    std::string channel(kUserPrefix);
+    channel += user;
+    send(std::move(channel), encode(msg));
+    return id;
+  }
+
+  void user_joined(const std::string& room, const std::string& user) {
+    asio::post(context_, [this, room, user] { cluster_->user_joined(room, user); });
+  }
+  void user_left(const std::string& room, const std::string& user) {
+    asio::post(context_, [this, room, user] { cluster_->user_left(room, user); });
+  }
+  void status_changed(const std::string& room, const std::string& user, PresenceStatus status) {
+    asio::post(context_, [this, room, user, status] { cluster_->status_changed(room, user, status); });
+  }
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done) {
+    asio::post(context_, [this, done = std::move(done)]() mutable { cluster_->query_rooms(std::move(done)); });
+  }
+  void query_presence(const std::string& room, std::function<void(std::vector<PresenceEntry>)> done) {
+    asio::post(context_, [this, room, done = std::move(done)]() mutable {
+      cluster_->query_presence(room, std::move(done));
+    });
+  }
+
+  bool ready(std::string* reason) const {
+    std::lock_guard lock(health_mutex_);
+    if (!healthy_ && reason != nullptr) {
+      *reason = health_reason_.empty() ? "redis not connected yet" : "redis: " + health_reason_;
+    }
+    return healthy_;
+  }
+
+ private:
+  std::string sanitized_pod() const {
+    std::string name = core_.pod_id();
+    for (char& c : name) {
+      if (c == ' ' || c < 0x21 || c > 0x7e) c = '_';
+    }
+    return name;
+  }
+
+  // The envelope with this pod's id in a "pod" field, last, so the echo is recognised by its suffix.
+  std::string encode(const Message& msg) const {
+    std::string payload;
+    payload.reserve(128 + msg.data.size());
+    protocol::append_envelope(payload, msg);
+    if (!payload.empty() && payload.back() == '}') payload.pop_back();
+    payload += pod_suffix_;
+    return payload;
+  }
+
+  void send(std::string channel, std::string payload) {
+    // Every publish of one loop turn goes out in one write: hiredis buffers until the socket is
+    // writable, which is pipelining.
+    asio::post(context_, [this, channel = std::move(channel), payload = std::move(payload)] {
+      publisher_->publish(channel, payload);
+    });
+  }
+
+  void on_message(std::string_view channel, std::string_view payload) {
+    if (payload.ends_with(pod_suffix_)) return;  // our own publish, already delivered locally
+    auto decoded = protocol::decode_envelope(payload);
+    if (decoded.error != protocol::DecodeError::none) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_bad_payload_log_ >= kBadPayloadLogInterval) {
+        last_bad_payload_log_ = now;
+        log_->warn("dropping a malformed message on {}: {}", channel, decoded.detail);
+      }
+      return;
+    }
+    Message& msg = decoded.message;
+    if (channel.starts_with(kRoomPrefix)) {
+      msg.room = std::string(channel.substr(kRoomPrefix.size()));
+      if (!protocol::is_valid_room(msg.room)) return;
+      core_.deliver(msg);
+    } else if (channel.starts_with(kUserPrefix)) {
+      core_.deliver_to_user(std::string(channel.substr(kUserPrefix.size())), msg);
+    } else if (channel == kGlobalChannel) {
+      msg.room.clear();
+      core_.deliver(msg);
+    }
+  }
+
+  Hub& hub_;
+  HubCore& core_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string pod_suffix_;
+  asio::io_context context_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard_{context_.get_executor()};
+  std::unique_ptr<RedisPublisher> publisher_;
+  std::unique_ptr<RedisSubscriber> subscriber_;
+  std::unique_ptr<ClusterState> cluster_;
+  asio::steady_timer exit_timer_{context_};
+  bool finished_ = false;
+  std::thread thread_;
+  std::mutex lifecycle_mutex_;
+  mutable std::mutex health_mutex_;
+  bool healthy_ = false;
+  std::string health_reason_;
+  std::chrono::steady_clock::time_point last_bad_payload_log_{};
+};
+
+}  // namespace detail
+
+RedisBroadcaster::RedisBroadcaster(Hub& hub, RedisBroadcasterOptions options)
+    : core_(std::make_unique<detail::RedisBroadcasterCore>(hub, std::move(options))) {}
+RedisBroadcaster::~RedisBroadcaster() = default;
+void RedisBroadcaster::start() { core_->start(); }
+void RedisBroadcaster::stop() { core_->stop(); }
+std::string RedisBroadcaster::publish(Message msg) { return core_->publish(std::move(msg)); }
+std::string RedisBroadcaster::publish_to_user(const std::string& user_id, Message msg) {
+  return core_->publish_to_user(user_id, std::move(msg));
+}
+bool RedisBroadcaster::ready(std::string* reason) const { return core_->ready(reason); }
+void RedisBroadcaster::user_joined(const std::string& room, const std::string& user_id) {
+  core_->user_joined(room, user_id);
+}
+void RedisBroadcaster::user_left(const std::string& room, const std::string& user_id) {
+  core_->user_left(room, user_id);
+}
+void RedisBroadcaster::status_changed(const std::string& room, const std::string& user_id,
+                                      PresenceStatus status) {
+  core_->status_changed(room, user_id, status);
+}
+void RedisBroadcaster::query_rooms(std::function<void(std::vector<RoomCount>)> done) {
+  core_->query_rooms(std::move(done));
+}
+void RedisBroadcaster::query_presence(const std::string& room,
+                                      std::function<void(std::vector<PresenceEntry>)> done) {
+  core_->query_presence(room, std::move(done));
+}
+
+}  // namespace realtime
