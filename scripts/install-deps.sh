@@ -27,7 +27,7 @@ if ((${#missing[@]})); then
 fi
 
 if [[ "${1:-}" == "--test" ]]; then
-  for dir in tests/integration clients/js tests/browser; do
+  for dir in tests/integration tests/cluster tests/conformance clients/js tests/browser; do
     [[ -f "$dir/package.json" ]] || continue
     if [[ ! -d "$dir/node_modules" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
       (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)

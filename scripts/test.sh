@@ -37,6 +37,7 @@ stage "build release" build release
 SERVER=$ROOT/build/release/server/realtime-server
 stage "ctest release" ctest --test-dir build/release -j "$JOBS" --timeout 300
 stage "node integration (release)" node_suite tests/integration "$SERVER"
+stage "node cluster + redis faults (release)" node_suite tests/cluster "$SERVER"
 stage "js client (release)" node_suite clients/js "$SERVER"
 stage "browser (release)" node_suite tests/browser "$SERVER"
 if [[ -x build/release/bench/realtime-bench && -x bench/run.sh ]]; then

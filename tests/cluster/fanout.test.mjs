@@ -1,0 +1,207 @@
+// Fan-out across pods: three realtime-server pods on one redis-server.
+// - 1000 chat messages from three publishers, one per pod, reach every member on every pod exactly
+//   once: no loss, no duplicate, each publisher's order kept (a sequence number in data; ids are
+//   assigned per pod, so cross-pod id order is not asserted); `from` is the publisher's user id
+//   everywhere, and the envelope has only the contract's fields (no Redis-only "pod" leaking out).
+// - a third-party PUBLISH (the redis-cli binary) on realtime:room:R reaches the members on every pod
+//   as a chat of room R with an id and a timestamp; a raw PUBLISH on realtime:global and
+//   realtime:user:U does the same for /ws sockets and the sockets of U.
+// - POST /api/publish on one pod reaches the other pods: room messages, notifications to a user by
+//   user id (an anonymous socket's user id is its connection id), global broadcasts; each exactly
+//   once, on the publishing pod too (its Redis echo dropped).
+// "Exactly once" is judged after a barrier: a third-party PUBLISH on the same channel, issued once
+// the message was seen on another pod, so any echo or second copy has arrived by then.
+// Before cross-pod traffic each test waits until every pod with members is subscribed
+// (PUBSUB NUMSUB), since a join becomes a Redis subscription asynchronously.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startRedis, redisCli, killAllRedis } from './lib/redis.mjs';
+import { startPods, killAllPods } from './lib/server.mjs';
+import { connect, closeAll, redisBarrier } from './lib/client.mjs';
+import { publish } from './lib/http.mjs';
+
+let redis;
+let pods;
+const clients = [];
+
+before(async () => {
+  redis = await startRedis();
+  pods = await startPods(redis, 3, { prefix: 'fan' });
+});
+
+after(async () => {
+  closeAll(clients);
+  try {
+    await Promise.all(pods.map((p) => p.stop()));
+  } finally {
+    killAllPods();
+    await redis.stop();
+    killAllRedis();
+  }
+});
+
+async function member(pod, path) {
+  const c = await connect(pod, path);
+  clients.push(c);
+  return c;
+}
+
+const TS_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const ID_RE = /^[A-Za-z0-9._-]+$/;
+
+test('1000 messages from publishers on 3 pods reach every member on every pod exactly once, in per-publisher order', async () => {
+  const room = 'fan-1000';
+  const run = `r${Date.now()}`;
+  // on each pod: one publisher (a member too: the sender gets its own messages) and one listener
+  const publishers = [];
+  const members = [];
+  for (const pod of pods) {
+    const p = await member(pod, `/ws/${room}`);
+    const l = await member(pod, `/ws/${room}`);
+    publishers.push(p);
+    members.push(p, l);
+  }
+  await redis.waitNumsub(`realtime:room:${room}`, pods.length, 5000);
+
+  const TOTAL = 1000;
+  const counts = [334, 333, 333];
+  const isOurs = (m) => m.type === 'chat' && m.data?.run === run && typeof m.data?.seq === 'number';
+  const isFin = (m) => m.type === 'chat' && m.data?.run === run && m.data?.fin === true;
+
+  publishers.forEach((p, k) => {
+    for (let seq = 0; seq < counts[k]; seq++) p.send({ type: 'chat', data: { run, pub: k, seq } });
+    p.send({ type: 'chat', data: { run, pub: k, fin: true } });
+  });
+
+  // every member: all 1000, then the three fins. Once every pod has every fin, each publisher pod's
+  // PUBLISHes have all run in Redis; a barrier published after that flushes any echo of them.
+  await Promise.all(
+    members.map(async (m, i) => {
+      await m.nextN(isOurs, TOTAL, 30_000, `chat messages on member ${i} (${m.pod.podId})`);
+      await m.nextN(isFin, publishers.length, 10_000, `fin markers on member ${i} (${m.pod.podId})`);
+    }),
+  );
+  await redisBarrier(redis, `realtime:room:${room}`, members);
+
+  members.forEach((m, i) => {
+    const got = m.seen(isOurs);
+    const where = `member ${i} on ${m.pod.podId}`;
+    assert.equal(got.length, TOTAL, `${where}: ${got.length} messages (duplicates?)`);
+    const ids = new Set(got.map((x) => x.id));
+    assert.equal(ids.size, TOTAL, `${where}: ids not unique`);
+    for (let k = 0; k < publishers.length; k++) {
+      const seqs = got.filter((x) => x.data.pub === k).map((x) => x.data.seq);
+      assert.equal(seqs.length, counts[k], `${where}: publisher ${k} count`);
+      const firstBad = seqs.findIndex((s, j) => s !== j);
+      assert.equal(firstBad, -1, `${where}: publisher ${k} order/loss/duplicate at position ${firstBad}: ${seqs.slice(Math.max(0, firstBad - 3), firstBad + 3)}`);
+      const fromSet = new Set(got.filter((x) => x.data.pub === k).map((x) => x.from));
+      assert.deepEqual([...fromSet], [publishers[k].userId], `${where}: "from" of publisher ${k}'s messages`);
+    }
+    const envelopeKeys = new Set(['id', 'type', 'room', 'from', 'data', 'timestamp']);
+    for (const x of got.slice(0, 5).concat(got.slice(-5))) {
+      assert.deepEqual(Object.keys(x).filter((k) => !envelopeKeys.has(k)), [], `${where}: envelope fields beyond the contract's: ${JSON.stringify(x)}`);
+      assert.equal(x.room, room, `${where}: room of ${JSON.stringify(x)}`);
+      assert.match(String(x.id), ID_RE);
+      assert.match(String(x.timestamp), TS_RE);
+    }
+  });
+  closeAll(members);
+});
+
+test('third-party PUBLISH (redis-cli) on realtime:room:R reaches members on every pod', async () => {
+  const room = 'third-party';
+  const ms = [];
+  for (const pod of pods) ms.push(await member(pod, `/ws/${room}`));
+  await redis.waitNumsub(`realtime:room:${room}`, pods.length, 5000);
+
+  const text = `from outside ${Date.now()}`;
+  const receivers = await redisCli(redis, ['PUBLISH', `realtime:room:${room}`, JSON.stringify({ type: 'chat', data: { text } })]);
+  assert.equal(Number(receivers), pods.length, `redis-cli PUBLISH reached ${receivers} subscribers`);
+
+  const got = await Promise.all(
+    ms.map((m) => m.next((x) => x.type === 'chat' && x.data?.text === text, 3000, `third-party chat on ${m.pod.podId}`)),
+  );
+  for (const [i, x] of got.entries()) {
+    const where = `pod ${pods[i].podId}: ${JSON.stringify(x)}`;
+    assert.equal(x.room, room, `room filled in from the channel: ${where}`);
+    assert.match(String(x.id ?? ''), ID_RE, `a server id on a third-party message: ${where}`);
+    assert.match(String(x.timestamp ?? ''), TS_RE, `a timestamp on a third-party message: ${where}`);
+  }
+  // exactly once per member
+  await redisBarrier(redis, `realtime:room:${room}`, ms);
+  for (const m of ms) {
+    assert.equal(m.seen((x) => x.type === 'chat' && x.data?.text === text).length, 1, `once on ${m.pod.podId}`);
+  }
+  closeAll(ms);
+});
+
+test('third-party PUBLISH on realtime:global and realtime:user:U reaches sockets on every pod', async () => {
+  const lobby = [];
+  for (const pod of pods) lobby.push(await member(pod, '/ws'));
+  const target = await member(pods[2], '/ws');
+  await redis.waitNumsub('realtime:global', pods.length, 5000);
+  await redis.waitNumsub(`realtime:user:${target.userId}`, 1, 5000);
+
+  const g = `global ${Date.now()}`;
+  await redis.publish('realtime:global', { type: 'chat', data: { text: g } });
+  await Promise.all(lobby.map((m) => m.next((x) => x.data?.text === g, 3000, `global from outside on ${m.pod.podId}`)));
+
+  const n = `note ${Date.now()}`;
+  await redis.publish(`realtime:user:${target.userId}`, { type: 'notification', data: { note: n } });
+  const x = await target.next((y) => y.data?.note === n, 3000, 'user notification from outside');
+  assert.equal(x.type, 'notification');
+  await lobby[2].roundTrip();
+  assert.equal(lobby[2].seen((y) => y.data?.note === n).length, 0, 'a notification to U reached another user');
+  closeAll([...lobby, target]);
+});
+
+test('POST /api/publish on pod A reaches pod B: room, user notification, global', async () => {
+  const [a, b, c] = pods;
+  const room = 'api-cross';
+  const onA = await member(a, `/ws/${room}`); // on the publishing pod: its Redis echo must be dropped
+  const onB = await member(b, `/ws/${room}`);
+  const onC = await member(c, `/ws/${room}`);
+  const userOnB = await member(b, '/ws');
+  const lobbyC = await member(c, '/ws');
+  await redis.waitNumsub(`realtime:room:${room}`, 3, 5000);
+  await redis.waitNumsub(`realtime:user:${userOnB.userId}`, 1, 5000);
+  await redis.waitNumsub('realtime:global', pods.length, 5000);
+
+  // room
+  const t = `api room ${Date.now()}`;
+  let r = await publish(a, { room, text: t });
+  assert.equal(r.status, 202, `publish room: ${r.status} ${r.text}`);
+  for (const m of [onA, onB, onC]) {
+    const x = await m.next((y) => y.type === 'chat' && y.data?.text === t, 3000, `API room chat on ${m.pod.podId}`);
+    assert.equal(x.room, room);
+  }
+  await redisBarrier(redis, `realtime:room:${room}`, [onA, onB, onC]);
+  for (const m of [onA, onB, onC]) assert.equal(m.seen((y) => y.data?.text === t).length, 1, `API room chat once on ${m.pod.podId}`);
+
+  // user notification by user id (anonymous: the connection id)
+  assert.ok(userOnB.userId, 'welcome has data.user_id');
+  const note = `api note ${Date.now()}`;
+  r = await publish(a, { user: userOnB.userId, type: 'notification', data: { note } });
+  assert.equal(r.status, 202, `publish user: ${r.status} ${r.text}`);
+  const x = await userOnB.next((y) => y.data?.note === note, 3000, 'API notification on pod B');
+  assert.equal(x.type, 'notification');
+  await redisBarrier(redis, `realtime:user:${userOnB.userId}`, [userOnB]);
+  assert.equal(userOnB.seen((y) => y.data?.note === note).length, 1, 'notification once');
+  await lobbyC.roundTrip();
+  assert.equal(lobbyC.seen((y) => y.data?.note === note).length, 0, 'notification reached a different user');
+
+  // global: /ws sockets and room sockets on the other pods
+  const gt = `api global ${Date.now()}`;
+  r = await publish(a, { type: 'chat', data: { text: gt } });
+  assert.equal(r.status, 202, `publish global: ${r.status} ${r.text}`);
+  const everyone = [onA, onB, onC, userOnB, lobbyC];
+  for (const m of everyone) {
+    await m.next((y) => y.data?.text === gt, 3000, `API global on ${m.pod.podId}`);
+  }
+  await redisBarrier(redis, 'realtime:global', everyone);
+  for (const m of everyone) {
+    assert.equal(m.seen((y) => y.data?.text === gt).length, 1, `global once on ${m.pod.podId}`);
+  }
+  closeAll(everyone);
+});

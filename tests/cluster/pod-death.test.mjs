@@ -1,0 +1,92 @@
+// A pod SIGKILLed (no goodbye): the other pods report its users offline within 15 s (contract:
+// "when a pod dies without a goodbye, the other pods report its users offline within 15 s").
+// Two users on pod B in a room shared with a watcher on pod A (one of them also in a second room).
+// After B's SIGKILL: the watcher gets presence `offline` for each of them, in each room, within 15 s;
+// GET /api/rooms/{room}/presence on pod A no longer lists them; GET /api/rooms on pod A counts only
+// the live members; the surviving pod stays ready and its socket open.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startRedis, killAllRedis, waitFor } from './lib/redis.mjs';
+import { startPods, killAllPods } from './lib/server.mjs';
+import { connect, closeAll } from './lib/client.mjs';
+import { get, presenceList } from './lib/http.mjs';
+
+after(() => {
+  killAllPods();
+  killAllRedis();
+});
+
+const presenceOf = (user, status) => (m) =>
+  m.type === 'presence' && m.data?.user_id === user && (status === undefined || m.data?.status === status);
+
+test('pod SIGKILLed: its users reported offline by another pod within 15 s (events and presence API)', { timeout: 60_000 }, async () => {
+  const redis = await startRedis();
+  const pods = await startPods(redis, 2, { prefix: 'death' });
+  const [a, b] = pods;
+  const clients = [];
+  try {
+    const room = 'doomed';
+    const room2 = 'doomed-2';
+    const watcher = await connect(a, `/ws/${room}`);
+    await watcher.join(room2);
+    const v1 = await connect(b, `/ws/${room}`);
+    const v2 = await connect(b, `/ws/${room}`);
+    await v2.join(room2);
+    clients.push(watcher, v1, v2);
+
+    // precondition: presence is cluster-wide before the kill
+    for (const v of [v1, v2]) await watcher.next((m) => presenceOf(v.userId, 'online')(m) && m.room === room, 5000, `presence online of ${v.userId} (pod B) at pod A`);
+    // (the presence API is checked after the kill, so that the offline events are judged on their own)
+    let users;
+    const listedBefore = await waitFor(
+      async () => {
+        users = (await presenceList(a, room)).map((u) => u.user_id);
+        return users.includes(v1.userId) && users.includes(v2.userId);
+      },
+      { timeoutMs: 5000 },
+    ).then(() => true, () => false);
+    const usersBefore = users;
+
+    await b.kill();
+    const killedAt = Date.now();
+    const DEADLINE = 15_000;
+
+    const waits = [
+      watcher.next((m) => presenceOf(v1.userId, 'offline')(m) && m.room === room, DEADLINE, `offline of ${v1.userId} in ${room}`),
+      watcher.next((m) => presenceOf(v2.userId, 'offline')(m) && m.room === room, DEADLINE, `offline of ${v2.userId} in ${room}`),
+      watcher.next((m) => presenceOf(v2.userId, 'offline')(m) && m.room === room2, DEADLINE, `offline of ${v2.userId} in ${room2}`),
+    ];
+    await Promise.all(waits);
+    const eventsMs = Date.now() - killedAt;
+    assert.ok(eventsMs <= DEADLINE + 500, `offline events after ${eventsMs} ms`);
+
+    assert.ok(listedBefore, `presence API on pod A listed the users of pod B before the kill (got ${JSON.stringify(usersBefore)})`);
+    await waitFor(
+      async () => {
+        users = (await presenceList(a, room)).map((u) => u.user_id);
+        return !users.includes(v1.userId) && !users.includes(v2.userId);
+      },
+      { timeoutMs: Math.max(500, DEADLINE - (Date.now() - killedAt)), message: () => `presence API on pod A without the dead pod's users (got ${JSON.stringify(users)})` },
+    );
+    assert.ok(users.includes(watcher.userId), `the live watcher is still listed: ${JSON.stringify(users)}`);
+
+    const rooms = (await get(a, '/api/rooms')).json?.rooms ?? [];
+    const count = (r) => rooms.find((x) => x.room === r)?.members ?? 0;
+    assert.equal(count(room), 1, `/api/rooms on pod A after the kill: ${JSON.stringify(rooms)}`);
+    assert.equal(count(room2), 1, `/api/rooms on pod A after the kill: ${JSON.stringify(rooms)}`);
+
+    assert.equal(watcher.seen(presenceOf(v1.userId, 'offline')).length, 1, 'one offline for a dead user');
+    assert.equal(watcher.closed, null, 'the watcher on the surviving pod stays connected');
+    await watcher.roundTrip();
+    await a.waitReady(3000);
+  } catch (e) {
+    for (const p of pods) e.message += `\n${p.logTail(800)}`;
+    throw e;
+  } finally {
+    closeAll(clients);
+    await a.stop().catch(() => {});
+    await b.kill();
+    await redis.stop();
+  }
+});

@@ -1,0 +1,277 @@
+// Redis faults under two pods (each test has its own redis-server and pods).
+// - redis-server SIGKILLed while a publisher on pod A streams chat into a room shared with pod B,
+//   then started again on the same port: members on A get every message exactly once and in order
+//   (local delivery goes on during the outage); no socket is closed on either pod; A's
+//   realtime_redis_publish_errors increases and realtime_redis_up drops to 0; /readyz answers 503
+//   on both pods during the outage and 200 after; cross-pod delivery to B is back within 5 s of Redis
+//   answering again, and what B gets is duplicate-free and in the publisher's order.
+// - CLIENT KILL TYPE pubsub: every active room channel (and realtime:global) is subscribed again by
+//   both pods within 2 s (PUBSUB NUMSUB) and messages cross the pods again in every room, user
+//   notifications and global broadcasts included.
+// - a pod started while Redis is down: /healthz 200, /readyz 503 (with a reason in the body) until
+//   Redis answers, then 200 within 10 s of it answering; it serves WebSockets meanwhile.
+// - Redis restarted empty (no persistence): the cluster state is written again by the pods, so
+//   GET /api/rooms and /api/rooms/{room}/presence on either pod list every pod's members within 5 s.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startRedis, killAllRedis, sleep, waitFor } from './lib/redis.mjs';
+import { startPod, startPods, killAllPods } from './lib/server.mjs';
+import { connect, closeAll, redisBarrier } from './lib/client.mjs';
+import { get, metric, publish, presenceList } from './lib/http.mjs';
+
+after(() => {
+  killAllPods();
+  killAllRedis();
+});
+
+/** Start redis + n pods, run fn, then tear down (pods must exit 0 on SIGTERM when fn passed). */
+async function withCluster(n, prefix, fn) {
+  const redis = await startRedis();
+  const clients = [];
+  let pods = [];
+  let failure;
+  try {
+    pods = await startPods(redis, n, { prefix });
+    await fn({ redis, pods, clients });
+  } catch (e) {
+    failure = e;
+  }
+  closeAll(clients);
+  try {
+    await Promise.all(pods.map((p) => p.stop()));
+  } catch (e) {
+    if (!failure) failure = e;
+  }
+  await redis.stop();
+  if (failure) {
+    for (const p of pods) failure.message += `\n${p.logTail(800)}`;
+    throw failure;
+  }
+}
+
+test('Redis SIGKILLed mid-stream and restarted: no loss/duplicate locally, no socket closed, errors counted, readyz 503 then 200, cross-pod back within 5 s', { timeout: 60_000 }, (t) =>
+  withCluster(2, 'fault', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'outage';
+    const pub = await connect(a, `/ws/${room}`);
+    const localMember = await connect(a, `/ws/${room}`);
+    const remoteMember = await connect(b, `/ws/${room}`);
+    clients.push(pub, localMember, remoteMember);
+    await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+    const errorsBefore = (await metric(a, 'realtime_redis_publish_errors')) ?? 0;
+
+    // stream: one chat every 10 ms with an increasing seq
+    let seq = 0;
+    let streaming = true;
+    const streamer = (async () => {
+      while (streaming) {
+        pub.send({ type: 'chat', data: { seq: seq++ } });
+        await sleep(10);
+      }
+    })();
+    const isSeq = (m) => m.type === 'chat' && typeof m.data?.seq === 'number';
+
+    try {
+      // cross-pod works before the fault
+      await remoteMember.next((m) => isSeq(m) && m.data.seq >= 20, 5000, 'cross-pod stream before the outage');
+
+      await redis.kill();
+      const killedAt = Date.now();
+
+      // during the outage: both pods unready, publish errors counted, Redis reported down
+      let lastA;
+      let lastB;
+      await waitFor(
+        async () => {
+          lastA = (await get(a, '/readyz')).status;
+          lastB = (await get(b, '/readyz')).status;
+          return lastA === 503 && lastB === 503;
+        },
+        { timeoutMs: 8000, intervalMs: 100, message: () => `/readyz 503 on both pods during the outage (A ${lastA}, B ${lastB})` },
+      );
+      let errs;
+      await waitFor(
+        async () => {
+          errs = await metric(a, 'realtime_redis_publish_errors');
+          return errs > errorsBefore;
+        },
+        { timeoutMs: 5000, intervalMs: 100, message: () => `realtime_redis_publish_errors to increase (before ${errorsBefore}, now ${errs})` },
+      );
+      assert.equal(await metric(a, 'realtime_redis_up'), 0, 'realtime_redis_up during the outage');
+      // keep the outage at least 1.5 s long, still streaming, and readyz stays 503 through it
+      while (Date.now() - killedAt < 1500) await sleep(100);
+      assert.equal((await get(a, '/readyz')).status, 503, '/readyz on A just before Redis returns');
+
+      await redis.restart();
+      const backAt = Date.now();
+      const seqAtRestart = seq;
+      const back = await remoteMember.next(
+        (m) => isSeq(m) && m.data.seq >= seqAtRestart,
+        5000,
+        `cross-pod delivery within 5 s of Redis returning (restart at seq ${seqAtRestart})`,
+      );
+      const recoveredMs = Date.now() - backAt;
+      t.diagnostic(`outage ${backAt - killedAt} ms; cross-pod delivery back ${recoveredMs} ms after Redis returned`);
+      assert.ok(recoveredMs <= 5000, `cross-pod delivery back after ${recoveredMs} ms`);
+      assert.ok(back);
+      await a.waitReady(5000);
+      await b.waitReady(5000);
+      assert.equal(await metric(a, 'realtime_redis_up'), 1, 'realtime_redis_up after recovery');
+    } finally {
+      streaming = false;
+      await streamer;
+    }
+    const last = seq - 1;
+    pub.send({ type: 'chat', data: { fin: true } });
+
+    // once the fin crossed to B, every PUBLISH of A's before it has run in Redis; the barrier then
+    // flushes any echo of them on both pods
+    await remoteMember.next((x) => x.type === 'chat' && x.data?.fin === true, 5000, 'fin on the remote member');
+    await redisBarrier(redis, `realtime:room:${room}`, [pub, localMember, remoteMember]);
+
+    // members on the publisher's pod: every seq exactly once, in order
+    for (const [name, m] of [['publisher', pub], ['local member', localMember]]) {
+      await m.next((x) => x.type === 'chat' && x.data?.fin === true, 5000, `fin on the ${name}`);
+      const seqs = m.seen(isSeq).map((x) => x.data.seq);
+      const bad = seqs.findIndex((s, j) => s !== j);
+      assert.equal(bad, -1, `${name} on A: loss/duplicate/disorder at position ${bad}: ${seqs.slice(Math.max(0, bad - 3), bad + 3)}`);
+      assert.equal(seqs.length, last + 1, `${name} on A: got ${seqs.length} of ${last + 1}`);
+    }
+    // member on B: some loss during the outage is allowed; no duplicate, order kept
+    const rseqs = remoteMember.seen(isSeq).map((x) => x.data.seq);
+    const rbad = rseqs.findIndex((s, j) => j > 0 && s <= rseqs[j - 1]);
+    assert.equal(rbad, -1, `member on B: duplicate or disorder at position ${rbad}: ${rseqs.slice(Math.max(0, rbad - 3), rbad + 3)}`);
+
+    for (const [name, c] of [['publisher', pub], ['local member', localMember], ['remote member', remoteMember]]) {
+      assert.equal(c.closed, null, `${name} socket was closed: ${JSON.stringify(c.closed)}`);
+      await c.roundTrip();
+    }
+  }),
+);
+
+test('CLIENT KILL TYPE pubsub: every active room resubscribed within 2 s, and delivery crosses pods again', { timeout: 30_000 }, () =>
+  withCluster(2, 'ckill', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const rooms = Array.from({ length: 5 }, (_, i) => `ck-${i}`);
+    const pubs = [];
+    const subs = [];
+    const lone = await connect(b, '/ws');
+    clients.push(lone);
+    for (const room of rooms) {
+      const p = await connect(a, `/ws/${room}`);
+      const s = await connect(b, `/ws/${room}`);
+      pubs.push(p);
+      subs.push(s);
+      clients.push(p, s);
+    }
+    const channels = rooms.map((r) => `realtime:room:${r}`);
+    channels.push('realtime:global');
+    await waitFor(async () => Object.values(await redis.numsubMany(channels)).every((n) => n === 2), {
+      timeoutMs: 5000,
+      message: 'both pods subscribed to every room',
+    });
+
+    const killed = await redis.cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    assert.ok(Number(killed) >= 2, `CLIENT KILL TYPE pubsub killed ${killed} connections`);
+    const killedAt = Date.now();
+
+    let last;
+    await waitFor(
+      async () => {
+        last = await redis.numsubMany(channels);
+        return Object.values(last).every((n) => n === 2);
+      },
+      { timeoutMs: 2000, intervalMs: 20, message: () => `every room channel resubscribed by both pods (NUMSUB ${JSON.stringify(last)})` },
+    );
+    const resubMs = Date.now() - killedAt;
+    assert.ok(resubMs <= 2000, `resubscribed after ${resubMs} ms`);
+
+    // actual delivery, both directions, in every room
+    for (let i = 0; i < rooms.length; i++) {
+      const t1 = `after kill a->b ${i}`;
+      pubs[i].send({ type: 'chat', data: { text: t1 } });
+      await subs[i].next((m) => m.data?.text === t1, 3000, `${rooms[i]}: A -> B after CLIENT KILL`);
+      const t2 = `after kill b->a ${i}`;
+      subs[i].send({ type: 'chat', data: { text: t2 } });
+      await pubs[i].next((m) => m.data?.text === t2, 3000, `${rooms[i]}: B -> A after CLIENT KILL`);
+    }
+    // the user channel of a socket on B and the global channel came back too
+    await redis.waitNumsub(`realtime:user:${lone.userId}`, 1, 2000);
+    let r = await publish(a, { user: lone.userId, type: 'notification', data: { note: 'after kill' } });
+    assert.equal(r.status, 202);
+    await lone.next((m) => m.data?.note === 'after kill', 3000, 'notification from pod A to a user on pod B after CLIENT KILL');
+    r = await publish(a, { type: 'chat', data: { text: 'global after kill' } });
+    assert.equal(r.status, 202);
+    await lone.next((m) => m.data?.text === 'global after kill', 3000, 'global broadcast from pod A on pod B after CLIENT KILL');
+    for (const c of [...pubs, ...subs, lone]) assert.equal(c.closed, null, 'no socket closed for a Redis fault');
+    await a.waitReady(5000);
+    await b.waitReady(5000);
+  }),
+);
+
+test('Redis restarted empty: pods write their rooms and presence again, /api/rooms and presence complete within 5 s', { timeout: 30_000 }, () =>
+  withCluster(2, 'wipe', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'rebuilt';
+    const onA = await connect(a, `/ws/${room}`);
+    const onB1 = await connect(b, `/ws/${room}`);
+    const onB2 = await connect(b, `/ws/${room}`);
+    clients.push(onA, onB1, onB2);
+    const want = [onA, onB1, onB2].map((c) => c.userId).sort();
+    const complete = async (pod) => {
+      const users = (await presenceList(pod, room)).map((u) => u.user_id).sort();
+      const rooms = (await get(pod, '/api/rooms')).json?.rooms ?? [];
+      const members = rooms.find((x) => x.room === room)?.members;
+      return { ok: JSON.stringify(users) === JSON.stringify(want) && members === 3, users, members };
+    };
+    let last;
+    await waitFor(async () => (last = await Promise.all(pods.map(complete))).every((x) => x.ok), {
+      timeoutMs: 5000,
+      message: () => `cluster state complete before the restart: ${JSON.stringify(last)}`,
+    });
+
+    await redis.kill();
+    await a.waitReady(8000, 503);
+    await redis.restart();
+    const backAt = Date.now();
+    // (no persistence: it starts empty; the pods may write their state back at once)
+    await waitFor(async () => (last = await Promise.all(pods.map(complete))).every((x) => x.ok), {
+      timeoutMs: 5000,
+      message: () => `/api/rooms and presence on both pods list all ${want.length} members again within 5 s of Redis returning empty: ${JSON.stringify(last)}`,
+    });
+    const ms = Date.now() - backAt;
+    assert.ok(ms <= 5500, `state rebuilt after ${ms} ms`);
+    await a.waitReady(5000);
+    await b.waitReady(5000);
+  }),
+);
+
+test('pod started while Redis is down: healthz 200, readyz 503 with a reason, ready once Redis answers', { timeout: 30_000 }, async () => {
+  const redis = await startRedis();
+  await redis.kill();
+  let pod;
+  const clients = [];
+  try {
+    pod = await startPod(redis, { podId: 'early', ready: false });
+    assert.equal((await get(pod, '/healthz')).status, 200, '/healthz while Redis is down');
+    const r = await get(pod, '/readyz');
+    assert.equal(r.status, 503, `/readyz while Redis is down: ${r.status} ${r.text}`);
+    assert.ok(r.text.trim().length > 0, '/readyz 503 says why');
+    const c = await connect(pod, '/ws/early');
+    clients.push(c);
+    c.send({ type: 'chat', data: { text: 'local while down' } });
+    await c.next((m) => m.data?.text === 'local while down', 3000, 'local delivery with Redis down');
+    await redis.restart();
+    await pod.waitReady(10_000);
+    await redis.waitNumsub('realtime:room:early', 1, 5000);
+    assert.equal(c.closed, null);
+  } catch (e) {
+    if (pod) e.message += `\n${pod.logTail(800)}`;
+    throw e;
+  } finally {
+    closeAll(clients);
+    if (pod) await pod.stop();
+    await redis.stop();
+  }
+});
