@@ -38,6 +38,8 @@ SERVER=$ROOT/build/release/server/realtime-server
 stage "ctest release" ctest --test-dir build/release -j "$JOBS" --timeout 300
 stage "node integration (release)" node_suite tests/integration "$SERVER"
 stage "node cluster + redis faults (release)" node_suite tests/cluster "$SERVER"
+stage "conformance, RFC 6455 (release)" node_suite tests/conformance "$SERVER"
+stage "hostile input (release)" node_suite tests/hostile "$SERVER"
 stage "js client (release)" node_suite clients/js "$SERVER"
 stage "browser (release)" node_suite tests/browser "$SERVER"
 if [[ -x build/release/bench/realtime-bench && -x bench/run.sh ]]; then
@@ -48,7 +50,10 @@ if ((!QUICK)); then
   stage "build asan-ubsan" build asan-ubsan
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   stage "ctest asan-ubsan" ctest --test-dir build/asan-ubsan -j "$JOBS" --timeout 600
-  stage "node integration (asan-ubsan)" node_suite tests/integration "$ROOT/build/asan-ubsan/server/realtime-server"
+  ASAN_SERVER=$ROOT/build/asan-ubsan/server/realtime-server
+  stage "node integration (asan-ubsan)" node_suite tests/integration "$ASAN_SERVER"
+  stage "node cluster (asan-ubsan)" node_suite tests/cluster "$ASAN_SERVER"
+  stage "conformance + hostile (asan-ubsan)" bash -c "cd tests/conformance && REALTIME_SERVER=$ASAN_SERVER node --test --test-concurrency=2 *.test.mjs ../hostile/*.test.mjs"
 
   stage "build tsan" build tsan
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1

@@ -59,6 +59,12 @@ Flags parse_flags(int argc, char** argv) {
       ->envname(env("API_KEY"));
   app.add_option("--max-connections", flags.max_connections, "per pod; past it upgrades get 503")
       ->envname(env("MAX_CONNECTIONS"))->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
+  app.add_option("--max-connections-per-ip", flags.max_connections_per_ip,
+                 "per client address; past it upgrades get 429 (0: no cap; keep 0 behind a proxy)")
+      ->envname(env("MAX_CONNECTIONS_PER_IP"))->check(CLI::Range(std::size_t{0}, std::size_t{10000000}));
+  app.add_option("--handshake-timeout", flags.handshake_timeout,
+                 "seconds a client has to send its HTTP request (slow clients are dropped)")
+      ->envname(env("HANDSHAKE_TIMEOUT"))->check(CLI::Range(1U, 3600U));
   app.add_option("--max-message-bytes", flags.max_message_bytes, "larger client frames close with 1009")
       ->envname(env("MAX_MESSAGE_BYTES"))->check(CLI::Range(std::size_t{64}, std::size_t{64} << 20));
   app.add_option("--rate-limit", flags.rate_limit, "messages per second per connection")

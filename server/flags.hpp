@@ -21,6 +21,8 @@ struct Flags {
   std::string jwt_audience;
   std::string api_key;
   std::size_t max_connections = 10000;
+  std::size_t max_connections_per_ip = 0;
+  unsigned handshake_timeout = 10;
   std::size_t max_message_bytes = 65536;
   double rate_limit = 20;
   double rate_burst = 40;

@@ -94,6 +94,8 @@ int main(int argc, char** argv) {
   config.api_key = flags.api_key;
   config.max_connections = flags.max_connections;
   config.max_message_bytes = flags.max_message_bytes;
+  config.max_connections_per_ip = flags.max_connections_per_ip;
+  config.handshake_timeout = std::chrono::seconds(flags.handshake_timeout);
   config.rate_limit = flags.rate_limit;
   config.rate_burst = flags.rate_burst;
   config.allowed_origins = flags.allowed_origins;

@@ -4,7 +4,9 @@
 // Thread safety: implementations are called from any I/O thread and from the application's threads.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -13,11 +15,19 @@
 
 namespace realtime {
 
+// What a shared history answers for a recovery: whether everything after last_id is known, and
+// those messages (sequence number, envelope JSON), oldest first.
+struct HistoryResult {
+  bool recovered = false;
+  std::vector<std::pair<std::uint64_t, std::string>> messages;
+};
+
 class Broadcaster {
  public:
   virtual ~Broadcaster() = default;
   // Delivers msg to its room (or to everyone when msg.room is empty) on every pod this broadcaster
-  // reaches; this pod's sockets get it at once. Assigns the id; returns it.
+  // reaches. Assigns the id and returns it, or returns "" when the id is assigned later by a shared
+  // history (RedisBroadcaster): use publish_then() to learn it.
   virtual std::string publish(Message msg) = 0;
   // Delivers msg to every socket of user_id on every pod this broadcaster reaches.
   virtual std::string publish_to_user(const std::string& user_id, Message msg) = 0;
@@ -25,6 +35,24 @@ class Broadcaster {
   virtual bool ready(std::string* reason) const {
     (void)reason;
     return true;
+  }
+
+  // Publishes msg and reports its id to `done` (from any thread): with a shared history the id is
+  // known only once the history numbered the message.
+  virtual void publish_then(Message msg, std::function<void(const std::string& id)> done) {
+    done(publish(std::move(msg)));
+  }
+
+  // True when recovery is served by a history shared by every pod (then fetch_history() answers);
+  // false: the hub's own history serves it.
+  virtual bool shared_history() const { return false; }
+  // Fetches the room's messages after last_id; `done` runs once, from any thread (recovered false
+  // when the history cannot vouch for the gap, or cannot be reached).
+  virtual void fetch_history(const std::string& room, const std::string& last_id,
+                             std::function<void(HistoryResult)> done) {
+    (void)room;
+    (void)last_id;
+    done(HistoryResult{});
   }
 
   // Presence. The hub calls these when a user's first socket on this pod joins a room, its last

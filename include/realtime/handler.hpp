@@ -39,6 +39,8 @@ struct HandlerConfig {
   JwtConfig jwt;                 // keys and claims checked; a token is verified whenever present
   std::string api_key;           // required by POST /api/publish as "Bearer <key>" when set
   std::size_t max_connections = 10000;         // past it: 503 "server at capacity"
+  std::size_t max_connections_per_ip = 0;      // past it: 429; 0 = no cap (behind a proxy, all
+                                               // sockets share its address)
   std::size_t max_message_bytes = 65536;       // larger client messages: close 1009
   double rate_limit = 20;                      // messages per second per socket (token bucket)
   double rate_burst = 40;                      // bucket size

@@ -51,7 +51,7 @@ class Hub {
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
 
-  // Starts the I/O threads and returns.
+  // Starts the I/O threads and returns. A Hub runs once: start() after stop() does nothing.
   void start();
   // Starts the I/O threads (if not started) and blocks until stop().
   void run();

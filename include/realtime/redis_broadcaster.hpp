@@ -50,6 +50,13 @@ class RedisBroadcaster final : public Broadcaster {
   std::string publish(Message msg) override;
   std::string publish_to_user(const std::string& user_id, Message msg) override;
   bool ready(std::string* reason) const override;
+  // Room messages are numbered by a history shared in Redis (realtime:seq|epoch|history:{room}), so
+  // ids are ordered cluster-wide and a client recovers on any pod. While Redis is unreachable the
+  // pod numbers messages itself (and recovery from those ids answers recovered: false elsewhere).
+  void publish_then(Message msg, std::function<void(const std::string& id)> done) override;
+  bool shared_history() const override;
+  void fetch_history(const std::string& room, const std::string& last_id,
+                     std::function<void(HistoryResult)> done) override;
   // Presence is decided cluster-wide: one online when a user's first socket in the cluster joins a
   // room, one offline when the last leaves (or its pod dies: within 13 s, by the pods' leases).
   void user_joined(const std::string& room, const std::string& user_id) override;

@@ -1,5 +1,7 @@
 #include "http/api.hpp"
 
+#include <optional>
+
 #include "http/handler_core.hpp"
 #include "protocol/envelope.hpp"
 #include "protocol/request.hpp"
@@ -18,7 +20,9 @@ HttpResponse text(unsigned status, std::string body, std::string content_type = 
   return response;
 }
 
-HttpResponse publish(HandlerCore& handler, const HttpRequest& request) {
+// Validates a publish request; on success returns nullopt and fills msg and user.
+std::optional<HttpResponse> check_publish(HandlerCore& handler, const HttpRequest& request,
+                                          Message& msg, std::string& user) {
   if (request.method != "POST") {
     auto response = json_error(405, "use POST");
     response.headers.emplace_back("Allow", "POST");
@@ -45,19 +49,30 @@ HttpResponse publish(HandlerCore& handler, const HttpRequest& request) {
   if (!req.user.empty() && !protocol::is_valid_user_id(req.user)) {
     return json_error(400, "invalid user id");
   }
-  Message msg;
   msg.type = req.type;
   msg.room = std::move(req.room);
   msg.data = std::move(req.data);
   msg.timestamp = Clock::now();
-  std::string id = req.user.empty() ? handler.broadcaster().publish(std::move(msg))
-                                    : handler.broadcaster().publish_to_user(req.user, std::move(msg));
+  user = std::move(req.user);
+  return std::nullopt;
+}
+
+HttpResponse accepted(const std::string& id) {
   HttpResponse response;
   response.status = 202;
   response.body = "{\"id\":";
   protocol::append_json_string(response.body, id);
   response.body += '}';
   return response;
+}
+
+void publish(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {
+  Message msg;
+  std::string user;
+  if (auto refused = check_publish(handler, request, msg, user)) return respond(std::move(*refused));
+  if (!user.empty()) return respond(accepted(handler.broadcaster().publish_to_user(user, std::move(msg))));
+  handler.broadcaster().publish_then(std::move(msg),
+                                     [respond](const std::string& id) { respond(accepted(id)); });
 }
 
 HttpResponse rooms_body(const std::vector<RoomCount>& rooms) {
@@ -113,6 +128,7 @@ HttpResponse json_error(unsigned status, std::string_view text) {
 
 void handle_api(HandlerCore& handler, const HttpRequest& request, Responder respond) {
   const auto path = protocol::split_target(request.target).path;
+  if (path == "/api/publish") return publish(handler, request, respond);
   if (path == "/api/rooms" && is_read(request.method)) {
     handler.broadcaster().query_rooms(
         [respond](std::vector<RoomCount> rooms) { respond(rooms_body(rooms)); });
@@ -135,7 +151,6 @@ void handle_api(HandlerCore& handler, const HttpRequest& request, Responder resp
 namespace {
 HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request) {
   const auto path = protocol::split_target(request.target).path;
-  if (path == "/api/publish") return publish(handler, request);
   if (!is_read(request.method)) {
     auto response = json_error(405, "method not allowed");
     response.headers.emplace_back("Allow", "GET, HEAD");

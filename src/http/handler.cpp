@@ -67,6 +67,22 @@ bool HandlerCore::try_reserve_slot() noexcept {
 
 void HandlerCore::release_slot() noexcept { reserved_.fetch_sub(1, std::memory_order_relaxed); }
 
+bool HandlerCore::try_reserve_ip(const asio::ip::address& address) {
+  if (config_.max_connections_per_ip == 0) return true;
+  std::lock_guard lock(ip_mutex_);
+  std::size_t& count = per_ip_[address.to_string()];
+  if (count >= config_.max_connections_per_ip) return false;
+  ++count;
+  return true;
+}
+
+void HandlerCore::release_ip(const asio::ip::address& address) {
+  if (config_.max_connections_per_ip == 0) return;
+  std::lock_guard lock(ip_mutex_);
+  auto it = per_ip_.find(address.to_string());
+  if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+}
+
 std::error_code HandlerCore::listen(const std::string& host, std::uint16_t port) {
   boost::system::error_code ec;
   const std::string literal = host == "localhost" ? "127.0.0.1" : host;
@@ -87,6 +103,8 @@ std::uint16_t HandlerCore::port() const noexcept {
 
 void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   accepting_ = false;
+  // Once is enough; and a stopped hub runs no handler that could answer the waits below.
+  if (shut_down_.exchange(true) || hub_.core().stopped()) return;
   std::shared_ptr<Listener> listener;
   {
     std::lock_guard lock(listener_mutex_);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "hub/hub_core.hpp"
 #include "realtime/auth.hpp"
@@ -39,6 +40,9 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   // Reserves a connection slot; false when at --max-connections. release_slot() gives it back.
   bool try_reserve_slot() noexcept;
   void release_slot() noexcept;
+  // Per-address slots (--max-connections-per-ip); no-ops when the cap is 0.
+  bool try_reserve_ip(const boost::asio::ip::address& address);
+  void release_ip(const boost::asio::ip::address& address);
   bool accepting() const noexcept { return accepting_.load(std::memory_order_relaxed); }
 
   std::error_code listen(const std::string& host, std::uint16_t port);
@@ -52,7 +56,10 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   JwtVerifier jwt_;
   std::shared_ptr<spdlog::logger> logger_;
   std::atomic<bool> accepting_{true};
+  std::atomic<bool> shut_down_{false};
   std::atomic<std::size_t> reserved_{0};  // connection slots taken (open sockets and upgrades)
+  std::mutex ip_mutex_;
+  std::unordered_map<std::string, std::size_t> per_ip_;  // guarded by ip_mutex_
   mutable std::mutex listener_mutex_;
   std::shared_ptr<Listener> listener_;
 };

@@ -9,6 +9,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <array>
 #include <memory>
 
 #include "http/api.hpp"
@@ -26,6 +27,8 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr std::size_t kHeaderLimit = 8 * 1024;  // request line + headers; larger: 431
+// After a refusal, how long unread input is drained before the socket is closed.
+constexpr std::chrono::milliseconds kLinger{500};
 constexpr std::string_view kWebSocketGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 // Sec-WebSocket-Accept for a client key (RFC 6455 4.2.2).
@@ -68,6 +71,19 @@ bool origin_allowed(const HandlerConfig& config, std::string_view origin, std::s
   return false;
 }
 
+// Transfer-Encoding, when present, must end with "chunked" and come without Content-Length.
+bool framing_is_safe(const http::request<http::string_body>& req) {
+  const auto te = req.find(http::field::transfer_encoding);
+  if (te == req.end()) return true;
+  if (req.find(http::field::content_length) != req.end()) return false;
+  std::string_view codings(te->value());
+  const auto comma = codings.rfind(',');
+  std::string_view last = comma == std::string_view::npos ? codings : codings.substr(comma + 1);
+  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
+  while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) last.remove_suffix(1);
+  return beast::iequals(last, "chunked");
+}
+
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(std::shared_ptr<HandlerCore> handler, Shard& shard, tcp::socket socket)
@@ -107,6 +123,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     timer_.cancel();
     const auto& req = parser_->get();
+    if (!framing_is_safe(req)) {
+      // RFC 9112 6.3: a request whose length cannot be determined safely is refused and the
+      // connection closed, so nothing after it can be read as another request (smuggling).
+      handler_->metrics().reject(RejectReason::bad_request);
+      return fail(400, "ambiguous message framing (Transfer-Encoding)");
+    }
     const auto target = protocol::parse_ws_target(std::string_view(req.target()));
     if (target.kind == protocol::WsTarget::Kind::not_ws) return serve_api(req);
     if (target.kind == protocol::WsTarget::Kind::bad_room) {
@@ -185,6 +207,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       metrics.reject(RejectReason::capacity);
       return fail(503, "server at capacity");
     }
+    if (config.max_connections_per_ip != 0) {
+      boost::system::error_code endpoint_ec;
+      const auto remote = socket_.remote_endpoint(endpoint_ec);
+      if (endpoint_ec || !handler_->try_reserve_ip(remote.address())) {
+        handler_->release_slot();
+        metrics.reject(RejectReason::per_ip);
+        return fail(429, "too many connections from this address");
+      }
+      params.ip_slot = remote.address();
+    }
     params.room = target.kind == protocol::WsTarget::Kind::room ? target.room : std::string();
     params.last_id = target.last_id;
 
@@ -202,6 +234,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                           beast::error_code ec, std::size_t) mutable {
                         if (ec) {
                           self->handler_->release_slot();
+                          if (params.ip_slot) self->handler_->release_ip(*params.ip_slot);
                           return self->close();
                         }
                         auto session = std::make_shared<WsSession>(
@@ -228,9 +261,30 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res->content_length(length);
     http::async_write(socket_, *res,
                       [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
-                        if (ec || !keep_alive) return self->close();
+                        if (ec) return self->close();
+                        if (!keep_alive) return self->linger_close();
                         self->do_read();
                       });
+  }
+
+  // Closing with unread input makes the kernel send a reset, which can destroy the response before
+  // the client reads it: stop sending, read and discard for a moment, then close.
+  void linger_close() {
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    timer_.expires_after(kLinger);
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& wait_ec) {
+      if (!wait_ec) self->close();
+    });
+    drain();
+  }
+
+  void drain() {
+    socket_.async_read_some(asio::buffer(drain_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) return self->close();
+                              self->drain();
+                            });
   }
 
   void close() {
@@ -246,6 +300,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   asio::steady_timer timer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::array<char, 512> drain_buffer_{};
 };
 
 }  // namespace

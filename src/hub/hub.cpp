@@ -43,7 +43,7 @@ void append_base36(std::string& out, std::uint64_t value) {
 
 }  // namespace
 
-FramePtr make_frame(const Message& msg, std::uint64_t seq) {
+std::shared_ptr<OutFrame> make_frame(const Message& msg, std::uint64_t seq) {
   auto frame = std::make_shared<OutFrame>();
   std::string payload;
   payload.reserve(96 + msg.data.size() + msg.room.size() + msg.from.size());
@@ -55,6 +55,20 @@ FramePtr make_frame(const Message& msg, std::uint64_t seq) {
   frame->bytes.append(reinterpret_cast<const char*>(header), header_size);
   frame->bytes.append(payload);
   frame->room = msg.room;
+  frame->seq = seq;
+  frame->created = std::chrono::steady_clock::now();
+  return frame;
+}
+
+FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq) {
+  auto frame = std::make_shared<OutFrame>();
+  std::uint8_t header[protocol::kMaxFrameHeader];
+  const std::size_t header_size =
+      protocol::write_frame_header(header, protocol::Opcode::text, json.size());
+  frame->bytes.reserve(header_size + json.size());
+  frame->bytes.append(reinterpret_cast<const char*>(header), header_size);
+  frame->bytes.append(json);
+  frame->room = std::move(room);
   frame->seq = seq;
   frame->created = std::chrono::steady_clock::now();
   return frame;
@@ -115,7 +129,7 @@ std::string HubCore::new_epoch() {
 
 void HubCore::start() {
   std::lock_guard lock(lifecycle_mutex_);
-  if (started_) return;
+  if (started_ || stopped_) return;
   started_ = true;
   for (auto& shard : shards_) {
     guards_.emplace_back(shard->context().get_executor());
@@ -125,6 +139,7 @@ void HubCore::start() {
 
 void HubCore::stop() {
   std::lock_guard lock(lifecycle_mutex_);
+  stopped_.store(true, std::memory_order_release);
   for (auto& guard : guards_) guard.reset();
   for (auto& shard : shards_) {
     shard->stop_sweep();
@@ -187,6 +202,18 @@ std::string HubCore::deliver(Message& msg) {
     post_to_shards(nullptr, make_frame(msg));
     return msg.id;
   }
+  if (msg.type == MessageType::presence) {
+    // Presence is live state, not history: it is not a recovery point and is not replayed.
+    if (msg.id.empty()) {
+      msg.id = id_prefix_ + "-p";
+      append_base36(msg.id, next_global_.fetch_add(1, std::memory_order_relaxed));
+    }
+    FramePtr frame = make_frame(msg);
+    registry_.with_existing_room(msg.room, [&](RoomState* state) {
+      if (state != nullptr) post_to_shards(state, frame);  // no state: no members here
+    });
+    return msg.id;
+  }
   const std::size_t history_size = options_.history_size;
   registry_.with_room(msg.room, [&](RoomState& state) {
     std::uint64_t seq = 0;
@@ -196,7 +223,9 @@ std::string HubCore::deliver(Message& msg) {
       msg.id += '-';
       msg.id += std::to_string(seq);
     }
-    FramePtr frame = make_frame(msg, seq);
+    state.last_used = std::chrono::steady_clock::now();
+    auto frame = make_frame(msg, seq);
+    frame->local_seq = seq != 0;
     if (seq != 0 && history_size != 0) {
       state.history.push_back(frame);
       while (state.history.size() > history_size) state.history.pop_front();
@@ -223,8 +252,76 @@ std::string HubCore::deliver_to_user(const std::string& user, Message& msg) {
   return msg.id;
 }
 
+void HubCore::deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq) {
+  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+  FramePtr frame = make_frame(msg, seq);
+  bool holding = false;
+  registry_.with_room(msg.room, [&](RoomState& state) {
+    state.last_used = std::chrono::steady_clock::now();
+    if (state.shared_epoch != epoch) {  // a new history (or the first message seen): start over
+      state.shared_epoch.assign(epoch);
+      state.shared_next = 0;
+      state.held.clear();
+    }
+    if (state.shared_next == 0) state.shared_next = seq;
+    if (seq < state.shared_next) return;  // delivered already (an echo, or a replay overlap)
+    if (seq > state.shared_next) {
+      if (state.held.empty()) state.held_since = std::chrono::steady_clock::now();
+      state.held.emplace(seq, std::move(frame));
+      holding = true;
+      return;
+    }
+    post_to_shards(&state, frame);
+    ++state.shared_next;
+    while (!state.held.empty() && state.held.begin()->first == state.shared_next) {
+      post_to_shards(&state, state.held.begin()->second);
+      state.held.erase(state.held.begin());
+      ++state.shared_next;
+    }
+    if (!state.held.empty()) {
+      state.held_since = std::chrono::steady_clock::now();
+      holding = true;
+    }
+  });
+  if (holding) {
+    std::lock_guard lock(held_mutex_);
+    rooms_holding_.insert(msg.room);
+  }
+}
+
+void HubCore::release_held() {
+  std::set<std::string> rooms;
+  {
+    std::lock_guard lock(held_mutex_);
+    rooms.swap(rooms_holding_);
+  }
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::string> still;
+  for (const std::string& room : rooms) {
+    registry_.with_room(room, [&](RoomState& state) {
+      if (state.held.empty()) return;
+      if (now - state.held_since >= kHoldLimit) {
+        // The gap is not going to fill: skip it, and deliver what follows in order.
+        state.shared_next = state.held.begin()->first;
+        while (!state.held.empty() && state.held.begin()->first == state.shared_next) {
+          post_to_shards(&state, state.held.begin()->second);
+          state.held.erase(state.held.begin());
+          ++state.shared_next;
+        }
+        state.held_since = now;
+      }
+      if (!state.held.empty()) still.push_back(room);
+    });
+  }
+  if (!still.empty()) {
+    std::lock_guard lock(held_mutex_);
+    rooms_holding_.insert(still.begin(), still.end());
+  }
+}
+
 HubCore::JoinResult HubCore::join(const std::string& room, const std::string& user,
-                                  WsSession& session, const std::optional<std::string>& last_id) {
+                                  WsSession& session, const std::optional<std::string>& last_id,
+                                  bool buffer_live) {
   Shard& shard = session.shard();
   JoinResult result;
   registry_.with_room(room, [&](RoomState& state) {
@@ -249,7 +346,7 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
     result.user_first = presence.sockets == 0;
     if (result.user_first) presence.status = PresenceStatus::online;
     ++presence.sockets;
-    shard.join_local(room, &session, min_seq);
+    shard.join_local(room, &session, min_seq, buffer_live);
   });
   if (result.room_first) {
     metrics_.rooms.fetch_add(1, std::memory_order_relaxed);

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -32,9 +33,11 @@ class HubCore {
   HubCore(const HubCore&) = delete;
   HubCore& operator=(const HubCore&) = delete;
 
+  // start() after stop() does nothing: a Hub runs once.
   void start();
   void stop();
   void wait();
+  bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
 
   unsigned shard_count() const noexcept { return static_cast<unsigned>(shards_.size()); }
   Shard& shard(unsigned index) noexcept { return *shards_[index]; }
@@ -48,11 +51,25 @@ class HubCore {
   // An id for a message to one socket (welcome, error, pong, ...): unique, but not a recovery point.
   std::string next_direct_id();
 
+  // A fresh random epoch (8 characters of [0-9a-z]) for a new history.
+  std::string new_history_epoch() { return new_epoch(); }
   // Delivers msg to this pod's sockets: its room's members, or everyone when msg.room is empty.
   // A room message without an id gets the room's next id and joins its history. Returns the id.
   std::string deliver(Message& msg);
   // Delivers msg to every socket of `user` on this pod.
   std::string deliver_to_user(const std::string& user, Message& msg);
+  // Delivers a room message whose id comes from a shared history (epoch, seq): in seq order on this
+  // pod, each seq once (a repeat or a late one is dropped).
+  void deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq);
+  // Delivers frames held behind a gap for longer than kHoldLimit (call periodically).
+  void release_held();
+  // How long a frame may wait for a missing predecessor (a message lost, or published before this
+  // pod subscribed) before the gap is accepted.
+  static constexpr std::chrono::milliseconds kHoldLimit{100};
+  // A room without members is forgotten (with its history) this long after its last message.
+  static constexpr std::chrono::seconds kIdleRoomTtl{3600};
+  // Forgets idle rooms; called now and then by shard 0's sweep.
+  void evict_idle_rooms() { registry_.evict_idle(kIdleRoomTtl); }
 
   struct JoinResult {
     bool user_first = false;  // the user's first socket in the room on this pod
@@ -62,8 +79,10 @@ class HubCore {
   };
   // Adds session to room (and replays history after last_id into its queue, atomically with the join,
   // so nothing is missed or doubled between replay and live traffic). On the session's thread.
+  // buffer_live: the member's live frames go to WsSession::buffer_live() until the shard is told
+  // otherwise (recovery from a shared history under way).
   JoinResult join(const std::string& room, const std::string& user, WsSession& session,
-                  const std::optional<std::string>& last_id);
+                  const std::optional<std::string>& last_id, bool buffer_live = false);
   struct LeaveResult {
     bool user_last = false;
     bool room_last = false;
@@ -109,6 +128,8 @@ class HubCore {
   std::function<void(const std::string&, bool)> room_observer_;
   std::function<void(const std::string&, bool)> user_observer_;
   std::function<void(const std::string&)> members_observer_;
+  std::mutex held_mutex_;
+  std::set<std::string> rooms_holding_;  // guarded by held_mutex_
   std::mutex users_mutex_;
   std::unordered_map<std::string, std::uint32_t> user_sockets_;  // guarded by users_mutex_
   std::atomic<std::uint64_t> next_connection_{1};
@@ -120,6 +141,7 @@ class HubCore {
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
   std::mutex lifecycle_mutex_;
   bool started_ = false;
+  std::atomic<bool> stopped_{false};
 };
 
 // Parses "<epoch>-<seq>"; nullopt when it is not of that form.

@@ -16,11 +16,15 @@ struct OutFrame {
   std::uint64_t seq = 0;  // position in its room's history; 0 when not a room message
   std::chrono::steady_clock::time_point created;  // for the broadcast latency histogram
   bool is_message = true;  // false for control frames (ping, pong, close): not counted as sent
+  bool local_seq = false;  // seq is from this pod's own history (members may skip what they replayed)
 };
 using FramePtr = std::shared_ptr<const OutFrame>;
 
 // Encodes msg as one text frame (its JSON envelope behind a frame header).
-FramePtr make_frame(const Message& msg, std::uint64_t seq = 0);
+// (Mutable until it is shared: the caller may still set flags.)
+std::shared_ptr<OutFrame> make_frame(const Message& msg, std::uint64_t seq = 0);
+// A text frame around an envelope that is already JSON (from the shared history).
+FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq);
 // A control frame (ping, pong or close) ready to queue.
 FramePtr make_control_frame(std::string bytes);
 

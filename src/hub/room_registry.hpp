@@ -7,7 +7,9 @@
 
 #include <array>
 #include <cstdint>
+#include <chrono>
 #include <deque>
+#include <map>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -32,6 +34,13 @@ struct RoomState {
   std::vector<std::uint32_t> shard_members;  // members on each shard
   std::unordered_map<std::string, UserPresence> users;
   std::deque<FramePtr> history;  // the last history_size messages, oldest first
+  // Messages numbered by a shared history (Redis): delivered in seq order. Frames that arrive ahead
+  // of a gap wait in `held` until the gap fills or they are older than HubCore::kHoldLimit.
+  std::string shared_epoch;
+  std::uint64_t shared_next = 0;  // 0: nothing delivered yet
+  std::map<std::uint64_t, FramePtr> held;
+  std::chrono::steady_clock::time_point held_since{};
+  std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
 };
 
 struct TransparentHash {
@@ -55,6 +64,16 @@ class RoomRegistry {
     if (it == stripe.rooms.end()) it = stripe.rooms.emplace(room, new_state()).first;
     return f(it->second);
   }
+  // Runs f(RoomState*) with the stripe locked, without creating the room (nullptr when unknown).
+  template <typename F>
+  decltype(auto) with_existing_room(std::string_view room, F&& f) {
+    Stripe& stripe = stripe_for(room);
+    std::lock_guard lock(stripe.mutex);
+    auto it = stripe.rooms.find(room);
+    return f(it == stripe.rooms.end() ? nullptr : &it->second);
+  }
+  // Forgets rooms without members whose last use is older than max_idle (history included).
+  std::size_t evict_idle(std::chrono::steady_clock::duration max_idle);
   // Runs f(const RoomState*) with the stripe locked; nullptr when the room is unknown.
   template <typename F>
   decltype(auto) find_room(std::string_view room, F&& f) const {

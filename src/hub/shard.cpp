@@ -58,7 +58,11 @@ void Shard::deliver_room(const FramePtr& frame) {
   auto it = rooms_.find(frame->room);
   if (it == rooms_.end()) return;
   for (const Member& member : it->second) {
-    if (frame->seq == 0 || frame->seq > member.min_seq) member.session->enqueue(frame);
+    if (member.buffering) {
+      member.session->buffer_live(frame);
+    } else if (!frame->local_seq || frame->seq > member.min_seq) {
+      member.session->enqueue(frame);
+    }
   }
 }
 
@@ -78,8 +82,17 @@ void Shard::add_session(const std::shared_ptr<WsSession>& session) {
 
 void Shard::remove_session(WsSession* session) { sessions_.erase(session); }
 
-void Shard::join_local(const std::string& room, WsSession* session, std::uint64_t min_seq) {
-  rooms_[room].push_back({session, min_seq});
+void Shard::join_local(const std::string& room, WsSession* session, std::uint64_t min_seq,
+                       bool buffer_live) {
+  rooms_[room].push_back({session, min_seq, buffer_live});
+}
+
+void Shard::set_live(const std::string& room, WsSession* session) {
+  auto it = rooms_.find(room);
+  if (it == rooms_.end()) return;
+  for (Member& member : it->second) {
+    if (member.session == session) member.buffering = false;
+  }
 }
 
 void Shard::leave_local(const std::string& room, WsSession* session) {
@@ -176,6 +189,10 @@ void Shard::on_sweep() {
   all.reserve(sessions_.size());
   for (auto& [raw, session] : sessions_) all.push_back(session);
   for (auto& session : all) session->tick(now);
+  if (index_ == 0 && now - last_eviction_ >= kEvictionPeriod) {
+    last_eviction_ = now;
+    hub_.evict_idle_rooms();
+  }
   sweep_timer_.expires_after(sweep_period_);
   sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) on_sweep();

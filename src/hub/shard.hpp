@@ -60,7 +60,11 @@ class Shard {
   void add_session(const std::shared_ptr<WsSession>& session);
   void remove_session(WsSession* session);
   // min_seq: frames of the room with seq <= min_seq are skipped for this member (already replayed).
-  void join_local(const std::string& room, WsSession* session, std::uint64_t min_seq);
+  // buffer_live: deliveries go to session->buffer_live() (a recovery is under way) until
+  // set_live() is called.
+  void join_local(const std::string& room, WsSession* session, std::uint64_t min_seq,
+                  bool buffer_live = false);
+  void set_live(const std::string& room, WsSession* session);
   void leave_local(const std::string& room, WsSession* session);
   void add_user(const std::string& user, WsSession* session);
   void remove_user(const std::string& user, WsSession* session);
@@ -70,6 +74,8 @@ class Shard {
   void schedule_flush(WsSession* session);
   // Records a written message for the metrics (batched; published once per flush pass).
   void count_sent(const OutFrame& frame, std::chrono::steady_clock::time_point now) noexcept;
+  // Adds what count_sent() gathered to the shared metrics.
+  void publish_counts() noexcept;
 
   // Closes every session with `code` (shutdown); on this shard's thread.
   void close_all(std::uint16_t code, std::string_view reason);
@@ -86,7 +92,8 @@ class Shard {
  private:
   struct Member {
     WsSession* session;
-    std::uint64_t min_seq;
+    std::uint64_t min_seq;  // frames of this pod's own history up to it were replayed already
+    bool buffering;
   };
   struct Delivery {
     FramePtr frame;
@@ -96,7 +103,6 @@ class Shard {
   void post_delivery(Delivery delivery);
   void drain_inbox();
   void flush_dirty();
-  void publish_counts() noexcept;
   void on_sweep();
 
   HubCore& hub_;
@@ -105,6 +111,8 @@ class Shard {
   boost::asio::steady_timer sweep_timer_;
   std::chrono::milliseconds sweep_period_{1000};
   bool sweeping_ = false;
+  static constexpr std::chrono::seconds kEvictionPeriod{60};  // idle-room eviction (shard 0)
+  std::chrono::steady_clock::time_point last_eviction_ = std::chrono::steady_clock::now();
   std::unordered_map<WsSession*, std::shared_ptr<WsSession>> sessions_;
   std::unordered_map<std::string, std::vector<Member>> rooms_;
   std::unordered_map<std::string, std::vector<WsSession*>> users_;

@@ -29,6 +29,68 @@ constexpr std::string_view kUserPrefix = "realtime:user:";
 constexpr std::string_view kGlobalChannel = "realtime:global";
 // A malformed payload on our channels is logged at most this often.
 constexpr std::chrono::seconds kBadPayloadLogInterval{10};
+// Shared history keys live this long after a room's last message (refreshed on every publish):
+// recovery is for reconnects, not for archives. The same as HubCore::kIdleRoomTtl.
+constexpr int kHistoryTtlSeconds = 3600;
+// How often frames held behind a gap in a room's sequence are checked (HubCore::kHoldLimit).
+constexpr std::chrono::milliseconds kReleasePeriod{25};
+// A recovery waits at most this long for the room's subscription to be confirmed, so that nothing
+// published between the history read and the subscription can fall between the two.
+constexpr std::chrono::milliseconds kSubscribeWait{1000};
+constexpr std::chrono::milliseconds kSubscribePoll{5};
+
+// Numbers a room message and publishes it, atomically: so the id order is the order every pod sees.
+// KEYS seq, epoch, history; ARGV channel, body (the envelope after its "{", without an id), history
+// size, a new epoch to use if the room has none, the pod tag that ends the published copy, TTL.
+constexpr std::string_view kPublishScript = R"lua(
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local seq = redis.call('INCR', KEYS[1])
+local id = epoch .. '-' .. seq
+local item = '{"id":"' .. id .. '",' .. ARGV[2]
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  redis.call('RPUSH', KEYS[3], item)
+  redis.call('LTRIM', KEYS[3], -keep, -1)
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[1], string.sub(item, 1, -2) .. ARGV[5])
+return {epoch, seq}
+)lua";
+
+// KEYS epoch, seq, history: {epoch or '', current seq, history items...}.
+constexpr std::string_view kHistoryScript = R"lua(
+local items = redis.call('LRANGE', KEYS[3], 0, -1)
+table.insert(items, 1, redis.call('GET', KEYS[2]) or '0')
+table.insert(items, 1, redis.call('GET', KEYS[1]) or '')
+return items
+)lua";
+
+std::string room_key(std::string_view kind, std::string_view room) {
+  std::string key = "realtime:";
+  key += kind;
+  key += ':';
+  key += room;
+  return key;
+}
+
+// The seq of a history item, which starts {"id":"<epoch>-<seq>",
+std::optional<std::uint64_t> item_seq(std::string_view item) {
+  constexpr std::string_view kStart = "{\"id\":\"";
+  if (!item.starts_with(kStart)) return std::nullopt;
+  const auto end = item.find('"', kStart.size());
+  if (end == std::string_view::npos) return std::nullopt;
+  const auto id = parse_message_id(item.substr(kStart.size(), end - kStart.size()));
+  if (!id) return std::nullopt;
+  return id->seq;
+}
+
 // On stop, how long to wait for Redis to confirm that this pod left the shared state.
 constexpr std::chrono::milliseconds kLeaveTimeout{1000};
 
@@ -119,6 +181,7 @@ class RedisBroadcasterCore {
       publisher_->start();
       subscriber_->add(kGlobalChannel);
       subscriber_->start();
+      start_release_timer();
     });
     thread_ = std::thread([this] { context_.run(); });
   }
@@ -131,6 +194,7 @@ class RedisBroadcasterCore {
       if (finished_) return;
       finished_ = true;
       cluster_->stop();
+      release_timer_.cancel();
       subscriber_->stop();
       publisher_->stop();
       guard_.reset();
@@ -147,6 +211,22 @@ class RedisBroadcasterCore {
   }
 
   std::string publish(Message msg) {
+    // The callback may run later, on the Redis thread: it must own what it touches.
+    auto id = std::make_shared<std::string>();
+    publish_then(std::move(msg), [id](const std::string& assigned) { *id = assigned; });
+    return *id;  // empty when the shared history numbers it later
+  }
+
+  void publish_then(Message msg, std::function<void(const std::string&)> done) {
+    if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+    if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence && shared_history()) {
+      // The shared history numbers it; this pod delivers it on the answer (not on the echo).
+      asio::post(context_, [this, msg = std::move(msg), done = std::move(done)]() mutable {
+        publish_numbered(std::move(msg), std::move(done));
+      });
+      return;
+    }
+    // Redis unreachable (or not a history message): this pod numbers it and delivers at once.
     const std::string id = core_.deliver(msg);
     std::string channel;
     if (msg.room.empty()) {
@@ -156,7 +236,17 @@ class RedisBroadcasterCore {
       channel += msg.room;
     }
     send(std::move(channel), encode(msg));
-    return id;
+    done(id);
+  }
+
+  bool shared_history() const { return ready(nullptr); }
+
+  void fetch_history(const std::string& room, const std::string& last_id,
+                     std::function<void(HistoryResult)> done) {
+    asio::post(context_, [this, room, last_id, done = std::move(done)]() mutable {
+      fetch_when_subscribed(room, last_id, std::move(done),
+                            std::chrono::steady_clock::now() + kSubscribeWait);
+    });
   }
 
   std::string publish_to_user(const std::string& user, Message msg) {
@@ -182,6 +272,15 @@ class RedisBroadcasterCore {
   void query_presence(const std::string& room, std::function<void(std::vector<PresenceEntry>)> done) {
     asio::post(context_, [this, room, done = std::move(done)]() mutable {
       cluster_->query_presence(room, std::move(done));
+    });
+  }
+
+  void start_release_timer() {
+    release_timer_.expires_after(kReleasePeriod);
+    release_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || finished_) return;
+      core_.release_held();
+      start_release_timer();
     });
   }
 
@@ -212,6 +311,91 @@ class RedisBroadcasterCore {
     return payload;
   }
 
+  // On the Redis thread.
+  void publish_numbered(Message msg, std::function<void(const std::string&)> done) {
+    std::string body;
+    body.reserve(128 + msg.data.size());
+    protocol::append_envelope(body, msg);  // no id yet: the script puts it first
+    body.erase(0, 1);
+    const std::string room = msg.room;
+    std::vector<std::string> args = {"EVAL",
+                                     std::string(kPublishScript),
+                                     "3",
+                                     room_key("seq", room),
+                                     room_key("epoch", room),
+                                     room_key("history", room),
+                                     std::string(kRoomPrefix) + room,
+                                     std::move(body),
+                                     std::to_string(core_.options().history_size),
+                                     core_.new_history_epoch(),
+                                     pod_suffix_,
+                                     std::to_string(kHistoryTtlSeconds)};
+    auto shared = std::make_shared<std::pair<Message, std::function<void(const std::string&)>>>(
+        std::move(msg), std::move(done));
+    auto fallback = [this](Message& message, std::function<void(const std::string&)>& callback) {
+      core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
+      const std::string id = core_.deliver(message);
+      callback(id);
+    };
+    const auto ec = publisher_->command(args, [this, shared, fallback](std::error_code error,
+                                                                         const RedisReply& reply) {
+      auto& [message, callback] = *shared;
+      if (error || reply.elements.size() != 2) {
+        fallback(message, callback);
+        return;
+      }
+      const std::string& epoch = reply.elements[0].str;
+      const auto seq = static_cast<std::uint64_t>(reply.elements[1].integer);
+      message.id = epoch + "-" + std::to_string(seq);
+      core_.deliver_sequenced(message, epoch, seq);
+      callback(message.id);
+    });
+    if (ec) fallback(shared->first, shared->second);
+  }
+
+  void fetch_when_subscribed(const std::string& room, const std::string& last_id,
+                             std::function<void(HistoryResult)> done,
+                             std::chrono::steady_clock::time_point deadline) {
+    const std::string channel = std::string(kRoomPrefix) + room;
+    if (!subscriber_->subscribed(channel) && std::chrono::steady_clock::now() < deadline) {
+      auto timer = std::make_shared<asio::steady_timer>(context_, kSubscribePoll);
+      timer->async_wait([this, timer, room, last_id, done = std::move(done), deadline](
+                            const boost::system::error_code& ec) mutable {
+        if (ec) return done(HistoryResult{});
+        fetch_when_subscribed(room, last_id, std::move(done), deadline);
+      });
+      return;
+    }
+    auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
+    const auto ec = publisher_->command(
+        {"EVAL", std::string(kHistoryScript), "3", room_key("epoch", room), room_key("seq", room),
+         room_key("history", room)},
+        [callback, last_id](std::error_code error, const RedisReply& reply) {
+          (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
+        });
+    if (ec) (*callback)(HistoryResult{});
+  }
+
+  static HistoryResult history_after(const RedisReply& reply, const std::string& last_id) {
+    HistoryResult result;
+    const auto asked = parse_message_id(last_id);
+    if (!asked || reply.elements.size() < 2) return result;
+    const std::string& epoch = reply.elements[0].str;
+    const std::uint64_t current = std::strtoull(reply.elements[1].str.c_str(), nullptr, 10);
+    if (epoch.empty() || asked->epoch != epoch || asked->seq > current) return result;
+    std::uint64_t oldest = current + 1;
+    for (std::size_t i = 2; i < reply.elements.size(); ++i) {
+      const auto seq = item_seq(reply.elements[i].str);
+      if (!seq) continue;
+      oldest = std::min(oldest, *seq);
+      if (*seq > asked->seq) result.messages.emplace_back(*seq, reply.elements[i].str);
+    }
+    // Everything after the id must still be there: the oldest kept is at most one past it.
+    result.recovered = asked->seq + 1 >= oldest;
+    if (!result.recovered) result.messages.clear();
+    return result;
+  }
+
   void send(std::string channel, std::string payload) {
     // Every publish of one loop turn goes out in one write: hiredis buffers until the socket is
     // writable, which is pipelining.
@@ -235,6 +419,14 @@ class RedisBroadcasterCore {
     if (channel.starts_with(kRoomPrefix)) {
       msg.room = std::string(channel.substr(kRoomPrefix.size()));
       if (!protocol::is_valid_room(msg.room)) return;
+      const auto id = parse_message_id(msg.id);
+      if (id && msg.type != MessageType::presence) {
+        const std::string epoch(id->epoch);
+        core_.deliver_sequenced(msg, epoch, id->seq);
+        return;
+      }
+      // Another program's message without our numbering: delivered, but not a recovery point.
+      if (msg.id.empty() || msg.type != MessageType::presence) msg.id = core_.next_direct_id();
       core_.deliver(msg);
     } else if (channel.starts_with(kUserPrefix)) {
       core_.deliver_to_user(std::string(channel.substr(kUserPrefix.size())), msg);
@@ -254,6 +446,7 @@ class RedisBroadcasterCore {
   std::unique_ptr<RedisSubscriber> subscriber_;
   std::unique_ptr<ClusterState> cluster_;
   asio::steady_timer exit_timer_{context_};
+  asio::steady_timer release_timer_{context_};
   bool finished_ = false;
   std::thread thread_;
   std::mutex lifecycle_mutex_;
@@ -275,6 +468,14 @@ std::string RedisBroadcaster::publish_to_user(const std::string& user_id, Messag
   return core_->publish_to_user(user_id, std::move(msg));
 }
 bool RedisBroadcaster::ready(std::string* reason) const { return core_->ready(reason); }
+void RedisBroadcaster::publish_then(Message msg, std::function<void(const std::string&)> done) {
+  core_->publish_then(std::move(msg), std::move(done));
+}
+bool RedisBroadcaster::shared_history() const { return core_->shared_history(); }
+void RedisBroadcaster::fetch_history(const std::string& room, const std::string& last_id,
+                                     std::function<void(HistoryResult)> done) {
+  core_->fetch_history(room, last_id, std::move(done));
+}
 void RedisBroadcaster::user_joined(const std::string& room, const std::string& user_id) {
   core_->user_joined(room, user_id);
 }

@@ -46,6 +46,7 @@ WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard,
       initial_last_id_(std::move(params.last_id)),
       token_expiry_(params.token_expiry),
       leftover_(std::move(params.leftover)),
+      ip_slot_(params.ip_slot),
       tokens_(handler_->config().rate_burst) {
   if (!params.room.empty()) rooms_.push_back(std::move(params.room));
   const auto now = SteadyClock::now();
@@ -193,6 +194,7 @@ void WsSession::wait_writable() {
                        self->write_waiting_ = false;
                        if (ec || self->state_ == State::closed) return;
                        self->flush();
+                       self->shard_.publish_counts();  // not a flush pass of the shard's own
                      });
 }
 
@@ -346,17 +348,80 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
     return;
   }
   rooms_.push_back(room);
-  const auto result = handler_->core().join(room, user_id_, *this, last_id);
-  if (last_id) {
-    std::string fields = "\"recovered\":";
-    fields += result.recovered ? "true" : "false";
-    fields += ",\"replayed\":";
-    fields += std::to_string(result.replayed);
-    Message recovered = system_message("recovered", fields);
-    recovered.room = room;
-    send_direct(std::move(recovered));
+  Broadcaster& broadcaster = handler_->broadcaster();
+  if (last_id && broadcaster.shared_history()) {
+    // Join now with live frames kept aside, fetch the shared history, then replay and go live.
+    const auto result = handler_->core().join(room, user_id_, *this, std::nullopt, true);
+    recovering_.push_back({room, {}, 0});
+    std::optional<std::uint64_t> after_seq;
+    if (const auto id = parse_message_id(*last_id)) after_seq = id->seq;
+    broadcaster.fetch_history(room, *last_id, [weak = weak_from_this(), room, after_seq,
+                                               context = &shard_.context()](HistoryResult history) {
+      boost::asio::post(*context, [weak, room, after_seq, history = std::move(history)]() mutable {
+        if (auto self = weak.lock()) self->finish_recovery(room, after_seq, std::move(history));
+      });
+    });
+    if (result.user_first) broadcaster.user_joined(room, user_id_);
+    return;
   }
-  if (result.user_first) handler_->broadcaster().user_joined(room, user_id_);
+  const auto result = handler_->core().join(room, user_id_, *this, last_id);
+  if (last_id) send_recovered(room, result.recovered, result.replayed);
+  if (result.user_first) broadcaster.user_joined(room, user_id_);
+}
+
+void WsSession::send_recovered(const std::string& room, bool recovered, std::size_t replayed) {
+  std::string fields = "\"recovered\":";
+  fields += recovered ? "true" : "false";
+  fields += ",\"replayed\":";
+  fields += std::to_string(replayed);
+  Message message = system_message("recovered", fields);
+  message.room = room;
+  send_direct(std::move(message));
+}
+
+void WsSession::buffer_live(const FramePtr& frame) {
+  auto it = std::find_if(recovering_.begin(), recovering_.end(),
+                         [&](const Recovery& r) { return r.room == frame->room; });
+  if (it == recovering_.end()) {
+    enqueue(frame);
+    return;
+  }
+  if (state_ != State::open || overflowed_) return;
+  it->bytes += frame->bytes.size();
+  it->live.push_back(frame);
+  if (it->bytes + queued_bytes_ > handler_->config().send_queue_bytes) {
+    overflowed_ = true;
+    handler_->metrics().slow_consumer_closes.fetch_add(1, std::memory_order_relaxed);
+    boost::asio::post(shard_.context(), [self = shared_from_this()] {
+      self->start_close(close_code::try_again_later, "slow consumer", true);
+    });
+  }
+}
+
+void WsSession::finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
+                                HistoryResult result) {
+  auto it = std::find_if(recovering_.begin(), recovering_.end(),
+                         [&](const Recovery& r) { return r.room == room; });
+  if (it == recovering_.end()) return;  // left the room (or closed) meanwhile
+  Recovery recovery = std::move(*it);
+  recovering_.erase(it);
+  shard_.set_live(room, this);
+  if (state_ != State::open) return;
+  std::uint64_t last = after_seq.value_or(0);
+  std::size_t replayed = 0;
+  if (result.recovered) {
+    for (auto& [seq, json] : result.messages) {
+      enqueue(make_frame_from_json(json, room, seq));
+      last = seq;
+      ++replayed;
+    }
+  }
+  send_recovered(room, result.recovered, replayed);
+  for (const FramePtr& frame : recovery.live) {
+    // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0) are
+    // always live.
+    if (!result.recovered || frame->seq == 0 || frame->seq > last) enqueue(frame);
+  }
 }
 
 void WsSession::handle_leave(const std::string& room) {
@@ -366,6 +431,7 @@ void WsSession::handle_leave(const std::string& room) {
     return;
   }
   rooms_.erase(it);
+  std::erase_if(recovering_, [&](const Recovery& r) { return r.room == room; });
   const auto result = handler_->core().leave(room, user_id_, *this);
   if (result.user_last) handler_->broadcaster().user_left(room, user_id_);
 }
@@ -400,20 +466,20 @@ void WsSession::handle_auth(const std::string& token) {
 }
 
 void WsSession::on_binary(std::string_view /*message*/) {
-  handler_->metrics().messages_received.fetch_add(1, std::memory_order_relaxed);
-  handler_->metrics().drop(DropReason::invalid);
-  if (state_ == State::open) send_error(error_code::unsupported, "binary frames are not supported");
+  auto& metrics = handler_->metrics();
+  metrics.messages_received.fetch_add(1, std::memory_order_relaxed);
+  if (state_ != State::open) return;
+  if (!take_token()) {  // binary floods are rate limited like text ones
+    metrics.drop(DropReason::rate_limited);
+    return;
+  }
+  metrics.drop(DropReason::invalid);
+  send_error(error_code::unsupported, "binary frames are not supported");
 }
 
 void WsSession::on_ping(std::string_view payload) {
-  if (state_ != State::open) return;
-  std::string frame = protocol::encode_frame(protocol::Opcode::pong, payload);
-  queued_bytes_ += frame.size();
-  queue_.push_back(make_control_frame(std::move(frame)));
-  if (!flush_pending_) {
-    flush_pending_ = true;
-    shard_.schedule_flush(this);
-  }
+  // Through enqueue(): a peer that sends pings but never reads is a slow consumer like any other.
+  enqueue(make_control_frame(protocol::encode_frame(protocol::Opcode::pong, payload)));
 }
 
 void WsSession::on_pong(std::string_view /*payload*/) {}
@@ -482,13 +548,7 @@ void WsSession::tick(SteadyClock::time_point now) {
   }
   if (now - last_ping_ >= config.ping_interval) {
     last_ping_ = now;
-    std::string frame = protocol::encode_frame(protocol::Opcode::ping, {});
-    queued_bytes_ += frame.size();
-    queue_.push_back(make_control_frame(std::move(frame)));
-    if (!flush_pending_) {
-      flush_pending_ = true;
-      shard_.schedule_flush(this);
-    }
+    enqueue(make_control_frame(protocol::encode_frame(protocol::Opcode::ping, {})));
   }
 }
 
@@ -498,6 +558,7 @@ void WsSession::detach() {
   auto& core = handler_->core();
   std::vector<std::string> rooms;
   rooms.swap(rooms_);
+  recovering_.clear();
   for (const std::string& room : rooms) {
     const auto result = core.leave(room, user_id_, *this);
     if (result.user_last) handler_->broadcaster().user_left(room, user_id_);
@@ -506,6 +567,7 @@ void WsSession::detach() {
   core.remove_user_socket(user_id_);
   handler_->metrics().connections.fetch_sub(1, std::memory_order_relaxed);
   handler_->release_slot();
+  if (ip_slot_) handler_->release_ip(*ip_slot_);
   if (handler_->config().on_disconnect) handler_->config().on_disconnect(*this);
 }
 

@@ -18,6 +18,7 @@
 
 #include "hub/out_frame.hpp"
 #include "protocol/ws_frame.hpp"
+#include "realtime/broadcaster.hpp"
 #include "realtime/connection.hpp"
 
 namespace realtime::detail {
@@ -31,6 +32,7 @@ struct SessionParams {
   std::optional<Clock::time_point> token_expiry;
   std::optional<std::string> last_id;  // recovery asked for the initial room
   std::string leftover;             // bytes that followed the HTTP request (early frames)
+  std::optional<boost::asio::ip::address> ip_slot;  // a per-address slot to give back at the end
 };
 
 class WsSession final : public Connection,
@@ -56,6 +58,9 @@ class WsSession final : public Connection,
   void enqueue(const FramePtr& frame);
   // Writes as much of the queue as the socket takes now (on the shard's thread).
   void flush();
+  // A live frame of a room whose recovery from the shared history is under way: kept until the
+  // history arrives, then sent after it without what the replay already covered.
+  void buffer_live(const FramePtr& frame);
   // Keepalive, close deadlines and token expiry; called by the shard's sweep.
   void tick(std::chrono::steady_clock::time_point now);
 
@@ -87,6 +92,10 @@ class WsSession final : public Connection,
   void handle_presence(PresenceStatus status);
   void handle_auth(const std::string& token);
   bool in_room(const std::string& room) const;
+  // The shared history answered for `room`: replay, `recovered`, then the live frames kept meanwhile.
+  void finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
+                       HistoryResult result);
+  void send_recovered(const std::string& room, bool recovered, std::size_t replayed);
   // Queues a close frame after the frame being written (unsent frames are dropped). close_after: the
   // socket is closed as soon as the close frame is written (no wait for the peer's).
   void start_close(std::uint16_t code, std::string_view reason, bool close_after);
@@ -106,6 +115,7 @@ class WsSession final : public Connection,
   std::optional<std::string> initial_last_id_;
   std::optional<Clock::time_point> token_expiry_;
   std::string leftover_;
+  std::optional<boost::asio::ip::address> ip_slot_;
 
   // Write queue: frames [head_, end) are owed; head_offset_ bytes of queue_[head_] are written.
   std::vector<FramePtr> queue_;
@@ -115,6 +125,13 @@ class WsSession final : public Connection,
   bool flush_pending_ = false;
   bool write_waiting_ = false;
   bool close_after_flush_ = false;
+
+  struct Recovery {
+    std::string room;
+    std::vector<FramePtr> live;
+    std::size_t bytes = 0;
+  };
+  std::vector<Recovery> recovering_;  // empty unless a recovery is under way
 
   State state_ = State::open;
   bool detached_ = false;

@@ -4,7 +4,9 @@
 // - PUBSUB CHANNELS realtime:* (room and user channels) and PUBSUB NUMSUB of every cycled room are
 //   back to the baseline taken before the cycles (the keep room still subscribed by both pods);
 // - the Redis keys under realtime:* (presence, rooms, leases, whatever exists) are back to baseline,
-//   names and sizes of hashes / sets / sorted sets / lists;
+//   names and sizes of hashes / sets / sorted sets / lists, except a room's shared message history
+//   (realtime:history|seq|epoch:{room}), which is kept on purpose for recovery: those keys must be
+//   bounded (the history list at most --history-size) and expire (a TTL of at most an hour);
 // - each pod's realtime_connections_total and GET /api/rooms are back to baseline;
 // and the keep room still delivers across pods.
 
@@ -20,9 +22,11 @@ after(() => {
   killAllRedis();
 });
 
-/** {key: "type:size"} for every key under realtime:* (strings: just the type; values churn). */
+const HISTORY_KEY = /^realtime:(history|seq|epoch):/;
+
+/** {key: "type:size"} for every key under realtime:* but the history (strings: just the type). */
 async function keyShape(redis) {
-  const keys = await redis.scanKeys('realtime:*');
+  const keys = (await redis.scanKeys('realtime:*')).filter((k) => !HISTORY_KEY.test(k));
   if (keys.length === 0) return {};
   const types = await redis.pipeline(keys.map((k) => ['TYPE', k]));
   const sizeCmd = { hash: 'HLEN', set: 'SCARD', zset: 'ZCARD', list: 'LLEN' };
@@ -33,6 +37,21 @@ async function keyShape(redis) {
     out[k] = sizeCmd[types[i]] ? `${types[i]}:${sizes[i]}` : types[i];
   });
   return out;
+}
+
+/** The history keys: each must expire within the hour, and each list hold at most `limit`. */
+async function checkHistoryKeys(redis, limit) {
+  const keys = (await redis.scanKeys('realtime:*')).filter((k) => HISTORY_KEY.test(k));
+  if (keys.length === 0) return 0;
+  const ttls = await redis.pipeline(keys.map((k) => ['TTL', k]));
+  const types = await redis.pipeline(keys.map((k) => ['TYPE', k]));
+  const lengths = await redis.pipeline(keys.map((k, i) => (types[i] === 'list' ? ['LLEN', k] : ['EXISTS', k])));
+  keys.forEach((k, i) => {
+    if (types[i] === 'none') return;
+    assert.ok(ttls[i] > 0 && ttls[i] <= 3600, `${k} expires within the hour (TTL ${ttls[i]})`);
+    if (types[i] === 'list') assert.ok(lengths[i] <= limit, `${k} holds ${lengths[i]} <= ${limit}`);
+  });
+  return keys.length;
 }
 
 async function roomsList(pod) {
@@ -123,6 +142,8 @@ test('2000 connect/join/leave/disconnect cycles: Redis subscriptions, keys and r
         return `realtime:* keys back to baseline: ${extra.length} extra (${extra.slice(0, 8).join(', ')}), changed [${changed.slice(0, 8).join('; ')}]`;
       } },
     );
+    const historyKeys = await checkHistoryKeys(redis, 100);
+    assert.ok(historyKeys > 0, 'the chat of the cycles left a shared history (the check above is not vacuous)');
 
     let conns;
     await waitFor(
