@@ -28,7 +28,7 @@ fi
 
 if [[ "${1:-}" == "--test" ]]; then
   for dir in tests/integration tests/cluster tests/conformance clients/js tests/browser; do
-    [[ -f "$dir/package.json" ]] || continue
+    [[ -f "$dir/package-lock.json" ]] || continue  # no lock file: no dependencies to install
     if [[ ! -d "$dir/node_modules" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
       (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     fi
