@@ -24,7 +24,7 @@ set style fill solid 0.8
 set boxwidth 0.6
 set key off
 set yrange [0:*]
-set format y '%.0s%c'
+set format y '%.1s%c'
 plot '/work/main/docs/perf/hotroom.dat' using 1:3:4:xtic(2) with boxes lc rgb variable
 set format y '%g'
 set yrange [*:*]

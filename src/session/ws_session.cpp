@@ -505,10 +505,15 @@ void WsSession::on_protocol_error(std::uint16_t code, std::string_view why) {
 void WsSession::start_close(std::uint16_t code, std::string_view reason, bool close_after) {
   if (state_ != State::open) return;
   state_ = State::closing;
-  // Keep the frame being written (a half-written frame cannot be taken back), drop the rest.
-  const std::size_t keep = head_ + (head_offset_ > 0 ? 1 : 0);
-  for (std::size_t i = keep; i < queue_.size(); ++i) queued_bytes_ -= queue_[i]->bytes.size();
-  queue_.resize(keep);
+  if (overflowed_) {
+    // A slow consumer: what it owes is dropped. Keep the frame being written (a half-written frame
+    // cannot be taken back) so that the close frame still parses.
+    const std::size_t keep = head_ + (head_offset_ > 0 ? 1 : 0);
+    for (std::size_t i = keep; i < queue_.size(); ++i) queued_bytes_ -= queue_[i]->bytes.size();
+    queue_.resize(keep);
+  }
+  // Otherwise what was queued before the close still goes out ahead of it (answers to messages that
+  // came before a protocol violation, messages before a shutdown), within the close deadline.
   std::string frame = protocol::encode_close_frame(code, reason);
   queued_bytes_ += frame.size();
   queue_.push_back(make_control_frame(std::move(frame)));

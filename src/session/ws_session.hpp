@@ -96,8 +96,8 @@ class WsSession final : public Connection,
   void finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
                        HistoryResult result);
   void send_recovered(const std::string& room, bool recovered, std::size_t replayed);
-  // Queues a close frame after the frame being written (unsent frames are dropped). close_after: the
-  // socket is closed as soon as the close frame is written (no wait for the peer's).
+  // Queues a close frame after what is queued (a slow consumer's unsent frames are dropped first).
+  // close_after: the socket is closed as soon as the close frame is written (no wait for the peer's).
   void start_close(std::uint16_t code, std::string_view reason, bool close_after);
   // Leaves every room and user list, runs on_disconnect; once.
   void detach();
