@@ -98,8 +98,7 @@ std::string status_text(PresenceStatus status) { return std::string(to_string(st
 
 ClusterState::ClusterState(boost::asio::io_context& context, HubCore& hub, RedisPublisher& redis,
                            PresencePublisher publish_presence)
-    : context_(context),
-      hub_(hub),
+    : hub_(hub),
       redis_(redis),
       publish_presence_(std::move(publish_presence)),
       pod_(hub.pod_id()),

@@ -64,7 +64,6 @@ class ClusterState {
   void flush_counts();
   std::string pod_key(std::string_view suffix) const;
 
-  boost::asio::io_context& context_;
   HubCore& hub_;
   RedisPublisher& redis_;
   PresencePublisher publish_presence_;

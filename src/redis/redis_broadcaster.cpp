@@ -99,7 +99,7 @@ constexpr std::chrono::milliseconds kLeaveTimeout{1000};
 class RedisBroadcasterCore {
  public:
   RedisBroadcasterCore(Hub& hub, RedisBroadcasterOptions options)
-      : hub_(hub), core_(hub.core()), log_(spdlog::default_logger()) {
+      : core_(hub.core()), log_(spdlog::default_logger()) {
     auto parsed = parse_redis_url(options.url);
     if (!parsed) throw std::invalid_argument("--redis: " + parsed.error);
     // The echo of our own publishes ends with this tag (see encode()).
@@ -436,7 +436,6 @@ class RedisBroadcasterCore {
     }
   }
 
-  Hub& hub_;
   HubCore& core_;
   std::shared_ptr<spdlog::logger> log_;
   std::string pod_suffix_;

@@ -1,128 +1,40 @@
 // The client against the real realtime-server binary.
 //
-// Binary: $REALTIME_SERVER, else the newest build*/**/server/realtime-server under the repository.
+// Binary: $REALTIME_SERVER, else build/server/realtime-server or the newest build*/server/realtime-server
+// of the repository (tests/support/node/server.mjs).
 // Each test starts its own server on 127.0.0.1:0 and reads the port from its "listening on" line.
 // Without a binary every test here is skipped (the pure and protocol-shape tests still run).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 
 import { RealtimeClient } from '../realtime-client.js';
+import * as harness from '../../../tests/support/node/server.mjs';
+import * as http from '../../../tests/support/node/http.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const WAIT_MS = 8000;
 
-// ---- finding and running the server ----------------------------------------------------------
+// ---- finding and running the server (the shared harness in tests/support/node) -------------------
 
-function findServer() {
-  if (process.env.REALTIME_SERVER) return process.env.REALTIME_SERVER;
-  const found = [];
-  const walk = (dir, depth) => {
-    let entries;
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory() && depth < 4 && e.name !== 'CMakeFiles' && e.name !== '_deps') walk(p, depth + 1);
-      else if (e.isFile() && e.name === 'realtime-server') {
-        try {
-          found.push({ p, mtime: statSync(p).mtimeMs });
-        } catch {
-          /* vanished */
-        }
-      }
-    }
-  };
-  let roots = [];
-  try {
-    roots = readdirSync(REPO).filter((d) => d.startsWith('build'));
-  } catch {
-    /* no repo */
-  }
-  for (const r of roots) walk(path.join(REPO, r), 0);
-  found.sort((a, b) => b.mtime - a.mtime);
-  return found[0] ? found[0].p : null;
-}
+const SERVER_BIN = harness.findServerBinary();
+const NO_SERVER = SERVER_BIN ? false : 'realtime-server binary not built (set REALTIME_SERVER)';
 
-const SERVER_BIN = findServer();
-const NO_SERVER = SERVER_BIN && existsSync(SERVER_BIN) ? false : 'realtime-server binary not built (set REALTIME_SERVER)';
-
-async function startServer({ port = 0, args = [] } = {}) {
-  const child = spawn(SERVER_BIN, ['--listen', `127.0.0.1:${port}`, '--log-level', 'warn', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const address = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not print "listening on" in 10 s:\n${output}`)), 10000);
-    const onData = (chunk) => {
-      output += chunk;
-      const m = /listening on \[?([^\s\]]+?)\]?:(\d+)/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ host: m[1], port: Number(m[2]) });
-      }
-    };
-    child.stdout.setEncoding('utf8').on('data', onData);
-    child.stderr.setEncoding('utf8').on('data', (c) => (output += c));
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited (${code ?? signal}) before listening:\n${output}`));
-    });
-  });
-  const server = {
-    child,
-    port: address.port,
-    ws: `ws://127.0.0.1:${address.port}`,
-    http: `http://127.0.0.1:${address.port}`,
-    output: () => output,
-    exited,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 12000);
-      const r = await exited;
-      clearTimeout(timer);
-      return r;
-    },
-  };
-  return server;
+/** The server on 127.0.0.1:port (0: any): {port, url (ws://), httpUrl, terminate(signal), ...}. */
+function startServer({ port = 0, args = [] } = {}) {
+  return harness.startServer(args, { bin: SERVER_BIN, listen: `127.0.0.1:${port}`, logLevel: 'warn' });
 }
 
 // Starts the server again on the same port; retries briefly in case the port is not free yet.
-async function restartServer(port, args) {
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    try {
-      return await startServer({ port, args });
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+function restartServer(port, args) {
+  return harness.restartServer(port, args, { bin: SERVER_BIN, logLevel: 'warn' });
 }
 
 async function publish(server, body, headers = {}) {
-  const res = await fetch(`${server.http}/api/publish`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.equal(res.status, 202, `publish answered ${res.status}: ${text}`);
-  return JSON.parse(text);
+  const r = await http.publish(server, body, { headers });
+  assert.equal(r.status, 202, `publish answered ${r.status}: ${r.text}`);
+  return JSON.parse(r.text);
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -175,7 +87,7 @@ function watch(client) {
 
 function newClient(t, server, opts = {}) {
   const client = new RealtimeClient({
-    url: typeof server === 'string' ? server : server.ws,
+    url: typeof server === 'string' ? server : server.url,
     WebSocket,
     backoff: { initialMs: 100, maxMs: 1000 },
     heartbeatMs: 0,
@@ -221,7 +133,7 @@ async function startProxy(targetPort) {
 
 // Does this server answer ?last_id= with a `recovered` system message yet? Checked with a raw socket.
 async function serverSendsRecovered(server, room) {
-  const ws = new WebSocket(`${server.ws}/ws/${room}?last_id=probe-unknown-id`);
+  const ws = new WebSocket(`${server.url}/ws/${room}?last_id=probe-unknown-id`);
   try {
     return await new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), 2000);
@@ -243,7 +155,7 @@ async function serverSendsRecovered(server, room) {
 
 test('connect, welcome, and chat between two clients', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const room = uniqueRoom('chat');
   const a = newClient(t, server, { rooms: [room] });
   const b = newClient(t, server, { rooms: [room] });
@@ -280,7 +192,7 @@ test('connect, welcome, and chat between two clients', { skip: NO_SERVER }, asyn
 
 test('join and leave on one socket', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const room = uniqueRoom('jl');
   const other = uniqueRoom('other');
   const a = newClient(t, server); // socket in no room: /ws
@@ -308,7 +220,7 @@ test('join and leave on one socket', { skip: NO_SERVER }, async (t) => {
 
 test('presence: online, away, offline, and the presence API', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const room = uniqueRoom('pres');
   const a = newClient(t, server, { rooms: [room] });
   const ea = watch(a);
@@ -325,7 +237,7 @@ test('presence: online, away, offline, and the presence API', { skip: NO_SERVER 
   );
   assert.equal(online.room, room);
 
-  const res = await fetch(`${server.http}/api/rooms/${room}/presence`);
+  const res = await fetch(`${server.httpUrl}/api/rooms/${room}/presence`);
   assert.equal(res.status, 200);
   const body = await res.json();
   assert.equal(body.room, room);
@@ -334,7 +246,7 @@ test('presence: online, away, offline, and the presence API', { skip: NO_SERVER 
 
   b.setStatus('away');
   await ea.until(() => ea.presence.find((p) => p.data.user_id === b.userId && p.data.status === 'away'), 'B away');
-  const res2 = await (await fetch(`${server.http}/api/rooms/${room}/presence`)).json();
+  const res2 = await (await fetch(`${server.httpUrl}/api/rooms/${room}/presence`)).json();
   assert.equal(res2.users.find((u) => u.user_id === b.userId).status, 'away');
   b.setStatus('online');
   await ea.until(
@@ -348,7 +260,7 @@ test('presence: online, away, offline, and the presence API', { skip: NO_SERVER 
 
 test('ping resolves with a round trip time', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const a = newClient(t, server, { rooms: [uniqueRoom('ping')] });
   await assert.rejects(a.ping(), (e) => e.code === 'not_connected');
   await a.connect();
@@ -362,7 +274,7 @@ test('ping resolves with a round trip time', { skip: NO_SERVER }, async (t) => {
 
 test('server errors arrive as error events and the socket stays open', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const room = uniqueRoom('err');
   const a = newClient(t, server, { rooms: [room] });
   const ea = watch(a);
@@ -382,7 +294,7 @@ for (const [signal, expectCode] of [
   test(`reconnects by itself after the server is stopped (${signal}) and started again on the same port`, { skip: NO_SERVER }, async (t) => {
     let server = await startServer();
     const port = server.port;
-    t.after(() => server.stop());
+    t.after(() => server.terminate());
     const room = uniqueRoom('restart');
     const a = newClient(t, server, { rooms: [room], backoff: { initialMs: 200, maxMs: 1000 } });
     const b = newClient(t, server, { rooms: [room], backoff: { initialMs: 200, maxMs: 1000 } });
@@ -391,7 +303,7 @@ for (const [signal, expectCode] of [
     await Promise.all([a.connect(), b.connect()]);
     const firstConn = a.connectionId;
 
-    const exit = await server.stop(signal);
+    const exit = await server.terminate(signal);
     if (signal === 'SIGTERM') assert.equal(exit.code, 0, 'SIGTERM: exit status 0');
     await ea.until(() => ea.states.includes('reconnecting'), 'A reconnecting');
     const detail = ea.details[ea.states.indexOf('reconnecting')];
@@ -416,7 +328,7 @@ test('token provider: called on every connect, its JWT names the user', { skip: 
   const secret = 'test-secret-' + randomBytes(8).toString('hex');
   let server = await startServer({ args: ['--auth-required', '--jwt-secret', secret] });
   const port = server.port;
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const calls = [];
   const token = async () => {
     calls.push(Date.now());
@@ -430,7 +342,7 @@ test('token provider: called on every connect, its JWT names the user', { skip: 
   assert.equal(a.userId, 'alice');
   assert.equal(calls.length, 1);
 
-  await server.stop();
+  await server.terminate();
   server = await restartServer(port, ['--auth-required', '--jwt-secret', secret]);
   await ea.until(() => ea.welcomes.length === 2, 'welcome after reconnect', 15000);
   assert.ok(calls.length >= 2, `provider called again on reconnect (${calls.length})`);
@@ -445,7 +357,7 @@ test('token provider: called on every connect, its JWT names the user', { skip: 
 test('token_expiring from the server: the provider refreshes in-band and the socket stays open', { skip: NO_SERVER, timeout: 60000 }, async (t) => {
   const secret = 'test-secret-' + randomBytes(8).toString('hex');
   const server = await startServer({ args: ['--auth-required', '--jwt-secret', secret] });
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   let lifetime = 3; // the first token expires soon; the refreshed one lives long
   const token = () => {
     const now = Math.floor(Date.now() / 1000);
@@ -483,7 +395,7 @@ test('token_expiring from the server: the provider refreshes in-band and the soc
 
 test('recovery: a client cut off from the network gets what it missed on reconnect', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const room = uniqueRoom('recover');
   if (!(await serverSendsRecovered(server, room))) {
     t.skip('needs server history');
@@ -504,11 +416,12 @@ test('recovery: a client cut off from the network gets what it missed on reconne
 
   proxy.cut();
   await ea.until(() => a.state === 'reconnecting', 'A reconnecting');
+  // Watch B before publishing: o2 may reach B before the publish call returns.
+  const eb = watch(b);
   b.send(room, { text: 'm2' });
   await publish(server, { room, text: 'm3' });
   await publish(server, { room: other, type: 'chat', data: { text: 'o2' } });
   // Make sure the server has handled all of it before A comes back.
-  const eb = watch(b);
   await eb.until(() => eb.messages.some((m) => m.data.text === 'o2'), 'B sees o2');
   proxy.restore();
 
@@ -540,7 +453,7 @@ test('recovery: a client cut off from the network gets what it missed on reconne
 
 test('recovery: an unknown last_id is accepted and reported as not recovered', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const room = uniqueRoom('unknown');
   if (!(await serverSendsRecovered(server, room))) {
     t.skip('needs server history');
@@ -558,7 +471,7 @@ test('recovery: an unknown last_id is accepted and reported as not recovered', {
 
 test('recovery: a fresh client resumes from saved lastIds', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const room = uniqueRoom('saved');
   if (!(await serverSendsRecovered(server, room))) {
     t.skip('needs server history');
