@@ -1,9 +1,10 @@
 #include "flags.hpp"
 
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+
+#include <CLI/CLI.hpp>
 
 namespace realtime::server {
 namespace {
@@ -19,7 +20,8 @@ void parse_listen(const std::string& text, Flags& flags) {
   if (colon == std::string::npos) bad_value("--listen", "expected HOST:PORT, got '" + text + "'");
   std::string host = text.substr(0, colon);
   const std::string port = text.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host.empty()) host = "0.0.0.0";
   char* end = nullptr;
   const long value = port.empty() ? -1 : std::strtol(port.c_str(), &end, 10);
@@ -34,7 +36,8 @@ void parse_listen(const std::string& text, Flags& flags) {
 
 Flags parse_flags(int argc, char** argv) {
   Flags flags;
-  CLI::App app{"realtime-server: WebSocket rooms, presence and broadcast; scales out through Redis"};
+  CLI::App app{
+      "realtime-server: WebSocket rooms, presence and broadcast; scales out through Redis"};
   app.option_defaults()->always_capture_default();
   std::string listen = "0.0.0.0:8080";
   std::string allowed_origins;
@@ -47,44 +50,62 @@ Flags parse_flags(int argc, char** argv) {
   app.add_option("--pod-id", flags.pod_id, "name of this pod (default: host name + pid)")
       ->envname(env("POD_ID"));
   app.add_option("--threads", flags.threads, "I/O threads (default: number of cores)")
-      ->envname(env("THREADS"))->check(CLI::Range(1U, 1024U));
+      ->envname(env("THREADS"))
+      ->check(CLI::Range(1U, 1024U));
   app.add_flag("--auth-required", flags.auth_required, "every WebSocket must carry a valid JWT")
       ->envname(env("AUTH_REQUIRED"));
   app.add_option("--jwt-secret", flags.jwt_secret, "HS256 key")->envname(env("JWT_SECRET"));
-  app.add_option("--jwt-public-key", flags.jwt_public_key_file, "PEM file with an RS256/ES256 public key")
+  app.add_option("--jwt-public-key", flags.jwt_public_key_file,
+                 "PEM file with an RS256/ES256 public key")
       ->envname(env("JWT_PUBLIC_KEY"));
   app.add_option("--jwt-issuer", flags.jwt_issuer, "required iss")->envname(env("JWT_ISSUER"));
-  app.add_option("--jwt-audience", flags.jwt_audience, "required aud")->envname(env("JWT_AUDIENCE"));
-  app.add_option("--api-key", flags.api_key, "required by POST /api/publish as 'Authorization: Bearer K'")
+  app.add_option("--jwt-audience", flags.jwt_audience, "required aud")
+      ->envname(env("JWT_AUDIENCE"));
+  app.add_option("--api-key", flags.api_key,
+                 "required by POST /api/publish as 'Authorization: Bearer K'")
       ->envname(env("API_KEY"));
   app.add_option("--max-connections", flags.max_connections, "per pod; past it upgrades get 503")
-      ->envname(env("MAX_CONNECTIONS"))->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
+      ->envname(env("MAX_CONNECTIONS"))
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
   app.add_option("--max-connections-per-ip", flags.max_connections_per_ip,
                  "per client address; past it upgrades get 429 (0: no cap; keep 0 behind a proxy)")
-      ->envname(env("MAX_CONNECTIONS_PER_IP"))->check(CLI::Range(std::size_t{0}, std::size_t{10000000}));
+      ->envname(env("MAX_CONNECTIONS_PER_IP"))
+      ->check(CLI::Range(std::size_t{0}, std::size_t{10000000}));
   app.add_option("--handshake-timeout", flags.handshake_timeout,
                  "seconds a client has to send its HTTP request (slow clients are dropped)")
-      ->envname(env("HANDSHAKE_TIMEOUT"))->check(CLI::Range(1U, 3600U));
-  app.add_option("--max-message-bytes", flags.max_message_bytes, "larger client frames close with 1009")
-      ->envname(env("MAX_MESSAGE_BYTES"))->check(CLI::Range(std::size_t{64}, std::size_t{64} << 20));
+      ->envname(env("HANDSHAKE_TIMEOUT"))
+      ->check(CLI::Range(1U, 3600U));
+  app.add_option("--max-message-bytes", flags.max_message_bytes,
+                 "larger client frames close with 1009")
+      ->envname(env("MAX_MESSAGE_BYTES"))
+      ->check(CLI::Range(std::size_t{64}, std::size_t{64} << 20));
   app.add_option("--rate-limit", flags.rate_limit, "messages per second per connection")
-      ->envname(env("RATE_LIMIT"))->check(CLI::Range(0.001, 1e9));
+      ->envname(env("RATE_LIMIT"))
+      ->check(CLI::Range(0.001, 1e9));
   app.add_option("--rate-burst", flags.rate_burst, "token bucket size")
-      ->envname(env("RATE_BURST"))->check(CLI::Range(1.0, 1e9));
-  app.add_option("--history-size", flags.history_size, "messages kept per room for last_id recovery")
-      ->envname(env("HISTORY_SIZE"))->check(CLI::Range(std::size_t{0}, std::size_t{100000}));
+      ->envname(env("RATE_BURST"))
+      ->check(CLI::Range(1.0, 1e9));
+  app.add_option("--history-size", flags.history_size,
+                 "messages kept per room for last_id recovery")
+      ->envname(env("HISTORY_SIZE"))
+      ->check(CLI::Range(std::size_t{0}, std::size_t{100000}));
   app.add_option("--allowed-origins", allowed_origins,
                  "comma list of allowed browser Origins; '*' for any (default: same origin)")
       ->envname(env("ALLOWED_ORIGINS"));
   app.add_option("--ping-interval", flags.ping_interval, "seconds between WebSocket pings")
-      ->envname(env("PING_INTERVAL"))->check(CLI::Range(1U, 86400U));
-  app.add_option("--pong-timeout", flags.pong_timeout, "seconds of silence before a socket is closed")
-      ->envname(env("PONG_TIMEOUT"))->check(CLI::Range(1U, 86400U));
+      ->envname(env("PING_INTERVAL"))
+      ->check(CLI::Range(1U, 86400U));
+  app.add_option("--pong-timeout", flags.pong_timeout,
+                 "seconds of silence before a socket is closed")
+      ->envname(env("PONG_TIMEOUT"))
+      ->check(CLI::Range(1U, 86400U));
   app.add_option("--send-queue-bytes", flags.send_queue_bytes,
                  "unsent bytes past which a client is a slow consumer (closed with 1013)")
-      ->envname(env("SEND_QUEUE_BYTES"))->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 34));
+      ->envname(env("SEND_QUEUE_BYTES"))
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 34));
   app.add_option("--log-format", flags.log_format, "text or json")
-      ->envname(env("LOG_FORMAT"))->check(CLI::IsMember({"text", "json"}));
+      ->envname(env("LOG_FORMAT"))
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error or off")
       ->envname(env("LOG_LEVEL"))
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -109,8 +130,8 @@ Flags parse_flags(int argc, char** argv) {
   std::size_t start = 0;
   while (start <= allowed_origins.size() && !allowed_origins.empty()) {
     const auto comma = allowed_origins.find(',', start);
-    std::string origin = allowed_origins.substr(start, comma == std::string::npos ? std::string::npos
-                                                                                   : comma - start);
+    std::string origin = allowed_origins.substr(
+        start, comma == std::string::npos ? std::string::npos : comma - start);
     while (!origin.empty() && origin.front() == ' ') origin.erase(origin.begin());
     while (!origin.empty() && origin.back() == ' ') origin.pop_back();
     if (origin.empty()) bad_value("--allowed-origins", "empty entry in '" + allowed_origins + "'");

@@ -35,8 +35,8 @@ struct Flags {
   std::string log_level = "info";
 };
 
-// Parses argv (and the environment). On --help prints usage and exits 0; on a bad flag or value prints
-// a message naming it and exits 2.
+// Parses argv (and the environment). On --help prints usage and exits 0; on a bad flag or value
+// prints a message naming it and exits 2.
 Flags parse_flags(int argc, char** argv);
 
 }  // namespace realtime::server

@@ -1,14 +1,15 @@
-// realtime-server: wiring only. Parses the flags, builds a Hub and a Handler (and a Redis broadcaster
-// when --redis is set), prints "listening on HOST:PORT", and shuts down gracefully on SIGTERM/SIGINT.
+// realtime-server: wiring only. Parses the flags, builds a Hub and a Handler (and a Redis
+// broadcaster when --redis is set), prints "listening on HOST:PORT", and shuts down gracefully on
+// SIGTERM/SIGINT.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "flags.hpp"
 #include "protocol/envelope.hpp"
@@ -26,9 +27,11 @@ constexpr std::chrono::seconds kShutdownDeadline{5};
 // %j in the JSON log pattern: the message as a JSON string body (escaped, no quotes).
 class JsonMessageFlag final : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     std::string quoted;
-    realtime::protocol::append_json_string(quoted, std::string_view(msg.payload.data(), msg.payload.size()));
+    realtime::protocol::append_json_string(
+        quoted, std::string_view(msg.payload.data(), msg.payload.size()));
     dest.append(quoted.data() + 1, quoted.data() + quoted.size() - 1);
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
@@ -37,8 +40,8 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
 };
 
 void setup_logging(const Flags& flags, const std::string& pod_id) {
-  auto logger = std::make_shared<spdlog::logger>(pod_id,
-                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>(pod_id, std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (flags.log_format == "json") {
     auto formatter = std::make_unique<spdlog::pattern_formatter>();
     formatter->add_flag<JsonMessageFlag>('j').set_pattern(
@@ -55,7 +58,8 @@ void setup_logging(const Flags& flags, const std::string& pod_id) {
 std::string read_file_or_exit(const std::string& path, const char* flag) {
   std::ifstream in(path);
   if (!in) {
-    std::fprintf(stderr, "realtime-server: invalid value for %s: cannot read '%s'\n", flag, path.c_str());
+    std::fprintf(stderr, "realtime-server: invalid value for %s: cannot read '%s'\n", flag,
+                 path.c_str());
     std::exit(2);
   }
   std::stringstream content;

@@ -6,8 +6,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "realtime/hub.hpp"
@@ -39,6 +39,7 @@ class Broadcaster {
 
   // Publishes msg and reports its id to `done` (from any thread): with a shared history the id is
   // known only once the history numbered the message.
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): overrides keep `done` for later
   virtual void publish_then(Message msg, std::function<void(const std::string& id)> done) {
     done(publish(std::move(msg)));
   }
@@ -48,16 +49,19 @@ class Broadcaster {
   virtual bool shared_history() const { return false; }
   // Fetches the room's messages after last_id; `done` runs once, from any thread (recovered false
   // when the history cannot vouch for the gap, or cannot be reached).
-  virtual void fetch_history(const std::string& room, const std::string& last_id,
-                             std::function<void(HistoryResult)> done) {
+  // `done` is a sink: overrides keep it for later.
+  virtual void fetch_history(
+      const std::string& room, const std::string& last_id,
+      std::function<void(HistoryResult)> done) {  // NOLINT(performance-unnecessary-value-param)
     (void)room;
     (void)last_id;
     done(HistoryResult{});
   }
 
   // Presence. The hub calls these when a user's first socket on this pod joins a room, its last
-  // leaves, or the user sets a status; the broadcaster decides whether the user is new (or gone) for
-  // the whole cluster and publishes the presence message then. Single pod: the pod is the cluster.
+  // leaves, or the user sets a status; the broadcaster decides whether the user is new (or gone)
+  // for the whole cluster and publishes the presence message then. Single pod: the pod is the
+  // cluster.
   virtual void user_joined(const std::string& room, const std::string& user_id) {
     publish(presence_message(room, {PresenceStatus::online, user_id}));
   }
@@ -84,7 +88,9 @@ class LocalBroadcaster final : public Broadcaster {
   std::string publish_to_user(const std::string& user_id, Message msg) override {
     return hub_.send_to_user(user_id, std::move(msg));
   }
-  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override { done(hub_.rooms()); }
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
+    done(hub_.rooms());
+  }
   void query_presence(const std::string& room,
                       std::function<void(std::vector<PresenceEntry>)> done) override {
     done(hub_.presence(room));

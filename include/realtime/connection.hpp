@@ -1,8 +1,8 @@
 // One client socket as the application sees it (in hooks).
 //
 // Owned by the server; the reference handed to a hook is valid for that call only. Thread safety:
-// a hook runs on the connection's own I/O thread, and the accessors may be used there; send() may be
-// called from any thread.
+// a hook runs on the connection's own I/O thread, and the accessors may be used there; send() may
+// be called from any thread.
 #pragma once
 
 #include <string>
@@ -22,8 +22,8 @@ class Connection {
   virtual const std::string& user_id() const noexcept = 0;
   // The rooms the socket is in now (copy: it may change on the I/O thread).
   virtual std::vector<std::string> rooms() const = 0;
-  // Queues msg for this socket alone (an id and timestamp are set when empty). Returns false when the
-  // socket is closing.
+  // Queues msg for this socket alone (an id and timestamp are set when empty). Returns false when
+  // the socket is closing.
   virtual bool send(Message msg) = 0;
   // Closes the socket with a WebSocket close code.
   virtual void close(std::uint16_t code, std::string_view reason) = 0;

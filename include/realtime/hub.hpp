@@ -1,12 +1,12 @@
 // The Hub: this pod's rooms, sockets and I/O threads.
 //
-// A Hub owns N I/O threads, each running its own event loop (a "shard") with the sockets pinned to it
-// and that shard's slice of every room. A broadcast is encoded once into an immutable WebSocket frame
-// and handed to each shard that has members of the room; each shard writes it to its members, batching
-// what every socket owes into one write per loop turn. See docs/ARCHITECTURE.md.
+// A Hub owns N I/O threads, each running its own event loop (a "shard") with the sockets pinned to
+// it and that shard's slice of every room. A broadcast is encoded once into an immutable WebSocket
+// frame and handed to each shard that has members of the room; each shard writes it to its members,
+// batching what every socket owes into one write per loop turn. See docs/ARCHITECTURE.md.
 //
-// Thread safety: every public member may be called from any thread. The Hub must outlive the Handler
-// and Broadcasters that use it.
+// Thread safety: every public member may be called from any thread. The Hub must outlive the
+// Handler and Broadcasters that use it.
 #pragma once
 
 #include <cstddef>
@@ -61,8 +61,8 @@ class Hub {
   // Blocks until the I/O threads have finished.
   void wait();
 
-  // Delivers msg to the sockets of this pod: the members of msg.room, or every socket when msg.room is
-  // empty. Sets msg.id (when empty) and msg.timestamp (when unset). Returns the id.
+  // Delivers msg to the sockets of this pod: the members of msg.room, or every socket when msg.room
+  // is empty. Sets msg.id (when empty) and msg.timestamp (when unset). Returns the id.
   std::string broadcast(Message msg);
   // Delivers msg to every socket of user_id on this pod.
   std::string send_to_user(const std::string& user_id, Message msg);

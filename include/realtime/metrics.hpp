@@ -15,11 +15,21 @@ namespace realtime {
 
 // Reasons a connection is refused before or during the upgrade (label `reason`).
 enum class RejectReason : std::uint8_t {
-  capacity, origin, unauthorized, bad_request, per_ip, count_
+  capacity,
+  origin,
+  unauthorized,
+  bad_request,
+  per_ip,
+  count_
 };
 // Reasons a message is not delivered (label `reason`).
 enum class DropReason : std::uint8_t {
-  rate_limited, suppressed, invalid, too_big, slow_consumer, count_
+  rate_limited,
+  suppressed,
+  invalid,
+  too_big,
+  slow_consumer,
+  count_
 };
 
 class Metrics {
@@ -29,8 +39,8 @@ class Metrics {
       0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
       0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1.0};
 
-  std::atomic<std::int64_t> connections{0};  // realtime_connections_total (gauge)
-  std::atomic<std::int64_t> rooms{0};        // realtime_rooms_total (gauge)
+  std::atomic<std::int64_t> connections{0};         // realtime_connections_total (gauge)
+  std::atomic<std::int64_t> rooms{0};               // realtime_rooms_total (gauge)
   std::atomic<std::uint64_t> messages_sent{0};      // envelopes written to sockets
   std::atomic<std::uint64_t> messages_received{0};  // text frames received from clients
   std::atomic<std::uint64_t> redis_publish_errors{0};
@@ -60,7 +70,8 @@ class Metrics {
   std::string render(std::string_view pod_id = {}) const;
 
  private:
-  std::array<std::atomic<std::uint64_t>, kLatencyBuckets.size() + 1> latency_buckets_{};  // +Inf last
+  std::array<std::atomic<std::uint64_t>, kLatencyBuckets.size() + 1>
+      latency_buckets_{};  // +Inf last
   std::atomic<std::uint64_t> latency_count_{0};
   std::atomic<std::uint64_t> latency_sum_ns_{0};
 };

@@ -1,18 +1,19 @@
 // Cross-pod delivery through Redis pub/sub, as in the seed's multi-pod setup.
 //
 // publish() delivers on this pod at once and PUBLISHes the envelope (tagged with this pod's id, so
-// the Redis echo is dropped) on realtime:room:{room}, realtime:global or realtime:user:{user}. The pod
-// SUBSCRIBEs to a room's channel while it has members of the room (and to a user's channel while it
-// has sockets of the user), so cross-pod traffic grows with the rooms pods share. Anything any program
-// PUBLISHes on those channels reaches the members on this pod.
+// the Redis echo is dropped) on realtime:room:{room}, realtime:global or realtime:user:{user}. The
+// pod SUBSCRIBEs to a room's channel while it has members of the room (and to a user's channel
+// while it has sockets of the user), so cross-pod traffic grows with the rooms pods share. Anything
+// any program PUBLISHes on those channels reaches the members on this pod.
 //
 // Redis trouble degrades: local delivery goes on, failed publishes are counted
-// (realtime_redis_publish_errors) and logged at a limited rate, the subscriber reconnects with capped
-// jittered backoff and resubscribes by itself, and a heartbeat through Redis proves fan-out works
-// (ready() is false while it does not).
+// (realtime_redis_publish_errors) and logged at a limited rate, the subscriber reconnects with
+// capped jittered backoff and resubscribes by itself, and a heartbeat through Redis proves fan-out
+// works (ready() is false while it does not).
 //
 // Owns one thread running the Redis event loop (hiredis is single-threaded). Construct it before
-// Hub::start(); it must be destroyed before the Hub. Thread safety: publish*, ready() from any thread.
+// Hub::start(); it must be destroyed before the Hub. Thread safety: publish*, ready() from any
+// thread.
 #pragma once
 
 #include <chrono>
@@ -29,7 +30,7 @@ class RedisBroadcasterCore;
 }
 
 struct RedisBroadcasterOptions {
-  std::string url;  // redis://[user:pass@]host:port[/db]
+  std::string url;                                     // redis://[user:pass@]host:port[/db]
   std::chrono::milliseconds heartbeat_interval{1000};  // a control message through Redis this often
   std::chrono::milliseconds heartbeat_timeout{3000};   // no heartbeat back for this long: rebuilt
 };

@@ -566,7 +566,7 @@ BioPtr memory_bio(std::string_view text) {
 
 // A PUBLIC KEY block, or the key of a CERTIFICATE block.
 PkeyPtr read_public_key(std::string_view pem) {
-  if (pem.size() > 1024 * 1024) return nullptr;
+  if (pem.size() > std::size_t{1024} * 1024) return nullptr;
   if (auto bio = memory_bio(pem)) {
     if (PkeyPtr key{PEM_read_bio_PUBKEY(bio.get(), nullptr, refuse_passphrase, nullptr)}) {
       return key;

@@ -69,8 +69,10 @@ HttpResponse accepted(const std::string& id) {
 void publish(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {
   Message msg;
   std::string user;
-  if (auto refused = check_publish(handler, request, msg, user)) return respond(std::move(*refused));
-  if (!user.empty()) return respond(accepted(handler.broadcaster().publish_to_user(user, std::move(msg))));
+  if (auto refused = check_publish(handler, request, msg, user))
+    return respond(std::move(*refused));
+  if (!user.empty())
+    return respond(accepted(handler.broadcaster().publish_to_user(user, std::move(msg))));
   handler.broadcaster().publish_then(std::move(msg),
                                      [respond](const std::string& id) { respond(accepted(id)); });
 }
@@ -126,21 +128,22 @@ HttpResponse json_error(unsigned status, std::string_view text) {
   return response;
 }
 
-void handle_api(HandlerCore& handler, const HttpRequest& request, Responder respond) {
+void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {
   const auto path = protocol::split_target(request.target).path;
   if (path == "/api/publish") return publish(handler, request, respond);
   if (path == "/api/rooms" && is_read(request.method)) {
     handler.broadcaster().query_rooms(
-        [respond](std::vector<RoomCount> rooms) { respond(rooms_body(rooms)); });
+        [respond](const std::vector<RoomCount>& rooms) { respond(rooms_body(rooms)); });
     return;
   }
   constexpr std::size_t kAffixes = kRoomsPrefix.size() + kPresenceSuffix.size();
   if (path.size() > kAffixes && path.starts_with(kRoomsPrefix) && path.ends_with(kPresenceSuffix) &&
       is_read(request.method)) {
     auto room = protocol::percent_decode(path.substr(kRoomsPrefix.size(), path.size() - kAffixes));
-    if (!room || !protocol::is_valid_room(*room)) return respond(json_error(400, "invalid room name"));
+    if (!room || !protocol::is_valid_room(*room))
+      return respond(json_error(400, "invalid room name"));
     handler.broadcaster().query_presence(
-        *room, [respond, room = *room](std::vector<PresenceEntry> users) {
+        *room, [respond, room = *room](const std::vector<PresenceEntry>& users) {
           respond(presence_body(room, users));
         });
     return;
@@ -164,7 +167,8 @@ HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request) {
     return text(200, "ready\n");
   }
   if (path == "/metrics") {
-    return text(200, handler.metrics().render(handler.hub().pod_id()), "text/plain; version=0.0.4; charset=utf-8");
+    return text(200, handler.metrics().render(handler.hub().pod_id()),
+                "text/plain; version=0.0.4; charset=utf-8");
   }
   if (path == "/" || path == "/index.html") {
     return text(200, std::string(chat_page_html()), "text/html; charset=utf-8");

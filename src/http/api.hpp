@@ -32,7 +32,7 @@ HttpResponse json_error(unsigned status, std::string_view text);
 // /api/rooms/{room}/presence, /metrics, /healthz, /readyz, / and /realtime-client.js. `respond` is
 // called once, at once or later from another thread (cluster-wide answers come from Redis).
 using Responder = std::function<void(HttpResponse)>;
-void handle_api(HandlerCore& handler, const HttpRequest& request, Responder respond);
+void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond);
 
 // The embedded files (generated from web/index.html and clients/js/realtime-client.js).
 std::string_view chat_page_html() noexcept;

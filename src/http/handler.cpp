@@ -1,10 +1,10 @@
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
+#include <future>
+#include <thread>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
-#include <future>
-#include <thread>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "http/handler_core.hpp"
 #include "http/listener.hpp"
@@ -47,8 +47,8 @@ HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
   }
   // The keepalive sweep runs at a granularity fine enough for the configured intervals.
   const auto smallest = std::min(config_.ping_interval, config_.pong_timeout);
-  const auto period = std::clamp<std::chrono::milliseconds>(smallest / 4, std::chrono::milliseconds(50),
-                                                            std::chrono::milliseconds(1000));
+  const auto period = std::clamp<std::chrono::milliseconds>(
+      smallest / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
   for (unsigned i = 0; i < hub_.core().shard_count(); ++i) {
     Shard& shard = hub_.core().shard(i);
     asio::post(shard.context(), [&shard, period] { shard.start_sweep(period); });

@@ -5,15 +5,14 @@
 // safety: immutable after construction except the atomics and the listener (its own mutex).
 #pragma once
 
-#include <spdlog/logger.h>
-
-#include <boost/asio/ip/tcp.hpp>
-
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <spdlog/logger.h>
 
 #include "hub/hub_core.hpp"
 #include "realtime/auth.hpp"
@@ -64,8 +63,8 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   std::shared_ptr<Listener> listener_;
 };
 
-// Starts serving HTTP on an accepted socket (on the socket's shard thread). In http_session.cpp, the
-// one translation unit that includes Beast.
+// Starts serving HTTP on an accepted socket (on the socket's shard thread). In http_session.cpp,
+// the one translation unit that includes Beast.
 void start_http_session(std::shared_ptr<HandlerCore> handler, Shard& shard,
                         boost::asio::ip::tcp::socket socket);
 

@@ -1,16 +1,16 @@
-// HTTP on an accepted socket: requests for the API, and the WebSocket upgrade of /ws and /ws/{room}.
-// The one translation unit that includes Beast (HTTP parsing and serialising only; WebSocket framing
-// is the project's own, see src/protocol/ws_frame.hpp and docs/ARCHITECTURE.md).
-#include <openssl/evp.h>
-#include <openssl/sha.h>
+// HTTP on an accepted socket: requests for the API, and the WebSocket upgrade of /ws and
+// /ws/{room}. The one translation unit that includes Beast (HTTP parsing and serialising only;
+// WebSocket framing is the project's own, see src/protocol/ws_frame.hpp and docs/ARCHITECTURE.md).
+#include <array>
+#include <memory>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <array>
-#include <memory>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "http/api.hpp"
 #include "http/handler_core.hpp"
@@ -26,7 +26,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-constexpr std::size_t kHeaderLimit = 8 * 1024;  // request line + headers; larger: 431
+constexpr std::size_t kHeaderLimit = std::size_t{8} * 1024;  // request line + headers; larger: 431
 // After a refusal, how long unread input is drained before the socket is closed.
 constexpr std::chrono::milliseconds kLinger{500};
 constexpr std::string_view kWebSocketGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -107,10 +107,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         self->socket_.close(ignored);  // slow or silent client: drop it
       }
     });
-    http::async_read(socket_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_read(ec);
-                     });
+    http::async_read(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -146,12 +145,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     request.authorization = std::string_view(req[http::field::authorization]);
     const bool head = req.method() == http::verb::head;
     const bool keep_alive = req.keep_alive();
-    handle_api(*handler_, request, [self = shared_from_this(), keep_alive, head](HttpResponse response) {
-      // The answer may come from another thread (a Redis reply): continue on this socket's loop.
-      asio::post(self->shard_.context(), [self, keep_alive, head, response = std::move(response)]() mutable {
-        self->respond(std::move(response), keep_alive, head);
-      });
-    });
+    handle_api(*handler_, request,
+               [self = shared_from_this(), keep_alive, head](HttpResponse response) {
+                 // The answer may come from another thread (a Redis reply): continue on this
+                 // socket's loop.
+                 asio::post(self->shard_.context(),
+                            [self, keep_alive, head, response = std::move(response)]() mutable {
+                              self->respond(std::move(response), keep_alive, head);
+                            });
+               });
   }
 
   void upgrade(const http::request<http::string_body>& req, const protocol::WsTarget& target) {
@@ -179,8 +181,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     SessionParams params;
     std::optional<std::string_view> token;
-    if (target.token) token = *target.token;
-    else if (auto bearer = bearer_token(std::string_view(req[http::field::authorization]))) token = bearer;
+    if (target.token)
+      token = *target.token;
+    else if (auto bearer = bearer_token(std::string_view(req[http::field::authorization])))
+      token = bearer;
     if (token && !handler_->jwt().enabled()) {
       // A token this server cannot verify is not a valid token: refuse rather than silently treat
       // the client as anonymous.
@@ -222,7 +226,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
     auto response = std::make_shared<std::string>();
     response->reserve(160);
-    *response += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    *response +=
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
     *response += "Sec-WebSocket-Accept: ";
     *response += accept_key(key);
     *response += "\r\n\r\n";
@@ -237,8 +242,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                           if (params.ip_slot) self->handler_->release_ip(*params.ip_slot);
                           return self->close();
                         }
-                        auto session = std::make_shared<WsSession>(
-                            self->handler_, self->shard_, std::move(self->socket_), std::move(params));
+                        auto session = std::make_shared<WsSession>(self->handler_, self->shard_,
+                                                                   std::move(self->socket_),
+                                                                   std::move(params));
                         session->start();
                       });
   }
@@ -259,12 +265,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::size_t length = response.body.size();
     if (!head) res->body() = std::move(response.body);
     res->content_length(length);
-    http::async_write(socket_, *res,
-                      [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
-                        if (ec) return self->close();
-                        if (!keep_alive) return self->linger_close();
-                        self->do_read();
-                      });
+    http::async_write(
+        socket_, *res,
+        [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
+          if (ec) return self->close();
+          if (!keep_alive) return self->linger_close();
+          self->do_read();
+        });
   }
 
   // Closing with unread input makes the kernel send a reset, which can destroy the response before

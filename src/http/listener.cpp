@@ -1,7 +1,8 @@
 #include "http/listener.hpp"
 
-#include <boost/asio/post.hpp>
 #include <future>
+
+#include <boost/asio/post.hpp>
 
 #include "http/handler_core.hpp"
 
@@ -39,26 +40,26 @@ void Listener::start() {
 void Listener::do_accept() {
   if (stopped_) return;
   Shard& target = handler_.core().next_shard();
-  acceptor_.async_accept(target.context(), [self = shared_from_this(), &target](
-                                               const boost::system::error_code& ec,
-                                               tcp::socket socket) {
-    if (self->stopped_) return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) return;
-      self->handler_.log().warn("accept failed: {}", ec.message());
-      self->retry_timer_.expires_after(kAcceptRetry);
-      self->retry_timer_.async_wait([self](const boost::system::error_code& wait_ec) {
-        if (!wait_ec) self->do_accept();
+  acceptor_.async_accept(
+      target.context(), [self = shared_from_this(), &target](const boost::system::error_code& ec,
+                                                             tcp::socket socket) {
+        if (self->stopped_) return;
+        if (ec) {
+          if (ec == asio::error::operation_aborted) return;
+          self->handler_.log().warn("accept failed: {}", ec.message());
+          self->retry_timer_.expires_after(kAcceptRetry);
+          self->retry_timer_.async_wait([self](const boost::system::error_code& wait_ec) {
+            if (!wait_ec) self->do_accept();
+          });
+          return;
+        }
+        // The socket belongs to the target shard's loop: continue there.
+        asio::post(target.context(), [handler = self->handler_.shared_from_this(), &target,
+                                      socket = std::move(socket)]() mutable {
+          start_http_session(std::move(handler), target, std::move(socket));
+        });
+        self->do_accept();
       });
-      return;
-    }
-    // The socket belongs to the target shard's loop: continue there.
-    asio::post(target.context(), [handler = self->handler_.shared_from_this(), &target,
-                                  socket = std::move(socket)]() mutable {
-      start_http_session(std::move(handler), target, std::move(socket));
-    });
-    self->do_accept();
-  });
 }
 
 void Listener::stop() {

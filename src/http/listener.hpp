@@ -5,11 +5,12 @@
 // from any thread.
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <atomic>
 #include <memory>
 #include <system_error>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 namespace realtime::detail {
 

@@ -1,9 +1,9 @@
-#include <unistd.h>
-
 #include <algorithm>
-#include <boost/asio/post.hpp>
 #include <charconv>
 #include <random>
+
+#include <boost/asio/post.hpp>
+#include <unistd.h>
 
 #include "hub/hub_core.hpp"
 #include "protocol/envelope.hpp"
@@ -98,12 +98,13 @@ HubCore::HubCore(HubOptions options)
     : options_(std::move(options)),
       pod_id_(options_.pod_id.empty() ? default_pod_id() : options_.pod_id),
       registry_(std::max(1U, options_.threads != 0 ? options_.threads
-                                                    : std::thread::hardware_concurrency()),
+                                                   : std::thread::hardware_concurrency()),
                 [this] { return new_epoch(); }),
       random_state_(std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32)) {
   if (options_.threads == 0) options_.threads = std::max(1U, std::thread::hardware_concurrency());
   id_prefix_ = new_epoch();
-  for (unsigned i = 0; i < options_.threads; ++i) shards_.push_back(std::make_unique<Shard>(*this, i));
+  for (unsigned i = 0; i < options_.threads; ++i)
+    shards_.push_back(std::make_unique<Shard>(*this, i));
 }
 
 HubCore::~HubCore() {
@@ -112,8 +113,8 @@ HubCore::~HubCore() {
 }
 
 std::string HubCore::new_epoch() {
-  // 8 base-36 characters (~41 bits) from a per-hub xorshift generator: distinct histories and processes
-  // get distinct ids without coordination.
+  // 8 base-36 characters (~41 bits) from a per-hub xorshift generator: distinct histories and
+  // processes get distinct ids without coordination.
   std::lock_guard lock(random_mutex_);
   random_state_ ^= random_state_ << 13;
   random_state_ ^= random_state_ >> 7;
@@ -328,7 +329,8 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
     std::uint64_t min_seq = state.next_seq - 1;
     if (last_id) {
       const auto id = parse_message_id(*last_id);
-      const std::uint64_t oldest = state.history.empty() ? state.next_seq : state.history.front()->seq;
+      const std::uint64_t oldest =
+          state.history.empty() ? state.next_seq : state.history.front()->seq;
       // Recoverable when the id is from this history and nothing after it has been evicted.
       if (id && id->epoch == state.epoch && id->seq < state.next_seq && id->seq + 1 >= oldest) {
         result.recovered = true;

@@ -4,18 +4,19 @@
 // which run on the session's own shard thread.
 #pragma once
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <string>
 #include <set>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include "hub/room_registry.hpp"
 #include "hub/shard.hpp"
@@ -48,7 +49,8 @@ class HubCore {
   const HubOptions& options() const noexcept { return options_; }
   // A new connection id: unique in the cluster (a random per-process prefix), URL-safe.
   std::string next_connection_id();
-  // An id for a message to one socket (welcome, error, pong, ...): unique, but not a recovery point.
+  // An id for a message to one socket (welcome, error, pong, ...): unique, but not a recovery
+  // point.
   std::string next_direct_id();
 
   // A fresh random epoch (8 characters of [0-9a-z]) for a new history.
@@ -77,10 +79,10 @@ class HubCore {
     bool recovered = false;   // last_id was given and everything after it was replayed
     std::size_t replayed = 0;
   };
-  // Adds session to room (and replays history after last_id into its queue, atomically with the join,
-  // so nothing is missed or doubled between replay and live traffic). On the session's thread.
-  // buffer_live: the member's live frames go to WsSession::buffer_live() until the shard is told
-  // otherwise (recovery from a shared history under way).
+  // Adds session to room (and replays history after last_id into its queue, atomically with the
+  // join, so nothing is missed or doubled between replay and live traffic). On the session's
+  // thread. buffer_live: the member's live frames go to WsSession::buffer_live() until the shard is
+  // told otherwise (recovery from a shared history under way).
   JoinResult join(const std::string& room, const std::string& user, WsSession& session,
                   const std::optional<std::string>& last_id, bool buffer_live = false);
   struct LeaveResult {
@@ -103,13 +105,15 @@ class HubCore {
   };
   std::vector<RoomSnapshot> snapshot() const;
 
-  // Called (outside any lock) when a room gets its first member on this pod (active = true) or loses
-  // its last (false). Set before start(); used by the Redis broadcaster to subscribe by interest.
+  // Called (outside any lock) when a room gets its first member on this pod (active = true) or
+  // loses its last (false). Set before start(); used by the Redis broadcaster to subscribe by
+  // interest.
   void set_room_observer(std::function<void(const std::string& room, bool active)> observer);
   void notify_room(const std::string& room, bool active) const;
   // Called (outside any lock) after every change of a room's member count on this pod.
   void set_members_observer(std::function<void(const std::string& room)> observer);
-  // Likewise for a user's first and last socket on this pod (user channels are subscribed by interest).
+  // Likewise for a user's first and last socket on this pod (user channels are subscribed by
+  // interest).
   void set_user_observer(std::function<void(const std::string& user, bool active)> observer);
   // A socket of `user` opened or closed on this pod; calls the user observer on the first and last.
   void add_user_socket(const std::string& user);

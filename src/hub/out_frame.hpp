@@ -16,7 +16,8 @@ struct OutFrame {
   std::uint64_t seq = 0;  // position in its room's history; 0 when not a room message
   std::chrono::steady_clock::time_point created;  // for the broadcast latency histogram
   bool is_message = true;  // false for control frames (ping, pong, close): not counted as sent
-  bool local_seq = false;  // seq is from this pod's own history (members may skip what they replayed)
+  bool local_seq =
+      false;  // seq is from this pod's own history (members may skip what they replayed)
 };
 using FramePtr = std::shared_ptr<const OutFrame>;
 

@@ -1,16 +1,16 @@
 // Pod-wide state of every room: members per shard, presence per user, the id sequence and history.
 //
-// Owned by HubCore. Thread safety: all access goes through with_room()/for_each_room(), which lock the
-// room's stripe; a stripe lock is never held across I/O or user hooks (only posts to event loops, which
-// keeps the delivery order of a room equal to its id order on every shard).
+// Owned by HubCore. Thread safety: all access goes through with_room()/for_each_room(), which lock
+// the room's stripe; a stripe lock is never held across I/O or user hooks (only posts to event
+// loops, which keeps the delivery order of a room equal to its id order on every shard).
 #pragma once
 
 #include <array>
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <deque>
-#include <map>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -88,7 +88,8 @@ class RoomRegistry {
   void erase_if_unused(const std::string& room);
 
  private:
-  static constexpr std::size_t kStripes = 64;  // lock striping: joins/leaves of unrelated rooms rarely meet
+  static constexpr std::size_t kStripes =
+      64;  // lock striping: joins/leaves of unrelated rooms rarely meet
   struct Stripe {
     mutable std::mutex mutex;
     RoomMap rooms;

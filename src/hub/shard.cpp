@@ -1,6 +1,7 @@
 #include "hub/shard.hpp"
 
 #include <algorithm>
+
 #include <boost/asio/post.hpp>
 
 #include "hub/hub_core.hpp"

@@ -1,14 +1,13 @@
-// One I/O thread's event loop and its slice of the pod: the sockets pinned to it and, for every room,
-// the members that live on this thread.
+// One I/O thread's event loop and its slice of the pod: the sockets pinned to it and, for every
+// room, the members that live on this thread.
 //
 // Owned by HubCore. Thread safety: deliver_*() and the membership functions run on the shard's own
-// thread only; other threads reach them by posting to context(). Sessions are owned here (shared_ptr in
-// sessions_) and by their pending I/O operations; room lists hold plain pointers that a session removes
-// when it detaches, on this same thread, so rooms never keep a session alive.
+// thread only; other threads reach them by posting to context(). Sessions are owned here
+// (shared_ptr in sessions_) and by their pending I/O operations; room lists hold plain pointers
+// that a session removes when it detaches, on this same thread, so rooms never keep a session
+// alive.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -17,6 +16,9 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "hub/out_frame.hpp"
 #include "hub/room_registry.hpp"
@@ -82,7 +84,7 @@ class Shard {
 
   // A receive buffer shared by every socket of this thread (sockets read into it, so an idle socket
   // owns no buffer). kReadBufferSize is the most one read takes.
-  static constexpr std::size_t kReadBufferSize = 64 * 1024;
+  static constexpr std::size_t kReadBufferSize = std::size_t{64} * 1024;
   char* read_buffer() noexcept { return read_buffer_.get(); }
 
   // Starts the keepalive sweep (ping, pong timeout, close deadlines) every `period`.
@@ -117,13 +119,14 @@ class Shard {
   std::unordered_map<std::string, std::vector<Member>> rooms_;
   std::unordered_map<std::string, std::vector<WsSession*>> users_;
   std::mutex inbox_mutex_;
-  std::vector<Delivery> inbox_;  // guarded by inbox_mutex_
-  bool drain_posted_ = false;    // guarded by inbox_mutex_
+  std::vector<Delivery> inbox_;     // guarded by inbox_mutex_
+  bool drain_posted_ = false;       // guarded by inbox_mutex_
   std::vector<Delivery> draining_;  // this thread's batch, kept for its capacity
   std::vector<std::shared_ptr<WsSession>> dirty_;
   bool flush_scheduled_ = false;
   std::unique_ptr<char[]> read_buffer_;
-  // Batched metrics: plain counters on this thread, added to the shared atomics once per flush pass.
+  // Batched metrics: plain counters on this thread, added to the shared atomics once per flush
+  // pass.
   std::uint64_t sent_pending_ = 0;
   std::array<std::uint64_t, 15> latency_pending_{};
   std::uint64_t latency_sum_pending_ns_ = 0;

@@ -1,14 +1,14 @@
 #include "realtime/metrics.hpp"
 
-#include <fmt/format.h>
-
 #include <string_view>
+
+#include <fmt/format.h>
 
 namespace realtime {
 namespace {
 
-constexpr std::array<std::string_view, static_cast<std::size_t>(RejectReason::count_)> kRejectNames = {
-    "capacity", "origin", "unauthorized", "bad_request", "per_ip"};
+constexpr std::array<std::string_view, static_cast<std::size_t>(RejectReason::count_)>
+    kRejectNames = {"capacity", "origin", "unauthorized", "bad_request", "per_ip"};
 constexpr std::array<std::string_view, static_cast<std::size_t>(DropReason::count_)> kDropNames = {
     "rate_limited", "suppressed", "invalid", "too_big", "slow_consumer"};
 
@@ -37,8 +37,9 @@ std::size_t Metrics::latency_bucket(std::chrono::nanoseconds latency) noexcept {
   return bucket;
 }
 
-void Metrics::add_latency_counts(const std::array<std::uint64_t, kLatencyBuckets.size() + 1>& counts,
-                                 std::uint64_t sum_ns) noexcept {
+void Metrics::add_latency_counts(
+    const std::array<std::uint64_t, kLatencyBuckets.size() + 1>& counts,
+    std::uint64_t sum_ns) noexcept {
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < counts.size(); ++i) {
     if (counts[i] == 0) continue;
@@ -84,11 +85,11 @@ std::string Metrics::render(std::string_view pod_id) const {
          load(redis_publish_errors));
   sample(out, "realtime_connections_accepted_total", "counter", "WebSocket upgrades accepted.",
          load(connections_accepted));
-  family(out, "realtime_connections_rejected_total", "counter",
-         "Upgrades refused, by reason.");
+  family(out, "realtime_connections_rejected_total", "counter", "Upgrades refused, by reason.");
   for (std::size_t i = 0; i < kRejectNames.size(); ++i) {
-    fmt::format_to(std::back_inserter(out), "realtime_connections_rejected_total{{reason=\"{}\"}} {}\n",
-                   kRejectNames[i], load(rejected[i]));
+    fmt::format_to(std::back_inserter(out),
+                   "realtime_connections_rejected_total{{reason=\"{}\"}} {}\n", kRejectNames[i],
+                   load(rejected[i]));
   }
   family(out, "realtime_messages_dropped_total", "counter", "Messages not delivered, by reason.");
   for (std::size_t i = 0; i < kDropNames.size(); ++i) {
@@ -113,15 +114,16 @@ std::string Metrics::render(std::string_view pod_id) const {
   for (std::size_t i = 0; i < kLatencyBuckets.size(); ++i) {
     cumulative += load(latency_buckets_[i]);
     fmt::format_to(std::back_inserter(out),
-                   "realtime_broadcast_latency_seconds_bucket{{le=\"{}\"}} {}\n", kLatencyBuckets[i],
-                   cumulative);
+                   "realtime_broadcast_latency_seconds_bucket{{le=\"{}\"}} {}\n",
+                   kLatencyBuckets[i], cumulative);
   }
   cumulative += load(latency_buckets_.back());
   fmt::format_to(std::back_inserter(out),
                  "realtime_broadcast_latency_seconds_bucket{{le=\"+Inf\"}} {}\n"
                  "realtime_broadcast_latency_seconds_sum {}\n"
                  "realtime_broadcast_latency_seconds_count {}\n",
-                 cumulative, static_cast<double>(load(latency_sum_ns_)) / 1e9, load(latency_count_));
+                 cumulative, static_cast<double>(load(latency_sum_ns_)) / 1e9,
+                 load(latency_count_));
   return out;
 }
 

@@ -25,7 +25,8 @@ redis.call('SADD', KEYS[3], ARGV[3])
 return {first, status}
 )lua";
 
-// KEYS[1] presence hash, KEYS[2] pods set; ARGV pod, user. Returns 1 when no other pod has the user.
+// KEYS[1] presence hash, KEYS[2] pods set; ARGV pod, user. Returns 1 when no other pod has the
+// user.
 constexpr std::string_view kLeaveScript = R"lua(
 redis.call('HDEL', KEYS[1], ARGV[1] .. '|' .. ARGV[2])
 for _, p in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -34,7 +35,8 @@ end
 return 1
 )lua";
 
-// KEYS[1] presence hash, KEYS[2] pods set; ARGV pod, user, status: the status of the user on every pod.
+// KEYS[1] presence hash, KEYS[2] pods set; ARGV pod, user, status: the status of the user on every
+// pod.
 constexpr std::string_view kStatusScript = R"lua(
 local pods = redis.call('SMEMBERS', KEYS[2])
 table.insert(pods, ARGV[1])
@@ -123,7 +125,8 @@ void ClusterState::on_connected() {
   for (const auto& room : hub_.snapshot()) {
     redis_.command({"HSET", pod_key(":rooms"), room.room, std::to_string(room.members)},
                    [](std::error_code, const RedisReply&) {});
-    redis_.command({"SADD", pod_key(":prooms"), room.room}, [](std::error_code, const RedisReply&) {});
+    redis_.command({"SADD", pod_key(":prooms"), room.room},
+                   [](std::error_code, const RedisReply&) {});
     std::string key(kPresencePrefix);
     key += room.room;
     for (const auto& user : room.users) {
@@ -151,14 +154,15 @@ void ClusterState::renew_lease() {
   redis_.command({"SET", pod_key(""), "1", "PX", std::to_string(kLeaseTtl.count())},
                  [](std::error_code, const RedisReply&) {});
   redis_.command({"SADD", std::string(kPods), pod_}, [](std::error_code, const RedisReply&) {});
-  redis_.command({"SMEMBERS", std::string(kPods)}, [this](std::error_code ec, const RedisReply& reply) {
-    if (ec || stopped_) return;
-    std::vector<std::string> pods;
-    for (const auto& element : reply.elements) {
-      if (element.str != pod_) pods.push_back(element.str);
-    }
-    sweep(pods);
-  });
+  redis_.command({"SMEMBERS", std::string(kPods)},
+                 [this](std::error_code ec, const RedisReply& reply) {
+                   if (ec || stopped_) return;
+                   std::vector<std::string> pods;
+                   for (const auto& element : reply.elements) {
+                     if (element.str != pod_) pods.push_back(element.str);
+                   }
+                   sweep(pods);
+                 });
 }
 
 void ClusterState::sweep(const std::vector<std::string>& pods) {
@@ -179,17 +183,17 @@ void ClusterState::leave_cluster(std::function<void()> done) {
     done();
     return;
   }
-  auto ec = redis_.command({"EVAL", std::string(kRemovePodScript), "1", std::string(kPods), pod_, "1"},
-                           [this, done](std::error_code error, const RedisReply& reply) {
-                             if (!error) {
-                               for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-                                 publish_presence_(reply.elements[i].str,
-                                                   reply.elements[i + 1].str,
-                                                   PresenceStatus::offline);
-                               }
-                             }
-                             done();
-                           });
+  auto ec =
+      redis_.command({"EVAL", std::string(kRemovePodScript), "1", std::string(kPods), pod_, "1"},
+                     [this, done](std::error_code error, const RedisReply& reply) {
+                       if (!error) {
+                         for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
+                           publish_presence_(reply.elements[i].str, reply.elements[i + 1].str,
+                                             PresenceStatus::offline);
+                         }
+                       }
+                       done();
+                     });
   if (ec) done();
 }
 
@@ -202,26 +206,28 @@ void ClusterState::stop() {
 void ClusterState::user_joined(const std::string& room, const std::string& user) {
   std::string key(kPresencePrefix);
   key += room;
-  auto ec = redis_.command(
-      {"EVAL", std::string(kJoinScript), "3", key, std::string(kPods), pod_key(":prooms"), pod_, user,
-       room},
-      [this, room, user](std::error_code error, const RedisReply& reply) {
-        // Without Redis the pod cannot know about the others: it announces what it knows.
-        const bool first = error || reply.elements.empty() || reply.elements[0].integer == 1;
-        if (first) publish_presence_(room, user, PresenceStatus::online);
-      });
+  auto ec = redis_.command({"EVAL", std::string(kJoinScript), "3", key, std::string(kPods),
+                            pod_key(":prooms"), pod_, user, room},
+                           [this, room, user](std::error_code error, const RedisReply& reply) {
+                             // Without Redis the pod cannot know about the others: it announces
+                             // what it knows.
+                             const bool first =
+                                 error || reply.elements.empty() || reply.elements[0].integer == 1;
+                             if (first) publish_presence_(room, user, PresenceStatus::online);
+                           });
   if (ec) publish_presence_(room, user, PresenceStatus::online);
 }
 
 void ClusterState::user_left(const std::string& room, const std::string& user) {
   std::string key(kPresencePrefix);
   key += room;
-  auto ec = redis_.command({"EVAL", std::string(kLeaveScript), "2", key, std::string(kPods), pod_, user},
-                           [this, room, user](std::error_code error, const RedisReply& reply) {
-                             if (error || reply.integer == 1) {
-                               publish_presence_(room, user, PresenceStatus::offline);
-                             }
-                           });
+  auto ec =
+      redis_.command({"EVAL", std::string(kLeaveScript), "2", key, std::string(kPods), pod_, user},
+                     [this, room, user](std::error_code error, const RedisReply& reply) {
+                       if (error || reply.integer == 1) {
+                         publish_presence_(room, user, PresenceStatus::offline);
+                       }
+                     });
   if (ec) publish_presence_(room, user, PresenceStatus::offline);
 }
 
@@ -263,20 +269,20 @@ void ClusterState::flush_counts() {
 
 void ClusterState::query_rooms(std::function<void(std::vector<RoomCount>)> done) {
   auto local = hub_.rooms();
-  auto ec = redis_.command(
-      {"EVAL", std::string(kRoomsScript), "1", std::string(kPods), pod_},
-      [done, local](std::error_code error, const RedisReply& reply) mutable {
-        std::map<std::string, std::size_t> totals;
-        for (const auto& room : local) totals[room.room] += room.members;
-        if (!error) {
-          for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-            totals[reply.elements[i].str] += std::stoull(reply.elements[i + 1].str);
-          }
-        }
-        std::vector<RoomCount> out;
-        for (auto& [room, members] : totals) out.push_back({room, members});
-        done(std::move(out));
-      });
+  auto ec = redis_.command({"EVAL", std::string(kRoomsScript), "1", std::string(kPods), pod_},
+                           [done, local](std::error_code error, const RedisReply& reply) mutable {
+                             std::map<std::string, std::size_t> totals;
+                             for (const auto& room : local) totals[room.room] += room.members;
+                             if (!error) {
+                               for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
+                                 totals[reply.elements[i].str] +=
+                                     std::stoull(reply.elements[i + 1].str);
+                               }
+                             }
+                             std::vector<RoomCount> out;
+                             for (auto& [room, members] : totals) out.push_back({room, members});
+                             done(std::move(out));
+                           });
   if (ec) done(std::move(local));
 }
 
@@ -287,7 +293,8 @@ void ClusterState::query_presence(const std::string& room,
   key += room;
   const std::string own_prefix = pod_ + "|";
   auto ec = redis_.command(
-      {"HGETALL", key}, [done, local, own_prefix](std::error_code error, const RedisReply& reply) mutable {
+      {"HGETALL", key},
+      [done, local, own_prefix](std::error_code error, const RedisReply& reply) mutable {
         std::map<std::string, PresenceStatus> users;
         for (const auto& entry : local) users[entry.user_id] = entry.status;
         if (!error) {
@@ -298,7 +305,8 @@ void ClusterState::query_presence(const std::string& room,
             if (bar == std::string::npos) continue;
             const std::string user = field.substr(bar + 1);
             if (users.contains(user)) continue;
-            users[user] = parse_presence_status(reply.elements[i + 1].str).value_or(PresenceStatus::online);
+            users[user] =
+                parse_presence_status(reply.elements[i + 1].str).value_or(PresenceStatus::online);
           }
         }
         std::vector<PresenceEntry> out;

@@ -2,8 +2,8 @@
 //
 // Each pod writes only its own part, as absolute values (so a reconnect can simply rewrite it):
 //   realtime:pods                      SET   live pod ids
-//   realtime:pod:{pod}                 STRING the pod's lease (PX kLeaseTtl, renewed every kLeaseRenew)
-//   realtime:pod:{pod}:rooms           HASH  room -> members on that pod
+//   realtime:pod:{pod}                 STRING the pod's lease (PX kLeaseTtl, renewed every
+//   kLeaseRenew) realtime:pod:{pod}:rooms           HASH  room -> members on that pod
 //   realtime:pod:{pod}:prooms          SET   rooms where the pod holds presence entries
 //   realtime:presence:{room}           HASH  "{pod}|{user}" -> status
 // Lua scripts make "first socket of the user in the cluster" and "last one" atomic decisions. Every
@@ -13,13 +13,14 @@
 // Owned by RedisBroadcasterCore; runs on its Redis thread only.
 #pragma once
 
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include "hub/hub_core.hpp"
 #include "redis/redis_publisher.hpp"
@@ -28,16 +29,16 @@ namespace realtime::detail {
 
 class ClusterState {
  public:
-  // How long a pod's lease lives without renewal, and how often it is renewed (and dead pods swept):
-  // a pod that dies is reported offline within kLeaseTtl + kLeaseRenew (13 s).
+  // How long a pod's lease lives without renewal, and how often it is renewed (and dead pods
+  // swept): a pod that dies is reported offline within kLeaseTtl + kLeaseRenew (13 s).
   static constexpr std::chrono::milliseconds kLeaseTtl{10000};
   static constexpr std::chrono::milliseconds kLeaseRenew{3000};
   // Member counts are written at most this often per room (coalesced).
   static constexpr std::chrono::milliseconds kCountFlush{100};
 
   // publish_presence sends a presence message to a room's members on every pod.
-  using PresencePublisher = std::function<void(const std::string& room, const std::string& user,
-                                               PresenceStatus status)>;
+  using PresencePublisher =
+      std::function<void(const std::string& room, const std::string& user, PresenceStatus status)>;
 
   ClusterState(boost::asio::io_context& context, HubCore& hub, RedisPublisher& redis,
                PresencePublisher publish_presence);
@@ -55,7 +56,8 @@ class ClusterState {
 
   // Other pods' data merged with this pod's own (exact, from the hub).
   void query_rooms(std::function<void(std::vector<RoomCount>)> done);
-  void query_presence(const std::string& room, std::function<void(std::vector<PresenceEntry>)> done);
+  void query_presence(const std::string& room,
+                      std::function<void(std::vector<PresenceEntry>)> done);
 
  private:
   void schedule_lease();

@@ -1,14 +1,14 @@
 #include "realtime/redis_broadcaster.hpp"
 
-#include <spdlog/spdlog.h>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <mutex>
-#include <stdexcept>
-#include <thread>
+#include <spdlog/spdlog.h>
 
 #include "hub/hub_core.hpp"
 #include "protocol/envelope.hpp"
@@ -130,8 +130,9 @@ class RedisBroadcasterCore {
     publisher_->set_on_state_change([this](bool connected, const std::string&) {
       if (connected) cluster_->on_connected();
     });
-    subscriber_->set_on_message(
-        [this](std::string_view channel, std::string_view payload) { on_message(channel, payload); });
+    subscriber_->set_on_message([this](std::string_view channel, std::string_view payload) {
+      on_message(channel, payload);
+    });
     subscriber_->set_on_health_change([this](bool healthy, const std::string& reason) {
       {
         std::lock_guard lock(health_mutex_);
@@ -189,7 +190,8 @@ class RedisBroadcasterCore {
   void stop() {
     std::lock_guard lock(lifecycle_mutex_);
     if (!thread_.joinable()) return;
-    // Leave the cluster's shared state (so other pods report our users offline at once), then close.
+    // Leave the cluster's shared state (so other pods report our users offline at once), then
+    // close.
     auto finish = [this] {
       if (finished_) return;
       finished_ = true;
@@ -219,7 +221,8 @@ class RedisBroadcasterCore {
 
   void publish_then(Message msg, std::function<void(const std::string&)> done) {
     if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
-    if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence && shared_history()) {
+    if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence &&
+        shared_history()) {
       // The shared history numbers it; this pod delivers it on the answer (not on the echo).
       asio::post(context_, [this, msg = std::move(msg), done = std::move(done)]() mutable {
         publish_numbered(std::move(msg), std::move(done));
@@ -264,12 +267,16 @@ class RedisBroadcasterCore {
     asio::post(context_, [this, room, user] { cluster_->user_left(room, user); });
   }
   void status_changed(const std::string& room, const std::string& user, PresenceStatus status) {
-    asio::post(context_, [this, room, user, status] { cluster_->status_changed(room, user, status); });
+    asio::post(context_,
+               [this, room, user, status] { cluster_->status_changed(room, user, status); });
   }
   void query_rooms(std::function<void(std::vector<RoomCount>)> done) {
-    asio::post(context_, [this, done = std::move(done)]() mutable { cluster_->query_rooms(std::move(done)); });
+    asio::post(context_, [this, done = std::move(done)]() mutable {
+      cluster_->query_rooms(std::move(done));
+    });
   }
-  void query_presence(const std::string& room, std::function<void(std::vector<PresenceEntry>)> done) {
+  void query_presence(const std::string& room,
+                      std::function<void(std::vector<PresenceEntry>)> done) {
     asio::post(context_, [this, room, done = std::move(done)]() mutable {
       cluster_->query_presence(room, std::move(done));
     });
@@ -301,7 +308,8 @@ class RedisBroadcasterCore {
     return name;
   }
 
-  // The envelope with this pod's id in a "pod" field, last, so the echo is recognised by its suffix.
+  // The envelope with this pod's id in a "pod" field, last, so the echo is recognised by its
+  // suffix.
   std::string encode(const Message& msg) const {
     std::string payload;
     payload.reserve(128 + msg.data.size());
@@ -337,19 +345,19 @@ class RedisBroadcasterCore {
       const std::string id = core_.deliver(message);
       callback(id);
     };
-    const auto ec = publisher_->command(args, [this, shared, fallback](std::error_code error,
-                                                                         const RedisReply& reply) {
-      auto& [message, callback] = *shared;
-      if (error || reply.elements.size() != 2) {
-        fallback(message, callback);
-        return;
-      }
-      const std::string& epoch = reply.elements[0].str;
-      const auto seq = static_cast<std::uint64_t>(reply.elements[1].integer);
-      message.id = epoch + "-" + std::to_string(seq);
-      core_.deliver_sequenced(message, epoch, seq);
-      callback(message.id);
-    });
+    const auto ec = publisher_->command(
+        args, [this, shared, fallback](std::error_code error, const RedisReply& reply) {
+          auto& [message, callback] = *shared;
+          if (error || reply.elements.size() != 2) {
+            fallback(message, callback);
+            return;
+          }
+          const std::string& epoch = reply.elements[0].str;
+          const auto seq = static_cast<std::uint64_t>(reply.elements[1].integer);
+          message.id = epoch + "-" + std::to_string(seq);
+          core_.deliver_sequenced(message, epoch, seq);
+          callback(message.id);
+        });
     if (ec) fallback(shared->first, shared->second);
   }
 
@@ -359,20 +367,20 @@ class RedisBroadcasterCore {
     const std::string channel = std::string(kRoomPrefix) + room;
     if (!subscriber_->subscribed(channel) && std::chrono::steady_clock::now() < deadline) {
       auto timer = std::make_shared<asio::steady_timer>(context_, kSubscribePoll);
-      timer->async_wait([this, timer, room, last_id, done = std::move(done), deadline](
-                            const boost::system::error_code& ec) mutable {
+      timer->async_wait([this, timer, room, last_id, done = std::move(done),
+                         deadline](const boost::system::error_code& ec) mutable {
         if (ec) return done(HistoryResult{});
         fetch_when_subscribed(room, last_id, std::move(done), deadline);
       });
       return;
     }
     auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
-    const auto ec = publisher_->command(
-        {"EVAL", std::string(kHistoryScript), "3", room_key("epoch", room), room_key("seq", room),
-         room_key("history", room)},
-        [callback, last_id](std::error_code error, const RedisReply& reply) {
-          (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
-        });
+    const auto ec =
+        publisher_->command({"EVAL", std::string(kHistoryScript), "3", room_key("epoch", room),
+                             room_key("seq", room), room_key("history", room)},
+                            [callback, last_id](std::error_code error, const RedisReply& reply) {
+                              (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
+                            });
     if (ec) (*callback)(HistoryResult{});
   }
 

@@ -1,8 +1,9 @@
 #include "session/ws_session.hpp"
 
-#include <boost/asio/post.hpp>
 #include <algorithm>
 #include <array>
+
+#include <boost/asio/post.hpp>
 
 #include "http/handler_core.hpp"
 #include "hub/hub_core.hpp"
@@ -199,10 +200,9 @@ void WsSession::wait_writable() {
 }
 
 void WsSession::do_read() {
-  socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                     [self = shared_from_this()](const boost::system::error_code& ec) {
-                       self->on_readable(ec);
-                     });
+  socket_.async_wait(
+      asio::ip::tcp::socket::wait_read,
+      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
 }
 
 void WsSession::on_readable(const boost::system::error_code& ec) {
@@ -355,12 +355,16 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
     recovering_.push_back({room, {}, 0});
     std::optional<std::uint64_t> after_seq;
     if (const auto id = parse_message_id(*last_id)) after_seq = id->seq;
-    broadcaster.fetch_history(room, *last_id, [weak = weak_from_this(), room, after_seq,
-                                               context = &shard_.context()](HistoryResult history) {
-      boost::asio::post(*context, [weak, room, after_seq, history = std::move(history)]() mutable {
-        if (auto self = weak.lock()) self->finish_recovery(room, after_seq, std::move(history));
-      });
-    });
+    broadcaster.fetch_history(
+        room, *last_id,
+        [weak = weak_from_this(), room, after_seq,
+         context = &shard_.context()](HistoryResult history) {
+          boost::asio::post(*context,
+                            [weak, room, after_seq, history = std::move(history)]() mutable {
+                              if (auto self = weak.lock())
+                                self->finish_recovery(room, after_seq, history);
+                            });
+        });
     if (result.user_first) broadcaster.user_joined(room, user_id_);
     return;
   }
@@ -399,7 +403,7 @@ void WsSession::buffer_live(const FramePtr& frame) {
 }
 
 void WsSession::finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
-                                HistoryResult result) {
+                                const HistoryResult& result) {
   auto it = std::find_if(recovering_.begin(), recovering_.end(),
                          [&](const Recovery& r) { return r.room == room; });
   if (it == recovering_.end()) return;  // left the room (or closed) meanwhile
@@ -410,7 +414,7 @@ void WsSession::finish_recovery(const std::string& room, std::optional<std::uint
   std::uint64_t last = after_seq.value_or(0);
   std::size_t replayed = 0;
   if (result.recovered) {
-    for (auto& [seq, json] : result.messages) {
+    for (const auto& [seq, json] : result.messages) {
       enqueue(make_frame_from_json(json, room, seq));
       last = seq;
       ++replayed;
@@ -452,7 +456,8 @@ void WsSession::handle_auth(const std::string& token) {
   }
   auto result = jwt.verify(token, Clock::now());
   if (const auto* error = std::get_if<TokenError>(&result)) {
-    send_error(error_code::invalid_token, std::string("token refused: ") + std::string(to_string(*error)));
+    send_error(error_code::invalid_token,
+               std::string("token refused: ") + std::string(to_string(*error)));
     return;
   }
   auto& claims = std::get<TokenClaims>(result);

@@ -1,20 +1,21 @@
 // One upgraded WebSocket connection: reads frames, applies the protocol, and writes what it owes.
 //
-// Owned by its Shard (sessions_) and by its pending I/O operation; lives on the shard's thread and is
-// touched only there (Connection::send() from other threads is posted). Reading uses the shard's
-// shared buffer, so an idle session owns no buffer. Writing is corked: enqueue() only queues a shared
-// frame; flush() writes everything queued with one gather write at the end of the loop turn. The queue
-// is bounded by send_queue_bytes: a socket that cannot keep up is closed with 1013 and never slows the
-// others.
+// Owned by its Shard (sessions_) and by its pending I/O operation; lives on the shard's thread and
+// is touched only there (Connection::send() from other threads is posted). Reading uses the shard's
+// shared buffer, so an idle session owns no buffer. Writing is corked: enqueue() only queues a
+// shared frame; flush() writes everything queued with one gather write at the end of the loop turn.
+// The queue is bounded by send_queue_bytes: a socket that cannot keep up is closed with 1013 and
+// never slows the others.
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
 
 #include "hub/out_frame.hpp"
 #include "protocol/ws_frame.hpp"
@@ -27,11 +28,11 @@ class HandlerCore;
 class Shard;
 
 struct SessionParams {
-  std::string room;                 // initial room; empty for /ws
-  std::string user_id;              // JWT subject; empty: anonymous (the connection id is used)
+  std::string room;     // initial room; empty for /ws
+  std::string user_id;  // JWT subject; empty: anonymous (the connection id is used)
   std::optional<Clock::time_point> token_expiry;
   std::optional<std::string> last_id;  // recovery asked for the initial room
-  std::string leftover;             // bytes that followed the HTTP request (early frames)
+  std::string leftover;                // bytes that followed the HTTP request (early frames)
   std::optional<boost::asio::ip::address> ip_slot;  // a per-address slot to give back at the end
 };
 
@@ -92,12 +93,14 @@ class WsSession final : public Connection,
   void handle_presence(PresenceStatus status);
   void handle_auth(const std::string& token);
   bool in_room(const std::string& room) const;
-  // The shared history answered for `room`: replay, `recovered`, then the live frames kept meanwhile.
+  // The shared history answered for `room`: replay, `recovered`, then the live frames kept
+  // meanwhile.
   void finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
-                       HistoryResult result);
+                       const HistoryResult& result);
   void send_recovered(const std::string& room, bool recovered, std::size_t replayed);
   // Queues a close frame after what is queued (a slow consumer's unsent frames are dropped first).
-  // close_after: the socket is closed as soon as the close frame is written (no wait for the peer's).
+  // close_after: the socket is closed as soon as the close frame is written (no wait for the
+  // peer's).
   void start_close(std::uint16_t code, std::string_view reason, bool close_after);
   // Leaves every room and user list, runs on_disconnect; once.
   void detach();

@@ -47,15 +47,15 @@ async function bannerState(page) {
 
 test('two people chat; the server restarts; both pages reconnect and recover', { skip: SKIP, timeout: 120000 }, async (t) => {
   const redis = await startRedis();
-  t.after(() => redis && redis.stop());
+  t.after(() => redis && redis.terminate());
   const args = redis ? ['--redis', redis.url] : [];
   let server = await startServer(SERVER, { args });
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const port = server.port;
 
   const browser = await launch();
   t.after(() => browser.close());
-  const note = await webFiles(browser.context, server.http, REPO);
+  const note = await webFiles(browser.context, server.httpUrl, REPO);
   if (note) t.diagnostic(note);
   const ann = browser.context.pages()[0] || (await browser.context.newPage());
   const bob = await browser.context.newPage();
@@ -63,11 +63,11 @@ test('two people chat; the server restarts; both pages reconnect and recover', {
   const bobLog = instrument(bob);
 
   await t.test('a shared link opens the room directly; the form joins from a ?room= link', async () => {
-    await ann.goto(`${server.http}/#room=${room}&name=Ann`);
+    await ann.goto(`${server.httpUrl}/#room=${room}&name=Ann`);
     await ann.locator('#chat').waitFor();
     assert.equal(await ann.locator('#room-title').textContent(), `#${room}`);
 
-    await bob.goto(`${server.http}/?room=${room}`);
+    await bob.goto(`${server.httpUrl}/?room=${room}`);
     await bob.getByLabel('Your name').fill('Bob');
     assert.equal(await bob.getByLabel('Room').inputValue(), room, 'room prefilled from the link');
     await bob.getByRole('button', { name: 'Join' }).click();
@@ -103,7 +103,7 @@ test('two people chat; the server restarts; both pages reconnect and recover', {
 
   let recoveredState = null;
   await t.test('server stopped: both pages say they are reconnecting', async () => {
-    const exit = await server.stop('SIGTERM');
+    const exit = await server.terminate('SIGTERM');
     assert.equal(exit.code, 0, `server exit after SIGTERM: ${JSON.stringify(exit)}`);
     for (const page of [ann, bob]) {
       await page.locator('#banner[data-state=reconnecting]').waitFor({ timeout: 10000 });
@@ -119,7 +119,7 @@ test('two people chat; the server restarts; both pages reconnect and recover', {
     try {
       awayId = (await publish(pod, { room, text: 'Published while you were away' })).id;
     } finally {
-      await pod.stop();
+      await pod.terminate();
     }
   }
 
@@ -190,14 +190,14 @@ test('two people chat; the server restarts; both pages reconnect and recover', {
 
 test('phone layout: the page fits a narrow screen and has labelled controls', { skip: SKIP, timeout: 60000 }, async (t) => {
   const server = await startServer(SERVER);
-  t.after(() => server.stop());
+  t.after(() => server.terminate());
   const browser = await launch();
   t.after(() => browser.close());
-  const note = await webFiles(browser.context, server.http, REPO);
+  const note = await webFiles(browser.context, server.httpUrl, REPO);
   if (note) t.diagnostic(note);
   const page = await browser.context.newPage();
   await page.setViewportSize({ width: 360, height: 640 });
-  await page.goto(`${server.http}/#room=phone&name=Pat`);
+  await page.goto(`${server.httpUrl}/#room=phone&name=Pat`);
   await page.waitForFunction(() => window.chat && window.chat.client.state === 'open', null, { timeout: 10000 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.equal(overflow, 0, 'no horizontal scrolling');

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { useServer, MAX_MESSAGE } from './lib/fixture.mjs';
 import {
   OP, RSV1, RSV2, RSV3, frame, text, binary, ping, pong, close, appPing, appPingOfSize, RawClient, sleep,
-} from './lib/ws.mjs';
+} from '../support/node/raw.mjs';
 
 const ctx = useServer();
 

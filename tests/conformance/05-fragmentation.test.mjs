@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer } from './lib/fixture.mjs';
-import { OP, frame, text, cont, ping, pong, close, appPing } from './lib/ws.mjs';
+import { OP, frame, text, cont, ping, pong, close, appPing } from '../support/node/raw.mjs';
 
 const ctx = useServer();
 

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer } from './lib/fixture.mjs';
-import { text, cont, ping, sleep } from './lib/ws.mjs';
+import { text, cont, ping, sleep } from '../support/node/raw.mjs';
 
 const ctx = useServer();
 const hex = (s) => Buffer.from(s.replace(/\s+/g, ''), 'hex');

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer } from './lib/fixture.mjs';
-import { OP, frame, text, cont, ping, close, appPing, sleep } from './lib/ws.mjs';
+import { OP, frame, text, cont, ping, close, appPing, sleep } from '../support/node/raw.mjs';
 
 const ctx = useServer();
 const hex = (s) => Buffer.from(s.replace(/\s+/g, ''), 'hex');

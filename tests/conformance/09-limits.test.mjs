@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer, MAX_MESSAGE } from './lib/fixture.mjs';
-import { OP, frame, text, cont, binary, ping, appPingOfSize } from './lib/ws.mjs';
+import { OP, frame, text, cont, binary, ping, appPingOfSize } from '../support/node/raw.mjs';
 
 const ctx = useServer();
 

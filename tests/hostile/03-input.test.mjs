@@ -4,9 +4,8 @@
 
 import assert from 'node:assert/strict';
 import {
-  useBattery, jwt, now, secretsSeen, text, frame, cont, close, OP, HandshakeError, httpExchange, sleep, RawClient,
+  useBattery, startServer, jwt, now, secretsSeen, text, frame, cont, close, OP, HandshakeError, httpExchange, sleep, RawClient,
 } from './lib/battery.mjs';
-import { startServer } from '../conformance/lib/server.mjs';
 
 const ctx = useBattery();
 
@@ -273,7 +272,7 @@ ctx.hostile('jwt.15 a refused token never reaches the log', async () => {
   secretsSeen.add(marker);
   await refused(`/ws/secure?token=${marker}&last_id=x`, 401);
   await sleep(100);
-  const out = ctx.server.stdout() + ctx.server.stderr();
+  const out = ctx.server.stdout + ctx.server.stderr;
   assert.ok(!out.includes(marker), 'token found in the server output');
   assert.ok(!out.includes(marker.split('.')[2]), 'token signature found in the server output');
 });
@@ -342,6 +341,6 @@ ctx.hostile('slot.1 --max-connections 5: the 6th upgrade gets 503, and slots com
     }
     assert.ok(s.alive());
   } finally {
-    await s.stop();
+    await s.terminate();
   }
 });

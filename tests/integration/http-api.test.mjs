@@ -11,7 +11,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, sleep, waitFor, ID_RE, TS_RE } from './lib/client.mjs';
-import { get, post, publish } from './lib/http.mjs';
+import { get, post, publish } from '../support/node/http.mjs';
 
 after(killAll);
 
@@ -126,13 +126,13 @@ test('--api-key: missing or wrong Authorization -> 401, Bearer key -> 202', () =
     clients.push(a);
     const none = await publish(s, { room: 'keyed', text: 'no key' });
     assert.equal(none.status, 401);
-    const wrong = await publish(s, { room: 'keyed', text: 'wrong key' }, { Authorization: 'Bearer nope' });
+    const wrong = await publish(s, { room: 'keyed', text: 'wrong key' }, { headers: { Authorization: 'Bearer nope' } });
     assert.equal(wrong.status, 401);
-    const prefix = await publish(s, { room: 'keyed', text: 'prefix' }, { Authorization: 'Bearer sekri' });
+    const prefix = await publish(s, { room: 'keyed', text: 'prefix' }, { headers: { Authorization: 'Bearer sekri' } });
     assert.equal(prefix.status, 401);
-    const bare = await publish(s, { room: 'keyed', text: 'bare' }, { Authorization: 'sekrit' });
+    const bare = await publish(s, { room: 'keyed', text: 'bare' }, { headers: { Authorization: 'sekrit' } });
     assert.equal(bare.status, 401);
-    const ok = await publish(s, { room: 'keyed', text: 'with key' }, { Authorization: 'Bearer sekrit' });
+    const ok = await publish(s, { room: 'keyed', text: 'with key' }, { headers: { Authorization: 'Bearer sekrit' } });
     assert.equal(ok.status, 202, ok.text);
     await a.next((m) => m.type === 'chat' && m.data?.text === 'with key');
     assert.deepEqual(a.seen((m) => m.type === 'chat' && m.data?.text !== 'with key'), []);

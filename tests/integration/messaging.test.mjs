@@ -12,7 +12,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, sleep, ID_RE, TS_RE, idsIncreasing } from './lib/client.mjs';
-import { publish } from './lib/http.mjs';
+import { publish } from '../support/node/http.mjs';
 
 after(killAll);
 

@@ -10,7 +10,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, waitFor } from './lib/client.mjs';
-import { metrics, metricSum } from './lib/http.mjs';
+import { metrics, metricSum } from '../support/node/http.mjs';
 
 after(killAll);
 

@@ -10,7 +10,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, sleep, waitFor, TS_RE } from './lib/client.mjs';
-import { get } from './lib/http.mjs';
+import { get } from '../support/node/http.mjs';
 
 after(killAll);
 

@@ -8,7 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, killAll } from './lib/server.mjs';
 import { connect, closeAll } from './lib/client.mjs';
-import { get } from './lib/http.mjs';
+import { get } from '../support/node/http.mjs';
 
 after(killAll);
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, waitFor } from './lib/client.mjs';
 import { rawConnect, OP } from './lib/raw.mjs';
-import { metrics, metricSum, metricSumMatching } from './lib/http.mjs';
+import { metrics, metricSum, metricSumMatching } from '../support/node/http.mjs';
 
 after(killAll);
 

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { withServer, runExpectingExit, killAll } from './lib/server.mjs';
 import { connect, tryOpen } from './lib/client.mjs';
 import fs from 'node:fs';
-import { get, publish, metrics } from './lib/http.mjs';
+import { get, publish, metrics } from '../support/node/http.mjs';
 
 after(killAll);
 
@@ -70,7 +70,7 @@ test('--max-connections flag wins over REALTIME_MAX_CONNECTIONS', () =>
 test('REALTIME_API_KEY from the environment protects the publish API', () =>
   withServer([], async (s) => {
     assert.equal((await publish(s, { room: 'r', text: 'x' })).status, 401);
-    assert.equal((await publish(s, { room: 'r', text: 'x' }, { Authorization: 'Bearer envkey' })).status, 202);
+    assert.equal((await publish(s, { room: 'r', text: 'x' }, { headers: { Authorization: 'Bearer envkey' } })).status, 202);
   }, { env: { REALTIME_API_KEY: 'envkey' } }));
 
 test('--threads 1 serves chat', () =>

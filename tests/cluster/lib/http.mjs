@@ -1,51 +1,19 @@
-// HTTP helpers for the cluster harness (fetch, with a timeout) and a small Prometheus text reader.
+// HTTP helpers for the cluster harness: the shared ones (../../support/node/http.mjs) with a 3 s
+// timeout on every request, plus metric() and presenceList().
 
-/** GET path on a pod; resolves {status, text, json}. json is undefined when the body is not JSON. */
-export async function get(pod, path, { timeoutMs = 3000, headers = {} } = {}) {
-  const res = await fetch(pod.httpUrl + path, { headers, signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
-}
+import * as http from '../../support/node/http.mjs';
 
+const TIMEOUT = { timeoutMs: 3000 };
+
+/** GET path on a pod; resolves {status, headers, text, json}. */
+export const get = (pod, path, opts) => http.get(pod, path, { ...TIMEOUT, ...opts });
 /** POST a JSON body to path on a pod. */
-export async function post(pod, path, body, { timeoutMs = 3000, headers = {} } = {}) {
-  const res = await fetch(pod.httpUrl + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
-}
-
-export function publish(pod, body) {
-  return post(pod, '/api/publish', body);
-}
+export const post = (pod, path, body, opts) => http.post(pod, path, body, { ...TIMEOUT, ...opts });
+export const publish = (pod, body) => post(pod, '/api/publish', body);
 
 /** Value of an unlabelled metric (or the sum over its label sets); undefined when absent. */
 export async function metric(pod, name) {
-  const r = await get(pod, '/metrics');
-  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
-  let sum;
-  for (const line of r.text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line.trim());
-    if (m && m[1] === name) sum = (sum ?? 0) + Number(m[3]);
-  }
-  return sum;
+  return http.metricSum(await http.metrics(pod, TIMEOUT), name);
 }
 
 /** GET /api/rooms/{room}/presence -> array of {user_id, status} (throws on a non-200). */

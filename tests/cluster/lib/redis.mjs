@@ -15,46 +15,16 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { sleep, freePort } from '../../support/node/server.mjs';
+import { waitFor as sharedWaitFor } from '../../support/node/client.mjs';
 
 const running = new Set();
 
-export function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep, freePort } from '../../support/node/server.mjs';
 
 /** Poll fn() until it returns a truthy value or the deadline passes (then throws with `message`). */
-export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, message = 'condition' } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  let lastErr;
-  for (;;) {
-    try {
-      last = await fn();
-      lastErr = undefined;
-      if (last) return last;
-    } catch (e) {
-      lastErr = e;
-    }
-    if (Date.now() >= deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${typeof message === 'function' ? message() : message}` +
-          (lastErr ? ` (last error: ${lastErr.message})` : ''),
-      );
-    }
-    await sleep(intervalMs);
-  }
-}
-
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
+export function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, message = 'condition' } = {}) {
+  return sharedWaitFor(fn, { timeoutMs, intervalMs, message, retryErrors: true });
 }
 
 function redisBinary() {

@@ -4,10 +4,18 @@
 
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, SANITIZER_RE } from './server.mjs';
-import { openClient, text, appPing, OP } from './ws.mjs';
+import { startServer as startRealtime, SANITIZER_RE } from '../../support/node/server.mjs';
+import { openClient, text, appPing, OP } from '../../support/node/raw.mjs';
 
 export const MAX_MESSAGE = 4096;
+
+/**
+ * The server for the raw-socket suites (conformance and hostile): `--log-level warn` unless args name
+ * a level, its whole output kept (the suites search it for sanitizer reports and leaked tokens).
+ */
+export function startServer(args = []) {
+  return startRealtime(args, { logLevel: 'warn', startTimeoutMs: 15_000, tailChars: Infinity });
+}
 
 export function useServer(extraArgs = []) {
   const ctx = { server: null, witness: null, clients: new Set(), nonce: 0 };
@@ -25,9 +33,9 @@ export function useServer(extraArgs = []) {
     ctx.witness?.destroy();
     if (ctx.server) {
       const alive = ctx.server.alive();
-      const exit = await ctx.server.stop();
-      assert.ok(alive, `server died during the suite: ${JSON.stringify(ctx.server.exitInfo())}`);
-      assert.doesNotMatch(ctx.server.stderr(), SANITIZER_RE, 'sanitizer report in server stderr');
+      const exit = await ctx.server.terminate();
+      assert.ok(alive, `server died during the suite: ${JSON.stringify(ctx.server.exitInfo)}`);
+      assert.doesNotMatch(ctx.server.stderr, SANITIZER_RE, 'sanitizer report in server stderr');
       assert.equal(exit.code, 0, `server exit status after SIGTERM: ${JSON.stringify(exit)}`);
     }
   });

@@ -9,10 +9,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startServer, SANITIZER_RE } from '../../conformance/lib/server.mjs';
-import { openClient, RawClient, text, appPing } from '../../conformance/lib/ws.mjs';
+import { SANITIZER_RE } from '../../support/node/server.mjs';
+import { startServer } from '../../conformance/lib/fixture.mjs';
+import { openClient, RawClient, text, appPing } from '../../support/node/raw.mjs';
 
-export * from '../../conformance/lib/ws.mjs';
+export * from '../../support/node/raw.mjs';
+export { startServer };
 
 export const JWT_SECRET = 's';
 
@@ -40,10 +42,10 @@ export function useBattery(args = [], { rssLimitMiB = 256 } = {}) {
     if (!ctx.server) return;
     const alive = ctx.server.alive();
     const rss = ctx.server.rssKiB();
-    const exit = await ctx.server.stop();
-    const out = ctx.server.stdout() + ctx.server.stderr();
-    assert.ok(alive, `server died during the battery: ${JSON.stringify(ctx.server.exitInfo())}; stderr tail: ${ctx.server.stderr().slice(-2000)}`);
-    assert.doesNotMatch(ctx.server.stderr(), SANITIZER_RE, 'sanitizer report in server stderr');
+    const exit = await ctx.server.terminate();
+    const out = ctx.server.stdout + ctx.server.stderr;
+    assert.ok(alive, `server died during the battery: ${JSON.stringify(ctx.server.exitInfo)}; stderr tail: ${ctx.server.stderr.slice(-2000)}`);
+    assert.doesNotMatch(ctx.server.stderr, SANITIZER_RE, 'sanitizer report in server stderr');
     for (const s of secretsSeen) assert.ok(!out.includes(s), `a token reached the server log: ${s.slice(0, 40)}...`);
     assert.ok(rss === null || rss < rssLimitMiB * 1024, `server RSS ${rss} KiB after the battery (limit ${rssLimitMiB} MiB)`);
     assert.equal(exit.code, 0, `exit status after SIGTERM: ${JSON.stringify(exit)}`);
@@ -64,7 +66,7 @@ export function useBattery(args = [], { rssLimitMiB = 256 } = {}) {
 
   /** Process alive, and a fresh client gets welcome + pong within 1 s. */
   ctx.healthy = async (budgetMs = 1000) => {
-    assert.ok(ctx.server.alive(), `server process died: ${JSON.stringify(ctx.server.exitInfo())}; stderr tail: ${ctx.server.stderr().slice(-1500)}`);
+    assert.ok(ctx.server.alive(), `server process died: ${JSON.stringify(ctx.server.exitInfo)}; stderr tail: ${ctx.server.stderr.slice(-1500)}`);
     const t0 = Date.now();
     const c = await openClient(ctx.server.port, '/ws', { timeoutMs: budgetMs });
     try {
@@ -75,7 +77,7 @@ export function useBattery(args = [], { rssLimitMiB = 256 } = {}) {
     }
     const took = Date.now() - t0;
     assert.ok(took <= budgetMs, `fresh client served in ${took} ms (budget ${budgetMs} ms)`);
-    assert.doesNotMatch(ctx.server.stderr(), SANITIZER_RE, 'sanitizer report in server stderr');
+    assert.doesNotMatch(ctx.server.stderr, SANITIZER_RE, 'sanitizer report in server stderr');
   };
 
   /** One hostile input: fn(ctx), then the health check. */

@@ -1,39 +1,19 @@
-// Raw TCP WebSocket client (node:net) for tests that must misbehave on the wire: hand-built frames
+// Raw TCP WebSocket client for tests that must misbehave on the wire: hand-built frames
 // (unmasked, reserved opcodes, bad UTF-8, oversized control frames), never answering pings, or
-// never reading at all (slow consumer).
+// never reading at all (slow consumer). Framing and the handshake are the shared ones
+// (../../support/node/raw.mjs); RawSocket keeps every server frame in `frames` and finds in it.
 //
 // rawConnect(port, path, {headers}) does the HTTP/1.1 upgrade by hand, checks 101 and
 // Sec-WebSocket-Accept, and returns a RawSocket that parses the server's frames into `frames`.
 
-import net from 'node:net';
 import crypto from 'node:crypto';
+import { frame, parseServerFrames, upgrade } from '../../support/node/raw.mjs';
 
 export const OP = { CONT: 0x0, TEXT: 0x1, BINARY: 0x2, CLOSE: 0x8, PING: 0x9, PONG: 0xa };
 
 /** Encode one frame. mask: true (client default) or false; rsv: bits 0..7 placed in RSV1-3. */
 export function encodeFrame({ opcode = OP.TEXT, payload = Buffer.alloc(0), fin = true, mask = true, rsv = 0 } = {}) {
-  const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
-  const len = data.length;
-  let header;
-  if (len < 126) {
-    header = Buffer.alloc(2);
-    header[1] = len;
-  } else if (len < 65536) {
-    header = Buffer.alloc(4);
-    header[1] = 126;
-    header.writeUInt16BE(len, 2);
-  } else {
-    header = Buffer.alloc(10);
-    header[1] = 127;
-    header.writeBigUInt64BE(BigInt(len), 2);
-  }
-  header[0] = (fin ? 0x80 : 0) | ((rsv & 0x7) << 4) | (opcode & 0x0f);
-  if (!mask) return Buffer.concat([header, data]);
-  header[1] |= 0x80;
-  const key = crypto.randomBytes(4);
-  const masked = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) masked[i] = data[i] ^ key[i & 3];
-  return Buffer.concat([header, key, masked]);
+  return frame({ op: opcode, payload: Buffer.isBuffer(payload) ? payload : Buffer.from(payload), fin, mask, rsv, maskKey: crypto.randomBytes(4) });
 }
 
 export class RawSocket {
@@ -68,44 +48,18 @@ export class RawSocket {
   }
 
   _parse() {
-    for (;;) {
-      const b = this.buf;
-      if (b.length < 2) break;
-      const fin = (b[0] & 0x80) !== 0;
-      const opcode = b[0] & 0x0f;
-      const masked = (b[1] & 0x80) !== 0;
-      let len = b[1] & 0x7f;
-      let off = 2;
-      if (len === 126) {
-        if (b.length < 4) break;
-        len = b.readUInt16BE(2);
-        off = 4;
-      } else if (len === 127) {
-        if (b.length < 10) break;
-        len = Number(b.readBigUInt64BE(2));
-        off = 10;
-      }
-      let key;
-      if (masked) {
-        if (b.length < off + 4) break;
-        key = b.subarray(off, off + 4);
-        off += 4;
-      }
-      if (b.length < off + len) break;
-      let payload = Buffer.from(b.subarray(off, off + len));
-      if (masked) for (let i = 0; i < payload.length; i++) payload[i] ^= key[i & 3];
-      this.buf = b.subarray(off + len);
-      const frame = { fin, opcode, payload, masked };
-      this.frames.push(frame);
+    const state = { buf: this.buf };
+    for (const f of parseServerFrames(state)) {
+      const { fin, opcode, payload, masked } = f;
+      this.frames.push({ fin, opcode, payload, masked });
       if (opcode === OP.CLOSE && !this.closeFrame) {
-        this.closeFrame = payload.length >= 2
-          ? { code: payload.readUInt16BE(0), reason: payload.subarray(2).toString() }
-          : { code: 1005, reason: '' };
+        this.closeFrame = f.code !== null ? { code: f.code, reason: payload.subarray(2).toString() } : { code: 1005, reason: '' };
       }
       if (opcode === OP.PING && this.autoPong && !this.sock.destroyed) {
         this.sock.write(encodeFrame({ opcode: OP.PONG, payload }));
       }
     }
+    this.buf = state.buf;
     this._notify();
   }
 
@@ -219,93 +173,7 @@ export class RawSocket {
  * Connect with a hand-made HTTP upgrade. Resolves a RawSocket after a 101 with the right
  * Sec-WebSocket-Accept; rejects (err.status, err.head) otherwise.
  */
-export function rawConnect(port, path = '/ws', { headers = {}, host = '127.0.0.1', timeoutMs = 5000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const key = crypto.randomBytes(16).toString('base64');
-    const sock = net.connect({ port, host });
-    sock.setNoDelay(true);
-    let head = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error('raw handshake timed out'));
-    }, timeoutMs);
-    const onData = (d) => {
-      head = Buffer.concat([head, d]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      sock.removeListener('data', onData);
-      sock.removeListener('error', onError);
-      clearTimeout(timer);
-      const text = head.subarray(0, end).toString('latin1');
-      const leftover = head.subarray(end + 4);
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-      const accept = crypto
-        .createHash('sha1')
-        .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
-        .digest('base64');
-      const acceptHdr = /\r\nsec-websocket-accept:\s*(\S+)/i.exec(text)?.[1];
-      if (status !== 101 || acceptHdr !== accept) {
-        sock.destroy();
-        const e = new Error(`raw handshake failed: ${text.split('\r\n')[0]} (accept ${acceptHdr} vs ${accept})`);
-        e.status = status;
-        e.head = text;
-        reject(e);
-        return;
-      }
-      resolve(new RawSocket(sock, Buffer.from(leftover)));
-    };
-    const onError = (e) => {
-      clearTimeout(timer);
-      reject(e);
-    };
-    sock.on('data', onData);
-    sock.on('error', onError);
-    sock.on('connect', () => {
-      const extra = Object.entries(headers)
-        .map(([k, v]) => `${k}: ${v}\r\n`)
-        .join('');
-      sock.write(
-        `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
-      );
-    });
-  });
-}
-
-/** Send a raw HTTP request and read the whole answer (connection: close). Resolves {status, head, body}. */
-export function rawHttp(port, requestText, { host = '127.0.0.1', timeoutMs = 5000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ port, host });
-    let data = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      sock.destroy();
-      finish();
-    }, timeoutMs);
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      const text = data.toString('latin1');
-      const end = text.indexOf('\r\n\r\n');
-      const head = end >= 0 ? text.slice(0, end) : text;
-      const body = end >= 0 ? text.slice(end + 4) : '';
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0);
-      resolve({ status, head, body });
-    };
-    sock.on('connect', () => sock.write(requestText));
-    sock.on('data', (d) => {
-      data = Buffer.concat([data, d]);
-    });
-    sock.on('end', finish);
-    sock.on('close', finish);
-    sock.on('error', (e) => {
-      if (data.length) finish();
-      else {
-        clearTimeout(timer);
-        done = true;
-        reject(e);
-      }
-    });
-  });
+export async function rawConnect(port, path = '/ws', { headers = {}, host = '127.0.0.1', timeoutMs = 5000 } = {}) {
+  const { sock, rest } = await upgrade(port, { path, host, timeoutMs, headers: { Host: `${host}:${port}`, ...headers } });
+  return new RawSocket(sock, rest);
 }

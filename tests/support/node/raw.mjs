@@ -1,8 +1,12 @@
-// A raw RFC 6455 client for conformance and hostile-input tests: every byte on the wire is built
-// here, so a test can send exactly what it means (bad bits, lying lengths, chopped frames).
+// Raw RFC 6455 on node:net for the Node suites: every byte on the wire is built here, so a test can
+// send exactly what it means (bad bits, lying lengths, chopped frames, unmasked frames), do the
+// HTTP upgrade by hand, and see the server's frames as they are. Node built-ins only.
 //
 // frame({op, payload, fin, rsv, mask, maskKey, len}) -> Buffer: one client frame (masked by default).
 // upgradeRequest(path, {headers, key, version, omit}) -> string: a hand-made HTTP/1.1 upgrade.
+// upgrade(port, {path, headers, extra, request}) -> {sock, res, rest} after a 101 with the right
+//   Sec-WebSocket-Accept (HandshakeError otherwise). parseServerFrames(state) -> frames read off
+//   state.buf ({fin, rsv, op, opcode, masked, payload, code, reason, text}).
 // RawClient.open(port, {path, headers, extra}) -> RawClient after a 101 (extra: bytes sent in the
 //   same write as the request). openClient(port, path) also consumes the welcome.
 // RawClient: read(ms) next server frame in order; readJson(ms); expectJson(pred, ms) skipping other
@@ -13,6 +17,9 @@
 import net from 'node:net';
 import crypto from 'node:crypto';
 import assert from 'node:assert/strict';
+import { sleep } from './server.mjs';
+
+export { sleep };
 
 export const OP = { cont: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa };
 export const RSV1 = 4;
@@ -20,11 +27,7 @@ export const RSV2 = 2;
 export const RSV3 = 1;
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-export function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function toBuf(p) {
+export function toBuf(p) {
   if (p === undefined || p === null) return Buffer.alloc(0);
   if (Buffer.isBuffer(p)) return p;
   if (p instanceof Uint8Array) return Buffer.from(p);
@@ -156,11 +159,15 @@ export class HandshakeError extends Error {
     this.body = res ? res.body : '';
     this.headers = res ? res.headers : {};
     this.raw = raw;
+    this.head = raw ? raw.toString('latin1').split('\r\n\r\n')[0] : '';
   }
 }
 
-/** Server frame parser state machine over an accumulating buffer. */
-function parseServerFrames(state) {
+/**
+ * Server frame parser over an accumulating buffer: takes every complete frame off state.buf.
+ * Close frames get .code (null when empty) and .reason; text frames .text.
+ */
+export function parseServerFrames(state) {
   const out = [];
   for (;;) {
     const b = state.buf;
@@ -188,7 +195,7 @@ function parseServerFrames(state) {
       for (let i = 0; i < payload.length; i++) payload[i] ^= key[i & 3];
     }
     state.buf = b.subarray(off + len);
-    const f = { fin, rsv, op, masked, payload };
+    const f = { fin, rsv, op, opcode: op, masked, payload };
     if (op === OP.close) {
       f.code = payload.length >= 2 ? payload.readUInt16BE(0) : null;
       f.reason = payload.length > 2 ? payload.subarray(2).toString('utf8') : '';
@@ -199,13 +206,75 @@ function parseServerFrames(state) {
   return out;
 }
 
-function describe(f) {
+export function describe(f) {
   if (!f) return 'nothing';
   const names = { 0: 'cont', 1: 'text', 2: 'binary', 8: 'close', 9: 'ping', 10: 'pong' };
   const n = names[f.op] ?? `op${f.op}`;
   if (f.op === OP.close) return `close(${f.code}${f.reason ? `, "${f.reason}"` : ''})`;
   if (f.op === OP.text) return `text ${f.text.slice(0, 200)}`;
   return `${n}[${f.payload.length}]`;
+}
+
+/**
+ * Opens a TCP connection and performs the WebSocket upgrade by hand. opts: path, headers, extra
+ * (Buffer sent right after the request in the same write), request (a full custom request string),
+ * timeoutMs, host, key. Resolves {sock, res, rest} (rest: bytes read past the 101 head) after a 101
+ * with the right Sec-WebSocket-Accept and `Upgrade: websocket`; rejects with HandshakeError (its
+ * .status, .body, .head) on any other answer.
+ */
+export function upgrade(port, { path = '/ws', headers = {}, extra, request, timeoutMs = 3000, host = '127.0.0.1', key } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ port, host });
+    sock.setNoDelay(true);
+    let buf = Buffer.alloc(0);
+    const k = key ?? makeKey();
+    const timer = setTimeout(() => {
+      cleanup();
+      sock.destroy();
+      reject(new Error(`upgrade timed out after ${timeoutMs} ms; got ${JSON.stringify(buf.toString('latin1').slice(0, 300))}`));
+    }, timeoutMs);
+    const onData = (d) => {
+      buf = Buffer.concat([buf, d]);
+      const res = parseHttpResponse(buf);
+      if (!res) return;
+      cleanup();
+      if (res.status !== 101) {
+        sock.destroy();
+        reject(new HandshakeError(res, buf));
+        return;
+      }
+      try {
+        assert.equal(res.headers['sec-websocket-accept'], acceptFor(k), 'Sec-WebSocket-Accept');
+        assert.equal((res.headers.upgrade || '').toLowerCase(), 'websocket');
+      } catch (e) {
+        sock.destroy();
+        reject(e);
+        return;
+      }
+      resolve({ sock, res, rest: Buffer.from(res.rest) });
+    };
+    const onEnd = () => {
+      cleanup();
+      reject(new HandshakeError(parseHttpResponse(buf), buf));
+    };
+    const onErr = (e) => {
+      cleanup();
+      reject(e);
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      sock.off('data', onData);
+      sock.off('close', onEnd);
+      sock.off('error', onErr);
+    }
+    sock.on('data', onData);
+    sock.on('close', onEnd);
+    sock.on('error', onErr);
+    sock.on('connect', () => {
+      const req = Buffer.from(request ?? upgradeRequest(path, { headers, key: k }), 'latin1');
+      sock.write(extra ? Buffer.concat([req, extra]) : req);
+    });
+  });
 }
 
 export class RawClient {
@@ -249,63 +318,12 @@ export class RawClient {
   }
 
   /**
-   * Opens a socket and performs the upgrade. opts: path, headers, extra (Buffer sent right after the
-   * request in the same write), request (a full custom request string), timeoutMs.
+   * Opens a socket and performs the upgrade (see upgrade()); resolves a RawClient.
    * Throws HandshakeError when the answer is not 101 (its .status, .body).
    */
-  static open(port, { path = '/ws', headers = {}, extra, request, timeoutMs = 3000, host = '127.0.0.1', key } = {}) {
-    return new Promise((resolve, reject) => {
-      const sock = net.connect({ port, host });
-      sock.setNoDelay(true);
-      let buf = Buffer.alloc(0);
-      const k = key ?? makeKey();
-      const timer = setTimeout(() => {
-        cleanup();
-        sock.destroy();
-        reject(new Error(`upgrade timed out after ${timeoutMs} ms; got ${JSON.stringify(buf.toString('latin1').slice(0, 300))}`));
-      }, timeoutMs);
-      const onData = (d) => {
-        buf = Buffer.concat([buf, d]);
-        const res = parseHttpResponse(buf);
-        if (!res) return;
-        cleanup();
-        if (res.status !== 101) {
-          sock.destroy();
-          reject(new HandshakeError(res, buf));
-          return;
-        }
-        try {
-          assert.equal(res.headers['sec-websocket-accept'], acceptFor(k), 'Sec-WebSocket-Accept');
-          assert.equal((res.headers.upgrade || '').toLowerCase(), 'websocket');
-        } catch (e) {
-          sock.destroy();
-          reject(e);
-          return;
-        }
-        resolve(new RawClient(sock, res.rest));
-      };
-      const onEnd = () => {
-        cleanup();
-        reject(new HandshakeError(parseHttpResponse(buf), buf));
-      };
-      const onErr = (e) => {
-        cleanup();
-        reject(e);
-      };
-      function cleanup() {
-        clearTimeout(timer);
-        sock.off('data', onData);
-        sock.off('close', onEnd);
-        sock.off('error', onErr);
-      }
-      sock.on('data', onData);
-      sock.on('close', onEnd);
-      sock.on('error', onErr);
-      sock.on('connect', () => {
-        const req = Buffer.from(request ?? upgradeRequest(path, { headers, key: k }), 'latin1');
-        sock.write(extra ? Buffer.concat([req, extra]) : req);
-      });
-    });
+  static async open(port, opts = {}) {
+    const { sock, rest } = await upgrade(port, opts);
+    return new RawClient(sock, rest);
   }
 
   send(...bufs) {

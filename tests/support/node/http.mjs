@@ -1,8 +1,7 @@
-// HTTP helpers for the integration suite (fetch), and a Prometheus text parser for /metrics.
+// HTTP helpers (fetch) against a started server ({httpUrl}), and a Prometheus text-format parser.
+// Plain ES module on node built-ins only.
 
-/** GET path; resolves {status, headers, text, json}. json is the parsed body or undefined. */
-export async function get(server, path, headers = {}) {
-  const res = await fetch(server.httpUrl + path, { headers });
+async function answer(res) {
   const text = await res.text();
   let json;
   try {
@@ -11,34 +10,31 @@ export async function get(server, path, headers = {}) {
     json = undefined;
   }
   return { status: res.status, headers: res.headers, text, json };
+}
+
+/** GET path; resolves {status, headers, text, json} (json undefined when the body is not JSON). */
+export async function get(server, path, { headers = {}, timeoutMs } = {}) {
+  const signal = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
+  return answer(await fetch(server.httpUrl + path, { headers, signal }));
 }
 
 /** POST a JSON value (or a raw string body) to path. */
-export async function post(server, path, body, headers = {}) {
-  const raw = typeof body === 'string' ? body : JSON.stringify(body);
+export async function post(server, path, body, { headers = {}, timeoutMs } = {}) {
   const res = await fetch(server.httpUrl + path, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
-    body: raw,
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
   });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
+  return answer(res);
 }
 
 /** POST /api/publish. */
-export function publish(server, body, headers = {}) {
-  return post(server, '/api/publish', body, headers);
+export function publish(server, body, opts) {
+  return post(server, '/api/publish', body, opts);
 }
 
-/**
- * Parse Prometheus text format into [{name, labels, value}] plus `types` {name: type}.
- */
+/** Parse Prometheus text format into {samples: [{name, labels, value}], types: {name: type}, text}. */
 export function parseMetrics(text) {
   const samples = [];
   const types = {};
@@ -64,8 +60,9 @@ export function parseMetrics(text) {
   return { samples, types, text };
 }
 
-export async function metrics(server) {
-  const r = await get(server, '/metrics');
+/** GET /metrics and parse it (plus .contentType); throws on a non-200. */
+export async function metrics(server, opts) {
+  const r = await get(server, '/metrics', opts);
   if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
   const parsed = parseMetrics(r.text);
   parsed.contentType = r.headers.get('content-type');
@@ -84,9 +81,7 @@ export function metricSum(parsed, name) {
  * _bucket/_sum/_count excluded). undefined when none.
  */
 export function metricSumMatching(parsed, fragment) {
-  const s = parsed.samples.filter(
-    (x) => x.name.includes(fragment) && !/_(bucket|sum|count)$/.test(x.name),
-  );
+  const s = parsed.samples.filter((x) => x.name.includes(fragment) && !/_(bucket|sum|count)$/.test(x.name));
   if (s.length === 0) return undefined;
   return s.reduce((a, x) => a + x.value, 0);
 }
