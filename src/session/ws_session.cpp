@@ -21,6 +21,9 @@ using SteadyClock = std::chrono::steady_clock;
 // How long a closing socket waits for the peer's close frame (or for its send queue to drain)
 // before the TCP connection is dropped.
 constexpr std::chrono::seconds kCloseTimeout{2};
+// After our close frame is written, how long the peer's remaining input is drained before the
+// socket is closed (see linger()).
+constexpr std::chrono::seconds kLinger{1};
 // At most one rate_limited error per this interval: a flood must not turn into an echo flood.
 constexpr std::chrono::seconds kRateErrorInterval{1};
 // The token_expiring warning comes this long before exp.
@@ -185,7 +188,7 @@ void WsSession::flush() {
   queue_.clear();
   head_ = 0;
   if (queue_.capacity() > kQueueKeepCapacity) std::vector<FramePtr>().swap(queue_);
-  if (close_after_flush_) finish();
+  if (close_after_flush_) linger();
 }
 
 void WsSession::wait_writable() {
@@ -200,12 +203,20 @@ void WsSession::wait_writable() {
 }
 
 void WsSession::do_read() {
-  socket_.async_wait(
-      asio::ip::tcp::socket::wait_read,
-      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+  if (read_armed_) return;
+  read_armed_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) {
+                       self->read_armed_ = false;
+                       self->on_readable(ec);
+                     });
 }
 
 void WsSession::on_readable(const boost::system::error_code& ec) {
+  if (lingering_) {
+    drain(ec);
+    return;
+  }
   if (state_ == State::closed) return;
   if (ec) {
     finish();
@@ -497,7 +508,7 @@ void WsSession::on_close(std::uint16_t code, std::string_view /*reason*/) {
   }
   if (state_ == State::closing) {
     close_after_flush_ = true;
-    if (head_ >= queue_.size() && !write_waiting_) finish();
+    if (head_ >= queue_.size() && !write_waiting_) linger();
   }
 }
 
@@ -532,6 +543,10 @@ void WsSession::start_close(std::uint16_t code, std::string_view reason, bool cl
 }
 
 void WsSession::tick(SteadyClock::time_point now) {
+  if (lingering_) {
+    if (now >= close_deadline_) release();
+    return;
+  }
   if (state_ == State::closing) {
     if (now >= close_deadline_) finish();
     return;
@@ -582,16 +597,62 @@ void WsSession::detach() {
 }
 
 void WsSession::finish() {
+  if (state_ != State::closed) {
+    detach();
+    state_ = State::closed;
+    drop_queue();
+  }
+  release();
+}
+
+void WsSession::linger() {
   if (state_ == State::closed) return;
   detach();
   state_ = State::closed;
+  drop_queue();
+  // Closing a socket with unread input makes the kernel send a reset, which can destroy our close
+  // frame in the peer's receive buffer before the peer reads it. So: stop sending, read and discard
+  // until the peer closes too (or kLinger passes), then close.
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (ec) {
+    release();
+    return;
+  }
+  lingering_ = true;
+  close_deadline_ = SteadyClock::now() + kLinger;
+  do_read();
+}
+
+void WsSession::drain(const boost::system::error_code& ec) {
+  if (!ec) {
+    char* buffer = shard_.read_buffer();
+    for (;;) {
+      boost::system::error_code read_ec;
+      socket_.read_some(asio::buffer(buffer, Shard::kReadBufferSize), read_ec);
+      if (would_block(read_ec)) {
+        do_read();
+        return;
+      }
+      if (read_ec) break;  // the peer closed too
+    }
+  }
+  release();
+}
+
+void WsSession::drop_queue() {
   queue_.clear();
   head_ = 0;
   head_offset_ = 0;
   queued_bytes_ = 0;
+}
+
+void WsSession::release() {
+  if (released_) return;
+  released_ = true;
+  lingering_ = false;
+  boost::system::error_code ec;
+  socket_.close(ec);
   // Last: this may release the shard's reference (callers hold their own).
   shard_.remove_session(this);
 }

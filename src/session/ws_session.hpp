@@ -104,8 +104,15 @@ class WsSession final : public Connection,
   void start_close(std::uint16_t code, std::string_view reason, bool close_after);
   // Leaves every room and user list, runs on_disconnect; once.
   void detach();
-  // Closes the TCP socket and unregisters from the shard.
+  // Ends at once: detaches, closes the TCP socket, unregisters from the shard (errors, end of
+  // stream, deadlines).
   void finish();
+  // Ends gracefully once our close frame is written: half-close, drain the peer's input, close.
+  void linger();
+  void drain(const boost::system::error_code& ec);
+  void drop_queue();
+  // Closes the socket and unregisters from the shard; once.
+  void release();
 
   std::shared_ptr<HandlerCore> handler_;
   Shard& shard_;
@@ -138,7 +145,10 @@ class WsSession final : public Connection,
 
   State state_ = State::open;
   bool detached_ = false;
-  bool overflowed_ = false;  // send queue overflowed: closing with 1013
+  bool overflowed_ = false;
+  bool read_armed_ = false;  // a wait for readability is pending
+  bool lingering_ = false;   // closed; draining the peer's input before closing the socket
+  bool released_ = false;    // send queue overflowed: closing with 1013
   bool expiry_warned_ = false;
   std::chrono::steady_clock::time_point last_seen_;
   std::chrono::steady_clock::time_point last_ping_;
