@@ -13,6 +13,8 @@ import { WebSocket } from 'ws';
 import { RealtimeClient } from '../realtime-client.js';
 import * as harness from '../../../tests/support/node/server.mjs';
 import * as http from '../../../tests/support/node/http.mjs';
+import { startRedis } from '../../../tests/cluster/lib/redis.mjs';
+import { execFileSync } from 'node:child_process';
 
 const WAIT_MS = 8000;
 
@@ -99,7 +101,8 @@ function newClient(t, server, opts = {}) {
 
 // A TCP pass-through that can cut every connection and refuse new ones: a network outage for one
 // client while the server keeps running.
-async function startProxy(targetPort) {
+async function startProxy(initialPort) {
+  let targetPort = initialPort;
   const sockets = new Set();
   let down = false;
   const srv = net.createServer((inbound) => {
@@ -123,6 +126,10 @@ async function startProxy(targetPort) {
     },
     restore() {
       down = false;
+    },
+    /** New connections go to another server from now on (a load balancer's choice). */
+    retarget(port) {
+      targetPort = port;
     },
     close() {
       for (const s of sockets) s.destroy();
@@ -493,4 +500,61 @@ test('recovery: a fresh client resumes from saved lastIds', { skip: NO_SERVER },
   assert.equal(r.recovered, true);
   assert.ok(r.replayed >= 2, `replayed ${r.replayed}: at least the two messages (presence may be part of history)`);
   assert.deepEqual(e2.messages.map((m) => m.data.text), ['second', 'third']);
+});
+
+const NO_REDIS = (() => {
+  try {
+    execFileSync('redis-server', ['--version']);
+    return false;
+  } catch {
+    return 'redis-server not installed';
+  }
+})();
+
+async function waitReady(server, timeoutMs = 10000) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await fetch(`${server.httpUrl}/readyz`).catch(() => null);
+    if (r && r.status === 200) return;
+    if (Date.now() > until) throw new Error(`pod on ${server.port} not ready`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+test('recovery across pods: the client is switched to another pod behind Redis and misses nothing', { skip: NO_SERVER || NO_REDIS, timeout: 60000 }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const url = `redis://127.0.0.1:${redis.port}`;
+  const podA = await startServer({ args: ['--redis', url, '--pod-id', 'js-a'] });
+  t.after(() => podA.stop());
+  const podB = await startServer({ args: ['--redis', url, '--pod-id', 'js-b'] });
+  t.after(() => podB.stop());
+  await Promise.all([waitReady(podA), waitReady(podB)]);
+
+  const room = uniqueRoom('switch');
+  const proxy = await startProxy(podA.port);
+  t.after(() => proxy.close());
+  const a = newClient(t, proxy.url, { rooms: [room], backoff: { initialMs: 200, maxMs: 500 } });
+  const ea = watch(a);
+  await a.connect();
+  await a.ping();
+  await publish(podA, { room, text: 'before' });
+  await ea.until(() => ea.messages.some((m) => m.data.text === 'before'), 'before');
+
+  proxy.cut(); // pod A is lost to this client
+  await ea.until(() => a.state === 'reconnecting', 'reconnecting');
+  await publish(podB, { room, text: 'while away 1' });
+  await publish(podA, { room, text: 'while away 2' });
+  proxy.retarget(podB.port); // the load balancer sends it to pod B now
+  proxy.restore();
+
+  const rec = await ea.until(() => ea.recovered.find((r) => r.room === room), 'recovered on pod B', 15000);
+  assert.equal(rec.recovered, true, 'pod B vouches for the gap from the shared history');
+  const texts = () => ea.messages.filter((m) => m.room === room).map((m) => m.data.text);
+  assert.deepEqual(texts(), ['before', 'while away 1', 'while away 2'], 'in order, none missing or doubled');
+
+  // Live traffic from the other pod reaches it on pod B.
+  await publish(podA, { room, text: 'live' });
+  await ea.until(() => texts().includes('live'), 'live from pod A through Redis');
+  assert.deepEqual(texts(), ['before', 'while away 1', 'while away 2', 'live']);
 });
