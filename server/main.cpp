@@ -142,6 +142,10 @@ int main(int argc, char** argv) {
   if (redis) redis->stop();
   hub.stop();
   hub.wait();
+  // The broadcaster must go before the hub it observes (config holds a reference too).
+  handler.reset();
+  config.broadcaster.reset();
+  redis.reset();
   spdlog::info("stopped");
   spdlog::default_logger()->flush();
   return 0;

@@ -110,6 +110,9 @@ HubCore::HubCore(HubOptions options)
 HubCore::~HubCore() {
   stop();
   wait();
+  // Sessions first, while the rest of the hub is whole: a session may hold the last reference to a
+  // Handler (and through it a Broadcaster) whose destructor still talks to the hub.
+  shards_.clear();
 }
 
 std::string HubCore::new_epoch() {
