@@ -1,0 +1,473 @@
+// Turns realtime-bench results (results.jsonl, one JSON object per scenario and server) into the
+// markdown tables, the gnuplot PNGs and docs/PERFORMANCE.md. Called by bench/run.sh.
+//
+//   node bench/plot.mjs --check DIR          smoke: print the table, exit 1 if a scenario failed
+//   node bench/plot.mjs --docs DOCS_DIR DIR  write DOCS_DIR/PERFORMANCE.md and DOCS_DIR/perf/*.png
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+
+const KEEP_MARKER = "<!-- analysis: kept across runs -->";
+const ORDER = ["realtime", "bun", "node-ws", "socketio", "go-gorilla"];
+const NAMES = {
+  realtime: "realtime (ours)",
+  bun: "Bun (uWebSockets)",
+  "node-ws": "Node ws",
+  socketio: "Socket.IO",
+  "go-gorilla": "Go gorilla",
+};
+
+const args = process.argv.slice(2);
+const mode = args[0];
+const dir = mode === "--docs" ? args[2] : args[1];
+const docsDir = mode === "--docs" ? args[1] : null;
+if (!dir || (mode !== "--check" && mode !== "--docs")) {
+  console.error("usage: plot.mjs --check DIR | --docs DOCS_DIR DIR");
+  process.exit(2);
+}
+
+const results = fs.existsSync(path.join(dir, "results.jsonl"))
+  ? fs.readFileSync(path.join(dir, "results.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l))
+  : [];
+const machine = readJson(path.join(dir, "machine.json")) || {};
+const commands = fs.existsSync(path.join(dir, "commands.txt")) ? fs.readFileSync(path.join(dir, "commands.txt"), "utf8") : "";
+const micro = readJson(path.join(dir, "micro.json"));
+const incidents = fs.existsSync(path.join(dir, "incidents.txt"))
+  ? fs.readFileSync(path.join(dir, "incidents.txt"), "utf8").split("\n").filter(Boolean)
+  : [];
+
+function readJson(file) {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    return null;
+  }
+}
+
+const byScenario = {};
+for (const r of results) (byScenario[r.scenario] ||= {})[r.label] = r;
+const labelsOf = (s) => Object.keys(byScenario[s] || {}).sort((a, b) => rank(a) - rank(b));
+const rank = (l) => (ORDER.indexOf(l) < 0 ? 99 : ORDER.indexOf(l));
+const name = (l) => NAMES[l] || l;
+
+// ---- formatting
+function num(v, digits = 0) {
+  if (v === undefined || v === null || Number.isNaN(v)) return "–";
+  return Number(v).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+const ms = (us) => (us === undefined ? "–" : num(us / 1000, us < 10000 ? 2 : 1));
+const bytes = (b) => (b === undefined ? "–" : Math.abs(b) >= 10240 ? num(b / 1024, 1) + " KiB" : num(b, 0) + " B");
+const cores = (c) => (c === undefined ? "–" : num(c, 2));
+function ratio(v, ours) {
+  if (!v || !ours) return "–";
+  return num(v / ours, 2) + "×";
+}
+function table(header, rows) {
+  const lines = ["| " + header.join(" | ") + " |", "|" + header.map((h, i) => (i === 0 ? " --- " : " ---: ")).join("|") + "|"];
+  for (const r of rows) lines.push("| " + r.join(" | ") + " |");
+  return lines.join("\n");
+}
+
+// ---- tables per scenario
+function idleTable() {
+  const s = byScenario.idle;
+  if (!s) return "";
+  const ours = s.realtime;
+  const rows = labelsOf("idle").map((l) => {
+    const r = s[l];
+    return [name(l), `${num(r.connected)} / ${num(r.connections)}`, bytes(r.server_rss_per_socket),
+      ratio(r.server_rss_per_socket, ours?.server_rss_per_socket), bytes(r.kernel_tcp_mem_per_socket),
+      bytes(r.kernel_slab_per_socket), num(r.unexpected_closes), cores(r.hold_server_cpu_cores),
+      cores(r.generator_cpu_cores)];
+  });
+  return table(["server", "sockets open", "server RSS / socket", "× of ours", "kernel TCP buffers / socket",
+    "kernel slab / socket (both ends)", "unexpected closes", "server CPU (hold)", "generator CPU"], rows);
+}
+
+function podsTable() {
+  const s = byScenario["idle-pods"];
+  if (!s) return "";
+  const rows = labelsOf("idle-pods").map((l) => {
+    const r = s[l];
+    return [name(l), num(r.pods), `${num(r.connected)} / ${num(r.connections)}`, num(r.hold_seconds),
+      num(r.unexpected_closes), num(r.open_at_end), bytes(r.server_rss_per_socket),
+      bytes(r.kernel_tcp_mem_per_socket), bytes(r.kernel_slab_per_socket), cores(r.hold_server_cpu_cores)];
+  });
+  return table(["server", "pods", "sockets open", "held (s)", "unexpected closes", "open at the end",
+    "server RSS / socket", "kernel TCP buffers / socket", "kernel slab / socket (both ends)", "pods' CPU (hold)"], rows);
+}
+
+function fanoutTable(scenario) {
+  const s = byScenario[scenario];
+  if (!s) return "";
+  const ours = s.realtime;
+  const rows = labelsOf(scenario).map((l) => {
+    const r = s[l];
+    return [name(l), num(r.deliveries_per_sec), ratio(r.deliveries_per_sec, ours?.deliveries_per_sec),
+      ms(r.latency?.p50_us), ms(r.latency?.p90_us), ms(r.latency?.p99_us), ms(r.latency?.p999_us),
+      ms(r.latency?.max_us), ratio(r.latency?.p99_us, ours?.latency?.p99_us), num(r.lost), num(r.reordered),
+      cores(r.server_cpu_cores), cores(r.generator_cpu_cores), cores(r.other_cpu_cores)];
+  });
+  return table(["server", "deliveries/s", "× of ours", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+    "p99 × of ours", "lost", "reordered", "server CPU", "generator CPU", "other CPU"], rows);
+}
+
+function saturationTable() {
+  const s = byScenario.saturation;
+  if (!s) return "";
+  const ours = s.realtime;
+  const rows = labelsOf("saturation").map((l) => {
+    const r = s[l];
+    const last = r.steps?.[r.steps.length - 1] || {};
+    const kneeStep = (r.steps || []).find((st) => st.target_rate === r.knee_rate) || {};
+    return [name(l), num(r.knee_rate), num(r.knee_deliveries_per_sec),
+      ratio(r.knee_deliveries_per_sec, ours?.knee_deliveries_per_sec), num(r.knee_p99_ms, 2),
+      num(r.max_deliveries_per_sec), cores(kneeStep.server_cpu_cores), cores(kneeStep.generator_cpu_cores),
+      (last.target_rate === r.knee_rate ? "none (last step) " : "") +
+      `${num(last.target_rate)}/s: p99 ${ms(last.latency?.p99_us)} ms, lost ${num(last.lost)}, CPU server ` +
+      `${cores(last.server_cpu_cores)} generator ${cores(last.generator_cpu_cores)} other ${cores(last.other_cpu_cores)}`];
+  });
+  return table(["server", "knee (publishes/s)", "deliveries/s at knee", "× of ours", "p99 ms at knee",
+    "max deliveries/s seen", "server CPU at knee", "generator CPU at knee", "first step past the bound"], rows);
+}
+
+function hotroomTable() {
+  const s = byScenario.hotroom;
+  if (!s) return "";
+  const ours = s.realtime;
+  const rows = labelsOf("hotroom").map((l) => {
+    const r = s[l];
+    return [name(l), num(r.deliveries_per_sec), ratio(r.deliveries_per_sec, ours?.deliveries_per_sec),
+      num(r.publishes_per_sec), ms(r.latency?.p50_us), ms(r.latency?.p99_us), num(r.lost),
+      cores(r.server_cpu_cores), cores(r.generator_cpu_cores), cores(r.other_cpu_cores)];
+  });
+  return table(["server", "deliveries/s", "× of ours", "publishes/s", "p50 ms (closed loop)", "p99 ms",
+    "lost", "server CPU", "generator CPU", "other CPU"], rows);
+}
+
+function connectTable() {
+  const s = byScenario.connect;
+  if (!s) return "";
+  const ours = s.realtime;
+  const rows = labelsOf("connect").map((l) => {
+    const r = s[l];
+    return [name(l), `${num(r.connected)} / ${num(r.connections)}`, num(r.upgrades_per_sec),
+      ratio(r.upgrades_per_sec, ours?.upgrades_per_sec), ms(r.latency?.p50_us), ms(r.latency?.p99_us),
+      cores(r.server_cpu_cores), cores(r.generator_cpu_cores), cores(r.other_cpu_cores)];
+  });
+  return table(["server", "upgraded", "upgrades/s", "× of ours", "p50 ms", "p99 ms", "server CPU",
+    "generator CPU", "other CPU"], rows);
+}
+
+function crosspodTable() {
+  const s = byScenario.crosspod;
+  if (!s) return "";
+  const rows = labelsOf("crosspod").map((l) => {
+    const r = s[l];
+    return [name(l), num(r.publishes_per_sec), num(r.deliveries_per_sec), ms(r.latency_same_pod?.p50_us),
+      ms(r.latency_same_pod?.p99_us), ms(r.latency_cross_pod?.p50_us), ms(r.latency_cross_pod?.p99_us),
+      ms(r.cross_pod_extra_p99_us), num(r.lost), cores(r.redis_cpu_cores), cores(r.server_cpu_cores),
+      cores(r.generator_cpu_cores), cores(r.other_cpu_cores)];
+  });
+  return table(["server (2 pods + Redis)", "publishes/s", "deliveries/s", "same-pod p50 ms", "same-pod p99 ms",
+    "cross-pod p50 ms", "cross-pod p99 ms", "extra p99 ms", "lost", "Redis CPU", "servers CPU", "generator CPU",
+    "other CPU"], rows);
+}
+
+function microTable() {
+  if (!micro?.benchmarks) return "";
+  const rows = micro.benchmarks
+    .filter((b) => b.run_type !== "aggregate")
+    .map((b) => [b.name, num(b.real_time, 1) + " " + b.time_unit,
+      b.bytes_per_second ? num(b.bytes_per_second / 1e6, 0) + " MB/s" : "",
+      b.items_per_second ? num(b.items_per_second / 1e6, 2) + " M/s" : ""]);
+  return table(["benchmark", "time", "bytes", "items"], rows);
+}
+
+// ---- targets
+function targetsTable() {
+  const rows = [];
+  const idle = byScenario.idle?.realtime;
+  if (idle) {
+    const v = idle.server_rss_per_socket;
+    rows.push(["Idle memory (server user space, per socket)", "≤ 2 KB at 19,000 sockets (aim 1 KB)",
+      `${bytes(v)} at ${num(idle.connected)}`, v <= 2048 ? "met" : "missed"]);
+  }
+  const pods = byScenario["idle-pods"]?.realtime;
+  if (pods) {
+    const ok = pods.connected >= 100000 && pods.unexpected_closes === 0 && pods.open_at_end === pods.connected;
+    rows.push([`${num(pods.connections)} sockets over ${pods.pods} pods on one Redis`,
+      "held 2 minutes, no unexpected close",
+      `${num(pods.connected)} open, held ${num(pods.hold_seconds)} s, ${num(pods.unexpected_closes)} unexpected closes`,
+      ok && pods.hold_seconds >= 120 ? "met" : "missed"]);
+  }
+  const hot = byScenario.hotroom;
+  if (hot?.realtime) {
+    const v = hot.realtime.deliveries_per_sec;
+    const bun = hot.bun?.deliveries_per_sec;
+    const ws = hot["node-ws"]?.deliveries_per_sec;
+    rows.push(["Hot room 1 × 1,000 deliveries/s", "≥ 1,000,000 (aim 2M)", num(v), v >= 1e6 ? "met" : "missed"]);
+    if (bun) rows.push(["Hot room vs Bun", "≥ 1.2×", num(v / bun, 2) + "×", v / bun >= 1.2 ? "met" : "missed"]);
+    else if (hot.bun) rows.push(["Hot room vs Bun", "≥ 1.2×", "– (the Bun run failed)", "not measured"]);
+    if (ws) rows.push(["Hot room vs Node ws", "≥ 5×", num(v / ws, 2) + "×", v / ws >= 5 ? "met" : "missed"]);
+    else if (hot["node-ws"]) rows.push(["Hot room vs Node ws", "≥ 5×", "– (the Node ws run failed)", "not measured"]);
+  }
+  const f = byScenario.fanout?.realtime;
+  if (f) {
+    const p99 = f.latency?.p99_us / 1000;
+    rows.push([`Small rooms (${num(f.rooms)} × ${f.members}, ${num(f.deliveries_per_sec)} deliveries/s) p99`,
+      "≤ 5 ms (aim 2 ms) at 100,000 deliveries/s", num(p99, 2) + " ms", p99 <= 5 ? "met" : "missed"]);
+  }
+  const x = byScenario.crosspod?.realtime;
+  if (x) {
+    const extra = x.cross_pod_extra_p99_us / 1000;
+    rows.push(["Cross-pod extra p99 over same-pod", "≤ 2 ms", num(extra, 2) + " ms", extra <= 2 ? "met" : "missed"]);
+    const perPublish = x.publishes_per_sec ? x.redis_cpu_cores / x.publishes_per_sec : 0;
+    const at50k = perPublish * 50000;
+    rows.push(["Redis CPU at 50,000 publishes/s", "< 25% of a core",
+      `${num(x.redis_cpu_cores * 100, 1)}% at ${num(x.publishes_per_sec)}/s (≈ ${num(at50k * 100, 0)}% at 50k, linear)`,
+      at50k < 0.25 ? "met (extrapolated)" : "missed (extrapolated)"]);
+  }
+  const c = byScenario.connect?.realtime;
+  if (c) rows.push(["Connect storm", "≥ 15,000 upgrades/s", num(c.upgrades_per_sec), c.upgrades_per_sec >= 15000 ? "met" : "missed"]);
+  return table(["target", "wanted", "measured", "verdict"], rows);
+}
+
+// ---- checks (smoke)
+function check() {
+  const problems = [];
+  for (const r of results) {
+    const where = `${r.scenario}/${r.label}`;
+    if (!(r.connected > 0)) problems.push(`${where}: no connection`);
+    if (r.connect_failed > 0) problems.push(`${where}: ${r.connect_failed} connections failed`);
+    if (["fanout", "crosspod", "hotroom"].includes(r.scenario) && !(r.delivered > 0)) problems.push(`${where}: nothing delivered`);
+    if (r.scenario === "saturation" && !(r.steps?.[0]?.delivered > 0)) problems.push(`${where}: nothing delivered`);
+    if (r.scenario === "connect" && !(r.upgrades_per_sec > 0)) problems.push(`${where}: no upgrade`);
+  }
+  if (results.length === 0) problems.push("no results");
+  return problems;
+}
+
+// Not failures of the smoke run (it checks that every scenario runs, not how well), but worth a look.
+function warnings() {
+  const out = [];
+  for (const r of results) {
+    const where = `${r.scenario}/${r.label}`;
+    const steps = r.scenario === "saturation" ? r.steps || [] : [r];
+    for (const st of steps) {
+      if (st.lost > 0) out.push(`${where}: ${st.lost} of ${st.expected} deliveries lost`);
+      if (st.reordered > 0) out.push(`${where}: ${st.reordered} deliveries out of order`);
+    }
+    if (r.scenario === "crosspod" && !(r.latency_cross_pod?.count > 0)) out.push(`${where}: no delivery crossed pods`);
+    if (r.unexpected_closes > 0) out.push(`${where}: ${r.unexpected_closes} sockets closed unexpectedly`);
+  }
+  return out;
+}
+
+// ---- plots
+function writePlots(perfDir) {
+  const written = [];
+  const gp = [];
+  const palette = { realtime: "#d62728", bun: "#1f77b4", "node-ws": "#2ca02c", socketio: "#9467bd", "go-gorilla": "#ff7f0e" };
+  const color = (l) => palette[l] || "#444444";
+  const sat = byScenario.saturation;
+  if (sat) {
+    const plots = [];
+    for (const l of labelsOf("saturation")) {
+      const r = sat[l];
+      const file = `saturation-${l}.dat`;
+      const lines = ["# offered_deliveries_per_sec delivered_per_sec p50_ms p90_ms p99_ms p999_ms"];
+      for (const st of r.steps || []) {
+        const offered = st.target_rate * r.members;
+        lines.push([offered, st.deliveries_per_sec, st.latency.p50_us / 1000, st.latency.p90_us / 1000,
+          st.latency.p99_us / 1000, st.latency.p999_us / 1000].join(" "));
+      }
+      fs.writeFileSync(path.join(perfDir, file), lines.join("\n") + "\n");
+      plots.push(`'${file}' using 1:5 with linespoints lw 2 pt 7 lc rgb '${color(l)}' title '${name(l)} p99'`);
+      plots.push(`'${file}' using 1:3 with linespoints lw 1 dt 2 pt 6 lc rgb '${color(l)}' title '${name(l)} p50'`);
+    }
+    gp.push("set output 'latency.png'",
+      `set title 'Latency vs load (${sat.realtime?.rooms ?? ""} rooms × ${sat.realtime?.members ?? ""} members, open loop)'`,
+      "set xlabel 'offered deliveries/s'", "set ylabel 'latency from scheduled send (ms)'", "set logscale y",
+      "set format x '%.0s%c'", "set key top left", `plot ${plots.join(", ")}`, "unset logscale y", "set format x '%g'");
+    written.push("latency.png");
+  }
+  const idle = byScenario.idle;
+  if (idle) {
+    const plots = [];
+    for (const l of labelsOf("idle")) {
+      const r = idle[l];
+      const file = `idle-${l}.dat`;
+      const lines = ["# sockets server_rss_delta_mb kernel_tcp_per_socket kernel_slab_per_socket"];
+      lines.push("0 0 0 0");
+      for (const st of r.steps || []) lines.push([st.sockets, st.server_rss_delta / 1048576, st.kernel_tcp_mem_per_socket, st.kernel_slab_per_socket].join(" "));
+      fs.writeFileSync(path.join(perfDir, file), lines.join("\n") + "\n");
+      plots.push(`'${file}' using 1:2 with linespoints lw 2 pt 7 lc rgb '${color(l)}' title '${name(l)}'`);
+    }
+    gp.push("set output 'memory.png'", "set title 'Server memory vs idle sockets (RSS growth)'",
+      "set xlabel 'open sockets'", "set ylabel 'server RSS growth (MiB)'", "set key top left",
+      `plot ${plots.join(", ")}`);
+    written.push("memory.png");
+  }
+  const hot = byScenario.hotroom;
+  if (hot) {
+    const file = "hotroom.dat";
+    const labels = labelsOf("hotroom");
+    fs.writeFileSync(path.join(perfDir, file), labels.map((l, i) => `${i} "${name(l)}" ${hot[l].deliveries_per_sec} ${color(l).replace("#", "0x")}`).join("\n") + "\n");
+    gp.push("set output 'hotroom.png'", "set title 'Hot room: 1 room × 1,000 members'",
+      "set xlabel ''", "set ylabel 'deliveries/s'", "set style fill solid 0.8", "set boxwidth 0.6", "set key off",
+      "set yrange [0:*]", "set format y '%.1s%c'",
+      `plot '${file}' using 1:3:4:xtic(2) with boxes lc rgb variable`, "set format y '%g'", "set yrange [*:*]");
+    written.push("hotroom.png");
+  }
+  if (gp.length === 0) return [];
+  const script = ["set terminal pngcairo size 900,540 enhanced font 'DejaVu Sans,10'", "set grid", ...gp].join("\n") + "\n";
+  const scriptFile = path.join(perfDir, "plots.gp");
+  fs.writeFileSync(scriptFile, script);
+  try {
+    execFileSync("gnuplot", ["plots.gp"], { stdio: "inherit", cwd: perfDir });
+  } catch (e) {
+    try {  // gnuplot-nox may lack cairo: fall back to the gd png terminal
+      fs.writeFileSync(scriptFile, script.replace("pngcairo size 900,540 enhanced font 'DejaVu Sans,10'", "png size 900,540"));
+      execFileSync("gnuplot", ["plots.gp"], { stdio: "inherit", cwd: perfDir });
+    } catch (e2) {
+      console.error("gnuplot failed: " + e2.message);
+      return [];
+    }
+  }
+  return written;
+}
+
+// ---- the document
+function sections() {
+  const out = [];
+  const add = (title, body, note) => {
+    if (!body) return;
+    out.push(`### ${title}\n`);
+    if (note) out.push(note + "\n");
+    out.push(body + "\n");
+  };
+  const f = byScenario.fanout?.realtime;
+  const sat = byScenario.saturation?.realtime;
+  const idle = byScenario.idle?.realtime;
+  const hot = byScenario.hotroom?.realtime;
+  const con = byScenario.connect?.realtime;
+  const x = byScenario.crosspod?.realtime;
+  add("Idle sockets", idleTable(), idle && `${num(idle.connections)} sockets in rooms of ${idle.members_per_room}, opened from ` +
+    `${idle.generator_processes} generator processes over several 127.0.0.x source addresses, held ${idle.hold_seconds} s. ` +
+    "Server RSS per socket is the growth of the server's VmRSS over its fresh-start value, divided by the sockets; " +
+    "kernel figures are deltas of /proc/net/sockstat `TCP mem` and of `Slab` in /proc/meminfo over the same interval " +
+    "(both ends of each loopback connection, so roughly half is the server's).");
+  const pods = byScenario["idle-pods"]?.realtime;
+  add("Idle sockets over several pods", podsTable(), pods && `${num(pods.connections)} sockets in rooms of ` +
+    `${pods.members_per_room} over ${pods.pods} pods sharing one redis-server, from ${pods.generator_processes} ` +
+    `generator processes, held ${pods.hold_seconds} s; memory figures are summed over the pods.`);
+  add("Small rooms (fan-out)", fanoutTable("fanout"), f && `${num(f.rooms)} rooms × ${f.members} members, ${num(f.publishers)} publishers ` +
+    `at ${num(f.target_rate)} publishes/s in total (open loop), ${f.wall_seconds ? "" : ""}latency from each message's scheduled send time to its receipt by each member.`);
+  add("Saturation (knee)", saturationTable(), sat && `${num(sat.rooms)} rooms × ${sat.members}; the publish rate grows by steps ` +
+    `until p99 passes ${sat.p99_bound_ms} ms (or a message is lost); the knee is the last step within the bound.`);
+  add("Hot room", hotroomTable(), hot && `1 room × ${num(hot.members)} members; ${hot.publishers} publishers each keep ${hot.window} ` +
+    "messages in flight (closed loop: the rate is whatever the server sustains; latency here is from the actual send).");
+  add("Connect storm", connectTable(), con && `${num(con.connections)} WebSocket upgrades, ${con.concurrency} in flight, each socket ` +
+    "alone in its room; from the first connect() to the last welcome message.");
+  add("Cross-pod (Redis)", crosspodTable(), x && `${num(x.rooms)} rooms × ${x.members} members spread over 2 pods on one redis-server, ` +
+    `${num(x.target_rate)} publishes/s; latency split by whether the receiver is on the publisher's pod.`);
+  add("Codec micro-benchmarks (realtime-micro)", microTable(), "Google Benchmark, one thread, this machine.");
+  return out.join("\n");
+}
+
+function writeDocs() {
+  const perfDir = path.join(docsDir, "perf");
+  fs.mkdirSync(perfDir, { recursive: true });
+  const plots = writePlots(perfDir);
+  const docFile = path.join(docsDir, "PERFORMANCE.md");
+  let kept = "";
+  if (fs.existsSync(docFile)) {
+    const old = fs.readFileSync(docFile, "utf8");
+    const at = old.indexOf(KEEP_MARKER);
+    if (at >= 0) kept = old.slice(at + KEEP_MARKER.length).replace(/^\n+/, "");
+  }
+  const peers = [...new Set(results.map((r) => r.label))].sort((a, b) => rank(a) - rank(b));
+  const doc = `# Performance
+
+Generated by \`bench/run.sh\` on ${machine.date || "?"} from commit \`${machine.commit || "?"}\`${machine.dirty ? " (with uncommitted changes)" : ""}.
+Everything above the analysis section is rewritten by each run; the raw results are in
+[perf/results.jsonl](perf/results.jsonl) and the exact commands in [perf/commands.txt](perf/commands.txt).
+
+## Machine
+
+| | |
+| --- | --- |
+| CPU | ${machine.cpu || "?"} (${machine.cores || "?"} cores, shared by the server, the generator and Redis) |
+| memory | ${machine.memory_gb || "?"} GB |
+| OS | ${machine.os || "?"}, kernel ${machine.kernel || "?"} |
+| realtime-server | ${machine.compiler || "?"}, \`--threads ${machine.server_threads ?? "?"}\`, rate limit off |
+| peers | Bun ${machine.bun || "?"}, Node ${machine.node || "?"} (ws, Socket.IO), ${machine.go || "?"} (gorilla/websocket), Redis ${machine.redis || "?"} |
+| load average before the run | ${machine.load_before || "?"} |
+| run time | ${machine.elapsed_seconds ?? "?"} s |
+
+Servers compared: ${peers.map(name).join(", ")}. All speak the same protocol at \`/ws/{room}\` (Socket.IO with its
+own framing), all on loopback, no TLS, no compression, ~100-byte chat messages. "× of ours" is the peer's figure
+divided by ours. CPU columns are cores used on average (1.00 = one core busy) from /proc/PID/stat, for the server
+and for the generator, so it shows which side was saturated; "other CPU" is what the rest of the machine used at
+the same time (from /proc/stat): anything well above 0 there means the figures of that row are pessimistic.
+
+## How to reproduce
+
+\`\`\`sh
+bench/run.sh            # everything, < 15 minutes; rewrites this file and docs/perf/
+bench/run.sh --smoke    # each scenario once, tiny, realtime-server only (CI)
+\`\`\`
+
+## Targets
+
+${targetsTable()}
+${incidents.length ? "\n**Incidents during this run** (the figures of these rows are not valid):\n\n" + incidents.map((i) => "- " + i).join("\n") + "\n" : ""}
+## Results
+
+${sections()}
+${plots.length ? "## Plots\n\n" + plots.map((p) => `![${p}](perf/${p})`).join("\n\n") + "\n" : ""}
+## Method
+
+- The generator (\`realtime-bench\`, C++20, Boost.Asio) does the HTTP upgrade by hand on raw TCP sockets and
+  parses frames with the server's own \`FrameParser\`; it reads each socket into one per-thread buffer and finds
+  the sequence number, scheduled time and publisher it embedded in \`data\` with a scan, not a JSON parse.
+- Open loop: message k of a run is due at start + k / rate whatever happened before; it carries that time, and
+  latency is measured from it, so a stalled server or generator shows up as latency (no coordinated omission).
+- Latency is kept in a log-linear histogram (HdrHistogram style, < 0.4% relative error); percentiles are exact
+  to that precision. Loss = deliveries expected (each publish × its room's members) − deliveries received after a
+  drain; reordering = a sequence number below one already seen from the same publisher on the same socket.
+- Each scenario starts a fresh server process, so memory figures start from a clean process.
+- Limits of this machine: 20,000 open files per process (hard), so one server process holds at most ~19,990
+  sockets and one generator process 18,000; the idle scenario uses several generator processes, and the
+  fan-out scenario uses 1,800 × 10 rooms (the 10,000 × 10 target shape needs 100,000 sockets, i.e. several
+  pods). 127.0.0.1–127.0.0.4 are used as source addresses (~28k ports each per destination).
+
+## Exact commands
+
+\`\`\`
+${commands.trim()}
+\`\`\`
+
+${KEEP_MARKER}
+
+${kept || "## Analysis\n\n(What bounds each figure, with profiles, goes here; this section is kept across runs.)\n"}`;
+  fs.writeFileSync(docFile, doc);
+  console.log(`wrote ${docFile} and ${plots.length} plot(s)`);
+}
+
+if (mode === "--check") {
+  for (const s of ["idle", "idle-pods", "fanout", "saturation", "hotroom", "connect", "crosspod"]) {
+    const t = s === "idle" ? idleTable() : s === "idle-pods" ? podsTable() : s === "saturation" ? saturationTable() : s === "hotroom" ? hotroomTable()
+      : s === "connect" ? connectTable() : s === "crosspod" ? crosspodTable() : fanoutTable(s);
+    if (t) console.log(`\n${s}\n${t}`);
+  }
+  const problems = check();
+  for (const i of incidents) problems.push(i);
+  for (const w of warnings()) console.error("smoke: warning: " + w);
+  for (const p of problems) console.error("smoke: " + p);
+  console.log(problems.length ? `\nsmoke: ${problems.length} problem(s)` : `\nsmoke: ${results.length} scenario(s) ok`);
+  process.exit(problems.length ? 1 : 0);
+} else {
+  writeDocs();
+}
