@@ -37,11 +37,6 @@ class FuzzServer {
     if (handler_->listen("127.0.0.1", 0)) std::abort();
     port_ = handler_->port();
   }
-  ~FuzzServer() {
-    handler_->shutdown(std::chrono::milliseconds(200));
-    hub_.stop();
-    hub_.wait();
-  }
   std::uint16_t port() const { return port_; }
 
  private:
@@ -50,9 +45,12 @@ class FuzzServer {
   std::uint16_t port_ = 0;
 };
 
+// Lives as long as the process and is never destroyed: its I/O threads keep running until exit,
+// which also keeps static-destruction order (OpenSSL's own atexit cleanup among it) out of the
+// findings.
 FuzzServer& server() {
-  static FuzzServer instance;
-  return instance;
+  static auto* instance = new FuzzServer;
+  return *instance;
 }
 
 int connect_upgraded(std::uint16_t port) {
