@@ -3,11 +3,13 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
 #include "hub/hub_core.hpp"
@@ -39,30 +41,62 @@ constexpr std::chrono::milliseconds kReleasePeriod{25};
 constexpr std::chrono::milliseconds kSubscribeWait{1000};
 constexpr std::chrono::milliseconds kSubscribePoll{5};
 
-// Numbers a room message and publishes it, atomically: so the id order is the order every pod sees.
-// KEYS seq, epoch, history; ARGV channel, body (the envelope after its "{", without an id), history
-// size, a new epoch to use if the room has none, the pod tag that ends the published copy, TTL.
+// Numbers room messages and publishes them, atomically per message: so the id order is the order
+// every pod sees. One call carries every message queued while the previous call was in flight.
+// ARGV: history size, TTL, the pod tag that ends each published copy, then per message: room, body
+// (the envelope after its "{", without an id), a new epoch to use if the room has none, and "1" to
+// refresh the keys' TTL. The epoch expires a minute before the sequence and the history, so a lost
+// sequence always comes with a new epoch: an id is never issued twice.
 constexpr std::string_view kPublishScript = R"lua(
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('SET', KEYS[2], epoch)
-  redis.call('DEL', KEYS[1], KEYS[3])
+local keep, ttl, tag = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local out = {}
+for i = 4, #ARGV, 4 do
+  local room, body, fresh, refresh = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local ek, sk, hk = 'realtime:epoch:' .. room, 'realtime:seq:' .. room, 'realtime:history:' .. room
+  local epoch = redis.call('GET', ek)
+  if not epoch then
+    epoch = fresh
+    redis.call('SET', ek, epoch)
+    redis.call('DEL', sk, hk)
+    refresh = '1'
+  end
+  local seq = redis.call('INCR', sk)
+  local item = '{"id":"' .. epoch .. '-' .. seq .. '",' .. body
+  if keep > 0 then
+    redis.call('RPUSH', hk, item)
+    redis.call('LTRIM', hk, -keep, -1)
+  end
+  if refresh == '1' then
+    redis.call('EXPIRE', ek, ttl)
+    redis.call('EXPIRE', sk, ttl + 60)
+    if keep > 0 then redis.call('EXPIRE', hk, ttl + 60) end
+  end
+  redis.call('PUBLISH', 'realtime:room:' .. room, string.sub(item, 1, -2) .. tag)
+  out[#out + 1] = epoch
+  out[#out + 1] = seq
 end
-local seq = redis.call('INCR', KEYS[1])
-local id = epoch .. '-' .. seq
-local item = '{"id":"' .. id .. '",' .. ARGV[2]
-local keep = tonumber(ARGV[3])
-if keep > 0 then
-  redis.call('RPUSH', KEYS[3], item)
-  redis.call('LTRIM', KEYS[3], -keep, -1)
-  redis.call('EXPIRE', KEYS[3], ARGV[6])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('PUBLISH', ARGV[1], string.sub(item, 1, -2) .. ARGV[5])
-return {epoch, seq}
+return out
 )lua";
+
+// The SHA-1 of a script, for EVALSHA.
+std::string script_sha1(std::string_view script) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char byte : digest) {
+    hex += kHex[byte >> 4U];
+    hex += kHex[byte & 0x0FU];
+  }
+  return hex;
+}
+
+// The most messages one publish call carries.
+constexpr std::size_t kMaxPublishBatch = 256;
+// A room's history keys get their TTL renewed at most this often by one pod.
+constexpr std::chrono::seconds kTtlRefreshInterval{60};
+// Past this many rooms in the refresh table, entries older than the interval are dropped.
+constexpr std::size_t kMaxTrackedRooms = 10000;
 
 // KEYS epoch, seq, history: {epoch or '', current seq, history items...}.
 constexpr std::string_view kHistoryScript = R"lua(
@@ -319,46 +353,97 @@ class RedisBroadcasterCore {
     return payload;
   }
 
-  // On the Redis thread.
+  // On the Redis thread: queued, and sent with whatever else is queued when no call is in flight.
   void publish_numbered(Message msg, std::function<void(const std::string&)> done) {
-    std::string body;
-    body.reserve(128 + msg.data.size());
-    protocol::append_envelope(body, msg);  // no id yet: the script puts it first
-    body.erase(0, 1);
-    const std::string room = msg.room;
-    std::vector<std::string> args = {"EVAL",
-                                     std::string(kPublishScript),
-                                     "3",
-                                     room_key("seq", room),
-                                     room_key("epoch", room),
-                                     room_key("history", room),
-                                     std::string(kRoomPrefix) + room,
-                                     std::move(body),
+    publish_queue_.push_back({std::move(msg), std::move(done)});
+    if (!publish_in_flight_) send_publish_batch();
+  }
+
+  struct PendingPublish {
+    Message msg;
+    std::function<void(const std::string&)> done;
+  };
+
+  void send_publish_batch() {
+    if (publish_queue_.empty()) return;
+    auto batch = std::make_shared<std::vector<PendingPublish>>();
+    if (publish_queue_.size() <= kMaxPublishBatch) {
+      batch->swap(publish_queue_);
+    } else {
+      const auto split = publish_queue_.begin() + static_cast<std::ptrdiff_t>(kMaxPublishBatch);
+      batch->assign(std::make_move_iterator(publish_queue_.begin()),
+                    std::make_move_iterator(split));
+      publish_queue_.erase(publish_queue_.begin(), split);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (ttl_refreshed_.size() > kMaxTrackedRooms) {
+      std::erase_if(ttl_refreshed_,
+                    [&](const auto& entry) { return now - entry.second >= kTtlRefreshInterval; });
+    }
+    std::vector<std::string> args = {"EVALSHA",
+                                     publish_sha_,
+                                     "0",
                                      std::to_string(core_.options().history_size),
-                                     core_.new_history_epoch(),
-                                     pod_suffix_,
-                                     std::to_string(kHistoryTtlSeconds)};
-    auto shared = std::make_shared<std::pair<Message, std::function<void(const std::string&)>>>(
-        std::move(msg), std::move(done));
-    auto fallback = [this](Message& message, std::function<void(const std::string&)>& callback) {
-      core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
-      const std::string id = core_.deliver(message);
-      callback(id);
-    };
+                                     std::to_string(kHistoryTtlSeconds),
+                                     pod_suffix_};
+    args.reserve(args.size() + batch->size() * 4);
+    for (const PendingPublish& pending : *batch) {
+      std::string body;
+      body.reserve(128 + pending.msg.data.size());
+      protocol::append_envelope(body, pending.msg);  // no id yet: the script puts it first
+      body.erase(0, 1);
+      auto& refreshed = ttl_refreshed_[pending.msg.room];
+      const bool refresh = now - refreshed >= kTtlRefreshInterval;
+      if (refresh) refreshed = now;
+      args.push_back(pending.msg.room);
+      args.push_back(std::move(body));
+      args.push_back(core_.new_history_epoch());
+      args.emplace_back(refresh ? "1" : "0");
+    }
+    publish_in_flight_ = true;
+    run_publish_script(std::move(args), std::move(batch), true);
+  }
+
+  void run_publish_script(std::vector<std::string> args,
+                          std::shared_ptr<std::vector<PendingPublish>> batch, bool by_sha) {
+    auto shared_args = std::make_shared<std::vector<std::string>>(std::move(args));
     const auto ec = publisher_->command(
-        args, [this, shared, fallback](std::error_code error, const RedisReply& reply) {
-          auto& [message, callback] = *shared;
-          if (error || reply.elements.size() != 2) {
-            fallback(message, callback);
+        *shared_args,
+        [this, batch, shared_args, by_sha](std::error_code error, const RedisReply& reply) {
+          if (error && by_sha && reply.str.starts_with("NOSCRIPT")) {
+            // Redis does not have the script (first use, or restarted): send it whole once.
+            (*shared_args)[0] = "EVAL";
+            (*shared_args)[1] = std::string(kPublishScript);
+            run_publish_script(std::move(*shared_args), batch, false);
             return;
           }
-          const std::string& epoch = reply.elements[0].str;
-          const auto seq = static_cast<std::uint64_t>(reply.elements[1].integer);
-          message.id = epoch + "-" + std::to_string(seq);
-          core_.deliver_sequenced(message, epoch, seq);
-          callback(message.id);
+          publish_in_flight_ = false;
+          if (error || reply.elements.size() != batch->size() * 2) {
+            for (PendingPublish& pending : *batch) publish_locally(pending);
+          } else {
+            for (std::size_t i = 0; i < batch->size(); ++i) {
+              PendingPublish& pending = (*batch)[i];
+              const std::string& epoch = reply.elements[2 * i].str;
+              const auto seq = static_cast<std::uint64_t>(reply.elements[2 * i + 1].integer);
+              pending.msg.id = epoch + "-" + std::to_string(seq);
+              core_.deliver_sequenced(pending.msg, epoch, seq);
+              pending.done(pending.msg.id);
+            }
+          }
+          send_publish_batch();
         });
-    if (ec) fallback(shared->first, shared->second);
+    if (ec) {
+      publish_in_flight_ = false;
+      for (PendingPublish& pending : *batch) publish_locally(pending);
+      send_publish_batch();  // the rest of the queue takes the same way
+    }
+  }
+
+  // Redis could not number it: this pod does, and delivers it (not shared with other pods).
+  void publish_locally(PendingPublish& pending) {
+    core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
+    const std::string id = core_.deliver(pending.msg);
+    pending.done(id);
   }
 
   void fetch_when_subscribed(const std::string& room, const std::string& last_id,
@@ -452,6 +537,11 @@ class RedisBroadcasterCore {
   std::unique_ptr<RedisPublisher> publisher_;
   std::unique_ptr<RedisSubscriber> subscriber_;
   std::unique_ptr<ClusterState> cluster_;
+  // Publishing through the shared history (on the Redis thread).
+  std::string publish_sha_ = script_sha1(kPublishScript);
+  std::vector<PendingPublish> publish_queue_;
+  bool publish_in_flight_ = false;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> ttl_refreshed_;
   asio::steady_timer exit_timer_{context_};
   asio::steady_timer release_timer_{context_};
   bool finished_ = false;
