@@ -79,6 +79,9 @@ if ((!QUICK)); then
   }
   stage "fuzz (${FUZZ_SECONDS}s per target)" fuzz_all
   stage "clang-format" bash -c 'git ls-files "*.cpp" "*.hpp" | xargs clang-format --dry-run -Werror'
+  # The clang build's compile database; .clang-tidy names the checks.
+  stage "clang-tidy" bash -c "git ls-files 'src/*.cpp' 'server/*.cpp' |
+    xargs -P $JOBS -n 4 clang-tidy -p build/asan-ubsan --quiet --warnings-as-errors='*'"
 fi
 
 echo

@@ -38,7 +38,7 @@ struct RedisBroadcasterOptions {
 class RedisBroadcaster final : public Broadcaster {
  public:
   // Throws std::invalid_argument when the URL is malformed.
-  RedisBroadcaster(Hub& hub, RedisBroadcasterOptions options);
+  RedisBroadcaster(Hub& hub, const RedisBroadcasterOptions& options);
   ~RedisBroadcaster() override;
   RedisBroadcaster(const RedisBroadcaster&) = delete;
   RedisBroadcaster& operator=(const RedisBroadcaster&) = delete;

@@ -198,10 +198,10 @@ inline bool get_digits(std::string_view s, std::size_t pos, int width, unsigned&
 }
 
 template <class Result>
-Result json_failure(DecodeError error, std::string detail) {
+Result json_failure(DecodeError error, std::string_view detail) {
   Result r;
   r.error = error;
-  r.detail = std::move(detail);
+  r.detail.assign(detail);
   return r;
 }
 

@@ -178,7 +178,7 @@ void ClusterState::sweep(const std::vector<std::string>& pods) {
   }
 }
 
-void ClusterState::leave_cluster(std::function<void()> done) {
+void ClusterState::leave_cluster(const std::function<void()>& done) {
   if (!redis_.connected()) {
     done();
     return;
@@ -267,7 +267,7 @@ void ClusterState::flush_counts() {
   }
 }
 
-void ClusterState::query_rooms(std::function<void(std::vector<RoomCount>)> done) {
+void ClusterState::query_rooms(const std::function<void(std::vector<RoomCount>)>& done) {
   auto local = hub_.rooms();
   auto ec = redis_.command({"EVAL", std::string(kRoomsScript), "1", std::string(kPods), pod_},
                            [done, local](std::error_code error, const RedisReply& reply) mutable {
@@ -280,6 +280,7 @@ void ClusterState::query_rooms(std::function<void(std::vector<RoomCount>)> done)
                                }
                              }
                              std::vector<RoomCount> out;
+                             out.reserve(totals.size());
                              for (auto& [room, members] : totals) out.push_back({room, members});
                              done(std::move(out));
                            });
@@ -287,7 +288,7 @@ void ClusterState::query_rooms(std::function<void(std::vector<RoomCount>)> done)
 }
 
 void ClusterState::query_presence(const std::string& room,
-                                  std::function<void(std::vector<PresenceEntry>)> done) {
+                                  const std::function<void(std::vector<PresenceEntry>)>& done) {
   auto local = hub_.presence(room);
   std::string key(kPresencePrefix);
   key += room;
@@ -310,6 +311,7 @@ void ClusterState::query_presence(const std::string& room,
           }
         }
         std::vector<PresenceEntry> out;
+        out.reserve(users.size());
         for (auto& [user, status] : users) out.push_back({user, status});
         done(std::move(out));
       });

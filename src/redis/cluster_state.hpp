@@ -46,7 +46,7 @@ class ClusterState {
   // Rewrites this pod's part from the hub (after every (re)connect) and starts the lease timer.
   void on_connected();
   // Removes this pod's part (graceful stop); calls done when Redis answered or failed.
-  void leave_cluster(std::function<void()> done);
+  void leave_cluster(const std::function<void()>& done);
   void stop();
 
   void user_joined(const std::string& room, const std::string& user);
@@ -55,9 +55,9 @@ class ClusterState {
   void room_changed(const std::string& room);  // member count on this pod changed
 
   // Other pods' data merged with this pod's own (exact, from the hub).
-  void query_rooms(std::function<void(std::vector<RoomCount>)> done);
+  void query_rooms(const std::function<void(std::vector<RoomCount>)>& done);
   void query_presence(const std::string& room,
-                      std::function<void(std::vector<PresenceEntry>)> done);
+                      const std::function<void(std::vector<PresenceEntry>)>& done);
 
  private:
   void schedule_lease();

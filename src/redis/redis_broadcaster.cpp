@@ -132,7 +132,7 @@ constexpr std::chrono::milliseconds kLeaveTimeout{1000};
 
 class RedisBroadcasterCore {
  public:
-  RedisBroadcasterCore(Hub& hub, RedisBroadcasterOptions options)
+  RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptions& options)
       : core_(hub.core()), log_(spdlog::default_logger()) {
     auto parsed = parse_redis_url(options.url);
     if (!parsed) throw std::invalid_argument("--redis: " + parsed.error);
@@ -287,7 +287,7 @@ class RedisBroadcasterCore {
   }
 
   std::string publish_to_user(const std::string& user, Message msg) {
-    const std::string id = core_.deliver_to_user(user, msg);
+    std::string id = core_.deliver_to_user(user, msg);
     std::string channel(kUserPrefix);
     channel += user;
     send(std::move(channel), encode(msg));
@@ -305,14 +305,12 @@ class RedisBroadcasterCore {
                [this, room, user, status] { cluster_->status_changed(room, user, status); });
   }
   void query_rooms(std::function<void(std::vector<RoomCount>)> done) {
-    asio::post(context_, [this, done = std::move(done)]() mutable {
-      cluster_->query_rooms(std::move(done));
-    });
+    asio::post(context_, [this, done = std::move(done)]() mutable { cluster_->query_rooms(done); });
   }
   void query_presence(const std::string& room,
                       std::function<void(std::vector<PresenceEntry>)> done) {
     asio::post(context_, [this, room, done = std::move(done)]() mutable {
-      cluster_->query_presence(room, std::move(done));
+      cluster_->query_presence(room, done);
     });
   }
 
@@ -337,7 +335,7 @@ class RedisBroadcasterCore {
   std::string sanitized_pod() const {
     std::string name = core_.pod_id();
     for (char& c : name) {
-      if (c == ' ' || c < 0x21 || c > 0x7e) c = '_';
+      if (c < 0x21 || c > 0x7e) c = '_';  // CLIENT SETNAME takes no spaces or controls
     }
     return name;
   }
@@ -401,11 +399,11 @@ class RedisBroadcasterCore {
       args.emplace_back(refresh ? "1" : "0");
     }
     publish_in_flight_ = true;
-    run_publish_script(std::move(args), std::move(batch), true);
+    run_publish_script(std::move(args), batch, true);
   }
 
   void run_publish_script(std::vector<std::string> args,
-                          std::shared_ptr<std::vector<PendingPublish>> batch, bool by_sha) {
+                          const std::shared_ptr<std::vector<PendingPublish>>& batch, bool by_sha) {
     auto shared_args = std::make_shared<std::vector<std::string>>(std::move(args));
     const auto ec = publisher_->command(
         *shared_args,
@@ -555,8 +553,8 @@ class RedisBroadcasterCore {
 
 }  // namespace detail
 
-RedisBroadcaster::RedisBroadcaster(Hub& hub, RedisBroadcasterOptions options)
-    : core_(std::make_unique<detail::RedisBroadcasterCore>(hub, std::move(options))) {}
+RedisBroadcaster::RedisBroadcaster(Hub& hub, const RedisBroadcasterOptions& options)
+    : core_(std::make_unique<detail::RedisBroadcasterCore>(hub, options)) {}
 RedisBroadcaster::~RedisBroadcaster() = default;
 void RedisBroadcaster::start() { core_->start(); }
 void RedisBroadcaster::stop() { core_->stop(); }

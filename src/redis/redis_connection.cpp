@@ -510,7 +510,7 @@ std::error_code RedisConnection::send(std::span<const std::string_view> args, Re
                             argv, lens) != REDIS_OK) {
     return RedisErrc::bad_command;
   }
-  cmd.release();  // hiredis hands it back to Link::on_reply exactly once
+  (void)cmd.release();  // hiredis hands it back to Link::on_reply exactly once
   ++pending_;
   pending_bytes_ += bytes;
   sent_at_.push_back(std::chrono::steady_clock::now());
