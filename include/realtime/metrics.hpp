@@ -29,6 +29,7 @@ enum class DropReason : std::uint8_t {
   invalid,
   too_big,
   slow_consumer,
+  overload,
   count_
 };
 

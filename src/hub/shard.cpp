@@ -26,6 +26,11 @@ void Shard::post_delivery(Delivery delivery) {
   bool post = false;
   {
     std::lock_guard lock(inbox_mutex_);
+    if (inbox_.size() >= kMaxInbox) {
+      // This loop has fallen far behind: shed the new broadcast rather than grow without bound.
+      hub_.metrics().drop(DropReason::overload);
+      return;
+    }
     inbox_.push_back(std::move(delivery));
     post = !drain_posted_;
     drain_posted_ = true;

@@ -118,6 +118,10 @@ class Shard {
   std::unordered_map<WsSession*, std::shared_ptr<WsSession>> sessions_;
   std::unordered_map<std::string, std::vector<Member>> rooms_;
   std::unordered_map<std::string, std::vector<WsSession*>> users_;
+  // Deliveries waiting for this loop at most; past it new ones are dropped (metric reason
+  // "overload"). A loop drains its whole inbox each turn, so this is reached only when the thread
+  // stalls for a long time under a flood.
+  static constexpr std::size_t kMaxInbox = std::size_t{1} << 20U;
   std::mutex inbox_mutex_;
   std::vector<Delivery> inbox_;     // guarded by inbox_mutex_
   bool drain_posted_ = false;       // guarded by inbox_mutex_

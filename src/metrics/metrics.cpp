@@ -10,7 +10,7 @@ namespace {
 constexpr std::array<std::string_view, static_cast<std::size_t>(RejectReason::count_)>
     kRejectNames = {"capacity", "origin", "unauthorized", "bad_request", "per_ip"};
 constexpr std::array<std::string_view, static_cast<std::size_t>(DropReason::count_)> kDropNames = {
-    "rate_limited", "suppressed", "invalid", "too_big", "slow_consumer"};
+    "rate_limited", "suppressed", "invalid", "too_big", "slow_consumer", "overload"};
 
 template <typename T>
 T load(const std::atomic<T>& value) {
