@@ -224,29 +224,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     params.room = target.kind == protocol::WsTarget::Kind::room ? target.room : std::string();
     params.last_id = target.last_id;
 
-    auto response = std::make_shared<std::string>();
-    response->reserve(160);
-    *response +=
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
-    *response += "Sec-WebSocket-Accept: ";
-    *response += accept_key(key);
-    *response += "\r\n\r\n";
+    // The session writes the 101 itself, ahead of the welcome and in the same write, after it has
+    // joined its room: a client that sees the socket open is already a member.
+    std::string& response = params.handshake_response;
+    response.reserve(160);
+    response += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    response += "Sec-WebSocket-Accept: ";
+    response += accept_key(key);
+    response += "\r\n\r\n";
     // Bytes that followed the request (a client may send frames before reading the 101).
     const auto leftover = buffer_.data();
     params.leftover.assign(static_cast<const char*>(leftover.data()), leftover.size());
-    asio::async_write(socket_, asio::buffer(*response),
-                      [self = shared_from_this(), response, params = std::move(params)](
-                          beast::error_code ec, std::size_t) mutable {
-                        if (ec) {
-                          self->handler_->release_slot();
-                          if (params.ip_slot) self->handler_->release_ip(*params.ip_slot);
-                          return self->close();
-                        }
-                        auto session = std::make_shared<WsSession>(self->handler_, self->shard_,
-                                                                   std::move(self->socket_),
-                                                                   std::move(params));
-                        session->start();
-                      });
+    timer_.cancel();
+    std::make_shared<WsSession>(handler_, shard_, std::move(socket_), std::move(params))->start();
   }
 
   void fail(unsigned status, std::string_view text) {

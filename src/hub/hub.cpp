@@ -267,6 +267,13 @@ void HubCore::deliver_sequenced(Message& msg, std::string_view epoch, std::uint6
       state.shared_next = 0;
       state.held.clear();
     }
+    if (state.members == 0) {
+      // Nobody here: nothing to order. (This pod may miss some of the room's numbers while it has
+      // no members, since it is not subscribed; holding for those would only delay.)
+      state.shared_next = seq + 1;
+      state.held.clear();
+      return;
+    }
     if (state.shared_next == 0) state.shared_next = seq;
     if (seq < state.shared_next) return;  // delivered already (an echo, or a replay overlap)
     if (seq > state.shared_next) {
@@ -345,6 +352,11 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
       }
     }
     result.room_first = state.members == 0;
+    if (result.room_first) {
+      // This pod was not following the room's shared numbering: start again from what comes next.
+      state.shared_next = 0;
+      state.held.clear();
+    }
     ++state.members;
     ++state.shard_members[shard.index()];
     UserPresence& presence = state.users[user];

@@ -63,12 +63,18 @@ void Shard::drain_inbox() {
 void Shard::deliver_room(const FramePtr& frame) {
   auto it = rooms_.find(frame->room);
   if (it == rooms_.end()) return;
-  for (const Member& member : it->second) {
+  for (Member& member : it->second) {
     if (member.buffering) {
       member.session->buffer_live(frame);
-    } else if (!frame->local_seq || frame->seq > member.min_seq) {
-      member.session->enqueue(frame);
+      continue;
     }
+    if (frame->seq != 0 && !frame->local_seq && member.min_shared_seq != 0) {
+      // Just after a recovery: what the replay covered is skipped. The first newer frame ends the
+      // overlap (the room's frames arrive in order), so a later new epoch starting at 1 passes.
+      if (frame->seq <= member.min_shared_seq) continue;
+      member.min_shared_seq = 0;
+    }
+    if (!frame->local_seq || frame->seq > member.min_seq) member.session->enqueue(frame);
   }
 }
 
@@ -93,11 +99,13 @@ void Shard::join_local(const std::string& room, WsSession* session, std::uint64_
   rooms_[room].push_back({session, min_seq, buffer_live});
 }
 
-void Shard::set_live(const std::string& room, WsSession* session) {
+void Shard::set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq) {
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return;
   for (Member& member : it->second) {
-    if (member.session == session) member.buffering = false;
+    if (member.session != session) continue;
+    member.buffering = false;
+    member.min_shared_seq = replayed_seq;
   }
 }
 

@@ -66,7 +66,8 @@ class Shard {
   // set_live() is called.
   void join_local(const std::string& room, WsSession* session, std::uint64_t min_seq,
                   bool buffer_live = false);
-  void set_live(const std::string& room, WsSession* session);
+  // Ends buffering; frames of the shared history up to replayed_seq are skipped from now on.
+  void set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq);
   void leave_local(const std::string& room, WsSession* session);
   void add_user(const std::string& user, WsSession* session);
   void remove_user(const std::string& user, WsSession* session);
@@ -96,6 +97,7 @@ class Shard {
     WsSession* session;
     std::uint64_t min_seq;  // frames of this pod's own history up to it were replayed already
     bool buffering;
+    std::uint64_t min_shared_seq = 0;  // likewise for the shared history (after a recovery)
   };
   struct Delivery {
     FramePtr frame;

@@ -50,6 +50,7 @@ WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard,
       initial_last_id_(std::move(params.last_id)),
       token_expiry_(params.token_expiry),
       leftover_(std::move(params.leftover)),
+      handshake_response_(std::move(params.handshake_response)),
       ip_slot_(params.ip_slot),
       tokens_(handler_->config().rate_burst) {
   if (!params.room.empty()) rooms_.push_back(std::move(params.room));
@@ -71,6 +72,11 @@ void WsSession::start() {
   handler_->core().add_user_socket(user_id_);
   handler_->metrics().connections.fetch_add(1, std::memory_order_relaxed);
   handler_->metrics().connections_accepted.fetch_add(1, std::memory_order_relaxed);
+  // The 101 goes out first, in the same write as the welcome (and the join's replay, if any).
+  if (!handshake_response_.empty()) {
+    enqueue(make_control_frame(std::move(handshake_response_)));
+    std::string().swap(handshake_response_);
+  }
 
   std::string fields;
   fields.reserve(96);
@@ -420,22 +426,25 @@ void WsSession::finish_recovery(const std::string& room, std::optional<std::uint
   if (it == recovering_.end()) return;  // left the room (or closed) meanwhile
   Recovery recovery = std::move(*it);
   recovering_.erase(it);
-  shard_.set_live(room, this);
-  if (state_ != State::open) return;
   std::uint64_t last = after_seq.value_or(0);
+  if (result.recovered && !result.messages.empty()) last = result.messages.back().first;
+  // Live again; frames of the shared history up to `last` (in flight, or held behind a gap) are
+  // skipped from now on.
+  shard_.set_live(room, this, result.recovered ? last : 0);
+  if (state_ != State::open) return;
   std::size_t replayed = 0;
   if (result.recovered) {
     for (const auto& [seq, json] : result.messages) {
       enqueue(make_frame_from_json(json, room, seq));
-      last = seq;
       ++replayed;
     }
   }
   send_recovered(room, result.recovered, replayed);
   for (const FramePtr& frame : recovery.live) {
-    // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0) are
-    // always live.
-    if (!result.recovered || frame->seq == 0 || frame->seq > last) enqueue(frame);
+    // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0, or
+    // numbered by this pod while Redis was away) are always live.
+    if (!result.recovered || frame->seq == 0 || frame->local_seq || frame->seq > last)
+      enqueue(frame);
   }
 }
 

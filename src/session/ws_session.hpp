@@ -34,6 +34,7 @@ struct SessionParams {
   std::optional<std::string> last_id;  // recovery asked for the initial room
   std::string leftover;                // bytes that followed the HTTP request (early frames)
   std::optional<boost::asio::ip::address> ip_slot;  // a per-address slot to give back at the end
+  std::string handshake_response;                   // the HTTP 101, written first
 };
 
 class WsSession final : public Connection,
@@ -125,6 +126,7 @@ class WsSession final : public Connection,
   std::optional<std::string> initial_last_id_;
   std::optional<Clock::time_point> token_expiry_;
   std::string leftover_;
+  std::string handshake_response_;  // until start() queues it
   std::optional<boost::asio::ip::address> ip_slot_;
 
   // Write queue: frames [head_, end) are owed; head_offset_ bytes of queue_[head_] are written.

@@ -2,9 +2,13 @@
 // - a token that is present but invalid is refused with 401 before the upgrade, always (also when
 //   --auth-required is off), whether it comes as ?token= or as Authorization: Bearer;
 // - with --auth-required (and a key configured), a socket without any token gets 401;
-// - without --auth-required, a socket without a token is accepted (anonymous).
+// - without --auth-required, a socket without a token is accepted (anonymous);
+// - a token that expires on an open socket: token_expiring, then close 4001 unless refreshed in
+//   band with {"type":"auth"} for the same user (another user's token is forbidden); an expired
+//   token is refused at the upgrade.
 
 import { test, after } from 'node:test';
+import { createHmac } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { tryOpen, connect } from './lib/client.mjs';
@@ -47,4 +51,44 @@ test('--auth-required: no token -> 401', () =>
     await expect401(s, clients, '/ws');
     await expect401(s, clients, `/ws/a?token=${forged}`);
     await expect401(s, clients, '/ws/a?token=');
+  }));
+
+// ---- tokens that expire on open sockets, and in-band refresh ----
+
+function hs256(secret, claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+test('a token that expires on an open socket: token_expiring, then close 4001; a refreshed one stays', { timeout: 30000 }, () =>
+  withServer(['--jwt-secret', 'expiry-secret'], async (s, clients) => {
+    const now = Math.floor(Date.now() / 1000);
+    // exp in 2 s: the warning comes at once (it is sent 30 s before exp), the close after the grace.
+    const short = hs256('expiry-secret', { sub: 'ada', exp: now + 2 });
+    const stays = await connect(s, `/ws/a?token=${short}`);
+    const goes = await connect(s, `/ws/a?token=${short}`);
+    clients.push(stays, goes);
+    assert.equal(goes.welcome.data.user_id, 'ada', 'the user id is the token subject');
+    for (const c of [stays, goes]) {
+      await c.next((m) => m.type === 'system' && m.data?.event === 'token_expiring', 5000, 'token_expiring');
+    }
+    // The same user refreshes on one socket; a token for someone else is refused.
+    stays.send({ type: 'auth', token: hs256('expiry-secret', { sub: 'mallory', exp: now + 3600 }) });
+    const refused = await stays.next((m) => m.type === 'error', 3000, 'error for another user');
+    assert.equal(refused.data.code, 'forbidden');
+    stays.send({ type: 'auth', token: hs256('expiry-secret', { sub: 'ada', exp: now + 3600 }) });
+    await stays.next((m) => m.type === 'system' && m.data?.event === 'token_refreshed', 3000, 'token_refreshed');
+    const closed = await goes.expectClose(15000);
+    assert.equal(closed.code, 4001, `close code ${closed.code}`);
+    // The refreshed socket is still served after the other one was closed.
+    stays.send({ type: 'ping' });
+    await stays.next((m) => m.type === 'pong', 3000, 'pong after the refresh');
+    assert.equal(stays.closed, null);
+  }));
+
+test('an expired token is refused with 401 at the upgrade', () =>
+  withServer(['--jwt-secret', 'expiry-secret'], async (s, clients) => {
+    const old = hs256('expiry-secret', { sub: 'ada', exp: Math.floor(Date.now() / 1000) - 3600 });
+    await expect401(s, clients, `/ws/a?token=${old}`);
   }));

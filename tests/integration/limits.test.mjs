@@ -107,3 +107,33 @@ test('--max-connections 3: 4th upgrade -> 503 "server at capacity"; a freed slot
     const w = await d.next(() => true);
     assert.equal(w.data?.event, 'welcome');
   }));
+
+test('--max-connections-per-ip 2: a third socket from the address gets 429; after a close it fits again', () =>
+  withServer(['--max-connections-per-ip', '2'], async (s, clients) => {
+    const a = await connect(s, '/ws/a');
+    const b = await connect(s, '/ws/a');
+    clients.push(a, b);
+    const third = await tryOpen(`${s.url}/ws/a`);
+    if (third.ok) clients.push(third.client);
+    assert.equal(third.ok, false, 'the third socket is refused');
+    assert.equal(third.status, 429);
+    const m = await metrics(s);
+    const perIp = m.samples.find((x) => x.name === 'realtime_connections_rejected_total' && x.labels?.reason === 'per_ip');
+    assert.ok(perIp && perIp.value >= 1, `counted as rejected per_ip: ${JSON.stringify(perIp)}`);
+    a.close();
+    await a.expectClose();
+    const again = await waitFor(async () => {
+      const r = await tryOpen(`${s.url}/ws/a`);
+      if (r.ok) clients.push(r.client);
+      return r.ok ? r : null;
+    }, { timeoutMs: 3000, message: 'a slot freed by the close' });
+    assert.ok(again.ok);
+  }));
+
+test('permessage-deflate is not negotiated: a client that offers it gets no extension', () =>
+  withServer([], async (s, clients) => {
+    const r = await tryOpen(`${s.url}/ws/a`, { wsOptions: { perMessageDeflate: true } });
+    assert.ok(r.ok);
+    clients.push(r.client);
+    assert.equal(r.client.ws.extensions, '', `negotiated: ${r.client.ws.extensions}`);
+  }));

@@ -1,0 +1,91 @@
+// Recovery through the shared history (two pods, one Redis):
+// - a client that got message X on pod A and reconnects to pod B with ?last_id=X receives the
+//   messages published after X (on either pod), in order, then recovered: true, then live traffic;
+// - ids are ordered cluster-wide: messages published on both pods carry one sequence;
+// - after FLUSHALL (a lost history) the same last_id answers recovered: false, and new messages
+//   start a new epoch.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startRedis, killAllRedis } from './lib/redis.mjs';
+import { startPods, killAllPods } from './lib/server.mjs';
+import { connect, closeAll } from './lib/client.mjs';
+import { publish } from './lib/http.mjs';
+
+let redis;
+let pods;
+const clients = [];
+
+before(async () => {
+  redis = await startRedis();
+  pods = await startPods(redis, 2, { prefix: 'rec' });
+});
+
+after(async () => {
+  closeAll(clients);
+  try {
+    await Promise.all(pods.map((p) => p.stop()));
+  } finally {
+    killAllPods();
+    await redis.stop();
+    killAllRedis();
+  }
+});
+
+async function member(pod, path) {
+  const c = await connect(pod, path);
+  clients.push(c);
+  return c;
+}
+
+const chat = (text) => (m) => m.type === 'chat' && m.data?.text === text;
+const recoveredMsg = (m) => m.type === 'system' && m.data?.event === 'recovered';
+const seqOf = (id) => Number(id.slice(id.lastIndexOf('-') + 1));
+const epochOf = (id) => id.slice(0, id.lastIndexOf('-'));
+
+test('a client recovers on the other pod: the messages after its last id, in order, then live', async () => {
+  const [a, b] = pods;
+  const room = `rec-${Date.now()}`;
+  const first = await member(a, `/ws/${room}`);
+  assert.equal((await publish(a, { room, text: 'm1' })).status, 202);
+  const m1 = await first.next(chat('m1'), 3000, 'm1');
+  first.close();
+  await first.expectClose();
+
+  // Published while it is away, from both pods: one sequence for the room.
+  for (const [pod, text] of [[b, 'm2'], [a, 'm3'], [b, 'm4']]) {
+    assert.equal((await publish(pod, { room, text })).status, 202);
+  }
+  const again = await member(b, `/ws/${room}?last_id=${encodeURIComponent(m1.id)}`);
+  const replayed = [];
+  for (const text of ['m2', 'm3', 'm4']) replayed.push(await again.next(chat(text), 5000, text));
+  const rec = await again.next(recoveredMsg, 5000, 'recovered');
+  assert.equal(rec.data.recovered, true);
+  assert.equal(rec.data.replayed, 3);
+  const ids = [m1.id, ...replayed.map((m) => m.id)];
+  assert.ok(ids.every((id) => epochOf(id) === epochOf(m1.id)), `one epoch: ${ids}`);
+  assert.deepEqual(ids.map(seqOf), [1, 2, 3, 4].map((n) => seqOf(m1.id) + n - 1), `consecutive: ${ids}`);
+  // Nothing replayed arrives twice, and live traffic follows.
+  assert.equal((await publish(a, { room, text: 'live' })).status, 202);
+  await again.next(chat('live'), 5000, 'live');
+  const chats = again.history.filter((m) => m.type === "chat").map((m) => `${m.data.text}@${m.id}`);
+  assert.equal(chats.length, 4, `m2, m3, m4, live: none doubled: ${chats}`);
+});
+
+test('after FLUSHALL the history is gone: recovered false, and a new epoch', async () => {
+  const [a, b] = pods;
+  const room = `flush-${Date.now()}`;
+  const c = await member(a, `/ws/${room}`);
+  assert.equal((await publish(a, { room, text: 'before' })).status, 202);
+  const before = await c.next(chat('before'), 3000, 'before');
+
+  await redis.cmd('FLUSHALL');
+  const late = await member(b, `/ws/${room}?last_id=${encodeURIComponent(before.id)}`);
+  const rec = await late.next(recoveredMsg, 5000, 'recovered');
+  assert.equal(rec.data.recovered, false, 'a lost history cannot vouch for the gap');
+  assert.equal(rec.data.replayed, 0);
+
+  assert.equal((await publish(a, { room, text: 'after' })).status, 202);
+  const after = await late.next(chat('after'), 5000, 'after');
+  assert.notEqual(epochOf(after.id), epochOf(before.id), `new epoch: ${before.id} -> ${after.id}`);
+});
