@@ -229,21 +229,36 @@ run_single() {
   stop_servers
 }
 
+# start_redis LOGFILE : a redis-server on a free loopback port below the ephemeral range (the
+# generator's own sockets take ports from 32768 up); sets REDIS_PORT and REDIS_PID. Retries with
+# another port when the one picked was taken meanwhile.
+start_redis() {
+  local log=$1 attempt i
+  for attempt in 1 2 3 4 5; do
+    REDIS_PORT=$((20000 + RANDOM % 12000))
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$log" 2>&1 &
+    REDIS_PID=$!
+    for i in $(seq 50); do
+      if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+        STARTED+=("$REDIS_PID")
+        return 0
+      fi
+      kill -0 "$REDIS_PID" 2>/dev/null || break  # it could not bind: try another port
+      sleep 0.1
+    done
+    kill "$REDIS_PID" 2>/dev/null
+    wait "$REDIS_PID" 2>/dev/null
+  done
+  log "redis-server did not start (see $log)"
+  return 1
+}
+
 # run_crosspod PEER ARGS... : redis-server and two pods of the peer, rooms spread over both.
 run_crosspod() {
   local peer=$1
   shift
-  local redis_port redis_pid
-  redis_port=$((20000 + RANDOM % 20000))
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    >"$LOGS/redis-$peer.log" 2>&1 &
-  redis_pid=$!
-  STARTED+=("$redis_pid")
-  local i
-  for i in $(seq 50); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  start_redis "$LOGS/redis-$peer.log" || { FAILURES=$((FAILURES + 1)); return 0; }
+  local redis_port=$REDIS_PORT redis_pid=$REDIS_PID
   local targets="" pids="" pod cmd
   for pod in 1 2; do
     mapfile -t cmd < <(peer_cmd "$peer" "redis://127.0.0.1:$redis_port" "$pod")
@@ -262,17 +277,8 @@ run_crosspod() {
 run_pods() {
   local peer=$1 pods=$2
   shift 2
-  local redis_port redis_pid
-  redis_port=$((20000 + RANDOM % 20000))
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    >"$LOGS/redis-pods-$peer.log" 2>&1 &
-  redis_pid=$!
-  STARTED+=("$redis_pid")
-  local i
-  for i in $(seq 50); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  start_redis "$LOGS/redis-pods-$peer.log" || { FAILURES=$((FAILURES + 1)); return 0; }
+  local redis_port=$REDIS_PORT redis_pid=$REDIS_PID
   local targets="" pids="" pod cmd
   for pod in $(seq "$pods"); do
     mapfile -t cmd < <(peer_cmd "$peer" "redis://127.0.0.1:$redis_port" "$pod")
