@@ -30,6 +30,9 @@ test('pod SIGKILLed: its users reported offline by another pod within 15 s (even
     const room2 = 'doomed-2';
     const watcher = await connect(a, `/ws/${room}`);
     await watcher.join(room2);
+    // Pod A receives a room once its subscription is active (asynchronous, after the first join).
+    await waitFor(async () => (await redis.numsub(`realtime:room:${room}`)) >= 1 &&
+      (await redis.numsub(`realtime:room:${room2}`)) >= 1, { timeoutMs: 5000, message: 'pod A subscribed' });
     const v1 = await connect(b, `/ws/${room}`);
     const v2 = await connect(b, `/ws/${room}`);
     await v2.join(room2);
