@@ -14,38 +14,16 @@
 // Before cross-pod traffic each test waits until every pod with members is subscribed
 // (PUBSUB NUMSUB), since a join becomes a Redis subscription asynchronously.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRedis, redisCli, killAllRedis } from './lib/redis.mjs';
-import { startPods, killAllPods } from './lib/server.mjs';
-import { connect, closeAll, redisBarrier } from './lib/client.mjs';
+import { redisCli } from './lib/redis.mjs';
+import { clusterFixture } from './lib/fixture.mjs';
+import { closeAll, redisBarrier } from './lib/client.mjs';
 import { publish } from './lib/http.mjs';
 
 let redis;
 let pods;
-const clients = [];
-
-before(async () => {
-  redis = await startRedis();
-  pods = await startPods(redis, 3, { prefix: 'fan' });
-});
-
-after(async () => {
-  closeAll(clients);
-  try {
-    await Promise.all(pods.map((p) => p.stop()));
-  } finally {
-    killAllPods();
-    await redis.stop();
-    killAllRedis();
-  }
-});
-
-async function member(pod, path) {
-  const c = await connect(pod, path);
-  clients.push(c);
-  return c;
-}
+const member = clusterFixture(3, { prefix: 'fan' }, (c) => ({ redis, pods } = c));
 
 const TS_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const ID_RE = /^[A-Za-z0-9._-]+$/;

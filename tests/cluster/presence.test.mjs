@@ -8,40 +8,18 @@
 // - one user (same JWT subject) with sockets on pods A and B: members on pod C get one `online`,
 //   nothing when the first socket closes, and one `offline` when the last one does.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRedis, killAllRedis, waitFor } from './lib/redis.mjs';
-import { startPods, killAllPods } from './lib/server.mjs';
-import { connect, closeAll } from './lib/client.mjs';
+import { waitFor } from './lib/redis.mjs';
+import { clusterFixture } from './lib/fixture.mjs';
+import { closeAll } from './lib/client.mjs';
 import { get, metric, presenceList } from './lib/http.mjs';
 import { hs256 } from './lib/jwt.mjs';
 
 const SECRET = 'cluster-presence-secret';
 let redis;
 let pods;
-const clients = [];
-
-before(async () => {
-  redis = await startRedis();
-  pods = await startPods(redis, 3, { prefix: 'pres', args: ['--jwt-secret', SECRET] });
-});
-
-after(async () => {
-  closeAll(clients);
-  try {
-    await Promise.all(pods.map((p) => p.stop()));
-  } finally {
-    killAllPods();
-    await redis.stop();
-    killAllRedis();
-  }
-});
-
-async function member(pod, path) {
-  const c = await connect(pod, path);
-  clients.push(c);
-  return c;
-}
+const member = clusterFixture(3, { prefix: 'pres', args: ['--jwt-secret', SECRET] }, (c) => ({ redis, pods } = c));
 
 const presenceOf = (user, status) => (m) =>
   m.type === 'presence' && m.data?.user_id === user && (status === undefined || m.data?.status === status);

@@ -5,38 +5,14 @@
 // - after FLUSHALL (a lost history) the same last_id answers recovered: false, and new messages
 //   start a new epoch.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRedis, killAllRedis } from './lib/redis.mjs';
-import { startPods, killAllPods } from './lib/server.mjs';
-import { connect, closeAll } from './lib/client.mjs';
+import { clusterFixture } from './lib/fixture.mjs';
 import { publish } from './lib/http.mjs';
 
 let redis;
 let pods;
-const clients = [];
-
-before(async () => {
-  redis = await startRedis();
-  pods = await startPods(redis, 2, { prefix: 'rec' });
-});
-
-after(async () => {
-  closeAll(clients);
-  try {
-    await Promise.all(pods.map((p) => p.stop()));
-  } finally {
-    killAllPods();
-    await redis.stop();
-    killAllRedis();
-  }
-});
-
-async function member(pod, path) {
-  const c = await connect(pod, path);
-  clients.push(c);
-  return c;
-}
+const member = clusterFixture(2, { prefix: 'rec' }, (c) => ({ redis, pods } = c));
 
 const chat = (text) => (m) => m.type === 'chat' && m.data?.text === text;
 const recoveredMsg = (m) => m.type === 'system' && m.data?.event === 'recovered';
