@@ -36,9 +36,10 @@ constexpr std::chrono::seconds kBadPayloadLogInterval{10};
 constexpr int kHistoryTtlSeconds = 3600;
 // How often frames held behind a gap in a room's sequence are checked (HubCore::kHoldLimit).
 constexpr std::chrono::milliseconds kReleasePeriod{25};
-// A recovery waits at most this long for the room's subscription to be confirmed, so that nothing
-// published between the history read and the subscription can fall between the two.
-constexpr std::chrono::milliseconds kSubscribeWait{1000};
+// A recovery waits at most this long for the Redis link and the room's subscription (a pod that has
+// just started is still connecting), so that nothing published between the history read and the
+// subscription can fall between the two.
+constexpr std::chrono::milliseconds kSubscribeWait{2000};
 constexpr std::chrono::milliseconds kSubscribePoll{5};
 
 // Numbers room messages and publishes them, atomically per message: so the id order is the order
@@ -256,7 +257,7 @@ class RedisBroadcasterCore {
   void publish_then(Message msg, std::function<void(const std::string&)> done) {
     if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
     if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence &&
-        shared_history()) {
+        ready(nullptr)) {
       // The shared history numbers it; this pod delivers it on the answer (not on the echo).
       asio::post(context_, [this, msg = std::move(msg), done = std::move(done)]() mutable {
         publish_numbered(std::move(msg), std::move(done));
@@ -276,7 +277,9 @@ class RedisBroadcasterCore {
     done(id);
   }
 
-  bool shared_history() const { return ready(nullptr); }
+  // Recovery reads the shared history whenever Redis is configured, also on a pod that has just
+  // started and not yet proven its link: fetch_history() waits (briefly) for it.
+  bool shared_history() const { return true; }
 
   void fetch_history(const std::string& room, const std::string& last_id,
                      std::function<void(HistoryResult)> done) {
@@ -448,7 +451,8 @@ class RedisBroadcasterCore {
                              std::function<void(HistoryResult)> done,
                              std::chrono::steady_clock::time_point deadline) {
     const std::string channel = std::string(kRoomPrefix) + room;
-    if (!subscriber_->subscribed(channel) && std::chrono::steady_clock::now() < deadline) {
+    const bool linked = subscriber_->subscribed(channel) && publisher_->connected();
+    if (!linked && std::chrono::steady_clock::now() < deadline) {
       auto timer = std::make_shared<asio::steady_timer>(context_, kSubscribePoll);
       timer->async_wait([this, timer, room, last_id, done = std::move(done),
                          deadline](const boost::system::error_code& ec) mutable {
