@@ -87,6 +87,11 @@ class Shard {
   // owns no buffer). kReadBufferSize is the most one read takes.
   static constexpr std::size_t kReadBufferSize = std::size_t{64} * 1024;
   char* read_buffer() noexcept { return read_buffer_.get(); }
+  // A send buffer shared the same way: the small frames a socket owes are copied into it and go out
+  // in one send(), which costs the kernel less than a gather write of many small pieces (hot room:
+  // about 20 % more deliveries per core, see ARCHITECTURE.md). kWriteBufferSize bounds one copy.
+  static constexpr std::size_t kWriteBufferSize = std::size_t{64} * 1024;
+  char* write_buffer() noexcept { return write_buffer_.get(); }
 
   // Starts the keepalive sweep (ping, pong timeout, close deadlines) every `period`.
   void start_sweep(std::chrono::milliseconds period);
@@ -131,6 +136,7 @@ class Shard {
   std::vector<std::shared_ptr<WsSession>> dirty_;
   bool flush_scheduled_ = false;
   std::unique_ptr<char[]> read_buffer_;
+  std::unique_ptr<char[]> write_buffer_;
   // Batched metrics: plain counters on this thread, added to the shared atomics once per flush
   // pass.
   std::uint64_t sent_pending_ = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 #include <boost/asio/post.hpp>
 
@@ -28,8 +29,6 @@ constexpr std::chrono::seconds kLinger{1};
 constexpr std::chrono::seconds kRateErrorInterval{1};
 // The token_expiring warning comes this long before exp.
 constexpr std::chrono::seconds kExpiryWarning{30};
-// Most buffers handed to one gather write (well under IOV_MAX).
-constexpr std::size_t kMaxGather = 64;
 // A queue vector that grew past this many slots is released once drained.
 constexpr std::size_t kQueueKeepCapacity = 64;
 
@@ -157,17 +156,29 @@ void WsSession::enqueue(const FramePtr& frame) {
 void WsSession::flush() {
   flush_pending_ = false;
   if (write_waiting_ || state_ == State::closed) return;
-  thread_local std::vector<asio::const_buffer> buffers;
+  char* const staging = shard_.write_buffer();
   const auto now = SteadyClock::now();
   while (head_ < queue_.size()) {
-    buffers.clear();
-    for (std::size_t i = head_; i < queue_.size() && buffers.size() < kMaxGather; ++i) {
-      const std::string& bytes = queue_[i]->bytes;
-      const std::size_t offset = i == head_ ? head_offset_ : 0;
-      buffers.emplace_back(bytes.data() + offset, bytes.size() - offset);
+    // Frames that fit are copied into the thread's send buffer and go out in one send(); a frame
+    // larger than that buffer goes out from its own storage.
+    asio::const_buffer out;
+    const std::string& first = queue_[head_]->bytes;
+    if (first.size() - head_offset_ > Shard::kWriteBufferSize) {
+      out = asio::buffer(first.data() + head_offset_, first.size() - head_offset_);
+    } else {
+      std::size_t used = 0;
+      for (std::size_t i = head_; i < queue_.size(); ++i) {
+        const std::string& bytes = queue_[i]->bytes;
+        const std::size_t offset = i == head_ ? head_offset_ : 0;
+        const std::size_t size = bytes.size() - offset;
+        if (used + size > Shard::kWriteBufferSize) break;
+        std::memcpy(staging + used, bytes.data() + offset, size);
+        used += size;
+      }
+      out = asio::buffer(staging, used);
     }
     boost::system::error_code ec;
-    std::size_t written = socket_.write_some(buffers, ec);
+    std::size_t written = socket_.write_some(out, ec);
     if (would_block(ec)) {
       wait_writable();
       return;

@@ -3,7 +3,7 @@
 // Owned by its Shard (sessions_) and by its pending I/O operation; lives on the shard's thread and
 // is touched only there (Connection::send() from other threads is posted). Reading uses the shard's
 // shared buffer, so an idle session owns no buffer. Writing is corked: enqueue() only queues a
-// shared frame; flush() writes everything queued with one gather write at the end of the loop turn.
+// shared frame; flush() writes everything queued with one send() at the end of the loop turn.
 // The queue is bounded by send_queue_bytes: a socket that cannot keep up is closed with 1013 and
 // never slows the others.
 #pragma once
