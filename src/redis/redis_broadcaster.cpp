@@ -47,9 +47,12 @@ constexpr std::chrono::milliseconds kSubscribePoll{5};
 // ARGV: history size, TTL, the pod tag that ends each published copy, then per message: room, body
 // (the envelope after its "{", without an id), a new epoch to use if the room has none, and "1" to
 // refresh the keys' TTL. The epoch expires a minute before the sequence and the history, so a lost
-// sequence always comes with a new epoch: an id is never issued twice.
+// sequence always comes with a new epoch: an id is never issued twice. The list is trimmed back to
+// the history size once it is a quarter longer (one LTRIM per keep/4 messages, not one per
+// message); readers take its last `keep` items.
 constexpr std::string_view kPublishScript = R"lua(
 local keep, ttl, tag = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local slack = math.floor(keep / 4)
 local out = {}
 for i = 4, #ARGV, 4 do
   local room, body, fresh, refresh = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -63,8 +66,7 @@ for i = 4, #ARGV, 4 do
   end
   local seq = redis.call('INCR', sk)
   local item = '{"id":"' .. epoch .. '-' .. seq .. '",' .. body
-  if keep > 0 then
-    redis.call('RPUSH', hk, item)
+  if keep > 0 and redis.call('RPUSH', hk, item) > keep + slack then
     redis.call('LTRIM', hk, -keep, -1)
   end
   if refresh == '1' then
@@ -99,9 +101,10 @@ constexpr std::chrono::seconds kTtlRefreshInterval{60};
 // Past this many rooms in the refresh table, entries older than the interval are dropped.
 constexpr std::size_t kMaxTrackedRooms = 10000;
 
-// KEYS epoch, seq, history: {epoch or '', current seq, history items...}.
+// KEYS epoch, seq, history; ARGV history size: {epoch or '', current seq, the last items...}.
 constexpr std::string_view kHistoryScript = R"lua(
-local items = redis.call('LRANGE', KEYS[3], 0, -1)
+local keep = tonumber(ARGV[1])
+local items = keep > 0 and redis.call('LRANGE', KEYS[3], -keep, -1) or {}
 table.insert(items, 1, redis.call('GET', KEYS[2]) or '0')
 table.insert(items, 1, redis.call('GET', KEYS[1]) or '')
 return items
@@ -464,7 +467,8 @@ class RedisBroadcasterCore {
     auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
     const auto ec =
         publisher_->command({"EVAL", std::string(kHistoryScript), "3", room_key("epoch", room),
-                             room_key("seq", room), room_key("history", room)},
+                             room_key("seq", room), room_key("history", room),
+                             std::to_string(core_.options().history_size)},
                             [callback, last_id](std::error_code error, const RedisReply& reply) {
                               (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
                             });
