@@ -465,13 +465,12 @@ class RedisBroadcasterCore {
       return;
     }
     auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
-    const auto ec =
-        publisher_->command({"EVAL", std::string(kHistoryScript), "3", room_key("epoch", room),
-                             room_key("seq", room), room_key("history", room),
-                             std::to_string(core_.options().history_size)},
-                            [callback, last_id](std::error_code error, const RedisReply& reply) {
-                              (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
-                            });
+    const auto ec = publisher_->command(
+        {"EVAL", std::string(kHistoryScript), "3", room_key("epoch", room), room_key("seq", room),
+         room_key("history", room), std::to_string(core_.options().history_size)},
+        [callback, last_id](std::error_code error, const RedisReply& reply) {
+          (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
+        });
     if (ec) (*callback)(HistoryResult{});
   }
 
