@@ -44,37 +44,42 @@ constexpr std::chrono::milliseconds kSubscribePoll{5};
 
 // Numbers room messages and publishes them, atomically per message: so the id order is the order
 // every pod sees. One call carries every message queued while the previous call was in flight.
-// ARGV: history size, TTL, the pod tag that ends each published copy, then per message: room, body
-// (the envelope after its "{", without an id), a new epoch to use if the room has none, and "1" to
-// refresh the keys' TTL. The epoch expires a minute before the sequence and the history, so a lost
+// ARGV: history size, TTL, a new epoch for any room of this call that has none, one character per
+// message ('1': refresh the room's TTL), then per message: room, body (the envelope after its "{",
+// without an id, ending with the publishing pod's "pod" field). The stored item and the published
+// copy are the same string; the "pod" field tells the publisher its echo, and readers of the
+// history drop it. The epoch expires a minute before the sequence and the history, so a lost
 // sequence always comes with a new epoch: an id is never issued twice. The list is trimmed back to
 // the history size once it is a quarter longer (one LTRIM per keep/4 messages, not one per
 // message); readers take its last `keep` items.
 constexpr std::string_view kPublishScript = R"lua(
-local keep, ttl, tag = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local keep, ttl, fresh, flags = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local slack = math.floor(keep / 4)
 local out = {}
-for i = 4, #ARGV, 4 do
-  local room, body, fresh, refresh = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+local n = 0
+for i = 5, #ARGV, 2 do
+  n = n + 1
+  local room, body = ARGV[i], ARGV[i + 1]
   local ek, sk, hk = 'realtime:epoch:' .. room, 'realtime:seq:' .. room, 'realtime:history:' .. room
+  local refresh = string.byte(flags, n) == 49
   local epoch = redis.call('GET', ek)
   if not epoch then
     epoch = fresh
     redis.call('SET', ek, epoch)
     redis.call('DEL', sk, hk)
-    refresh = '1'
+    refresh = true
   end
   local seq = redis.call('INCR', sk)
   local item = '{"id":"' .. epoch .. '-' .. seq .. '",' .. body
   if keep > 0 and redis.call('RPUSH', hk, item) > keep + slack then
     redis.call('LTRIM', hk, -keep, -1)
   end
-  if refresh == '1' then
+  if refresh then
     redis.call('EXPIRE', ek, ttl)
     redis.call('EXPIRE', sk, ttl + 60)
     if keep > 0 then redis.call('EXPIRE', hk, ttl + 60) end
   end
-  redis.call('PUBLISH', 'realtime:room:' .. room, string.sub(item, 1, -2) .. tag)
+  redis.call('PUBLISH', 'realtime:room:' .. room, item)
   out[#out + 1] = epoch
   out[#out + 1] = seq
 end
@@ -127,6 +132,27 @@ std::optional<std::uint64_t> item_seq(std::string_view item) {
   const auto id = parse_message_id(item.substr(kStart.size(), end - kStart.size()));
   if (!id) return std::nullopt;
   return id->seq;
+}
+
+// A history item without the "pod" field its publisher put last (clients never see it).
+std::string without_pod_field(std::string_view item) {
+  constexpr std::string_view kField = ",\"pod\":\"";
+  const auto at = item.rfind(kField);
+  if (at == std::string_view::npos || !item.ends_with("\"}")) return std::string(item);
+  // Ours only if what follows is one JSON string up to the item's closing `"}` (a "pod" key of
+  // the data, in an item stored without our field, is followed by more fields).
+  const std::string_view value =
+      item.substr(at + kField.size(), item.size() - at - kField.size() - 2);
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (value[i] == '\\') {
+      ++i;  // an escaped character
+    } else if (value[i] == '"') {
+      return std::string(item);
+    }
+  }
+  std::string out(item.substr(0, at));
+  out += '}';
+  return out;
 }
 
 // On stop, how long to wait for Redis to confirm that this pod left the shared state.
@@ -389,20 +415,20 @@ class RedisBroadcasterCore {
                                      "0",
                                      std::to_string(core_.options().history_size),
                                      std::to_string(kHistoryTtlSeconds),
-                                     pod_suffix_};
-    args.reserve(args.size() + batch->size() * 4);
+                                     core_.new_history_epoch(),
+                                     std::string()};
+    args.reserve(args.size() + batch->size() * 2);
+    std::string& flags = args.back();  // (no reallocation past the reserve above)
     for (const PendingPublish& pending : *batch) {
-      std::string body;
-      body.reserve(128 + pending.msg.data.size());
-      protocol::append_envelope(body, pending.msg);  // no id yet: the script puts it first
+      // No id yet: the script puts it first. The pod field ends it, as on every copy we publish.
+      std::string body = encode(pending.msg);
       body.erase(0, 1);
       auto& refreshed = ttl_refreshed_[pending.msg.room];
       const bool refresh = now - refreshed >= kTtlRefreshInterval;
       if (refresh) refreshed = now;
+      flags += refresh ? '1' : '0';
       args.push_back(pending.msg.room);
       args.push_back(std::move(body));
-      args.push_back(core_.new_history_epoch());
-      args.emplace_back(refresh ? "1" : "0");
     }
     publish_in_flight_ = true;
     run_publish_script(std::move(args), batch, true);
@@ -486,7 +512,9 @@ class RedisBroadcasterCore {
       const auto seq = item_seq(reply.elements[i].str);
       if (!seq) continue;
       oldest = std::min(oldest, *seq);
-      if (*seq > asked->seq) result.messages.emplace_back(*seq, reply.elements[i].str);
+      if (*seq > asked->seq) {
+        result.messages.emplace_back(*seq, without_pod_field(reply.elements[i].str));
+      }
     }
     // Everything after the id must still be there: the oldest kept is at most one past it.
     result.recovered = asked->seq + 1 >= oldest;
