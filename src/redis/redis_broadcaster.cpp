@@ -44,44 +44,57 @@ constexpr std::chrono::milliseconds kSubscribePoll{5};
 
 // Numbers room messages and publishes them, atomically per message: so the id order is the order
 // every pod sees. One call carries every message queued while the previous call was in flight.
-// ARGV: history size, TTL, a new epoch for any room of this call that has none, one character per
-// message ('1': refresh the room's TTL), then per message: room, body (the envelope after its "{",
-// without an id, ending with the publishing pod's "pod" field). The stored item and the published
-// copy are the same string; the "pod" field tells the publisher its echo, and readers of the
-// history drop it. The epoch expires a minute before the sequence and the history, so a lost
-// sequence always comes with a new epoch: an id is never issued twice. The list is trimmed back to
-// the history size once it is a quarter longer (one LTRIM per keep/4 messages, not one per
-// message); readers take its last `keep` items.
+// A room's numbering is one hash, realtime:ids:{room}, holding one field: the current epoch, whose
+// value is the last sequence number issued. The pod sends the epoch it last saw for the room; one
+// HINCRBY on it is the whole numbering unless that epoch is not the current one any more (the
+// field was absent: the answer is 1), in which case the field is removed again and the current
+// epoch is read, or, when the room has none (new, expired, or lost with a Redis restart), the
+// call's fresh epoch starts with an empty history. So an id is never issued twice.
+// ARGV: history size, TTL, a fresh epoch, one character per message ('1': refresh the room's TTL),
+// then per message: room, body (the envelope after its "{", without an id, ending with the
+// publishing pod's "pod" field), the epoch the pod last saw for the room (or ''). The stored item
+// and the published copy are the same string; the "pod" field tells the publisher its echo, and
+// readers of the history drop it. The answer has one element per message: its sequence number when
+// it was numbered in the epoch the pod sent, else its whole id. The list is trimmed back to the
+// history size once it is a quarter longer (one LTRIM per keep/4 messages, not one per message);
+// readers take its last `keep` items.
 constexpr std::string_view kPublishScript = R"lua(
 local keep, ttl, fresh, flags = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local slack = math.floor(keep / 4)
-local out = {}
-local n = 0
-for i = 5, #ARGV, 2 do
-  n = n + 1
-  local room, body = ARGV[i], ARGV[i + 1]
-  local ek, sk, hk = 'realtime:epoch:' .. room, 'realtime:seq:' .. room, 'realtime:history:' .. room
-  local refresh = string.byte(flags, n) == 49
-  local epoch = redis.call('GET', ek)
-  if not epoch then
-    epoch = fresh
-    redis.call('SET', ek, epoch)
-    redis.call('DEL', sk, hk)
-    refresh = true
+local out, n = {}, 0
+for i = 5, #ARGV, 3 do
+  local room, body, known = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local epoch = known
+  local ik, hk = 'realtime:ids:' .. room, 'realtime:history:' .. room
+  local refresh = string.byte(flags, n + 1) == 49
+  local seq = 0
+  if epoch ~= '' then
+    seq = redis.call('HINCRBY', ik, epoch, 1)
+    if seq == 1 then
+      redis.call('HDEL', ik, epoch)
+      seq = 0
+    end
   end
-  local seq = redis.call('INCR', sk)
+  if seq == 0 then
+    epoch = redis.call('HKEYS', ik)[1]
+    if not epoch then
+      epoch = fresh
+      redis.call('DEL', hk)
+      refresh = true
+    end
+    seq = redis.call('HINCRBY', ik, epoch, 1)
+  end
   local item = '{"id":"' .. epoch .. '-' .. seq .. '",' .. body
   if keep > 0 and redis.call('RPUSH', hk, item) > keep + slack then
     redis.call('LTRIM', hk, -keep, -1)
   end
   if refresh then
-    redis.call('EXPIRE', ek, ttl)
-    redis.call('EXPIRE', sk, ttl + 60)
+    redis.call('EXPIRE', ik, ttl)
     if keep > 0 then redis.call('EXPIRE', hk, ttl + 60) end
   end
   redis.call('PUBLISH', 'realtime:room:' .. room, item)
-  out[#out + 1] = epoch
-  out[#out + 1] = seq
+  n = n + 1
+  if epoch == known then out[n] = seq else out[n] = epoch .. '-' .. seq end
 end
 return out
 )lua";
@@ -106,12 +119,13 @@ constexpr std::chrono::seconds kTtlRefreshInterval{60};
 // Past this many rooms in the refresh table, entries older than the interval are dropped.
 constexpr std::size_t kMaxTrackedRooms = 10000;
 
-// KEYS epoch, seq, history; ARGV history size: {epoch or '', current seq, the last items...}.
+// KEYS ids, history; ARGV history size: {epoch or '', current seq, the last items...}.
 constexpr std::string_view kHistoryScript = R"lua(
 local keep = tonumber(ARGV[1])
-local items = keep > 0 and redis.call('LRANGE', KEYS[3], -keep, -1) or {}
-table.insert(items, 1, redis.call('GET', KEYS[2]) or '0')
-table.insert(items, 1, redis.call('GET', KEYS[1]) or '')
+local ids = redis.call('HGETALL', KEYS[1])
+local items = keep > 0 and redis.call('LRANGE', KEYS[2], -keep, -1) or {}
+table.insert(items, 1, ids[2] or '0')
+table.insert(items, 1, ids[1] or '')
 return items
 )lua";
 
@@ -385,13 +399,14 @@ class RedisBroadcasterCore {
 
   // On the Redis thread: queued, and sent with whatever else is queued when no call is in flight.
   void publish_numbered(Message msg, std::function<void(const std::string&)> done) {
-    publish_queue_.push_back({std::move(msg), std::move(done)});
+    publish_queue_.push_back({std::move(msg), std::move(done), {}});
     if (!publish_in_flight_) send_publish_batch();
   }
 
   struct PendingPublish {
     Message msg;
     std::function<void(const std::string&)> done;
+    std::string epoch;  // the room's epoch as this pod knew it when sending
   };
 
   void send_publish_batch() {
@@ -406,9 +421,10 @@ class RedisBroadcasterCore {
       publish_queue_.erase(publish_queue_.begin(), split);
     }
     const auto now = std::chrono::steady_clock::now();
-    if (ttl_refreshed_.size() > kMaxTrackedRooms) {
-      std::erase_if(ttl_refreshed_,
-                    [&](const auto& entry) { return now - entry.second >= kTtlRefreshInterval; });
+    if (numbering_.size() > kMaxTrackedRooms) {
+      std::erase_if(numbering_, [&](const auto& entry) {
+        return now - entry.second.refreshed >= kTtlRefreshInterval;
+      });
     }
     std::vector<std::string> args = {"EVALSHA",
                                      publish_sha_,
@@ -417,18 +433,20 @@ class RedisBroadcasterCore {
                                      std::to_string(kHistoryTtlSeconds),
                                      core_.new_history_epoch(),
                                      std::string()};
-    args.reserve(args.size() + batch->size() * 2);
+    args.reserve(args.size() + batch->size() * 3);
     std::string& flags = args.back();  // (no reallocation past the reserve above)
-    for (const PendingPublish& pending : *batch) {
+    for (PendingPublish& pending : *batch) {
       // No id yet: the script puts it first. The pod field ends it, as on every copy we publish.
       std::string body = encode(pending.msg);
       body.erase(0, 1);
-      auto& refreshed = ttl_refreshed_[pending.msg.room];
-      const bool refresh = now - refreshed >= kTtlRefreshInterval;
-      if (refresh) refreshed = now;
+      RoomNumbering& room = numbering_[pending.msg.room];
+      pending.epoch = room.epoch;
+      const bool refresh = now - room.refreshed >= kTtlRefreshInterval;
+      if (refresh) room.refreshed = now;
       flags += refresh ? '1' : '0';
       args.push_back(pending.msg.room);
       args.push_back(std::move(body));
+      args.push_back(room.epoch);
     }
     publish_in_flight_ = true;
     run_publish_script(std::move(args), batch, true);
@@ -448,13 +466,27 @@ class RedisBroadcasterCore {
             return;
           }
           publish_in_flight_ = false;
-          if (error || reply.elements.size() != batch->size() * 2) {
+          if (error || reply.elements.size() != batch->size()) {
             for (PendingPublish& pending : *batch) publish_locally(pending);
           } else {
             for (std::size_t i = 0; i < batch->size(); ++i) {
               PendingPublish& pending = (*batch)[i];
-              const std::string& epoch = reply.elements[2 * i].str;
-              const auto seq = static_cast<std::uint64_t>(reply.elements[2 * i + 1].integer);
+              const RedisReply& numbered = reply.elements[i];
+              std::string epoch;
+              std::uint64_t seq = 0;
+              if (numbered.type == RedisReply::Type::integer) {
+                epoch = pending.epoch;
+                seq = static_cast<std::uint64_t>(numbered.integer);
+              } else if (const auto id = parse_message_id(numbered.str)) {
+                epoch = std::string(id->epoch);
+                seq = id->seq;
+                if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
+                  it->second.epoch = epoch;
+                }
+              } else {
+                publish_locally(pending);  // not an answer this script gives
+                continue;
+              }
               pending.msg.id = epoch + "-" + std::to_string(seq);
               core_.deliver_sequenced(pending.msg, epoch, seq);
               pending.done(pending.msg.id);
@@ -492,8 +524,8 @@ class RedisBroadcasterCore {
     }
     auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
     const auto ec = publisher_->command(
-        {"EVAL", std::string(kHistoryScript), "3", room_key("epoch", room), room_key("seq", room),
-         room_key("history", room), std::to_string(core_.options().history_size)},
+        {"EVAL", std::string(kHistoryScript), "2", room_key("ids", room), room_key("history", room),
+         std::to_string(core_.options().history_size)},
         [callback, last_id](std::error_code error, const RedisReply& reply) {
           (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
         });
@@ -574,7 +606,13 @@ class RedisBroadcasterCore {
   std::string publish_sha_ = script_sha1(kPublishScript);
   std::vector<PendingPublish> publish_queue_;
   bool publish_in_flight_ = false;
-  std::unordered_map<std::string, std::chrono::steady_clock::time_point> ttl_refreshed_;
+  // What this pod knows of a room's numbering: when it last renewed the keys' TTL, and the epoch
+  // Redis last numbered it in (the script's fast path; a stale one only costs a slower call).
+  struct RoomNumbering {
+    std::chrono::steady_clock::time_point refreshed;
+    std::string epoch;
+  };
+  std::unordered_map<std::string, RoomNumbering> numbering_;
   asio::steady_timer exit_timer_{context_};
   asio::steady_timer release_timer_{context_};
   bool finished_ = false;

@@ -5,7 +5,7 @@
 //   back to the baseline taken before the cycles (the keep room still subscribed by both pods);
 // - the Redis keys under realtime:* (presence, rooms, leases, whatever exists) are back to baseline,
 //   names and sizes of hashes / sets / sorted sets / lists, except a room's shared message history
-//   (realtime:history|seq|epoch:{room}), which is kept on purpose for recovery: those keys must be
+//   (realtime:history|ids:{room}), which is kept on purpose for recovery: those keys must be
 //   bounded (the history list at most a quarter over --history-size, the trim slack) and expire
 //   (a TTL of at most 61 minutes);
 // - each pod's realtime_connections_total and GET /api/rooms are back to baseline;
@@ -23,7 +23,7 @@ after(() => {
   killAllRedis();
 });
 
-const HISTORY_KEY = /^realtime:(history|seq|epoch):/;
+const HISTORY_KEY = /^realtime:(history|ids):/;
 
 /** {key: "type:size"} for every key under realtime:* but the history (strings: just the type). */
 async function keyShape(redis) {
@@ -46,11 +46,13 @@ async function checkHistoryKeys(redis, limit) {
   if (keys.length === 0) return 0;
   const ttls = await redis.pipeline(keys.map((k) => ['TTL', k]));
   const types = await redis.pipeline(keys.map((k) => ['TYPE', k]));
-  const lengths = await redis.pipeline(keys.map((k, i) => (types[i] === 'list' ? ['LLEN', k] : ['EXISTS', k])));
+  const sizeOf = { list: 'LLEN', hash: 'HLEN' };
+  const lengths = await redis.pipeline(keys.map((k, i) => [sizeOf[types[i]] ?? 'EXISTS', k]));
   keys.forEach((k, i) => {
     if (types[i] === 'none') return;
     assert.ok(ttls[i] > 0 && ttls[i] <= 3660, `${k} expires within the hour and a minute (TTL ${ttls[i]})`);
     if (types[i] === 'list') assert.ok(lengths[i] <= limit, `${k} holds ${lengths[i]} <= ${limit}`);
+    if (types[i] === 'hash') assert.equal(lengths[i], 1, `${k} holds one field, the current epoch`);
   });
   return keys.length;
 }

@@ -70,3 +70,29 @@ test('after FLUSHALL the history is gone: recovered false, and a new epoch', asy
   const after = await late.next(chat('after'), 5000, 'after');
   assert.notEqual(epochOf(after.id), epochOf(before.id), `new epoch: ${before.id} -> ${after.id}`);
 });
+
+test('after FLUSHALL a pod that knew the old epoch numbers in the one the other pod started', async () => {
+  // Each pod remembers the epoch Redis last numbered a room in; after the loss, the first pod to
+  // publish starts a new epoch, and the other must follow it rather than resume the lost one.
+  const [a, b] = pods;
+  const room = `stale-${Date.now()}`;
+  const c = await member(a, `/ws/${room}`);
+  for (const [pod, text] of [[a, 'a1'], [b, 'b1']]) {
+    assert.equal((await publish(pod, { room, text })).status, 202);
+  }
+  const a1 = await c.next(chat('a1'), 3000, 'a1');
+  const b1 = await c.next(chat('b1'), 3000, 'b1');
+  assert.equal(epochOf(b1.id), epochOf(a1.id), 'both pods numbered in one epoch');
+
+  await redis.cmd('FLUSHALL');
+  const got = [];
+  for (const [pod, text] of [[b, 'b2'], [a, 'a2'], [a, 'a3'], [b, 'b3']]) {
+    assert.equal((await publish(pod, { room, text })).status, 202);
+    got.push(await c.next(chat(text), 5000, text));
+  }
+  const epoch = epochOf(got[0].id);
+  assert.notEqual(epoch, epochOf(a1.id), 'a new epoch after the loss');
+  assert.ok(got.every((m) => epochOf(m.id) === epoch), `one new epoch: ${got.map((m) => m.id)}`);
+  assert.deepEqual(got.map((m) => seqOf(m.id)), [1, 2, 3, 4], `numbered from 1: ${got.map((m) => m.id)}`);
+  assert.deepEqual(await redis.cmd('HKEYS', `realtime:ids:${room}`), [epoch], 'one epoch field in the numbering');
+});
