@@ -68,9 +68,12 @@ struct Plan {
   }
   // Publishers in room r (at most this many; the slot of publisher p in its room is p / rooms).
   std::uint32_t publishers_per_room() const noexcept { return (publishers + rooms - 1) / rooms; }
-  // Pods: member m of room r connects to target (r + m) % targets, so a room spreads over the pods.
+  // Pods: member m of room r connects to target (r + m) % targets, so a room spreads over the pods;
+  // with room_affinity, to target r % targets (a load balancer routing by the /ws/{room} path).
+  bool room_affinity = false;
   std::uint32_t target_of(std::uint32_t c) const noexcept {
-    return static_cast<std::uint32_t>((room_of(c) + member_of(c)) % targets.size());
+    const std::uint32_t slot = room_affinity ? room_of(c) : room_of(c) + member_of(c);
+    return static_cast<std::uint32_t>(slot % targets.size());
   }
 };
 

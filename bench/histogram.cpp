@@ -1,6 +1,7 @@
 #include "histogram.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 namespace realtime::bench {
@@ -19,6 +20,42 @@ void Histogram::reset() noexcept {
   max_ = 0;
   min_ = ~0ULL;
   sum_ = 0;
+}
+
+std::string Histogram::serialize() const {
+  std::string out = std::to_string(total_) + ' ' + std::to_string(sum_) + ' ' +
+                    std::to_string(min_) + ' ' + std::to_string(max_);
+  for (std::size_t i = 0; i < kBuckets; ++i) {
+    if (counts_[i] == 0) continue;
+    out += ' ';
+    out += std::to_string(i);
+    out += ':';
+    out += std::to_string(counts_[i]);
+  }
+  return out;
+}
+
+bool Histogram::parse(std::string_view line) {
+  Histogram h;
+  const char* p = line.data();
+  const char* const end = line.data() + line.size();
+  auto number = [&](std::uint64_t& v) {
+    while (p < end && *p == ' ') ++p;
+    const auto r = std::from_chars(p, end, v);
+    if (r.ec != std::errc()) return false;
+    p = r.ptr;
+    return true;
+  };
+  if (!number(h.total_) || !number(h.sum_) || !number(h.min_) || !number(h.max_)) return false;
+  std::uint64_t index = 0, count = 0;
+  while (number(index)) {
+    if (p >= end || *p != ':' || index >= kBuckets) return false;
+    ++p;
+    if (!number(count)) return false;
+    h.counts_[index] += count;
+  }
+  merge(h);
+  return true;
 }
 
 std::uint64_t Histogram::upper_of(std::size_t index) noexcept {

@@ -7,6 +7,8 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace realtime::bench {
 
@@ -27,6 +29,10 @@ class Histogram {
   }
   void merge(const Histogram& other) noexcept;
   void reset() noexcept;
+  // One line of text ("total sum min max index:count ..." for the non-empty buckets), to pass a
+  // histogram between generator processes; parse() adds such a line to this histogram.
+  std::string serialize() const;
+  bool parse(std::string_view line);
 
   std::uint64_t count() const noexcept { return total_; }
   std::uint64_t max() const noexcept { return total_ ? max_ : 0; }

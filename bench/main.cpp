@@ -39,6 +39,8 @@ Options:
   --p99-bound-ms MS  --rate-factor F  --max-steps N
   --hold S  --steps N,N,...  --procs N  --per-process N  --concurrency N  --connect-timeout S
   --room-prefix P                    rooms are named P-0, P-1, ... (bench)
+  --pod-placement spread|room        several pods: a room's members spread over them (spread), or
+                                     all on one pod, as a load balancer routing by room would (room)
   --json FILE                        also append the result line to FILE
 )";
 
@@ -100,13 +102,14 @@ Options parse(int argc, char** argv) {
     field = it->second;
     kv.erase(it);
   };
-  std::string targets, protocol, pids, steps;
+  std::string targets, protocol, pids, steps, placement = "spread";
   str("target", targets);
   str("protocol", protocol);
   str("server-pid", pids);
   str("steps", steps);
   str("label", o.label);
   str("room-prefix", o.room_prefix);
+  str("pod-placement", placement);
   str("json", o.json_path);
   num("redis-pid", o.redis_pid);
   num("threads", o.threads);
@@ -131,6 +134,10 @@ Options parse(int argc, char** argv) {
   if (!kv.empty()) throw std::invalid_argument("unknown option --" + kv.begin()->first);
   for (const auto& t : split(targets, ',')) o.targets.push_back(parse_endpoint(t));
   if (o.targets.empty()) throw std::invalid_argument("--target HOST:PORT is required");
+  if (placement != "spread" && placement != "room") {
+    throw std::invalid_argument("--pod-placement must be spread or room");
+  }
+  o.room_affinity = placement == "room";
   for (const auto& s : split(steps, ','))
     o.steps.push_back(static_cast<std::uint32_t>(std::stoul(s)));
   for (const auto& p : split(pids, ',')) o.server_pids.push_back(static_cast<pid_t>(std::stol(p)));

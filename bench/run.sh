@@ -8,7 +8,7 @@
 #
 # Options: --peers "realtime bun node-ws socketio go-gorilla"  --scenarios "idle fanout ..."
 #          --build-dir DIR (default build-release; REALTIME_BUILD_DIR too)  --out DIR  --no-docs
-#          (scenarios: idle fanout saturation hotroom connect crosspod idle-pods)
+#          (scenarios: idle fanout saturation hotroom connect crosspod fanout-pods idle-pods)
 #          --threads N (realtime-server I/O threads, default 2)
 #          --server PATH (a realtime-server binary to use instead of building one)
 # Every load step is bounded in time; every server started here is stopped on exit.
@@ -18,7 +18,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 MODE=full
 PEERS="realtime bun node-ws socketio go-gorilla"
-SCENARIOS="idle fanout saturation hotroom connect crosspod idle-pods"
+SCENARIOS="idle fanout saturation hotroom connect crosspod fanout-pods idle-pods"
 BUILD_DIR="${REALTIME_BUILD_DIR:-$ROOT/build-release}"
 OUT=""
 DOCS=1
@@ -111,7 +111,8 @@ if want_peer go-gorilla; then
     rm -rf "$gopath"
   fi
 fi
-if { want_scenario crosspod || want_scenario idle-pods; } && ! command -v redis-server >/dev/null; then
+if { want_scenario crosspod || want_scenario fanout-pods || want_scenario idle-pods; } &&
+  ! command -v redis-server >/dev/null; then
   log "installing redis-server from Debian"
   apt_install redis-server
 fi
@@ -202,17 +203,18 @@ peer_cmd() {
 protocol_of() { [[ $1 == socketio ]] && echo socketio || echo realtime; }
 
 # bench LABEL SCENARIO ARGS... : runs realtime-bench with a time bound, appends its JSON line.
-bench() {
+bench() {  # bench LABEL SCENARIO ARGS... (BENCH_TAG names the logs when a scenario runs twice)
   local label=$1 scenario=$2
   shift 2
   local cmd=("$BENCH_BIN" "$scenario" --label "$label" --json "$OUT/results.jsonl" "$@")
+  local name="${BENCH_TAG:-$scenario}-$label"
   echo "${cmd[*]}" | sed "s|$ROOT/||g" >>"$OUT/commands.txt"
-  if ! timeout 240 "${cmd[@]}" >"$LOGS/$scenario-$label.json" 2>"$LOGS/$scenario-$label.err"; then
-    log "$scenario/$label: realtime-bench failed:"
-    tail -5 "$LOGS/$scenario-$label.err" >&2
+  if ! timeout 240 "${cmd[@]}" >"$LOGS/$name.json" 2>"$LOGS/$name.err"; then
+    log "$name: realtime-bench failed:"
+    tail -5 "$LOGS/$name.err" >&2
     FAILURES=$((FAILURES + 1))
   fi
-  grep '^\[' "$LOGS/$scenario-$label.err" | tail -3 >&2 || true
+  grep '^\[' "$LOGS/$name.err" | tail -3 >&2 || true
 }
 
 # run_single SCENARIO PEER ARGS... : a fresh single-pod server, one scenario.
@@ -257,39 +259,42 @@ start_redis() {
 run_crosspod() {
   local peer=$1
   shift
-  start_redis "$LOGS/redis-$peer.log" || { FAILURES=$((FAILURES + 1)); return 0; }
+  local tag=${BENCH_TAG:-crosspod}
+  start_redis "$LOGS/redis-$tag-$peer.log" || { FAILURES=$((FAILURES + 1)); return 0; }
   local redis_port=$REDIS_PORT redis_pid=$REDIS_PID
   local targets="" pids="" pod cmd
   for pod in 1 2; do
     mapfile -t cmd < <(peer_cmd "$peer" "redis://127.0.0.1:$redis_port" "$pod")
-    start_server "$peer" "$LOGS/server-crosspod-$peer-$pod.log" "${cmd[@]}" || { FAILURES=$((FAILURES + 1)); stop_servers; return 0; }
+    start_server "$peer" "$LOGS/server-$tag-$peer-$pod.log" "${cmd[@]}" || { FAILURES=$((FAILURES + 1)); stop_servers; return 0; }
     targets+="${targets:+,}127.0.0.1:$SERVER_PORT"
     pids+="${pids:+,}$SERVER_PID"
   done
   sleep 0.5
   bench "$peer" crosspod --target "$targets" --server-pid "$pids" --redis-pid "$redis_pid" \
     --protocol "$(protocol_of "$peer")" "$@"
-  check_alive crosspod "$peer" "$pids,$redis_pid"
+  check_alive "$tag" "$peer" "$pids,$redis_pid"
   stop_servers
 }
 
-# run_pods PEER PODS ARGS... : redis-server and PODS pods of the peer; an idle scenario over all.
+# run_pods PEER PODS SCENARIO ARGS... : redis-server and PODS pods of the peer; the scenario
+# (idle, or fanout past one generator process) over all of them.
 run_pods() {
-  local peer=$1 pods=$2
-  shift 2
-  start_redis "$LOGS/redis-pods-$peer.log" || { FAILURES=$((FAILURES + 1)); return 0; }
+  local peer=$1 pods=$2 scenario=$3
+  local tag=${BENCH_TAG:-$scenario-pods}
+  shift 3
+  start_redis "$LOGS/redis-$tag-$peer.log" || { FAILURES=$((FAILURES + 1)); return 0; }
   local redis_port=$REDIS_PORT redis_pid=$REDIS_PID
   local targets="" pids="" pod cmd
   for pod in $(seq "$pods"); do
     mapfile -t cmd < <(peer_cmd "$peer" "redis://127.0.0.1:$redis_port" "$pod")
-    start_server "$peer" "$LOGS/server-idle-pods-$peer-$pod.log" "${cmd[@]}" || { FAILURES=$((FAILURES + 1)); stop_servers; return 0; }
+    start_server "$peer" "$LOGS/server-$tag-$peer-$pod.log" "${cmd[@]}" || { FAILURES=$((FAILURES + 1)); stop_servers; return 0; }
     targets+="${targets:+,}127.0.0.1:$SERVER_PORT"
     pids+="${pids:+,}$SERVER_PID"
   done
   sleep 0.5
-  bench "$peer" idle --room-prefix pods --target "$targets" --server-pid "$pids" --redis-pid "$redis_pid" \
-    --protocol "$(protocol_of "$peer")" "$@"
-  check_alive idle-pods "$peer" "$pids,$redis_pid"
+  BENCH_TAG=$tag bench "$peer" "$scenario" --room-prefix pods --target "$targets" --server-pid "$pids" \
+    --redis-pid "$redis_pid" --protocol "$(protocol_of "$peer")" "$@"
+  check_alive "$tag" "$peer" "$pids,$redis_pid"
   stop_servers
 }
 
@@ -306,7 +311,9 @@ if [[ $MODE == smoke ]]; then
   HOTROOM=(--members 50 --publishers 2 --window 4 --duration 1 --warmup 0.2)
   CONNECT=(--connections 300 --concurrency 64)
   CROSSPOD=(--rooms 20 --members 4 --rate 200 --duration 1 --warmup 0.2)
+  CROSSPOD_HIGH=(--rooms 20 --members 4 --rate 1000 --duration 1 --warmup 0.2)
   CROSSPOD_PEERS="realtime"
+  FANOUT_PODS=(--rooms 40 --members 5 --rate 200 --duration 1 --warmup 0.2 --procs 2)
   PODS=2
   IDLE_PODS=(--connections 400 --members 10 --hold 1)
 else
@@ -316,7 +323,9 @@ else
   HOTROOM=(--members 1000 --publishers 10 --window 16 --duration 5 --warmup 1)
   CONNECT=(--connections 10000 --concurrency 256)
   CROSSPOD=(--rooms 1000 --members 4 --rate 5000 --duration 5 --warmup 1)
+  CROSSPOD_HIGH=(--rooms 1000 --members 4 --rate 50000 --duration 5 --warmup 1)
   CROSSPOD_PEERS="realtime socketio"
+  FANOUT_PODS=(--rooms 10000 --members 10 --rate 10000 --duration 5 --warmup 1)
   PODS=6
   IDLE_PODS=(--connections 100000 --steps 50000 --members 10 --hold 120 --concurrency 512)
 fi
@@ -334,9 +343,20 @@ for scenario in $SCENARIOS; do
         if [[ " $CROSSPOD_PEERS " == *" $peer "* ]]; then
           run_crosspod "$peer" "${GEN[@]}" "${CROSSPOD[@]}"
         fi
+        # Redis CPU at the target's rate of 50,000 publishes/s, measured (ours only).
+        if [[ $peer == realtime ]]; then
+          BENCH_TAG=crosspod-high run_crosspod realtime "${GEN[@]}" "${CROSSPOD_HIGH[@]}"
+        fi
+        ;;
+      fanout-pods)  # small rooms at 10,000 x 10: 100,000 sockets over 6 pods on one Redis (ours)
+        if [[ $peer == realtime ]]; then
+          BENCH_TAG=fanout-pods run_pods realtime "$PODS" fanout "${GEN[@]}" "${FANOUT_PODS[@]}"
+          BENCH_TAG=fanout-pods-room run_pods realtime "$PODS" fanout "${GEN[@]}" "${FANOUT_PODS[@]}" \
+            --pod-placement room
+        fi
         ;;
       idle-pods)  # 100,000 sockets over 6 pods on one Redis, held 2 minutes (ours only)
-        [[ $peer == realtime ]] && run_pods realtime "$PODS" "${GEN[@]}" "${IDLE_PODS[@]}"
+        [[ $peer == realtime ]] && run_pods realtime "$PODS" idle "${GEN[@]}" "${IDLE_PODS[@]}"
         ;;
       *) log "unknown scenario $scenario"; exit 2 ;;
     esac

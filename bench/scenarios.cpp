@@ -43,6 +43,7 @@ Plan make_plan(const Options& o, std::uint32_t connections, std::uint32_t rooms,
   plan.rooms = std::max(1U, rooms);
   plan.publishers = publishers;
   plan.payload_pad = o.payload_pad;
+  plan.room_affinity = o.room_affinity;
   return plan;
 }
 
@@ -116,8 +117,11 @@ class Fleet {
     std::uint32_t unexpected_closes = 0;
   };
 
+  // One measured step. start_ns: the first scheduled send (0: in 20 ms), so several generator
+  // processes can start together. local_drain: every delivery this fleet's publishers expect comes
+  // to this fleet (one process); otherwise the drain waits until nothing has arrived for a second.
   StepResult run_step(const Options& o, Schedule::Mode mode, double rate, double warmup,
-                      double duration) {
+                      double duration, std::uint64_t start_ns = 0, bool local_drain = true) {
     std::vector<pid_t> server_pids = o.server_pids;
     CpuMeter server_cpu(server_pids);
     CpuMeter redis_cpu(o.redis_pid ? std::vector<pid_t>{o.redis_pid} : std::vector<pid_t>{});
@@ -127,7 +131,7 @@ class Fleet {
     s.window = o.window;
     s.max_outstanding =
         static_cast<std::uint64_t>(o.window) * plan_.publishers * plan_.room_size(0);
-    s.start_ns = now_ns() + 20'000'000;
+    s.start_ns = start_ns ? start_ns : now_ns() + 20'000'000;
     s.record_from_ns = s.start_ns + static_cast<std::uint64_t>(warmup * 1e9);
     s.end_ns = s.record_from_ns + static_cast<std::uint64_t>(duration * 1e9);
     s.record_to_ns = s.end_ns;
@@ -150,7 +154,7 @@ class Fleet {
         expected += w->expected_total.load();
       }
       const std::uint64_t now = now_ns();
-      if (delivered >= expected) break;
+      if (local_drain && delivered >= expected) break;
       if (delivered != last_delivered) {
         last_delivered = delivered;
         last_progress = now;
@@ -220,6 +224,7 @@ void write_common(JsonWriter& j, const Options& o, std::string_view scenario) {
   j.field("protocol", o.protocol == WireProtocol::socketio ? "socketio" : "realtime");
   j.field("pods", static_cast<std::uint64_t>(o.targets.size()));
   j.field("generator_threads", static_cast<std::uint64_t>(o.threads));
+  if (o.targets.size() > 1) j.field("pod_placement", o.room_affinity ? "room" : "spread");
 }
 
 // How busy the whole machine was, and how much of that was neither the server nor the generator
@@ -290,6 +295,16 @@ std::unique_ptr<Fleet> room_fleet(const Options& o, std::uint32_t rooms, std::ui
   return fleet;
 }
 
+// The fan-out step over several generator processes (more sockets than one process may hold).
+struct ProcsStep {
+  Fleet::StepResult result;
+  std::uint32_t connected = 0;
+  std::uint32_t failed = 0;
+  double connect_seconds = 0;
+  std::string first_error;
+};
+ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t procs);
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -298,16 +313,39 @@ std::string run_fanout(const Options& o) {
   const std::uint32_t rooms = std::max(1U, o.rooms);
   const std::uint32_t members = std::max(1U, o.members);
   const std::uint32_t publishers = o.publishers ? o.publishers : rooms;
+  const std::uint32_t connections = rooms * members;
+  const std::uint32_t procs =
+      o.procs ? o.procs : std::max(1U, (connections + o.per_process - 1) / o.per_process);
+  Fleet::StepResult r;
+  std::uint32_t connected = 0, failed = 0;
   double connect_s = 0;
-  auto fleet = room_fleet(o, rooms, members, publishers, connect_s);
-  const auto r = fleet->run_step(o, Schedule::Mode::open_loop, o.rate, o.warmup, o.duration);
+  std::string first_error;
+  if (procs > 1) {
+    ProcsStep step = fanout_step_procs(o, make_plan(o, connections, rooms, publishers), procs);
+    r = std::move(step.result);
+    connected = step.connected;
+    failed = step.failed;
+    connect_s = step.connect_seconds;
+    first_error = std::move(step.first_error);
+  } else {
+    auto fleet = room_fleet(o, rooms, members, publishers, connect_s);
+    r = fleet->run_step(o, Schedule::Mode::open_loop, o.rate, o.warmup, o.duration);
+    connected = fleet->connected();
+    failed = fleet->failed();
+    if (failed > 0) first_error = fleet->first_error();
+  }
+  // Several pods: "crosspod" (2 pods, latency split by pod) or, past one generator process,
+  // "fanout-pods" (the small-rooms shape at a size one process cannot hold).
+  const char* scenario =
+      o.targets.size() > 1 ? (procs > 1 ? "fanout-pods" : "crosspod") : "fanout";
   JsonWriter j;
   j.begin_object();
-  write_common(j, o, o.targets.size() > 1 ? "crosspod" : "fanout");
+  write_common(j, o, scenario);
   j.field("rooms", rooms).field("members", members).field("publishers", publishers);
-  j.field("connections", static_cast<std::uint64_t>(rooms) * members);
-  j.field("connected", fleet->connected()).field("connect_failed", fleet->failed());
-  if (fleet->failed() > 0) j.field("first_error", fleet->first_error());
+  j.field("connections", static_cast<std::uint64_t>(connections));
+  j.field("generator_processes", procs);
+  j.field("connected", connected).field("connect_failed", failed);
+  if (!first_error.empty()) j.field("first_error", first_error);
   j.field("connect_seconds", connect_s);
   write_step(j, r, o.rate, o.duration);
   if (r.stats.cross_pod.count() > 0) {
@@ -320,7 +358,7 @@ std::string run_fanout(const Options& o) {
   Histogram all = r.stats.same_pod;
   all.merge(r.stats.cross_pod);
   std::fprintf(stderr, "[%s] %s: %u rooms x %u, %.0f msg/s -> %.0f deliveries/s, %s, lost %llu\n",
-               o.label.c_str(), o.targets.size() > 1 ? "crosspod" : "fanout", rooms, members,
+               o.label.c_str(), scenario, rooms, members,
                o.rate, r.stats.delivered_window / o.duration, summary_latency(all).c_str(),
                static_cast<unsigned long long>(r.stats.expected -
                                                std::min(r.stats.expected, r.stats.delivered)));
@@ -487,6 +525,153 @@ struct Child {
     dprintf(to_parent, "C %u %u %.3f\n", unexpected, still_open, self_cpu_seconds());
   }
   ::_exit(0);
+}
+
+// fanout over processes. Each child holds connections c % procs == i, connects, and answers
+// "R CONNECTED FAILED CONNECT_SECONDS ERROR"; the parent then sends "S START_NS" to all (one start
+// for every publisher), and each child runs the step and answers "D counters... CPU_SECONDS" and
+// two "H histogram" lines (same pod, other pod). Latency needs no shared clock beyond
+// CLOCK_MONOTONIC, which every process of the machine shares.
+[[noreturn]] void fanout_child(const Options& o, const Plan& plan, std::uint32_t offset,
+                               std::uint32_t stride, int to_parent, int from_parent) {
+  {
+    Fleet fleet(plan, o.threads, offset, stride);
+    const std::uint64_t t0 = now_ns();
+    fleet.connect(o.concurrency, o.connect_timeout);
+    const double connect_s = (now_ns() - t0) / 1e9;
+    fleet.wait_quiet(0.3, 15);
+    std::string error = fleet.failed() > 0 ? fleet.first_error() : std::string("-");
+    for (char& ch : error) {
+      if (ch == '\n' || ch == '\r') ch = ' ';
+    }
+    dprintf(to_parent, "R %u %u %.3f %s\n", fleet.connected(), fleet.failed(), connect_s,
+            error.c_str());
+    FILE* in = ::fdopen(from_parent, "r");
+    unsigned long long start = 0;
+    if (in && std::fscanf(in, " S %llu", &start) == 1) {
+      const double cpu0 = self_cpu_seconds();
+      const auto r = fleet.run_step(o, Schedule::Mode::open_loop, o.rate, o.warmup, o.duration,
+                                    start, false);
+      const StepStats& st = r.stats;
+      dprintf(to_parent, "D %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %.4f\n",
+              static_cast<unsigned long long>(st.sent),
+              static_cast<unsigned long long>(st.sent_window),
+              static_cast<unsigned long long>(st.expected),
+              static_cast<unsigned long long>(st.delivered),
+              static_cast<unsigned long long>(st.delivered_window),
+              static_cast<unsigned long long>(st.reordered),
+              static_cast<unsigned long long>(st.duplicates),
+              static_cast<unsigned long long>(st.other_messages),
+              static_cast<unsigned long long>(st.send_errors), r.unexpected_closes,
+              self_cpu_seconds() - cpu0);
+      dprintf(to_parent, "H %s\nH %s\n", st.same_pod.serialize().c_str(),
+              st.cross_pod.serialize().c_str());
+    }
+    fleet.abort_all();
+  }
+  ::_exit(0);
+}
+
+// A line from a child, without its newline ("" at end of file).
+std::string read_line(FILE* from) {
+  std::string line;
+  int ch = 0;
+  while ((ch = std::fgetc(from)) != EOF && ch != '\n') line += static_cast<char>(ch);
+  return line;
+}
+
+ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t procs) {
+  if (plan.connections > static_cast<std::uint64_t>(procs) * o.per_process) {
+    throw std::invalid_argument("fanout: more connections than --procs processes may hold");
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::vector<Child> children;
+  for (std::uint32_t i = 0; i < procs; ++i) {
+    int up[2], down[2];
+    if (::pipe(up) != 0 || ::pipe(down) != 0) throw std::runtime_error("pipe failed");
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      ::close(up[0]);
+      ::close(down[1]);
+      for (auto& c : children) {
+        std::fclose(c.from);
+        ::close(c.to);
+      }
+      fanout_child(o, plan, i, procs, up[1], down[0]);
+    }
+    ::close(up[1]);
+    ::close(down[0]);
+    children.push_back({pid, ::fdopen(up[0], "r"), down[1]});
+  }
+  ProcsStep out;
+  for (auto& c : children) {
+    unsigned connected = 0, failed = 0;
+    double seconds = 0;
+    char error[512] = {0};
+    if (std::fscanf(c.from, " R %u %u %lf %511[^\n]", &connected, &failed, &seconds, error) >= 3) {
+      out.connected += connected;
+      out.failed += failed;
+      out.connect_seconds = std::max(out.connect_seconds, seconds);
+      if (out.first_error.empty() && failed > 0 && std::strcmp(error, "-") != 0) {
+        out.first_error = error;
+      }
+    }
+  }
+  sleep_s(0.5);  // the last joins' presence traffic, which other processes receive
+  CpuMeter server_cpu(o.server_pids);
+  CpuMeter redis_cpu(o.redis_pid ? std::vector<pid_t>{o.redis_pid} : std::vector<pid_t>{});
+  server_cpu.begin();
+  redis_cpu.begin();
+  const std::string start = "S " + std::to_string(now_ns() + 200'000'000ULL) + "\n";
+  for (auto& c : children) (void)!::write(c.to, start.data(), start.size());
+  double generator_cpu = 0;
+  Fleet::StepResult& r = out.result;
+  for (auto& c : children) {
+    unsigned long long v[9] = {0};
+    unsigned unexpected = 0;
+    double cpu = 0;
+    if (std::fscanf(c.from, " D %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %lf", &v[0], &v[1],
+                    &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &unexpected, &cpu) == 11) {
+      StepStats st;
+      st.sent = v[0];
+      st.sent_window = v[1];
+      st.expected = v[2];
+      st.delivered = v[3];
+      st.delivered_window = v[4];
+      st.reordered = v[5];
+      st.duplicates = v[6];
+      st.other_messages = v[7];
+      st.send_errors = v[8];
+      (void)read_line(c.from);  // the rest of the D line
+      for (Histogram* h : {&st.same_pod, &st.cross_pod}) {
+        const std::string line = read_line(c.from);
+        if (line.size() < 2 || !h->parse(std::string_view(line).substr(2))) {
+          throw std::runtime_error("fanout: a generator process sent a bad histogram");
+        }
+      }
+      r.stats.merge(st);
+      r.unexpected_closes += unexpected;
+      generator_cpu += cpu;
+    } else {
+      throw std::runtime_error("fanout: a generator process ended without its results");
+    }
+  }
+  server_cpu.end();
+  redis_cpu.end();
+  for (auto& c : children) {
+    std::fclose(c.from);
+    ::close(c.to);
+    int status = 0;
+    ::waitpid(c.pid, &status, 0);
+  }
+  r.wall = server_cpu.wall_seconds();
+  r.generator_cores = r.wall > 0 ? generator_cpu / r.wall : 0;
+  r.server_cores = server_cpu.others_cores();
+  r.redis_cores = redis_cpu.others_cores();
+  r.machine_cores = server_cpu.machine_cores();
+  return out;
 }
 
 }  // namespace

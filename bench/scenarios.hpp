@@ -40,6 +40,7 @@ struct Options {
   std::uint32_t payload_pad = 40;
   double connect_timeout = 60;
   std::string room_prefix = "bench";
+  bool room_affinity = false;  // several pods: a room's members all on one pod (else spread)
   std::string json_path;  // append the result line here too
 };
 
