@@ -336,8 +336,7 @@ std::string run_fanout(const Options& o) {
   }
   // Several pods: "crosspod" (2 pods, latency split by pod) or, past one generator process,
   // "fanout-pods" (the small-rooms shape at a size one process cannot hold).
-  const char* scenario =
-      o.targets.size() > 1 ? (procs > 1 ? "fanout-pods" : "crosspod") : "fanout";
+  const char* scenario = o.targets.size() > 1 ? (procs > 1 ? "fanout-pods" : "crosspod") : "fanout";
   JsonWriter j;
   j.begin_object();
   write_common(j, o, scenario);
@@ -358,8 +357,8 @@ std::string run_fanout(const Options& o) {
   Histogram all = r.stats.same_pod;
   all.merge(r.stats.cross_pod);
   std::fprintf(stderr, "[%s] %s: %u rooms x %u, %.0f msg/s -> %.0f deliveries/s, %s, lost %llu\n",
-               o.label.c_str(), scenario, rooms, members,
-               o.rate, r.stats.delivered_window / o.duration, summary_latency(all).c_str(),
+               o.label.c_str(), scenario, rooms, members, o.rate,
+               r.stats.delivered_window / o.duration, summary_latency(all).c_str(),
                static_cast<unsigned long long>(r.stats.expected -
                                                std::min(r.stats.expected, r.stats.delivered)));
   return j.str();
@@ -550,8 +549,8 @@ struct Child {
     unsigned long long start = 0;
     if (in && std::fscanf(in, " S %llu", &start) == 1) {
       const double cpu0 = self_cpu_seconds();
-      const auto r = fleet.run_step(o, Schedule::Mode::open_loop, o.rate, o.warmup, o.duration,
-                                    start, false);
+      const auto r =
+          fleet.run_step(o, Schedule::Mode::open_loop, o.rate, o.warmup, o.duration, start, false);
       const StepStats& st = r.stats;
       dprintf(to_parent, "D %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %.4f\n",
               static_cast<unsigned long long>(st.sent),

@@ -41,7 +41,7 @@ struct Options {
   double connect_timeout = 60;
   std::string room_prefix = "bench";
   bool room_affinity = false;  // several pods: a room's members all on one pod (else spread)
-  std::string json_path;  // append the result line here too
+  std::string json_path;       // append the result line here too
 };
 
 std::string run_idle(const Options& o);
