@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 
 #include <boost/asio/post.hpp>
 
@@ -172,7 +171,7 @@ void WsSession::flush() {
         const std::size_t offset = i == head_ ? head_offset_ : 0;
         const std::size_t size = bytes.size() - offset;
         if (used + size > Shard::kWriteBufferSize) break;
-        std::memcpy(staging + used, bytes.data() + offset, size);
+        bytes.copy(staging + used, size, offset);
         used += size;
       }
       out = asio::buffer(staging, used);
