@@ -11,6 +11,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <unistd.h>
 
 #include "http/api.hpp"
 #include "http/handler_core.hpp"
@@ -30,6 +31,20 @@ constexpr std::size_t kHeaderLimit = std::size_t{8} * 1024;  // request line + h
 // After a refusal, how long unread input is drained before the socket is closed.
 constexpr std::chrono::milliseconds kLinger{500};
 constexpr std::string_view kWebSocketGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+// A socket descriptor between two loops (released by one, not yet adopted by the other): closed if
+// the hand-off never completes.
+struct OwnedDescriptor {
+  explicit OwnedDescriptor(int descriptor) noexcept : fd(descriptor) {}
+  ~OwnedDescriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+  OwnedDescriptor(const OwnedDescriptor&) = delete;
+  OwnedDescriptor& operator=(const OwnedDescriptor&) = delete;
+  OwnedDescriptor(OwnedDescriptor&&) = delete;
+  OwnedDescriptor& operator=(OwnedDescriptor&&) = delete;
+  int fd;
+};
 
 // Sec-WebSocket-Accept for a client key (RFC 6455 4.2.2).
 std::string accept_key(std::string_view key) {
@@ -236,7 +251,41 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const auto leftover = buffer_.data();
     params.leftover.assign(static_cast<const char*>(leftover.data()), leftover.size());
     timer_.cancel();
-    std::make_shared<WsSession>(handler_, shard_, std::move(socket_), std::move(params))->start();
+    Shard& home = params.room.empty() ? shard_ : handler_->core().room_shard(params.room);
+    if (&home == &shard_) {
+      std::make_shared<WsSession>(handler_, shard_, std::move(socket_), std::move(params))->start();
+      return;
+    }
+    move_to(home, std::move(params));
+  }
+
+  // Hands the socket to the room's home shard: its descriptor leaves this loop and is adopted by
+  // the other, where the session starts. Should that fail, the session starts here (a room may
+  // have members on several shards; only the hand-off of broadcasts between threads is saved).
+  void move_to(Shard& home, SessionParams params) {
+    boost::system::error_code ec;
+    const auto protocol = socket_.local_endpoint(ec).protocol();
+    const int fd = ec ? -1 : socket_.release(ec);
+    if (ec || fd < 0) {
+      std::make_shared<WsSession>(handler_, shard_, std::move(socket_), std::move(params))->start();
+      return;
+    }
+    auto owned = std::make_shared<OwnedDescriptor>(fd);
+    asio::post(home.context(), [handler = handler_, &home, protocol, owned,
+                                params = std::move(params)]() mutable {
+      tcp::socket socket(home.context());
+      boost::system::error_code assign_ec;
+      socket.assign(protocol, owned->fd, assign_ec);
+      if (assign_ec) {
+        handler->log().warn("could not move a socket to its room's thread: {}",
+                            assign_ec.message());
+        handler->release_slot();
+        if (params.ip_slot) handler->release_ip(*params.ip_slot);
+        return;  // owned closes the descriptor
+      }
+      owned->fd = -1;
+      std::make_shared<WsSession>(handler, home, std::move(socket), std::move(params))->start();
+    });
   }
 
   void fail(unsigned status, std::string_view text) {

@@ -166,6 +166,10 @@ Shard& HubCore::next_shard() noexcept {
   return *shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()];
 }
 
+Shard& HubCore::room_shard(std::string_view room) noexcept {
+  return *shards_[std::hash<std::string_view>{}(room) % shards_.size()];
+}
+
 std::string HubCore::next_direct_id() {
   std::string id = id_prefix_;
   id += "-d";
@@ -230,10 +234,7 @@ std::string HubCore::deliver(Message& msg) {
     state.last_used = std::chrono::steady_clock::now();
     auto frame = make_frame(msg, seq);
     frame->local_seq = seq != 0;
-    if (seq != 0 && history_size != 0) {
-      state.history.push_back(frame);
-      while (state.history.size() > history_size) state.history.pop_front();
-    }
+    if (seq != 0) state.history.push(frame, history_size);
     // Queuing under the room's lock keeps every shard's delivery order equal to the id order.
     post_to_shards(&state, frame);
   });
@@ -344,11 +345,11 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
       // Recoverable when the id is from this history and nothing after it has been evicted.
       if (id && id->epoch == state.epoch && id->seq < state.next_seq && id->seq + 1 >= oldest) {
         result.recovered = true;
-        for (const FramePtr& frame : state.history) {
-          if (frame->seq <= id->seq) continue;
+        state.history.for_each([&](const FramePtr& frame) {
+          if (frame->seq <= id->seq) return;
           session.enqueue(frame);
           ++result.replayed;
-        }
+        });
       }
     }
     result.room_first = state.members == 0;

@@ -44,6 +44,9 @@ class HubCore {
   Shard& shard(unsigned index) noexcept { return *shards_[index]; }
   // The shard for the next accepted socket (round robin).
   Shard& next_shard() noexcept;
+  // The home shard of a room: a socket that opens /ws/{room} is moved to it, so a room's members
+  // (and its publishers) share one thread and a broadcast stays on it.
+  Shard& room_shard(std::string_view room) noexcept;
   Metrics& metrics() noexcept { return metrics_; }
   const std::string& pod_id() const noexcept { return pod_id_; }
   const HubOptions& options() const noexcept { return options_; }

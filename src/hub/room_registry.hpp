@@ -8,7 +8,6 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -27,13 +26,43 @@ struct UserPresence {
   PresenceStatus status = PresenceStatus::online;
 };
 
+// The last messages of a room, oldest first: a ring over a vector that takes its memory on the
+// first message (a room without messages holds none; a std::deque takes ~600 bytes up front).
+class FrameRing {
+ public:
+  // Appends frame, dropping the oldest past `limit` (limit 0: keeps nothing).
+  void push(FramePtr frame, std::size_t limit) {
+    if (limit == 0) return;
+    if (items_.size() < limit) {
+      if (items_.empty()) items_.reserve(limit);
+      items_.push_back(std::move(frame));
+      return;
+    }
+    items_[head_] = std::move(frame);
+    head_ = (head_ + 1) % items_.size();
+  }
+  bool empty() const noexcept { return items_.empty(); }
+  std::size_t size() const noexcept { return items_.size(); }
+  const FramePtr& front() const noexcept { return items_[head_]; }
+  // f(const FramePtr&) for each frame, oldest first.
+  template <typename F>
+  void for_each(F&& f) const {
+    for (std::size_t i = head_; i < items_.size(); ++i) f(items_[i]);
+    for (std::size_t i = 0; i < head_; ++i) f(items_[i]);
+  }
+
+ private:
+  std::vector<FramePtr> items_;
+  std::size_t head_ = 0;  // the oldest frame once the ring is full
+};
+
 struct RoomState {
   std::string epoch;  // identifies this history; ids are "<epoch>-<seq>"
   std::uint64_t next_seq = 1;
   std::uint32_t members = 0;
   std::vector<std::uint32_t> shard_members;  // members on each shard
   std::unordered_map<std::string, UserPresence> users;
-  std::deque<FramePtr> history;  // the last history_size messages, oldest first
+  FrameRing history;  // the last history_size messages, oldest first
   // Messages numbered by a shared history (Redis): delivered in seq order. Frames that arrive ahead
   // of a gap wait in `held` until the gap fills or they are older than HubCore::kHoldLimit.
   std::string shared_epoch;
