@@ -320,7 +320,7 @@ else
   IDLE=(--connections 19000 --steps 1000,5000,10000 --members 10 --hold 10)
   FANOUT=(--rooms 1800 --members 10 --rate 10000 --duration 5 --warmup 1)
   SATURATION=(--rooms 1000 --members 10 --rate 2000 --rate-factor 1.6 --max-steps 8 --duration 3 --warmup 0.5 --p99-bound-ms 5)
-  HOTROOM=(--members 1000 --publishers 10 --window 16 --duration 5 --warmup 1)
+  HOTROOM=(--members 1000 --publishers 10 --window 32 --duration 5 --warmup 1)
   CONNECT=(--connections 10000 --concurrency 256)
   CROSSPOD=(--rooms 1000 --members 4 --rate 5000 --duration 5 --warmup 1)
   CROSSPOD_HIGH=(--rooms 1000 --members 4 --rate 50000 --duration 5 --warmup 1)
