@@ -397,12 +397,15 @@ function sections() {
   add("Saturation (knee)", saturationTable(), sat && `${num(sat.rooms)} rooms × ${sat.members}; the publish rate grows by steps ` +
     `until p99 passes ${sat.p99_bound_ms} ms (or a message is lost); the knee is the last step within the bound.`);
   add("Hot room", hotroomTable(), hot && `1 room × ${num(hot.members)} members; ${hot.publishers} publishers each keep ${hot.window} ` +
-    "messages in flight (closed loop: the rate is whatever the server sustains; latency here is from the actual send).");
+    "messages in flight (closed loop: the rate is whatever the server sustains; latency here is from the actual send). " +
+    "The Go peer runs with a per-client buffer of 1,024 messages here (gorilla's example has 256, fewer than the " +
+    `${num(hot.publishers * hot.window)} in flight: its hub would drop every member).`);
   add("Connect storm", connectTable(), con && `${num(con.connections)} WebSocket upgrades, ${con.concurrency} in flight, each socket ` +
     "alone in its room; from the first connect() to the last welcome message.");
   add("Cross-pod (Redis)", crosspodTable(), x && `${num(x.rooms)} rooms × ${x.members} members spread over 2 pods on one redis-server, ` +
-    `${num(x.target_rate)} publishes/s (ours also at 50,000/s, for Redis's CPU at the target's rate); latency split by whether ` +
-    "the receiver is on the publisher's pod.");
+    `${num(x.target_rate)} publishes/s; latency split by whether the receiver is on the publisher's pod. Ours runs a second ` +
+    "time at 50,000 publishes/s for Redis's CPU at the target's rate: that row saturates the machine (the pods' delivery, " +
+    "not Redis, is the bound there), so only its Redis CPU is the point, not its latency.");
   const fp = byScenario["fanout-pods"]?.realtime || byScenario["fanout-pods-room"]?.realtime;
   add("Small rooms over several pods", fanoutPodsTable(), fp && `${num(fp.rooms)} rooms × ${fp.members} members ` +
     `(${num(fp.connections)} sockets) over ${fp.pods} pods on one redis-server, from ${fp.generator_processes} generator ` +

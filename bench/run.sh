@@ -195,7 +195,11 @@ peer_cmd() {
       printf '%s\n' node "$BENCH/peers/socketio/server.mjs" --listen 127.0.0.1:0
       [[ -n $redis ]] && printf '%s\n' --redis "$redis"
       ;;
-    go-gorilla) printf '%s\n' "$GO_PEER" --listen 127.0.0.1:0 ;;
+    go-gorilla)
+      printf '%s\n' "$GO_PEER" --listen 127.0.0.1:0
+      # The hot room keeps 320 messages in flight; with the example's 256 the hub drops every member.
+      [[ ${SCENARIO:-} == hotroom ]] && printf '%s\n' --send-buffer 1024
+      ;;
   esac
   return 0
 }
@@ -222,7 +226,7 @@ run_single() {
   local scenario=$1 peer=$2
   shift 2
   local cmd
-  mapfile -t cmd < <(peer_cmd "$peer")
+  mapfile -t cmd < <(SCENARIO=$scenario peer_cmd "$peer")
   start_server "$peer" "$LOGS/server-$scenario-$peer.log" "${cmd[@]}" || { FAILURES=$((FAILURES + 1)); return 0; }
   sleep 0.3
   bench "$peer" "$scenario" --target "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" \

@@ -4,7 +4,7 @@
 // Speaks the realtime protocol at /ws/{room}: welcome `system` first; {"type":"chat","data":X} ->
 // envelope to every member of the room, sender included, one text frame per envelope.
 //
-// Usage: realtime-peer-go [--listen 127.0.0.1:0]   (prints "listening on HOST:PORT")
+// Usage: realtime-peer-go [--listen 127.0.0.1:0] [--send-buffer 256]   (prints "listening on HOST:PORT")
 package main
 
 import (
@@ -28,8 +28,10 @@ const (
 	pongWait       = 60 * time.Second
 	pingPeriod     = (pongWait * 9) / 10
 	maxMessageSize = 65536
-	sendBuffer     = 256
 )
+
+// Messages a client may have queued before the hub drops it (gorilla's chat example: 256).
+var sendBuffer = 256
 
 var roomRe = regexp.MustCompile(`^/ws/([A-Za-z0-9_.:-]{1,128})$`)
 
@@ -217,6 +219,7 @@ func serveWs(hub *Hub, w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "HOST:PORT to listen on")
+	flag.IntVar(&sendBuffer, "send-buffer", sendBuffer, "messages queued per client before it is dropped")
 	flag.Parse()
 	hub := newHub()
 	go hub.run()
