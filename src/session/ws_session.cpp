@@ -45,10 +45,10 @@ WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard,
       parser_(handler_->config().max_message_bytes, protocol::FrameParser::Role::server),
       id_(handler_->core().next_connection_id()),
       user_id_(params.user_id.empty() ? id_ : std::move(params.user_id)),
-      initial_last_id_(std::move(params.last_id)),
+      startup_(
+          std::make_unique<Startup>(Startup{std::move(params.last_id), std::move(params.leftover),
+                                            std::move(params.handshake_response)})),
       token_expiry_(params.token_expiry),
-      leftover_(std::move(params.leftover)),
-      handshake_response_(std::move(params.handshake_response)),
       ip_slot_(params.ip_slot),
       tokens_(handler_->config().rate_burst) {
   if (!params.room.empty()) rooms_.push_back(std::move(params.room));
@@ -61,6 +61,8 @@ WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard,
 WsSession::~WsSession() = default;
 
 void WsSession::start() {
+  const std::unique_ptr<Startup> startup = std::move(startup_);
+  if (!startup) return;  // started already
   boost::system::error_code ec;
   socket_.non_blocking(true, ec);
   // Frames are batched by the session itself; Nagle would only add delay.
@@ -71,9 +73,8 @@ void WsSession::start() {
   handler_->metrics().connections.fetch_add(1, std::memory_order_relaxed);
   handler_->metrics().connections_accepted.fetch_add(1, std::memory_order_relaxed);
   // The 101 goes out first, in the same write as the welcome (and the join's replay, if any).
-  if (!handshake_response_.empty()) {
-    enqueue(make_control_frame(std::move(handshake_response_)));
-    std::string().swap(handshake_response_);
+  if (!startup->handshake_response.empty()) {
+    enqueue(make_control_frame(std::move(startup->handshake_response)));
   }
 
   std::string fields;
@@ -93,15 +94,12 @@ void WsSession::start() {
   if (!rooms_.empty()) {
     std::string room = std::move(rooms_.front());
     rooms_.clear();
-    handle_join(room, initial_last_id_);
+    handle_join(room, startup->last_id);
   }
-  initial_last_id_.reset();
   if (handler_->config().on_connect) handler_->config().on_connect(*this);
 
-  if (!leftover_.empty()) {
-    std::string early;
-    early.swap(leftover_);
-    parser_.feed(early.data(), early.size(), *this);
+  if (!startup->leftover.empty()) {
+    parser_.feed(startup->leftover.data(), startup->leftover.size(), *this);
   }
   if (state_ != State::closed && !parser_.failed()) do_read();
 }

@@ -122,11 +122,15 @@ class WsSession final : public Connection,
   std::string id_;
   std::string user_id_;
   std::vector<std::string> rooms_;
-  SessionParams* initial_ = nullptr;  // only during start()
-  std::optional<std::string> initial_last_id_;
+  // What start() needs once (the join's last id, early bytes, the 101), dropped after it: an open
+  // session does not carry it.
+  struct Startup {
+    std::optional<std::string> last_id;
+    std::string leftover;
+    std::string handshake_response;
+  };
+  std::unique_ptr<Startup> startup_;
   std::optional<Clock::time_point> token_expiry_;
-  std::string leftover_;
-  std::string handshake_response_;  // until start() queues it
   std::optional<boost::asio::ip::address> ip_slot_;
 
   // Write queue: frames [head_, end) are owed; head_offset_ bytes of queue_[head_] are written.
