@@ -383,7 +383,8 @@ fi
   echo "  \"kernel\": \"$(uname -r)\","
   echo "  \"os\": \"$(. /etc/os-release && echo "$PRETTY_NAME")\","
   echo "  \"commit\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)\","
-  echo "  \"dirty\": $( [[ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]] && echo true || echo false),"
+  # (What this script itself rewrote under docs/ does not count as a change to what was measured.)
+  echo "  \"dirty\": $( [[ -n "$(git -C "$ROOT" status --porcelain -- . ':!docs/PERFORMANCE.md' ':!docs/perf' 2>/dev/null | head -1)" ]] && echo true || echo false),"
   echo "  \"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
   echo "  \"compiler\": \"$(grep -m1 CMAKE_CXX_COMPILER: "$BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2) $(grep -m1 CMAKE_BUILD_TYPE: "$BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2)\","
   echo "  \"server_threads\": $RT_THREADS,"
