@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -14,6 +15,7 @@
 
 #include "json_writer.hpp"
 #include "proc_stats.hpp"
+#include "server_metrics.hpp"
 
 namespace realtime::bench {
 namespace {
@@ -45,6 +47,28 @@ Plan make_plan(const Options& o, std::uint32_t connections, std::uint32_t rooms,
   plan.payload_pad = o.payload_pad;
   plan.room_affinity = o.room_affinity;
   return plan;
+}
+
+// realtime-server's histogram read when the measured window opens and when it closes (sleeping
+// until each); apply() puts its percentiles into a step's result.
+struct ServerWindow {
+  std::optional<LatencyBuckets> before, after;
+  template <typename Result>
+  void apply(Result& r) const {
+    if (!before || !after) return;
+    r.server_p50_ms = bucket_quantile_ms(*before, *after, 0.50);
+    r.server_p99_ms = bucket_quantile_ms(*before, *after, 0.99);
+    r.server_p999_ms = bucket_quantile_ms(*before, *after, 0.999);
+  }
+};
+ServerWindow server_window(const std::vector<Endpoint>& pods, std::uint64_t from_ns,
+                           std::uint64_t to_ns) {
+  ServerWindow w;
+  while (now_ns() < from_ns) sleep_s(0.005);
+  w.before = scrape_latency(pods);
+  while (now_ns() < to_ns) sleep_s(0.01);
+  if (w.before) w.after = scrape_latency(pods);
+  return w;
 }
 
 // A set of workers holding connections [first, first + count) of a plan.
@@ -115,6 +139,8 @@ class Fleet {
     double redis_cores = 0;
     double machine_cores = 0;
     std::uint32_t unexpected_closes = 0;
+    // realtime-server's own broadcast latency over the measured window (bucket bounds, ms).
+    std::optional<double> server_p50_ms, server_p99_ms, server_p999_ms;
   };
 
   // One measured step. start_ns: the first scheduled send (0: in 20 ms), so several generator
@@ -142,7 +168,13 @@ class Fleet {
       ws.rate = plan_.publishers ? rate * publishers_of_[i] / plan_.publishers : 0;
       workers_[i]->call([&w = workers_[i], ws] { w->begin_step(ws); });
     }
-    while (now_ns() < s.end_ns) sleep_s(0.01);
+    // (A process that holds only a share of the run leaves the server's view to its parent.)
+    ServerWindow window;
+    if (local_drain) {
+      window = server_window(o.targets, s.record_from_ns, s.end_ns);
+    } else {
+      while (now_ns() < s.end_ns) sleep_s(0.01);
+    }
     for (auto& w : workers_) w->call([&w] { w->stop_publishing(); });
     // Drain: until every expected delivery arrived, or nothing moved for a second, or 10 s.
     const std::uint64_t drain_start = now_ns();
@@ -172,6 +204,7 @@ class Fleet {
     r.redis_cores = redis_cpu.others_cores();
     r.machine_cores = server_cpu.machine_cores();
     r.unexpected_closes = unexpected() - closes_before;
+    window.apply(r);
     return r;
   }
 
@@ -263,6 +296,14 @@ void write_step(JsonWriter& j, const Fleet::StepResult& r, double rate, double d
   j.field("generator_cpu_cores", r.generator_cores);
   j.field("server_cpu_cores", r.server_cores);
   if (r.redis_cores > 0) j.field("redis_cpu_cores", r.redis_cores);
+  if (r.server_p99_ms) {
+    // Bucket bounds of realtime-server's own histogram (frame built -> written), same window.
+    j.key("server_latency").begin_object();
+    if (r.server_p50_ms) j.field("p50_le_ms", *r.server_p50_ms);
+    j.field("p99_le_ms", *r.server_p99_ms);
+    if (r.server_p999_ms) j.field("p999_le_ms", *r.server_p999_ms);
+    j.end_object();
+  }
   write_machine(j, r.machine_cores, r.generator_cores + r.server_cores + r.redis_cores);
 }
 
@@ -623,10 +664,15 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
   CpuMeter redis_cpu(o.redis_pid ? std::vector<pid_t>{o.redis_pid} : std::vector<pid_t>{});
   server_cpu.begin();
   redis_cpu.begin();
-  const std::string start = "S " + std::to_string(now_ns() + 200'000'000ULL) + "\n";
+  const std::uint64_t start_ns = now_ns() + 200'000'000ULL;
+  const std::string start = "S " + std::to_string(start_ns) + "\n";
   for (auto& c : children) (void)!::write(c.to, start.data(), start.size());
+  const auto from_ns = start_ns + static_cast<std::uint64_t>(o.warmup * 1e9);
+  const ServerWindow window =
+      server_window(o.targets, from_ns, from_ns + static_cast<std::uint64_t>(o.duration * 1e9));
   double generator_cpu = 0;
   Fleet::StepResult& r = out.result;
+  window.apply(r);
   for (auto& c : children) {
     unsigned long long v[9] = {0};
     unsigned unexpected = 0;

@@ -1,0 +1,97 @@
+#include "server_metrics.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+namespace realtime::bench {
+namespace {
+
+namespace asio = boost::asio;
+
+std::optional<std::string> http_get(const Endpoint& pod, std::string_view path) {
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect({asio::ip::make_address(pod.host, ec), pod.port}, ec);
+  if (ec) return std::nullopt;
+  std::string request = "GET ";
+  request += path;
+  request += " HTTP/1.0\r\nHost: bench\r\n\r\n";
+  asio::write(socket, asio::buffer(request), ec);
+  if (ec) return std::nullopt;
+  std::string response;
+  asio::read(socket, asio::dynamic_buffer(response), ec);  // to EOF (HTTP/1.0)
+  if (ec && ec != asio::error::eof) return std::nullopt;
+  if (!response.starts_with("HTTP/1.1 200") && !response.starts_with("HTTP/1.0 200")) {
+    return std::nullopt;
+  }
+  return response;
+}
+
+// Lines `realtime_broadcast_latency_seconds_bucket{le="X"} N`.
+std::optional<LatencyBuckets> parse(std::string_view text) {
+  constexpr std::string_view kPrefix = "realtime_broadcast_latency_seconds_bucket{le=\"";
+  LatencyBuckets out;
+  std::size_t at = 0;
+  while ((at = text.find(kPrefix, at)) != std::string_view::npos) {
+    at += kPrefix.size();
+    const auto quote = text.find('"', at);
+    const auto space = text.find(' ', quote);
+    const auto end = text.find('\n', space);
+    if (quote == std::string_view::npos || space == std::string_view::npos) return std::nullopt;
+    const std::string bound(text.substr(at, quote - at));
+    const double le = bound == "+Inf" ? std::numeric_limits<double>::infinity()
+                                      : std::strtod(bound.c_str(), nullptr);
+    const std::string_view value = text.substr(
+        space + 1, end == std::string_view::npos ? std::string_view::npos : end - space - 1);
+    const double count = std::strtod(std::string(value).c_str(), nullptr);
+    out.le.push_back(le);
+    out.counts.push_back(static_cast<std::uint64_t>(std::llround(count)));
+    at = space;
+  }
+  if (out.le.empty()) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+std::optional<LatencyBuckets> scrape_latency(const std::vector<Endpoint>& pods) {
+  std::optional<LatencyBuckets> total;
+  for (const Endpoint& pod : pods) {
+    const auto response = http_get(pod, "/metrics");
+    if (!response) return std::nullopt;
+    auto buckets = parse(*response);
+    if (!buckets) return std::nullopt;
+    if (!total) {
+      total = std::move(buckets);
+    } else if (total->le == buckets->le) {
+      for (std::size_t i = 0; i < total->counts.size(); ++i) total->counts[i] += buckets->counts[i];
+    } else {
+      return std::nullopt;
+    }
+  }
+  return total;
+}
+
+std::optional<double> bucket_quantile_ms(const LatencyBuckets& before, const LatencyBuckets& after,
+                                         double q) {
+  if (before.le != after.le || after.counts.empty()) return std::nullopt;
+  const std::uint64_t total = after.counts.back() - before.counts.back();
+  if (total == 0) return std::nullopt;
+  for (std::size_t i = 0; i < after.le.size(); ++i) {
+    const std::uint64_t below = after.counts[i] - before.counts[i];
+    if (static_cast<double>(below) >= q * static_cast<double>(total)) return after.le[i] * 1e3;
+  }
+  return std::nullopt;
+}
+
+}  // namespace realtime::bench
