@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -538,6 +539,44 @@ struct Child {
   int to = -1;           // a byte tells it to finish
 };
 
+// Forks `count` generator processes, each running body(index, to_parent, from_parent), which does
+// not return (it ends with _exit); the parent keeps a pipe each way per child.
+std::vector<Child> fork_children(std::uint32_t count,
+                                 const std::function<void(std::uint32_t, int, int)>& body) {
+  std::vector<Child> children;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    int up[2], down[2];
+    if (::pipe(up) != 0 || ::pipe(down) != 0) throw std::runtime_error("pipe failed");
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      ::close(up[0]);
+      ::close(down[1]);
+      for (auto& c : children) {
+        std::fclose(c.from);
+        ::close(c.to);
+      }
+      body(i, up[1], down[0]);
+      ::_exit(0);
+    }
+    ::close(up[1]);
+    ::close(down[0]);
+    children.push_back({pid, ::fdopen(up[0], "r"), down[1]});
+  }
+  return children;
+}
+
+// Closes the pipes and waits for every child to exit.
+void reap(std::vector<Child>& children) {
+  for (auto& c : children) {
+    std::fclose(c.from);
+    ::close(c.to);
+    int status = 0;
+    ::waitpid(c.pid, &status, 0);
+  }
+  children.clear();
+}
+
 // Commands from the parent, one a line: "N LIMIT" connects the share below LIMIT and answers
 // "R OPEN FAILED REFUSALS"; "Q" closes everything and answers "C UNEXPECTED OPEN CPU_SECONDS".
 [[noreturn]] void idle_child(const Options& o, const Plan& plan, std::uint32_t offset,
@@ -626,25 +665,10 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
   }
   std::fflush(stdout);
   std::fflush(stderr);
-  std::vector<Child> children;
-  for (std::uint32_t i = 0; i < procs; ++i) {
-    int up[2], down[2];
-    if (::pipe(up) != 0 || ::pipe(down) != 0) throw std::runtime_error("pipe failed");
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      ::close(up[0]);
-      ::close(down[1]);
-      for (auto& c : children) {
-        std::fclose(c.from);
-        ::close(c.to);
-      }
-      fanout_child(o, plan, i, procs, up[1], down[0]);
-    }
-    ::close(up[1]);
-    ::close(down[0]);
-    children.push_back({pid, ::fdopen(up[0], "r"), down[1]});
-  }
+  std::vector<Child> children =
+      fork_children(procs, [&](std::uint32_t i, int to_parent, int from_parent) {
+        fanout_child(o, plan, i, procs, to_parent, from_parent);
+      });
   ProcsStep out;
   for (auto& c : children) {
     unsigned connected = 0, failed = 0;
@@ -705,12 +729,7 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
   }
   server_cpu.end();
   redis_cpu.end();
-  for (auto& c : children) {
-    std::fclose(c.from);
-    ::close(c.to);
-    int status = 0;
-    ::waitpid(c.pid, &status, 0);
-  }
+  reap(children);
   r.wall = server_cpu.wall_seconds();
   r.generator_cores = r.wall > 0 ? generator_cpu / r.wall : 0;
   r.server_cores = server_cpu.others_cores();
@@ -741,25 +760,10 @@ std::string run_idle(const Options& o) {
   std::fflush(stdout);
   std::fflush(stderr);
 
-  std::vector<Child> children;
-  for (std::uint32_t i = 0; i < procs; ++i) {
-    int up[2], down[2];
-    if (::pipe(up) != 0 || ::pipe(down) != 0) throw std::runtime_error("pipe failed");
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      ::close(up[0]);
-      ::close(down[1]);
-      for (auto& c : children) {
-        std::fclose(c.from);
-        ::close(c.to);
-      }
-      idle_child(o, plan, i, procs, up[1], down[0]);
-    }
-    ::close(up[1]);
-    ::close(down[0]);
-    children.push_back({pid, ::fdopen(up[0], "r"), down[1]});
-  }
+  std::vector<Child> children =
+      fork_children(procs, [&](std::uint32_t i, int to_parent, int from_parent) {
+        idle_child(o, plan, i, procs, to_parent, from_parent);
+      });
 
   struct Point {
     std::uint32_t sockets, open, failed;
@@ -822,11 +826,8 @@ std::string run_idle(const Options& o) {
       still_open += b;
       child_cpu += cpu;
     }
-    std::fclose(c.from);
-    ::close(c.to);
-    int status = 0;
-    ::waitpid(c.pid, &status, 0);
   }
+  reap(children);
   const double wall = (now_ns() - t0) / 1e9;
 
   auto per = [](std::uint32_t count, std::uint64_t after, std::uint64_t before) {
