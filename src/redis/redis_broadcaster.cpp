@@ -31,8 +31,9 @@ constexpr std::string_view kUserPrefix = "realtime:user:";
 constexpr std::string_view kGlobalChannel = "realtime:global";
 // A malformed payload on our channels is logged at most this often.
 constexpr std::chrono::seconds kBadPayloadLogInterval{10};
-// Shared history keys live this long after a room's last message (refreshed on every publish):
-// recovery is for reconnects, not for archives. The same as HubCore::kIdleRoomTtl.
+// Shared history keys live this long after a room's last message (each pod renews them with its
+// first publish to the room in every kTtlRefreshInterval): recovery is for reconnects, not for
+// archives. The same as HubCore::kIdleRoomTtl.
 constexpr int kHistoryTtlSeconds = 3600;
 // How often frames held behind a gap in a room's sequence are checked (HubCore::kHoldLimit).
 constexpr std::chrono::milliseconds kReleasePeriod{25};
