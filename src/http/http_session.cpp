@@ -17,6 +17,7 @@
 #include "http/handler_core.hpp"
 #include "hub/shard.hpp"
 #include "protocol/request.hpp"
+#include "realtime/error.hpp"
 #include "session/ws_session.hpp"
 
 namespace realtime::detail {
@@ -271,21 +272,27 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return;
     }
     auto owned = std::make_shared<OwnedDescriptor>(fd);
-    asio::post(home.context(), [handler = handler_, &home, protocol, owned,
-                                params = std::move(params)]() mutable {
-      tcp::socket socket(home.context());
-      boost::system::error_code assign_ec;
-      socket.assign(protocol, owned->fd, assign_ec);
-      if (assign_ec) {
-        handler->log().warn("could not move a socket to its room's thread: {}",
-                            assign_ec.message());
-        handler->release_slot();
-        if (params.ip_slot) handler->release_ip(*params.ip_slot);
-        return;  // owned closes the descriptor
-      }
-      owned->fd = -1;
-      std::make_shared<WsSession>(handler, home, std::move(socket), std::move(params))->start();
-    });
+    asio::post(home.context(),
+               [handler = handler_, &home, protocol, owned, params = std::move(params)]() mutable {
+                 tcp::socket socket(home.context());
+                 boost::system::error_code assign_ec;
+                 socket.assign(protocol, owned->fd, assign_ec);
+                 if (assign_ec) {
+                   handler->log().warn("could not move a socket to its room's thread: {}",
+                                       assign_ec.message());
+                   handler->release_slot();
+                   if (params.ip_slot) handler->release_ip(*params.ip_slot);
+                   return;  // owned closes the descriptor
+                 }
+                 owned->fd = -1;
+                 auto session = std::make_shared<WsSession>(handler, home, std::move(socket),
+                                                            std::move(params));
+                 session->start();
+                 // A shutdown that began while the socket was on its way has closed this shard's
+                 // sessions already: this one goes the same way.
+                 if (!handler->accepting())
+                   session->close(close_code::going_away, "server shutting down");
+               });
   }
 
   void fail(unsigned status, std::string_view text) {
