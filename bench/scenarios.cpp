@@ -609,7 +609,8 @@ void reap(std::vector<Child>& children) {
 // fanout over processes. Each child holds connections c % procs == i, connects, and answers
 // "R CONNECTED FAILED CONNECT_SECONDS ERROR"; the parent then sends "S START_NS" to all (one start
 // for every publisher), and each child runs the step and answers "D counters... CPU_SECONDS" and
-// two "H histogram" lines (same pod, other pod). Latency needs no shared clock beyond
+// two "H histogram" lines (same pod, other pod), then closes its sockets on "Q". Latency needs no
+// shared clock beyond
 // CLOCK_MONOTONIC, which every process of the machine shares.
 [[noreturn]] void fanout_child(const Options& o, const Plan& plan, std::uint32_t offset,
                                std::uint32_t stride, int to_parent, int from_parent) {
@@ -645,6 +646,10 @@ void reap(std::vector<Child>& children) {
               self_cpu_seconds() - cpu0);
       dprintf(to_parent, "H %s\nH %s\n", st.same_pod.serialize().c_str(),
               st.cross_pod.serialize().c_str());
+      // The sockets go once the parent has read every process's figures ("Q" or end of file), so
+      // their teardown is not counted as the machine's other load.
+      char quit = 0;
+      (void)!std::fscanf(in, " %c", &quit);
     }
     fleet.abort_all();
   }
@@ -729,6 +734,7 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
   }
   server_cpu.end();
   redis_cpu.end();
+  for (auto& c : children) (void)!::write(c.to, "Q\n", 2);
   reap(children);
   r.wall = server_cpu.wall_seconds();
   r.generator_cores = r.wall > 0 ? generator_cpu / r.wall : 0;
