@@ -156,11 +156,11 @@ void WsSession::flush() {
   char* const staging = shard_.write_buffer();
   const auto now = SteadyClock::now();
   while (head_ < queue_.size()) {
-    // Frames that fit are copied into the thread's send buffer and go out in one send(); a frame
-    // larger than that buffer goes out from its own storage.
+    // Several frames are copied into the thread's send buffer and go out in one send(); a lone
+    // frame, or one larger than that buffer, goes out from its own storage.
     asio::const_buffer out;
     const std::string& first = queue_[head_]->bytes;
-    if (first.size() - head_offset_ > Shard::kWriteBufferSize) {
+    if (queue_.size() - head_ == 1 || first.size() - head_offset_ > Shard::kWriteBufferSize) {
       out = asio::buffer(first.data() + head_offset_, first.size() - head_offset_);
     } else {
       std::size_t used = 0;
