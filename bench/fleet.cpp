@@ -1,0 +1,52 @@
+#include "fleet.hpp"
+
+#include <chrono>
+#include <thread>
+
+#include <arpa/inet.h>
+
+namespace realtime::bench {
+namespace {
+
+std::vector<in_addr> source_addresses(unsigned count) {
+  std::vector<in_addr> out;
+  for (unsigned i = 0; i < std::max(1U, count); ++i) {
+    in_addr a{};
+    a.s_addr = htonl(0x7F000001U + i);  // 127.0.0.1 + i
+    out.push_back(a);
+  }
+  return out;
+}
+
+}  // namespace
+
+void sleep_s(double s) {
+  if (s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(s));
+}
+
+Plan make_plan(const Options& o, std::uint32_t connections, std::uint32_t rooms,
+               std::uint32_t publishers) {
+  Plan plan;
+  plan.protocol = o.protocol;
+  plan.targets = o.targets;
+  plan.sources = source_addresses(o.sources);
+  plan.room_prefix = o.room_prefix;
+  plan.connections = connections;
+  plan.rooms = std::max(1U, rooms);
+  plan.publishers = publishers;
+  plan.payload_pad = o.payload_pad;
+  plan.room_affinity = o.room_affinity;
+  return plan;
+}
+
+ServerWindow server_window(const std::vector<Endpoint>& pods, std::uint64_t from_ns,
+                           std::uint64_t to_ns) {
+  ServerWindow w;
+  while (now_ns() < from_ns) sleep_s(0.005);
+  w.before = scrape_latency(pods);
+  while (now_ns() < to_ns) sleep_s(0.01);
+  if (w.before) w.after = scrape_latency(pods);
+  return w;
+}
+
+}  // namespace realtime::bench
