@@ -186,7 +186,12 @@ void Shard::start_sweep(std::chrono::milliseconds period) {
   sweep_period_ = period;
   if (sweeping_) return;
   sweeping_ = true;
-  sweep_timer_.expires_after(sweep_period_);
+  arm_sweep();
+}
+
+void Shard::arm_sweep() {
+  sweep_timer_.expires_after(std::max<std::chrono::milliseconds>(sweep_period_ / kSweepSlices,
+                                                                 std::chrono::milliseconds(1)));
   sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) on_sweep();
   });
@@ -202,18 +207,26 @@ void Shard::stop_sweep() {
 void Shard::on_sweep() {
   if (!sweeping_) return;
   const auto now = std::chrono::steady_clock::now();
-  std::vector<std::shared_ptr<WsSession>> all;
-  all.reserve(sessions_.size());
-  for (auto& [raw, session] : sessions_) all.push_back(session);
-  for (auto& session : all) session->tick(now);
+  // The slice is a run of the session table's buckets, so one pass over kSweepSlices turns visits
+  // every session once. A rehash in between may make a session wait one more pass or be visited
+  // twice; a tick is a comparison of times, so neither matters.
+  const std::size_t buckets = sessions_.bucket_count();
+  if (sweep_bucket_ >= buckets) sweep_bucket_ = 0;
+  const std::size_t end =
+      std::min(buckets, sweep_bucket_ + (buckets + kSweepSlices - 1) / kSweepSlices);
+  for (std::size_t b = sweep_bucket_; b < end; ++b) {
+    for (auto it = sessions_.begin(b); it != sessions_.end(b); ++it)
+      sweep_slice_.push_back(it->second);
+  }
+  sweep_bucket_ = end;
+  // Ticks may close sessions (and so erase them from sessions_): they run on copies.
+  for (auto& session : sweep_slice_) session->tick(now);
+  sweep_slice_.clear();
   if (index_ == 0 && now - last_eviction_ >= kEvictionPeriod) {
     last_eviction_ = now;
     hub_.evict_idle_rooms();
   }
-  sweep_timer_.expires_after(sweep_period_);
-  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) on_sweep();
-  });
+  arm_sweep();
 }
 
 }  // namespace realtime::detail

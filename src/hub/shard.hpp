@@ -93,8 +93,12 @@ class Shard {
   static constexpr std::size_t kWriteBufferSize = std::size_t{64} * 1024;
   char* write_buffer() noexcept { return write_buffer_.get(); }
 
-  // Starts the keepalive sweep (ping, pong timeout, close deadlines) every `period`.
+  // Starts the keepalive sweep (ping, pong timeout, close deadlines): every session is visited once
+  // per `period`, a slice of them every period / kSweepSlices, so a thread with many sockets never
+  // stalls for a whole pass (about 0.17 µs per session: 100,000 sessions would hold the loop for
+  // ~17 ms at once).
   void start_sweep(std::chrono::milliseconds period);
+  static constexpr unsigned kSweepSlices = 10;
   void stop_sweep();
 
  private:
@@ -112,6 +116,7 @@ class Shard {
   void post_delivery(Delivery delivery);
   void drain_inbox();
   void flush_dirty();
+  void arm_sweep();
   void on_sweep();
 
   HubCore& hub_;
@@ -120,6 +125,8 @@ class Shard {
   boost::asio::steady_timer sweep_timer_;
   std::chrono::milliseconds sweep_period_{1000};
   bool sweeping_ = false;
+  std::size_t sweep_bucket_ = 0;                         // the next slice starts at this bucket
+  std::vector<std::shared_ptr<WsSession>> sweep_slice_;  // kept for its capacity
   static constexpr std::chrono::seconds kEvictionPeriod{60};  // idle-room eviction (shard 0)
   std::chrono::steady_clock::time_point last_eviction_ = std::chrono::steady_clock::now();
   std::unordered_map<WsSession*, std::shared_ptr<WsSession>> sessions_;

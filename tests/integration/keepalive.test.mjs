@@ -39,3 +39,24 @@ test('pings every interval; a silent raw socket is closed, ponging clients stay'
     ponger.sendJson({ type: 'ping' });
     await ponger.nextMessage((m) => m.type === 'pong', 3000);
   }));
+
+// The sweep visits a thread's sessions a slice at a time (a tenth of the table per tenth of the
+// period); every socket must still be pinged once per interval, not only those the first slices see.
+test('with many sockets on each thread, every one is pinged every interval', () =>
+  withServer(['--ping-interval', '1', '--pong-timeout', '3', '--threads', '2'], async (s, clients) => {
+    const many = [];
+    for (let batch = 0; batch < 6; batch++) {
+      const opened = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => connect(s, `/ws/ka-many-${(batch * 50 + i) % 37}`)),
+      );
+      many.push(...opened);
+      clients.push(...opened);
+    }
+    const start = many.map((c) => c.pings);
+    // Two more pings each within 2 intervals, plus the sweep's period (250 ms) and slack.
+    const fewest = () => Math.min(...many.map((c, i) => c.pings - start[i]));
+    await waitFor(() => fewest() >= 2, { timeoutMs: 3500, message: 'two pings on each socket' }).catch((e) => {
+      throw new Error(`${e.message}: the least pinged socket had ${fewest()} of ${many.length}`);
+    });
+    assert.ok(many.every((c) => c.isOpen), 'every socket (answering pings) stays open');
+  }));
