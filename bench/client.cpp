@@ -460,6 +460,7 @@ std::vector<std::uint64_t> Worker::take_connect_latencies() {
 void Worker::begin_step(const Schedule& schedule) {
   schedule_ = schedule;
   next_k_ = 0;
+  stats_.other_messages = 0;  // what the step itself brought, not the joins' presence before it
   publishing_ = !publishers_.empty();
   if (!publishing_) return;
   if (schedule_.mode == Schedule::Mode::window) {

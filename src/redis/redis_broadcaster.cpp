@@ -52,50 +52,60 @@ constexpr std::chrono::milliseconds kSubscribePoll{5};
 // epoch is read, or, when the room has none (new, expired, or lost with a Redis restart), the
 // call's fresh epoch starts with an empty history. So an id is never issued twice.
 // ARGV: history size, TTL, a fresh epoch, one character per message ('1': refresh the room's TTL),
-// then per message: room, body (the envelope after its "{", without an id, ending with the
-// publishing pod's "pod" field), the epoch the pod last saw for the room (or ''). The stored item
-// and the published copy are the same string; the "pod" field tells the publisher its echo, and
-// readers of the history drop it. The answer has one element per message: its sequence number when
-// it was numbered in the epoch the pod sent, else its whole id. The list is trimmed back to the
-// history size once it is a quarter longer (one LTRIM per keep/4 messages, not one per message);
-// readers take its last `keep` items. Numbers go to redis.call as strings, and into the id with %d:
-// formatting a Lua number (a double) with %.14g or %.17g was ~4 % of Redis's CPU.
+// then per message: room, item, the epoch the pod last saw for the room (or ''), and the sequence
+// number the pod expects (or ''). The item is the envelope ending with the publishing pod's "pod"
+// field; it starts with the id the pod expects ({"id":"<epoch>-<guess>",) when it sends a guess,
+// else it is the envelope after its "{" without an id. A right guess is stored and published as it
+// came (Lua interns every string it builds, hashing each byte: building the ~200-byte item was
+// ~15 % of the script's cost); a wrong one is rebuilt with the real id. The pod learns a room's
+// next number from each answer and from the other pods' messages it receives, so guesses miss only
+// when pods publish to one room at the same moment. The stored item and the published copy are the
+// same string; the "pod" field tells the publisher its echo, and readers of the history drop it.
+// The answer has one element per message: its sequence number when it was numbered in the epoch the
+// pod sent, else its whole id. The list is trimmed back to the history size once it is a quarter
+// longer (one LTRIM per keep/4 messages, not one per message); readers take its last `keep` items.
+// Numbers go to redis.call as strings, and into the id with %d: formatting a Lua number (a double)
+// with %.14g or %.17g was ~4 % of Redis's CPU.
 constexpr std::string_view kPublishScript = R"lua(
+local call = redis.call
 local keep, fresh, flags = tonumber(ARGV[1]), ARGV[3], ARGV[4]
 local limit, drop = keep + math.floor(keep / 4), '-' .. ARGV[1]
 local ttl, history_ttl = ARGV[2], tostring(tonumber(ARGV[2]) + 60)
 local out, n = {}, 0
-for i = 5, #ARGV, 3 do
-  local room, body, known = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for i = 5, #ARGV, 4 do
+  local room, item, known, guess = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local epoch = known
   local ik, hk = 'realtime:ids:' .. room, 'realtime:history:' .. room
   local refresh = string.byte(flags, n + 1) == 49
   local seq = 0
   if epoch ~= '' then
-    seq = redis.call('HINCRBY', ik, epoch, '1')
+    seq = call('HINCRBY', ik, epoch, '1')
     if seq == 1 then
-      redis.call('HDEL', ik, epoch)
+      call('HDEL', ik, epoch)
       seq = 0
     end
   end
   if seq == 0 then
-    epoch = redis.call('HKEYS', ik)[1]
+    epoch = call('HKEYS', ik)[1]
     if not epoch then
       epoch = fresh
-      redis.call('DEL', hk)
+      call('DEL', hk)
       refresh = true
     end
-    seq = redis.call('HINCRBY', ik, epoch, '1')
+    seq = call('HINCRBY', ik, epoch, '1')
   end
-  local item = '{"id":"' .. epoch .. '-' .. string.format('%d', seq) .. '",' .. body
-  if keep > 0 and redis.call('RPUSH', hk, item) > limit then
-    redis.call('LTRIM', hk, drop, '-1')
+  if seq ~= tonumber(guess) or epoch ~= known then
+    if guess ~= '' then item = string.sub(item, #known + #guess + 11) end
+    item = '{"id":"' .. epoch .. '-' .. string.format('%d', seq) .. '",' .. item
+  end
+  if keep > 0 and call('RPUSH', hk, item) > limit then
+    call('LTRIM', hk, drop, '-1')
   end
   if refresh then
-    redis.call('EXPIRE', ik, ttl)
-    if keep > 0 then redis.call('EXPIRE', hk, history_ttl) end
+    call('EXPIRE', ik, ttl)
+    if keep > 0 then call('EXPIRE', hk, history_ttl) end
   end
-  redis.call('PUBLISH', 'realtime:room:' .. room, item)
+  call('PUBLISH', 'realtime:room:' .. room, item)
   n = n + 1
   if epoch == known then out[n] = seq else out[n] = epoch .. '-' .. string.format('%d', seq) end
 end
@@ -436,20 +446,35 @@ class RedisBroadcasterCore {
                                      std::to_string(kHistoryTtlSeconds),
                                      core_.new_history_epoch(),
                                      std::string()};
-    args.reserve(args.size() + batch->size() * 3);
+    args.reserve(args.size() + batch->size() * 4);
     std::string& flags = args.back();  // (no reallocation past the reserve above)
     for (PendingPublish& pending : *batch) {
-      // No id yet: the script puts it first. The pod field ends it, as on every copy we publish.
-      std::string body = encode(pending.msg);
-      body.erase(0, 1);
+      // The pod field ends the item, as on every copy we publish; the id, when the pod can guess
+      // it, starts it (else the script puts it there).
+      const std::string body = encode(pending.msg);
       RoomNumbering& room = numbering_[pending.msg.room];
       pending.epoch = room.epoch;
       const bool refresh = now - room.refreshed >= kTtlRefreshInterval;
       if (refresh) room.refreshed = now;
       flags += refresh ? '1' : '0';
+      std::string item;
+      std::string guess;
+      if (!room.epoch.empty() && room.next_seq > 0) {
+        guess = std::to_string(room.next_seq++);
+        item.reserve(body.size() + room.epoch.size() + guess.size() + 10);
+        item += R"({"id":")";
+        item += room.epoch;
+        item += '-';
+        item += guess;
+        item += "\",";
+        item.append(body, 1);
+      } else {
+        item.assign(body, 1);
+      }
       args.push_back(pending.msg.room);
-      args.push_back(std::move(body));
+      args.push_back(std::move(item));
       args.push_back(room.epoch);
+      args.push_back(std::move(guess));
     }
     publish_in_flight_ = true;
     run_publish_script(std::move(args), batch, true);
@@ -483,12 +508,13 @@ class RedisBroadcasterCore {
               } else if (const auto id = parse_message_id(numbered.str)) {
                 epoch = std::string(id->epoch);
                 seq = id->seq;
-                if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
-                  it->second.epoch = epoch;
-                }
               } else {
                 publish_locally(pending);  // not an answer this script gives
                 continue;
+              }
+              if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
+                it->second.epoch = epoch;
+                it->second.next_seq = seq + 1;
               }
               pending.msg.id = epoch + "-" + std::to_string(seq);
               core_.deliver_sequenced(pending.msg, epoch, seq);
@@ -506,6 +532,9 @@ class RedisBroadcasterCore {
 
   // Redis could not number it: this pod does, and delivers it (not shared with other pods).
   void publish_locally(PendingPublish& pending) {
+    if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
+      it->second.next_seq = 0;  // the guesses sent with it were never checked
+    }
     core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
     const std::string id = core_.deliver(pending.msg);
     pending.done(id);
@@ -583,6 +612,11 @@ class RedisBroadcasterCore {
       const auto id = parse_message_id(msg.id);
       if (id && msg.type != MessageType::presence) {
         const std::string epoch(id->epoch);
+        // Another pod's message: the next number this pod guesses for the room follows it.
+        if (auto it = numbering_.find(msg.room);
+            it != numbering_.end() && it->second.epoch == epoch) {
+          it->second.next_seq = std::max(it->second.next_seq, id->seq + 1);
+        }
         core_.deliver_sequenced(msg, epoch, id->seq);
         return;
       }
@@ -614,6 +648,7 @@ class RedisBroadcasterCore {
   struct RoomNumbering {
     std::chrono::steady_clock::time_point refreshed;
     std::string epoch;
+    std::uint64_t next_seq = 0;  // the number Redis should give the next message (0: unknown)
   };
   std::unordered_map<std::string, RoomNumbering> numbering_;
   asio::steady_timer exit_timer_{context_};

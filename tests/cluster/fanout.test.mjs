@@ -1,8 +1,11 @@
 // Fan-out across pods: three realtime-server pods on one redis-server.
 // - 1000 chat messages from three publishers, one per pod, reach every member on every pod exactly
-//   once: no loss, no duplicate, each publisher's order kept (a sequence number in data; ids are
-//   assigned per pod, so cross-pod id order is not asserted); `from` is the publisher's user id
-//   everywhere, and the envelope has only the contract's fields (no Redis-only "pod" leaking out).
+//   once: no loss, no duplicate, each publisher's order kept (a sequence number in data); Redis
+//   numbers the room's messages, so every member on every pod sees the same id for each message
+//   and the ids in increasing order (publishers on three pods race for the numbers: the pods'
+//   guesses of the next number miss, and the script must rebuild the item with the real id);
+//   `from` is the publisher's user id everywhere, and the envelope has only the contract's fields
+//   (no Redis-only "pod" leaking out).
 // - a third-party PUBLISH (the redis-cli binary) on realtime:room:R reaches the members on every pod
 //   as a chat of room R with an id and a timestamp; a raw PUBLISH on realtime:global and
 //   realtime:user:U does the same for /ws sockets and the sockets of U.
@@ -62,12 +65,19 @@ test('1000 messages from publishers on 3 pods reach every member on every pod ex
   );
   await redisBarrier(redis, `realtime:room:${room}`, members);
 
+  const idOf = (m) => new Map(m.seen(isOurs).map((x) => [`${x.data.pub}:${x.data.seq}`, x.id]));
+  const reference = idOf(members[0]);
   members.forEach((m, i) => {
     const got = m.seen(isOurs);
     const where = `member ${i} on ${m.pod.podId}`;
     assert.equal(got.length, TOTAL, `${where}: ${got.length} messages (duplicates?)`);
     const ids = new Set(got.map((x) => x.id));
     assert.equal(ids.size, TOTAL, `${where}: ids not unique`);
+    const mismatch = [...idOf(m)].find(([key, id]) => reference.get(key) !== id);
+    assert.equal(mismatch, undefined, `${where}: message ${mismatch?.[0]} has id ${mismatch?.[1]}, member 0 saw ${reference.get(mismatch?.[0])}`);
+    const seqs = got.map((x) => Number(String(x.id).split('-').pop()));
+    const back = seqs.findIndex((q, j) => j > 0 && q <= seqs[j - 1]);
+    assert.equal(back, -1, `${where}: ids not increasing at position ${back}: ${got.slice(Math.max(0, back - 2), back + 2).map((x) => x.id)}`);
     for (let k = 0; k < publishers.length; k++) {
       const seqs = got.filter((x) => x.data.pub === k).map((x) => x.data.seq);
       assert.equal(seqs.length, counts[k], `${where}: publisher ${k} count`);
