@@ -513,8 +513,10 @@ class RedisBroadcasterCore {
                 continue;
               }
               if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
-                it->second.epoch = epoch;
-                it->second.next_seq = seq + 1;
+                // (An echo of another pod's later message may have taught it more already.)
+                RoomNumbering& room = it->second;
+                room.next_seq = room.epoch == epoch ? std::max(room.next_seq, seq + 1) : seq + 1;
+                room.epoch = epoch;
               }
               pending.msg.id = epoch + "-" + std::to_string(seq);
               core_.deliver_sequenced(pending.msg, epoch, seq);
