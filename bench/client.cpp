@@ -66,6 +66,7 @@ void StepStats::merge(const StepStats& other) {
   send_errors += other.send_errors;
   same_pod.merge(other.same_pod);
   cross_pod.merge(other.cross_pod);
+  send_lag.merge(other.send_lag);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -503,6 +504,8 @@ void Worker::on_timer() {
     }
     if (t > now) break;
     // Open loop: the message carries its scheduled time, however late it is sent.
+    if (t >= schedule_.record_from_ns && t < schedule_.record_to_ns)
+      stats_.send_lag.record(now - t);
     publish(*publishers_[next_k_ % n], t);
     ++next_k_;
   }
@@ -626,6 +629,7 @@ StepStats Worker::take_stats() {
   stats_.send_errors = 0;
   stats_.same_pod.reset();
   stats_.cross_pod.reset();
+  stats_.send_lag.reset();
   return out;
 }
 

@@ -90,6 +90,9 @@ struct StepStats {
   std::uint64_t send_errors = 0;       // publishes that could not be written
   Histogram same_pod;                  // latency in ns, receiver on the publisher's pod
   Histogram cross_pod;                 // receiver on another pod
+  // Open loop: ns from a publish's scheduled time to the generator writing it (the generator's own
+  // delay, part of every latency above; it says how much of a tail is the generator's).
+  Histogram send_lag;
   void merge(const StepStats& other);
 };
 

@@ -94,9 +94,8 @@ void reap(std::vector<Child>& children) {
 // fanout over processes. Each child holds connections c % procs == i, connects, and answers
 // "R CONNECTED FAILED CONNECT_SECONDS ERROR"; the parent then sends "S START_NS" to all (one start
 // for every publisher), and each child runs the step and answers "D counters... CPU_SECONDS" and
-// two "H histogram" lines (same pod, other pod), then closes its sockets on "Q". Latency needs no
-// shared clock beyond
-// CLOCK_MONOTONIC, which every process of the machine shares.
+// three "H histogram" lines (same pod, other pod, send lag), then closes its sockets on "Q".
+// Latency needs no shared clock beyond CLOCK_MONOTONIC, which every process of the machine shares.
 [[noreturn]] void fanout_child(const Options& o, const Plan& plan, std::uint32_t offset,
                                std::uint32_t stride, int to_parent, int from_parent) {
   {
@@ -129,8 +128,8 @@ void reap(std::vector<Child>& children) {
               static_cast<unsigned long long>(st.other_messages),
               static_cast<unsigned long long>(st.send_errors), r.unexpected_closes,
               self_cpu_seconds() - cpu0);
-      dprintf(to_parent, "H %s\nH %s\n", st.same_pod.serialize().c_str(),
-              st.cross_pod.serialize().c_str());
+      dprintf(to_parent, "H %s\nH %s\nH %s\n", st.same_pod.serialize().c_str(),
+              st.cross_pod.serialize().c_str(), st.send_lag.serialize().c_str());
       // The sockets go once the parent has read every process's figures ("Q" or end of file), so
       // their teardown is not counted as the machine's other load.
       char quit = 0;
@@ -206,7 +205,7 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
       st.other_messages = v[7];
       st.send_errors = v[8];
       (void)read_line(c.from);  // the rest of the D line
-      for (Histogram* h : {&st.same_pod, &st.cross_pod}) {
+      for (Histogram* h : {&st.same_pod, &st.cross_pod, &st.send_lag}) {
         const std::string line = read_line(c.from);
         if (line.size() < 2 || !h->parse(std::string_view(line).substr(2))) {
           throw std::runtime_error("fanout: a generator process sent a bad histogram");

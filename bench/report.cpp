@@ -57,6 +57,7 @@ void write_step(JsonWriter& j, const Fleet::StepResult& r, double rate, double d
     write_latency(j, "latency_same_pod", s.same_pod);
     write_latency(j, "latency_cross_pod", s.cross_pod);
   }
+  if (s.send_lag.count() > 0) write_latency(j, "generator_send_lag", s.send_lag);
   j.field("wall_seconds", r.wall);
   j.field("generator_cpu_cores", r.generator_cores);
   j.field("server_cpu_cores", r.server_cores);
