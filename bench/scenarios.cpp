@@ -65,9 +65,10 @@ std::string run_fanout(const Options& o) {
     failed = fleet->failed();
     if (failed > 0) first_error = fleet->first_error();
   }
-  // Several pods: "crosspod" (2 pods, latency split by pod) or, past one generator process,
-  // "fanout-pods" (the small-rooms shape at a size one process cannot hold).
-  const char* scenario = o.targets.size() > 1 ? (procs > 1 ? "fanout-pods" : "crosspod") : "fanout";
+  // As asked ("crosspod": latency split by pod), but "fanout" over several pods is "fanout-pods"
+  // (the small-rooms shape at a size one pod cannot hold).
+  const char* scenario =
+      o.scenario == "crosspod" ? "crosspod" : (o.targets.size() > 1 ? "fanout-pods" : "fanout");
   JsonWriter j;
   j.begin_object();
   write_common(j, o, scenario);
