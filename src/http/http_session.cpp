@@ -253,24 +253,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     params.leftover.assign(static_cast<const char*>(leftover.data()), leftover.size());
     timer_.cancel();
     Shard& home = params.room.empty() ? shard_ : handler_->core().room_shard(params.room);
-    if (&home == &shard_) {
+    if (&home == &shard_ || !move_to(home, params)) {
       std::make_shared<WsSession>(handler_, shard_, std::move(socket_), std::move(params))->start();
-      return;
     }
-    move_to(home, std::move(params));
   }
 
   // Hands the socket to the room's home shard: its descriptor leaves this loop and is adopted by
-  // the other, where the session starts. Should that fail, the session starts here (a room may
-  // have members on several shards; only the hand-off of broadcasts between threads is saved).
-  void move_to(Shard& home, SessionParams params) {
+  // the other, where the session starts. False when the descriptor cannot be released: the session
+  // then starts here (a room may have members on several shards; only the hand-off of broadcasts
+  // between threads is saved). params is taken only on success.
+  bool move_to(Shard& home, SessionParams& params) {
     boost::system::error_code ec;
     const auto protocol = socket_.local_endpoint(ec).protocol();
     const int fd = ec ? -1 : socket_.release(ec);
-    if (ec || fd < 0) {
-      std::make_shared<WsSession>(handler_, shard_, std::move(socket_), std::move(params))->start();
-      return;
-    }
+    if (ec || fd < 0) return false;
     auto owned = std::make_shared<OwnedDescriptor>(fd);
     asio::post(home.context(),
                [handler = handler_, &home, protocol, owned, params = std::move(params)]() mutable {
@@ -293,6 +289,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                  if (!handler->accepting())
                    session->close(close_code::going_away, "server shutting down");
                });
+    return true;
   }
 
   void fail(unsigned status, std::string_view text) {

@@ -404,10 +404,14 @@ class RedisBroadcasterCore {
   std::string encode(const Message& msg) const {
     std::string payload;
     payload.reserve(128 + msg.data.size());
-    protocol::append_envelope(payload, msg);
-    if (!payload.empty() && payload.back() == '}') payload.pop_back();
-    payload += pod_suffix_;
+    append_encoded(payload, msg);
     return payload;
+  }
+  void append_encoded(std::string& out, const Message& msg) const {
+    const std::size_t start = out.size();
+    protocol::append_envelope(out, msg);
+    if (out.size() > start && out.back() == '}') out.pop_back();
+    out += pod_suffix_;
   }
 
   // On the Redis thread: queued, and sent with whatever else is queued when no call is in flight.
@@ -449,27 +453,31 @@ class RedisBroadcasterCore {
     args.reserve(args.size() + batch->size() * 4);
     std::string& flags = args.back();  // (no reallocation past the reserve above)
     for (PendingPublish& pending : *batch) {
-      // The pod field ends the item, as on every copy we publish; the id, when the pod can guess
-      // it, starts it (else the script puts it there).
-      const std::string body = encode(pending.msg);
       RoomNumbering& room = numbering_[pending.msg.room];
       pending.epoch = room.epoch;
       const bool refresh = now - room.refreshed >= kTtlRefreshInterval;
       if (refresh) room.refreshed = now;
       flags += refresh ? '1' : '0';
+      // The pod field ends the item, as on every copy we publish; the id, when the pod can guess
+      // it, starts it (else the script puts it there).
       std::string item;
+      item.reserve(160 + room.epoch.size() + pending.msg.data.size());
       std::string guess;
       if (!room.epoch.empty() && room.next_seq > 0) {
         guess = std::to_string(room.next_seq++);
-        item.reserve(body.size() + room.epoch.size() + guess.size() + 10);
         item += R"({"id":")";
         item += room.epoch;
         item += '-';
         item += guess;
-        item += "\",";
-        item.append(body, 1);
+        item += '"';
+      }
+      const std::size_t envelope = item.size();
+      append_encoded(item, pending.msg);
+      // The envelope's "{": the comma after a guessed id, else dropped.
+      if (guess.empty()) {
+        item.erase(0, 1);
       } else {
-        item.assign(body, 1);
+        item[envelope] = ',';
       }
       args.push_back(pending.msg.room);
       args.push_back(std::move(item));
