@@ -2,7 +2,8 @@
 # Installs what is missing, builds, and runs every test suite:
 #   release build (g++, -Werror): unit, integration (C++ and Node ws), fuzz corpus replay, JS client,
 #   browser (Chromium), benchmark smoke; ASan+UBSan build (clang): unit and integration again;
-#   TSan build: the threaded suites; short libFuzzer runs; clang-format check.
+#   TSan build: the threaded unit suites, and the Node integration and cluster suites against its
+#   server; short libFuzzer runs; clang-format and clang-tidy checks.
 # Usage: scripts/test.sh [--quick]   (--quick: release build and its suites only)
 # Environment: FUZZ_SECONDS (per target, default 20), JOBS (default: cores).
 set -uo pipefail
@@ -62,6 +63,10 @@ if ((!QUICK)); then
   stage "build tsan" build tsan
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
   stage "ctest tsan" ctest --test-dir build/tsan -j "$JOBS" --timeout 600 -L "unit|integration"
+  # The threads end to end: I/O threads, their Redis lanes and the Redis thread under real traffic.
+  TSAN_SERVER=$ROOT/build/tsan/server/realtime-server
+  stage "node integration (tsan)" node_suite tests/integration "$TSAN_SERVER"
+  stage "node cluster (tsan)" node_suite tests/cluster "$TSAN_SERVER"
 
   stage "build fuzz" build fuzz
   fuzz_all() {

@@ -11,9 +11,11 @@
 // capped jittered backoff and resubscribes by itself, and a heartbeat through Redis proves fan-out
 // works (ready() is false while it does not).
 //
-// Owns one thread running the Redis event loop (hiredis is single-threaded). Construct it before
-// Hub::start(); it must be destroyed before the Hub. Thread safety: publish*, ready() from any
-// thread.
+// Owns one thread running the Redis event loop (hiredis is single-threaded) for subscriptions,
+// cluster state and commands, and gives each of the hub's I/O threads a connection of its own on
+// that thread's loop, through which the room messages published there are numbered, published and
+// delivered without crossing threads. Construct it before Hub::start(); stop() it before
+// Hub::stop(), and destroy it before the Hub. Thread safety: publish*, ready() from any thread.
 #pragma once
 
 #include <chrono>

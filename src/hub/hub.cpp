@@ -134,11 +134,11 @@ std::string HubCore::new_epoch() {
 void HubCore::start() {
   std::lock_guard lock(lifecycle_mutex_);
   if (started_ || stopped_) return;
-  started_ = true;
   for (auto& shard : shards_) {
     guards_.emplace_back(shard->context().get_executor());
     threads_.emplace_back([&context = shard->context()] { context.run(); });
   }
+  started_.store(true, std::memory_order_release);
 }
 
 void HubCore::stop() {

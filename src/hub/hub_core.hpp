@@ -39,6 +39,8 @@ class HubCore {
   void stop();
   void wait();
   bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+  // Started and not stopped: the shards' threads run what is posted to their contexts.
+  bool running() const noexcept { return started_.load(std::memory_order_acquire) && !stopped(); }
 
   unsigned shard_count() const noexcept { return static_cast<unsigned>(shards_.size()); }
   Shard& shard(unsigned index) noexcept { return *shards_[index]; }
@@ -147,7 +149,7 @@ class HubCore {
   std::vector<std::thread> threads_;
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
   std::mutex lifecycle_mutex_;
-  bool started_ = false;
+  std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
 };
 

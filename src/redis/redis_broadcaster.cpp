@@ -1,5 +1,7 @@
 #include "realtime/redis_broadcaster.hpp"
 
+#include <atomic>
+#include <future>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -184,6 +186,31 @@ std::string without_pod_field(std::string_view item) {
 
 // On stop, how long to wait for Redis to confirm that this pod left the shared state.
 constexpr std::chrono::milliseconds kLeaveTimeout{1000};
+// While stopping the lanes, how often to check that the hub still runs their threads.
+constexpr std::chrono::milliseconds kLaneStopPoll{20};
+
+struct PendingPublish {
+  Message msg;
+  std::function<void(const std::string&)> done;
+  std::string epoch;  // the room's epoch as this pod knew it when sending
+};
+
+// A connection that numbers and publishes room messages through the shared history, driven by one
+// thread's loop. Each I/O thread has one, so a message published on that thread is sent, answered
+// and delivered there, without waking another thread twice (a wake-up of a sleeping thread can
+// cost more CPU than the rest of the call); the Redis thread has one for messages from
+// any other thread and for an I/O thread whose own lane is not connected.
+struct PublishLane {
+  PublishLane(asio::io_context& io, RedisPublisher& pub) : context(io), publisher(pub) {}
+  asio::io_context& context;
+  RedisPublisher& publisher;
+  std::unique_ptr<RedisPublisher> owned;  // an I/O thread's lane owns its connection
+  std::vector<PendingPublish> queue;      // sent with the next call
+  bool in_flight = false;                 // one call at a time, so a lane keeps its order
+  // Messages of this lane's thread handed to the Redis thread's lane and not numbered yet.
+  std::shared_ptr<std::atomic<std::uint32_t>> handed_off =
+      std::make_shared<std::atomic<std::uint32_t>>(0);
+};
 
 }  // namespace
 
@@ -213,6 +240,16 @@ class RedisBroadcasterCore {
     sub.heartbeat_interval = options.heartbeat_interval;
     sub.heartbeat_timeout = options.heartbeat_timeout;
     subscriber_ = std::make_unique<RedisSubscriber>(context_, sub, *publisher_, log_);
+    redis_lane_ = std::make_unique<PublishLane>(context_, *publisher_);
+    for (unsigned k = 0; k < core_.shard_count(); ++k) {
+      RedisPublisherOptions lane = pub;
+      lane.client_name += "-" + std::to_string(k);
+      auto lane_publisher =
+          std::make_unique<RedisPublisher>(core_.shard(k).context(), std::move(lane), log_);
+      auto& io = core_.shard(k).context();
+      lanes_.push_back(std::make_unique<PublishLane>(io, *lane_publisher));
+      lanes_.back()->owned = std::move(lane_publisher);
+    }
     cluster_ = std::make_unique<ClusterState>(
         context_, core_, *publisher_,
         [this](const std::string& room, const std::string& user, PresenceStatus status) {
@@ -264,6 +301,10 @@ class RedisBroadcasterCore {
     core_.set_user_observer({});
     core_.set_members_observer({});
     stop();
+    // Lanes whose thread did not stop them (see stop_lanes()); their threads no longer run.
+    for (auto& lane : lanes_) {
+      if (lane) lane->publisher.stop();
+    }
   }
 
   void start() {
@@ -275,12 +316,16 @@ class RedisBroadcasterCore {
       subscriber_->start();
       start_release_timer();
     });
+    for (auto& lane : lanes_) {
+      asio::post(lane->context, [lane = lane.get()] { lane->publisher.start(); });
+    }
     thread_ = std::thread([this] { context_.run(); });
   }
 
   void stop() {
     std::lock_guard lock(lifecycle_mutex_);
     if (!thread_.joinable()) return;
+    stop_lanes();
     // Leave the cluster's shared state (so other pods report our users offline at once), then
     // close.
     auto finish = [this] {
@@ -314,9 +359,25 @@ class RedisBroadcasterCore {
     if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
     if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence &&
         ready(nullptr)) {
-      // The shared history numbers it; this pod delivers it on the answer (not on the echo).
+      // The shared history numbers it; this pod delivers it on the answer (not on the echo). On
+      // an I/O thread whose lane is connected, all of it happens on this thread.
+      PublishLane* lane = this_thread_lane();
+      if (lane != nullptr && lane->publisher.connected() &&
+          lane->handed_off->load(std::memory_order_acquire) == 0) {
+        publish_numbered(*lane, std::move(msg), std::move(done));
+        return;
+      }
+      if (lane != nullptr) {
+        // Until Redis has numbered what this thread hands over, the thread's later messages follow
+        // the same way: a publisher's order is kept across the switch back to the lane.
+        lane->handed_off->fetch_add(1, std::memory_order_relaxed);
+        done = [handed_off = lane->handed_off, done = std::move(done)](const std::string& id) {
+          done(id);
+          handed_off->fetch_sub(1, std::memory_order_release);
+        };
+      }
       asio::post(context_, [this, msg = std::move(msg), done = std::move(done)]() mutable {
-        publish_numbered(std::move(msg), std::move(done));
+        publish_numbered(*redis_lane_, std::move(msg), std::move(done));
       });
       return;
     }
@@ -414,30 +475,54 @@ class RedisBroadcasterCore {
     out += pod_suffix_;
   }
 
-  // On the Redis thread: queued, and sent with whatever else is queued when no call is in flight.
-  void publish_numbered(Message msg, std::function<void(const std::string&)> done) {
-    publish_queue_.push_back({std::move(msg), std::move(done), {}});
-    if (!publish_in_flight_) send_publish_batch();
+  // The I/O thread's lane when called on one, else null.
+  PublishLane* this_thread_lane() const {
+    for (unsigned k = 0; k < lanes_.size(); ++k) {
+      if (core_.shard(k).context().get_executor().running_in_this_thread()) return lanes_[k].get();
+    }
+    return nullptr;
   }
 
-  struct PendingPublish {
-    Message msg;
-    std::function<void(const std::string&)> done;
-    std::string epoch;  // the room's epoch as this pod knew it when sending
-  };
+  // Each lane is stopped and destroyed on its own thread: what its connection's close completes
+  // (posted handlers that refer to the lane) runs before the lane goes. Lanes whose thread does not
+  // run (the hub not started, or stopped first) are stopped by the destructor.
+  void stop_lanes() {
+    for (unsigned k = 0; k < lanes_.size(); ++k) {
+      if (!core_.running()) break;
+      std::promise<void> stopped;
+      auto done = stopped.get_future();
+      asio::post(lanes_[k]->context, [this, k, &stopped] {
+        lanes_[k]->publisher.stop();
+        asio::post(lanes_[k]->context, [this, k, &stopped] {
+          lanes_[k].reset();
+          stopped.set_value();
+        });
+      });
+      while (done.wait_for(kLaneStopPoll) != std::future_status::ready) {
+        if (!core_.running()) return;  // (the hub stopped meanwhile)
+      }
+    }
+  }
 
-  void send_publish_batch() {
-    if (publish_queue_.empty()) return;
+  // On the lane's thread: queued, and sent with whatever else is queued when no call is in flight.
+  void publish_numbered(PublishLane& lane, Message msg,
+                        std::function<void(const std::string&)> done) {
+    lane.queue.push_back({std::move(msg), std::move(done), {}});
+    if (!lane.in_flight) send_publish_batch(lane);
+  }
+
+  void send_publish_batch(PublishLane& lane) {
+    if (lane.queue.empty()) return;
     auto batch = std::make_shared<std::vector<PendingPublish>>();
-    if (publish_queue_.size() <= kMaxPublishBatch) {
-      batch->swap(publish_queue_);
+    if (lane.queue.size() <= kMaxPublishBatch) {
+      batch->swap(lane.queue);
     } else {
-      const auto split = publish_queue_.begin() + static_cast<std::ptrdiff_t>(kMaxPublishBatch);
-      batch->assign(std::make_move_iterator(publish_queue_.begin()),
-                    std::make_move_iterator(split));
-      publish_queue_.erase(publish_queue_.begin(), split);
+      const auto split = lane.queue.begin() + static_cast<std::ptrdiff_t>(kMaxPublishBatch);
+      batch->assign(std::make_move_iterator(lane.queue.begin()), std::make_move_iterator(split));
+      lane.queue.erase(lane.queue.begin(), split);
     }
     const auto now = std::chrono::steady_clock::now();
+    std::unique_lock numbering_lock(numbering_mutex_);
     if (numbering_.size() > kMaxTrackedRooms) {
       std::erase_if(numbering_, [&](const auto& entry) {
         return now - entry.second.refreshed >= kTtlRefreshInterval;
@@ -484,24 +569,25 @@ class RedisBroadcasterCore {
       args.push_back(room.epoch);
       args.push_back(std::move(guess));
     }
-    publish_in_flight_ = true;
-    run_publish_script(std::move(args), batch, true);
+    numbering_lock.unlock();
+    lane.in_flight = true;
+    run_publish_script(lane, std::move(args), batch, true);
   }
 
-  void run_publish_script(std::vector<std::string> args,
+  void run_publish_script(PublishLane& lane, std::vector<std::string> args,
                           const std::shared_ptr<std::vector<PendingPublish>>& batch, bool by_sha) {
     auto shared_args = std::make_shared<std::vector<std::string>>(std::move(args));
-    const auto ec = publisher_->command(
+    const auto ec = lane.publisher.command(
         *shared_args,
-        [this, batch, shared_args, by_sha](std::error_code error, const RedisReply& reply) {
+        [this, &lane, batch, shared_args, by_sha](std::error_code error, const RedisReply& reply) {
           if (error && by_sha && reply.str.starts_with("NOSCRIPT")) {
             // Redis does not have the script (first use, or restarted): send it whole once.
             (*shared_args)[0] = "EVAL";
             (*shared_args)[1] = std::string(kPublishScript);
-            run_publish_script(std::move(*shared_args), batch, false);
+            run_publish_script(lane, std::move(*shared_args), batch, false);
             return;
           }
-          publish_in_flight_ = false;
+          lane.in_flight = false;
           if (error || reply.elements.size() != batch->size()) {
             for (PendingPublish& pending : *batch) publish_locally(pending);
           } else {
@@ -520,30 +606,36 @@ class RedisBroadcasterCore {
                 publish_locally(pending);  // not an answer this script gives
                 continue;
               }
-              if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
-                // (An echo of another pod's later message may have taught it more already.)
-                RoomNumbering& room = it->second;
-                room.next_seq = room.epoch == epoch ? std::max(room.next_seq, seq + 1) : seq + 1;
-                room.epoch = epoch;
+              {
+                std::lock_guard numbering_lock(numbering_mutex_);
+                if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
+                  // (Another pod's or lane's later message may have taught it more already.)
+                  RoomNumbering& room = it->second;
+                  room.next_seq = room.epoch == epoch ? std::max(room.next_seq, seq + 1) : seq + 1;
+                  room.epoch = epoch;
+                }
               }
               pending.msg.id = epoch + "-" + std::to_string(seq);
               core_.deliver_sequenced(pending.msg, epoch, seq);
               pending.done(pending.msg.id);
             }
           }
-          send_publish_batch();
+          send_publish_batch(lane);
         });
     if (ec) {
-      publish_in_flight_ = false;
+      lane.in_flight = false;
       for (PendingPublish& pending : *batch) publish_locally(pending);
-      send_publish_batch();  // the rest of the queue takes the same way
+      send_publish_batch(lane);  // the rest of the queue takes the same way
     }
   }
 
   // Redis could not number it: this pod does, and delivers it (not shared with other pods).
   void publish_locally(PendingPublish& pending) {
-    if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
-      it->second.next_seq = 0;  // the guesses sent with it were never checked
+    {
+      std::lock_guard numbering_lock(numbering_mutex_);
+      if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
+        it->second.next_seq = 0;  // the guesses sent with it were never checked
+      }
     }
     core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
     const std::string id = core_.deliver(pending.msg);
@@ -623,9 +715,12 @@ class RedisBroadcasterCore {
       if (id && msg.type != MessageType::presence) {
         const std::string epoch(id->epoch);
         // Another pod's message: the next number this pod guesses for the room follows it.
-        if (auto it = numbering_.find(msg.room);
-            it != numbering_.end() && it->second.epoch == epoch) {
-          it->second.next_seq = std::max(it->second.next_seq, id->seq + 1);
+        {
+          std::lock_guard numbering_lock(numbering_mutex_);
+          if (auto it = numbering_.find(msg.room);
+              it != numbering_.end() && it->second.epoch == epoch) {
+            it->second.next_seq = std::max(it->second.next_seq, id->seq + 1);
+          }
         }
         core_.deliver_sequenced(msg, epoch, id->seq);
         return;
@@ -649,10 +744,10 @@ class RedisBroadcasterCore {
   std::unique_ptr<RedisPublisher> publisher_;
   std::unique_ptr<RedisSubscriber> subscriber_;
   std::unique_ptr<ClusterState> cluster_;
-  // Publishing through the shared history (on the Redis thread).
-  std::string publish_sha_ = script_sha1(kPublishScript);
-  std::vector<PendingPublish> publish_queue_;
-  bool publish_in_flight_ = false;
+  // Publishing through the shared history: a lane per I/O thread, and the Redis thread's.
+  const std::string publish_sha_ = script_sha1(kPublishScript);
+  std::vector<std::unique_ptr<PublishLane>> lanes_;  // [k]: shard k's, touched on its thread only
+  std::unique_ptr<PublishLane> redis_lane_;
   // What this pod knows of a room's numbering: when it last renewed the keys' TTL, and the epoch
   // Redis last numbered it in (the script's fast path; a stale one only costs a slower call).
   struct RoomNumbering {
@@ -660,6 +755,7 @@ class RedisBroadcasterCore {
     std::string epoch;
     std::uint64_t next_seq = 0;  // the number Redis should give the next message (0: unknown)
   };
+  std::mutex numbering_mutex_;  // the lanes' threads and the Redis thread share the table
   std::unordered_map<std::string, RoomNumbering> numbering_;
   asio::steady_timer exit_timer_{context_};
   asio::steady_timer release_timer_{context_};

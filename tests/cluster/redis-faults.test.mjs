@@ -8,6 +8,11 @@
 // - CLIENT KILL TYPE pubsub: every active room channel (and realtime:global) is subscribed again by
 //   both pods within 2 s (PUBSUB NUMSUB) and messages cross the pods again in every room, user
 //   notifications and global broadcasts included.
+// - CLIENT KILL of the connections a pod's I/O threads publish through (one per thread, named
+//   realtime-pub-<pod>-<thread>): messages published right after it still reach the other pod once
+//   and in order, with the same ids on both pods and no publish error (the Redis thread's connection
+//   takes them until the thread's own is back); every thread's connection is back within 5 s and
+//   carries the rooms again.
 // - a pod started while Redis is down: /healthz 200, /readyz 503 (with a reason in the body) until
 //   Redis answers, then 200 within 10 s of it answering; it serves WebSockets meanwhile.
 // - Redis restarted empty (no persistence): the cluster state is written again by the pods, so
@@ -26,13 +31,13 @@ after(() => {
 });
 
 /** Start redis + n pods, run fn, then tear down (pods must exit 0 on SIGTERM when fn passed). */
-async function withCluster(n, prefix, fn) {
+async function withCluster(n, prefix, fn, args = []) {
   const redis = await startRedis();
   const clients = [];
   let pods = [];
   let failure;
   try {
-    pods = await startPods(redis, n, { prefix });
+    pods = await startPods(redis, n, { prefix, args });
     await fn({ redis, pods, clients });
   } catch (e) {
     failure = e;
@@ -208,6 +213,86 @@ test('CLIENT KILL TYPE pubsub: every active room resubscribed within 2 s, and de
     await a.waitReady(5000);
     await b.waitReady(5000);
   }),
+);
+
+test('CLIENT KILL of the I/O threads\' publishing connections: messages cross pods once, in order, same ids, no error; the connections come back', { timeout: 30_000 }, () =>
+  withCluster(2, 'lane', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const laneName = new RegExp(`^realtime-pub-${a.podId}-(\\d+)$`);
+    const lanes = async () => {
+      const list = String(await redis.cmd('CLIENT', 'LIST'));
+      return list
+        .split('\n')
+        .map((line) => ({ id: / id=(\d+)/.exec(` ${line}`)?.[1], name: /name=(\S*)/.exec(line)?.[1] ?? '' }))
+        .filter((c) => c.id && laneName.test(c.name));
+    };
+    // Rooms spread over both threads of pod A (a room's members live on its home thread).
+    const rooms = Array.from({ length: 6 }, (_, i) => `lane-${i}`);
+    const pubs = [];
+    const locals = [];
+    const remotes = [];
+    for (const room of rooms) {
+      const p = await connect(a, `/ws/${room}`);
+      const l = await connect(a, `/ws/${room}`);
+      const r = await connect(b, `/ws/${room}`);
+      pubs.push(p);
+      locals.push(l);
+      remotes.push(r);
+      clients.push(p, l, r);
+    }
+    for (const room of rooms) await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+    for (let i = 0; i < rooms.length; i++) {
+      pubs[i].send({ type: 'chat', data: { warm: i } });
+      await remotes[i].next((m) => m.data?.warm === i, 3000, `${rooms[i]}: warm-up A -> B`);
+    }
+    const before = await lanes();
+    assert.deepEqual(before.map((c) => c.name).sort(), [`realtime-pub-${a.podId}-0`, `realtime-pub-${a.podId}-1`], 'one publishing connection per I/O thread');
+    const errors = await metric(a, 'realtime_redis_publish_errors');
+
+    // Publish as soon as pod A has seen both connections close (so nothing is written to a dead
+    // one) and before they are back (the first reconnect comes 0-100 ms later).
+    const closes = () => a.stderr.split('\n').filter((line) => / warning redis publisher: /.test(line)).length;
+    const closedBefore = closes();
+    await redis.pipeline(before.map((c) => ['CLIENT', 'KILL', 'ID', c.id]));
+    await waitFor(() => closes() >= closedBefore + 2, { timeoutMs: 3000, intervalMs: 1, message: 'pod A saw both connections close' });
+    // A stream in every room from then until both connections are back and a little longer, so
+    // the pod switches from the Redis thread's connection back to each thread's own mid-stream.
+    let N = 0;
+    let now = [];
+    let backAt = 0;
+    const streamed = (async () => {
+      while (!(backAt && Date.now() - backAt > 30) && N < 20_000) {
+        for (let i = 0; i < rooms.length; i++) pubs[i].send({ type: 'chat', data: { room: i, seq: N } });
+        N++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    await waitFor(async () => (now = await lanes()).length === 2, { timeoutMs: 5000, intervalMs: 5, message: () => `both connections back (${JSON.stringify(now)})` });
+    backAt = Date.now();
+    await streamed;
+    assert.ok(now.every((c) => !before.some((o) => o.id === c.id)), 'new connections');
+    for (let i = 0; i < rooms.length; i++) {
+      const ours = (m) => m.type === 'chat' && m.data?.room === i && typeof m.data?.seq === 'number';
+      const there = await remotes[i].nextN(ours, N, 10_000, `${rooms[i]} on pod B`);
+      const here = await locals[i].nextN(ours, N, 10_000, `${rooms[i]} on pod A`);
+      assert.deepEqual(there.map((m) => m.data.seq), [...Array(N).keys()], `${rooms[i]}: pod B in order`);
+      assert.deepEqual(here.map((m) => m.data.seq), [...Array(N).keys()], `${rooms[i]}: pod A in order`);
+      assert.deepEqual(there.map((m) => m.id), here.map((m) => m.id), `${rooms[i]}: the same ids on both pods`);
+      const seqs = here.map((m) => Number(m.id.split('-').pop()));
+      assert.ok(seqs.every((s, k) => k === 0 || s === seqs[k - 1] + 1), `${rooms[i]}: consecutive ids (first gap after ${seqs.find((s, k) => k > 0 && s !== seqs[k - 1] + 1)})`);
+    }
+    await redisBarrier(redis, `realtime:room:${rooms[0]}`, [locals[0], remotes[0]]);
+    for (const c of [...locals, ...remotes]) {
+      assert.equal(c.seen((m) => m.data?.seq !== undefined).length, N, 'no duplicate');
+    }
+    assert.equal(await metric(a, 'realtime_redis_publish_errors'), errors, 'no message numbered by the pod alone');
+
+    for (let i = 0; i < rooms.length; i++) {
+      pubs[i].send({ type: 'chat', data: { after: i } });
+      await remotes[i].next((m) => m.data?.after === i, 3000, `${rooms[i]}: A -> B after the connections came back`);
+    }
+    for (const c of clients) assert.equal(c.closed, null, 'no socket closed');
+  }, ['--threads', '2']),
 );
 
 test('Redis restarted empty: pods write their rooms and presence again, /api/rooms and presence complete within 5 s', { timeout: 30_000 }, () =>

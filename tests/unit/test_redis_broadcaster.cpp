@@ -1,0 +1,168 @@
+// RedisBroadcaster against a real redis-server, without sockets: each I/O thread publishes its room
+// messages through a Redis connection of its own, messages from any other thread go through the
+// Redis thread, and all of them take one numbering from the shared history; the broadcaster stops
+// whether the hub's threads run, have stopped, or never started. Under TSan this is the threads
+// of the publish path (I/O threads, their lanes, the Redis thread) with nothing else around.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/post.hpp>
+#include <gtest/gtest.h>
+
+#include "hub/hub_core.hpp"
+#include "realtime/hub.hpp"
+#include "realtime/redis_broadcaster.hpp"
+#include "support/redis_server.hpp"
+
+namespace realtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+template <class Pred>
+bool wait_until(Pred done, std::chrono::milliseconds timeout = 5000ms) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+// name -> the last command of each client, from CLIENT LIST.
+std::vector<std::pair<std::string, std::string>> clients(test::RedisClient& redis) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto reply = redis.command({"CLIENT", "LIST"});
+  std::istringstream lines(std::string(reply->str, reply->len));
+  for (std::string line; std::getline(lines, line);) {
+    std::string name;
+    std::string cmd;
+    std::istringstream fields(line);
+    for (std::string field; fields >> field;) {
+      if (field.starts_with("name=")) name = field.substr(5);
+      if (field.starts_with("cmd=")) cmd = field.substr(4);
+    }
+    out.emplace_back(name, cmd);
+  }
+  return out;
+}
+
+Message chat(const std::string& room, int n) {
+  Message msg;
+  msg.type = MessageType::chat;
+  msg.room = room;
+  msg.data = R"({"n":)" + std::to_string(n) + "}";
+  return msg;
+}
+
+// Runs `f`; when it does not return within 10 s, says so and aborts (a hang would only end with
+// the ctest timeout, without a word).
+template <class F>
+void returns_in_time(F f, const char* what) {
+  auto result = std::async(std::launch::async, std::move(f));
+  if (result.wait_for(10s) != std::future_status::ready) {
+    std::fprintf(stderr, "%s did not return within 10 s\n", what);
+    std::abort();
+  }
+  result.get();
+}
+
+TEST(RedisBroadcasterLanes, EachThreadPublishesThroughItsOwnConnectionInOneNumbering) {
+  test::RedisServer server;
+  test::RedisClient redis("127.0.0.1", server.port());
+  Hub hub(HubOptions{2, 100, "lanes"});
+  RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
+  hub.start();
+  broadcaster.start();
+  ASSERT_TRUE(wait_until([&] { return broadcaster.ready(nullptr); })) << "never ready";
+  const std::set<std::string> lanes = {"realtime-pub-lanes-0", "realtime-pub-lanes-1"};
+  ASSERT_TRUE(wait_until([&] {
+    std::set<std::string> names;
+    for (const auto& [name, cmd] : clients(redis)) names.insert(name);
+    return std::includes(names.begin(), names.end(), lanes.begin(), lanes.end());
+  })) << "one connection per I/O thread";
+
+  std::mutex mutex;
+  std::vector<std::string> ids;
+  auto record = [&](const std::string& id) {
+    std::lock_guard lock(mutex);
+    ids.push_back(id);
+  };
+  constexpr int kPerSource = 50;
+  // From each I/O thread (its lane), and from this thread (the Redis thread's connection), at once.
+  for (unsigned k = 0; k < 2; ++k) {
+    boost::asio::post(hub.core().shard(k).context(), [&, k] {
+      for (int i = 0; i < kPerSource; ++i) {
+        broadcaster.publish_then(chat("lanes-room", static_cast<int>(k) * 1000 + i), record);
+      }
+    });
+  }
+  for (int i = 0; i < kPerSource; ++i)
+    broadcaster.publish_then(chat("lanes-room", 2000 + i), record);
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mutex);
+    return ids.size() == 3 * kPerSource;
+  })) << "every publish answered";
+
+  // One epoch, every number from 1 to 150 once: Redis numbered them all, whatever the connection.
+  std::set<std::uint64_t> seqs;
+  std::string epoch;
+  for (const auto& id : ids) {
+    const auto parsed = detail::parse_message_id(id);
+    ASSERT_TRUE(parsed) << id;
+    if (epoch.empty()) epoch = std::string(parsed->epoch);
+    EXPECT_EQ(parsed->epoch, epoch) << id;
+    seqs.insert(parsed->seq);
+  }
+  EXPECT_EQ(seqs.size(), 3U * kPerSource);
+  EXPECT_EQ(*seqs.begin(), 1U);
+  EXPECT_EQ(*seqs.rbegin(), 3U * kPerSource);
+  EXPECT_EQ(redis.command({"HGET", "realtime:ids:lanes-room", epoch})->str,
+            std::to_string(3 * kPerSource));
+  // Both threads' connections ran the publish script (their last command).
+  for (const auto& [name, cmd] : clients(redis)) {
+    if (lanes.contains(name)) {
+      EXPECT_TRUE(cmd == "evalsha" || cmd == "eval") << name << ": " << cmd;
+    }
+  }
+  broadcaster.stop();
+  hub.stop();
+  hub.wait();
+}
+
+TEST(RedisBroadcasterLanes, StopsWhenTheHubNeverStarted) {
+  test::RedisServer server;
+  Hub hub(HubOptions{2, 100, "unstarted"});
+  {
+    RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
+    broadcaster.start();
+    std::this_thread::sleep_for(50ms);
+    returns_in_time([&] { broadcaster.stop(); }, "stop()");
+  }
+}
+
+TEST(RedisBroadcasterLanes, StopsAfterTheHubStopped) {
+  test::RedisServer server;
+  Hub hub(HubOptions{2, 100, "hub-first"});
+  {
+    RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
+    hub.start();
+    broadcaster.start();
+    ASSERT_TRUE(wait_until([&] { return broadcaster.ready(nullptr); })) << "never ready";
+    hub.stop();
+    hub.wait();
+    returns_in_time([&] { broadcaster.stop(); }, "stop()");
+  }
+}
+
+}  // namespace
+}  // namespace realtime
