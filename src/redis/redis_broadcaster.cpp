@@ -256,7 +256,11 @@ class RedisBroadcasterCore {
           publish(presence_message(room, {status, user}));
         });
     publisher_->set_on_state_change([this](bool connected, const std::string&) {
+      publish_state_.store(connected ? PublishState::up : PublishState::down,
+                           std::memory_order_release);
       if (connected) cluster_->on_connected();
+      // What waited for the first connection goes now: through it, or (it failed) locally.
+      if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
     });
     subscriber_->set_on_message([this](std::string_view channel, std::string_view payload) {
       on_message(channel, payload);
@@ -357,8 +361,7 @@ class RedisBroadcasterCore {
 
   void publish_then(Message msg, std::function<void(const std::string&)> done) {
     if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
-    if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence &&
-        ready(nullptr)) {
+    if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence) {
       // The shared history numbers it; this pod delivers it on the answer (not on the echo). On
       // an I/O thread whose lane is connected, all of it happens on this thread.
       PublishLane* lane = this_thread_lane();
@@ -367,21 +370,27 @@ class RedisBroadcasterCore {
         publish_numbered(*lane, std::move(msg), std::move(done));
         return;
       }
-      if (lane != nullptr) {
-        // Until Redis has numbered what this thread hands over, the thread's later messages follow
-        // the same way: a publisher's order is kept across the switch back to the lane.
-        lane->handed_off->fetch_add(1, std::memory_order_relaxed);
-        done = [handed_off = lane->handed_off, done = std::move(done)](const std::string& id) {
-          done(id);
-          handed_off->fetch_sub(1, std::memory_order_release);
-        };
+      // Else through the Redis thread's connection, which a pod that has just started waits for
+      // (so a message the API took at once still reaches every pod).
+      if (publish_state_.load(std::memory_order_acquire) != PublishState::down) {
+        if (lane != nullptr) {
+          // Until Redis has numbered what this thread hands over, the thread's later messages
+          // follow the same way: a publisher's order is kept across the switch back to the lane.
+          lane->handed_off->fetch_add(1, std::memory_order_relaxed);
+          done = [handed_off = lane->handed_off, done = std::move(done)](const std::string& id) {
+            done(id);
+            handed_off->fetch_sub(1, std::memory_order_release);
+          };
+        }
+        asio::post(context_, [this, msg = std::move(msg), done = std::move(done)]() mutable {
+          publish_numbered(*redis_lane_, std::move(msg), std::move(done));
+        });
+        return;
       }
-      asio::post(context_, [this, msg = std::move(msg), done = std::move(done)]() mutable {
-        publish_numbered(*redis_lane_, std::move(msg), std::move(done));
-      });
-      return;
     }
     // Redis unreachable (or not a history message): this pod numbers it and delivers at once.
+    // (The subscriber's health does not matter here: a message numbered through Redis reaches the
+    // other pods even while this pod's own subscription is being rebuilt.)
     const std::string id = core_.deliver(msg);
     std::string channel;
     if (msg.room.empty()) {
@@ -508,6 +517,12 @@ class RedisBroadcasterCore {
   void publish_numbered(PublishLane& lane, Message msg,
                         std::function<void(const std::string&)> done) {
     lane.queue.push_back({std::move(msg), std::move(done), {}});
+    // Until the Redis thread's connection first comes up (or its first attempt fails), its
+    // messages wait for it.
+    if (&lane == redis_lane_.get() &&
+        publish_state_.load(std::memory_order_acquire) == PublishState::starting) {
+      return;
+    }
     if (!lane.in_flight) send_publish_batch(lane);
   }
 
@@ -762,6 +777,9 @@ class RedisBroadcasterCore {
   bool finished_ = false;
   std::thread thread_;
   std::mutex lifecycle_mutex_;
+  // The Redis thread's command connection: not connected yet since start, up, or down after that.
+  enum class PublishState : std::uint8_t { starting, up, down };
+  std::atomic<PublishState> publish_state_{PublishState::starting};
   mutable std::mutex health_mutex_;
   bool healthy_ = false;
   std::string health_reason_;

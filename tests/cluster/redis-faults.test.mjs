@@ -13,6 +13,9 @@
 //   and in order, with the same ids on both pods and no publish error (the Redis thread's connection
 //   takes them until the thread's own is back); every thread's connection is back within 5 s and
 //   carries the rooms again.
+// - a pod that has just started (listening, not ready yet): a room message taken by POST
+//   /api/publish at once reaches a member on another pod and the room's shared history (it waits
+//   for the pod's first Redis connection instead of being numbered by the pod alone).
 // - a pod started while Redis is down: /healthz 200, /readyz 503 (with a reason in the body) until
 //   Redis answers, then 200 within 10 s of it answering; it serves WebSockets meanwhile.
 // - Redis restarted empty (no persistence): the cluster state is written again by the pods, so
@@ -329,6 +332,30 @@ test('Redis restarted empty: pods write their rooms and presence again, /api/roo
     assert.ok(ms <= 5500, `state rebuilt after ${ms} ms`);
     await a.waitReady(5000);
     await b.waitReady(5000);
+  }),
+);
+
+test('a pod that has just started: a message POSTed at once reaches the other pod and the shared history', { timeout: 30_000 }, () =>
+  withCluster(1, 'early', async ({ redis, pods, clients }) => {
+    const [a] = pods;
+    const room = 'early-api';
+    const member = await connect(a, `/ws/${room}`);
+    clients.push(member);
+    await redis.waitNumsub(`realtime:room:${room}`, 1, 5000);
+    for (let i = 0; i < 3; i++) {
+      const fresh = await startPod(redis, { podId: `early-new-${i}`, ready: false });
+      try {
+        const r = await publish(fresh, { room, text: `from a new pod ${i}` });
+        assert.equal(r.status, 202, `${r.status} ${r.text}`);
+        const { id } = JSON.parse(r.text);
+        const got = await member.next((m) => m.data?.text === `from a new pod ${i}`, 5000, `message ${i} on the other pod`);
+        assert.equal(got.id, id, 'the id the API answered, numbered by the shared history');
+        const history = await redis.cmd('LRANGE', `realtime:history:${room}`, '0', '-1');
+        assert.ok(history.some((item) => item.includes(`from a new pod ${i}`)), `message ${i} in the shared history`);
+      } finally {
+        await fresh.stop();
+      }
+    }
   }),
 );
 
