@@ -314,6 +314,7 @@ class RedisBroadcasterCore {
   void start() {
     std::lock_guard lock(lifecycle_mutex_);
     if (thread_.joinable()) return;
+    redis_thread_runs_.store(true, std::memory_order_release);
     asio::post(context_, [this] {
       publisher_->start();
       subscriber_->add(kGlobalChannel);
@@ -329,6 +330,7 @@ class RedisBroadcasterCore {
   void stop() {
     std::lock_guard lock(lifecycle_mutex_);
     if (!thread_.joinable()) return;
+    redis_thread_runs_.store(false, std::memory_order_release);  // publishers deliver locally now
     stop_lanes();
     // Leave the cluster's shared state (so other pods report our users offline at once), then
     // close.
@@ -372,7 +374,8 @@ class RedisBroadcasterCore {
       }
       // Else through the Redis thread's connection, which a pod that has just started waits for
       // (so a message the API took at once still reaches every pod).
-      if (publish_state_.load(std::memory_order_acquire) != PublishState::down) {
+      if (redis_thread_runs_.load(std::memory_order_acquire) &&
+          publish_state_.load(std::memory_order_acquire) != PublishState::down) {
         if (lane != nullptr) {
           // Until Redis has numbered what this thread hands over, the thread's later messages
           // follow the same way: a publisher's order is kept across the switch back to the lane.
@@ -780,6 +783,7 @@ class RedisBroadcasterCore {
   // The Redis thread's command connection: not connected yet since start, up, or down after that.
   enum class PublishState : std::uint8_t { starting, up, down };
   std::atomic<PublishState> publish_state_{PublishState::starting};
+  std::atomic<bool> redis_thread_runs_{false};  // between start() and stop()
   mutable std::mutex health_mutex_;
   bool healthy_ = false;
   std::string health_reason_;

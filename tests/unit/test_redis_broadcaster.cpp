@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -135,6 +136,35 @@ TEST(RedisBroadcasterLanes, EachThreadPublishesThroughItsOwnConnectionInOneNumbe
     }
   }
   broadcaster.stop();
+  hub.stop();
+  hub.wait();
+}
+
+// Before start() and after stop() nothing waits for the Redis thread: the pod numbers and delivers
+// a room message itself at once (on an I/O thread and on any other).
+TEST(RedisBroadcasterLanes, NumbersLocallyBeforeStartAndAfterStop) {
+  test::RedisServer server;
+  Hub hub(HubOptions{2, 100, "local"});
+  RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
+  hub.start();
+  // The id the message got, or "" when it was not numbered within 5 s.
+  auto publish_on_thread_0 = [&](int n) {
+    auto id = std::make_shared<std::promise<std::string>>();
+    boost::asio::post(hub.core().shard(0).context(), [&broadcaster, id, n] {
+      broadcaster.publish_then(chat("local-room", n),
+                               [id](const std::string& got) { id->set_value(got); });
+    });
+    auto answer = id->get_future();
+    if (answer.wait_for(5s) != std::future_status::ready) return std::string();
+    return answer.get();
+  };
+  EXPECT_FALSE(publish_on_thread_0(1).empty());
+  EXPECT_FALSE(broadcaster.publish(chat("local-room", 2)).empty()) << "numbered at once";
+  broadcaster.start();
+  ASSERT_TRUE(wait_until([&] { return broadcaster.ready(nullptr); })) << "never ready";
+  broadcaster.stop();
+  EXPECT_FALSE(publish_on_thread_0(3).empty());
+  EXPECT_FALSE(broadcaster.publish(chat("local-room", 4)).empty()) << "numbered at once";
   hub.stop();
   hub.wait();
 }
