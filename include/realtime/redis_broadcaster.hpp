@@ -54,8 +54,10 @@ class RedisBroadcaster final : public Broadcaster {
   std::string publish_to_user(const std::string& user_id, Message msg) override;
   bool ready(std::string* reason) const override;
   // Room messages are numbered by a history shared in Redis (realtime:seq|epoch|history:{room}), so
-  // ids are ordered cluster-wide and a client recovers on any pod. While Redis is unreachable the
-  // pod numbers messages itself (and recovery from those ids answers recovered: false elsewhere).
+  // ids are ordered cluster-wide and a client recovers on any pod. While Redis is unreachable (and
+  // before start(), after stop()) the pod numbers messages itself (and recovery from those ids
+  // answers recovered: false elsewhere); after start(), messages wait for the first connection
+  // to Redis, or for its first attempt to fail.
   void publish_then(Message msg, std::function<void(const std::string& id)> done) override;
   bool shared_history() const override;
   void fetch_history(const std::string& room, const std::string& last_id,

@@ -373,7 +373,9 @@ class RedisBroadcasterCore {
         return;
       }
       // Else through the Redis thread's connection, which a pod that has just started waits for
-      // (so a message the API took at once still reaches every pod).
+      // (so a message the API took at once still reaches every pod). The subscriber's health does
+      // not matter: a message numbered through Redis reaches the other pods even while this pod's
+      // own subscription is being rebuilt.
       if (redis_thread_runs_.load(std::memory_order_acquire) &&
           publish_state_.load(std::memory_order_acquire) != PublishState::down) {
         if (lane != nullptr) {
@@ -391,9 +393,8 @@ class RedisBroadcasterCore {
         return;
       }
     }
-    // Redis unreachable (or not a history message): this pod numbers it and delivers at once.
-    // (The subscriber's health does not matter here: a message numbered through Redis reaches the
-    // other pods even while this pod's own subscription is being rebuilt.)
+    // Redis unreachable, the Redis thread not running, or not a history message: this pod numbers
+    // it and delivers at once.
     const std::string id = core_.deliver(msg);
     std::string channel;
     if (msg.room.empty()) {
