@@ -18,6 +18,7 @@
 #include "realtime/auth.hpp"
 #include "realtime/broadcaster.hpp"
 #include "realtime/handler.hpp"
+#include "session/tcp_socket.hpp"
 
 namespace realtime::detail {
 
@@ -65,7 +66,6 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
 
 // Starts serving HTTP on an accepted socket (on the socket's shard thread). In http_session.cpp,
 // the one translation unit that includes Beast.
-void start_http_session(std::shared_ptr<HandlerCore> handler, Shard& shard,
-                        boost::asio::ip::tcp::socket socket);
+void start_http_session(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSocket socket);
 
 }  // namespace realtime::detail

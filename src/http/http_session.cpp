@@ -102,7 +102,7 @@ bool framing_is_safe(const http::request<http::string_body>& req) {
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(std::shared_ptr<HandlerCore> handler, Shard& shard, tcp::socket socket)
+  HttpSession(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSocket socket)
       : handler_(std::move(handler)),
         shard_(shard),
         socket_(std::move(socket)),
@@ -270,7 +270,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     auto owned = std::make_shared<OwnedDescriptor>(fd);
     asio::post(home.context(),
                [handler = handler_, &home, protocol, owned, params = std::move(params)]() mutable {
-                 tcp::socket socket(home.context());
+                 TcpSocket socket(home.context());
                  boost::system::error_code assign_ec;
                  socket.assign(protocol, owned->fd, assign_ec);
                  if (assign_ec) {
@@ -321,7 +321,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // the client reads it: stop sending, read and discard for a moment, then close.
   void linger_close() {
     boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(TcpSocket::shutdown_send, ec);
     timer_.expires_after(kLinger);
     timer_.async_wait([self = shared_from_this()](const boost::system::error_code& wait_ec) {
       if (!wait_ec) self->close();
@@ -340,13 +340,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void close() {
     timer_.cancel();
     boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(TcpSocket::shutdown_send, ec);
     socket_.close(ec);
   }
 
   std::shared_ptr<HandlerCore> handler_;
   Shard& shard_;
-  tcp::socket socket_;
+  TcpSocket socket_;
   asio::steady_timer timer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -355,7 +355,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 }  // namespace
 
-void start_http_session(std::shared_ptr<HandlerCore> handler, Shard& shard, tcp::socket socket) {
+void start_http_session(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSocket socket) {
   std::make_shared<HttpSession>(std::move(handler), shard, std::move(socket))->start();
 }
 

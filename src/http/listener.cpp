@@ -41,8 +41,8 @@ void Listener::do_accept() {
   if (stopped_) return;
   Shard& target = handler_.core().next_shard();
   acceptor_.async_accept(
-      target.context(), [self = shared_from_this(), &target](const boost::system::error_code& ec,
-                                                             tcp::socket socket) {
+      target.context(),
+      [self = shared_from_this(), &target](const boost::system::error_code& ec, TcpSocket socket) {
         if (self->stopped_) return;
         if (ec) {
           if (ec == asio::error::operation_aborted) return;

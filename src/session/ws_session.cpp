@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
 
 #include "http/handler_core.hpp"
@@ -37,8 +38,8 @@ bool would_block(const boost::system::error_code& ec) {
 
 }  // namespace
 
-WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard,
-                     asio::ip::tcp::socket socket, SessionParams params)
+WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSocket socket,
+                     SessionParams params)
     : handler_(std::move(handler)),
       shard_(shard),
       socket_(std::move(socket)),
@@ -207,7 +208,7 @@ void WsSession::flush() {
 
 void WsSession::wait_writable() {
   write_waiting_ = true;
-  socket_.async_wait(asio::ip::tcp::socket::wait_write,
+  socket_.async_wait(TcpSocket::wait_write,
                      [self = shared_from_this()](const boost::system::error_code& ec) {
                        self->write_waiting_ = false;
                        if (ec || self->state_ == State::closed) return;
@@ -219,11 +220,13 @@ void WsSession::wait_writable() {
 void WsSession::do_read() {
   if (read_armed_) return;
   read_armed_ = true;
-  socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                     [self = shared_from_this()](const boost::system::error_code& ec) {
-                       self->read_armed_ = false;
-                       self->on_readable(ec);
-                     });
+  socket_.async_wait(
+      TcpSocket::wait_read,
+      asio::bind_allocator(WaitAllocator<int>(read_wait_memory_),
+                           [self = shared_from_this()](const boost::system::error_code& ec) {
+                             self->read_armed_ = false;
+                             self->on_readable(ec);
+                           }));
 }
 
 void WsSession::on_readable(const boost::system::error_code& ec) {
@@ -631,7 +634,7 @@ void WsSession::linger() {
   // frame in the peer's receive buffer before the peer reads it. So: stop sending, read and discard
   // until the peer closes too (or kLinger passes), then close.
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  socket_.shutdown(TcpSocket::shutdown_send, ec);
   if (ec) {
     release();
     return;

@@ -21,6 +21,8 @@
 #include "protocol/ws_frame.hpp"
 #include "realtime/broadcaster.hpp"
 #include "realtime/connection.hpp"
+#include "session/tcp_socket.hpp"
+#include "session/wait_memory.hpp"
 
 namespace realtime::detail {
 
@@ -41,7 +43,7 @@ class WsSession final : public Connection,
                         public protocol::FrameSink,
                         public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard, boost::asio::ip::tcp::socket socket,
+  WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSocket socket,
             SessionParams params);
   ~WsSession() override;
 
@@ -117,7 +119,8 @@ class WsSession final : public Connection,
 
   std::shared_ptr<HandlerCore> handler_;
   Shard& shard_;
-  boost::asio::ip::tcp::socket socket_;
+  TcpSocket socket_;
+  WaitMemory read_wait_memory_;  // the pending wait for readability lives here
   protocol::FrameParser parser_;
   std::string id_;
   std::string user_id_;
