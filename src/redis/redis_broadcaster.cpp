@@ -355,10 +355,21 @@ class RedisBroadcasterCore {
   }
 
   std::string publish(Message msg) {
-    // The callback may run later, on the Redis thread: it must own what it touches.
-    auto id = std::make_shared<std::string>();
-    publish_then(std::move(msg), [id](const std::string& assigned) { *id = assigned; });
-    return *id;  // empty when the shared history numbers it later
+    // The id is known at once when this pod numbers the message; otherwise the callback runs later,
+    // maybe on another thread, and finds the slot closed: the caller got "".
+    struct Slot {
+      std::mutex mutex;
+      bool open = true;
+      std::string id;
+    };
+    auto slot = std::make_shared<Slot>();
+    publish_then(std::move(msg), [slot](const std::string& assigned) {
+      std::lock_guard lock(slot->mutex);
+      if (slot->open) slot->id = assigned;
+    });
+    std::lock_guard lock(slot->mutex);
+    slot->open = false;
+    return std::move(slot->id);
   }
 
   void publish_then(Message msg, std::function<void(const std::string&)> done) {

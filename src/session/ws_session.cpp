@@ -358,7 +358,8 @@ void WsSession::handle_chat(std::string room, std::string data) {
     handler_->metrics().drop(DropReason::suppressed);
     return;
   }
-  handler_->broadcaster().publish(std::move(msg));
+  // The id is not needed here (the member gets the message like everyone): no slot to fill.
+  handler_->broadcaster().publish_then(std::move(msg), [](const std::string&) {});
 }
 
 bool WsSession::in_room(const std::string& room) const {

@@ -169,6 +169,40 @@ TEST(RedisBroadcasterLanes, NumbersLocallyBeforeStartAndAfterStop) {
   hub.wait();
 }
 
+// publish() from a thread without a lane goes through the Redis thread, which may answer before
+// publish() returns: the id is either there at once or "", never written after the return (under
+// TSan the old shared string raced here).
+TEST(RedisBroadcasterLanes, PublishFromAnotherThreadReturnsWithoutWaiting) {
+  test::RedisServer server;
+  test::RedisClient redis("127.0.0.1", server.port());
+  Hub hub(HubOptions{2, 100, "sync"});
+  RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
+  hub.start();
+  broadcaster.start();
+  ASSERT_TRUE(wait_until([&] { return broadcaster.ready(nullptr); })) << "never ready";
+  // One message per thread, and nothing else posted until the answer came: nothing orders the
+  // caller's return after the answer's callback but publish() itself.
+  constexpr int kMessages = 20;
+  for (int i = 0; i < kMessages; ++i) {
+    std::string id;
+    std::thread([&] { id = broadcaster.publish(chat("sync-room", i)); }).join();
+    if (!id.empty()) {
+      EXPECT_TRUE(detail::parse_message_id(id)) << id;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(wait_until([&] {
+    auto epoch = redis.command({"HKEYS", "realtime:ids:sync-room"});
+    if (epoch->elements != 1) return false;
+    auto last = redis.command({"HGET", "realtime:ids:sync-room", epoch->element[0]->str});
+    return last->str != nullptr && std::string(last->str) == std::to_string(kMessages);
+  })) << "Redis numbered all "
+      << kMessages;
+  broadcaster.stop();
+  hub.stop();
+  hub.wait();
+}
+
 TEST(RedisBroadcasterLanes, StopsWhenTheHubNeverStarted) {
   test::RedisServer server;
   Hub hub(HubOptions{2, 100, "unstarted"});
