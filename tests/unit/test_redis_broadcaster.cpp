@@ -77,14 +77,35 @@ void returns_in_time(F f, const char* what) {
   result.get();
 }
 
-TEST(RedisBroadcasterLanes, EachThreadPublishesThroughItsOwnConnectionInOneNumbering) {
+// A redis-server, a client to inspect it, and one pod (a hub with two I/O threads and its
+// broadcaster), started; stopped in order at the end.
+struct RunningPod {
+  explicit RunningPod(std::string pod_id) : hub(HubOptions{2, 100, std::move(pod_id)}) {
+    hub.start();
+    broadcaster.start();
+    ready = wait_until([&] { return broadcaster.ready(nullptr); });
+  }
+  ~RunningPod() {
+    broadcaster.stop();
+    hub.stop();
+    hub.wait();
+  }
+  RunningPod(const RunningPod&) = delete;
+  RunningPod& operator=(const RunningPod&) = delete;
+
   test::RedisServer server;
-  test::RedisClient redis("127.0.0.1", server.port());
-  Hub hub(HubOptions{2, 100, "lanes"});
-  RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
-  hub.start();
-  broadcaster.start();
-  ASSERT_TRUE(wait_until([&] { return broadcaster.ready(nullptr); })) << "never ready";
+  test::RedisClient redis{"127.0.0.1", server.port()};
+  Hub hub;
+  RedisBroadcaster broadcaster{hub, RedisBroadcasterOptions{server.url()}};
+  bool ready = false;
+};
+
+TEST(RedisBroadcasterLanes, EachThreadPublishesThroughItsOwnConnectionInOneNumbering) {
+  RunningPod pod("lanes");
+  ASSERT_TRUE(pod.ready) << "never ready";
+  Hub& hub = pod.hub;
+  RedisBroadcaster& broadcaster = pod.broadcaster;
+  test::RedisClient& redis = pod.redis;
   const std::set<std::string> lanes = {"realtime-pub-lanes-0", "realtime-pub-lanes-1"};
   ASSERT_TRUE(wait_until([&] {
     std::set<std::string> names;
@@ -135,9 +156,6 @@ TEST(RedisBroadcasterLanes, EachThreadPublishesThroughItsOwnConnectionInOneNumbe
       EXPECT_TRUE(cmd == "evalsha" || cmd == "eval") << name << ": " << cmd;
     }
   }
-  broadcaster.stop();
-  hub.stop();
-  hub.wait();
 }
 
 // Before start() and after stop() nothing waits for the Redis thread: the pod numbers and delivers
@@ -173,13 +191,10 @@ TEST(RedisBroadcasterLanes, NumbersLocallyBeforeStartAndAfterStop) {
 // publish() returns: the id is either there at once or "", never written after the return (under
 // TSan the old shared string raced here).
 TEST(RedisBroadcasterLanes, PublishFromAnotherThreadReturnsWithoutWaiting) {
-  test::RedisServer server;
-  test::RedisClient redis("127.0.0.1", server.port());
-  Hub hub(HubOptions{2, 100, "sync"});
-  RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
-  hub.start();
-  broadcaster.start();
-  ASSERT_TRUE(wait_until([&] { return broadcaster.ready(nullptr); })) << "never ready";
+  RunningPod pod("sync");
+  ASSERT_TRUE(pod.ready) << "never ready";
+  RedisBroadcaster& broadcaster = pod.broadcaster;
+  test::RedisClient& redis = pod.redis;
   // One message per thread, and nothing else posted until the answer came: nothing orders the
   // caller's return after the answer's callback but publish() itself.
   constexpr int kMessages = 20;
@@ -198,9 +213,6 @@ TEST(RedisBroadcasterLanes, PublishFromAnotherThreadReturnsWithoutWaiting) {
     return last->str != nullptr && std::string(last->str) == std::to_string(kMessages);
   })) << "Redis numbered all "
       << kMessages;
-  broadcaster.stop();
-  hub.stop();
-  hub.wait();
 }
 
 TEST(RedisBroadcasterLanes, StopsWhenTheHubNeverStarted) {
