@@ -11,7 +11,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
 #include "hub/hub_core.hpp"
@@ -21,6 +20,7 @@
 #include "redis/redis_publisher.hpp"
 #include "redis/redis_subscriber.hpp"
 #include "redis/redis_url.hpp"
+#include "redis/shared_history.hpp"
 
 namespace realtime {
 namespace detail {
@@ -45,144 +45,12 @@ constexpr std::chrono::milliseconds kReleasePeriod{25};
 constexpr std::chrono::milliseconds kSubscribeWait{2000};
 constexpr std::chrono::milliseconds kSubscribePoll{5};
 
-// Numbers room messages and publishes them, atomically per message: so the id order is the order
-// every pod sees. One call carries every message queued while the previous call was in flight.
-// A room's numbering is one hash, realtime:ids:{room}, holding one field: the current epoch, whose
-// value is the last sequence number issued. The pod sends the epoch it last saw for the room; one
-// HINCRBY on it is the whole numbering unless that epoch is not the current one any more (the
-// field was absent: the answer is 1), in which case the field is removed again and the current
-// epoch is read, or, when the room has none (new, expired, or lost with a Redis restart), the
-// call's fresh epoch starts with an empty history. So an id is never issued twice.
-// ARGV: history size, TTL, a fresh epoch, one character per message ('1': refresh the room's TTL),
-// then per message: room, item, the epoch the pod last saw for the room (or ''), and the sequence
-// number the pod expects (or ''). The item is the envelope ending with the publishing pod's "pod"
-// field; it starts with the id the pod expects ({"id":"<epoch>-<guess>",) when it sends a guess,
-// else it is the envelope after its "{" without an id. A right guess is stored and published as it
-// came (Lua interns every string it builds, hashing each byte: building the ~200-byte item was
-// ~15 % of the script's cost); a wrong one is rebuilt with the real id. The pod learns a room's
-// next number from each answer and from the other pods' messages it receives, so guesses miss only
-// when pods publish to one room at the same moment. The stored item and the published copy are the
-// same string; the "pod" field tells the publisher its echo, and readers of the history drop it.
-// The answer has one element per message: its sequence number when it was numbered in the epoch the
-// pod sent, else its whole id. The list is trimmed back to the history size once it is a quarter
-// longer (one LTRIM per keep/4 messages, not one per message); readers take its last `keep` items.
-// Numbers go to redis.call as strings, and into the id with %d: formatting a Lua number (a double)
-// with %.14g or %.17g was ~4 % of Redis's CPU.
-constexpr std::string_view kPublishScript = R"lua(
-local call = redis.call
-local keep, fresh, flags = tonumber(ARGV[1]), ARGV[3], ARGV[4]
-local limit, drop = keep + math.floor(keep / 4), '-' .. ARGV[1]
-local ttl, history_ttl = ARGV[2], tostring(tonumber(ARGV[2]) + 60)
-local out, n = {}, 0
-for i = 5, #ARGV, 4 do
-  local room, item, known, guess = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local epoch = known
-  local ik, hk = 'realtime:ids:' .. room, 'realtime:history:' .. room
-  local refresh = string.byte(flags, n + 1) == 49
-  local seq = 0
-  if epoch ~= '' then
-    seq = call('HINCRBY', ik, epoch, '1')
-    if seq == 1 then
-      call('HDEL', ik, epoch)
-      seq = 0
-    end
-  end
-  if seq == 0 then
-    epoch = call('HKEYS', ik)[1]
-    if not epoch then
-      epoch = fresh
-      call('DEL', hk)
-      refresh = true
-    end
-    seq = call('HINCRBY', ik, epoch, '1')
-  end
-  if seq ~= tonumber(guess) or epoch ~= known then
-    if guess ~= '' then item = string.sub(item, #known + #guess + 11) end
-    item = '{"id":"' .. epoch .. '-' .. string.format('%d', seq) .. '",' .. item
-  end
-  if keep > 0 and call('RPUSH', hk, item) > limit then
-    call('LTRIM', hk, drop, '-1')
-  end
-  if refresh then
-    call('EXPIRE', ik, ttl)
-    if keep > 0 then call('EXPIRE', hk, history_ttl) end
-  end
-  call('PUBLISH', 'realtime:room:' .. room, item)
-  n = n + 1
-  if epoch == known then out[n] = seq else out[n] = epoch .. '-' .. string.format('%d', seq) end
-end
-return out
-)lua";
-
-// The SHA-1 of a script, for EVALSHA.
-std::string script_sha1(std::string_view script) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char byte : digest) {
-    hex += kHex[byte >> 4U];
-    hex += kHex[byte & 0x0FU];
-  }
-  return hex;
-}
-
 // The most messages one publish call carries.
 constexpr std::size_t kMaxPublishBatch = 256;
 // A room's history keys get their TTL renewed at most this often by one pod.
 constexpr std::chrono::seconds kTtlRefreshInterval{60};
 // Past this many rooms in the refresh table, entries older than the interval are dropped.
 constexpr std::size_t kMaxTrackedRooms = 10000;
-
-// KEYS ids, history; ARGV history size: {epoch or '', current seq, the last items...}.
-constexpr std::string_view kHistoryScript = R"lua(
-local keep = tonumber(ARGV[1])
-local ids = redis.call('HGETALL', KEYS[1])
-local items = keep > 0 and redis.call('LRANGE', KEYS[2], -keep, -1) or {}
-table.insert(items, 1, ids[2] or '0')
-table.insert(items, 1, ids[1] or '')
-return items
-)lua";
-
-std::string room_key(std::string_view kind, std::string_view room) {
-  std::string key = "realtime:";
-  key += kind;
-  key += ':';
-  key += room;
-  return key;
-}
-
-// The seq of a history item, which starts {"id":"<epoch>-<seq>",
-std::optional<std::uint64_t> item_seq(std::string_view item) {
-  constexpr std::string_view kStart = "{\"id\":\"";
-  if (!item.starts_with(kStart)) return std::nullopt;
-  const auto end = item.find('"', kStart.size());
-  if (end == std::string_view::npos) return std::nullopt;
-  const auto id = parse_message_id(item.substr(kStart.size(), end - kStart.size()));
-  if (!id) return std::nullopt;
-  return id->seq;
-}
-
-// A history item without the "pod" field its publisher put last (clients never see it).
-std::string without_pod_field(std::string_view item) {
-  constexpr std::string_view kField = ",\"pod\":\"";
-  const auto at = item.rfind(kField);
-  if (at == std::string_view::npos || !item.ends_with("\"}")) return std::string(item);
-  // Ours only if what follows is one JSON string up to the item's closing `"}` (a "pod" key of
-  // the data, in an item stored without our field, is followed by more fields).
-  const std::string_view value =
-      item.substr(at + kField.size(), item.size() - at - kField.size() - 2);
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    if (value[i] == '\\') {
-      ++i;  // an escaped character
-    } else if (value[i] == '"') {
-      return std::string(item);
-    }
-  }
-  std::string out(item.substr(0, at));
-  out += '}';
-  return out;
-}
 
 // On stop, how long to wait for Redis to confirm that this pod left the shared state.
 constexpr std::chrono::milliseconds kLeaveTimeout{1000};
@@ -613,7 +481,7 @@ class RedisBroadcasterCore {
           if (error && by_sha && reply.str.starts_with("NOSCRIPT")) {
             // Redis does not have the script (first use, or restarted): send it whole once.
             (*shared_args)[0] = "EVAL";
-            (*shared_args)[1] = std::string(kPublishScript);
+            (*shared_args)[1] = std::string(publish_script());
             run_publish_script(lane, std::move(*shared_args), batch, false);
             return;
           }
@@ -688,34 +556,12 @@ class RedisBroadcasterCore {
     }
     auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
     const auto ec = publisher_->command(
-        {"EVAL", std::string(kHistoryScript), "2", room_key("ids", room), room_key("history", room),
-         std::to_string(core_.options().history_size)},
+        {"EVAL", std::string(history_script()), "2", room_key("ids", room),
+         room_key("history", room), std::to_string(core_.options().history_size)},
         [callback, last_id](std::error_code error, const RedisReply& reply) {
           (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
         });
     if (ec) (*callback)(HistoryResult{});
-  }
-
-  static HistoryResult history_after(const RedisReply& reply, const std::string& last_id) {
-    HistoryResult result;
-    const auto asked = parse_message_id(last_id);
-    if (!asked || reply.elements.size() < 2) return result;
-    const std::string& epoch = reply.elements[0].str;
-    const std::uint64_t current = std::strtoull(reply.elements[1].str.c_str(), nullptr, 10);
-    if (epoch.empty() || asked->epoch != epoch || asked->seq > current) return result;
-    std::uint64_t oldest = current + 1;
-    for (std::size_t i = 2; i < reply.elements.size(); ++i) {
-      const auto seq = item_seq(reply.elements[i].str);
-      if (!seq) continue;
-      oldest = std::min(oldest, *seq);
-      if (*seq > asked->seq) {
-        result.messages.emplace_back(*seq, without_pod_field(reply.elements[i].str));
-      }
-    }
-    // Everything after the id must still be there: the oldest kept is at most one past it.
-    result.recovered = asked->seq + 1 >= oldest;
-    if (!result.recovered) result.messages.clear();
-    return result;
   }
 
   void send(std::string channel, std::string payload) {
@@ -775,7 +621,7 @@ class RedisBroadcasterCore {
   std::unique_ptr<RedisSubscriber> subscriber_;
   std::unique_ptr<ClusterState> cluster_;
   // Publishing through the shared history: a lane per I/O thread, and the Redis thread's.
-  const std::string publish_sha_ = script_sha1(kPublishScript);
+  const std::string publish_sha_ = script_sha1(publish_script());
   std::vector<std::unique_ptr<PublishLane>> lanes_;  // [k]: shard k's, touched on its thread only
   std::unique_ptr<PublishLane> redis_lane_;
   // What this pod knows of a room's numbering: when it last renewed the keys' TTL, and the epoch

@@ -1,0 +1,30 @@
+// The shared history in Redis: the Lua scripts that number, store and publish room messages and
+// read a room's history back, and what a history read means for a recovery.
+//
+// The scripts' contracts (ARGV, answers, keys) are described in shared_history.cpp next to their
+// text; RedisBroadcasterCore sends them (EVALSHA, then EVAL once when Redis does not have one).
+// Pure functions, no I/O; thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "realtime/broadcaster.hpp"
+#include "redis/redis_connection.hpp"
+
+namespace realtime::detail {
+
+// Numbers room messages, appends them to the room's history and PUBLISHes them, one call for many.
+std::string_view publish_script() noexcept;
+// A room's epoch, current sequence number and last items (KEYS ids, history; ARGV history size).
+std::string_view history_script() noexcept;
+// The SHA-1 of a script in hex, for EVALSHA.
+std::string script_sha1(std::string_view script);
+// realtime:<kind>:<room>, e.g. room_key("history", "lobby").
+std::string room_key(std::string_view kind, std::string_view room);
+// What a client that last saw `last_id` gets from the history script's answer: the messages after
+// it (without the publisher's "pod" field), and recovered = false when some of them are gone (or
+// the id is of another epoch, or ahead of the history).
+HistoryResult history_after(const RedisReply& reply, const std::string& last_id);
+
+}  // namespace realtime::detail
