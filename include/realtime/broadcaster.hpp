@@ -58,6 +58,19 @@ class Broadcaster {
     done(HistoryResult{});
   }
 
+  // A new socket's output (its welcome first) waits for this, so that what other pods publish once
+  // the client has its welcome reaches it. Returns true when `done` will run, once and from any
+  // thread, as soon as this pod receives what is published to `room` (empty: no room) and to
+  // `user_id`, or after a bound; false when there is nothing to wait for (`done` is not called).
+  virtual bool await_subscribed(
+      const std::string& room, const std::string& user_id,
+      std::function<void()> done) {  // NOLINT(performance-unnecessary-value-param)
+    (void)room;
+    (void)user_id;
+    (void)done;
+    return false;
+  }
+
   // Presence. The hub calls these when a user's first socket on this pod joins a room, its last
   // leaves, or the user sets a status; the broadcaster decides whether the user is new (or gone)
   // for the whole cluster and publishes the presence message then. Single pod: the pod is the

@@ -64,6 +64,8 @@ class RedisBroadcaster final : public Broadcaster {
                      std::function<void(HistoryResult)> done) override;
   // Presence is decided cluster-wide: one online when a user's first socket in the cluster joins a
   // room, one offline when the last leaves (or its pod dies: within 13 s, by the pods' leases).
+  bool await_subscribed(const std::string& room, const std::string& user_id,
+                        std::function<void()> done) override;
   void user_joined(const std::string& room, const std::string& user_id) override;
   void user_left(const std::string& room, const std::string& user_id) override;
   void status_changed(const std::string& room, const std::string& user_id,

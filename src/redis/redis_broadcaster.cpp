@@ -41,7 +41,8 @@ constexpr int kHistoryTtlSeconds = 3600;
 constexpr std::chrono::milliseconds kReleasePeriod{25};
 // A recovery waits at most this long for the Redis link and the room's subscription (a pod that has
 // just started is still connecting), so that nothing published between the history read and the
-// subscription can fall between the two.
+// subscription can fall between the two. A new socket's welcome waits as long at most for its
+// room's and user's subscriptions.
 constexpr std::chrono::milliseconds kSubscribeWait{2000};
 constexpr std::chrono::milliseconds kSubscribePoll{5};
 
@@ -56,6 +57,24 @@ constexpr std::size_t kMaxTrackedRooms = 10000;
 constexpr std::chrono::milliseconds kLeaveTimeout{1000};
 // While stopping the lanes, how often to check that the hub still runs their threads.
 constexpr std::chrono::milliseconds kLaneStopPoll{20};
+
+// Runs a callback once: by run(), or else when destroyed (a handler dropped by a stopped loop).
+class OnceCall {
+ public:
+  explicit OnceCall(std::function<void()> call) : call_(std::move(call)) {}
+  OnceCall(const OnceCall&) = delete;
+  OnceCall& operator=(const OnceCall&) = delete;
+  ~OnceCall() { run(); }
+  void run() {
+    if (!call_) return;
+    auto call = std::move(call_);
+    call_ = nullptr;
+    call();
+  }
+
+ private:
+  std::function<void()> call_;
+};
 
 struct PendingPublish {
   Message msg;
@@ -304,6 +323,24 @@ class RedisBroadcasterCore {
     channel += user;
     send(std::move(channel), encode(msg));
     return id;
+  }
+
+  bool await_subscribed(const std::string& room, const std::string& user,
+                        std::function<void()> done) {
+    if (!redis_thread_runs_.load(std::memory_order_acquire)) return false;
+    std::vector<std::string> channels;
+    channels.reserve(2);
+    channels.push_back(std::string(kUserPrefix) + user);
+    if (!room.empty()) channels.push_back(std::string(kRoomPrefix) + room);
+    // Posted after the join's add() of these channels (same thread, in order), so the subscriber
+    // knows them. `done` runs even if the loop stops before this handler does.
+    auto once = std::make_shared<OnceCall>(std::move(done));
+    asio::post(context_, [this, channels = std::move(channels), once]() mutable {
+      subscriber_->when_subscribed(std::move(channels),
+                                   std::chrono::steady_clock::now() + kSubscribeWait,
+                                   [once] { once->run(); });
+    });
+    return true;
   }
 
   void user_joined(const std::string& room, const std::string& user) {
@@ -667,6 +704,10 @@ bool RedisBroadcaster::shared_history() const { return core_->shared_history(); 
 void RedisBroadcaster::fetch_history(const std::string& room, const std::string& last_id,
                                      std::function<void(HistoryResult)> done) {
   core_->fetch_history(room, last_id, std::move(done));
+}
+bool RedisBroadcaster::await_subscribed(const std::string& room, const std::string& user_id,
+                                        std::function<void()> done) {
+  return core_->await_subscribed(room, user_id, std::move(done));
 }
 void RedisBroadcaster::user_joined(const std::string& room, const std::string& user_id) {
   core_->user_joined(room, user_id);

@@ -66,6 +66,7 @@ void RedisSubscriber::stop() {
   requested_.clear();
   confirmed_.clear();
   connection_.close();
+  release_waiters(true);
   set_health(false, "stopped");
 }
 
@@ -92,6 +93,63 @@ void RedisSubscriber::remove(std::string_view channel) {
     dirty_.emplace(channel);
     schedule_flush();
   }
+}
+
+void RedisSubscriber::when_subscribed(std::vector<std::string> channels, Clock::time_point deadline,
+                                      std::function<void()> done) {
+  if (!started_ || down_) {
+    done();  // nothing is coming through Redis now; waiting would only delay
+    return;
+  }
+  auto waiter = std::make_shared<Waiter>();
+  waiter->deadline = deadline;
+  for (std::string& channel : channels) {
+    if (confirmed_.contains(channel)) continue;
+    ++waiter->missing;
+    waiters_[std::move(channel)].push_back(waiter);
+  }
+  if (waiter->missing == 0) {
+    done();
+    return;
+  }
+  waiter->done = std::move(done);
+  waiter_deadlines_.push_back(std::move(waiter));
+}
+
+namespace {
+
+template <class W>
+void run_once(W& waiter) {
+  if (!waiter.done) return;
+  auto done = std::move(waiter.done);
+  waiter.done = nullptr;
+  done();
+}
+
+}  // namespace
+
+void RedisSubscriber::release_waiters(bool all) {
+  const auto now = Clock::now();
+  bool expired = false;
+  while (!waiter_deadlines_.empty()) {
+    Waiter& waiter = *waiter_deadlines_.front();
+    if (waiter.done && !all && waiter.deadline > now) break;
+    if (waiter.done) {
+      expired = true;
+      run_once(waiter);
+    }
+    waiter_deadlines_.pop_front();
+  }
+  if (all) {
+    waiters_.clear();
+    return;
+  }
+  if (!expired) return;
+  // Channels whose waiters have all run (by deadline) are not watched any more.
+  std::erase_if(waiters_, [](const auto& entry) {
+    return std::none_of(entry.second.begin(), entry.second.end(),
+                        [](const auto& waiter) { return static_cast<bool>(waiter->done); });
+  });
 }
 
 std::size_t RedisSubscriber::ref_count(std::string_view channel) const {
@@ -151,6 +209,7 @@ void RedisSubscriber::send_batched(bool subscribe, const std::vector<std::string
 void RedisSubscriber::on_connected() {
   if (!started_) return;
   session_ = true;
+  down_ = false;
   if (ever_connected_) ++stats_.reconnects;
   ever_connected_ = true;
   requested_.clear();
@@ -171,8 +230,10 @@ void RedisSubscriber::on_connected() {
 
 void RedisSubscriber::on_disconnected(const std::string& reason) {
   session_ = false;
+  down_ = true;
   requested_.clear();
   confirmed_.clear();
+  release_waiters(true);
   ++stats_.connect_failures;
   log_->warn("redis subscriber: {}", reason);
   set_health(false, reason);
@@ -205,6 +266,13 @@ void RedisSubscriber::on_push(const RedisPush& push) {
     case RedisPush::Kind::subscribed:
       confirmed_.emplace(push.channel);
       if (push.channel == options_.control_channel) send_heartbeat();
+      if (const auto it = waiters_.find(push.channel); it != waiters_.end()) {
+        const auto waiting = std::move(it->second);
+        waiters_.erase(it);
+        for (const auto& waiter : waiting) {
+          if (--waiter->missing == 0) run_once(*waiter);
+        }
+      }
       return;
     case RedisPush::Kind::unsubscribed:
       if (const auto it = confirmed_.find(push.channel); it != confirmed_.end()) {
@@ -247,6 +315,7 @@ void RedisSubscriber::on_heartbeat() {
 }
 
 void RedisSubscriber::tick() {
+  release_waiters(false);
   if (!session_) return;  // connecting or waiting to reconnect: health already says why
   const auto now = Clock::now();
   if (heartbeat_outstanding_) ++stats_.heartbeats_missed;
@@ -264,9 +333,11 @@ void RedisSubscriber::tick() {
         std::chrono::duration_cast<std::chrono::milliseconds>(now - liveness_base_).count());
     log_->warn("redis subscriber: {}", reason);
     session_ = false;
+    down_ = true;
     requested_.clear();
     confirmed_.clear();
     connection_.close();
+    release_waiters(true);
     set_health(false, reason);
     schedule_reconnect();
     return;

@@ -2,7 +2,8 @@
 //
 // What: add(channel) / remove(channel) count references; a channel is SUBSCRIBEd on its first
 // reference and UNSUBSCRIBEd on its last, and all changes of one loop turn leave as one
-// SUBSCRIBE and one UNSUBSCRIBE. Messages go to on_message. A lost connection is rebuilt with
+// SUBSCRIBE and one UNSUBSCRIBE. when_subscribed() tells when Redis has confirmed channels (a new
+// socket's welcome waits for it). Messages go to on_message. A lost connection is rebuilt with
 // capped, jittered exponential backoff and every active channel subscribed again.
 // Liveness: every heartbeat_interval the companion publisher PUBLISHes a token on
 // `control_channel`, which this connection subscribes to. No heartbeat within heartbeat_timeout
@@ -20,12 +21,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -55,6 +58,7 @@ class RedisSubscriber {
  public:
   using MessageHandler = std::function<void(std::string_view channel, std::string_view payload)>;
   using HealthHandler = std::function<void(bool healthy, const std::string& reason)>;
+  using Clock = std::chrono::steady_clock;
 
   struct Stats {
     std::uint64_t messages = 0;          // delivered to on_message (heartbeats excluded)
@@ -90,6 +94,11 @@ class RedisSubscriber {
   std::size_t channel_count() const noexcept { return refs_.size(); }
   // Redis confirmed the subscription on the current connection.
   bool subscribed(std::string_view channel) const { return confirmed_.contains(channel); }
+  // Runs `done` once every channel is confirmed (add() them first), or at once when they are,
+  // when the subscriber is stopped or its connection is down (nothing to wait for), when the
+  // connection is lost meanwhile, or (checked each heartbeat interval) after `deadline`.
+  void when_subscribed(std::vector<std::string> channels, Clock::time_point deadline,
+                       std::function<void()> done);
 
   bool healthy() const noexcept { return healthy_; }
   const std::string& health_reason() const noexcept { return health_reason_; }
@@ -109,7 +118,13 @@ class RedisSubscriber {
   void send_heartbeat();
   void set_health(bool healthy, std::string reason);
 
-  using Clock = std::chrono::steady_clock;
+  struct Waiter {
+    std::size_t missing = 0;  // channels not yet confirmed
+    Clock::time_point deadline;
+    std::function<void()> done;  // empty once run
+  };
+  // Runs the waiters past their deadline (every waiter when `all`).
+  void release_waiters(bool all);
 
   boost::asio::io_context& io_;
   RedisSubscriberOptions options_;
@@ -129,6 +144,10 @@ class RedisSubscriber {
   std::set<std::string, std::less<>> confirmed_;  // subscribed as Redis confirmed
   std::set<std::string, std::less<>> dirty_;      // changed this turn
   bool flush_posted_ = false;
+  bool down_ = false;  // the last connection attempt failed, or the connection was lost
+  // when_subscribed(): waiters by the channels they miss, and every waiter in deadline order.
+  std::map<std::string, std::vector<std::shared_ptr<Waiter>>, std::less<>> waiters_;
+  std::deque<std::shared_ptr<Waiter>> waiter_deadlines_;
 
   std::string heartbeat_prefix_;  // random per instance, shows in MONITOR and logs
   std::uint64_t heartbeat_seq_ = 0;

@@ -92,11 +92,13 @@ void WsSession::start() {
   if (!rooms_.empty()) welcome.room = rooms_.front();
   send_direct(std::move(welcome));
 
+  std::string room;
   if (!rooms_.empty()) {
-    std::string room = std::move(rooms_.front());
+    room = std::move(rooms_.front());
     rooms_.clear();
     handle_join(room, startup->last_id);
   }
+  hold_until_subscribed(!room.empty() && in_room(room) ? room : std::string());
   if (handler_->config().on_connect) handler_->config().on_connect(*this);
 
   if (!startup->leftover.empty()) {
@@ -151,9 +153,22 @@ void WsSession::enqueue(const FramePtr& frame) {
   }
 }
 
+void WsSession::hold_until_subscribed(const std::string& room) {
+  held_ = handler_->broadcaster().await_subscribed(
+      room, user_id_, [weak = weak_from_this(), context = &shard_.context()] {
+        asio::post(*context, [weak] {
+          const auto self = weak.lock();
+          if (!self) return;
+          self->held_ = false;
+          self->flush();
+        });
+      });
+}
+
 void WsSession::flush() {
   flush_pending_ = false;
   if (write_waiting_ || state_ == State::closed) return;
+  if (held_ && state_ == State::open) return;  // a close is not held
   char* const staging = shard_.write_buffer();
   const auto now = SteadyClock::now();
   while (head_ < queue_.size()) {

@@ -1,4 +1,7 @@
 // Fan-out across pods: three realtime-server pods on one redis-server.
+// - a welcome promises the subscriptions: PUBSUB NUMSUB, asked on an open Redis connection the
+//   moment a client has its welcome, counts the pod on the socket's room and user channels (60
+//   fresh sockets, some in no room); the previous server missed 5 of them in a run.
 // - 1000 chat messages from three publishers, one per pod, reach every member on every pod exactly
 //   once: no loss, no duplicate, each publisher's order kept (a sequence number in data); Redis
 //   numbers the room's messages, so every member on every pod sees the same id for each message
@@ -14,8 +17,8 @@
 //   once, on the publishing pod too (its Redis echo dropped).
 // "Exactly once" is judged after a barrier: a third-party PUBLISH on the same channel, issued once
 // the message was seen on another pod, so any echo or second copy has arrived by then.
-// Before cross-pod traffic each test waits until every pod with members is subscribed
-// (PUBSUB NUMSUB), since a join becomes a Redis subscription asynchronously.
+// Before cross-pod traffic the tests below also wait until every pod with members is subscribed
+// (PUBSUB NUMSUB): that makes a failure of the welcome's promise show in the test above alone.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,6 +33,29 @@ const member = clusterFixture(3, { prefix: 'fan' }, (c) => ({ redis, pods } = c)
 
 const TS_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const ID_RE = /^[A-Za-z0-9._-]+$/;
+
+test('a welcome means the pod already receives the room and the user: PUBSUB NUMSUB asked at once counts it', async () => {
+  // A join becomes a Redis subscription; the welcome waits for Redis to confirm it (and the user's
+  // channel), so a message another pod publishes once the client has its welcome reaches it.
+  const [a] = pods;
+  const link = await redis.link();
+  const late = [];
+  try {
+    for (let i = 0; i < 60; i++) {
+      const room = `welcome-${i}`;
+      const path = i % 10 === 9 ? '/ws' : `/ws/${room}`;
+      const c = await member(a, path);
+      const channels = [`realtime:user:${c.userId}`];
+      if (path !== '/ws') channels.push(`realtime:room:${room}`);
+      const r = await link.cmd('PUBSUB', 'NUMSUB', ...channels);
+      for (let k = 0; k < r.length; k += 2) if (Number(r[k + 1]) !== 1) late.push(`${r[k]}: ${r[k + 1]}`);
+      closeAll([c]);
+    }
+  } finally {
+    link.close();
+  }
+  assert.deepEqual(late, [], 'channels not yet subscribed when the welcome arrived');
+});
 
 test('1000 messages from publishers on 3 pods reach every member on every pod exactly once, in per-publisher order', async () => {
   const room = 'fan-1000';

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -506,6 +507,86 @@ TEST(RedisPubSub, ReferenceCounting) {
   ASSERT_TRUE(run_until(
       io, [&] { return !pair.subscriber.subscribed(channel) && client.numsub(channel) == 0; }));
   EXPECT_EQ(pair.subscriber.stats().unsubscribe_commands, 1u);
+}
+
+TEST(RedisPubSub, WhenSubscribedWaitsForRedisToConfirm) {
+  test::RedisServer server;
+  asio::io_context io;
+  PubSubPair pair(io, server);
+  auto client = server.client();
+  const auto far = std::chrono::steady_clock::now() + 60s;
+
+  // Asked before the connection is up: runs once both channels are confirmed, not before.
+  pair.subscriber.add("realtime:room:a");
+  pair.subscriber.add("realtime:user:u");
+  int runs = 0;
+  long long numsub_a = -1;
+  long long numsub_u = -1;
+  pair.subscriber.when_subscribed({"realtime:room:a", "realtime:user:u"}, far, [&] {
+    ++runs;
+    numsub_a = client.numsub("realtime:room:a");
+    numsub_u = client.numsub("realtime:user:u");
+  });
+  EXPECT_EQ(runs, 0);
+  ASSERT_TRUE(run_until(io, [&] { return runs > 0; }));
+  EXPECT_EQ(numsub_a, 1);
+  EXPECT_EQ(numsub_u, 1);
+
+  // Confirmed already: at once.
+  pair.subscriber.when_subscribed({"realtime:room:a"}, far, [&] { ++runs; });
+  EXPECT_EQ(runs, 2);
+
+  // Redis stalled: the wait lasts until it answers.
+  server.pause();
+  pair.subscriber.add("realtime:room:b");
+  pair.subscriber.when_subscribed({"realtime:room:b"}, far, [&] { ++runs; });
+  io.run_for(150ms);
+  EXPECT_EQ(runs, 2);
+  server.resume();
+  ASSERT_TRUE(run_until(io, [&] { return runs == 3; }));
+  EXPECT_EQ(client.numsub("realtime:room:b"), 1);
+  io.run_for(50ms);
+  EXPECT_EQ(runs, 3);  // once
+}
+
+TEST(RedisPubSub, WhenSubscribedEndsAtItsDeadlineOnLossAndOnStop) {
+  test::RedisServer server;
+  asio::io_context io;
+  PubSubPair pair(io, server);  // heartbeat interval (when deadlines are checked): 100 ms
+  ASSERT_TRUE(run_until(io, [&] { return pair.subscriber.healthy(); }));
+
+  // A channel nobody added is never confirmed: the deadline ends the wait.
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + 250ms;
+  std::optional<Clock::time_point> ran_at;
+  pair.subscriber.when_subscribed({"realtime:room:nobody"}, deadline,
+                                  [&] { ran_at = Clock::now(); });
+  ASSERT_TRUE(run_until(
+      io, [&] { return ran_at.has_value(); }, 3000ms));
+  EXPECT_GE(*ran_at, deadline);
+
+  // The connection lost while waiting: the waiter runs, and a wait asked while Redis is down
+  // runs at once.
+  int runs = 0;
+  server.pause();
+  pair.subscriber.add("realtime:room:c");
+  pair.subscriber.when_subscribed({"realtime:room:c"}, Clock::now() + 60s, [&] { ++runs; });
+  server.kill();
+  ASSERT_TRUE(run_until(io, [&] { return runs == 1; }));
+  pair.subscriber.when_subscribed({"realtime:room:c"}, Clock::now() + 60s, [&] { ++runs; });
+  EXPECT_EQ(runs, 2);
+
+  // stop() runs what still waits.
+  server.start();
+  ASSERT_TRUE(run_until(io, [&] { return pair.subscriber.subscribed("realtime:room:c"); }));
+  server.pause();
+  pair.subscriber.add("realtime:room:d");
+  pair.subscriber.when_subscribed({"realtime:room:d"}, Clock::now() + 60s, [&] { ++runs; });
+  io.run_for(20ms);
+  EXPECT_EQ(runs, 2);
+  pair.subscriber.stop();
+  EXPECT_EQ(runs, 3);
+  server.resume();
 }
 
 // --- failures -----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 // short-lived connection and resolves the decoded reply (errors reject). redis.kill() SIGKILLs the
 // process, redis.restart() starts it again on the same port, redis.stop() ends it for good.
 // Helpers: numsub(channel), channels(pattern), scanKeys(pattern), publish(channel, payload),
-// waitNumsub(channel, predicate, timeoutMs).
+// waitNumsub(channel, predicate, timeoutMs); redis.link() keeps one connection open for quick asks.
 //
 // The binary is $REDIS_SERVER or /usr/bin/redis-server (else `redis-server` on PATH). Every server
 // runs with --save '' --appendonly no in a fresh temporary directory.
@@ -132,6 +132,46 @@ export function redisPipeline(port, commands, { timeoutMs = 3000 } = {}) {
   });
 }
 
+/**
+ * A connection kept open: cmd() writes at once (no connect in between), so a test can ask Redis
+ * something within microseconds of an event. Replies come back in order; close() ends it.
+ */
+export function redisLink(port) {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection({ host: '127.0.0.1', port });
+    let buf = Buffer.alloc(0);
+    const waiting = [];
+    const fail = (err) => {
+      while (waiting.length) waiting.shift().reject(err);
+    };
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      let r;
+      while (waiting.length && (r = parseReply(buf, 0))) {
+        buf = buf.subarray(r.offset);
+        const w = waiting.shift();
+        if (r.value instanceof Error) w.reject(new Error(`redis: ${r.value.message}`));
+        else w.resolve(r.value);
+      }
+    });
+    sock.on('error', (e) => {
+      fail(e);
+      reject(e);
+    });
+    sock.on('close', () => fail(new Error(`redis ${port}: link closed`)));
+    sock.on('connect', () =>
+      resolve({
+        cmd: (...args) =>
+          new Promise((res, rej) => {
+            waiting.push({ resolve: res, reject: rej });
+            sock.write(encodeCommand(args));
+          }),
+        close: () => sock.destroy(),
+      }),
+    );
+  });
+}
+
 /** One command; a RESP error rejects. */
 export async function redisCmd(port, ...args) {
   const [r] = await redisPipeline(port, [args]);
@@ -238,6 +278,11 @@ export class Redis {
 
   pipeline(commands) {
     return redisPipeline(this.port, commands);
+  }
+
+  /** A connection kept open (see redisLink). */
+  link() {
+    return redisLink(this.port);
   }
 
   /** PUBSUB NUMSUB for one channel -> number. */
