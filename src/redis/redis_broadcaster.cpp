@@ -579,10 +579,22 @@ class RedisBroadcasterCore {
 
   void fetch_when_subscribed(const std::string& room, const std::string& last_id,
                              std::function<void(HistoryResult)> done,
-                             std::chrono::steady_clock::time_point deadline) {
-    const std::string channel = std::string(kRoomPrefix) + room;
-    const bool linked = subscriber_->subscribed(channel) && publisher_->connected();
+                             std::chrono::steady_clock::time_point deadline, bool woken = false) {
+    std::string channel = std::string(kRoomPrefix) + room;
+    const bool subscribed = subscriber_->subscribed(channel);
+    const bool linked = subscribed && publisher_->connected();
     if (!linked && std::chrono::steady_clock::now() < deadline) {
+      if (!subscribed && !woken) {
+        // Woken as soon as Redis confirms the subscription (or the subscriber stops waiting).
+        subscriber_->when_subscribed(
+            {std::move(channel)}, deadline, [this, room, last_id, done, deadline]() mutable {
+              asio::post(context_, [this, room, last_id, done = std::move(done), deadline] {
+                fetch_when_subscribed(room, last_id, done, deadline, true);
+              });
+            });
+        return;
+      }
+      // The publisher is still connecting (or the subscriber gave up): look again shortly.
       auto timer = std::make_shared<asio::steady_timer>(context_, kSubscribePoll);
       timer->async_wait([this, timer, room, last_id, done = std::move(done),
                          deadline](const boost::system::error_code& ec) mutable {
