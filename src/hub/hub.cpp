@@ -462,6 +462,7 @@ void HubCore::set_user_observer(std::function<void(const std::string&, bool)> ob
 }
 
 void HubCore::add_user_socket(const std::string& user) {
+  if (!user_observer_) return;  // only the observer needs the counts (single pod: none)
   bool first = false;
   {
     std::lock_guard lock(users_mutex_);
@@ -471,6 +472,7 @@ void HubCore::add_user_socket(const std::string& user) {
 }
 
 void HubCore::remove_user_socket(const std::string& user) {
+  if (!user_observer_) return;
   bool last = false;
   {
     std::lock_guard lock(users_mutex_);

@@ -84,9 +84,8 @@ void Shard::deliver_all(const FramePtr& frame) {
 }
 
 void Shard::deliver_user(const std::string& user, const FramePtr& frame) {
-  auto it = users_.find(user);
-  if (it == users_.end()) return;
-  for (WsSession* session : it->second) session->enqueue(frame);
+  const auto [first, last] = users_.equal_range(user);
+  for (auto it = first; it != last; ++it) it->second->enqueue(frame);
 }
 
 void Shard::add_session(const std::shared_ptr<WsSession>& session) {
@@ -123,16 +122,16 @@ void Shard::leave_local(const std::string& room, WsSession* session) {
   if (members.empty()) rooms_.erase(it);
 }
 
-void Shard::add_user(const std::string& user, WsSession* session) {
-  users_[user].push_back(session);
-}
+void Shard::add_user(WsSession* session) { users_.emplace(session->user_id(), session); }
 
-void Shard::remove_user(const std::string& user, WsSession* session) {
-  auto it = users_.find(user);
-  if (it == users_.end()) return;
-  auto& sessions = it->second;
-  sessions.erase(std::remove(sessions.begin(), sessions.end(), session), sessions.end());
-  if (sessions.empty()) users_.erase(it);
+void Shard::remove_user(WsSession* session) {
+  const auto [first, last] = users_.equal_range(session->user_id());
+  for (auto it = first; it != last; ++it) {
+    if (it->second == session) {
+      users_.erase(it);
+      return;
+    }
+  }
 }
 
 void Shard::schedule_flush(WsSession* session) {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -69,8 +70,9 @@ class Shard {
   // Ends buffering; frames of the shared history up to replayed_seq are skipped from now on.
   void set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq);
   void leave_local(const std::string& room, WsSession* session);
-  void add_user(const std::string& user, WsSession* session);
-  void remove_user(const std::string& user, WsSession* session);
+  // Lists the session under its user id (WsSession::user_id(), which must not change meanwhile).
+  void add_user(WsSession* session);
+  void remove_user(WsSession* session);
   std::size_t session_count() const noexcept { return sessions_.size(); }
 
   // Asks for session->flush() at the end of this loop turn (corking: one write for all it owes).
@@ -131,7 +133,9 @@ class Shard {
   std::chrono::steady_clock::time_point last_eviction_ = std::chrono::steady_clock::now();
   std::unordered_map<WsSession*, std::shared_ptr<WsSession>> sessions_;
   std::unordered_map<std::string, std::vector<Member>> rooms_;
-  std::unordered_map<std::string, std::vector<WsSession*>> users_;
+  // A user's sessions on this loop. Keys view the session's own user_id_, which outlives the
+  // entry (added in WsSession::start(), removed when it detaches): no copy of the id per socket.
+  std::unordered_multimap<std::string_view, WsSession*> users_;
   // Deliveries waiting for this loop at most; past it new ones are dropped (metric reason
   // "overload"). A loop drains its whole inbox each turn, so this is reached only when the thread
   // stalls for a long time under a flood.

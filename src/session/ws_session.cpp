@@ -69,7 +69,7 @@ void WsSession::start() {
   // Frames are batched by the session itself; Nagle would only add delay.
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   shard_.add_session(shared_from_this());
-  shard_.add_user(user_id_, this);
+  shard_.add_user(this);
   handler_->core().add_user_socket(user_id_);
   handler_->metrics().connections.fetch_add(1, std::memory_order_relaxed);
   handler_->metrics().connections_accepted.fetch_add(1, std::memory_order_relaxed);
@@ -624,7 +624,7 @@ void WsSession::detach() {
     const auto result = core.leave(room, user_id_, *this);
     if (result.user_last) handler_->broadcaster().user_left(room, user_id_);
   }
-  shard_.remove_user(user_id_, this);
+  shard_.remove_user(this);
   core.remove_user_socket(user_id_);
   handler_->metrics().connections.fetch_sub(1, std::memory_order_relaxed);
   handler_->release_slot();

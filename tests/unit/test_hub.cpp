@@ -355,6 +355,48 @@ TEST(HubBroadcast, SendToUserAndGlobalBroadcastFromManyThreads) {
   EXPECT_EQ(ticks, kTotal);
 }
 
+TEST(HubBroadcast, SendToUserAfterSomeOfItsSocketsClosed) {
+  // Each thread lists a user's sockets by user id; closing some must leave the others listed.
+  HandlerConfig config = fast_config();
+  config.jwt.hs256_secret = std::string(kJwtSecret);
+  Pod pod(config);
+  const std::string token = make_token("dave");
+  std::vector<std::unique_ptr<WsClient>> dave;
+  for (int i = 0; i < 4; ++i) {
+    dave.push_back(connect_welcomed(pod.port, "/ws?token=" + token));
+    ASSERT_TRUE(dave.back());
+  }
+  ASSERT_TRUE(eventually([&] { return pod.hub.connection_count() == 4; }));
+  dave[0]->send_close(1000);
+  ASSERT_TRUE(dave[0]->wait_close());
+  dave[2]->abort();
+  ASSERT_TRUE(eventually([&] { return pod.hub.connection_count() == 2; }));
+
+  Message note = system_message("note", R"("n":1)");
+  note.type = MessageType::notification;
+  pod.hub.send_to_user("dave", std::move(note));
+  for (const int i : {1, 3}) {
+    auto got = dave[i]->next_matching(
+        [](const Message& m) { return m.type == MessageType::notification; });
+    ASSERT_TRUE(got) << "socket " << i;
+    EXPECT_NE(got->data.find(R"("n":1)"), std::string::npos) << got->data;
+  }
+  // The user's last sockets gone: a notification reaches nobody, and nothing is left to trip on.
+  dave[1]->abort();
+  dave[3]->abort();
+  ASSERT_TRUE(eventually([&] { return pod.hub.connection_count() == 0; }));
+  pod.hub.send_to_user("dave", system_message("after"));
+  auto late = connect_welcomed(pod.port, "/ws?token=" + token);
+  ASSERT_TRUE(late);
+  Message again = system_message("note", R"("n":2)");
+  again.type = MessageType::notification;
+  pod.hub.send_to_user("dave", std::move(again));
+  auto got =
+      late->next_matching([](const Message& m) { return m.type == MessageType::notification; });
+  ASSERT_TRUE(got);
+  EXPECT_NE(got->data.find(R"("n":2)"), std::string::npos) << got->data;
+}
+
 // ---- Join/leave churn
 // --------------------------------------------------------------------------------
 
