@@ -78,17 +78,26 @@ bool FrameParser::fail(FrameSink& sink, std::uint16_t close_code, std::string_vi
   failed_ = true;
   have_header_ = false;
   in_message_ = false;
-  std::string{}.swap(partial_);
-  std::string{}.swap(message_);
+  buffers_.reset();
   sink.on_protocol_error(close_code, why);
   return false;
+}
+
+FrameParser::Buffers& FrameParser::buffers() {
+  if (!buffers_) buffers_ = std::make_unique<Buffers>();
+  return *buffers_;
 }
 
 void FrameParser::release_idle_buffers() noexcept {
   // An idle connection should hold no heap memory for framing; the next frame usually arrives
   // whole in the read buffer and is parsed there without copying.
-  if (partial_.empty()) std::string{}.swap(partial_);
-  if (message_.empty()) std::string{}.swap(message_);
+  if (!buffers_) return;
+  if (buffers_->partial.empty() && buffers_->message.empty()) {
+    buffers_.reset();
+    return;
+  }
+  if (buffers_->partial.empty()) std::string{}.swap(buffers_->partial);
+  if (buffers_->message.empty()) std::string{}.swap(buffers_->message);
 }
 
 int FrameParser::parse_header(const char* data, std::size_t n, FrameSink& sink) {
@@ -137,7 +146,8 @@ int FrameParser::parse_header(const char* data, std::size_t n, FrameSink& sink) 
   }
   if (!is_control(opcode)) {
     // Checked against the announced length, before any of the payload is buffered.
-    const std::uint64_t already = opcode == Opcode::continuation ? message_.size() : 0;
+    const std::uint64_t already =
+        opcode == Opcode::continuation && buffers_ ? buffers_->message.size() : 0;
     if (already > max_message_bytes_ || payload_size > max_message_bytes_ - already) {
       return header_error(kCloseTooBig, "message too big");
     }
@@ -197,7 +207,7 @@ bool FrameParser::on_data_payload(char* chunk, std::size_t size, FrameSink& sink
     return fail(sink, kCloseInvalidPayload, "invalid UTF-8 in text message");
   }
   const bool message_done = payload_left_ == 0 && frame_fin_;
-  if (message_done && message_.empty() && whole_frame) {
+  if (message_done && (!buffers_ || buffers_->message.empty()) && whole_frame) {
     // Fast path: an unfragmented message entirely in the caller's buffer, delivered in place.
     have_header_ = false;
     in_message_ = false;
@@ -209,7 +219,8 @@ bool FrameParser::on_data_payload(char* chunk, std::size_t size, FrameSink& sink
     }
     return true;
   }
-  message_.append(chunk, size);
+  std::string& message = buffers().message;
+  message.append(chunk, size);
   if (payload_left_ != 0) return true;
   have_header_ = false;
   if (!frame_fin_) return true;
@@ -217,11 +228,11 @@ bool FrameParser::on_data_payload(char* chunk, std::size_t size, FrameSink& sink
   if (text && !utf8_.complete())
     return fail(sink, kCloseInvalidPayload, "truncated UTF-8 sequence");
   if (text) {
-    sink.on_text(message_);
+    sink.on_text(message);
   } else {
-    sink.on_binary(message_);
+    sink.on_binary(message);
   }
-  std::string{}.swap(message_);
+  std::string{}.swap(message);
   return true;
 }
 
@@ -231,37 +242,38 @@ bool FrameParser::feed(char* bytes, std::size_t size, FrameSink& sink) {
   while (!failed_) {
     if (!have_header_) {
       if (pos == size) break;
-      if (partial_.empty()) {
+      if (partial_empty()) {
         const int header_size = parse_header(bytes + pos, size - pos, sink);
         if (header_size < 0) return false;
         if (header_size == 0) {
           // Only the incomplete tail is copied.
-          partial_.assign(bytes + pos, size - pos);
+          buffers().partial.assign(bytes + pos, size - pos);
           pos = size;
           break;
         }
         pos += static_cast<std::size_t>(header_size);
       } else {
         // Complete a header split across feeds, taking no byte beyond it from the input.
+        std::string& partial = buffers_->partial;
         int header_size = 0;
         while (header_size == 0) {
           std::size_t want = 2;
-          if (partial_.size() >= 2) {
-            const auto b1 = static_cast<unsigned char>(partial_[1]);
+          if (partial.size() >= 2) {
+            const auto b1 = static_cast<unsigned char>(partial[1]);
             const unsigned len7 = b1 & 0x7FU;
             want += (len7 == 126 ? 2 : (len7 == 127 ? 8 : 0)) + ((b1 & 0x80U) != 0 ? 4 : 0);
           }
-          if (partial_.size() < want) {
-            const std::size_t take = std::min(want - partial_.size(), size - pos);
-            partial_.append(bytes + pos, take);
+          if (partial.size() < want) {
+            const std::size_t take = std::min(want - partial.size(), size - pos);
+            partial.append(bytes + pos, take);
             pos += take;
           }
-          header_size = parse_header(partial_.data(), partial_.size(), sink);
+          header_size = parse_header(partial.data(), partial.size(), sink);
           if (header_size < 0) return false;
           if (header_size == 0 && pos == size) break;
         }
         if (header_size == 0) break;
-        partial_.clear();
+        partial.clear();
       }
       if (payload_left_ == 0) {
         // Empty payload: the frame is complete with its header.
@@ -280,20 +292,21 @@ bool FrameParser::feed(char* bytes, std::size_t size, FrameSink& sink) {
     char* chunk = bytes + pos;
     pos += take;
     if (is_control(frame_opcode_)) {
-      if (partial_.empty() && take == payload_left_) {
+      if (partial_empty() && take == payload_left_) {
         if (frame_masked_) mask_payload(chunk, take, mask_key_);
         payload_left_ = 0;
         have_header_ = false;
         if (!on_control_frame(std::string_view(chunk, take), sink)) return false;
       } else {
-        partial_.append(chunk, take);
+        std::string& partial = buffers().partial;
+        partial.append(chunk, take);
         payload_left_ -= take;
         if (payload_left_ == 0) {
-          if (frame_masked_) mask_payload(partial_.data(), partial_.size(), mask_key_);
+          if (frame_masked_) mask_payload(partial.data(), partial.size(), mask_key_);
           have_header_ = false;
-          // Moved out first so that partial_ is free again whatever the sink does.
-          const std::string payload = std::move(partial_);
-          partial_.clear();
+          // Moved out first so that the partial buffer is free again whatever the sink does.
+          const std::string payload = std::move(partial);
+          partial.clear();
           if (!on_control_frame(payload, sink)) return false;
         }
       }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -55,7 +56,9 @@ class FrameParser {
   bool feed(char* bytes, std::size_t size, FrameSink& sink);
   bool failed() const noexcept { return failed_; }
   // Bytes currently held for incomplete frames/messages (memory accounting).
-  std::size_t buffered_bytes() const noexcept { return partial_.size() + message_.size(); }
+  std::size_t buffered_bytes() const noexcept {
+    return buffers_ ? buffers_->partial.size() + buffers_->message.size() : 0;
+  }
 
  private:
   // Parses a frame header at p[0..n). Returns its length once complete, 0 when more bytes are
@@ -85,9 +88,15 @@ class FrameParser {
   std::uint64_t payload_left_ = 0;  // payload bytes of the frame not yet received
   std::uint64_t payload_seen_ = 0;  // payload bytes of the frame received (the mask offset)
   Utf8Validator utf8_;
-  std::string
-      partial_;  // header, or control payload, of a frame not yet complete; released when empty
-  std::string message_;  // data of a message not yet complete; released when empty
+  // What an incomplete frame or message keeps between feeds; allocated only then (an idle
+  // connection's parser holds a pointer, not two strings).
+  struct Buffers {
+    std::string partial;  // header, or control payload, of a frame not yet complete
+    std::string message;  // data of a message not yet complete
+  };
+  Buffers& buffers();
+  bool partial_empty() const noexcept { return !buffers_ || buffers_->partial.empty(); }
+  std::unique_ptr<Buffers> buffers_;
 };
 
 inline constexpr std::size_t kMaxFrameHeader = 14;  // 2 + 8 (length) + 4 (mask)
