@@ -98,7 +98,9 @@ void WsSession::start() {
     rooms_.clear();
     handle_join(room, startup->last_id);
   }
-  hold_until_subscribed(!room.empty() && in_room(room) ? room : std::string());
+  // The join held the output already, unless it recovers (the recovery waits for the room's
+  // subscription itself) or there was none: then the welcome waits here.
+  if (holds_ == 0) hold_until_subscribed(!room.empty() && in_room(room) ? room : std::string());
   if (handler_->config().on_connect) handler_->config().on_connect(*this);
 
   if (!startup->leftover.empty()) {
@@ -154,21 +156,22 @@ void WsSession::enqueue(const FramePtr& frame) {
 }
 
 void WsSession::hold_until_subscribed(const std::string& room) {
-  held_ = handler_->broadcaster().await_subscribed(
+  if (holds_ == std::numeric_limits<decltype(holds_)>::max()) return;  // enough said already
+  const bool waiting = handler_->broadcaster().await_subscribed(
       room, user_id_, [weak = weak_from_this(), context = &shard_.context()] {
         asio::post(*context, [weak] {
           const auto self = weak.lock();
-          if (!self) return;
-          self->held_ = false;
-          self->flush();
+          if (!self || self->holds_ == 0) return;
+          if (--self->holds_ == 0) self->flush();
         });
       });
+  if (waiting) ++holds_;
 }
 
 void WsSession::flush() {
   flush_pending_ = false;
   if (write_waiting_ || state_ == State::closed) return;
-  if (held_ && state_ == State::open) return;  // a close is not held
+  if (holds_ != 0 && state_ == State::open) return;  // a close is not held
   char* const staging = shard_.write_buffer();
   const auto now = SteadyClock::now();
   while (head_ < queue_.size()) {
@@ -415,6 +418,7 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
   const auto result = handler_->core().join(room, user_id_, *this, last_id);
   if (last_id) send_recovered(room, result.recovered, result.replayed);
   if (result.user_first) broadcaster.user_joined(room, user_id_);
+  hold_until_subscribed(room);
 }
 
 void WsSession::send_recovered(const std::string& room, bool recovered, std::size_t replayed) {

@@ -86,8 +86,9 @@ class WsSession final : public Connection,
   void do_read();
   void on_readable(const boost::system::error_code& ec);
   void wait_writable();
-  // Holds output until what other pods publish to the socket's first room and user reaches this
-  // pod (Broadcaster::await_subscribed), so that the welcome promises it.
+  // Holds output until what other pods publish to `room` (empty: none) and the socket's user
+  // reaches this pod (Broadcaster::await_subscribed): the welcome, and whatever the socket is sent
+  // after a join (a pong, say), promise it.
   void hold_until_subscribed(const std::string& room);
   // Sends a message to this socket alone (welcome, errors, pong, ...).
   void send_direct(Message msg);
@@ -146,8 +147,9 @@ class WsSession final : public Connection,
   std::size_t queued_bytes_ = 0;
   bool flush_pending_ = false;
   bool write_waiting_ = false;
-  // Nothing is written until the broadcaster receives this socket's room and user (start()).
-  bool held_ = false;
+  // Waits for the broadcaster to receive this socket's rooms (and user): nothing is written
+  // while one is pending (start(), handle_join()).
+  std::uint8_t holds_ = 0;
   bool close_after_flush_ = false;
 
   struct Recovery {

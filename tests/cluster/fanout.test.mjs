@@ -1,7 +1,8 @@
 // Fan-out across pods: three realtime-server pods on one redis-server.
 // - a welcome promises the subscriptions: PUBSUB NUMSUB, asked on an open Redis connection the
 //   moment a client has its welcome, counts the pod on the socket's room and user channels (60
-//   fresh sockets, some in no room); the previous server missed 5 of them in a run.
+//   fresh sockets, some in no room); the previous server missed 5 of them in a run. Likewise a
+//   pong that follows a join by message: the pod is subscribed to the room by then.
 // - 1000 chat messages from three publishers, one per pod, reach every member on every pod exactly
 //   once: no loss, no duplicate, each publisher's order kept (a sequence number in data); Redis
 //   numbers the room's messages, so every member on every pod sees the same id for each message
@@ -55,6 +56,28 @@ test('a welcome means the pod already receives the room and the user: PUBSUB NUM
     link.close();
   }
   assert.deepEqual(late, [], 'channels not yet subscribed when the welcome arrived');
+});
+
+test('after a join by message, what the socket is sent next (a pong) comes once the pod receives the room', async () => {
+  // A join has no answer of its own; the socket's output waits for Redis to confirm the room's
+  // subscription, so a ping sent after the join is a join acknowledgement.
+  const [a] = pods;
+  const link = await redis.link();
+  const c = await member(a, '/ws');
+  const late = [];
+  try {
+    for (let i = 0; i < 40; i++) {
+      const room = `joined-${i}`;
+      c.send({ type: 'join', room });
+      c.send({ type: 'ping' });
+      await c.next((m) => m.type === 'pong', 5000, `pong after joining ${room}`);
+      const [, n] = await link.cmd('PUBSUB', 'NUMSUB', `realtime:room:${room}`);
+      if (Number(n) !== 1) late.push(`${room}: ${n}`);
+    }
+  } finally {
+    link.close();
+  }
+  assert.deepEqual(late, [], 'rooms not yet subscribed when the pong arrived');
 });
 
 test('1000 messages from publishers on 3 pods reach every member on every pod exactly once, in per-publisher order', async () => {
