@@ -92,6 +92,7 @@ void RedisSubscriber::remove(std::string_view channel) {
     refs_.erase(it);
     dirty_.emplace(channel);
     schedule_flush();
+    settle(channel);  // nobody here wants it any more: waiting for it is moot
   }
 }
 
@@ -127,6 +128,16 @@ void run_once(W& waiter) {
 }
 
 }  // namespace
+
+void RedisSubscriber::settle(std::string_view channel) {
+  const auto it = waiters_.find(channel);
+  if (it == waiters_.end()) return;
+  const auto waiting = std::move(it->second);
+  waiters_.erase(it);
+  for (const auto& waiter : waiting) {
+    if (--waiter->missing == 0) run_once(*waiter);
+  }
+}
 
 void RedisSubscriber::release_waiters(bool all) {
   const auto now = Clock::now();
@@ -266,13 +277,7 @@ void RedisSubscriber::on_push(const RedisPush& push) {
     case RedisPush::Kind::subscribed:
       confirmed_.emplace(push.channel);
       if (push.channel == options_.control_channel) send_heartbeat();
-      if (const auto it = waiters_.find(push.channel); it != waiters_.end()) {
-        const auto waiting = std::move(it->second);
-        waiters_.erase(it);
-        for (const auto& waiter : waiting) {
-          if (--waiter->missing == 0) run_once(*waiter);
-        }
-      }
+      settle(push.channel);
       return;
     case RedisPush::Kind::unsubscribed:
       if (const auto it = confirmed_.find(push.channel); it != confirmed_.end()) {

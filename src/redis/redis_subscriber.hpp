@@ -94,9 +94,9 @@ class RedisSubscriber {
   std::size_t channel_count() const noexcept { return refs_.size(); }
   // Redis confirmed the subscription on the current connection.
   bool subscribed(std::string_view channel) const { return confirmed_.contains(channel); }
-  // Runs `done` once every channel is confirmed (add() them first), or at once when they are,
-  // when the subscriber is stopped or its connection is down (nothing to wait for), when the
-  // connection is lost meanwhile, or (checked each heartbeat interval) after `deadline`.
+  // Runs `done` once every channel is confirmed or removed (add() them first), or at once when
+  // they are, when the subscriber is stopped or its connection is down (nothing to wait for), when
+  // the connection is lost meanwhile, or (checked each heartbeat interval) after `deadline`.
   void when_subscribed(std::vector<std::string> channels, Clock::time_point deadline,
                        std::function<void()> done);
 
@@ -125,6 +125,8 @@ class RedisSubscriber {
   };
   // Runs the waiters past their deadline (every waiter when `all`).
   void release_waiters(bool all);
+  // `channel` is confirmed, or no longer wanted: its waiters stop waiting for it.
+  void settle(std::string_view channel);
 
   boost::asio::io_context& io_;
   RedisSubscriberOptions options_;

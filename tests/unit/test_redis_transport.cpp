@@ -549,6 +549,31 @@ TEST(RedisPubSub, WhenSubscribedWaitsForRedisToConfirm) {
   EXPECT_EQ(runs, 3);  // once
 }
 
+TEST(RedisPubSub, WhenSubscribedEndsWhenTheChannelIsNoLongerWanted) {
+  // A socket that joins and leaves at once: its SUBSCRIBE may never be sent, and its output must
+  // not wait for the deadline.
+  test::RedisServer server;
+  asio::io_context io;
+  PubSubPair pair(io, server);
+  ASSERT_TRUE(run_until(io, [&] { return pair.subscriber.healthy(); }));
+  int runs = 0;
+  pair.subscriber.add("realtime:room:brief");
+  pair.subscriber.add("realtime:user:stays");
+  pair.subscriber.when_subscribed({"realtime:room:brief", "realtime:user:stays"},
+                                  std::chrono::steady_clock::now() + 60s, [&] { ++runs; });
+  pair.subscriber.remove("realtime:room:brief");
+  EXPECT_EQ(runs, 0);  // the user channel is still to be confirmed
+  ASSERT_TRUE(run_until(io, [&] { return runs == 1; }));
+  EXPECT_TRUE(pair.subscriber.subscribed("realtime:user:stays"));
+  EXPECT_EQ(server.client().numsub("realtime:room:brief"), 0);
+
+  pair.subscriber.add("realtime:room:brief");
+  pair.subscriber.when_subscribed({"realtime:room:brief"}, std::chrono::steady_clock::now() + 60s,
+                                  [&] { ++runs; });
+  pair.subscriber.remove("realtime:room:brief");
+  EXPECT_EQ(runs, 2);  // at once
+}
+
 TEST(RedisPubSub, WhenSubscribedEndsAtItsDeadlineOnLossAndOnStop) {
   test::RedisServer server;
   asio::io_context io;
