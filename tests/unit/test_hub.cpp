@@ -21,6 +21,20 @@ namespace {
 using namespace std::chrono_literals;
 using namespace realtime::testing;
 
+// A pod configuration that accepts make_token()'s tokens.
+HandlerConfig jwt_config() {
+  HandlerConfig config = fast_config();
+  config.jwt.hs256_secret = std::string(kJwtSecret);
+  return config;
+}
+
+// A notification carrying {"n": n}.
+Message notification(int n) {
+  Message note = system_message("note", R"("n":)" + std::to_string(n));
+  note.type = MessageType::notification;
+  return note;
+}
+
 // ---- Hub without sockets
 // ---------------------------------------------------------------------------
 
@@ -298,9 +312,7 @@ TEST(HubBroadcast, EveryMemberGetsEveryMessageOnceInIdOrder) {
 }
 
 TEST(HubBroadcast, SendToUserAndGlobalBroadcastFromManyThreads) {
-  HandlerConfig config = fast_config();
-  config.jwt.hs256_secret = std::string(kJwtSecret);
-  Pod pod(config);
+  Pod pod(jwt_config());
   const std::string token = make_token("carol");
   std::vector<std::unique_ptr<WsClient>> carol;
   for (int i = 0; i < 3; ++i) {
@@ -319,9 +331,7 @@ TEST(HubBroadcast, SendToUserAndGlobalBroadcastFromManyThreads) {
   for (int t = 0; t < kThreads; ++t) {
     senders.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        Message note = system_message("note", R"("n":)" + std::to_string(t * kPerThread + i));
-        note.type = MessageType::notification;
-        pod.hub.send_to_user("carol", std::move(note));
+        pod.hub.send_to_user("carol", notification(t * kPerThread + i));
         pod.hub.broadcast(system_message("tick"));
       }
     });
@@ -357,9 +367,7 @@ TEST(HubBroadcast, SendToUserAndGlobalBroadcastFromManyThreads) {
 
 TEST(HubBroadcast, SendToUserAfterSomeOfItsSocketsClosed) {
   // Each thread lists a user's sockets by user id; closing some must leave the others listed.
-  HandlerConfig config = fast_config();
-  config.jwt.hs256_secret = std::string(kJwtSecret);
-  Pod pod(config);
+  Pod pod(jwt_config());
   const std::string token = make_token("dave");
   std::vector<std::unique_ptr<WsClient>> dave;
   for (int i = 0; i < 4; ++i) {
@@ -372,9 +380,7 @@ TEST(HubBroadcast, SendToUserAfterSomeOfItsSocketsClosed) {
   dave[2]->abort();
   ASSERT_TRUE(eventually([&] { return pod.hub.connection_count() == 2; }));
 
-  Message note = system_message("note", R"("n":1)");
-  note.type = MessageType::notification;
-  pod.hub.send_to_user("dave", std::move(note));
+  pod.hub.send_to_user("dave", notification(1));
   for (const int i : {1, 3}) {
     auto got = dave[i]->next_matching(
         [](const Message& m) { return m.type == MessageType::notification; });
@@ -388,9 +394,7 @@ TEST(HubBroadcast, SendToUserAfterSomeOfItsSocketsClosed) {
   pod.hub.send_to_user("dave", system_message("after"));
   auto late = connect_welcomed(pod.port, "/ws?token=" + token);
   ASSERT_TRUE(late);
-  Message again = system_message("note", R"("n":2)");
-  again.type = MessageType::notification;
-  pod.hub.send_to_user("dave", std::move(again));
+  pod.hub.send_to_user("dave", notification(2));
   auto got =
       late->next_matching([](const Message& m) { return m.type == MessageType::notification; });
   ASSERT_TRUE(got);
@@ -478,9 +482,7 @@ TEST(HubChurn, JoinLeaveChurnDuringBroadcastsLeavesNothingBehind) {
 // ----------------------------------------------------------------------------------------
 
 TEST(HubPresence, TracksUsersAcrossTheirSockets) {
-  HandlerConfig config = fast_config();
-  config.jwt.hs256_secret = std::string(kJwtSecret);
-  Pod pod(config);
+  Pod pod(jwt_config());
   const std::string alice_token = make_token("alice");
   auto bob = connect_welcomed(pod.port, "/ws/lobby?token=" + make_token("bob"));
   ASSERT_TRUE(bob);
