@@ -29,7 +29,9 @@ constexpr std::chrono::seconds kLinger{1};
 constexpr std::chrono::seconds kRateErrorInterval{1};
 // The token_expiring warning comes this long before exp.
 constexpr std::chrono::seconds kExpiryWarning{30};
-// A queue vector that grew past this many slots is released once drained.
+// A queue vector that grew past this many slots is released once drained; a smaller one is kept
+// for the next messages and released by the keepalive tick that finds it empty (idle sockets hold
+// no queue memory).
 constexpr std::size_t kQueueKeepCapacity = 64;
 
 bool would_block(const boost::system::error_code& ec) {
@@ -592,6 +594,7 @@ void WsSession::tick(SteadyClock::time_point now) {
     return;
   }
   if (state_ != State::open) return;
+  if (queue_.empty() && queue_.capacity() != 0) std::vector<FramePtr>().swap(queue_);
   const auto& config = handler_->config();
   if (now - last_seen_ >= config.pong_timeout) {
     handler_->metrics().keepalive_closes.fetch_add(1, std::memory_order_relaxed);
