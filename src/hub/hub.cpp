@@ -60,6 +60,15 @@ std::shared_ptr<OutFrame> make_frame(const Message& msg, std::uint64_t seq) {
   return frame;
 }
 
+std::uint32_t shared_epoch_tag(std::string_view epoch) noexcept {
+  std::uint32_t hash = 2166136261U;  // FNV-1a
+  for (const char c : epoch) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 16777619U;
+  }
+  return hash == 0 ? 1 : hash;
+}
+
 FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq) {
   auto frame = std::make_shared<OutFrame>();
   std::uint8_t header[protocol::kMaxFrameHeader];
@@ -257,48 +266,106 @@ std::string HubCore::deliver_to_user(const std::string& user, Message& msg) {
   return msg.id;
 }
 
-void HubCore::deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq) {
+void HubCore::note_holding(const std::string& room) {
+  std::lock_guard lock(held_mutex_);
+  rooms_holding_.insert(room);
+}
+
+void HubCore::deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq,
+                                Numbered from) {
   if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
-  FramePtr frame = make_frame(msg, seq);
-  bool holding = false;
-  registry_.with_room(msg.room, [&](RoomState& state) {
-    state.last_used = std::chrono::steady_clock::now();
-    if (state.shared_epoch != epoch) {  // a new history (or the first message seen): start over
-      state.shared_epoch.assign(epoch);
-      state.shared_next = 0;
-      state.held.clear();
-    }
-    if (state.members == 0) {
-      // Nobody here: nothing to order. (This pod may miss some of the room's numbers while it has
-      // no members, since it is not subscribed; holding for those would only delay.)
-      state.shared_next = seq + 1;
-      state.held.clear();
-      return;
-    }
-    if (state.shared_next == 0) state.shared_next = seq;
-    if (seq < state.shared_next) return;  // delivered already (an echo, or a replay overlap)
-    if (seq > state.shared_next) {
+  auto made = make_frame(msg, seq);
+  made->epoch_tag = shared_epoch_tag(epoch);
+  const FramePtr frame = std::move(made);
+  const bool holding = registry_.with_room(msg.room, [&](RoomState& state) {
+    return deliver_sequenced_locked(state, epoch, seq, from, frame);
+  });
+  if (holding) note_holding(msg.room);
+}
+
+bool HubCore::deliver_sequenced_locked(RoomState& state, std::string_view epoch, std::uint64_t seq,
+                                       Numbered from, const FramePtr& frame) {
+  state.last_used = std::chrono::steady_clock::now();
+  if (state.shared_epoch != epoch) {  // a new history (or the first message seen): start over
+    state.shared_epoch.assign(epoch);
+    state.shared_next = 0;
+    state.held.clear();
+  }
+  if (state.members == 0) {
+    // Nobody here: nothing to order. (This pod may miss some of the room's numbers while it has
+    // no members, since it is not subscribed; holding for those would only delay.)
+    state.shared_next = seq + 1;
+    state.held.clear();
+    return false;
+  }
+  if (state.shared_next == 0) {
+    if (from == Numbered::own) {
+      // Others' messages numbered before this one may still be on their way through the
+      // subscription, which alone shows where this pod's delivery of the room starts.
       if (state.held.empty()) state.held_since = std::chrono::steady_clock::now();
-      state.held.emplace(seq, std::move(frame));
-      holding = true;
-      return;
+      state.held.emplace(seq, frame);
+      return true;
     }
-    post_to_shards(&state, frame);
-    ++state.shared_next;
-    while (!state.held.empty() && state.held.begin()->first == state.shared_next) {
+    start_at_locked(state, seq);
+  }
+  if (seq < state.shared_next) {
+    // Another pod's: delivered already. An own message reaches this pod only through the answer
+    // to its publish; one that comes after its gap was given up on (kHoldLimit) is late, not lost.
+    if (from == Numbered::own) post_to_shards(&state, frame);
+    return !state.held.empty();
+  }
+  if (seq > state.shared_next) {
+    if (state.held.empty()) state.held_since = std::chrono::steady_clock::now();
+    state.held.emplace(seq, frame);
+    return true;
+  }
+  post_to_shards(&state, frame);
+  ++state.shared_next;
+  return drain_held_locked(state);
+}
+
+bool HubCore::start_at_locked(RoomState& state, std::uint64_t seq) {
+  // Own messages held with smaller numbers were published before seq; the subscription did not
+  // bring their echoes (it began after them), so nothing else comes before them.
+  while (!state.held.empty() && state.held.begin()->first < seq) {
+    post_to_shards(&state, state.held.begin()->second);
+    state.held.erase(state.held.begin());
+  }
+  state.shared_next = seq;
+  return drain_held_locked(state);
+}
+
+bool HubCore::drain_held_locked(RoomState& state) {
+  while (!state.held.empty() && state.held.begin()->first <= state.shared_next) {
+    if (state.held.begin()->first == state.shared_next) {
       post_to_shards(&state, state.held.begin()->second);
-      state.held.erase(state.held.begin());
       ++state.shared_next;
     }
-    if (!state.held.empty()) {
-      state.held_since = std::chrono::steady_clock::now();
-      holding = true;
-    }
-  });
-  if (holding) {
-    std::lock_guard lock(held_mutex_);
-    rooms_holding_.insert(msg.room);
+    state.held.erase(state.held.begin());
   }
+  if (state.held.empty()) return false;
+  state.held_since = std::chrono::steady_clock::now();
+  return true;
+}
+
+bool HubCore::wants_own_echo(std::string_view room) {
+  return registry_.find_room(room, [](const RoomState* state) {
+    return state != nullptr && state->members > 0 && state->shared_next == 0;
+  });
+}
+
+void HubCore::own_echo(const std::string& room, std::string_view epoch, std::uint64_t seq) {
+  const bool holding = registry_.with_existing_room(room, [&](RoomState* state) {
+    if (state == nullptr || state->members == 0 || state->shared_next != 0) return false;
+    if (state->shared_epoch != epoch) {
+      if (!state->held.empty()) return true;  // answers from another history are held already
+      state->shared_epoch.assign(epoch);      // echoed before its answer: the history starts here
+    }
+    // Held (answered already) it goes out now; otherwise its answer, on its way, will find
+    // shared_next at its number.
+    return start_at_locked(*state, seq);
+  });
+  if (holding) note_holding(room);
 }
 
 void HubCore::release_held() {
@@ -313,14 +380,10 @@ void HubCore::release_held() {
     registry_.with_room(room, [&](RoomState& state) {
       if (state.held.empty()) return;
       if (now - state.held_since >= kHoldLimit) {
-        // The gap is not going to fill: skip it, and deliver what follows in order.
+        // The gap is not going to fill (or, in a room whose start is not known, the subscription
+        // brought nothing): skip it, and deliver what follows in order.
         state.shared_next = state.held.begin()->first;
-        while (!state.held.empty() && state.held.begin()->first == state.shared_next) {
-          post_to_shards(&state, state.held.begin()->second);
-          state.held.erase(state.held.begin());
-          ++state.shared_next;
-        }
-        state.held_since = now;
+        drain_held_locked(state);
       }
       if (!state.held.empty()) still.push_back(room);
     });

@@ -65,9 +65,24 @@ class HubCore {
   std::string deliver(Message& msg);
   // Delivers msg to every socket of `user` on this pod.
   std::string deliver_to_user(const std::string& user, Message& msg);
+  // Where a message numbered by a shared history reaches this pod from.
+  enum class Numbered : std::uint8_t {
+    remote,  // the subscription, in the history's order: another pod's message
+    own,     // the answer to this pod's own publish (it may overtake what the subscription brings)
+  };
   // Delivers a room message whose id comes from a shared history (epoch, seq): in seq order on this
-  // pod, each seq once (a repeat or a late one is dropped).
-  void deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq);
+  // pod, each seq once (a repeat or a late one is dropped). Where this pod's delivery of a room
+  // starts (after its first member joined, or a new history began) is set by the subscription
+  // alone: an own message answered before that is held, since others' messages numbered ahead of
+  // it may still be on their way; its echo (own_echo()) or another pod's message settles it.
+  void deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq,
+                         Numbered from = Numbered::remote);
+  // Whether the subscription's copy of this pod's own message in `room` matters: the room has
+  // members and its start is not known yet.
+  bool wants_own_echo(std::string_view room);
+  // The subscription brought this pod's own message (epoch, seq) of `room`: the room's delivery
+  // starts there (see deliver_sequenced).
+  void own_echo(const std::string& room, std::string_view epoch, std::uint64_t seq);
   // Delivers frames held behind a gap for longer than kHoldLimit (call periodically).
   void release_held();
   // How long a frame may wait for a missing predecessor (a message lost, or published before this
@@ -139,6 +154,17 @@ class HubCore {
   std::function<void(const std::string&)> members_observer_;
   std::mutex held_mutex_;
   std::set<std::string> rooms_holding_;  // guarded by held_mutex_
+  // deliver_sequenced() under the room's lock; true when frames wait behind a gap.
+  bool deliver_sequenced_locked(RoomState& state, std::string_view epoch, std::uint64_t seq,
+                                Numbered from, const FramePtr& frame);
+  // The room's delivery starts at seq, which came through the subscription: held own messages
+  // numbered before it go first. True when frames wait behind a gap.
+  bool start_at_locked(RoomState& state, std::uint64_t seq);
+  // Delivers the held frames that follow shared_next without a gap (drops any it has passed).
+  // True when frames still wait.
+  bool drain_held_locked(RoomState& state);
+  // Lists a room for release_held().
+  void note_holding(const std::string& room);
   std::mutex users_mutex_;
   std::unordered_map<std::string, std::uint32_t> user_sockets_;  // guarded by users_mutex_
   std::atomic<std::uint64_t> next_connection_{1};

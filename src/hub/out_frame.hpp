@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "realtime/message.hpp"
 
@@ -18,8 +19,15 @@ struct OutFrame {
   bool is_message = true;  // false for control frames (ping, pong, close): not counted as sent
   bool local_seq =
       false;  // seq is from this pod's own history (members may skip what they replayed)
+  // For seq from a shared history (Redis): which one (shared_epoch_tag() of its epoch); 0
+  // otherwise.
+  std::uint32_t epoch_tag = 0;
 };
 using FramePtr = std::shared_ptr<const OutFrame>;
+
+// A short tag of a shared history's epoch (never 0), so that a member can tell whether a frame's
+// seq counts in the history it replayed from. Two epochs with one tag would be 1 in 2^32.
+std::uint32_t shared_epoch_tag(std::string_view epoch) noexcept;
 
 // Encodes msg as one text frame (its JSON envelope behind a frame header).
 // (Mutable until it is shared: the caller may still set flags.)

@@ -70,9 +70,10 @@ void Shard::deliver_room(const FramePtr& frame) {
       continue;
     }
     if (frame->seq != 0 && !frame->local_seq && member.min_shared_seq != 0) {
-      // Just after a recovery: what the replay covered is skipped. The first newer frame ends the
-      // overlap (the room's frames arrive in order), so a later new epoch starting at 1 passes.
-      if (frame->seq <= member.min_shared_seq) continue;
+      // Just after a recovery: what the replay covered is skipped. The first newer frame, or the
+      // first of another history (Redis lost its data: numbers start again at 1), ends the overlap.
+      if (frame->epoch_tag == member.min_shared_epoch && frame->seq <= member.min_shared_seq)
+        continue;
       member.min_shared_seq = 0;
     }
     if (!frame->local_seq || frame->seq > member.min_seq) member.session->enqueue(frame);
@@ -99,13 +100,15 @@ void Shard::join_local(const std::string& room, WsSession* session, std::uint64_
   rooms_[room].push_back({session, min_seq, buffer_live});
 }
 
-void Shard::set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq) {
+void Shard::set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq,
+                     std::uint32_t epoch_tag) {
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return;
   for (Member& member : it->second) {
     if (member.session != session) continue;
     member.buffering = false;
     member.min_shared_seq = replayed_seq;
+    member.min_shared_epoch = epoch_tag;
   }
 }
 

@@ -67,8 +67,10 @@ class Shard {
   // set_live() is called.
   void join_local(const std::string& room, WsSession* session, std::uint64_t min_seq,
                   bool buffer_live = false);
-  // Ends buffering; frames of the shared history up to replayed_seq are skipped from now on.
-  void set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq);
+  // Ends buffering; frames of the shared history `epoch_tag` (shared_epoch_tag()) up to
+  // replayed_seq are skipped from now on.
+  void set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq,
+                std::uint32_t epoch_tag);
   void leave_local(const std::string& room, WsSession* session);
   // Lists the session under its user id (WsSession::user_id(), which must not change meanwhile).
   void add_user(WsSession* session);
@@ -108,7 +110,8 @@ class Shard {
     WsSession* session;
     std::uint64_t min_seq;  // frames of this pod's own history up to it were replayed already
     bool buffering;
-    std::uint64_t min_shared_seq = 0;  // likewise for the shared history (after a recovery)
+    std::uint32_t min_shared_epoch = 0;  // the shared history min_shared_seq counts in
+    std::uint64_t min_shared_seq = 0;    // likewise for the shared history (after a recovery)
   };
   struct Delivery {
     FramePtr frame;

@@ -551,7 +551,7 @@ class RedisBroadcasterCore {
                 }
               }
               pending.msg.id = epoch + "-" + std::to_string(seq);
-              core_.deliver_sequenced(pending.msg, epoch, seq);
+              core_.deliver_sequenced(pending.msg, epoch, seq, HubCore::Numbered::own);
               pending.done(pending.msg.id);
             }
           }
@@ -621,8 +621,26 @@ class RedisBroadcasterCore {
     });
   }
 
+  void on_own_echo(std::string_view channel, std::string_view payload) {
+    auto decoded = protocol::decode_envelope(payload);
+    if (decoded.error != protocol::DecodeError::none) return;
+    Message& msg = decoded.message;
+    msg.room = std::string(channel.substr(kRoomPrefix.size()));
+    const auto id = parse_message_id(msg.id);
+    if (!id || msg.type == MessageType::presence) return;
+    core_.own_echo(msg.room, id->epoch, id->seq);
+  }
+
   void on_message(std::string_view channel, std::string_view payload) {
-    if (payload.ends_with(pod_suffix_)) return;  // our own publish, already delivered locally
+    if (payload.ends_with(pod_suffix_)) {
+      // Our own publish, delivered locally when Redis answered. Its echo matters only to a room
+      // whose start on this pod is not known yet (HubCore::deliver_sequenced).
+      if (channel.starts_with(kRoomPrefix) &&
+          core_.wants_own_echo(channel.substr(kRoomPrefix.size()))) {
+        on_own_echo(channel, payload);
+      }
+      return;
+    }
     auto decoded = protocol::decode_envelope(payload);
     if (decoded.error != protocol::DecodeError::none) {
       const auto now = std::chrono::steady_clock::now();

@@ -403,16 +403,20 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
     const auto result = handler_->core().join(room, user_id_, *this, std::nullopt, true);
     recovering_.push_back({room, {}, 0});
     std::optional<std::uint64_t> after_seq;
-    if (const auto id = parse_message_id(*last_id)) after_seq = id->seq;
+    std::uint32_t epoch_tag = 0;
+    if (const auto id = parse_message_id(*last_id)) {
+      after_seq = id->seq;
+      epoch_tag = shared_epoch_tag(id->epoch);
+    }
     broadcaster.fetch_history(
         room, *last_id,
-        [weak = weak_from_this(), room, after_seq,
+        [weak = weak_from_this(), room, after_seq, epoch_tag,
          context = &shard_.context()](HistoryResult history) {
-          boost::asio::post(*context,
-                            [weak, room, after_seq, history = std::move(history)]() mutable {
-                              if (auto self = weak.lock())
-                                self->finish_recovery(room, after_seq, history);
-                            });
+          boost::asio::post(
+              *context, [weak, room, after_seq, epoch_tag, history = std::move(history)]() mutable {
+                if (auto self = weak.lock())
+                  self->finish_recovery(room, after_seq, epoch_tag, history);
+              });
         });
     if (result.user_first) broadcaster.user_joined(room, user_id_);
     return;
@@ -453,7 +457,7 @@ void WsSession::buffer_live(const FramePtr& frame) {
 }
 
 void WsSession::finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
-                                const HistoryResult& result) {
+                                std::uint32_t epoch_tag, const HistoryResult& result) {
   auto it = std::find_if(recovering_.begin(), recovering_.end(),
                          [&](const Recovery& r) { return r.room == room; });
   if (it == recovering_.end()) return;  // left the room (or closed) meanwhile
@@ -462,8 +466,8 @@ void WsSession::finish_recovery(const std::string& room, std::optional<std::uint
   std::uint64_t last = after_seq.value_or(0);
   if (result.recovered && !result.messages.empty()) last = result.messages.back().first;
   // Live again; frames of the shared history up to `last` (in flight, or held behind a gap) are
-  // skipped from now on.
-  shard_.set_live(room, this, result.recovered ? last : 0);
+  // skipped from now on. (A recovery succeeds only in the history its last_id came from.)
+  shard_.set_live(room, this, result.recovered ? last : 0, epoch_tag);
   if (state_ != State::open) return;
   std::size_t replayed = 0;
   if (result.recovered) {
@@ -475,8 +479,9 @@ void WsSession::finish_recovery(const std::string& room, std::optional<std::uint
   send_recovered(room, result.recovered, replayed);
   for (const FramePtr& frame : recovery.live) {
     // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0, or
-    // numbered by this pod while Redis was away) are always live.
-    if (!result.recovered || frame->seq == 0 || frame->local_seq || frame->seq > last)
+    // numbered by this pod while Redis was away), or of another shared history, are always live.
+    if (!result.recovered || frame->seq == 0 || frame->local_seq || frame->epoch_tag != epoch_tag ||
+        frame->seq > last)
       enqueue(frame);
   }
 }

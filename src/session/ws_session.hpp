@@ -103,7 +103,7 @@ class WsSession final : public Connection,
   // The shared history answered for `room`: replay, `recovered`, then the live frames kept
   // meanwhile.
   void finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
-                       const HistoryResult& result);
+                       std::uint32_t epoch_tag, const HistoryResult& result);
   void send_recovered(const std::string& room, bool recovered, std::size_t replayed);
   // Queues a close frame after what is queued (a slow consumer's unsent frames are dropped first).
   // close_after: the socket is closed as soon as the close frame is written (no wait for the

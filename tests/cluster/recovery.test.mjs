@@ -3,7 +3,7 @@
 //   messages published after X (on either pod), in order, then recovered: true, then live traffic;
 // - ids are ordered cluster-wide: messages published on both pods carry one sequence;
 // - after FLUSHALL (a lost history) the same last_id answers recovered: false, and new messages
-//   start a new epoch.
+//   start a new epoch; a client that had recovered just before gets that epoch's messages from 1.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -95,6 +95,30 @@ test('after FLUSHALL a pod that knew the old epoch numbers in the one the other 
   assert.ok(got.every((m) => epochOf(m.id) === epoch), `one new epoch: ${got.map((m) => m.id)}`);
   assert.deepEqual(got.map((m) => seqOf(m.id)), [1, 2, 3, 4], `numbered from 1: ${got.map((m) => m.id)}`);
   assert.deepEqual(await redis.cmd('HKEYS', `realtime:ids:${room}`), [epoch], 'one epoch field in the numbering');
+});
+
+test('a client that recovered with nothing to replay gets the whole new history after Redis lost its data', async () => {
+  // Its recovery skips frames up to its last id's number, in that id's history; a new history
+  // numbers from 1 again, and those numbers must not be taken for the replayed ones.
+  const [a, b] = pods;
+  const room = `renum-${Date.now()}`;
+  const c = await member(a, `/ws/${room}`);
+  for (const text of ['o1', 'o2', 'o3']) assert.equal((await publish(a, { room, text })).status, 202);
+  const o3 = await c.next(chat('o3'), 3000, 'o3');
+  const late = await member(a, `/ws/${room}?last_id=${encodeURIComponent(o3.id)}`);
+  const rec = await late.next(recoveredMsg, 5000, 'recovered');
+  assert.equal(rec.data.recovered, true);
+  assert.equal(rec.data.replayed, 0);
+
+  await redis.cmd('FLUSHALL');
+  const texts = ['n1', 'n2', 'n3', 'n4', 'n5'];
+  for (const [i, text] of texts.entries()) {
+    assert.equal((await publish(i % 2 ? b : a, { room, text })).status, 202);
+  }
+  const got = [];
+  for (const text of texts) got.push(await late.next(chat(text), 5000, text));
+  assert.notEqual(epochOf(got[0].id), epochOf(o3.id), 'a new history');
+  assert.deepEqual(got.map((m) => seqOf(m.id)), [1, 2, 3, 4, 5], `numbered from 1: ${got.map((m) => m.id)}`);
 });
 
 test('a pod whose guess of the next number is stale publishes with the number Redis gave', async () => {

@@ -1,0 +1,142 @@
+// The order in which a pod delivers a room's messages numbered by a shared history
+// (HubCore::deliver_sequenced): where its delivery of a room starts when the answer to its own
+// publish overtakes other pods' messages still on their way through the subscription, what the
+// echo of its own message settles, and gaps that are given up on. Driven through the hub directly
+// (as the Redis broadcaster does) with one real member socket, so each arrival order is forced.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hub/hub_core.hpp"
+#include "support/hub_test_support.hpp"
+
+namespace realtime {
+namespace {
+
+using namespace realtime::testing;
+using Numbered = detail::HubCore::Numbered;
+
+constexpr std::string_view kEpoch = "e1";
+
+// A pod whose only member of `room` has just joined: the room's start on the pod is not known.
+struct SharedRoom {
+  Pod pod{fast_config(), 2};
+  std::string room = "shared";
+  std::unique_ptr<WsClient> member = connect_welcomed(pod.port, "/ws/" + room);
+
+  void deliver(std::uint64_t seq, Numbered from) {
+    Message msg;
+    msg.type = MessageType::chat;
+    msg.room = room;
+    msg.data = R"({"n":)" + std::to_string(seq) + "}";
+    msg.id = std::string(kEpoch) + "-" + std::to_string(seq);
+    pod.hub.core().deliver_sequenced(msg, kEpoch, seq, from);
+  }
+  void echo(std::uint64_t seq) { pod.hub.core().own_echo(room, kEpoch, seq); }
+
+  // The numbers of the next n chat messages the member gets.
+  std::vector<std::uint64_t> next(std::size_t n) {
+    std::vector<std::uint64_t> seqs;
+    while (seqs.size() < n) {
+      const auto msg =
+          member->next_matching([](const Message& m) { return m.type == MessageType::chat; });
+      if (!msg) break;
+      const auto id = parse_room_id(msg->id);
+      seqs.push_back(id ? id->seq : 0);
+    }
+    return seqs;
+  }
+  // True when no chat message arrives within `wait` (what is held stays held).
+  bool quiet(std::chrono::milliseconds wait = std::chrono::milliseconds(150)) {
+    return !member->next_matching([](const Message& m) { return m.type == MessageType::chat; },
+                                  wait);
+  }
+};
+
+using Seqs = std::vector<std::uint64_t>;
+
+TEST(SharedOrder, AnOwnAnswerWaitsUntilTheSubscriptionShowsWhereTheRoomStarts) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(5, Numbered::own);  // answered before others' 3 and 4 came through the subscription
+  EXPECT_TRUE(r.quiet());
+  r.deliver(3, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{3});
+  EXPECT_TRUE(r.quiet());  // 5 waits for 4
+  r.deliver(4, Numbered::remote);
+  EXPECT_EQ(r.next(2), (Seqs{4, 5}));
+}
+
+TEST(SharedOrder, TheEchoOfAnOwnMessageStartsTheRoomAtIt) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(7, Numbered::own);
+  EXPECT_TRUE(r.quiet());
+  r.echo(7);
+  EXPECT_EQ(r.next(1), Seqs{7});
+  r.deliver(8, Numbered::remote);
+  r.echo(8);  // a settled room ignores echoes
+  r.deliver(9, Numbered::own);
+  EXPECT_EQ(r.next(2), (Seqs{8, 9}));
+  EXPECT_TRUE(r.quiet());
+}
+
+TEST(SharedOrder, AnEchoBeforeItsAnswerHoldsTheRoomForTheAnswer) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.echo(4);
+  EXPECT_TRUE(r.quiet());
+  r.deliver(5, Numbered::remote);
+  EXPECT_TRUE(r.quiet());  // after 4, which is answered still
+  r.deliver(4, Numbered::own);
+  EXPECT_EQ(r.next(2), (Seqs{4, 5}));
+}
+
+TEST(SharedOrder, OwnMessagesNumberedBeforeTheSubscriptionsFirstGoFirst) {
+  // Published before the pod's subscription began: their echoes never come.
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(2, Numbered::own);
+  r.deliver(3, Numbered::own);
+  EXPECT_TRUE(r.quiet());
+  r.deliver(6, Numbered::remote);
+  EXPECT_EQ(r.next(3), (Seqs{2, 3, 6}));
+  r.deliver(6, Numbered::remote);  // a repeat is dropped
+  r.deliver(7, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{7});
+}
+
+TEST(SharedOrder, AnOwnAnswerWithoutEchoIsReleasedAfterTheHoldLimit) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(9, Numbered::own);
+  EXPECT_TRUE(r.quiet());
+  std::this_thread::sleep_for(detail::HubCore::kHoldLimit);
+  r.pod.hub.core().release_held();
+  EXPECT_EQ(r.next(1), Seqs{9});
+}
+
+TEST(SharedOrder, AnOwnAnswerAfterItsGapWasGivenUpOnIsLateNotLost) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(1, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{1});
+  r.deliver(3, Numbered::remote);
+  EXPECT_TRUE(r.quiet());
+  std::this_thread::sleep_for(detail::HubCore::kHoldLimit);
+  r.pod.hub.core().release_held();
+  EXPECT_EQ(r.next(1), Seqs{3});
+  r.deliver(2, Numbered::own);  // its answer came very late
+  EXPECT_EQ(r.next(1), Seqs{2});
+  r.deliver(2, Numbered::remote);  // another pod's number that old is a repeat
+  EXPECT_TRUE(r.quiet());
+}
+
+}  // namespace
+}  // namespace realtime
