@@ -410,7 +410,7 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
         result.recovered = true;
         state.history.for_each([&](const FramePtr& frame) {
           if (frame->seq <= id->seq) return;
-          session.enqueue(frame);
+          session.enqueue_replay(frame);
           ++result.replayed;
         });
       }

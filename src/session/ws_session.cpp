@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
@@ -140,7 +141,7 @@ void WsSession::enqueue(const FramePtr& frame) {
   if (state_ != State::open || overflowed_) return;
   queued_bytes_ += frame->bytes.size();
   queue_.push_back(frame);
-  if (queued_bytes_ > handler_->config().send_queue_bytes) {
+  if (queued_bytes_ > handler_->config().send_queue_bytes + replay_allowance_) {
     // Slow consumer. Closing is deferred to a handler of its own: enqueue() runs inside the shard's
     // delivery loops, which must not see room lists change under them.
     overflowed_ = true;  // refuse further frames at once
@@ -155,6 +156,13 @@ void WsSession::enqueue(const FramePtr& frame) {
     flush_pending_ = true;
     shard_.schedule_flush(this);
   }
+}
+
+void WsSession::enqueue_replay(const FramePtr& frame) {
+  const std::uint64_t allowance = std::uint64_t{replay_allowance_} + frame->bytes.size();
+  replay_allowance_ = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(allowance, std::numeric_limits<std::uint32_t>::max()));
+  enqueue(frame);
 }
 
 void WsSession::hold_until_subscribed(const std::string& room) {
@@ -205,6 +213,8 @@ void WsSession::flush() {
       finish();
       return;
     }
+    replay_allowance_ -=
+        static_cast<std::uint32_t>(std::min<std::size_t>(written, replay_allowance_));
     while (written > 0) {
       const std::size_t remaining = queue_[head_]->bytes.size() - head_offset_;
       if (written < remaining) {
@@ -472,7 +482,7 @@ void WsSession::finish_recovery(const std::string& room, std::optional<std::uint
   std::size_t replayed = 0;
   if (result.recovered) {
     for (const auto& [seq, json] : result.messages) {
-      enqueue(make_frame_from_json(json, room, seq));
+      enqueue_replay(make_frame_from_json(json, room, seq));
       ++replayed;
     }
   }

@@ -60,6 +60,10 @@ class WsSession final : public Connection,
   Shard& shard() noexcept { return shard_; }
   // Queues a frame (on the shard's thread). Drops it when closing; closes with 1013 on overflow.
   void enqueue(const FramePtr& frame);
+  // Queues a frame of a recovery's replay: its bytes are allowed on top of send_queue_bytes (a
+  // client that reads may recover more history than the queue holds), an allowance that shrinks as
+  // the socket takes data.
+  void enqueue_replay(const FramePtr& frame);
   // Writes as much of the queue as the socket takes now (on the shard's thread).
   void flush();
   // A live frame of a room whose recovery from the shared history is under way: kept until the
@@ -151,6 +155,7 @@ class WsSession final : public Connection,
   // while one is pending (start(), handle_join()).
   std::uint8_t holds_ = 0;
   bool close_after_flush_ = false;
+  std::uint32_t replay_allowance_ = 0;  // see enqueue_replay()
 
   struct Recovery {
     std::string room;

@@ -3,7 +3,9 @@
 //   messages published after X (on either pod), in order, then recovered: true, then live traffic;
 // - ids are ordered cluster-wide: messages published on both pods carry one sequence;
 // - after FLUSHALL (a lost history) the same last_id answers recovered: false, and new messages
-//   start a new epoch; a client that had recovered just before gets that epoch's messages from 1.
+//   start a new epoch; a client that had recovered just before gets that epoch's messages from 1;
+// - a replay larger than the pod's send queue (--send-queue-bytes 64 KB here) reaches a client that
+//   reads, without a slow-consumer close.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +14,8 @@ import { publish } from './lib/http.mjs';
 
 let redis;
 let pods;
-const member = clusterFixture(2, { prefix: 'rec' }, (c) => ({ redis, pods } = c));
+// A small send queue: a replay larger than it must still go through to a client that reads.
+const member = clusterFixture(2, { prefix: 'rec', args: ['--send-queue-bytes', '65536'] }, (c) => ({ redis, pods } = c));
 
 const chat = (text) => (m) => m.type === 'chat' && m.data?.text === text;
 const recoveredMsg = (m) => m.type === 'system' && m.data?.event === 'recovered';
@@ -51,6 +54,25 @@ test('a client recovers on the other pod: the messages after its last id, in ord
   await again.next(chat('live'), 5000, 'live');
   const chats = again.history.filter((m) => m.type === "chat").map((m) => `${m.data.text}@${m.id}`);
   assert.equal(chats.length, 4, `m2, m3, m4, live: none doubled: ${chats}`);
+});
+
+test('a replay from the shared history larger than the send queue reaches a client that reads', async () => {
+  const [a, b] = pods;
+  const room = `recbig-${Date.now()}`;
+  const pad = 'r'.repeat(4000);
+  const ids = [];
+  for (let i = 0; i < 40; i++) {
+    const res = await publish(a, { room, type: 'chat', data: { i, pad } });
+    assert.equal(res.status, 202);
+    ids.push(res.json.id);
+  }
+  // 39 messages of ~4 KB after the first (~156 KB) into a 64 KB queue, on the other pod.
+  const c = await member(b, `/ws/${room}?last_id=${encodeURIComponent(ids[0])}`);
+  const got = await c.nextN((m) => m.type === 'chat', 39, 10_000, 'replayed chats');
+  assert.deepEqual(got.map((m) => m.id), ids.slice(1));
+  const rec = await c.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 39]);
+  assert.equal(c.closed, null, `closed: ${JSON.stringify(c.closed)}`);
 });
 
 test('after FLUSHALL the history is gone: recovered false, and a new epoch', async () => {

@@ -2,13 +2,16 @@
 // never reads sits in a room where a fast publisher sends many ~1 KB chats. The server closes that
 // socket (TCP closed; when the close frame is readable it carries 1013), increments a slow-consumer
 // metric, and a normal member of the same room receives every message, in order.
+// A recovery whose replay is larger than the send queue completes for a client that reads (the
+// replay is allowed on top of the queue's bound); a recovering socket that never reads is still
+// closed once live traffic piles up past the bound.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, waitFor } from './lib/client.mjs';
 import { rawConnect, OP } from './lib/raw.mjs';
-import { metrics, metricSum, metricSumMatching } from '../support/node/http.mjs';
+import { metrics, metricSum, metricSumMatching, publish } from '../support/node/http.mjs';
 
 after(killAll);
 
@@ -96,4 +99,51 @@ test('a never-reading socket is closed as a slow consumer; a normal member gets 
     const texts = slow.frames.filter((f) => f.opcode === OP.TEXT);
     assert.ok(texts.length < sent, 'the slow socket did not get everything');
     if (slow.closeFrame) assert.equal(slow.closeFrame.code, 1013, `close code ${slow.closeFrame.code}`);
+  }));
+
+test('a recovery that replays more than the send queue holds completes for a client that reads', () =>
+  withServer(FLAGS, async (s, clients) => {
+    const room = 'replay-big';
+    const pad = 'r'.repeat(4000);
+    const ids = [];
+    for (let i = 0; i < 40; i++) {
+      const res = await publish(s, { room, type: 'chat', data: { i, pad } });
+      assert.equal(res.status, 202);
+      ids.push(res.json.id);
+    }
+    // 39 messages of ~4 KB after the first: ~156 KB, more than the 64 KB queue.
+    const c = await connect(s, `/ws/${room}?last_id=${encodeURIComponent(ids[0])}`);
+    clients.push(c);
+    const got = await c.nextN((m) => m.type === 'chat', 39, 10_000, 'replayed chats');
+    assert.deepEqual(got.map((m) => m.id), ids.slice(1));
+    const rec = await c.next((m) => m.type === 'system' && m.data?.event === 'recovered', 5000);
+    assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 39]);
+    assert.ok(c.isOpen, `closed: ${JSON.stringify(c.closed)}`);
+    assert.equal(metricSumMatching(await metrics(s), 'slow') ?? 0, 0, 'no slow-consumer close');
+  }));
+
+test('a recovering socket that never reads is still closed once live traffic passes the bound', () =>
+  withServer(FLAGS, async (s, clients) => {
+    const room = 'replay-stuck';
+    const pad = 'r'.repeat(4000);
+    let first;
+    for (let i = 0; i < 40; i++) {
+      const res = await publish(s, { room, type: 'chat', data: { i, pad } });
+      first ??= res.json.id;
+    }
+    const stuck = await rawConnect(s.port, `/ws/${room}?last_id=${encodeURIComponent(first)}`);
+    clients.push(stuck);
+    stuck.pause();
+    const pub = await connect(s, `/ws/${room}`);
+    clients.push(pub);
+    // Live traffic, 40 KB a round trip (the publisher, a member too, stays within the bound), until
+    // the server gives up on the stuck socket (the kernel's socket buffers take some MB first).
+    const slowCloses = async () => metricSumMatching(await metrics(s), 'slow') ?? 0;
+    let sent = 0;
+    while ((await slowCloses()) === 0 && sent < 4000) {
+      for (let i = 0; i < 10; i++, sent++) pub.send({ type: 'chat', data: { live: sent, pad } });
+      await pub.roundTrip();
+    }
+    assert.ok((await slowCloses()) >= 1, `not closed after ${sent} live messages of ~4 KB`);
+    assert.ok(pub.isOpen, 'the publisher is not affected');
   }));
