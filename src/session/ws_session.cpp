@@ -79,6 +79,7 @@ void WsSession::start() {
   // The 101 goes out first, in the same write as the welcome (and the join's replay, if any).
   if (!startup->handshake_response.empty()) {
     enqueue(make_control_frame(std::move(startup->handshake_response)));
+    handshake_unsent_ = true;
   }
 
   std::string fields;
@@ -224,6 +225,7 @@ void WsSession::flush() {
       }
       written -= remaining;
       queued_bytes_ -= remaining;
+      handshake_unsent_ = false;  // the first frame written whole is the 101 (if there is one)
       shard_.count_sent(*queue_[head_], now);
       queue_[head_].reset();
       ++head_;
@@ -580,8 +582,9 @@ void WsSession::start_close(std::uint16_t code, std::string_view reason, bool cl
   state_ = State::closing;
   if (overflowed_) {
     // A slow consumer: what it owes is dropped. Keep the frame being written (a half-written frame
-    // cannot be taken back) so that the close frame still parses.
-    const std::size_t keep = head_ + (head_offset_ > 0 ? 1 : 0);
+    // cannot be taken back) so that the close frame still parses, and the 101 if it has not gone
+    // out (it is the first frame queued): a close frame without it is no WebSocket.
+    const std::size_t keep = head_ + (head_offset_ > 0 || handshake_unsent_ ? 1 : 0);
     for (std::size_t i = keep; i < queue_.size(); ++i) queued_bytes_ -= queue_[i]->bytes.size();
     queue_.resize(keep);
   }

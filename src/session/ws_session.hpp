@@ -171,6 +171,7 @@ class WsSession final : public Connection,
   bool lingering_ = false;   // closed; draining the peer's input before closing the socket
   bool released_ = false;    // send queue overflowed: closing with 1013
   bool expiry_warned_ = false;
+  bool handshake_unsent_ = false;  // the HTTP 101 is queued and not wholly written yet
   std::chrono::steady_clock::time_point last_seen_;
   std::chrono::steady_clock::time_point last_ping_;
   std::chrono::steady_clock::time_point close_deadline_;

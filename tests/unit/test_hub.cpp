@@ -4,7 +4,10 @@
 // so this test needs no Beast and stays cheap to build and meaningful under TSan.
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -607,6 +610,63 @@ TEST(HubMetrics, MessagesSentCountsWritesThatWaitedForTheSocket) {
   EXPECT_GE(delivered, std::size_t{kMessages} + 2);
   EXPECT_TRUE(eventually([&] { return metrics.messages_sent.load() == delivered; }, 3s))
       << "messages_sent " << metrics.messages_sent.load() << ", delivered " << delivered;
+}
+
+// A broadcaster whose subscriptions are never confirmed: a new socket's output stays held.
+class NeverSubscribed final : public Broadcaster {
+ public:
+  explicit NeverSubscribed(Hub& hub) : local_(hub) {}
+  std::string publish(Message msg) override { return local_.publish(std::move(msg)); }
+  std::string publish_to_user(const std::string& user_id, Message msg) override {
+    return local_.publish_to_user(user_id, std::move(msg));
+  }
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
+    local_.query_rooms(std::move(done));
+  }
+  void query_presence(const std::string& room,
+                      std::function<void(std::vector<PresenceEntry>)> done) override {
+    local_.query_presence(room, std::move(done));
+  }
+  bool await_subscribed(const std::string& /*room*/, const std::string& /*user_id*/,
+                        std::function<void()> done) override {
+    const std::lock_guard lock(mutex_);
+    waiting_.push_back(std::move(done));  // dropped, never called
+    return true;
+  }
+
+ private:
+  LocalBroadcaster local_;
+  std::mutex mutex_;
+  std::vector<std::function<void()>> waiting_;
+};
+
+TEST(HubSlowConsumer, OverflowBeforeTheUpgradeWentOutSendsThe101ThenTheClose) {
+  Hub hub(HubOptions{1, 100, "hub-test"});
+  hub.start();
+  HandlerConfig config = fast_config();
+  config.send_queue_bytes = 16 * 1024;
+  config.broadcaster = std::make_shared<NeverSubscribed>(hub);
+  auto handler = std::make_unique<Handler>(hub, config);
+  ASSERT_FALSE(handler->listen("127.0.0.1", 0));
+  const std::uint16_t port = handler->port();
+  // The upgrade answer waits behind the hold; the client waits for it meanwhile.
+  auto connecting =
+      std::async(std::launch::async, [port] { return WsClient::connect(port, "/ws/held"); });
+  ASSERT_TRUE(eventually([&] {
+    for (const RoomCount& count : hub.rooms()) {
+      if (count.room == "held") return count.members == 1;
+    }
+    return false;
+  }));
+  const std::string text(2048, 'x');
+  for (int i = 0; i < 16; ++i) hub.broadcast(chat_message("held", text));  // 32 KB > 16 KB
+  auto client = connecting.get();
+  ASSERT_TRUE(client) << "no HTTP 101 before the close";
+  EXPECT_EQ(client->wait_close(), std::optional<std::uint16_t>(1013));
+  handler->shutdown(3s);
+  handler.reset();
+  hub.stop();
+  hub.wait();
 }
 
 }  // namespace
