@@ -621,15 +621,18 @@ void WsSession::tick(SteadyClock::time_point now) {
   }
   if (token_expiry_) {
     const auto wall = Clock::now();
-    if (wall >= *token_expiry_ + config.token_grace) {
-      start_close(close_code::token_expired, "token_expired", false);
-      return;
-    }
     if (!expiry_warned_ && wall + kExpiryWarning >= *token_expiry_) {
       expiry_warned_ = true;
       std::string fields = "\"expires_at\":";
       protocol::append_json_string(fields, protocol::format_timestamp(*token_expiry_));
       send_direct(system_message("token_expiring", fields));
+      // A token accepted after its exp (the verification's clock-skew leeway) still gets the grace
+      // to be refreshed, counted from this warning: the close never comes unannounced.
+      if (*token_expiry_ < wall) token_expiry_ = wall;
+    }
+    if (wall >= *token_expiry_ + config.token_grace) {
+      start_close(close_code::token_expired, "token_expired", false);
+      return;
     }
   }
   if (now - last_ping_ >= config.ping_interval) {

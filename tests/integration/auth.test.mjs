@@ -4,8 +4,9 @@
 // - with --auth-required (and a key configured), a socket without any token gets 401;
 // - without --auth-required, a socket without a token is accepted (anonymous);
 // - a token that expires on an open socket: token_expiring, then close 4001 unless refreshed in
-//   band with {"type":"auth"} for the same user (another user's token is forbidden); an expired
-//   token is refused at the upgrade.
+//   band with {"type":"auth"} for the same user (another user's token is forbidden); a token
+//   accepted within the clock-skew leeway after its exp gets the warning and the grace too; an
+//   expired token is refused at the upgrade.
 
 import { test, after } from 'node:test';
 import { createHmac } from 'node:crypto';
@@ -85,6 +86,27 @@ test('a token that expires on an open socket: token_expiring, then close 4001; a
     stays.send({ type: 'ping' });
     await stays.next((m) => m.type === 'pong', 3000, 'pong after the refresh');
     assert.equal(stays.closed, null);
+  }));
+
+test('a token accepted just after its exp (clock-skew leeway) is warned before its 4001 close, and may be refreshed', { timeout: 30000 }, () =>
+  withServer(['--jwt-secret', 'expiry-secret'], async (s, clients) => {
+    const now = Math.floor(Date.now() / 1000);
+    const late = hs256('expiry-secret', { sub: 'ada', exp: now - 10 });
+    const goes = await connect(s, `/ws/a?token=${late}`);
+    const stays = await connect(s, `/ws/a?token=${late}`);
+    clients.push(goes, stays);
+    for (const c of [goes, stays]) {
+      await c.next((m) => m.type === 'system' && m.data?.event === 'token_expiring', 5000, 'token_expiring');
+      assert.equal(c.closed, null, 'not closed before its warning');
+    }
+    stays.send({ type: 'auth', token: hs256('expiry-secret', { sub: 'ada', exp: now + 3600 }) });
+    await stays.next((m) => m.type === 'system' && m.data?.event === 'token_refreshed', 3000, 'token_refreshed');
+    const closed = await goes.expectClose(15000);
+    assert.equal(closed.code, 4001, `close code ${closed.code}`);
+    const kinds = goes.history.map((m) => m.data?.event ?? m.type);
+    assert.ok(kinds.indexOf('token_expiring') >= 0, `warned first: ${kinds}`);
+    stays.send({ type: 'ping' });
+    await stays.next((m) => m.type === 'pong', 3000, 'pong after the refresh');
   }));
 
 test('an expired token is refused with 401 at the upgrade', () =>
