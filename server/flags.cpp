@@ -147,6 +147,11 @@ Flags parse_flags(int argc, char** argv) {
     }
   }
   if (flags.rate_burst < 1) bad_value("--rate-burst", "must be at least 1");
+  if (flags.pong_timeout <= flags.ping_interval) {
+    bad_value("--pong-timeout", "must be longer than --ping-interval (" +
+                                    std::to_string(flags.ping_interval) +
+                                    " s): an idle socket would be closed before it is pinged");
+  }
   if (flags.auth_required && flags.jwt_secret.empty() && flags.jwt_public_key_file.empty()) {
     bad_value("--auth-required", "needs --jwt-secret or --jwt-public-key");
   }

@@ -45,6 +45,10 @@ HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
   if (config_.auth_required && !jwt_.enabled()) {
     throw std::invalid_argument("auth required but no JWT key configured");
   }
+  if (config_.pong_timeout <= config_.ping_interval) {
+    // An idle socket would be closed for silence before it was ever pinged.
+    throw std::invalid_argument("pong_timeout must be longer than ping_interval");
+  }
   // The keepalive sweep runs at a granularity fine enough for the configured intervals.
   const auto smallest = std::min(config_.ping_interval, config_.pong_timeout);
   const auto period = std::clamp<std::chrono::milliseconds>(

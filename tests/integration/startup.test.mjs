@@ -1,7 +1,8 @@
 // Start-up and configuration of realtime-server:
 // - `--listen 127.0.0.1:0` prints `listening on HOST:PORT` with the real (non-zero) port, which serves;
 // - a bad flag (`--bogus`) or a bad value (`--threads abc`, `--listen nonsense`, `--max-connections -1`)
-//   exits with status 2, names the flag on stderr, and starts nothing (no `listening on`);
+//   exits with status 2, names the flag on stderr, and starts nothing (no `listening on`); so does a
+//   --pong-timeout not longer than --ping-interval;
 // - every flag can come from the environment: REALTIME_MAX_CONNECTIONS and REALTIME_API_KEY are
 //   honoured, and the flag wins over the environment variable;
 // - the process that prints the line is the server binary itself (no forking wrapper);
@@ -35,6 +36,9 @@ const badInvocations = [
   { args: ['--listen', '127.0.0.1:0', '--max-connections', '-1'], flag: 'max-connections' },
   { args: ['--listen', '127.0.0.1:0', '--log-format', 'xml'], flag: 'log-format' },
   { args: ['--listen', '127.0.0.1:0', '--log-level', 'loud'], flag: 'log-level' },
+  // An idle socket would be closed for silence before it was ever pinged.
+  { args: ['--listen', '127.0.0.1:0', '--ping-interval', '3', '--pong-timeout', '3'], flag: 'pong-timeout' },
+  { args: ['--listen', '127.0.0.1:0', '--ping-interval', '90'], flag: 'pong-timeout' }, // default pong timeout 60 s
 ];
 
 for (const { args, flag } of badInvocations) {

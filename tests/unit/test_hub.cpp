@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -610,6 +611,17 @@ TEST(HubMetrics, MessagesSentCountsWritesThatWaitedForTheSocket) {
   EXPECT_GE(delivered, std::size_t{kMessages} + 2);
   EXPECT_TRUE(eventually([&] { return metrics.messages_sent.load() == delivered; }, 3s))
       << "messages_sent " << metrics.messages_sent.load() << ", delivered " << delivered;
+}
+
+TEST(HubLifecycle, APongTimeoutNotLongerThanThePingIntervalIsRefused) {
+  // Idle sockets would be closed for silence before they were ever pinged.
+  Hub hub(HubOptions{1, 100, "hub-test"});
+  HandlerConfig config;
+  config.ping_interval = 10s;
+  config.pong_timeout = 10s;
+  EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+  config.pong_timeout = 11s;
+  EXPECT_NO_THROW(Handler(hub, config));
 }
 
 // A broadcaster whose subscriptions are never confirmed: a new socket's output stays held.
