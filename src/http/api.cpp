@@ -37,6 +37,8 @@ std::optional<HttpResponse> check_publish(HandlerCore& handler, const HttpReques
       return response;
     }
   }
+  // Shutting down: the sockets are being closed, so a message taken now would reach nobody here.
+  if (!handler.accepting()) return json_error(503, "shutting down");
   if (request.body.size() > handler.config().max_message_bytes) {
     return json_error(413, "body larger than --max-message-bytes");
   }

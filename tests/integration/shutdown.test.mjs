@@ -2,7 +2,9 @@
 // - SIGTERM (and SIGINT) with open sockets: each socket receives close code 1001, the process exits 0
 //   within 10 s;
 // - a server started at once on the same port binds it (SO_REUSEADDR), whatever the old connections'
-//   state.
+//   state;
+// - POST /api/publish during the shutdown answers 503 (or the connection fails), never 202 once the
+//   members have their 1001: such a message would reach nobody.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +13,37 @@ import { connect, closeAll } from './lib/client.mjs';
 import { get } from '../support/node/http.mjs';
 
 after(killAll);
+
+test('POST /api/publish during the shutdown is refused with 503, never accepted for nobody', async () => {
+  const s = await startServer();
+  const member = await connect(s, '/ws/gone');
+  let closedAt = 0;
+  member.ws.on('close', () => { closedAt = Date.now(); });
+  let stop = false;
+  const acceptedAfterClose = [];
+  const statuses = new Set();
+  const loop = async () => {
+    while (!stop) {
+      try {
+        const r = await fetch(`${s.httpUrl}/api/publish`, { method: 'POST', body: '{"room":"gone","text":"late"}' });
+        await r.text();
+        statuses.add(r.status);
+        if (r.status === 202 && closedAt && Date.now() > closedAt) acceptedAfterClose.push(r.status);
+      } catch {
+        stop = true; // the server has gone
+      }
+    }
+  };
+  const loops = [loop(), loop(), loop()];
+  await new Promise((r) => setTimeout(r, 200));
+  s.proc.kill('SIGTERM');
+  const info = await s.waitExit(10_000);
+  stop = true;
+  await Promise.all(loops);
+  assert.equal(info?.code, 0);
+  assert.ok(statuses.has(202), 'publishes were accepted before the signal');
+  assert.deepEqual(acceptedAfterClose, [], 'nothing accepted after the member was closed');
+});
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
   test(`${signal} closes every socket with 1001 and exits 0; the port is reusable at once`, async () => {
