@@ -299,13 +299,9 @@ bool HubCore::deliver_sequenced_locked(RoomState& state, std::string_view epoch,
     return false;
   }
   if (state.shared_next == 0) {
-    if (from == Numbered::own) {
-      // Others' messages numbered before this one may still be on their way through the
-      // subscription, which alone shows where this pod's delivery of the room starts.
-      if (state.held.empty()) state.held_since = std::chrono::steady_clock::now();
-      state.held.emplace(seq, frame);
-      return true;
-    }
+    // Others' messages numbered before an own one may still be on their way through the
+    // subscription, which alone shows where this pod's delivery of the room starts.
+    if (from == Numbered::own) return hold_locked(state, seq, frame);
     start_at_locked(state, seq);
   }
   if (seq < state.shared_next) {
@@ -314,14 +310,16 @@ bool HubCore::deliver_sequenced_locked(RoomState& state, std::string_view epoch,
     if (from == Numbered::own) post_to_shards(&state, frame);
     return !state.held.empty();
   }
-  if (seq > state.shared_next) {
-    if (state.held.empty()) state.held_since = std::chrono::steady_clock::now();
-    state.held.emplace(seq, frame);
-    return true;
-  }
+  if (seq > state.shared_next) return hold_locked(state, seq, frame);
   post_to_shards(&state, frame);
   ++state.shared_next;
   return drain_held_locked(state);
+}
+
+bool HubCore::hold_locked(RoomState& state, std::uint64_t seq, const FramePtr& frame) {
+  if (state.held.empty()) state.held_since = std::chrono::steady_clock::now();
+  state.held.emplace(seq, frame);
+  return true;
 }
 
 bool HubCore::start_at_locked(RoomState& state, std::uint64_t seq) {

@@ -157,6 +157,8 @@ class HubCore {
   // deliver_sequenced() under the room's lock; true when frames wait behind a gap.
   bool deliver_sequenced_locked(RoomState& state, std::string_view epoch, std::uint64_t seq,
                                 Numbered from, const FramePtr& frame);
+  // Keeps a frame until what precedes it has been delivered (or kHoldLimit passed). True.
+  bool hold_locked(RoomState& state, std::uint64_t seq, const FramePtr& frame);
   // The room's delivery starts at seq, which came through the subscription: held own messages
   // numbered before it go first. True when frames wait behind a gap.
   bool start_at_locked(RoomState& state, std::uint64_t seq);
