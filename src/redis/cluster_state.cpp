@@ -235,10 +235,14 @@ void ClusterState::status_changed(const std::string& room, const std::string& us
                                   PresenceStatus status) {
   std::string key(kPresencePrefix);
   key += room;
-  redis_.command({"EVAL", std::string(kStatusScript), "2", key, std::string(kPods), pod_, user,
-                  status_text(status)},
-                 [](std::error_code, const RedisReply&) {});
-  publish_presence_(room, user, status);
+  // Announced once the script has run, like a join: a status set right after a join (a socket that
+  // was away before joining) then follows the join's "online" rather than overtaking it.
+  auto ec = redis_.command({"EVAL", std::string(kStatusScript), "2", key, std::string(kPods), pod_,
+                            user, status_text(status)},
+                           [this, room, user, status](std::error_code, const RedisReply&) {
+                             publish_presence_(room, user, status);
+                           });
+  if (ec) publish_presence_(room, user, status);
 }
 
 void ClusterState::room_changed(const std::string& room) {

@@ -431,11 +431,13 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
               });
         });
     if (result.user_first) broadcaster.user_joined(room, user_id_);
+    if (status_ != PresenceStatus::online) apply_status(room);
     return;
   }
   const auto result = handler_->core().join(room, user_id_, *this, last_id);
   if (last_id) send_recovered(room, result.recovered, result.replayed);
   if (result.user_first) broadcaster.user_joined(room, user_id_);
+  if (status_ != PresenceStatus::online) apply_status(room);
   hold_until_subscribed(room);
 }
 
@@ -511,10 +513,13 @@ void WsSession::handle_leave(const std::string& room) {
 }
 
 void WsSession::handle_presence(PresenceStatus status) {
-  for (const std::string& room : rooms_) {
-    if (handler_->core().set_status(room, user_id_, status)) {
-      handler_->broadcaster().status_changed(room, user_id_, status);
-    }
+  status_ = status;
+  for (const std::string& room : rooms_) apply_status(room);
+}
+
+void WsSession::apply_status(const std::string& room) {
+  if (handler_->core().set_status(room, user_id_, status_)) {
+    handler_->broadcaster().status_changed(room, user_id_, status_);
   }
 }
 

@@ -102,6 +102,9 @@ class WsSession final : public Connection,
   void handle_join(const std::string& room, const std::optional<std::string>& last_id);
   void handle_leave(const std::string& room);
   void handle_presence(PresenceStatus status);
+  // Sets status_ in `room` and announces it if it changed there. After a join too: a socket that
+  // set "away" brings it to the rooms it joins afterwards.
+  void apply_status(const std::string& room);
   void handle_auth(const std::string& token);
   bool in_room(const std::string& room) const;
   // The shared history answered for `room`: replay, `recovered`, then the live frames kept
@@ -155,6 +158,8 @@ class WsSession final : public Connection,
   // while one is pending (start(), handle_join()).
   std::uint8_t holds_ = 0;
   bool close_after_flush_ = false;
+  // The status this socket last set: it also holds in the rooms the socket joins afterwards.
+  PresenceStatus status_ = PresenceStatus::online;
   std::uint32_t replay_allowance_ = 0;  // see enqueue_replay()
 
   struct Recovery {

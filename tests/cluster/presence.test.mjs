@@ -6,7 +6,8 @@
 //   and B, and drops a user who left;
 // - GET /api/rooms on every pod counts the members of every pod, and forgets the room once empty;
 // - one user (same JWT subject) with sockets on pods A and B: members on pod C get one `online`,
-//   nothing when the first socket closes, and one `offline` when the last one does.
+//   nothing when the first socket closes, and one `offline` when the last one does;
+// - a socket that set "away" while in no room, then joins one, is announced online, then away.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,6 +103,28 @@ test('GET /api/rooms on any pod counts the members of every pod', async () => {
     },
     { timeoutMs: 5000, message: () => `${room} gone from /api/rooms on every pod after all left (got ${JSON.stringify(counts)})` },
   );
+});
+
+test('a user away before joining a room on pod B is announced online then away at pod A, and listed away on pod C', async () => {
+  const [a, b, c] = pods;
+  const room = 'pres-away-join';
+  const watcher = await member(a, `/ws/${room}`);
+  const late = await member(b, '/ws');
+  late.send({ type: 'presence', data: { status: 'away' } }); // in no room yet
+  await late.roundTrip();
+  late.send({ type: 'join', room });
+  await watcher.next(presenceOf(late.userId, 'away'), 5000, 'presence away of the user who joined on pod B, at pod A');
+  const statuses = watcher.seen(presenceOf(late.userId)).map((m) => m.data.status);
+  assert.deepEqual(statuses, ['online', 'away'], 'the join\'s online comes first, then the status');
+  let users;
+  await waitFor(
+    async () => {
+      users = await presenceList(c, room);
+      return users.some((u) => u.user_id === late.userId && u.status === 'away');
+    },
+    { timeoutMs: 5000, message: () => `presence on pod C listing the user away (got ${JSON.stringify(users)})` },
+  );
+  closeAll([watcher, late]);
 });
 
 test('one user with sockets on two pods: one online, one offline, for members on a third pod', async () => {

@@ -3,7 +3,8 @@
 // - when B joins A's room, A gets presence {status: online, user_id: B} for that room;
 // - when B closes, A gets presence offline for B exactly once;
 // - {"type":"presence","data":{"status":"away"}} -> room members get presence away for the sender;
-//   an invalid status -> error invalid_message, socket open;
+//   an invalid status -> error invalid_message, socket open; a status set before a join holds in the
+//   room joined (online, then away);
 // - GET /api/rooms/{room}/presence -> {"room", "users": [{"user_id", "status"}]}; bad room -> 400.
 
 import { test, after } from 'node:test';
@@ -89,6 +90,34 @@ test('presence away reaches room members; invalid status -> error invalid_messag
     a.send({ type: 'presence', data: { status: 'online' } });
     await b.next(presenceOf(a.userId, 'online'), 3000, 'presence online again for A');
     assert.equal(b.seen(presenceOf(a.userId, 'dancing')).length, 0);
+  }));
+
+test('a status set before a join holds in the room joined: online, then away', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/aj');
+    const b = await connect(s, '/ws');
+    clients.push(a, b);
+    b.send({ type: 'presence', data: { status: 'away' } }); // in no room yet
+    await b.roundTrip();
+    b.send({ type: 'join', room: 'aj' });
+    await a.next(presenceOf(b.userId, 'online'), 3000, 'presence online for B');
+    const m = await a.next(presenceOf(b.userId, 'away'), 3000, 'presence away for B after its join');
+    assert.equal(m.room, 'aj');
+    const r = await get(s, '/api/rooms/aj/presence');
+    assert.deepEqual(
+      r.json.users.filter((u) => u.user_id === b.userId).map((u) => u.status),
+      ['away'],
+    );
+    // Back online: the next room joined announces online only.
+    b.send({ type: 'presence', data: { status: 'online' } });
+    await a.next(presenceOf(b.userId, 'online'), 3000, 'presence online again for B');
+    const c = await connect(s, '/ws/aj2');
+    clients.push(c);
+    b.send({ type: 'join', room: 'aj2' });
+    await c.next(presenceOf(b.userId, 'online'), 3000, 'presence online for B in aj2');
+    await b.roundTrip();
+    await c.roundTrip();
+    assert.equal(c.seen(presenceOf(b.userId, 'away')).length, 0);
   }));
 
 test('GET /api/rooms/{room}/presence lists users with their status; bad room -> 400', () =>
