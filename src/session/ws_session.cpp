@@ -343,6 +343,7 @@ void WsSession::on_text(std::string_view text) {
       Message pong;
       pong.type = MessageType::pong;
       pong.timestamp = Clock::now();
+      pong.data = std::move(msg.data);  // the ping's data, if any, lets a client pair the two
       send_direct(pong);
       return;
     }

@@ -134,4 +134,9 @@ test('ping is answered by pong to that socket only', () =>
     await sleep(300);
     assert.equal(b.seen({ type: 'pong' }).length, 1, 'pong goes to the pinging socket alone');
     assert.equal(a.seen({ type: 'pong' }).length, 1);
+    // A ping's data comes back on its pong (a client pairs them by it).
+    a.send({ type: 'ping', data: { ping: 7 } });
+    const tagged = await a.next((m) => m.type === 'pong' && m.data !== undefined);
+    assert.deepEqual(tagged.data, { ping: 7 });
+    assert.equal(pong.data, undefined, 'a ping without data gets a pong without data');
   }));
