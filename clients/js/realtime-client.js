@@ -34,6 +34,14 @@ const SEEN_IDS_PER_ROOM = 256;
 // system data.event values that concern one socket, not the room's history.
 const SOCKET_EVENTS = new Set(['welcome', 'recovered', 'token_expiring']);
 
+// Ids that are not a room history's <epoch>-<seq>: presence, user notifications, global and
+// per-socket messages have a letter after the dash (<tag>-p<n>, -u<n>, -g<n>, -d<n>).
+const NOT_HISTORY_ID = /-[a-z][0-9]*$/;
+
+// A socket asked to close gets this long to finish the close handshake; then it is dropped (the
+// `ws` package's terminate(): a peer that stopped answering would hold it for 30 s).
+const CLOSE_GRACE_MS = 2000;
+
 /**
  * Full-jitter exponential backoff delay: a random whole number of milliseconds in
  * [0, min(maxMs, initialMs * 2^attempt)). Pure apart from `random`, which must return [0, 1).
@@ -107,6 +115,29 @@ function checkRoom(room) {
   return room;
 }
 
+// Closes `ws` with a close handshake, dropping it when the peer does not answer within
+// CLOSE_GRACE_MS; `done` runs once it is closed (or given up on, where it cannot be dropped).
+function closeSocket(ws, code, reason, done = () => {}) {
+  const timer = setTimeout(() => {
+    if (typeof ws.terminate === 'function') ws.terminate();
+    done();
+  }, CLOSE_GRACE_MS);
+  ws.onerror = () => {};
+  ws.onclose = () => {
+    clearTimeout(timer);
+    done();
+  };
+  try {
+    ws.close(code, reason);
+  } catch {
+    try {
+      ws.close();
+    } catch {
+      /* already closing */
+    }
+  }
+}
+
 function textOf(data) {
   if (typeof data === 'string') return data;
   if (data instanceof ArrayBuffer) return new TextDecoder().decode(data);
@@ -171,6 +202,7 @@ export class RealtimeClient {
     this._listeners = new Map();
     this._queue = [];
     this._pings = []; // pending ping() calls, oldest first
+    this._pingCount = 0;
     this._status = 'online';
     this._state = 'closed';
     this._ws = null;
@@ -299,19 +331,7 @@ export class RealtimeClient {
     const ws = this._ws;
     this._stop(new RealtimeError('closed', 'client closed'));
     if (!ws || ws.readyState > WS_OPEN) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, 2000); // never hang on a peer that does not answer the close
-      ws.onerror = () => {};
-      ws.onclose = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      try {
-        ws.close(code, reason);
-      } catch {
-        ws.close();
-      }
-    });
+    return new Promise((resolve) => closeSocket(ws, code, reason, resolve));
   }
 
   /** Drops the current socket (if any) and reconnects now, without waiting for the backoff. */
@@ -408,6 +428,10 @@ export class RealtimeClient {
     clearTimeout(this._timers.connect);
     this._timers.connect = null;
     this._everOpened = true;
+    // The socket's room was left while it was connecting: the server put it there all the same.
+    if (this._socketRoom && !this._rooms.includes(this._socketRoom)) {
+      this._sendRaw({ type: 'leave', room: this._socketRoom });
+    }
     // Rooms after the first are joined in-band, resuming from their last id.
     for (const room of this._rooms) {
       if (room === this._socketRoom) continue;
@@ -456,12 +480,20 @@ export class RealtimeClient {
     }
     if (!msg || typeof msg !== 'object') return;
     this._emit('envelope', msg);
+    // A room's traffic already on the way when leave() was called is not delivered (nor taken as
+    // the room's resume point). A notification to the user may name a room it is not in: kept.
+    if (msg.room && !this._rooms.includes(msg.room) && (msg.type === 'presence' || !NOT_HISTORY_ID.test(String(msg.id)))) {
+      return;
+    }
     const data = msg.data && typeof msg.data === 'object' ? msg.data : {};
 
     switch (msg.type) {
       case 'pong': {
-        const pending = this._pings.shift();
-        if (pending) pending.resolve(msg);
+        // The server returns the ping's data: a late pong of a ping that timed out answers nothing.
+        // A pong without it (an older server) answers the oldest ping.
+        const n = data.ping;
+        const i = typeof n === 'number' ? this._pings.findIndex((p) => p.n === n) : 0;
+        if (i >= 0 && i < this._pings.length) this._pings.splice(i, 1)[0].resolve(msg);
         return;
       }
       case 'error':
@@ -516,7 +548,7 @@ export class RealtimeClient {
     if (seen.has(id)) return false;
     seen.add(id);
     if (seen.size > SEEN_IDS_PER_ROOM) seen.delete(seen.values().next().value);
-    if (resumable) this._lastIds.set(msg.room, id);
+    if (resumable && !NOT_HISTORY_ID.test(id)) this._lastIds.set(msg.room, id);
     return true;
   }
 
@@ -588,13 +620,12 @@ export class RealtimeClient {
   // Forgets the current socket: timers, pending pings, handlers; then closes it without waiting.
   _abandon(ws, hard) {
     this._teardown(ws);
-    ws.onerror = () => {};
-    try {
-      if (hard && typeof ws.terminate === 'function') ws.terminate(); // `ws` package: no close handshake
-      else ws.close(1000, 'reconnecting');
-    } catch {
-      /* already closing */
+    if (hard && typeof ws.terminate === 'function') {
+      ws.onerror = () => {};
+      ws.terminate(); // `ws` package: no close handshake with a peer that stopped answering
+      return;
     }
+    closeSocket(ws, 1000, 'reconnecting');
   }
 
   // Abandons the current socket (if any) and opens a new one at once.
@@ -670,8 +701,10 @@ export class RealtimeClient {
       return Promise.reject(new RealtimeError('not_connected', 'not connected'));
     }
     const started = Date.now();
+    const n = ++this._pingCount;
     return new Promise((resolve, reject) => {
       const entry = {
+        n,
         resolve: () => {
           clearTimeout(entry.timer);
           resolve(Date.now() - started);
@@ -687,7 +720,7 @@ export class RealtimeClient {
         reject(new RealtimeError('ping_timeout', `no pong within ${timeoutMs} ms`));
       }, timeoutMs);
       this._pings.push(entry);
-      this._sendRaw({ type: 'ping' });
+      this._sendRaw({ type: 'ping', data: { ping: n } });
     });
   }
 

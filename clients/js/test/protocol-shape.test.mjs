@@ -224,6 +224,56 @@ test('join/leave while open, and rooms kept across reconnects (left rooms are no
   assert.deepEqual(c2.frames, [{ type: 'join', room: 'extra' }]);
 });
 
+test('traffic of a room already on the way when leave() is called is dropped, and no resume point is kept', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['home', 'busy'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c1 = await server.conn(0);
+  await ev.until(() => client.state === 'open', 'open');
+  c1.ws.send(envelope('chat', 'busy', { text: 'one' }, 'e1-1'));
+  await ev.until(() => ev.messages.length === 1, 'first message');
+  client.leave('busy');
+  // Sent by the server before it read the leave.
+  c1.ws.send(envelope('chat', 'busy', { text: 'two' }, 'e1-2'));
+  c1.ws.send(envelope('presence', 'busy', { status: 'online', user_id: 'u2' }, 'tag-p1'));
+  // A notification to the user that names a room it is not in is still delivered.
+  c1.ws.send(envelope('notification', 'busy', { text: 'for you' }, 'tag-u1'));
+  c1.ws.send(envelope('chat', 'home', { text: 'barrier' }, 'e2-1'));
+  await ev.until(() => ev.messages.some((m) => m.data?.text === 'barrier'), 'barrier');
+  assert.deepEqual(ev.messages.map((m) => m.data.text), ['one', 'for you', 'barrier']);
+  assert.equal(client.lastId('busy'), undefined);
+  client.join('busy');
+  const join = await server.frame(c1, (f) => f.type === 'join' && f.room === 'busy' && c1.frames.indexOf(f) > 1, 'join again');
+  assert.deepEqual(join, { type: 'join', room: 'busy' });
+});
+
+test('the socket\'s room left while the socket is connecting is left once it is open', async (t) => {
+  let hold = false;
+  const server = await FakeServer.start({
+    verifyClient: (_info, done) => (hold ? setTimeout(() => done(true), 300) : done(true)),
+  });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['alpha', 'beta'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c1 = await server.conn(0);
+  await ev.until(() => client.state === 'open', 'open');
+  hold = true;
+  c1.ws.close(1001);
+  await ev.until(() => ev.states.at(-1) === 'reconnecting', 'reconnecting');
+  await new Promise((r) => setTimeout(r, 150)); // the next socket's upgrade is being held
+  client.leave('alpha');
+  const c2 = await server.conn(1);
+  assert.equal(c2.url, '/ws/alpha');
+  await server.until(() => c2.frames.length >= 2, 'leave and join');
+  assert.deepEqual(c2.frames, [
+    { type: 'leave', room: 'alpha' },
+    { type: 'join', room: 'beta' },
+  ]);
+});
+
 test('messages sent while disconnected are queued (bounded) and flushed in order on open', async (t) => {
   const server = await FakeServer.start();
   t.after(() => server.stop());
@@ -280,6 +330,44 @@ test('ping resolves on pong and rejects after its timeout', async (t) => {
   assert.ok(rtt >= 0 && rtt < 1000);
   answer = false;
   await assert.rejects(client.ping(100), (e) => e.code === 'ping_timeout');
+});
+
+test('a late pong of a ping that timed out does not answer the next ping', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  // Like realtime-server, the pong carries the ping's data; the first pong comes after 300 ms, the
+  // second ping is never answered.
+  let pings = 0;
+  server.onConnection = (conn) => {
+    conn.ws.on('message', (d) => {
+      const frame = JSON.parse(String(d));
+      if (frame.type !== 'ping' || ++pings > 1) return;
+      setTimeout(() => conn.ws.send(envelope('pong', undefined, frame.data)), 300);
+    });
+  };
+  const client = makeClient(server, { rooms: ['p'] });
+  t.after(() => client.close());
+  await client.connect();
+  await assert.rejects(client.ping(100), (e) => e.code === 'ping_timeout');
+  await assert.rejects(client.ping(600), (e) => e.code === 'ping_timeout', 'the first ping\'s pong does not answer the second');
+  assert.equal(pings, 2);
+});
+
+test('close() drops a socket whose peer does not answer the close handshake', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['d'] });
+  await client.connect();
+  const conn = await server.conn(0);
+  // The peer stops reading frames (bytes are discarded): no close frame comes back, while the
+  // TCP connection's end is still seen.
+  conn.ws._socket.removeAllListeners('data');
+  conn.ws._socket.on('data', () => {});
+  const started = Date.now();
+  await client.close();
+  const waited = Date.now() - started;
+  assert.ok(waited >= 1500 && waited < 5000, `close() resolved after ${waited} ms`);
+  await server.until(() => conn.closed, 'the server side to see the TCP connection dropped', 3000);
 });
 
 test('token_expiring makes the client send a fresh token in-band', async (t) => {
