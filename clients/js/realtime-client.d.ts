@@ -52,7 +52,13 @@ export interface RecoveredEvent {
   recovered: boolean;
   /** How many messages were replayed before this event. */
   replayed: number;
-  envelope: Envelope<{ event: 'recovered'; recovered: boolean; replayed: number }>;
+  /**
+   * Set when the client itself reports the room: 'no_resume_point', a room it was in before the
+   * reconnect had given it no message id to resume from (nothing was asked; messages may be missing).
+   */
+  reason?: 'no_resume_point';
+  /** The server's `recovered` envelope; null when the client reports the room itself. */
+  envelope: Envelope<{ event: 'recovered'; recovered: boolean; replayed: number }> | null;
 }
 
 export type RealtimeErrorCode =

@@ -199,6 +199,7 @@ export class RealtimeClient {
       if (isPresent(id)) this._lastIds.set(checkRoom(room), String(id));
     }
     this._seen = new Map(); // room -> Set of recent ids
+    this._joined = new Set(); // rooms joined on a socket that opened (they can have missed messages)
     this._listeners = new Map();
     this._queue = [];
     this._pings = []; // pending ping() calls, oldest first
@@ -452,7 +453,14 @@ export class RealtimeClient {
         });
       }, this._heartbeatMs);
     }
+    // A room joined before whose history gave no id yet has no resume point: what was published
+    // there while disconnected cannot be asked for. Say so, as the server does for a failed resume.
+    const unresumable = [...this._joined].filter((room) => this._rooms.includes(room) && !this._lastIds.has(room));
+    for (const room of this._rooms) this._joined.add(room);
     this._setState('open', { url: ws.url });
+    for (const room of unresumable) {
+      this._emit('recovered', { room, recovered: false, replayed: 0, reason: 'no_resume_point', envelope: null });
+    }
   }
 
   _sendJoin(room) {
@@ -670,7 +678,10 @@ export class RealtimeClient {
     checkRoom(room);
     if (this._rooms.includes(room)) return;
     this._rooms.push(room);
-    if (this._ws && this._ws.readyState === WS_OPEN) this._sendJoin(room);
+    if (this._ws && this._ws.readyState === WS_OPEN) {
+      this._sendJoin(room);
+      this._joined.add(room);
+    }
   }
 
   /** Leaves a room and forgets its last id. */
@@ -681,6 +692,7 @@ export class RealtimeClient {
     this._rooms.splice(i, 1);
     this._lastIds.delete(room);
     this._seen.delete(room);
+    this._joined.delete(room);
     this._sendRaw({ type: 'leave', room });
   }
 

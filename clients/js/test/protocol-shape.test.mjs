@@ -274,6 +274,31 @@ test('the socket\'s room left while the socket is connecting is left once it is 
   ]);
 });
 
+test('after a reconnect, a room that gave no id to resume from is reported not recovered', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['home', 'quiet'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c1 = await server.conn(0);
+  await ev.until(() => client.state === 'open', 'open');
+  c1.ws.send(envelope('chat', 'home', { text: 'hi' }, 'e1-1'));
+  await ev.until(() => ev.messages.length === 1, 'a message in home');
+  assert.equal(ev.recovered.length, 0, 'nothing to report on the first connection');
+  c1.ws.close(1001);
+  await ev.until(() => ev.states.at(-1) === 'reconnecting', 'reconnecting');
+  client.join('later'); // joined while disconnected: it missed nothing
+  await ev.until(() => ev.states.at(-1) === 'open', 'open again');
+  await ev.until(() => ev.recovered.length === 1, 'the client\'s report');
+  assert.deepEqual(ev.recovered[0], { room: 'quiet', recovered: false, replayed: 0, reason: 'no_resume_point', envelope: null });
+  const c2 = await server.conn(1);
+  assert.equal(c2.url, '/ws/home?last_id=e1-1');
+  // The server's own answer for home comes as before; nothing more from the client.
+  c2.ws.send(envelope('system', 'home', { event: 'recovered', recovered: true, replayed: 0 }, 'tag-d1'));
+  await ev.until(() => ev.recovered.length === 2, 'the server\'s recovered');
+  assert.deepEqual(ev.recovered.map((r) => r.room), ['quiet', 'home']);
+});
+
 test('messages sent while disconnected are queued (bounded) and flushed in order on open', async (t) => {
   const server = await FakeServer.start();
   t.after(() => server.stop());
