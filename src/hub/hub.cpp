@@ -290,6 +290,7 @@ bool HubCore::deliver_sequenced_locked(RoomState& state, std::string_view epoch,
     state.shared_epoch.assign(epoch);
     state.shared_next = 0;
     state.held.clear();
+    state.repair_since = {};
   }
   if (state.members == 0) {
     // Nobody here: nothing to order. (This pod may miss some of the room's numbers while it has
@@ -341,7 +342,10 @@ bool HubCore::drain_held_locked(RoomState& state) {
     }
     state.held.erase(state.held.begin());
   }
-  if (state.held.empty()) return false;
+  if (state.held.empty()) {
+    state.repair_since = {};
+    return false;
+  }
   state.held_since = std::chrono::steady_clock::now();
   return true;
 }
@@ -366,7 +370,7 @@ void HubCore::own_echo(const std::string& room, std::string_view epoch, std::uin
   if (holding) note_holding(room);
 }
 
-void HubCore::release_held() {
+std::vector<HubCore::SharedPosition> HubCore::release_held(bool repair) {
   std::set<std::string> rooms;
   {
     std::lock_guard lock(held_mutex_);
@@ -374,14 +378,21 @@ void HubCore::release_held() {
   }
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::string> still;
+  std::vector<SharedPosition> gaps;
   for (const std::string& room : rooms) {
     registry_.with_room(room, [&](RoomState& state) {
       if (state.held.empty()) return;
       if (now - state.held_since >= kHoldLimit) {
-        // The gap is not going to fill (or, in a room whose start is not known, the subscription
-        // brought nothing): skip it, and deliver what follows in order.
-        state.shared_next = state.held.begin()->first;
-        drain_held_locked(state);
+        if (repair && state.shared_next != 0 &&
+            state.repair_since == std::chrono::steady_clock::time_point{}) {
+          // The subscription lost them, or they are slow: read them from the shared history.
+          state.repair_since = now;
+          gaps.push_back({room, state.shared_epoch, state.shared_next});
+        } else if (!repair || state.shared_next == 0 || now - state.repair_since >= kRepairLimit) {
+          // The gap is not going to fill (or, in a room whose start is not known, the
+          // subscription brought nothing): skip it, and deliver what follows in order.
+          give_up_gap_locked(state);
+        }
       }
       if (!state.held.empty()) still.push_back(room);
     });
@@ -390,6 +401,54 @@ void HubCore::release_held() {
     std::lock_guard lock(held_mutex_);
     rooms_holding_.insert(still.begin(), still.end());
   }
+  return gaps;
+}
+
+void HubCore::give_up_gap_locked(RoomState& state) {
+  state.repair_since = {};
+  if (state.held.empty()) return;
+  state.shared_next = state.held.begin()->first;
+  drain_held_locked(state);
+}
+
+std::vector<HubCore::SharedPosition> HubCore::followed_rooms() {
+  std::vector<SharedPosition> out;
+  registry_.for_each_room([&](const std::string& name, const RoomState& state) {
+    if (state.members > 0 && state.shared_next != 0) {
+      out.push_back({name, state.shared_epoch, state.shared_next});
+    }
+  });
+  return out;
+}
+
+void HubCore::deliver_repaired(Message& msg, std::string_view epoch, std::uint64_t seq) {
+  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+  auto made = make_frame(msg, seq);
+  made->epoch_tag = shared_epoch_tag(epoch);
+  const FramePtr frame = std::move(made);
+  const bool holding = registry_.with_existing_room(msg.room, [&](RoomState* state) {
+    if (state == nullptr || state->members == 0 || state->shared_next == 0 ||
+        state->shared_epoch != epoch || seq < state->shared_next) {
+      return false;
+    }
+    return deliver_sequenced_locked(*state, epoch, seq, Numbered::remote, frame);
+  });
+  if (holding) note_holding(msg.room);
+}
+
+void HubCore::gap_repaired(const std::string& room) {
+  const auto now = std::chrono::steady_clock::now();
+  registry_.with_existing_room(room, [&](RoomState* state) {
+    if (state == nullptr || state->repair_since == std::chrono::steady_clock::time_point{})
+      return false;
+    // Another gap opened after the repaired one is not given up before its own kHoldLimit.
+    if (!state->held.empty() && now - state->held_since >= kHoldLimit) {
+      give_up_gap_locked(*state);
+    } else {
+      state->repair_since = {};
+    }
+    return false;
+  });
 }
 
 HubCore::JoinResult HubCore::join(const std::string& room, const std::string& user,

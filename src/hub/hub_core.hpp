@@ -83,11 +83,29 @@ class HubCore {
   // The subscription brought this pod's own message (epoch, seq) of `room`: the room's delivery
   // starts there (see deliver_sequenced).
   void own_echo(const std::string& room, std::string_view epoch, std::uint64_t seq);
-  // Delivers frames held behind a gap for longer than kHoldLimit (call periodically).
-  void release_held();
+  // A room's place in a shared history on this pod: the next number it is to deliver.
+  struct SharedPosition {
+    std::string room;
+    std::string epoch;
+    std::uint64_t next = 0;
+  };
+  // Delivers frames held behind a gap for longer than kHoldLimit (call periodically). With
+  // `repair` (a shared history to read the missing messages from), such a gap is first returned,
+  // once, to be filled (deliver_repaired(), then gap_repaired()), and given up after kRepairLimit.
+  std::vector<SharedPosition> release_held(bool repair = false);
+  // The rooms with members here whose delivery follows a shared history (a lost subscription may
+  // have missed some of their messages).
+  std::vector<SharedPosition> followed_rooms();
+  // A message read back from the shared history: delivered in order like the subscription's when
+  // this pod follows the room in that history and has not delivered `seq` yet; else ignored.
+  void deliver_repaired(Message& msg, std::string_view epoch, std::uint64_t seq);
+  // The history answered for a gap release_held() returned: what is still missing is given up.
+  void gap_repaired(const std::string& room);
   // How long a frame may wait for a missing predecessor (a message lost, or published before this
   // pod subscribed) before the gap is accepted.
   static constexpr std::chrono::milliseconds kHoldLimit{100};
+  // How long, after kHoldLimit, a gap may wait for the shared history's answer.
+  static constexpr std::chrono::milliseconds kRepairLimit{1000};
   // A room without members is forgotten (with its history) this long after its last message.
   static constexpr std::chrono::seconds kIdleRoomTtl{3600};
   // Forgets idle rooms; called now and then by shard 0's sweep.
@@ -165,6 +183,8 @@ class HubCore {
   // Delivers the held frames that follow shared_next without a gap (drops any it has passed).
   // True when frames still wait.
   bool drain_held_locked(RoomState& state);
+  // Skips a room's gap: what is held after it goes out in order.
+  void give_up_gap_locked(RoomState& state);
   // Lists a room for release_held().
   void note_holding(const std::string& room);
   std::mutex users_mutex_;

@@ -69,6 +69,7 @@ struct RoomState {
   std::uint64_t shared_next = 0;  // 0: nothing delivered yet
   std::map<std::uint64_t, FramePtr> held;
   std::chrono::steady_clock::time_point held_since{};
+  std::chrono::steady_clock::time_point repair_since{};  // a gap is being read from the history
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
 };
 

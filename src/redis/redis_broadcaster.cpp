@@ -161,6 +161,9 @@ class RedisBroadcasterCore {
       core_.metrics().redis_up.store(healthy ? 1 : 0, std::memory_order_relaxed);
       if (healthy) {
         log_->info("redis fan-out proven (heartbeat round trip)");
+        // What other pods published while the subscription was down (or wedged) is in the shared
+        // history: read back what each followed room missed.
+        for (const HubCore::SharedPosition& room : core_.followed_rooms()) fill_gap(room, false);
       } else {
         core_.metrics().redis_reconnects.fetch_add(1, std::memory_order_relaxed);
         log_->warn("redis fan-out down: {}", reason);
@@ -367,7 +370,7 @@ class RedisBroadcasterCore {
     release_timer_.expires_after(kReleasePeriod);
     release_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec || finished_) return;
-      core_.release_held();
+      for (const HubCore::SharedPosition& gap : core_.release_held(true)) fill_gap(gap, true);
       start_release_timer();
     });
   }
@@ -611,6 +614,30 @@ class RedisBroadcasterCore {
           (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
         });
     if (ec) (*callback)(HistoryResult{});
+  }
+
+  // Reads a room's messages from `from.next` on back from the shared history and delivers those of
+  // other pods this pod has not delivered (its own come with their publish's answer). `reported`:
+  // release_held() returned this gap and waits for gap_repaired().
+  void fill_gap(const HubCore::SharedPosition& from, bool reported) {
+    auto done = [this, from, reported](std::error_code error, const RedisReply& reply) {
+      if (!error) {
+        for (const auto& [seq, item] : gap_items(reply)) {
+          if (item.ends_with(pod_suffix_)) continue;
+          auto decoded = protocol::decode_envelope(item);
+          if (decoded.error != protocol::DecodeError::none) continue;
+          Message& msg = decoded.message;
+          msg.room = from.room;
+          core_.deliver_repaired(msg, from.epoch, seq);
+        }
+      }
+      if (reported) core_.gap_repaired(from.room);
+    };
+    const auto ec =
+        publisher_->command({"EVAL", std::string(gap_script()), "2", room_key("ids", from.room),
+                             room_key("history", from.room), from.epoch, std::to_string(from.next)},
+                            done);
+    if (ec) done(ec, RedisReply{});
   }
 
   void send(std::string channel, std::string payload) {

@@ -91,6 +91,19 @@ table.insert(items, 1, ids[1] or '')
 return items
 )lua";
 
+// KEYS ids, history; ARGV epoch, first seq: {current seq, the items from the first seq on} while
+// the epoch is the room's current one, else {}. The list holds items in seq order (the publish
+// script numbers and appends in one step), so the last current - first + 1 items are the ones
+// asked for, or what is left of them; none when nothing is missing.
+constexpr std::string_view kGapScript = R"lua(
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return {} end
+local n = tonumber(current) - tonumber(ARGV[2]) + 1
+local items = n > 0 and redis.call('LRANGE', KEYS[2], -n, -1) or {}
+table.insert(items, 1, current)
+return items
+)lua";
+
 // The seq of a history item, which starts {"id":"<epoch>-<seq>",
 std::optional<std::uint64_t> item_seq(std::string_view item) {
   constexpr std::string_view kStart = "{\"id\":\"";
@@ -127,6 +140,16 @@ std::string without_pod_field(std::string_view item) {
 
 std::string_view publish_script() noexcept { return kPublishScript; }
 std::string_view history_script() noexcept { return kHistoryScript; }
+std::string_view gap_script() noexcept { return kGapScript; }
+
+std::vector<std::pair<std::uint64_t, std::string_view>> gap_items(const RedisReply& reply) {
+  std::vector<std::pair<std::uint64_t, std::string_view>> out;
+  for (std::size_t i = 1; i < reply.elements.size(); ++i) {
+    const std::string& item = reply.elements[i].str;
+    if (const auto seq = item_seq(item)) out.emplace_back(*seq, item);
+  }
+  return out;
+}
 
 std::string script_sha1(std::string_view script) {
   unsigned char digest[SHA_DIGEST_LENGTH];

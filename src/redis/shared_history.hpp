@@ -6,8 +6,11 @@
 // Pure functions, no I/O; thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "realtime/broadcaster.hpp"
 #include "redis/redis_connection.hpp"
@@ -18,6 +21,12 @@ namespace realtime::detail {
 std::string_view publish_script() noexcept;
 // A room's epoch, current sequence number and last items (KEYS ids, history; ARGV history size).
 std::string_view history_script() noexcept;
+// A room's items from a sequence number on, in its current epoch (KEYS ids, history; ARGV epoch,
+// first seq): what a pod whose subscription lost messages reads back.
+std::string_view gap_script() noexcept;
+// The gap script's answer: the stored items (each still ending with its publisher's "pod" field)
+// with their sequence numbers, oldest first; empty when the epoch is no longer the room's.
+std::vector<std::pair<std::uint64_t, std::string_view>> gap_items(const RedisReply& reply);
 // The SHA-1 of a script in hex, for EVALSHA.
 std::string script_sha1(std::string_view script);
 // realtime:<kind>:<room>, e.g. room_key("history", "lobby").

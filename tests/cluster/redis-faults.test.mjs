@@ -9,6 +9,10 @@
 // - CLIENT KILL TYPE pubsub: every active room channel (and realtime:global) is subscribed again by
 //   both pods within 2 s (PUBSUB NUMSUB) and messages cross the pods again in every room, user
 //   notifications and global broadcasts included.
+// - subscriptions killed (CLIENT KILL TYPE pubsub) while a pod streams into a room: a member on the
+//   other pod gets every message once and in order (what its pod's subscription missed is read back
+//   from the room's shared history), also a message published while the subscription was down and
+//   followed by nothing.
 // - CLIENT KILL of the connections a pod's I/O threads publish through (one per thread, named
 //   realtime-pub-<pod>-<thread>): messages published right after it still reach the other pod once
 //   and in order, with the same ids on both pods and no publish error (the Redis thread's connection
@@ -226,6 +230,70 @@ test('CLIENT KILL TYPE pubsub: every active room resubscribed within 2 s, and de
     for (const c of [...pubs, ...subs, lone]) assert.equal(c.closed, null, 'no socket closed for a Redis fault');
     await a.waitReady(5000);
     await b.waitReady(5000);
+  }),
+);
+
+test('subscriptions killed under traffic: a member on the other pod gets every message once, in order (read back from the history)', { timeout: 30_000 }, () =>
+  withCluster(2, 'cgap', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'cgap';
+    const member = await connect(a, `/ws/${room}`);
+    const publisher = await connect(b, `/ws/${room}`);
+    clients.push(member, publisher);
+    await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+    let n = 0;
+    let streaming = true;
+    const stream = (async () => {
+      while (streaming) {
+        publisher.send({ type: 'chat', data: { n: ++n } });
+        await sleep(2);
+      }
+    })();
+    await sleep(200);
+    for (let k = 0; k < 3; k++) {
+      // Each pod's subscription goes; other pods' messages published until it is back are missed by it.
+      await redis.cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await sleep(500);
+    }
+    streaming = false;
+    await stream;
+    await member.next((m) => m.data?.n === n, 5000, `the last message (${n})`);
+    await member.roundTrip();
+    const got = member.seen((m) => m.type === 'chat').map((m) => m.data.n);
+    const missing = [];
+    const have = new Set(got);
+    for (let i = 1; i <= n; i++) if (!have.has(i)) missing.push(i);
+    assert.deepEqual(missing, [], `${missing.length} of ${n} missing`);
+    assert.deepEqual(got, [...got].sort((x, y) => x - y), 'in order');
+    assert.equal(got.length, n, 'each once');
+  }),
+);
+
+test('a message published while a pod\'s subscription is down reaches its members once it is back, with nothing after it', { timeout: 30_000 }, () =>
+  withCluster(2, 'cquiet', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'cquiet';
+    const member = await connect(a, `/ws/${room}`);
+    const publisher = await connect(b, `/ws/${room}`);
+    clients.push(member, publisher);
+    await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+    publisher.send({ type: 'chat', data: { n: 0 } });
+    await member.next((m) => m.data?.n === 0, 3000, 'a first message');
+    // The subscriptions are killed as fast as they come back, and one message is published meanwhile.
+    const until = Date.now() + 600;
+    let posted = false;
+    while (Date.now() < until) {
+      await redis.cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      if (!posted && Date.now() > until - 400) {
+        posted = true;
+        const r = await publish(b, { room, type: 'chat', data: { n: 1 } });
+        assert.equal(r.status, 202);
+      }
+      await sleep(3);
+    }
+    await member.next((m) => m.data?.n === 1, 5000, 'the message published while the subscription was down');
+    await member.roundTrip();
+    assert.equal(member.seen((m) => m.data?.n === 1).length, 1, 'once');
   }),
 );
 

@@ -3,6 +3,8 @@
 // publish overtakes other pods' messages still on their way through the subscription, what the
 // echo of its own message settles, and gaps that are given up on. Driven through the hub directly
 // (as the Redis broadcaster does) with one real member socket, so each arrival order is forced.
+// Also gaps read back from the shared history: release_held(true) names a gap once,
+// deliver_repaired() fills it in order, gap_repaired() gives up what the history did not have.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -39,6 +41,19 @@ struct SharedRoom {
     pod.hub.core().deliver_sequenced(msg, kEpoch, seq, from);
   }
   void echo(std::uint64_t seq) { pod.hub.core().own_echo(room, kEpoch, seq); }
+  // A message read back from the shared history (what RedisBroadcasterCore::fill_gap does).
+  void repaired(std::uint64_t seq, std::string_view epoch = kEpoch) {
+    Message msg;
+    msg.type = MessageType::chat;
+    msg.room = room;
+    msg.data = R"({"n":)" + std::to_string(seq) + "}";
+    msg.id = std::string(epoch) + "-" + std::to_string(seq);
+    pod.hub.core().deliver_repaired(msg, epoch, seq);
+  }
+  std::vector<detail::HubCore::SharedPosition> release_for_repair() {
+    std::this_thread::sleep_for(detail::HubCore::kHoldLimit);
+    return pod.hub.core().release_held(true);
+  }
 
   // The numbers of the next n chat messages the member gets.
   std::vector<std::uint64_t> next(std::size_t n) {
@@ -135,6 +150,77 @@ TEST(SharedOrder, AnOwnAnswerAfterItsGapWasGivenUpOnIsLateNotLost) {
   r.deliver(2, Numbered::own);  // its answer came very late
   EXPECT_EQ(r.next(1), Seqs{2});
   r.deliver(2, Numbered::remote);  // another pod's number that old is a repeat
+  EXPECT_TRUE(r.quiet());
+}
+
+TEST(SharedOrder, AGapIsNamedOnceForTheHistoryAndFilledInOrder) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(1, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{1});
+  r.deliver(4, Numbered::remote);  // 2 and 3 were lost by the subscription
+  r.deliver(5, Numbered::remote);
+  const auto gaps = r.release_for_repair();
+  ASSERT_EQ(gaps.size(), 1U);
+  EXPECT_EQ(gaps[0].room, r.room);
+  EXPECT_EQ(gaps[0].epoch, kEpoch);
+  EXPECT_EQ(gaps[0].next, 2U);
+  EXPECT_TRUE(r.quiet());                                    // held for the history's answer
+  EXPECT_TRUE(r.pod.hub.core().release_held(true).empty());  // named once
+  r.repaired(3);
+  EXPECT_TRUE(r.quiet());  // in order: 3 waits for 2
+  r.repaired(2);
+  r.repaired(4);  // delivered already (held): dropped
+  r.pod.hub.core().gap_repaired(r.room);
+  EXPECT_EQ(r.next(4), (Seqs{2, 3, 4, 5}));
+  EXPECT_TRUE(r.quiet());
+}
+
+TEST(SharedOrder, WhatTheHistoryNoLongerHasIsGivenUpOnItsAnswer) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(1, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{1});
+  r.deliver(5, Numbered::remote);
+  ASSERT_EQ(r.release_for_repair().size(), 1U);
+  r.repaired(3);  // 2 is gone from the history; 4 is this pod's own, left to its answer
+  r.pod.hub.core().gap_repaired(r.room);
+  EXPECT_EQ(r.next(1), Seqs{3});
+  EXPECT_TRUE(r.quiet());  // 5 waits behind 4, a new gap
+  ASSERT_EQ(r.release_for_repair().size(), 1U);
+  r.pod.hub.core().gap_repaired(r.room);
+  EXPECT_EQ(r.next(1), Seqs{5});
+}
+
+TEST(SharedOrder, AGapIsGivenUpWhenTheHistoryDoesNotAnswer) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(1, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{1});
+  r.deliver(3, Numbered::remote);
+  ASSERT_EQ(r.release_for_repair().size(), 1U);
+  std::this_thread::sleep_for(detail::HubCore::kRepairLimit);
+  EXPECT_TRUE(r.pod.hub.core().release_held(true).empty());
+  EXPECT_EQ(r.next(1), Seqs{3});
+}
+
+TEST(SharedOrder, MessagesReadBackAfterASubscriptionLossGoOutOnceInOrder) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  EXPECT_TRUE(r.pod.hub.core().followed_rooms().empty());  // its start is not known yet
+  r.repaired(1);  // so nothing read back counts (the subscription alone sets the start)
+  EXPECT_TRUE(r.quiet());
+  r.deliver(2, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{2});
+  const auto followed = r.pod.hub.core().followed_rooms();
+  ASSERT_EQ(followed.size(), 1U);
+  EXPECT_EQ(followed[0].next, 3U);
+  r.repaired(3);
+  r.repaired(4);
+  r.repaired(4, "e2");             // another history's: ignored
+  r.deliver(4, Numbered::remote);  // the subscription's copy, after the history's
+  r.deliver(5, Numbered::remote);
+  EXPECT_EQ(r.next(3), (Seqs{3, 4, 5}));
   EXPECT_TRUE(r.quiet());
 }
 
