@@ -690,6 +690,8 @@ export class RealtimeClient {
     const i = this._rooms.indexOf(room);
     if (i < 0) return;
     this._rooms.splice(i, 1);
+    // Chat queued for the room would only be refused (not_in_room) once connected.
+    this._queue = this._queue.filter((frame) => frame.room !== room);
     this._lastIds.delete(room);
     this._seen.delete(room);
     this._joined.delete(room);

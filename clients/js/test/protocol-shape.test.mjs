@@ -321,6 +321,22 @@ test('messages sent while disconnected are queued (bounded) and flushed in order
   assert.equal(client.send('q', 'live'), true);
 });
 
+test('leave() drops the messages queued for the room', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['q', 'x'], autoConnect: false });
+  t.after(() => client.close());
+  client.send('x', 'to x');
+  client.send('q', 'to q');
+  client.leave('x');
+  assert.equal(client.queued, 1);
+  await client.connect();
+  const c = await server.conn(0);
+  await server.until(() => c.frames.some((f) => f.type === 'chat'), 'flush');
+  assert.equal(client.queued, 0);
+  assert.deepEqual(c.frames.filter((f) => f.type === 'chat'), [{ type: 'chat', room: 'q', data: { text: 'to q' } }]);
+});
+
 test('away status is restored after a reconnect', async (t) => {
   const server = await FakeServer.start();
   t.after(() => server.stop());
