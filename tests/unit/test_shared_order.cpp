@@ -32,22 +32,23 @@ struct SharedRoom {
   std::string room = "shared";
   std::unique_ptr<WsClient> member = connect_welcomed(pod.port, "/ws/" + room);
 
-  void deliver(std::uint64_t seq, Numbered from) {
-    Message msg;
-    msg.type = MessageType::chat;
-    msg.room = room;
-    msg.data = R"({"n":)" + std::to_string(seq) + "}";
-    msg.id = std::string(kEpoch) + "-" + std::to_string(seq);
-    pod.hub.core().deliver_sequenced(msg, kEpoch, seq, from);
-  }
-  void echo(std::uint64_t seq) { pod.hub.core().own_echo(room, kEpoch, seq); }
-  // A message read back from the shared history (what RedisBroadcasterCore::fill_gap does).
-  void repaired(std::uint64_t seq, std::string_view epoch = kEpoch) {
+  // A chat message of the room numbered (epoch, seq) by the shared history.
+  Message numbered(std::uint64_t seq, std::string_view epoch = kEpoch) const {
     Message msg;
     msg.type = MessageType::chat;
     msg.room = room;
     msg.data = R"({"n":)" + std::to_string(seq) + "}";
     msg.id = std::string(epoch) + "-" + std::to_string(seq);
+    return msg;
+  }
+  void deliver(std::uint64_t seq, Numbered from) {
+    Message msg = numbered(seq);
+    pod.hub.core().deliver_sequenced(msg, kEpoch, seq, from);
+  }
+  void echo(std::uint64_t seq) { pod.hub.core().own_echo(room, kEpoch, seq); }
+  // A message read back from the shared history (what RedisBroadcasterCore::fill_gap does).
+  void repaired(std::uint64_t seq, std::string_view epoch = kEpoch) {
+    Message msg = numbered(seq, epoch);
     pod.hub.core().deliver_repaired(msg, epoch, seq);
   }
   std::vector<detail::HubCore::SharedPosition> release_for_repair() {
