@@ -584,6 +584,9 @@ class RedisBroadcasterCore {
                              std::function<void(HistoryResult)> done,
                              std::chrono::steady_clock::time_point deadline, bool woken = false) {
     std::string channel = std::string(kRoomPrefix) + room;
+    // A subscription that went quiet (this process was stopped, say) is not trusted: the history
+    // read here must come after the subscription that brings what follows it.
+    subscriber_->check_liveness();
     const bool subscribed = subscriber_->subscribed(channel);
     const bool linked = subscribed && publisher_->connected();
     if (!linked && std::chrono::steady_clock::now() < deadline) {

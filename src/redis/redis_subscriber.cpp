@@ -331,6 +331,16 @@ void RedisSubscriber::tick() {
     set_health(false, "heartbeat publisher is not connected");
     return;
   }
+  if (rebuild_if_wedged()) return;
+  if (confirmed_.contains(options_.control_channel)) send_heartbeat();
+}
+
+void RedisSubscriber::check_liveness() {
+  if (session_ && publisher_.connected()) rebuild_if_wedged();
+}
+
+bool RedisSubscriber::rebuild_if_wedged() {
+  const auto now = Clock::now();
   if (now - liveness_base_ > options_.heartbeat_timeout) {
     ++stats_.wedged;
     const std::string reason = fmt::format(
@@ -345,9 +355,9 @@ void RedisSubscriber::tick() {
     release_waiters(true);
     set_health(false, reason);
     schedule_reconnect();
-    return;
+    return true;
   }
-  if (confirmed_.contains(options_.control_channel)) send_heartbeat();
+  return false;
 }
 
 void RedisSubscriber::set_health(bool healthy, std::string reason) {

@@ -94,6 +94,9 @@ class RedisSubscriber {
   std::size_t channel_count() const noexcept { return refs_.size(); }
   // Redis confirmed the subscription on the current connection.
   bool subscribed(std::string_view channel) const { return confirmed_.contains(channel); }
+  // Rebuilds the connection now if it has gone without a heartbeat past heartbeat_timeout, as the
+  // next tick would: after this process was stopped, say, before trusting what subscribed() says.
+  void check_liveness();
   // Runs `done` once every channel is confirmed or removed (add() them first), or at once when
   // they are, when the subscriber is stopped or its connection is down (nothing to wait for), when
   // the connection is lost meanwhile, or (checked each heartbeat interval) after `deadline`.
@@ -115,6 +118,8 @@ class RedisSubscriber {
   void send_batched(bool subscribe, const std::vector<std::string>& channels);
   void schedule_tick();
   void tick();
+  // The wedge check of tick(): true when it closed the connection to rebuild it.
+  bool rebuild_if_wedged();
   void send_heartbeat();
   void set_health(bool healthy, std::string reason);
 

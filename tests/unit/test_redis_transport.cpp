@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -507,6 +508,32 @@ TEST(RedisPubSub, ReferenceCounting) {
   ASSERT_TRUE(run_until(
       io, [&] { return !pair.subscriber.subscribed(channel) && client.numsub(channel) == 0; }));
   EXPECT_EQ(pair.subscriber.stats().unsubscribe_commands, 1u);
+}
+
+TEST(RedisPubSub, AQuietSubscriptionIsNotTrustedAfterThisProcessStood) {
+  // The loop does not run for longer than the heartbeat timeout (as in a process stopped with
+  // SIGSTOP): before its next tick, check_liveness() rebuilds the connection, so subscribed() no
+  // longer vouches for a subscription that may have lost messages meanwhile.
+  test::RedisServer server;
+  asio::io_context io;
+  PubSubPair pair(io, server, 100ms, 600ms);
+  const std::string channel = "realtime:room:stood";
+  pair.subscriber.add(channel);
+  ASSERT_TRUE(run_until(
+      io, [&] { return pair.subscriber.subscribed(channel) && pair.subscriber.healthy(); }));
+  pair.subscriber.check_liveness();  // fresh: nothing happens
+  EXPECT_TRUE(pair.subscriber.subscribed(channel));
+  EXPECT_EQ(pair.subscriber.stats().wedged, 0u);
+
+  std::this_thread::sleep_for(700ms);
+  pair.subscriber.check_liveness();
+  EXPECT_FALSE(pair.subscriber.subscribed(channel));
+  EXPECT_EQ(pair.subscriber.stats().wedged, 1u);
+  // Subscribed again on the new connection, which delivers.
+  ASSERT_TRUE(run_until(
+      io, [&] { return pair.subscriber.subscribed(channel) && pair.subscriber.healthy(); },
+      5000ms));
+  ASSERT_TRUE(round_trip(io, pair, channel, "after the stand"));
 }
 
 TEST(RedisPubSub, WhenSubscribedWaitsForRedisToConfirm) {
