@@ -347,12 +347,12 @@ bool RedisSubscriber::rebuild_if_wedged() {
         "no heartbeat for {} ms: rebuilding the subscriber",
         std::chrono::duration_cast<std::chrono::milliseconds>(now - liveness_base_).count());
     log_->warn("redis subscriber: {}", reason);
+    // Not down: Redis may answer the next connection at once. Waiters go on waiting for their
+    // channels on it (or their deadline, or a failed attempt).
     session_ = false;
-    down_ = true;
     requested_.clear();
     confirmed_.clear();
     connection_.close();
-    release_waiters(true);
     set_health(false, reason);
     schedule_reconnect();
     return true;

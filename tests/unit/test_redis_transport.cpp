@@ -513,7 +513,8 @@ TEST(RedisPubSub, ReferenceCounting) {
 TEST(RedisPubSub, AQuietSubscriptionIsNotTrustedAfterThisProcessStood) {
   // The loop does not run for longer than the heartbeat timeout (as in a process stopped with
   // SIGSTOP): before its next tick, check_liveness() rebuilds the connection, so subscribed() no
-  // longer vouches for a subscription that may have lost messages meanwhile.
+  // longer vouches for a subscription that may have lost messages meanwhile, and when_subscribed()
+  // waits for the new connection's confirmation.
   test::RedisServer server;
   asio::io_context io;
   PubSubPair pair(io, server, 100ms, 600ms);
@@ -529,6 +530,14 @@ TEST(RedisPubSub, AQuietSubscriptionIsNotTrustedAfterThisProcessStood) {
   pair.subscriber.check_liveness();
   EXPECT_FALSE(pair.subscriber.subscribed(channel));
   EXPECT_EQ(pair.subscriber.stats().wedged, 1u);
+  // A wait asked now is for the new connection (Redis is not down): not at once.
+  int runs = 0;
+  pair.subscriber.when_subscribed({channel}, std::chrono::steady_clock::now() + 60s,
+                                  [&] { ++runs; });
+  EXPECT_EQ(runs, 0);
+  ASSERT_TRUE(run_until(
+      io, [&] { return runs == 1; }, 5000ms));
+  EXPECT_TRUE(pair.subscriber.subscribed(channel));
   // Subscribed again on the new connection, which delivers.
   ASSERT_TRUE(run_until(
       io, [&] { return pair.subscriber.subscribed(channel) && pair.subscriber.healthy(); },
