@@ -69,6 +69,18 @@ std::uint32_t shared_epoch_tag(std::string_view epoch) noexcept {
   return hash == 0 ? 1 : hash;
 }
 
+namespace {
+
+// The frame of a message numbered (epoch, seq) by a shared history.
+FramePtr make_shared_frame(Message& msg, std::string_view epoch, std::uint64_t seq) {
+  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+  auto frame = make_frame(msg, seq);
+  frame->epoch_tag = shared_epoch_tag(epoch);
+  return frame;
+}
+
+}  // namespace
+
 FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq) {
   auto frame = std::make_shared<OutFrame>();
   std::uint8_t header[protocol::kMaxFrameHeader];
@@ -273,10 +285,7 @@ void HubCore::note_holding(const std::string& room) {
 
 void HubCore::deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq,
                                 Numbered from) {
-  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
-  auto made = make_frame(msg, seq);
-  made->epoch_tag = shared_epoch_tag(epoch);
-  const FramePtr frame = std::move(made);
+  const FramePtr frame = make_shared_frame(msg, epoch, seq);
   const bool holding = registry_.with_room(msg.room, [&](RoomState& state) {
     return deliver_sequenced_locked(state, epoch, seq, from, frame);
   });
@@ -422,10 +431,7 @@ std::vector<HubCore::SharedPosition> HubCore::followed_rooms() {
 }
 
 void HubCore::deliver_repaired(Message& msg, std::string_view epoch, std::uint64_t seq) {
-  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
-  auto made = make_frame(msg, seq);
-  made->epoch_tag = shared_epoch_tag(epoch);
-  const FramePtr frame = std::move(made);
+  const FramePtr frame = make_shared_frame(msg, epoch, seq);
   const bool holding = registry_.with_existing_room(msg.room, [&](RoomState* state) {
     if (state == nullptr || state->members == 0 || state->shared_next == 0 ||
         state->shared_epoch != epoch || seq < state->shared_next) {
