@@ -339,7 +339,6 @@ class RedisBroadcasterCore {
     // knows them. `done` runs even if the loop stops before this handler does.
     auto once = std::make_shared<OnceCall>(std::move(done));
     asio::post(context_, [this, channels = std::move(channels), once]() mutable {
-      subscriber_->check_liveness();  // a subscription that went quiet is not vouched for
       subscriber_->when_subscribed(std::move(channels),
                                    std::chrono::steady_clock::now() + kSubscribeWait,
                                    [once] { once->run(); });

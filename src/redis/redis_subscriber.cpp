@@ -98,6 +98,7 @@ void RedisSubscriber::remove(std::string_view channel) {
 
 void RedisSubscriber::when_subscribed(std::vector<std::string> channels, Clock::time_point deadline,
                                       std::function<void()> done) {
+  check_liveness();  // a subscription that went quiet vouches for nothing
   if (!started_ || down_) {
     done();  // nothing is coming through Redis now; waiting would only delay
     return;

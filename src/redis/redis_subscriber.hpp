@@ -99,8 +99,9 @@ class RedisSubscriber {
   void check_liveness();
   // Runs `done` once every channel is confirmed or removed (add() them first), or at once when
   // they are, when the subscriber is stopped or its connection is down (nothing to wait for), when
-  // the connection is lost meanwhile, or (checked each heartbeat interval) after `deadline`. A
-  // connection rebuilt because its heartbeats stopped is not "down": the wait goes on to the next.
+  // the connection is lost meanwhile, or (checked each heartbeat interval) after `deadline`. It
+  // checks liveness first; a connection rebuilt because its heartbeats stopped is not "down": the
+  // wait goes on to the next.
   void when_subscribed(std::vector<std::string> channels, Clock::time_point deadline,
                        std::function<void()> done);
 
