@@ -16,10 +16,13 @@
 namespace realtime {
 
 // What a shared history answers for a recovery: whether everything after last_id is known, and
-// those messages (sequence number, envelope JSON), oldest first.
+// those messages (sequence number, envelope JSON), oldest first; and the room's position, the id
+// of the last message numbered ("<epoch>-0" before the first), which the client is told to resume
+// from (empty when the history could not be read).
 struct HistoryResult {
   bool recovered = false;
   std::vector<std::pair<std::uint64_t, std::string>> messages;
+  std::string position;
 };
 
 class Broadcaster {

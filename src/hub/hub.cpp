@@ -359,7 +359,7 @@ bool HubCore::drain_held_locked(RoomState& state) {
   return true;
 }
 
-bool HubCore::wants_own_echo(std::string_view room) {
+bool HubCore::start_unknown(std::string_view room) {
   return registry_.find_room(room, [](const RoomState* state) {
     return state != nullptr && state->members > 0 && state->shared_next == 0;
   });
@@ -377,6 +377,28 @@ void HubCore::own_echo(const std::string& room, std::string_view epoch, std::uin
     return start_at_locked(*state, seq);
   });
   if (holding) note_holding(room);
+}
+
+void HubCore::set_start(const std::string& room, std::string_view epoch, std::uint64_t seq) {
+  const bool holding = registry_.with_existing_room(room, [&](RoomState* state) {
+    if (state == nullptr || state->members == 0 || state->shared_next != 0) return false;
+    // Own answers held from another history: the subscription sorts those out.
+    if (!state->held.empty() && state->shared_epoch != epoch) return true;
+    state->shared_epoch.assign(epoch);
+    return start_at_locked(*state, seq + 1);
+  });
+  if (holding) note_holding(room);
+}
+
+std::string HubCore::shared_position(std::string_view room) const {
+  return registry_.find_room(room, [](const RoomState* state) {
+    std::string position;
+    if (state == nullptr || state->shared_next == 0) return position;
+    position = state->shared_epoch;
+    position += '-';
+    position += std::to_string(state->shared_next - 1);
+    return position;
+  });
 }
 
 std::vector<HubCore::SharedPosition> HubCore::release_held(bool repair) {
@@ -463,7 +485,10 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
   Shard& shard = session.shard();
   JoinResult result;
   registry_.with_room(room, [&](RoomState& state) {
-    std::uint64_t min_seq = state.next_seq - 1;
+    const std::uint64_t min_seq = state.next_seq - 1;
+    result.position = state.epoch;
+    result.position += '-';
+    result.position += std::to_string(min_seq);
     if (last_id) {
       const auto id = parse_message_id(*last_id);
       const std::uint64_t oldest =
@@ -509,6 +534,7 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
     if (state.members > 0) --state.members;
     if (state.shard_members[shard.index()] > 0) --state.shard_members[shard.index()];
     result.room_last = state.members == 0;
+    state.last_used = std::chrono::steady_clock::now();
     auto it = state.users.find(user);
     if (it != state.users.end() && --it->second.sockets == 0) {
       state.users.erase(it);
@@ -518,7 +544,10 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
   if (result.room_last) {
     metrics_.rooms.fetch_sub(1, std::memory_order_relaxed);
     notify_room(room, false);
-    registry_.erase_if_unused(room);
+    // A room of this pod's own history keeps its numbering (the positions its members were given)
+    // until evict_idle() forgets it, an hour on, even without messages.
+    if (shared_history_.load(std::memory_order_acquire) || options_.history_size == 0)
+      registry_.erase_if_unused(room);
   }
   if (members_observer_) members_observer_(room);
   return result;

@@ -77,9 +77,17 @@ class HubCore {
   // it may still be on their way; its echo (own_echo()) or another pod's message settles it.
   void deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq,
                          Numbered from = Numbered::remote);
-  // Whether the subscription's copy of this pod's own message in `room` matters: the room has
-  // members and its start is not known yet.
-  bool wants_own_echo(std::string_view room);
+  // Whether the room has members here and where its delivery starts is not known yet (then the
+  // subscription's copy of this pod's own message matters, and a joining client's position needs
+  // the shared history's numbering: set_start()).
+  bool start_unknown(std::string_view room);
+  // The shared history's numbering of `room` (epoch, last seq issued), read after this pod's
+  // subscription to it began: unless the subscription has shown the start already, delivery
+  // starts after seq (own messages held numbered up to it go out now).
+  void set_start(const std::string& room, std::string_view epoch, std::uint64_t seq);
+  // A client joining `room` now gets every message numbered after this id: "<epoch>-<seq>" of the
+  // shared history. Empty while the start is unknown.
+  std::string shared_position(std::string_view room) const;
   // The subscription brought this pod's own message (epoch, seq) of `room`: the room's delivery
   // starts there (see deliver_sequenced).
   void own_echo(const std::string& room, std::string_view epoch, std::uint64_t seq);
@@ -116,6 +124,9 @@ class HubCore {
     bool room_first = false;  // the room's first member on this pod
     bool recovered = false;   // last_id was given and everything after it was replayed
     std::size_t replayed = 0;
+    // The pod's own history: the id of the last message before the socket's membership
+    // ("<epoch>-0" before the first); every later one reaches the socket.
+    std::string position;
   };
   // Adds session to room (and replays history after last_id into its queue, atomically with the
   // join, so nothing is missed or doubled between replay and live traffic). On the session's
@@ -148,6 +159,10 @@ class HubCore {
   // interest.
   void set_room_observer(std::function<void(const std::string& room, bool active)> observer);
   void notify_room(const std::string& room, bool active) const;
+  // Room positions come from a history shared by every pod (Redis), not from this pod's own: a
+  // room without members here is then forgotten when it has nothing else to keep. Set before
+  // start().
+  void use_shared_history() noexcept { shared_history_.store(true, std::memory_order_release); }
   // Called (outside any lock) after every change of a room's member count on this pod.
   void set_members_observer(std::function<void(const std::string& room)> observer);
   // Likewise for a user's first and last socket on this pod (user channels are subscribed by
@@ -170,6 +185,7 @@ class HubCore {
   std::function<void(const std::string&, bool)> room_observer_;
   std::function<void(const std::string&, bool)> user_observer_;
   std::function<void(const std::string&)> members_observer_;
+  std::atomic<bool> shared_history_{false};
   std::mutex held_mutex_;
   std::set<std::string> rooms_holding_;  // guarded by held_mutex_
   // deliver_sequenced() under the room's lock; true when frames wait behind a gap.

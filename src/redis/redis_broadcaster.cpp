@@ -170,6 +170,7 @@ class RedisBroadcasterCore {
       }
     });
 
+    core_.use_shared_history();
     // Subscriptions by interest: a room's channel while this pod has members of the room.
     core_.set_room_observer([this](const std::string& room, bool active) {
       std::string channel(kRoomPrefix);
@@ -338,12 +339,38 @@ class RedisBroadcasterCore {
     // Posted after the join's add() of these channels (same thread, in order), so the subscriber
     // knows them. `done` runs even if the loop stops before this handler does.
     auto once = std::make_shared<OnceCall>(std::move(done));
-    asio::post(context_, [this, channels = std::move(channels), once]() mutable {
+    asio::post(context_, [this, room, channels = std::move(channels), once]() mutable {
       subscriber_->when_subscribed(std::move(channels),
                                    std::chrono::steady_clock::now() + kSubscribeWait,
-                                   [once] { once->run(); });
+                                   [this, room, once] { read_start(room, once); });
     });
     return true;
+  }
+
+  // On the Redis thread, once the room's subscription is confirmed (or the wait ended): where the
+  // room's delivery starts on this pod, when not known yet, is read from the shared history (so a
+  // joining client can be told its position), then `once` runs; within kSubscribeWait.
+  void read_start(const std::string& room, const std::shared_ptr<OnceCall>& once) {
+    if (room.empty() || !core_.start_unknown(room) || !publisher_->connected() ||
+        !subscriber_->subscribed(std::string(kRoomPrefix) + room)) {
+      once->run();
+      return;
+    }
+    auto timer = std::make_shared<asio::steady_timer>(context_, kSubscribeWait);
+    timer->async_wait([once](const boost::system::error_code&) { once->run(); });
+    const auto ec = publisher_->command(
+        {"EVAL", std::string(history_script()), "2", room_key("ids", room),
+         room_key("history", room), "0", core_.new_history_epoch(),
+         std::to_string(kHistoryTtlSeconds)},
+        [this, room, once, timer](std::error_code error, const RedisReply& reply) {
+          timer->cancel();
+          if (!error) {
+            if (const auto position = history_position(reply))
+              core_.set_start(room, position->epoch, position->seq);
+          }
+          once->run();
+        });
+    if (ec) once->run();
   }
 
   void user_joined(const std::string& room, const std::string& user) {
@@ -612,9 +639,13 @@ class RedisBroadcasterCore {
     auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
     const auto ec = publisher_->command(
         {"EVAL", std::string(history_script()), "2", room_key("ids", room),
-         room_key("history", room), std::to_string(core_.options().history_size)},
-        [callback, last_id](std::error_code error, const RedisReply& reply) {
-          (*callback)(error ? HistoryResult{} : history_after(reply, last_id));
+         room_key("history", room), std::to_string(core_.options().history_size),
+         core_.new_history_epoch(), std::to_string(kHistoryTtlSeconds)},
+        [this, room, callback, last_id](std::error_code error, const RedisReply& reply) {
+          if (error) return (*callback)(HistoryResult{});
+          if (const auto position = history_position(reply))
+            core_.set_start(room, position->epoch, position->seq);
+          (*callback)(history_after(reply, last_id));
         });
     if (ec) (*callback)(HistoryResult{});
   }
@@ -666,7 +697,7 @@ class RedisBroadcasterCore {
       // Our own publish, delivered locally when Redis answered. Its echo matters only to a room
       // whose start on this pod is not known yet (HubCore::deliver_sequenced).
       if (channel.starts_with(kRoomPrefix) &&
-          core_.wants_own_echo(channel.substr(kRoomPrefix.size()))) {
+          core_.start_unknown(channel.substr(kRoomPrefix.size()))) {
         on_own_echo(channel, payload);
       }
       return;

@@ -1,6 +1,7 @@
 #include "redis/shared_history.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
@@ -81,13 +82,28 @@ end
 return out
 )lua";
 
-// KEYS ids, history; ARGV history size: {epoch or '', current seq, the last items...}.
+// KEYS ids, history; ARGV history size (0: the position alone), a fresh epoch, TTL: {epoch,
+// current seq, the last items...}. The answer is also where a client that joins now starts (read
+// after this pod's subscription to the room began, so whatever is numbered after it reaches the
+// pod). A room without a history (new, expired, or lost with Redis's data) starts one here, with
+// nothing numbered yet, so that position is one a later recovery can resume from; the publish
+// script numbers on from it (no pod sends that epoch to it before a message of it was numbered, so
+// its "HINCRBY answered 1" test still means "not the current epoch"). Each read keeps the room's
+// numbering for another TTL: a quiet room in use keeps its position.
 constexpr std::string_view kHistoryScript = R"lua(
-local keep = tonumber(ARGV[1])
+local keep, fresh, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local ids = redis.call('HGETALL', KEYS[1])
+local epoch, current = ids[1], ids[2]
+if not epoch then
+  epoch, current = fresh, '0'
+  redis.call('HSET', KEYS[1], epoch, current)
+  redis.call('DEL', KEYS[2])
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], tostring(tonumber(ttl) + 60))
 local items = keep > 0 and redis.call('LRANGE', KEYS[2], -keep, -1) or {}
-table.insert(items, 1, ids[2] or '0')
-table.insert(items, 1, ids[1] or '')
+table.insert(items, 1, current)
+table.insert(items, 1, epoch)
 return items
 )lua";
 
@@ -171,13 +187,24 @@ std::string room_key(std::string_view kind, std::string_view room) {
   return key;
 }
 
+std::optional<SharedCursor> history_position(const RedisReply& reply) {
+  if (reply.elements.size() < 2 || reply.elements[0].str.empty()) return std::nullopt;
+  const std::string& digits = reply.elements[1].str;
+  SharedCursor cursor{reply.elements[0].str, 0};
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), cursor.seq);
+  if (ec != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
+  return cursor;
+}
+
 HistoryResult history_after(const RedisReply& reply, const std::string& last_id) {
   HistoryResult result;
+  const auto position = history_position(reply);
+  if (!position) return result;
+  const std::string& epoch = position->epoch;
+  const std::uint64_t current = position->seq;
+  result.position = epoch + '-' + std::to_string(current);
   const auto asked = parse_message_id(last_id);
-  if (!asked || reply.elements.size() < 2) return result;
-  const std::string& epoch = reply.elements[0].str;
-  const std::uint64_t current = std::strtoull(reply.elements[1].str.c_str(), nullptr, 10);
-  if (epoch.empty() || asked->epoch != epoch || asked->seq > current) return result;
+  if (!asked || asked->epoch != epoch || asked->seq > current) return result;
   std::uint64_t oldest = current + 1;
   for (std::size_t i = 2; i < reply.elements.size(); ++i) {
     const auto seq = item_seq(reply.elements[i].str);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -19,7 +20,8 @@ namespace realtime::detail {
 
 // Numbers room messages, appends them to the room's history and PUBLISHes them, one call for many.
 std::string_view publish_script() noexcept;
-// A room's epoch, current sequence number and last items (KEYS ids, history; ARGV history size).
+// A room's epoch, current sequence number and last items (KEYS ids, history; ARGV history size, a
+// fresh epoch, TTL); starts a history for a room without one.
 std::string_view history_script() noexcept;
 // A room's items from a sequence number on, in its current epoch (KEYS ids, history; ARGV epoch,
 // first seq): what a pod whose subscription lost messages reads back.
@@ -31,6 +33,13 @@ std::vector<std::pair<std::uint64_t, std::string_view>> gap_items(const RedisRep
 std::string script_sha1(std::string_view script);
 // realtime:<kind>:<room>, e.g. room_key("history", "lobby").
 std::string room_key(std::string_view kind, std::string_view room);
+// A place in a shared history: the epoch and the last sequence number issued in it.
+struct SharedCursor {
+  std::string epoch;
+  std::uint64_t seq = 0;
+};
+// The epoch and current sequence number in the history script's answer.
+std::optional<SharedCursor> history_position(const RedisReply& reply);
 // What a client that last saw `last_id` gets from the history script's answer: the messages after
 // it (without the publisher's "pod" field), and recovered = false when some of them are gone (or
 // the id is of another epoch, or ahead of the history).

@@ -93,14 +93,23 @@ void WsSession::start() {
     protocol::append_json_string(fields, rooms_.front());
   }
   Message welcome = system_message("welcome", fields);
-  if (!rooms_.empty()) welcome.room = rooms_.front();
-  send_direct(std::move(welcome));
+  std::unique_ptr<Announcement> announcement;
+  if (!rooms_.empty()) {
+    welcome.room = rooms_.front();
+    // Joined without last_id: the welcome tells the client where it joined the room.
+    if (!startup->last_id) {
+      welcome.id = handler_->core().next_direct_id();
+      announcement = std::make_unique<Announcement>(Announcement{rooms_.front(), welcome, nullptr});
+    }
+  }
+  FramePtr welcome_frame = send_direct(std::move(welcome));
+  if (announcement) announcement->frame = std::move(welcome_frame);
 
   std::string room;
   if (!rooms_.empty()) {
     room = std::move(rooms_.front());
     rooms_.clear();
-    handle_join(room, startup->last_id);
+    handle_join(room, startup->last_id, std::move(announcement));
   }
   // The join held the output already, unless it recovers (the recovery waits for the room's
   // subscription itself) or there was none: then the welcome waits here.
@@ -166,17 +175,46 @@ void WsSession::enqueue_replay(const FramePtr& frame) {
   enqueue(frame);
 }
 
-void WsSession::hold_until_subscribed(const std::string& room) {
-  if (holds_ == std::numeric_limits<decltype(holds_)>::max()) return;  // enough said already
-  const bool waiting = handler_->broadcaster().await_subscribed(
-      room, user_id_, [weak = weak_from_this(), context = &shard_.context()] {
-        asio::post(*context, [weak] {
-          const auto self = weak.lock();
-          if (!self || self->holds_ == 0) return;
-          if (--self->holds_ == 0) self->flush();
+void WsSession::hold_until_subscribed(const std::string& room,
+                                      std::unique_ptr<Announcement> announcement) {
+  std::shared_ptr<Announcement> told(std::move(announcement));
+  bool waiting = false;
+  if (holds_ != std::numeric_limits<decltype(holds_)>::max()) {  // else enough said already
+    waiting = handler_->broadcaster().await_subscribed(
+        room, user_id_, [weak = weak_from_this(), context = &shard_.context(), told] {
+          asio::post(*context, [weak, told] {
+            const auto self = weak.lock();
+            if (!self || self->holds_ == 0) return;
+            if (told) self->add_position(*told, self->handler_->core().shared_position(told->room));
+            if (--self->holds_ == 0) self->flush();
+          });
         });
-      });
-  if (waiting) ++holds_;
+  }
+  if (waiting) {
+    ++holds_;
+  } else if (told) {
+    add_position(*told, handler_->core().shared_position(told->room));
+  }
+}
+
+void WsSession::add_position(Announcement& announcement, const std::string& position) {
+  if (position.empty() || state_ != State::open || overflowed_ || !announcement.frame) return;
+  std::string& data = announcement.msg.data;  // {"event":...}: the position goes before the '}'
+  data.pop_back();
+  data += ",\"last_id\":";
+  protocol::append_json_string(data, position);
+  data += '}';
+  // The frame is still queued (the output is held, or nothing has been written since it was).
+  const auto it = std::find(queue_.begin() + static_cast<std::ptrdiff_t>(head_), queue_.end(),
+                            announcement.frame);
+  if (it == queue_.end() ||
+      (it == queue_.begin() + static_cast<std::ptrdiff_t>(head_) && head_offset_ != 0)) {
+    return;
+  }
+  FramePtr frame = make_frame(announcement.msg);
+  queued_bytes_ += frame->bytes.size() - announcement.frame->bytes.size();
+  announcement.frame = frame;
+  *it = std::move(frame);
 }
 
 void WsSession::flush() {
@@ -289,9 +327,11 @@ void WsSession::on_readable(const boost::system::error_code& ec) {
   do_read();
 }
 
-void WsSession::send_direct(Message msg) {
+FramePtr WsSession::send_direct(Message msg) {
   if (msg.id.empty()) msg.id = handler_->core().next_direct_id();
-  enqueue(make_frame(msg));
+  FramePtr frame = make_frame(msg);
+  enqueue(frame);
+  return frame;
 }
 
 void WsSession::send_error(std::string_view code, std::string_view text) {
@@ -399,7 +439,8 @@ bool WsSession::in_room(const std::string& room) const {
   return std::find(rooms_.begin(), rooms_.end(), room) != rooms_.end();
 }
 
-void WsSession::handle_join(const std::string& room, const std::optional<std::string>& last_id) {
+void WsSession::handle_join(const std::string& room, const std::optional<std::string>& last_id,
+                            std::unique_ptr<Announcement> welcome) {
   if (!protocol::is_valid_room(room)) {
     send_error(error_code::bad_room, "invalid room name");
     return;
@@ -415,38 +456,54 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
     // Join now with live frames kept aside, fetch the shared history, then replay and go live.
     const auto result = handler_->core().join(room, user_id_, *this, std::nullopt, true);
     recovering_.push_back({room, {}, 0});
-    std::optional<std::uint64_t> after_seq;
-    std::uint32_t epoch_tag = 0;
-    if (const auto id = parse_message_id(*last_id)) {
-      after_seq = id->seq;
-      epoch_tag = shared_epoch_tag(id->epoch);
-    }
-    broadcaster.fetch_history(
-        room, *last_id,
-        [weak = weak_from_this(), room, after_seq, epoch_tag,
-         context = &shard_.context()](HistoryResult history) {
-          boost::asio::post(
-              *context, [weak, room, after_seq, epoch_tag, history = std::move(history)]() mutable {
-                if (auto self = weak.lock())
-                  self->finish_recovery(room, after_seq, epoch_tag, history);
-              });
-        });
+    broadcaster.fetch_history(room, *last_id,
+                              [weak = weak_from_this(), room, last_id = *last_id,
+                               context = &shard_.context()](HistoryResult history) {
+                                boost::asio::post(
+                                    *context,
+                                    [weak, room, last_id, history = std::move(history)]() mutable {
+                                      if (auto self = weak.lock())
+                                        self->finish_recovery(room, last_id, history);
+                                    });
+                              });
     if (result.user_first) broadcaster.user_joined(room, user_id_);
     if (status_ != PresenceStatus::online) apply_status(room);
     return;
   }
   const auto result = handler_->core().join(room, user_id_, *this, last_id);
-  if (last_id) send_recovered(room, result.recovered, result.replayed);
+  // Here a last_id is served by this pod's own history (see above); without one the join is
+  // announced, with the room's position: from this pod's history now, or from the shared one
+  // once the pod receives the room.
+  if (last_id) {
+    send_recovered(room, result.recovered, result.replayed, result.position);
+  } else {
+    if (!welcome) {
+      Message joined = system_message("joined", {});
+      joined.room = room;
+      joined.id = handler_->core().next_direct_id();
+      welcome = std::make_unique<Announcement>(Announcement{room, joined, nullptr});
+      welcome->frame = send_direct(std::move(joined));
+    }
+    if (!broadcaster.shared_history()) {
+      add_position(*welcome, result.position);
+      welcome.reset();
+    }
+  }
   if (result.user_first) broadcaster.user_joined(room, user_id_);
   if (status_ != PresenceStatus::online) apply_status(room);
-  hold_until_subscribed(room);
+  hold_until_subscribed(room, std::move(welcome));
 }
 
-void WsSession::send_recovered(const std::string& room, bool recovered, std::size_t replayed) {
+void WsSession::send_recovered(const std::string& room, bool recovered, std::size_t replayed,
+                               const std::string& position) {
   std::string fields = "\"recovered\":";
   fields += recovered ? "true" : "false";
   fields += ",\"replayed\":";
   fields += std::to_string(replayed);
+  if (!position.empty()) {
+    fields += ",\"last_id\":";
+    protocol::append_json_string(fields, position);
+  }
   Message message = system_message("recovered", fields);
   message.room = room;
   send_direct(std::move(message));
@@ -471,13 +528,19 @@ void WsSession::buffer_live(const FramePtr& frame) {
   }
 }
 
-void WsSession::finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
-                                std::uint32_t epoch_tag, const HistoryResult& result) {
+void WsSession::finish_recovery(const std::string& room, const std::string& last_id,
+                                const HistoryResult& result) {
   auto it = std::find_if(recovering_.begin(), recovering_.end(),
                          [&](const Recovery& r) { return r.room == room; });
   if (it == recovering_.end()) return;  // left the room (or closed) meanwhile
   Recovery recovery = std::move(*it);
   recovering_.erase(it);
+  std::optional<std::uint64_t> after_seq;
+  std::uint32_t epoch_tag = 0;
+  if (const auto id = parse_message_id(last_id)) {
+    after_seq = id->seq;
+    epoch_tag = shared_epoch_tag(id->epoch);
+  }
   std::uint64_t last = after_seq.value_or(0);
   if (result.recovered && !result.messages.empty()) last = result.messages.back().first;
   // Live again; frames of the shared history up to `last` (in flight, or held behind a gap) are
@@ -491,7 +554,10 @@ void WsSession::finish_recovery(const std::string& room, std::optional<std::uint
       ++replayed;
     }
   }
-  send_recovered(room, result.recovered, replayed);
+  // The history was read after this pod's subscription to the room began: what is numbered after
+  // its position reaches the socket live (what is numbered up to it and still comes live is sent
+  // after this message).
+  send_recovered(room, result.recovered, replayed, result.position);
   for (const FramePtr& frame : recovery.live) {
     // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0, or
     // numbered by this pod while Redis was away), or of another shared history, are always live.

@@ -93,13 +93,27 @@ class WsSession final : public Connection,
   // Holds output until what other pods publish to `room` (empty: none) and the socket's user
   // reaches this pod (Broadcaster::await_subscribed): the welcome, and whatever the socket is sent
   // after a join (a pong, say), promise it.
-  void hold_until_subscribed(const std::string& room);
-  // Sends a message to this socket alone (welcome, errors, pong, ...).
-  void send_direct(Message msg);
+  // A welcome or `joined` message queued for a room the socket joined without last_id: the room's
+  // position (the id after which every message of the room reaches the socket) is added to it once
+  // known, while the output is still held (or at once when nothing is held).
+  struct Announcement {
+    std::string room;
+    Message msg;
+    FramePtr frame;
+  };
+  void hold_until_subscribed(const std::string& room,
+                             std::unique_ptr<Announcement> announcement = nullptr);
+  // Adds "last_id": position to an announcement still queued and unwritten (nothing when empty).
+  void add_position(Announcement& announcement, const std::string& position);
+  // Sends a message to this socket alone (welcome, errors, pong, ...); returns its frame.
+  FramePtr send_direct(Message msg);
   void send_error(std::string_view code, std::string_view text);
   bool take_token();
   void handle_chat(std::string room, std::string data);
-  void handle_join(const std::string& room, const std::optional<std::string>& last_id);
+  // `welcome`: the socket's welcome, queued already (its initial room); otherwise a join without
+  // last_id is announced with a `joined` message.
+  void handle_join(const std::string& room, const std::optional<std::string>& last_id,
+                   std::unique_ptr<Announcement> welcome = nullptr);
   void handle_leave(const std::string& room);
   void handle_presence(PresenceStatus status);
   // Sets status_ in `room` and announces it if it changed there. After a join too: a socket that
@@ -109,9 +123,11 @@ class WsSession final : public Connection,
   bool in_room(const std::string& room) const;
   // The shared history answered for `room`: replay, `recovered`, then the live frames kept
   // meanwhile.
-  void finish_recovery(const std::string& room, std::optional<std::uint64_t> after_seq,
-                       std::uint32_t epoch_tag, const HistoryResult& result);
-  void send_recovered(const std::string& room, bool recovered, std::size_t replayed);
+  void finish_recovery(const std::string& room, const std::string& last_id,
+                       const HistoryResult& result);
+  // `position`: the id the client resumes the room from from now on (empty: not known).
+  void send_recovered(const std::string& room, bool recovered, std::size_t replayed,
+                      const std::string& position);
   // Queues a close frame after what is queued (a slow consumer's unsent frames are dropped first).
   // close_after: the socket is closed as soon as the close frame is written (no wait for the
   // peer's).

@@ -5,7 +5,10 @@
 // - after FLUSHALL (a lost history) the same last_id answers recovered: false, and new messages
 //   start a new epoch; a client that had recovered just before gets that epoch's messages from 1;
 // - a replay larger than the pod's send queue (--send-queue-bytes 64 KB here) reaches a client that
-//   reads, without a slow-consumer close.
+//   reads, without a slow-consumer close;
+// - positions: the welcome (and "joined", and recovered) tell a client where it joined a room, from
+//   the shared history, so a quiet room (no message yet) is resumed on any pod; both pods give the
+//   same position; a failed resume gives one to resume from next time.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -167,4 +170,56 @@ test('a pod whose guess of the next number is stale publishes with the number Re
   assert.equal((await onB.next(chat('g3'), 3000, 'g3 on b')).id, g3.id, 'the other pod got the same id');
   const stored = (await redis.cmd('LRANGE', `realtime:history:${room}`, '-2', '-1')).map((item) => JSON.parse(item).id);
   assert.deepEqual(stored, [g2.id, g3.id], 'the history holds the real ids');
+});
+
+test('a quiet room is resumed on the other pod from the position its welcome gave', async () => {
+  const [a, b] = pods;
+  const room = `quiet-${Date.now()}`;
+  const first = await member(a, `/ws/${room}`);
+  const start = first.welcome.data.last_id;
+  assert.match(start, /^[0-9a-z]{8}-0$/, `a new room's position: ${JSON.stringify(first.welcome)}`);
+  // The other pod, joining by message, is told the same position.
+  const other = await member(b, '/ws');
+  other.send({ type: 'join', room });
+  const joined = await other.next((m) => m.type === 'system' && m.data?.event === 'joined', 5000, 'joined');
+  assert.deepEqual([joined.room, joined.data.last_id], [room, start]);
+  first.close();
+  await first.expectClose();
+
+  const published = [];
+  for (const [pod, text] of [[b, 'q1'], [a, 'q2']]) {
+    const r = await publish(pod, { room, text });
+    assert.equal(r.status, 202);
+    published.push(r.json.id);
+  }
+  assert.deepEqual(published, [1, 2].map((n) => `${epochOf(start)}-${n}`), 'numbered on from the position');
+  const again = await member(b, `/ws/${room}?last_id=${encodeURIComponent(start)}`);
+  const got = [await again.next(chat('q1'), 5000, 'q1'), await again.next(chat('q2'), 5000, 'q2')];
+  const rec = await again.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed, rec.data.last_id], [true, 2, published[1]]);
+  assert.deepEqual(got.map((m) => m.id), published);
+});
+
+test('a joining client is told the last id before its membership; a failed resume gives a position too', async () => {
+  const [a, b] = pods;
+  const room = `pos-${Date.now()}`;
+  const talker = await member(a, `/ws/${room}`);
+  const ids = [];
+  for (const text of ['p1', 'p2']) ids.push((await publish(b, { room, text })).json.id);
+  await talker.next(chat('p2'), 5000, 'p2');
+  // A pod following the room already, and one new to it, give the same position.
+  for (const pod of [a, b]) {
+    const c = await member(pod, `/ws/${room}`);
+    assert.equal(c.welcome.data.last_id, ids[1], `position on ${pod.port}`);
+  }
+  const lost = await member(b, `/ws/${room}?last_id=${epochOf(ids[0])}x-1`);
+  const rec = await lost.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec.data.recovered, rec.data.last_id], [false, ids[1]]);
+  lost.close();
+  await lost.expectClose();
+  const missed = (await publish(a, { room, text: 'p3' })).json.id;
+  const again = await member(a, `/ws/${room}?last_id=${encodeURIComponent(rec.data.last_id)}`);
+  assert.equal((await again.next(chat('p3'), 5000, 'p3')).id, missed);
+  const rec2 = await again.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec2.data.recovered, rec2.data.replayed, rec2.data.last_id], [true, 1, missed]);
 });

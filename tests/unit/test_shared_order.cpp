@@ -225,5 +225,44 @@ TEST(SharedOrder, MessagesReadBackAfterASubscriptionLossGoOutOnceInOrder) {
   EXPECT_TRUE(r.quiet());
 }
 
+// set_start(): what the shared history had numbered when the pod's subscription to the room began
+// (read once it was confirmed) starts the room, so the pod's own next message is not held.
+TEST(SharedOrder, TheNumberingReadAfterTheSubscriptionStartsTheRoom) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  auto& core = r.pod.hub.core();
+  EXPECT_EQ(core.shared_position(r.room), "");
+  r.deliver(6, Numbered::own);  // answered before the read
+  EXPECT_TRUE(r.quiet());
+  core.set_start(r.room, kEpoch, 6);  // numbered before the read: nothing else comes before it
+  EXPECT_EQ(r.next(1), Seqs{6});
+  EXPECT_EQ(core.shared_position(r.room), "e1-6");
+  r.deliver(7, Numbered::own);  // the start is known: at once
+  EXPECT_EQ(r.next(1), Seqs{7});
+  EXPECT_EQ(core.shared_position(r.room), "e1-7");
+}
+
+TEST(SharedOrder, AfterTheReadAnOwnMessageWaitsOnlyForOthersNumberedAfterIt) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.pod.hub.core().set_start(r.room, kEpoch, 4);
+  EXPECT_EQ(r.pod.hub.core().shared_position(r.room), "e1-4");
+  r.deliver(6, Numbered::own);
+  EXPECT_TRUE(r.quiet());  // 5 was numbered after the read: the subscription brings it
+  r.deliver(5, Numbered::remote);
+  EXPECT_EQ(r.next(2), (Seqs{5, 6}));
+}
+
+TEST(SharedOrder, AReadAnsweredAfterTheSubscriptionShowedTheStartChangesNothing) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(4, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{4});
+  r.pod.hub.core().set_start(r.room, kEpoch, 9);
+  EXPECT_EQ(r.pod.hub.core().shared_position(r.room), "e1-4");
+  r.deliver(5, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{5});
+}
+
 }  // namespace
 }  // namespace realtime

@@ -1,0 +1,99 @@
+// Room positions on a single pod: a client is told where it joined a room, so it can resume the
+// room even when no message of it has reached it yet.
+// - the welcome of /ws/{room} carries last_id, the id after which every message of the room
+//   reaches the socket ("<epoch>-0" in a room without messages); the room's next message has the
+//   next number in that epoch;
+// - a client that left a quiet room (its only member) resumes from that position: the messages
+//   published meanwhile are replayed, recovered: true;
+// - a join message is answered by system "joined" with the room's position, before any message of
+//   the room; a second join of the same room is not answered;
+// - recovered carries last_id too: the last replayed id, or the room's position when the resume
+//   failed, and resuming from it later works.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { withServer, killAll } from './lib/server.mjs';
+import { connect } from './lib/client.mjs';
+import { publish } from '../support/node/http.mjs';
+
+after(killAll);
+
+const event = (name) => (m) => m.type === 'system' && m.data?.event === name;
+const chat = (text) => (m) => m.type === 'chat' && m.data?.text === text;
+const epochOf = (id) => id.slice(0, id.lastIndexOf('-'));
+const seqOf = (id) => Number(id.slice(id.lastIndexOf('-') + 1));
+
+test('the welcome gives the room position; a client resumes a quiet room it was alone in', () =>
+  withServer([], async (s, clients) => {
+    const first = await connect(s, '/ws/quiet');
+    clients.push(first);
+    const start = first.welcome.data.last_id;
+    assert.match(start, /^[0-9a-z]{8}-0$/, `a new room's position: ${JSON.stringify(first.welcome)}`);
+    first.close();
+    await first.expectClose();
+
+    const published = [];
+    for (const text of ['q1', 'q2']) {
+      const r = await publish(s, { room: 'quiet', text });
+      assert.equal(r.status, 202);
+      published.push(r.json.id);
+    }
+    assert.deepEqual(published, [`${epochOf(start)}-1`, `${epochOf(start)}-2`], 'numbered on from the position');
+
+    const again = await connect(s, `/ws/quiet?last_id=${encodeURIComponent(start)}`);
+    clients.push(again);
+    assert.equal(again.welcome.data.last_id, undefined, 'a resuming socket gets its position with recovered');
+    const got = [await again.next(chat('q1')), await again.next(chat('q2'))];
+    const rec = await again.next(event('recovered'));
+    assert.deepEqual([rec.data.recovered, rec.data.replayed, rec.data.last_id], [true, 2, published[1]]);
+    assert.deepEqual(got.map((m) => m.id), published);
+  }));
+
+test('a join is answered by "joined" with the position; later messages follow it', () =>
+  withServer([], async (s, clients) => {
+    const talker = await connect(s, '/ws/busy');
+    const c = await connect(s, '/ws');
+    clients.push(talker, c);
+    const before = (await publish(s, { room: 'busy', text: 'before' })).json.id;
+    await talker.next(chat('before'));
+
+    c.send({ type: 'join', room: 'busy' });
+    const joined = await c.next(event('joined'));
+    assert.equal(joined.room, 'busy');
+    assert.equal(joined.data.last_id, before, 'the last message before the join');
+    c.send({ type: 'join', room: 'busy' });
+    talker.send({ type: 'chat', data: { text: 'after' } });
+    const next = await c.next(chat('after'));
+    assert.equal(next.id, `${epochOf(before)}-${seqOf(before) + 1}`);
+    assert.equal(c.history.filter(event('joined')).length, 1, 'a second join is not answered');
+    assert.equal(c.seen(chat('before')).length, 0, 'nothing from before the join');
+
+    // Left, and resumed from the last id it got: what it missed meanwhile.
+    c.send({ type: 'leave', room: 'busy' });
+    await c.roundTrip();
+    await publish(s, { room: 'busy', text: 'missed' });
+    c.send({ type: 'join', room: 'busy', last_id: next.id });
+    await c.next(chat('missed'));
+    const rec = await c.next(event('recovered'));
+    assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1]);
+  }));
+
+test('a failed resume still gives the room position, from which the next resume works', () =>
+  withServer([], async (s, clients) => {
+    const talker = await connect(s, '/ws/lost');
+    clients.push(talker);
+    const last = (await publish(s, { room: 'lost', text: 'm1' })).json.id;
+    const c = await connect(s, '/ws/lost?last_id=zzzzzzzz-7');
+    clients.push(c);
+    const rec = await c.next(event('recovered'));
+    assert.deepEqual([rec.data.recovered, rec.data.replayed, rec.data.last_id], [false, 0, last]);
+    c.close();
+    await c.expectClose();
+
+    const missed = (await publish(s, { room: 'lost', text: 'm2' })).json.id;
+    const again = await connect(s, `/ws/lost?last_id=${encodeURIComponent(rec.data.last_id)}`);
+    clients.push(again);
+    assert.equal((await again.next(chat('m2'))).id, missed);
+    const rec2 = await again.next(event('recovered'));
+    assert.deepEqual([rec2.data.recovered, rec2.data.replayed, rec2.data.last_id], [true, 1, missed]);
+  }));
