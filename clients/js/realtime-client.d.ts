@@ -43,7 +43,20 @@ export interface WelcomeEvent {
   connectionId: string | null;
   userId: string | null;
   room: string | null;
-  envelope: Envelope<{ event: 'welcome'; connection_id: string; user_id: string; room?: string }>;
+  /**
+   * The room's position: every later message of the room reaches this socket. It becomes the room's
+   * resume point. null when the socket resumes the room (see `recovered`) or the server gives none.
+   */
+  lastId: string | null;
+  envelope: Envelope<{ event: 'welcome'; connection_id: string; user_id: string; room?: string; last_id?: string }>;
+}
+
+/** The server's answer to a join without a resume point. */
+export interface JoinedEvent {
+  room: string | null;
+  /** The room's position, now the room's resume point (null when the server gives none). */
+  lastId: string | null;
+  envelope: Envelope<{ event: 'joined'; last_id?: string }>;
 }
 
 export interface RecoveredEvent {
@@ -57,8 +70,13 @@ export interface RecoveredEvent {
    * reconnect had given it no message id to resume from (nothing was asked; messages may be missing).
    */
   reason?: 'no_resume_point';
+  /**
+   * The room's position after the replay, now its resume point (also after a failed resume, so the
+   * next one can succeed); null when the server gives none or the client reports the room itself.
+   */
+  lastId?: string | null;
   /** The server's `recovered` envelope; null when the client reports the room itself. */
-  envelope: Envelope<{ event: 'recovered'; recovered: boolean; replayed: number }> | null;
+  envelope: Envelope<{ event: 'recovered'; recovered: boolean; replayed: number; last_id?: string }> | null;
 }
 
 export type RealtimeErrorCode =
@@ -110,7 +128,9 @@ export interface RealtimeClientEvents {
   /** The server's answer to a resume (last_id) for one room. */
   recovered: (event: RecoveredEvent) => void;
   welcome: (event: WelcomeEvent) => void;
-  /** system messages other than welcome / recovered / token_expiring. */
+  /** A room joined in-band (join() or a reconnect's join without a resume point). */
+  joined: (event: JoinedEvent) => void;
+  /** system messages other than welcome / joined / recovered / token_expiring. */
   system: (msg: Envelope) => void;
   /** Every envelope received, before any other event (for logging and debugging). */
   envelope: (msg: Envelope) => void;

@@ -1,7 +1,8 @@
 // realtime-client: the browser and Node client for realtime-server.
 //
 // One WebSocket per client. It opens /ws/{first room} (or /ws with no rooms) and joins the other
-// rooms in-band, remembers the last message id seen in each room, reconnects by itself with
+// rooms in-band, remembers each room's resume point (the position the server gives on joining,
+// then the id of each message of the room received), reconnects by itself with
 // exponential backoff and full jitter, and on every reconnect asks the server to replay what it
 // missed (?last_id= for the first room, "last_id" on join for the others). The server answers a
 // resume with a `system` "recovered" message, surfaced here as the `recovered` event, so an
@@ -32,7 +33,7 @@ const WS_OPEN = 1;
 const SEEN_IDS_PER_ROOM = 256;
 
 // system data.event values that concern one socket, not the room's history.
-const SOCKET_EVENTS = new Set(['welcome', 'recovered', 'token_expiring']);
+const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring']);
 
 // Ids that are not a room history's <epoch>-<seq>: presence, user notifications, global and
 // per-socket messages have a letter after the dash (<tag>-p<n>, -u<n>, -g<n>, -d<n>).
@@ -453,8 +454,9 @@ export class RealtimeClient {
         });
       }, this._heartbeatMs);
     }
-    // A room joined before whose history gave no id yet has no resume point: what was published
-    // there while disconnected cannot be asked for. Say so, as the server does for a failed resume.
+    // A room joined before without a resume point (the server gave no position, as an older one
+    // does, and no message of the room came): what was published there while disconnected cannot
+    // be asked for. Say so, as the server does for a failed resume.
     const unresumable = [...this._joined].filter((room) => this._rooms.includes(room) && !this._lastIds.has(room));
     for (const room of this._rooms) this._joined.add(room);
     this._setState('open', { url: ws.url });
@@ -516,19 +518,28 @@ export class RealtimeClient {
         if (data.event === 'welcome') {
           this.connectionId = data.connection_id ?? null;
           this.userId = data.user_id ?? null;
+          const room = data.room ?? msg.room ?? null;
           this._emit('welcome', {
             connectionId: this.connectionId,
             userId: this.userId,
-            room: data.room ?? msg.room ?? null,
+            room,
+            lastId: this._position(room, data.last_id),
             envelope: msg,
           });
           return;
         }
+        if (data.event === 'joined') {
+          const room = msg.room ?? data.room ?? null;
+          this._emit('joined', { room, lastId: this._position(room, data.last_id), envelope: msg });
+          return;
+        }
         if (data.event === 'recovered') {
+          const room = msg.room ?? data.room ?? null;
           this._emit('recovered', {
-            room: msg.room ?? data.room ?? null,
+            room,
             recovered: data.recovered === true,
             replayed: Number(data.replayed) || 0,
+            lastId: this._position(room, data.last_id),
             envelope: msg,
           });
           return;
@@ -543,6 +554,15 @@ export class RealtimeClient {
         // chat, notification, and whatever type the publish API was given
         if (this._track(msg)) this._emit('message', msg);
     }
+  }
+
+  // The server's position in a room (welcome, joined, recovered: every later message of the room
+  // reaches this socket) becomes the room's resume point, so a room that has sent nothing yet can
+  // be resumed. Returns it, or null when there is none (an older server, or a room left meanwhile).
+  _position(room, lastId) {
+    if (!room || typeof lastId !== 'string' || lastId === '' || !this._rooms.includes(room)) return null;
+    this._lastIds.set(room, lastId);
+    return lastId;
   }
 
   // Records the id of a room message (and makes it the room's resume point unless `resumable` is

@@ -45,6 +45,8 @@ constexpr std::chrono::milliseconds kReleasePeriod{25};
 // room's and user's subscriptions.
 constexpr std::chrono::milliseconds kSubscribeWait{2000};
 constexpr std::chrono::milliseconds kSubscribePoll{5};
+// How long a join's wait gives the read of the room's position (after the subscription's).
+constexpr std::chrono::milliseconds kPositionReadWait{1000};
 
 // The most messages one publish call carries.
 constexpr std::size_t kMaxPublishBatch = 256;
@@ -349,14 +351,14 @@ class RedisBroadcasterCore {
 
   // On the Redis thread, once the room's subscription is confirmed (or the wait ended): where the
   // room's delivery starts on this pod, when not known yet, is read from the shared history (so a
-  // joining client can be told its position), then `once` runs; within kSubscribeWait.
+  // joining client can be told its position), then `once` runs; within kPositionReadWait.
   void read_start(const std::string& room, const std::shared_ptr<OnceCall>& once) {
     if (room.empty() || !core_.start_unknown(room) || !publisher_->connected() ||
         !subscriber_->subscribed(std::string(kRoomPrefix) + room)) {
       once->run();
       return;
     }
-    auto timer = std::make_shared<asio::steady_timer>(context_, kSubscribeWait);
+    auto timer = std::make_shared<asio::steady_timer>(context_, kPositionReadWait);
     timer->async_wait([once](const boost::system::error_code&) { once->run(); });
     const auto ec = publisher_->command(
         {"EVAL", std::string(history_script()), "2", room_key("ids", room),

@@ -299,6 +299,45 @@ test('after a reconnect, a room that gave no id to resume from is reported not r
   assert.deepEqual(ev.recovered.map((r) => r.room), ['quiet', 'home']);
 });
 
+test('the positions in welcome, joined and recovered become resume points: a quiet room is resumed', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['home', 'quiet'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const joined = [];
+  client.on('joined', (j) => (joined.push(j), ev.changed()));
+  const welcomes = [];
+  client.on('welcome', (w) => (welcomes.push(w), ev.changed()));
+  const c1 = await server.conn(0);
+  await ev.until(() => client.state === 'open', 'open');
+  c1.ws.send(envelope('system', 'home', { event: 'welcome', connection_id: 'c1', user_id: 'u', room: 'home', last_id: 'e1-0' }, 'tag-d1'));
+  await ev.until(() => welcomes.length === 1, 'welcome');
+  assert.equal(welcomes[0].lastId, 'e1-0');
+  assert.equal(client.lastId('home'), 'e1-0');
+  c1.ws.send(envelope('system', 'quiet', { event: 'joined', last_id: 'q7-4' }, 'tag-d2'));
+  // A position for a room the client is not in is not kept.
+  c1.ws.send(envelope('system', 'gone', { event: 'joined', last_id: 'g1-2' }, 'tag-d3'));
+  await ev.until(() => joined.length === 2, 'joined');
+  assert.deepEqual(joined.map((j) => [j.room, j.lastId]), [['quiet', 'q7-4'], ['gone', null]]);
+  assert.deepEqual(client.lastIds, { home: 'e1-0', quiet: 'q7-4' });
+  assert.equal(ev.messages.length, 0, 'joined is not a message');
+
+  c1.ws.close(1001);
+  await ev.until(() => ev.states.at(-1) === 'reconnecting', 'reconnecting');
+  await ev.until(() => ev.states.at(-1) === 'open', 'open again');
+  const c2 = await server.conn(1);
+  assert.equal(c2.url, '/ws/home?last_id=e1-0');
+  await server.frame(c2, (f) => f.type === 'join', 'the join of quiet');
+  assert.deepEqual(c2.frames.find((f) => f.type === 'join'), { type: 'join', room: 'quiet', last_id: 'q7-4' });
+  // A failed resume gives the position to resume from next time.
+  c2.ws.send(envelope('system', 'quiet', { event: 'recovered', recovered: false, replayed: 0, last_id: 'q8-0' }, 'tag-d4'));
+  await ev.until(() => ev.recovered.length === 1, 'recovered');
+  assert.equal(ev.recovered[0].lastId, 'q8-0');
+  assert.equal(client.lastId('quiet'), 'q8-0');
+  assert.ok(!ev.recovered.some((r) => r.reason === 'no_resume_point'), 'every room had a resume point');
+});
+
 test('messages sent while disconnected are queued (bounded) and flushed in order on open', async (t) => {
   const server = await FakeServer.start();
   t.after(() => server.stop());

@@ -458,6 +458,32 @@ test('recovery: a client cut off from the network gets what it missed on reconne
   await ea.until(() => ea.messages.some((m) => m.data.text === 'm4'), 'live after replay');
 });
 
+test('recovery: rooms that had sent nothing before the cut are resumed from the positions the server gave', { skip: NO_SERVER }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.terminate());
+  const proxy = await startProxy(server.port);
+  t.after(() => proxy.close());
+  const room = uniqueRoom('quiet');
+  const other = uniqueRoom('quiet2');
+  const a = newClient(t, proxy.url, { rooms: [room, other], backoff: { initialMs: 300, maxMs: 1000 } });
+  const ea = watch(a);
+  await a.connect();
+  await a.ping(); // the in-band join was answered before the pong
+  assert.deepEqual(Object.keys(a.lastIds).sort(), [room, other].sort(), `positions: ${JSON.stringify(a.lastIds)}`);
+
+  proxy.cut();
+  await ea.until(() => a.state === 'reconnecting', 'A reconnecting');
+  await publish(server, { room, text: 'r1' });
+  await publish(server, { room: other, type: 'chat', data: { text: 'o1' } });
+  proxy.restore();
+
+  await ea.until(() => ea.recovered.length === 2, 'recovered for both rooms', 15000);
+  for (const r of ea.recovered) {
+    assert.deepEqual([r.recovered, r.replayed, r.reason], [true, 1, undefined], `${r.room}: ${JSON.stringify(r.envelope)}`);
+  }
+  assert.deepEqual(ea.messages.map((m) => m.data.text).sort(), ['o1', 'r1']);
+});
+
 test('recovery: an unknown last_id is accepted and reported as not recovered', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
   t.after(() => server.terminate());
