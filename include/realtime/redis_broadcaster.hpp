@@ -35,6 +35,9 @@ struct RedisBroadcasterOptions {
   std::string url;                                     // redis://[user:pass@]host:port[/db]
   std::chrono::milliseconds heartbeat_interval{1000};  // a control message through Redis this often
   std::chrono::milliseconds heartbeat_timeout{3000};   // no heartbeat back for this long: rebuilt
+  // The shared numbering and history of every room with members on this pod get their TTL (an
+  // hour) renewed this often, so a quiet room in use keeps the positions its clients resume from.
+  std::chrono::milliseconds room_keepalive_interval{std::chrono::minutes(10)};
 };
 
 class RedisBroadcaster final : public Broadcaster {

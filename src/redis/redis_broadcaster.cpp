@@ -128,6 +128,7 @@ class RedisBroadcasterCore {
     sub.control_channel = "realtime:control:" + core_.pod_id();
     sub.heartbeat_interval = options.heartbeat_interval;
     sub.heartbeat_timeout = options.heartbeat_timeout;
+    keepalive_interval_ = options.room_keepalive_interval;
     subscriber_ = std::make_unique<RedisSubscriber>(context_, sub, *publisher_, log_);
     redis_lane_ = std::make_unique<PublishLane>(context_, *publisher_);
     for (unsigned k = 0; k < core_.shard_count(); ++k) {
@@ -213,6 +214,7 @@ class RedisBroadcasterCore {
       subscriber_->add(kGlobalChannel);
       subscriber_->start();
       start_release_timer();
+      start_keepalive_timer();
     });
     for (auto& lane : lanes_) {
       asio::post(lane->context, [lane = lane.get()] { lane->publisher.start(); });
@@ -232,6 +234,7 @@ class RedisBroadcasterCore {
       finished_ = true;
       cluster_->stop();
       release_timer_.cancel();
+      keepalive_timer_.cancel();
       subscriber_->stop();
       publisher_->stop();
       guard_.reset();
@@ -401,6 +404,25 @@ class RedisBroadcasterCore {
       if (ec || finished_) return;
       for (const HubCore::SharedPosition& gap : core_.release_held(true)) fill_gap(gap, true);
       start_release_timer();
+    });
+  }
+
+  // Renews the shared numbering and history of the rooms with members here (a message renews them
+  // too, but a quiet room sends none): their clients' positions stay resumable.
+  void start_keepalive_timer() {
+    keepalive_timer_.expires_after(keepalive_interval_);
+    keepalive_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || finished_) return;
+      const std::vector<RoomCount> rooms = core_.rooms();
+      for (std::size_t first = 0; first < rooms.size(); first += kMaxPublishBatch) {
+        std::vector<std::string> args = {"EVAL", std::string(keep_rooms_script()), "0",
+                                         std::to_string(kHistoryTtlSeconds)};
+        const std::size_t last = std::min(rooms.size(), first + kMaxPublishBatch);
+        for (std::size_t i = first; i < last; ++i) args.push_back(rooms[i].room);
+        // A failure (Redis away) is retried at the next round; nothing else waits for it.
+        publisher_->command(args, [](std::error_code, const RedisReply&) {});
+      }
+      start_keepalive_timer();
     });
   }
 
@@ -765,6 +787,8 @@ class RedisBroadcasterCore {
   std::unordered_map<std::string, RoomNumbering> numbering_;
   asio::steady_timer exit_timer_{context_};
   asio::steady_timer release_timer_{context_};
+  asio::steady_timer keepalive_timer_{context_};
+  std::chrono::milliseconds keepalive_interval_{};
   bool finished_ = false;
   std::thread thread_;
   std::mutex lifecycle_mutex_;

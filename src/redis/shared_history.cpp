@@ -107,6 +107,18 @@ table.insert(items, 1, epoch)
 return items
 )lua";
 
+// ARGV TTL, then room names: each room's numbering lives another TTL, its history a minute more
+// (as the publish script sets them). A key that does not exist stays absent.
+constexpr std::string_view kKeepRoomsScript = R"lua(
+local ttl = ARGV[1]
+local history_ttl = tostring(tonumber(ttl) + 60)
+for i = 2, #ARGV do
+  redis.call('EXPIRE', 'realtime:ids:' .. ARGV[i], ttl)
+  redis.call('EXPIRE', 'realtime:history:' .. ARGV[i], history_ttl)
+end
+return #ARGV - 1
+)lua";
+
 // KEYS ids, history; ARGV epoch, first seq: {current seq, the items from the first seq on} while
 // the epoch is the room's current one, else {}. The list holds items in seq order (the publish
 // script numbers and appends in one step), so the last current - first + 1 items are the ones
@@ -157,6 +169,7 @@ std::string without_pod_field(std::string_view item) {
 std::string_view publish_script() noexcept { return kPublishScript; }
 std::string_view history_script() noexcept { return kHistoryScript; }
 std::string_view gap_script() noexcept { return kGapScript; }
+std::string_view keep_rooms_script() noexcept { return kKeepRoomsScript; }
 
 std::vector<std::pair<std::uint64_t, std::string_view>> gap_items(const RedisReply& reply) {
   std::vector<std::pair<std::uint64_t, std::string_view>> out;

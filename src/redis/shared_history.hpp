@@ -23,6 +23,8 @@ std::string_view publish_script() noexcept;
 // A room's epoch, current sequence number and last items (KEYS ids, history; ARGV history size, a
 // fresh epoch, TTL); starts a history for a room without one.
 std::string_view history_script() noexcept;
+// Renews the TTL of rooms' numbering and history (ARGV TTL, then room names).
+std::string_view keep_rooms_script() noexcept;
 // A room's items from a sequence number on, in its current epoch (KEYS ids, history; ARGV epoch,
 // first seq): what a pod whose subscription lost messages reads back.
 std::string_view gap_script() noexcept;

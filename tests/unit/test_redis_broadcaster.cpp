@@ -1,8 +1,10 @@
 // RedisBroadcaster against a real redis-server, without sockets: each I/O thread publishes its room
 // messages through a Redis connection of its own, messages from any other thread go through the
 // Redis thread, and all of them take one numbering from the shared history; the broadcaster stops
-// whether the hub's threads run, have stopped, or never started. Under TSan this is the threads
-// of the publish path (I/O threads, their lanes, the Redis thread) with nothing else around.
+// whether the hub's threads run, have stopped, or never started. Also, with a socket: a quiet room
+// in use keeps its shared numbering alive, so the position its welcome gave stays resumable. Under
+// TSan this is the threads of the publish path (I/O threads, their lanes, the Redis thread) with
+// nothing else around.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,8 +22,10 @@
 #include <gtest/gtest.h>
 
 #include "hub/hub_core.hpp"
+#include "realtime/handler.hpp"
 #include "realtime/hub.hpp"
 #include "realtime/redis_broadcaster.hpp"
+#include "support/hub_test_support.hpp"
 #include "support/redis_server.hpp"
 
 namespace realtime {
@@ -238,6 +242,51 @@ TEST(RedisBroadcasterLanes, StopsAfterTheHubStopped) {
     hub.wait();
     returns_in_time([&] { broadcaster.stop(); }, "stop()");
   }
+}
+
+// A room without messages: the welcome's position (read from Redis, which starts the room's epoch)
+// survives while the room has members here, since the broadcaster renews the keys' TTL.
+TEST(RedisBroadcasterRooms, AQuietRoomInUseKeepsItsPosition) {
+  test::RedisServer server;
+  test::RedisClient redis{"127.0.0.1", server.port()};
+  Hub hub(HubOptions{2, 100, "keep"});
+  RedisBroadcasterOptions options{server.url()};
+  options.room_keepalive_interval = 100ms;
+  auto broadcaster = std::make_shared<RedisBroadcaster>(hub, options);
+  hub.start();
+  broadcaster->start();
+  ASSERT_TRUE(wait_until([&] { return broadcaster->ready(nullptr); })) << "never ready";
+  HandlerConfig config = testing::fast_config();
+  config.broadcaster = broadcaster;
+  auto handler = std::make_unique<Handler>(hub, config);
+  ASSERT_FALSE(handler->listen("127.0.0.1", 0));
+  {
+    auto member = testing::WsClient::connect(handler->port(), "/ws/quiet");
+    ASSERT_TRUE(member);
+    const auto welcome = member->next();
+    ASSERT_TRUE(welcome);
+    const auto epochs = redis.command({"HKEYS", "realtime:ids:quiet"});
+    ASSERT_EQ(epochs->elements, 1U) << "the join's read starts the room's numbering";
+    const std::string epoch(epochs->element[0]->str, epochs->element[0]->len);
+    EXPECT_NE(welcome->data.find(R"("last_id":")" + epoch + R"(-0")"), std::string::npos)
+        << welcome->data;
+
+    redis.command({"EXPIRE", "realtime:ids:quiet", "3"});
+    EXPECT_TRUE(wait_until([&] {
+      return redis.command({"TTL", "realtime:ids:quiet"})->integer > 60;
+    })) << "renewed while the room has a member";
+    // And numbered on from the position.
+    broadcaster->publish(chat("quiet", 1));
+    const auto first =
+        member->next_matching([](const Message& m) { return m.type == MessageType::chat; });
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->id, epoch + "-1");
+  }
+  handler->shutdown(3s);
+  handler.reset();
+  broadcaster->stop();
+  hub.stop();
+  hub.wait();
 }
 
 }  // namespace
