@@ -349,19 +349,21 @@ bool WsSession::take_token() {
   return true;
 }
 
+bool WsSession::within_rate() {
+  if (take_token()) return true;
+  handler_->metrics().drop(DropReason::rate_limited);
+  const auto now = SteadyClock::now();
+  if (now - last_rate_error_ >= kRateErrorInterval) {
+    last_rate_error_ = now;
+    send_error(error_code::rate_limited, "too many messages; slow down");
+  }
+  return false;
+}
+
 void WsSession::on_text(std::string_view text) {
   auto& metrics = handler_->metrics();
   metrics.messages_received.fetch_add(1, std::memory_order_relaxed);
-  if (state_ != State::open) return;
-  if (!take_token()) {
-    metrics.drop(DropReason::rate_limited);
-    const auto now = SteadyClock::now();
-    if (now - last_rate_error_ >= kRateErrorInterval) {
-      last_rate_error_ = now;
-      send_error(error_code::rate_limited, "too many messages; slow down");
-    }
-    return;
-  }
+  if (state_ != State::open || !within_rate()) return;
   auto decoded = protocol::decode_client_message(text);
   if (decoded.error != protocol::DecodeError::none) {
     metrics.drop(DropReason::invalid);
@@ -615,11 +617,7 @@ void WsSession::handle_auth(const std::string& token) {
 void WsSession::on_binary(std::string_view /*message*/) {
   auto& metrics = handler_->metrics();
   metrics.messages_received.fetch_add(1, std::memory_order_relaxed);
-  if (state_ != State::open) return;
-  if (!take_token()) {  // binary floods are rate limited like text ones
-    metrics.drop(DropReason::rate_limited);
-    return;
-  }
+  if (state_ != State::open || !within_rate()) return;  // binary floods too
   metrics.drop(DropReason::invalid);
   send_error(error_code::unsupported, "binary frames are not supported");
 }

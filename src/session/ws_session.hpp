@@ -109,6 +109,9 @@ class WsSession final : public Connection,
   FramePtr send_direct(Message msg);
   void send_error(std::string_view code, std::string_view text);
   bool take_token();
+  // Takes a token for a client message; without one the message is dropped and counted, and the
+  // client is told rate_limited (at most once per interval).
+  bool within_rate();
   void handle_chat(std::string room, std::string data);
   // `welcome`: the socket's welcome, queued already (its initial room); otherwise a join without
   // last_id is announced with a `joined` message.

@@ -64,6 +64,8 @@ ctx.hostile('flood.4 1000 binary frames: "unsupported" replies are rate-limited 
   const errors = got.filter((m) => m.type === 'error').length;
   assert.ok(errors >= 1, 'binary frames are answered with "unsupported"');
   assert.ok(errors <= 70, `error envelopes sent back for 1000 binary frames: ${errors} (the rate limit counts every message)`);
+  const codes = new Set(got.filter((m) => m.type === 'error').map((m) => m.data.code));
+  assert.deepEqual([...codes].sort(), ['rate_limited', 'unsupported'], 'the flood is told it is rate limited, as a text flood is');
 });
 
 ctx.hostile('flood.5 10000 WebSocket pings (read): every one answered with a pong, in order', async () => {
