@@ -530,7 +530,8 @@ export class RealtimeClient {
         }
         if (data.event === 'joined') {
           const room = msg.room ?? data.room ?? null;
-          this._emit('joined', { room, lastId: this._position(room, data.last_id), envelope: msg });
+          // The answer to a join of a room left meanwhile concerns nobody.
+          if (this._rooms.includes(room)) this._emit('joined', { room, lastId: this._position(room, data.last_id), envelope: msg });
           return;
         }
         if (data.event === 'recovered') {

@@ -36,7 +36,8 @@ struct RedisBroadcasterOptions {
   std::chrono::milliseconds heartbeat_interval{1000};  // a control message through Redis this often
   std::chrono::milliseconds heartbeat_timeout{3000};   // no heartbeat back for this long: rebuilt
   // The shared numbering and history of every room with members on this pod get their TTL (an
-  // hour) renewed this often, so a quiet room in use keeps the positions its clients resume from.
+  // hour) renewed this often, so a quiet room in use keeps the positions its clients resume from
+  // (zero: never).
   std::chrono::milliseconds room_keepalive_interval{std::chrono::minutes(10)};
 };
 

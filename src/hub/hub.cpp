@@ -298,6 +298,7 @@ bool HubCore::deliver_sequenced_locked(RoomState& state, std::string_view epoch,
   if (state.shared_epoch != epoch) {  // a new history (or the first message seen): start over
     state.shared_epoch.assign(epoch);
     state.shared_next = 0;
+    state.start_settled = false;
     state.held.clear();
     state.repair_since = {};
   }
@@ -313,6 +314,7 @@ bool HubCore::deliver_sequenced_locked(RoomState& state, std::string_view epoch,
     // subscription, which alone shows where this pod's delivery of the room starts.
     if (from == Numbered::own) return hold_locked(state, seq, frame);
     start_at_locked(state, seq);
+    state.start_settled = true;
   }
   if (seq < state.shared_next) {
     // Another pod's: delivered already. An own message reaches this pod only through the answer
@@ -374,16 +376,33 @@ void HubCore::own_echo(const std::string& room, std::string_view epoch, std::uin
     }
     // Held (answered already) it goes out now; otherwise its answer, on its way, will find
     // shared_next at its number.
+    state->start_settled = true;
     return start_at_locked(*state, seq);
   });
   if (holding) note_holding(room);
 }
 
-void HubCore::set_start(const std::string& room, std::string_view epoch, std::uint64_t seq) {
+std::optional<std::uint64_t> HubCore::start_to_read(std::string_view room) {
+  return registry_.find_room(room, [](const RoomState* state) -> std::optional<std::uint64_t> {
+    if (state == nullptr || state->members == 0 || state->start_settled) return std::nullopt;
+    return state->generation;
+  });
+}
+
+void HubCore::set_start(const std::string& room, std::uint64_t generation, std::string_view epoch,
+                        std::uint64_t seq) {
   const bool holding = registry_.with_existing_room(room, [&](RoomState* state) {
-    if (state == nullptr || state->members == 0 || state->shared_next != 0) return false;
-    // Own answers held from another history: the subscription sorts those out.
-    if (!state->held.empty() && state->shared_epoch != epoch) return true;
+    if (state == nullptr || state->members == 0 || state->start_settled ||
+        state->generation != generation) {
+      return false;
+    }
+    // Answers held (or a start given up on) in another history: the subscription sorts it out.
+    if ((!state->held.empty() || state->shared_next != 0) && state->shared_epoch != epoch)
+      return !state->held.empty();
+    state->start_settled = true;
+    // A start given up on before anything came (an own message's gap) moves on to the read:
+    // what was numbered up to it may never come, and joining clients are told they start there.
+    if (state->shared_next > seq) return !state->held.empty();
     state->shared_epoch.assign(epoch);
     return start_at_locked(*state, seq + 1);
   });
@@ -508,6 +527,8 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
       // This pod was not following the room's shared numbering: start again from what comes next.
       state.shared_next = 0;
       state.held.clear();
+      state.start_settled = false;
+      state.generation = next_generation_.fetch_add(1, std::memory_order_relaxed);
     }
     ++state.members;
     ++state.shard_members[shard.index()];

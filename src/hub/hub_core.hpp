@@ -81,10 +81,14 @@ class HubCore {
   // subscription's copy of this pod's own message matters, and a joining client's position needs
   // the shared history's numbering: set_start()).
   bool start_unknown(std::string_view room);
-  // The shared history's numbering of `room` (epoch, last seq issued), read after this pod's
-  // subscription to it began: unless the subscription has shown the start already, delivery
-  // starts after seq (own messages held numbered up to it go out now).
-  void set_start(const std::string& room, std::string_view epoch, std::uint64_t seq);
+  // The room's membership period here when its start is not settled (unknown, or set by giving up
+  // on a gap before anything came): a read of the shared history's numbering would settle it.
+  std::optional<std::uint64_t> start_to_read(std::string_view room);
+  // The shared history's numbering of `room` (epoch, last seq issued), read in membership period
+  // `generation` after this pod's subscription to it began: unless the subscription has shown the
+  // start already, delivery starts after seq (own messages held numbered up to it go out now).
+  void set_start(const std::string& room, std::uint64_t generation, std::string_view epoch,
+                 std::uint64_t seq);
   // A client joining `room` now gets every message numbered after this id: "<epoch>-<seq>" of the
   // shared history. Empty while the start is unknown.
   std::string shared_position(std::string_view room) const;
@@ -207,6 +211,7 @@ class HubCore {
   std::unordered_map<std::string, std::uint32_t> user_sockets_;  // guarded by users_mutex_
   std::atomic<std::uint64_t> next_connection_{1};
   std::atomic<std::uint64_t> next_global_{1};
+  std::atomic<std::uint64_t> next_generation_{1};
   std::atomic<unsigned> next_shard_{0};
   std::mutex random_mutex_;
   std::uint64_t random_state_;

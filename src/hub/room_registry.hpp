@@ -67,6 +67,12 @@ struct RoomState {
   // of a gap wait in `held` until the gap fills or they are older than HubCore::kHoldLimit.
   std::string shared_epoch;
   std::uint64_t shared_next = 0;  // 0: nothing delivered yet
+  // This pod's membership period of the room (HubCore numbers them): a read of the room's
+  // numbering applies only to the period it was sent in.
+  std::uint64_t generation = 0;
+  // The start (shared_next) came from the subscription or from a read of the room's numbering
+  // made after the subscription began, not from giving up on a gap before anything came.
+  bool start_settled = false;
   std::map<std::uint64_t, FramePtr> held;
   std::chrono::steady_clock::time_point held_since{};
   std::chrono::steady_clock::time_point repair_since{};  // a gap is being read from the history

@@ -356,26 +356,48 @@ class RedisBroadcasterCore {
   // room's delivery starts on this pod, when not known yet, is read from the shared history (so a
   // joining client can be told its position), then `once` runs; within kPositionReadWait.
   void read_start(const std::string& room, const std::shared_ptr<OnceCall>& once) {
-    if (room.empty() || !core_.start_unknown(room) || !publisher_->connected() ||
+    const auto generation = room.empty() ? std::nullopt : core_.start_to_read(room);
+    if (!generation || !publisher_->connected() ||
         !subscriber_->subscribed(std::string(kRoomPrefix) + room)) {
       once->run();
       return;
     }
     auto timer = std::make_shared<asio::steady_timer>(context_, kPositionReadWait);
     timer->async_wait([once](const boost::system::error_code&) { once->run(); });
-    const auto ec = publisher_->command(
-        {"EVAL", std::string(history_script()), "2", room_key("ids", room),
-         room_key("history", room), "0", core_.new_history_epoch(),
-         std::to_string(kHistoryTtlSeconds)},
-        [this, room, once, timer](std::error_code error, const RedisReply& reply) {
-          timer->cancel();
-          if (!error) {
-            if (const auto position = history_position(reply))
-              core_.set_start(room, position->epoch, position->seq);
-          }
-          once->run();
-        });
+    const auto ec =
+        eval(history_script(), history_sha_,
+             {"2", room_key("ids", room), room_key("history", room), "0", core_.new_history_epoch(),
+              std::to_string(kHistoryTtlSeconds)},
+             [this, room, generation, once, timer](std::error_code error, const RedisReply& reply) {
+               timer->cancel();
+               if (!error) {
+                 if (const auto position = history_position(reply))
+                   core_.set_start(room, *generation, position->epoch, position->seq);
+               }
+               once->run();
+             });
     if (ec) once->run();
+  }
+
+  // Runs a script on the Redis thread's connection by its SHA-1; the whole script goes only when
+  // Redis does not have it (its first use, or Redis restarted).
+  std::error_code eval(std::string_view script, const std::string& sha,
+                       std::vector<std::string> args, RedisPublisher::ReplyHandler done) {
+    auto call = std::make_shared<std::vector<std::string>>();
+    call->reserve(args.size() + 2);
+    call->push_back("EVALSHA");
+    call->push_back(sha);
+    std::move(args.begin(), args.end(), std::back_inserter(*call));
+    return publisher_->command(*call, [this, script, call, done = std::move(done)](
+                                          std::error_code error, const RedisReply& reply) {
+      if (error && reply.str.starts_with("NOSCRIPT")) {
+        (*call)[0] = "EVAL";
+        (*call)[1] = std::string(script);
+        if (const auto ec = publisher_->command(*call, done)) done(ec, RedisReply{});
+        return;
+      }
+      done(error, reply);
+    });
   }
 
   void user_joined(const std::string& room, const std::string& user) {
@@ -410,17 +432,18 @@ class RedisBroadcasterCore {
   // Renews the shared numbering and history of the rooms with members here (a message renews them
   // too, but a quiet room sends none): their clients' positions stay resumable.
   void start_keepalive_timer() {
+    if (keepalive_interval_ <= std::chrono::milliseconds::zero()) return;  // turned off
     keepalive_timer_.expires_after(keepalive_interval_);
     keepalive_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec || finished_) return;
       const std::vector<RoomCount> rooms = core_.rooms();
       for (std::size_t first = 0; first < rooms.size(); first += kMaxPublishBatch) {
-        std::vector<std::string> args = {"EVAL", std::string(keep_rooms_script()), "0",
-                                         std::to_string(kHistoryTtlSeconds)};
+        std::vector<std::string> args = {"0", std::to_string(kHistoryTtlSeconds)};
         const std::size_t last = std::min(rooms.size(), first + kMaxPublishBatch);
         for (std::size_t i = first; i < last; ++i) args.push_back(rooms[i].room);
         // A failure (Redis away) is retried at the next round; nothing else waits for it.
-        publisher_->command(args, [](std::error_code, const RedisReply&) {});
+        eval(keep_rooms_script(), keep_rooms_sha_, std::move(args),
+             [](std::error_code, const RedisReply&) {});
       }
       start_keepalive_timer();
     });
@@ -661,16 +684,23 @@ class RedisBroadcasterCore {
       return;
     }
     auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
-    const auto ec = publisher_->command(
-        {"EVAL", std::string(history_script()), "2", room_key("ids", room),
-         room_key("history", room), std::to_string(core_.options().history_size),
-         core_.new_history_epoch(), std::to_string(kHistoryTtlSeconds)},
-        [this, room, callback, last_id](std::error_code error, const RedisReply& reply) {
-          if (error) return (*callback)(HistoryResult{});
-          if (const auto position = history_position(reply))
-            core_.set_start(room, position->epoch, position->seq);
-          (*callback)(history_after(reply, last_id));
-        });
+    // Only a read made after the subscription began can say where the room starts here (and give
+    // the client a position): what is numbered after it then reaches this pod.
+    const auto generation = linked ? core_.start_to_read(room) : std::nullopt;
+    const auto ec = eval(history_script(), history_sha_,
+                         {"2", room_key("ids", room), room_key("history", room),
+                          std::to_string(core_.options().history_size), core_.new_history_epoch(),
+                          std::to_string(kHistoryTtlSeconds)},
+                         [this, room, callback, last_id, linked, generation](
+                             std::error_code error, const RedisReply& reply) {
+                           if (error) return (*callback)(HistoryResult{});
+                           const auto position = history_position(reply);
+                           if (position && generation)
+                             core_.set_start(room, *generation, position->epoch, position->seq);
+                           HistoryResult result = history_after(reply, last_id);
+                           if (!linked) result.position.clear();
+                           (*callback)(std::move(result));
+                         });
     if (ec) (*callback)(HistoryResult{});
   }
 
@@ -691,10 +721,10 @@ class RedisBroadcasterCore {
       }
       if (reported) core_.gap_repaired(from.room);
     };
-    const auto ec =
-        publisher_->command({"EVAL", std::string(gap_script()), "2", room_key("ids", from.room),
-                             room_key("history", from.room), from.epoch, std::to_string(from.next)},
-                            done);
+    const auto ec = eval(gap_script(), gap_sha_,
+                         {"2", room_key("ids", from.room), room_key("history", from.room),
+                          from.epoch, std::to_string(from.next)},
+                         done);
     if (ec) done(ec, RedisReply{});
   }
 
@@ -774,6 +804,9 @@ class RedisBroadcasterCore {
   std::unique_ptr<ClusterState> cluster_;
   // Publishing through the shared history: a lane per I/O thread, and the Redis thread's.
   const std::string publish_sha_ = script_sha1(publish_script());
+  const std::string history_sha_ = script_sha1(history_script());
+  const std::string gap_sha_ = script_sha1(gap_script());
+  const std::string keep_rooms_sha_ = script_sha1(keep_rooms_script());
   std::vector<std::unique_ptr<PublishLane>> lanes_;  // [k]: shard k's, touched on its thread only
   std::unique_ptr<PublishLane> redis_lane_;
   // What this pod knows of a room's numbering: when it last renewed the keys' TTL, and the epoch

@@ -68,8 +68,13 @@ for i = 5, #ARGV, 4 do
     if guess ~= '' then item = string.sub(item, #known + #guess + 11) end
     item = '{"id":"' .. epoch .. '-' .. string.format('%d', seq) .. '",' .. item
   end
-  if keep > 0 and call('RPUSH', hk, item) > limit then
-    call('LTRIM', hk, drop, '-1')
+  if keep > 0 then
+    local length = call('RPUSH', hk, item)
+    if length > limit then
+      call('LTRIM', hk, drop, '-1')
+    elseif length == 1 then
+      refresh = true  -- a new list (the history was lost, or started by a read) gets its TTL
+    end
   end
   if refresh then
     call('EXPIRE', ik, ttl)

@@ -223,3 +223,18 @@ test('a joining client is told the last id before its membership; a failed resum
   const rec2 = await again.next(recoveredMsg, 5000, 'recovered');
   assert.deepEqual([rec2.data.recovered, rec2.data.replayed, rec2.data.last_id], [true, 1, missed]);
 });
+
+test('a history started again after its keys were lost gets a TTL', async () => {
+  // The pod renews a room's TTL with its first publish in a minute; a history list created again
+  // within that minute (the keys lost, a join's read starting a new epoch) must get one anyway.
+  const [a] = pods;
+  const room = `ttl-${Date.now()}`;
+  assert.equal((await publish(a, { room, text: 't1' })).status, 202);
+  await redis.cmd('DEL', `realtime:ids:${room}`, `realtime:history:${room}`);
+  const c = await member(a, `/ws/${room}`);
+  assert.match(c.welcome.data.last_id, /-0$/, 'a new epoch, started by the join');
+  assert.equal((await publish(a, { room, text: 't2' })).status, 202);
+  await c.next(chat('t2'), 5000, 't2');
+  const ttl = Number(await redis.cmd('TTL', `realtime:history:${room}`));
+  assert.ok(ttl > 3000, `the history's TTL: ${ttl}`);
+});

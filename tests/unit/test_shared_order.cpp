@@ -234,9 +234,12 @@ TEST(SharedOrder, TheNumberingReadAfterTheSubscriptionStartsTheRoom) {
   EXPECT_EQ(core.shared_position(r.room), "");
   r.deliver(6, Numbered::own);  // answered before the read
   EXPECT_TRUE(r.quiet());
-  core.set_start(r.room, kEpoch, 6);  // numbered before the read: nothing else comes before it
+  const auto generation = core.start_to_read(r.room);
+  ASSERT_TRUE(generation);
+  core.set_start(r.room, *generation, kEpoch, 6);  // numbered before the read: nothing comes first
   EXPECT_EQ(r.next(1), Seqs{6});
   EXPECT_EQ(core.shared_position(r.room), "e1-6");
+  EXPECT_FALSE(core.start_to_read(r.room)) << "settled";
   r.deliver(7, Numbered::own);  // the start is known: at once
   EXPECT_EQ(r.next(1), Seqs{7});
   EXPECT_EQ(core.shared_position(r.room), "e1-7");
@@ -245,7 +248,8 @@ TEST(SharedOrder, TheNumberingReadAfterTheSubscriptionStartsTheRoom) {
 TEST(SharedOrder, AfterTheReadAnOwnMessageWaitsOnlyForOthersNumberedAfterIt) {
   SharedRoom r;
   ASSERT_TRUE(r.member);
-  r.pod.hub.core().set_start(r.room, kEpoch, 4);
+  auto& core = r.pod.hub.core();
+  core.set_start(r.room, core.start_to_read(r.room).value_or(0), kEpoch, 4);
   EXPECT_EQ(r.pod.hub.core().shared_position(r.room), "e1-4");
   r.deliver(6, Numbered::own);
   EXPECT_TRUE(r.quiet());  // 5 was numbered after the read: the subscription brings it
@@ -256,12 +260,58 @@ TEST(SharedOrder, AfterTheReadAnOwnMessageWaitsOnlyForOthersNumberedAfterIt) {
 TEST(SharedOrder, AReadAnsweredAfterTheSubscriptionShowedTheStartChangesNothing) {
   SharedRoom r;
   ASSERT_TRUE(r.member);
+  auto& core = r.pod.hub.core();
+  const auto generation = core.start_to_read(r.room);
+  ASSERT_TRUE(generation);
   r.deliver(4, Numbered::remote);
   EXPECT_EQ(r.next(1), Seqs{4});
-  r.pod.hub.core().set_start(r.room, kEpoch, 9);
+  EXPECT_FALSE(core.start_to_read(r.room)) << "settled by the subscription";
+  core.set_start(r.room, *generation, kEpoch, 9);
   EXPECT_EQ(r.pod.hub.core().shared_position(r.room), "e1-4");
   r.deliver(5, Numbered::remote);
   EXPECT_EQ(r.next(1), Seqs{5});
+}
+
+TEST(SharedOrder, AReadSentForAnEarlierMembershipIsIgnored) {
+  // The room's only member left and another joined while the read was on its way: it says
+  // nothing about the new subscription.
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  auto& core = r.pod.hub.core();
+  const auto before = core.start_to_read(r.room);
+  ASSERT_TRUE(before);
+  r.member.reset();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (r.pod.members(r.room) != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  r.member = connect_welcomed(r.pod.port, "/ws/" + r.room);
+  ASSERT_TRUE(r.member);
+  const auto now = core.start_to_read(r.room);
+  ASSERT_TRUE(now);
+  EXPECT_NE(*now, *before);
+  core.set_start(r.room, *before, kEpoch, 5);
+  EXPECT_EQ(core.shared_position(r.room), "");
+  core.set_start(r.room, *now, kEpoch, 5);
+  EXPECT_EQ(core.shared_position(r.room), "e1-5");
+}
+
+TEST(SharedOrder, AStartGivenUpOnBeforeAnythingCameMovesOnToTheRead) {
+  // An own message published before the subscription began: its echo never comes, and its hold
+  // is given up. Others' messages numbered between it and the read may never come either.
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  auto& core = r.pod.hub.core();
+  r.deliver(3, Numbered::own);
+  std::this_thread::sleep_for(detail::HubCore::kHoldLimit);
+  EXPECT_TRUE(core.release_held(true).empty());
+  EXPECT_EQ(r.next(1), Seqs{3});
+  EXPECT_EQ(core.shared_position(r.room), "e1-3");
+  const auto generation = core.start_to_read(r.room);
+  ASSERT_TRUE(generation) << "a start given up on is not settled";
+  core.set_start(r.room, *generation, kEpoch, 7);
+  EXPECT_EQ(core.shared_position(r.room), "e1-7");
+  r.deliver(8, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{8});
 }
 
 }  // namespace

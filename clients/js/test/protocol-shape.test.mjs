@@ -316,10 +316,11 @@ test('the positions in welcome, joined and recovered become resume points: a qui
   assert.equal(welcomes[0].lastId, 'e1-0');
   assert.equal(client.lastId('home'), 'e1-0');
   c1.ws.send(envelope('system', 'quiet', { event: 'joined', last_id: 'q7-4' }, 'tag-d2'));
-  // A position for a room the client is not in is not kept.
+  // The answer to a join of a room the client is no longer in is dropped.
   c1.ws.send(envelope('system', 'gone', { event: 'joined', last_id: 'g1-2' }, 'tag-d3'));
+  c1.ws.send(envelope('system', 'home', { event: 'joined', last_id: 'e1-0' }, 'tag-d4'));
   await ev.until(() => joined.length === 2, 'joined');
-  assert.deepEqual(joined.map((j) => [j.room, j.lastId]), [['quiet', 'q7-4'], ['gone', null]]);
+  assert.deepEqual(joined.map((j) => [j.room, j.lastId]), [['quiet', 'q7-4'], ['home', 'e1-0']]);
   assert.deepEqual(client.lastIds, { home: 'e1-0', quiet: 'q7-4' });
   assert.equal(ev.messages.length, 0, 'joined is not a message');
 
@@ -331,7 +332,7 @@ test('the positions in welcome, joined and recovered become resume points: a qui
   await server.frame(c2, (f) => f.type === 'join', 'the join of quiet');
   assert.deepEqual(c2.frames.find((f) => f.type === 'join'), { type: 'join', room: 'quiet', last_id: 'q7-4' });
   // A failed resume gives the position to resume from next time.
-  c2.ws.send(envelope('system', 'quiet', { event: 'recovered', recovered: false, replayed: 0, last_id: 'q8-0' }, 'tag-d4'));
+  c2.ws.send(envelope('system', 'quiet', { event: 'recovered', recovered: false, replayed: 0, last_id: 'q8-0' }, 'tag-d5'));
   await ev.until(() => ev.recovered.length === 1, 'recovered');
   assert.equal(ev.recovered[0].lastId, 'q8-0');
   assert.equal(client.lastId('quiet'), 'q8-0');
