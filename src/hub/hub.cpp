@@ -295,12 +295,30 @@ void HubCore::deliver_sequenced(Message& msg, std::string_view epoch, std::uint6
 bool HubCore::deliver_sequenced_locked(RoomState& state, std::string_view epoch, std::uint64_t seq,
                                        Numbered from, const FramePtr& frame) {
   state.last_used = std::chrono::steady_clock::now();
-  if (state.shared_epoch != epoch) {  // a new history (or the first message seen): start over
+  if (state.shared_epoch != epoch) {  // a new history (or the first message seen)
+    const std::uint32_t tag = shared_epoch_tag(epoch);
+    if (tag == state.retired_epoch_tag) {
+      // The history this room left: an own message of it whose answer was overtaken by the new
+      // history's messages is late, not lost; nothing else of it is still to come.
+      if (from == Numbered::own && state.members > 0) post_to_shards(&state, frame);
+      return !state.held.empty();
+    }
+    // Members followed the old history here: the new one began after they joined (Redis lost the
+    // old one), so all of it is theirs, from 1; what this pod has not received is read back.
+    const bool followed = state.members > 0 && state.start_settled && state.shared_next != 0;
+    if (!state.shared_epoch.empty()) {
+      state.retired_epoch_tag = shared_epoch_tag(state.shared_epoch);
+      // Frames of the old history held behind a gap that can no longer fill: late, not lost.
+      if (state.members > 0) {
+        for (const auto& [held_seq, held_frame] : state.held) post_to_shards(&state, held_frame);
+      }
+    }
     state.shared_epoch.assign(epoch);
-    state.shared_next = 0;
-    state.start_settled = false;
+    state.shared_next = followed ? 1 : 0;
+    state.start_settled = followed;
     state.held.clear();
     state.repair_since = {};
+    state.repair_pending = false;
   }
   if (state.members == 0) {
     // Nobody here: nothing to order. (This pod may miss some of the room's numbers while it has
@@ -355,6 +373,7 @@ bool HubCore::drain_held_locked(RoomState& state) {
   }
   if (state.held.empty()) {
     state.repair_since = {};
+    state.repair_pending = false;
     return false;
   }
   state.held_since = std::chrono::steady_clock::now();
@@ -433,10 +452,13 @@ std::vector<HubCore::SharedPosition> HubCore::release_held(bool repair) {
     registry_.with_room(room, [&](RoomState& state) {
       if (state.held.empty()) return;
       if (now - state.held_since >= kHoldLimit) {
-        if (repair && state.shared_next != 0 &&
-            state.repair_since == std::chrono::steady_clock::time_point{}) {
-          // The subscription lost them, or they are slow: read them from the shared history.
-          state.repair_since = now;
+        const bool first_read = state.repair_since == std::chrono::steady_clock::time_point{};
+        if (repair && state.shared_next != 0 && !state.repair_pending &&
+            (first_read || now - state.repair_since < kRepairLimit)) {
+          // The subscription lost them, or they are slow: read them from the shared history
+          // (again, when the read could not be sent: Redis's command connection was down).
+          if (first_read) state.repair_since = now;
+          state.repair_pending = true;
           gaps.push_back({room, state.shared_epoch, state.shared_next});
         } else if (!repair || state.shared_next == 0 || now - state.repair_since >= kRepairLimit) {
           // The gap is not going to fill (or, in a room whose start is not known, the
@@ -456,6 +478,7 @@ std::vector<HubCore::SharedPosition> HubCore::release_held(bool repair) {
 
 void HubCore::give_up_gap_locked(RoomState& state) {
   state.repair_since = {};
+  state.repair_pending = false;
   if (state.held.empty()) return;
   state.shared_next = state.held.begin()->first;
   drain_held_locked(state);
@@ -483,11 +506,14 @@ void HubCore::deliver_repaired(Message& msg, std::string_view epoch, std::uint64
   if (holding) note_holding(msg.room);
 }
 
-void HubCore::gap_repaired(const std::string& room) {
+void HubCore::gap_repaired(const std::string& room, bool answered) {
   const auto now = std::chrono::steady_clock::now();
   registry_.with_existing_room(room, [&](RoomState* state) {
-    if (state == nullptr || state->repair_since == std::chrono::steady_clock::time_point{})
-      return false;
+    if (state == nullptr) return false;
+    state->repair_pending = false;
+    // Unanswered (not sent: Redis's command connection was down): release_held() asks again
+    // until kRepairLimit.
+    if (!answered || state->repair_since == std::chrono::steady_clock::time_point{}) return false;
     // Another gap opened after the repaired one is not given up before its own kHoldLimit.
     if (!state->held.empty() && now - state->held_since >= kHoldLimit) {
       give_up_gap_locked(*state);

@@ -112,7 +112,8 @@ class HubCore {
   // this pod follows the room in that history and has not delivered `seq` yet; else ignored.
   void deliver_repaired(Message& msg, std::string_view epoch, std::uint64_t seq);
   // The history answered for a gap release_held() returned: what is still missing is given up.
-  void gap_repaired(const std::string& room);
+  // Not `answered` (the read failed): the gap is named again by release_held() until kRepairLimit.
+  void gap_repaired(const std::string& room, bool answered = true);
   // How long a frame may wait for a missing predecessor (a message lost, or published before this
   // pod subscribed) before the gap is accepted.
   static constexpr std::chrono::milliseconds kHoldLimit{100};

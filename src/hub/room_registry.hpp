@@ -76,6 +76,11 @@ struct RoomState {
   std::map<std::uint64_t, FramePtr> held;
   std::chrono::steady_clock::time_point held_since{};
   std::chrono::steady_clock::time_point repair_since{};  // a gap is being read from the history
+  bool repair_pending =
+      false;  // that read is on its way (a read that could not be sent is retried)
+  // The shared history this room followed before its current one (Redis lost its data): an own
+  // message of it answered late is delivered, and does not switch the room back.
+  std::uint32_t retired_epoch_tag = 0;
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
 };
 

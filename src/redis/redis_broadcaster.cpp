@@ -136,6 +136,9 @@ class RedisBroadcasterCore {
       lane.client_name += "-" + std::to_string(k);
       auto lane_publisher =
           std::make_unique<RedisPublisher>(core_.shard(k).context(), std::move(lane), log_);
+      lane_publisher->set_on_state_change([this](bool connected, const std::string&) {
+        if (connected) asio::post(context_, [this] { reconnect_all_now(); });
+      });
       auto& io = core_.shard(k).context();
       lanes_.push_back(std::make_unique<PublishLane>(io, *lane_publisher));
       lanes_.back()->owned = std::move(lane_publisher);
@@ -148,7 +151,10 @@ class RedisBroadcasterCore {
     publisher_->set_on_state_change([this](bool connected, const std::string&) {
       publish_state_.store(connected ? PublishState::up : PublishState::down,
                            std::memory_order_release);
-      if (connected) cluster_->on_connected();
+      if (connected) {
+        cluster_->on_connected();
+        reconnect_all_now();
+      }
       // What waited for the first connection goes now: through it, or (it failed) locally.
       if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
     });
@@ -350,6 +356,17 @@ class RedisBroadcasterCore {
                                    [this, room, once] { read_start(room, once); });
     });
     return true;
+  }
+
+  // On the Redis thread, when one of this pod's connections to Redis came up: the Redis thread's
+  // connections that wait to reconnect (their backoff reaches seconds) try now. Otherwise, after
+  // Redis restarted, the I/O threads could publish for seconds while the subscription, and the
+  // connection that reads gaps back, were still waiting: what other pods published then would be
+  // lost on this pod. (A lane still waiting hands its messages to the Redis thread meanwhile.)
+  void reconnect_all_now() {
+    if (finished_) return;
+    publisher_->retry_now();
+    subscriber_->retry_now();
   }
 
   // On the Redis thread, once the room's subscription is confirmed (or the wait ended): where the
@@ -719,7 +736,7 @@ class RedisBroadcasterCore {
           core_.deliver_repaired(msg, from.epoch, seq);
         }
       }
-      if (reported) core_.gap_repaired(from.room);
+      if (reported) core_.gap_repaired(from.room, !error);
     };
     const auto ec = eval(gap_script(), gap_sha_,
                          {"2", room_key("ids", from.room), room_key("history", from.room),

@@ -73,13 +73,20 @@ void RedisPublisher::on_disconnected(std::error_code ec, const std::string& reas
   schedule_reconnect();
 }
 
+void RedisPublisher::retry_now() {
+  if (!started_ || connection_.state() != RedisConnection::State::disconnected) return;
+  log_->debug("redis publisher: reconnecting now");
+  reconnect_timer_.cancel();
+  connection_.connect();
+}
+
 void RedisPublisher::schedule_reconnect() {
   if (!started_) return;
   const auto delay = backoff_.next();
   log_->debug("redis publisher: reconnecting in {} ms", delay.count());
   reconnect_timer_.expires_after(delay);
   reconnect_timer_.async_wait(guarded(alive_, [this](const boost::system::error_code& ec) {
-    if (ec || !started_) return;
+    if (ec || !started_ || connection_.state() != RedisConnection::State::disconnected) return;
     connection_.connect();
   }));
 }

@@ -70,7 +70,9 @@ class RedisPublisher {
   void set_on_state_change(StateHandler handler) { on_state_change_ = std::move(handler); }
 
   void start();  // connects; reconnects on its own until stop()
-  void stop();   // closes; pending handlers get connection_lost
+  // Waiting to reconnect: tries now instead (another connection to the same Redis just came up).
+  void retry_now();
+  void stop();  // closes; pending handlers get connection_lost
 
   // PUBLISH channel payload. Failures are counted, reported through on_publish_error and logged
   // (rate-limited); `done`, when given, also receives the outcome (the reply is the number of

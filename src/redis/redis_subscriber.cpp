@@ -252,13 +252,20 @@ void RedisSubscriber::on_disconnected(const std::string& reason) {
   schedule_reconnect();
 }
 
+void RedisSubscriber::retry_now() {
+  if (!started_ || connection_.state() != RedisConnection::State::disconnected) return;
+  log_->debug("redis subscriber: reconnecting now");
+  reconnect_timer_.cancel();
+  connection_.connect();
+}
+
 void RedisSubscriber::schedule_reconnect() {
   if (!started_) return;
   const auto delay = backoff_.next();
   log_->debug("redis subscriber: reconnecting in {} ms", delay.count());
   reconnect_timer_.expires_after(delay);
   reconnect_timer_.async_wait(guarded(alive_, [this](const boost::system::error_code& ec) {
-    if (ec || !started_) return;
+    if (ec || !started_ || connection_.state() != RedisConnection::State::disconnected) return;
     connection_.connect();
   }));
 }

@@ -83,6 +83,8 @@ class RedisSubscriber {
   void set_on_health_change(HealthHandler handler) { on_health_change_ = std::move(handler); }
 
   void start();  // connects; reconnects on its own until stop()
+  // Waiting to reconnect: tries now instead (another connection to the same Redis just came up).
+  void retry_now();
   void stop();
 
   // Reference-counted interest in a channel; effective on the next loop turn. remove() of a

@@ -23,6 +23,9 @@
 //   for the pod's first Redis connection instead of being numbered by the pod alone).
 // - a pod started while Redis is down: /healthz 200, /readyz 503 (with a reason in the body) until
 //   Redis answers, then 200 within 10 s of it answering; it serves WebSockets meanwhile.
+// - Redis restarted empty while both pods stream into a room: once the pods are back, members on
+//   both pods get every message of the new epoch, from its first, once and in order (a pod that was
+//   following the room takes the new history from 1 and reads back what its subscription missed).
 // - Redis restarted empty (no persistence): the cluster state is written again by the pods, so
 //   GET /api/rooms and /api/rooms/{room}/presence on either pod list every pod's members within 5 s.
 
@@ -294,6 +297,48 @@ test('a message published while a pod\'s subscription is down reaches its member
     await member.next((m) => m.data?.n === 1, 5000, 'the message published while the subscription was down');
     await member.roundTrip();
     assert.equal(member.seen((m) => m.data?.n === 1).length, 1, 'once');
+  }),
+);
+
+test('Redis restarted empty under traffic from both pods: members on both get the new epoch whole, from 1, in order', { timeout: 40_000 }, () =>
+  withCluster(2, 'cnewep', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'cnewep';
+    const onA = await connect(a, `/ws/${room}`);
+    const onB = await connect(b, `/ws/${room}`);
+    clients.push(onA, onB);
+    await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+    let streaming = true;
+    const stream = (client, every) => (async () => {
+      while (streaming) {
+        if (client.ws.readyState === 1) client.send({ type: 'chat', data: { t: Date.now() } });
+        await sleep(every);
+      }
+    })();
+    const streams = [stream(onA, 7), stream(onB, 11)];
+    await sleep(300);
+    await redis.kill();
+    await sleep(1500);
+    await redis.restart();
+    await waitFor(async () => (await get(a, '/readyz')).status === 200 && (await get(b, '/readyz')).status === 200, { timeoutMs: 10_000, message: 'both pods ready again' });
+    await sleep(1500);
+    streaming = false;
+    await Promise.all(streams);
+    await sleep(1500); // gaps read back, and the last messages delivered
+    const epochOf = (id) => id.slice(0, id.lastIndexOf('-'));
+    const seqOf = (id) => Number(id.slice(id.lastIndexOf('-') + 1));
+    const ids = (client) => client.seen((m) => m.type === 'chat').map((m) => m.id);
+    const last = ids(onA).at(-1);
+    const epoch = epochOf(last);
+    for (const [name, client] of [['A', onA], ['B', onB]]) {
+      const seqs = ids(client).filter((id) => epochOf(id) === epoch).map(seqOf);
+      const max = Math.max(...seqs);
+      const missing = [];
+      for (let i = 1; i <= max; i++) if (!seqs.includes(i)) missing.push(i);
+      assert.deepEqual(missing, [], `${name}: ${missing.length} of the new epoch's ${max} missing`);
+      assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), `${name}: in order`);
+      assert.equal(seqs.length, max, `${name}: each once`);
+    }
   }),
 );
 

@@ -687,6 +687,37 @@ TEST(RedisResilience, ServerKilledAndRestartedOnTheSamePort) {
   EXPECT_GE(pair.publisher.stats().reconnects, 1u);
 }
 
+// A connection waiting out a long backoff reconnects at once when told another connection to the
+// same Redis came up (retry_now): the broadcaster does so after a restart of Redis, so that its
+// subscription does not lag seconds behind its publishing connections.
+TEST(RedisResilience, RetryNowCutsAReconnectBackoffShort) {
+  test::RedisServer server;
+  asio::io_context io;
+  auto publisher_options = PubSubPair::publisher_options(server);
+  publisher_options.backoff = {60s, 60s};  // without retry_now: up to a minute
+  auto subscriber_options = PubSubPair::subscriber_options(server, 100ms, 600ms);
+  subscriber_options.backoff = {60s, 60s};
+  auto log = test_logger();
+  RedisPublisher publisher(io, publisher_options, log);
+  RedisSubscriber subscriber(io, subscriber_options, publisher, log);
+  publisher.start();
+  subscriber.start();
+  ASSERT_TRUE(run_until(io, [&] { return publisher.connected() && subscriber.healthy(); }));
+
+  server.kill();
+  ASSERT_TRUE(run_until(io, [&] { return !publisher.connected() && !subscriber.healthy(); }));
+  server.start();
+  run_until(
+      io, [] { return false; }, 300ms);  // the backoff holds them off
+  EXPECT_FALSE(publisher.connected());
+  publisher.retry_now();
+  subscriber.retry_now();
+  EXPECT_TRUE(run_until(
+      io, [&] { return publisher.connected() && subscriber.healthy(); }, 5000ms));
+  publisher.retry_now();  // connected: nothing to do
+  EXPECT_TRUE(publisher.connected());
+}
+
 TEST(RedisResilience, KilledPubSubClientResubscribesWithinTwoSeconds) {
   test::RedisServer server;
   asio::io_context io;

@@ -314,5 +314,64 @@ TEST(SharedOrder, AStartGivenUpOnBeforeAnythingCameMovesOnToTheRead) {
   EXPECT_EQ(r.next(1), Seqs{8});
 }
 
+// Redis lost its data: the room's next messages come in a new history. Members that followed the
+// old one here were there before it began, so all of it is theirs, from 1.
+TEST(SharedOrder, AFollowedRoomTakesANewHistoryFromItsFirstMessage) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  r.deliver(5, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{5});
+  Message own = r.numbered(4, "e2");  // this pod's own answer, while others' 1..3 are not here
+  r.pod.hub.core().deliver_sequenced(own, "e2", 4, Numbered::own);
+  EXPECT_TRUE(r.quiet());
+  EXPECT_EQ(r.pod.hub.core().shared_position(r.room), "e2-0");
+  const auto gaps = r.release_for_repair();
+  ASSERT_EQ(gaps.size(), 1U);
+  EXPECT_EQ(gaps[0].epoch, "e2");
+  EXPECT_EQ(gaps[0].next, 1U);
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) r.repaired(seq, "e2");
+  EXPECT_EQ(r.next(4), (Seqs{1, 2, 3, 4}));
+}
+
+TEST(SharedOrder, AnOwnAnswerOfTheLostHistoryIsLateAndDoesNotSwitchBack) {
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  auto& core = r.pod.hub.core();
+  r.deliver(5, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{5});
+  Message first = r.numbered(1, "e2");
+  core.deliver_sequenced(first, "e2", 1, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{1});
+  Message late = r.numbered(6);  // published before the loss, answered after the new history came
+  core.deliver_sequenced(late, kEpoch, 6, Numbered::own);
+  EXPECT_EQ(r.next(1), Seqs{6});
+  Message second = r.numbered(2, "e2");
+  core.deliver_sequenced(second, "e2", 2, Numbered::remote);
+  EXPECT_EQ(r.next(1), Seqs{2});
+  EXPECT_TRUE(r.quiet());
+  EXPECT_EQ(core.shared_position(r.room), "e2-2");
+}
+
+TEST(SharedOrder, AGapReadThatCouldNotBeSentIsAskedAgain) {
+  // Redis's command connection was down: the gap is named again until kRepairLimit, not given up.
+  SharedRoom r;
+  ASSERT_TRUE(r.member);
+  auto& core = r.pod.hub.core();
+  r.deliver(1, Numbered::remote);
+  r.deliver(3, Numbered::own);
+  EXPECT_EQ(r.next(1), Seqs{1});
+  ASSERT_EQ(r.release_for_repair().size(), 1U);
+  EXPECT_TRUE(core.release_held(true).empty()) << "one read at a time";
+  core.gap_repaired(r.room, false);
+  const auto again = core.release_held(true);
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_EQ(again[0].next, 2U);
+  EXPECT_TRUE(r.quiet());
+  core.gap_repaired(r.room, false);
+  std::this_thread::sleep_for(detail::HubCore::kRepairLimit);
+  EXPECT_TRUE(core.release_held(true).empty());
+  EXPECT_EQ(r.next(1), Seqs{3}) << "given up after kRepairLimit";
+}
+
 }  // namespace
 }  // namespace realtime
