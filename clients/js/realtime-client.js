@@ -43,6 +43,19 @@ const NOT_HISTORY_ID = /-[a-z][0-9]*$/;
 // `ws` package's terminate(): a peer that stopped answering would hold it for 30 s).
 const CLOSE_GRACE_MS = 2000;
 
+// Whether room message id `id` ("<epoch>-<seq>") comes before `current` in the same history: a
+// message still on its way when the server gave the room's position, or one delivered late. The
+// resume point does not move back for it.
+function behind(id, current) {
+  if (typeof current !== 'string') return false;
+  const a = id.lastIndexOf('-');
+  const b = current.lastIndexOf('-');
+  if (a < 0 || b < 0 || id.slice(0, a) !== current.slice(0, b)) return false;
+  const seq = Number(id.slice(a + 1));
+  const currentSeq = Number(current.slice(b + 1));
+  return Number.isSafeInteger(seq) && Number.isSafeInteger(currentSeq) && seq < currentSeq;
+}
+
 /**
  * Full-jitter exponential backoff delay: a random whole number of milliseconds in
  * [0, min(maxMs, initialMs * 2^attempt)). Pure apart from `random`, which must return [0, 1).
@@ -577,7 +590,7 @@ export class RealtimeClient {
     if (seen.has(id)) return false;
     seen.add(id);
     if (seen.size > SEEN_IDS_PER_ROOM) seen.delete(seen.values().next().value);
-    if (resumable && !NOT_HISTORY_ID.test(id)) this._lastIds.set(msg.room, id);
+    if (resumable && !NOT_HISTORY_ID.test(id) && !behind(id, this._lastIds.get(msg.room))) this._lastIds.set(msg.room, id);
     return true;
   }
 

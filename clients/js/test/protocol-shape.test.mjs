@@ -323,6 +323,13 @@ test('the positions in welcome, joined and recovered become resume points: a qui
   assert.deepEqual(joined.map((j) => [j.room, j.lastId]), [['quiet', 'q7-4'], ['home', 'e1-0']]);
   assert.deepEqual(client.lastIds, { home: 'e1-0', quiet: 'q7-4' });
   assert.equal(ev.messages.length, 0, 'joined is not a message');
+  // A message numbered before the position (on its way when the client joined) is delivered,
+  // and the resume point does not move back for it; one after it moves it on.
+  c1.ws.send(envelope('chat', 'quiet', { text: 'older' }, 'q7-3'));
+  c1.ws.send(envelope('chat', 'quiet', { text: 'newer' }, 'q7-5'));
+  c1.ws.send(envelope('chat', 'quiet', { text: 'late' }, 'q7-2'));
+  await ev.until(() => ev.messages.length === 3, 'three messages');
+  assert.equal(client.lastId('quiet'), 'q7-5');
 
   c1.ws.close(1001);
   await ev.until(() => ev.states.at(-1) === 'reconnecting', 'reconnecting');
@@ -330,7 +337,7 @@ test('the positions in welcome, joined and recovered become resume points: a qui
   const c2 = await server.conn(1);
   assert.equal(c2.url, '/ws/home?last_id=e1-0');
   await server.frame(c2, (f) => f.type === 'join', 'the join of quiet');
-  assert.deepEqual(c2.frames.find((f) => f.type === 'join'), { type: 'join', room: 'quiet', last_id: 'q7-4' });
+  assert.deepEqual(c2.frames.find((f) => f.type === 'join'), { type: 'join', room: 'quiet', last_id: 'q7-5' });
   // A failed resume gives the position to resume from next time.
   c2.ws.send(envelope('system', 'quiet', { event: 'recovered', recovered: false, replayed: 0, last_id: 'q8-0' }, 'tag-d5'));
   await ev.until(() => ev.recovered.length === 1, 'recovered');
