@@ -94,7 +94,9 @@ class Backoff {
  public:
   struct Options {
     std::chrono::milliseconds base{100};  // first retry within 100 ms: a restart is often quick
-    std::chrono::milliseconds cap{5000};  // never wait longer than 5 s between attempts
+    // Never wait longer than 1 s between attempts: while a pod waits, its messages reach only its
+    // own sockets (and it does not receive the other pods'); a connection attempt costs Redis little.
+    std::chrono::milliseconds cap{1000};
   };
   explicit Backoff(Options options);
   std::chrono::milliseconds next();  // the delay before the next attempt; counts the attempt
