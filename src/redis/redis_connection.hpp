@@ -95,7 +95,7 @@ class Backoff {
   struct Options {
     std::chrono::milliseconds base{100};  // first retry within 100 ms: a restart is often quick
     // Never wait longer than 1 s between attempts: while a pod waits, its messages reach only its
-    // own sockets (and it does not receive the other pods'); a connection attempt costs Redis little.
+    // own sockets (and it does not receive the other pods'); an attempt costs Redis little.
     std::chrono::milliseconds cap{1000};
   };
   explicit Backoff(Options options);
