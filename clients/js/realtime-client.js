@@ -31,6 +31,10 @@ const WS_OPEN = 1;
 
 // Ids remembered per room to drop an envelope delivered twice (e.g. replay overlapping live traffic).
 const SEEN_IDS_PER_ROOM = 256;
+// Rooms left whose recent ids are still remembered, so that a message already delivered before a
+// leave is not delivered again after a re-join (the server may send a re-joining socket messages
+// from just before its join, e.g. right after Redis lost its data).
+const SEEN_LEFT_ROOMS = 64;
 
 // system data.event values that concern one socket, not the room's history.
 const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring']);
@@ -727,7 +731,13 @@ export class RealtimeClient {
     // Chat queued for the room would only be refused (not_in_room) once connected.
     this._queue = this._queue.filter((frame) => frame.room !== room);
     this._lastIds.delete(room);
-    this._seen.delete(room);
+    const seen = this._seen.get(room);
+    if (seen) {
+      this._seen.delete(room); // re-inserted last: the rooms left longest ago are forgotten first
+      this._seen.set(room, seen);
+      const left = [...this._seen.keys()].filter((r) => !this._rooms.includes(r));
+      while (left.length > SEEN_LEFT_ROOMS) this._seen.delete(left.shift());
+    }
     this._joined.delete(room);
     this._sendRaw({ type: 'leave', room });
   }

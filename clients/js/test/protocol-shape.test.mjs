@@ -346,6 +346,26 @@ test('the positions in welcome, joined and recovered become resume points: a qui
   assert.ok(!ev.recovered.some((r) => r.reason === 'no_resume_point'), 'every room had a resume point');
 });
 
+test('a message delivered before a leave is not delivered again after a re-join', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['home', 'x'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c = await server.conn(0);
+  await ev.until(() => client.state === 'open', 'open');
+  c.ws.send(envelope('chat', 'x', { text: 'one' }, 'a1-1'));
+  await ev.until(() => ev.messages.length === 1, 'one');
+  client.leave('x');
+  client.join('x');
+  await server.until(() => c.frames.filter((f) => f.room === 'x').length >= 3, 'leave and join');
+  // Sent again to the re-joined socket (messages from just before its join), then a new one.
+  c.ws.send(envelope('chat', 'x', { text: 'one' }, 'a1-1'));
+  c.ws.send(envelope('chat', 'x', { text: 'two' }, 'a1-2'));
+  await ev.until(() => ev.messages.some((m) => m.data.text === 'two'), 'two');
+  assert.deepEqual(ev.messages.map((m) => m.data.text), ['one', 'two']);
+});
+
 test('messages sent while disconnected are queued (bounded) and flushed in order on open', async (t) => {
   const server = await FakeServer.start();
   t.after(() => server.stop());
