@@ -158,6 +158,7 @@ class RedisBroadcasterCore {
       // What waited for the first connection goes now: through it, or (it failed) locally.
       if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
     });
+    subscriber_->set_on_connected([this] { reconnect_all_now(); });
     subscriber_->set_on_message([this](std::string_view channel, std::string_view payload) {
       on_message(channel, payload);
     });

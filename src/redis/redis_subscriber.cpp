@@ -238,6 +238,7 @@ void RedisSubscriber::on_connected() {
   send_batched(true, all);
   log_->info("redis subscriber connected to {}; subscribing {} channel(s)",
              to_redacted_string(options_.url), refs_.size());
+  if (on_connected_) on_connected_();
 }
 
 void RedisSubscriber::on_disconnected(const std::string& reason) {

@@ -81,6 +81,8 @@ class RedisSubscriber {
   void set_on_message(MessageHandler handler) { on_message_ = std::move(handler); }
   // Called on every change of healthy(), with the reason when it becomes false.
   void set_on_health_change(HealthHandler handler) { on_health_change_ = std::move(handler); }
+  // Called each time a connection to Redis is established (before the heartbeat proves it).
+  void set_on_connected(std::function<void()> handler) { on_connected_ = std::move(handler); }
 
   void start();  // connects; reconnects on its own until stop()
   // Waiting to reconnect: tries now instead (another connection to the same Redis just came up).
@@ -170,6 +172,7 @@ class RedisSubscriber {
 
   MessageHandler on_message_;
   HealthHandler on_health_change_;
+  std::function<void()> on_connected_;
   Stats stats_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
