@@ -382,19 +382,27 @@ class RedisBroadcasterCore {
     }
     auto timer = std::make_shared<asio::steady_timer>(context_, kPositionReadWait);
     timer->async_wait([once](const boost::system::error_code&) { once->run(); });
-    const auto ec =
-        eval(history_script(), history_sha_,
-             {"2", room_key("ids", room), room_key("history", room), "0", core_.new_history_epoch(),
-              std::to_string(kHistoryTtlSeconds)},
-             [this, room, generation, once, timer](std::error_code error, const RedisReply& reply) {
-               timer->cancel();
-               if (!error) {
-                 if (const auto position = history_position(reply))
-                   core_.set_start(room, *generation, position->epoch, position->seq);
-               }
-               once->run();
-             });
+    const auto ec = read_history(
+        room, 0,
+        [this, room, generation, once, timer](std::error_code error, const RedisReply& reply) {
+          timer->cancel();
+          if (!error) {
+            if (const auto position = history_position(reply))
+              core_.set_start(room, *generation, position->epoch, position->seq);
+          }
+          once->run();
+        });
     if (ec) once->run();
+  }
+
+  // The history script for `room`: its epoch and current number, and its last `keep` items (the
+  // script starts a history for a room without one).
+  std::error_code read_history(const std::string& room, std::size_t keep,
+                               RedisPublisher::ReplyHandler done) {
+    return eval(history_script(), history_sha_,
+                {"2", room_key("ids", room), room_key("history", room), std::to_string(keep),
+                 core_.new_history_epoch(), std::to_string(kHistoryTtlSeconds)},
+                std::move(done));
   }
 
   // Runs a script on the Redis thread's connection by its SHA-1; the whole script goes only when
@@ -705,20 +713,18 @@ class RedisBroadcasterCore {
     // Only a read made after the subscription began can say where the room starts here (and give
     // the client a position): what is numbered after it then reaches this pod.
     const auto generation = linked ? core_.start_to_read(room) : std::nullopt;
-    const auto ec = eval(history_script(), history_sha_,
-                         {"2", room_key("ids", room), room_key("history", room),
-                          std::to_string(core_.options().history_size), core_.new_history_epoch(),
-                          std::to_string(kHistoryTtlSeconds)},
-                         [this, room, callback, last_id, linked, generation](
-                             std::error_code error, const RedisReply& reply) {
-                           if (error) return (*callback)(HistoryResult{});
-                           const auto position = history_position(reply);
-                           if (position && generation)
-                             core_.set_start(room, *generation, position->epoch, position->seq);
-                           HistoryResult result = history_after(reply, last_id);
-                           if (!linked) result.position.clear();
-                           (*callback)(std::move(result));
-                         });
+    const auto ec =
+        read_history(room, core_.options().history_size,
+                     [this, room, callback, last_id, linked, generation](std::error_code error,
+                                                                         const RedisReply& reply) {
+                       if (error) return (*callback)(HistoryResult{});
+                       const auto position = history_position(reply);
+                       if (position && generation)
+                         core_.set_start(room, *generation, position->epoch, position->seq);
+                       HistoryResult result = history_after(reply, last_id);
+                       if (!linked) result.position.clear();
+                       (*callback)(std::move(result));
+                     });
     if (ec) (*callback)(HistoryResult{});
   }
 
