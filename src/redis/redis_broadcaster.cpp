@@ -60,6 +60,24 @@ constexpr std::chrono::milliseconds kLeaveTimeout{1000};
 // While stopping the lanes, how often to check that the hub still runs their threads.
 constexpr std::chrono::milliseconds kLaneStopPoll{20};
 
+// Runs `call` (EVALSHA, the script's SHA-1, its arguments) on `connection`; the whole script goes
+// only when Redis does not have it (its first use, or Redis restarted). A failure to send the
+// first call is returned; one of the second is given to `done`.
+std::error_code eval_by_sha(RedisPublisher& connection, std::string_view script,
+                            std::vector<std::string> call, RedisPublisher::ReplyHandler done) {
+  auto shared = std::make_shared<std::vector<std::string>>(std::move(call));
+  return connection.command(*shared, [&connection, script, shared, done = std::move(done)](
+                                         std::error_code error, const RedisReply& reply) {
+    if (error && reply.str.starts_with("NOSCRIPT")) {
+      (*shared)[0] = "EVAL";
+      (*shared)[1] = std::string(script);
+      if (const auto ec = connection.command(*shared, done)) done(ec, RedisReply{});
+      return;
+    }
+    done(error, reply);
+  });
+}
+
 // Runs a callback once: by run(), or else when destroyed (a handler dropped by a stopped loop).
 class OnceCall {
  public:
@@ -405,25 +423,15 @@ class RedisBroadcasterCore {
                 std::move(done));
   }
 
-  // Runs a script on the Redis thread's connection by its SHA-1; the whole script goes only when
-  // Redis does not have it (its first use, or Redis restarted).
+  // Runs a script on the Redis thread's connection (see eval_by_sha).
   std::error_code eval(std::string_view script, const std::string& sha,
                        std::vector<std::string> args, RedisPublisher::ReplyHandler done) {
-    auto call = std::make_shared<std::vector<std::string>>();
-    call->reserve(args.size() + 2);
-    call->push_back("EVALSHA");
-    call->push_back(sha);
-    std::move(args.begin(), args.end(), std::back_inserter(*call));
-    return publisher_->command(*call, [this, script, call, done = std::move(done)](
-                                          std::error_code error, const RedisReply& reply) {
-      if (error && reply.str.starts_with("NOSCRIPT")) {
-        (*call)[0] = "EVAL";
-        (*call)[1] = std::string(script);
-        if (const auto ec = publisher_->command(*call, done)) done(ec, RedisReply{});
-        return;
-      }
-      done(error, reply);
-    });
+    std::vector<std::string> call;
+    call.reserve(args.size() + 2);
+    call.emplace_back("EVALSHA");
+    call.push_back(sha);
+    std::move(args.begin(), args.end(), std::back_inserter(call));
+    return eval_by_sha(*publisher_, script, std::move(call), std::move(done));
   }
 
   void user_joined(const std::string& room, const std::string& user) {
@@ -609,22 +617,9 @@ class RedisBroadcasterCore {
     }
     numbering_lock.unlock();
     lane.in_flight = true;
-    run_publish_script(lane, std::move(args), batch, true);
-  }
-
-  void run_publish_script(PublishLane& lane, std::vector<std::string> args,
-                          const std::shared_ptr<std::vector<PendingPublish>>& batch, bool by_sha) {
-    auto shared_args = std::make_shared<std::vector<std::string>>(std::move(args));
-    const auto ec = lane.publisher.command(
-        *shared_args,
-        [this, &lane, batch, shared_args, by_sha](std::error_code error, const RedisReply& reply) {
-          if (error && by_sha && reply.str.starts_with("NOSCRIPT")) {
-            // Redis does not have the script (first use, or restarted): send it whole once.
-            (*shared_args)[0] = "EVAL";
-            (*shared_args)[1] = std::string(publish_script());
-            run_publish_script(lane, std::move(*shared_args), batch, false);
-            return;
-          }
+    const auto ec = eval_by_sha(
+        lane.publisher, publish_script(), std::move(args),
+        [this, &lane, batch](std::error_code error, const RedisReply& reply) {
           lane.in_flight = false;
           if (error || reply.elements.size() != batch->size()) {
             for (PendingPublish& pending : *batch) publish_locally(pending);

@@ -4,6 +4,7 @@
 // - ids are ordered cluster-wide: messages published on both pods carry one sequence;
 // - after FLUSHALL (a lost history) the same last_id answers recovered: false, and new messages
 //   start a new epoch; a client that had recovered just before gets that epoch's messages from 1;
+// - after SCRIPT FLUSH the pods send their scripts whole again, and nothing stays on one pod;
 // - a replay larger than the pod's send queue (--send-queue-bytes 64 KB here) reaches a client that
 //   reads, without a slow-consumer close;
 // - positions: the welcome (and "joined", and recovered) tell a client where it joined a room, from
@@ -120,6 +121,39 @@ test('after FLUSHALL a pod that knew the old epoch numbers in the one the other 
   assert.ok(got.every((m) => epochOf(m.id) === epoch), `one new epoch: ${got.map((m) => m.id)}`);
   assert.deepEqual(got.map((m) => seqOf(m.id)), [1, 2, 3, 4], `numbered from 1: ${got.map((m) => m.id)}`);
   assert.deepEqual(await redis.cmd('HKEYS', `realtime:ids:${room}`), [epoch], 'one epoch field in the numbering');
+});
+
+test('after SCRIPT FLUSH the pods send their scripts whole again: nothing is published only locally', async () => {
+  // Each pod calls its scripts by SHA-1 and sends one whole only when Redis answers NOSCRIPT (its
+  // first use, a restart, a flush): the socket and API paths, the recovery read and the position.
+  const [a, b] = pods;
+  const room = `noscript-${Date.now()}`;
+  const onA = await member(a, `/ws/${room}`);
+  const onB = await member(b, `/ws/${room}`);
+  await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+  assert.equal((await publish(a, { room, text: 's0' })).status, 202);
+  const s0 = await onB.next(chat('s0'), 3000, 's0');
+
+  await redis.cmd('SCRIPT', 'FLUSH');
+  onA.send({ type: 'chat', data: { text: 's1' } });
+  await onB.next(chat('s1'), 5000, 's1 from a socket on a');
+  assert.equal((await publish(b, { room, text: 's2' })).status, 202);
+  await onA.next(chat('s2'), 5000, 's2 from the API of b');
+  onB.send({ type: 'chat', data: { text: 's3' } });
+  const s3 = await onA.next(chat('s3'), 5000, 's3 from a socket on b');
+  const ids = [s0, ...['s1', 's2'].map((text) => onA.history.find(chat(text))), s3].map((m) => m.id);
+  assert.deepEqual(ids.map(seqOf), [0, 1, 2, 3].map((n) => seqOf(s0.id) + n), `one sequence: ${ids}`);
+  assert.ok(ids.every((id) => epochOf(id) === epochOf(s0.id)), `one epoch: ${ids}`);
+
+  await redis.cmd('SCRIPT', 'FLUSH');
+  const again = await member(b, `/ws/${room}?last_id=${encodeURIComponent(s0.id)}`);
+  const replayed = await again.nextN((m) => m.type === 'chat', 3, 5000, 'replayed');
+  assert.deepEqual(replayed.map((m) => m.id), ids.slice(1));
+  const rec = await again.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 3]);
+  await redis.cmd('SCRIPT', 'FLUSH');
+  const fresh = await member(a, `/ws/${room}-new`);
+  assert.match(fresh.welcome.data.last_id, /^[0-9a-z]{8}-0$/, `a new room's position: ${JSON.stringify(fresh.welcome)}`);
 });
 
 test('a client that recovered with nothing to replay gets the whole new history after Redis lost its data', async () => {
