@@ -16,8 +16,9 @@
 // - CLIENT KILL of the connections a pod's I/O threads publish through (one per thread, named
 //   realtime-pub-<pod>-<thread>): messages published right after it still reach the other pod once
 //   and in order, with the same ids on both pods and no publish error (the Redis thread's connection
-//   takes them until the thread's own is back); every thread's connection is back within 5 s and
-//   carries the rooms again.
+//   takes them until the thread's own is back, here held off by Redis's maxclients so that the
+//   stream switches back mid-way); every thread's connection is back within 5 s and carries the
+//   rooms again.
 // - a pod that has just started (listening, not ready yet): a room message taken by POST
 //   /api/publish at once reaches a member on another pod and the room's shared history (it waits
 //   for the pod's first Redis connection instead of being numbered by the pod alone).
@@ -346,8 +347,8 @@ test('CLIENT KILL of the I/O threads\' publishing connections: messages cross po
   withCluster(2, 'lane', async ({ redis, pods, clients }) => {
     const [a, b] = pods;
     const laneName = new RegExp(`^realtime-pub-${a.podId}-(\\d+)$`);
-    const lanes = async () => {
-      const list = String(await redis.cmd('CLIENT', 'LIST'));
+    const lanes = async (via = redis) => {
+      const list = String(await via.cmd('CLIENT', 'LIST'));
       return list
         .split('\n')
         .map((line) => ({ id: / id=(\d+)/.exec(` ${line}`)?.[1], name: /name=(\S*)/.exec(line)?.[1] ?? '' }))
@@ -377,23 +378,35 @@ test('CLIENT KILL of the I/O threads\' publishing connections: messages cross po
     const errors = await metric(a, 'realtime_redis_publish_errors');
 
     // Publish as soon as pod A has seen both connections close (so nothing is written to a dead
-    // one) and before they are back (the first reconnect comes 0-100 ms later).
+    // one). Redis refuses new connections for a while, so the stream starts through the Redis
+    // thread's connection, and the threads' own come back in the middle of it.
+    const admin = await redis.link();
     const closes = () => a.stderr.split('\n').filter((line) => / warning redis publisher: /.test(line)).length;
     const closedBefore = closes();
-    await redis.pipeline(before.map((c) => ['CLIENT', 'KILL', 'ID', c.id]));
+    const clientsNow = Number(/connected_clients:(\d+)/.exec(String(await admin.cmd('INFO', 'clients')))[1]);
+    await Promise.all([
+      admin.cmd('CONFIG', 'SET', 'maxclients', String(clientsNow - before.length)),
+      ...before.map((c) => admin.cmd('CLIENT', 'KILL', 'ID', c.id)),
+    ]);
     await waitFor(() => closes() >= closedBefore + 2, { timeoutMs: 3000, intervalMs: 1, message: 'pod A saw both connections close' });
-    // A stream in every room from then until both connections are back and a little longer, so
-    // the pod switches from the Redis thread's connection back to each thread's own mid-stream.
+    // Bursts in every room until both connections are back and a little longer, so that messages
+    // are still on their way through the Redis thread when a thread's own connection returns (the
+    // pod must not let later ones overtake them there).
     let N = 0;
     let now = [];
     let backAt = 0;
     const streamed = (async () => {
       while (!(backAt && Date.now() - backAt > 30) && N < 20_000) {
-        for (let i = 0; i < rooms.length; i++) pubs[i].send({ type: 'chat', data: { room: i, seq: N } });
-        N++;
+        for (let k = 0; k < 8; k++, N++) {
+          for (let i = 0; i < rooms.length; i++) pubs[i].send({ type: 'chat', data: { room: i, seq: N } });
+        }
         await new Promise((resolve) => setImmediate(resolve));
       }
     })();
+    await sleep(150);
+    assert.equal((await lanes(admin)).length, 0, 'the threads\' connections are still refused');
+    await admin.cmd('CONFIG', 'SET', 'maxclients', '10000');
+    admin.close();
     await waitFor(async () => (now = await lanes()).length === 2, { timeoutMs: 5000, intervalMs: 5, message: () => `both connections back (${JSON.stringify(now)})` });
     backAt = Date.now();
     await streamed;
