@@ -1,3 +1,5 @@
+#include <array>
+#include <charconv>
 #include <future>
 #include <thread>
 
@@ -45,6 +47,14 @@ HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
   if (config_.auth_required && !jwt_.enabled()) {
     throw std::invalid_argument("auth required but no JWT key configured");
   }
+  // Shortest round-trip forms: 20, 0.5, 1e+06 are all JSON numbers.
+  const auto number = [](double value) {
+    std::array<char, 32> text{};
+    const auto end = std::to_chars(text.data(), text.data() + text.size(), value).ptr;
+    return std::string(text.data(), end);
+  };
+  welcome_limits_ = ",\"rate_limit\":" + number(config_.rate_limit) +
+                    ",\"rate_burst\":" + number(config_.rate_burst);
   if (config_.pong_timeout <= config_.ping_interval) {
     // An idle socket would be closed for silence before it was ever pinged.
     throw std::invalid_argument("pong_timeout must be longer than ping_interval");

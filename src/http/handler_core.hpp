@@ -36,6 +36,8 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   Broadcaster& broadcaster() noexcept { return *broadcaster_; }
   const JwtVerifier& jwt() const noexcept { return jwt_; }
   spdlog::logger& log() noexcept { return *logger_; }
+  // What every welcome ends with: the socket's rate limit (`,"rate_limit":R,"rate_burst":B`).
+  const std::string& welcome_limits() const noexcept { return welcome_limits_; }
 
   // Reserves a connection slot; false when at --max-connections. release_slot() gives it back.
   bool try_reserve_slot() noexcept;
@@ -55,6 +57,7 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   std::shared_ptr<Broadcaster> broadcaster_;
   JwtVerifier jwt_;
   std::shared_ptr<spdlog::logger> logger_;
+  std::string welcome_limits_;
   std::atomic<bool> accepting_{true};
   std::atomic<bool> shut_down_{false};
   std::atomic<std::size_t> reserved_{0};  // connection slots taken (open sockets and upgrades)

@@ -92,6 +92,7 @@ void WsSession::start() {
     fields += ",\"room\":";
     protocol::append_json_string(fields, rooms_.front());
   }
+  fields += handler_->welcome_limits();
   Message welcome = system_message("welcome", fields);
   std::unique_ptr<Announcement> announcement;
   if (!rooms_.empty()) {
