@@ -48,7 +48,7 @@ export interface WelcomeEvent {
    * resume point. null when the socket resumes the room (see `recovered`) or the server gives none.
    */
   lastId: string | null;
-  envelope: Envelope<{ event: 'welcome'; connection_id: string; user_id: string; room?: string; last_id?: string }>;
+  envelope: Envelope<{ event: 'welcome'; connection_id: string; user_id: string; room?: string; last_id?: string; rate_limit?: number; rate_burst?: number }>;
 }
 
 /** The server's answer to a join without a resume point. */
@@ -146,10 +146,12 @@ export interface WebSocketLike {
   readonly url?: string;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  // The client only assigns these; `any` lets the browser's and the `ws` package's own event
+  // types fit under `strict`.
+  onopen: ((ev: any) => void) | null;
+  onmessage: ((ev: any) => void) | null;
+  onerror: ((ev: any) => void) | null;
+  onclose: ((ev: any) => void) | null;
 }
 
 export type TokenProvider = () => string | Promise<string>;
@@ -180,7 +182,7 @@ export interface RealtimeClientOptions {
   pingTimeoutMs?: number;
   /** Application-level ping interval while open, to notice a dead link; 0 disables (default 30000). */
   heartbeatMs?: number;
-  /** Chat messages kept while disconnected; send() throws "queue_full" past it (default 100). */
+  /** Chat messages waiting to be sent (disconnected, or paced by the rate limit); send() throws "queue_full" past it (default 100). */
   maxQueue?: number;
   /** Resume points per room, e.g. saved from `client.lastIds` by an earlier session. */
   lastIds?: Record<string, string | undefined>;
@@ -246,6 +248,8 @@ export const DEFAULTS: Readonly<{
   pingTimeoutMs: number;
   heartbeatMs: number;
   maxQueue: number;
+  /** The server's per-socket rate limit assumed until a welcome gives the socket's own. */
+  rateLimit: Readonly<{ perSecond: number; burst: number }>;
 }>;
 
 /** Full-jitter delay for `attempt` (0-based): an integer in [0, min(maxMs, initialMs * 2^attempt)). */

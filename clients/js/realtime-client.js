@@ -15,18 +15,20 @@
 /** Room names accepted by the server: 1 to 128 characters of A-Z a-z 0-9 _ - . : */
 export const ROOM_NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
 
-/** Defaults, all overridable in the constructor options. */
+/** Defaults, overridable in the constructor options (but rateLimit). */
 export const DEFAULTS = Object.freeze({
   backoff: Object.freeze({ initialMs: 500, maxMs: 30000 }),
   stableAfterMs: 5000, // a connection up this long resets the backoff
   connectTimeoutMs: 15000, // a socket still opening after this is abandoned and retried
   pingTimeoutMs: 10000, // ping() rejects when no pong arrives in time
   heartbeatMs: 30000, // application ping while open, to notice dead links; 0 turns it off
-  maxQueue: 100, // chat messages kept while disconnected; past it send() throws "queue_full"
+  maxQueue: 100, // chat messages waiting to be sent; past it send() throws "queue_full"
+  // The server's per-socket rate limit until a welcome gives the socket's own (not an option: the
+  // server's defaults).
+  rateLimit: Object.freeze({ perSecond: 20, burst: 40 }),
 });
 
 // WebSocket readyState values (the same in browsers and in `ws`).
-const WS_CONNECTING = 0;
 const WS_OPEN = 1;
 
 // Ids remembered per room to drop an envelope delivered twice (e.g. replay overlapping live traffic).
@@ -42,6 +44,11 @@ const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring
 // Ids that are not a room history's <epoch>-<seq>: presence, user notifications, global and
 // per-socket messages have a letter after the dash (<tag>-p<n>, -u<n>, -g<n>, -d<n>).
 const NOT_HISTORY_ID = /-[a-z][0-9]*$/;
+
+// Frames sent keep this much of the server's bucket spare, so that frames bunched up on the way
+// (a delay on the network) still find tokens there: one, plus this many seconds of its rate.
+const RATE_SPARE_TOKENS = 1;
+const RATE_SPARE_SECONDS = 0.1;
 
 // A socket asked to close gets this long to finish the close handshake; then it is dropped (the
 // `ws` package's terminate(): a peer that stopped answering would hold it for 30 s).
@@ -219,7 +226,13 @@ export class RealtimeClient {
     this._seen = new Map(); // room -> Set of recent ids
     this._joined = new Set(); // rooms joined on a socket that opened (they can have missed messages)
     this._listeners = new Map();
-    this._queue = [];
+    this._queue = []; // chat frames not sent yet (disconnected, or paced by the rate limit)
+    this._control = []; // joins, leaves, pings... of the current socket not sent yet; before chat
+    this._limits = { perSecond: DEFAULTS.rateLimit.perSecond, burst: DEFAULTS.rateLimit.burst };
+    this._tokens = 0;
+    this._tokensAt = 0;
+    this._welcomed = false; // the current socket's welcome arrived: frames may go out
+    this._lastReceived = 0; // when the current socket last brought a frame
     this._pings = []; // pending ping() calls, oldest first
     this._pingCount = 0;
     this._status = 'online';
@@ -228,8 +241,9 @@ export class RealtimeClient {
     this._socketRoom = null; // the room in the URL of the current socket
     this._everOpened = false;
     this._stopped = true;
+    this._ended = false; // stopped by close() or a fatal close, not yet connected again
     this._authRetried = false;
-    this._timers = { reconnect: null, stable: null, connect: null, heartbeat: null };
+    this._timers = { reconnect: null, stable: null, connect: null, heartbeat: null, drain: null };
     this._openWaiters = [];
     this._connectGeneration = 0;
     this.connectionId = null;
@@ -263,7 +277,7 @@ export class RealtimeClient {
     return Object.fromEntries(this._lastIds);
   }
 
-  /** Number of chat messages waiting for the connection. */
+  /** Number of chat messages waiting to be sent (for the connection, or for the rate limit). */
   get queued() {
     return this._queue.length;
   }
@@ -329,9 +343,10 @@ export class RealtimeClient {
    */
   connect() {
     if (this._state === 'open') return Promise.resolve();
-    const promise = new Promise((resolve, reject) => this._openWaiters.push({ resolve, reject }));
+    const promise = this._whenOpen();
     if (this._stopped) {
       this._stopped = false;
+      this._ended = false;
       this._closedByUser = false;
       this._backoff.reset();
       this._addOnlineListener();
@@ -347,6 +362,10 @@ export class RealtimeClient {
    */
   close(code = 1000, reason = 'client closed') {
     this._closedByUser = true;
+    if (this._stopped && this._state === 'closed') {
+      this._ended = true;
+      return Promise.resolve();
+    }
     const ws = this._ws;
     this._stop(new RealtimeError('closed', 'client closed'));
     if (!ws || ws.readyState > WS_OPEN) return Promise.resolve();
@@ -356,16 +375,27 @@ export class RealtimeClient {
   /** Drops the current socket (if any) and reconnects now, without waiting for the backoff. */
   reconnect() {
     if (this._stopped) return this.connect();
-    const promise = new Promise((resolve, reject) => this._openWaiters.push({ resolve, reject }));
+    const promise = this._whenOpen();
     this._reconnectNow('reconnect requested');
+    return promise;
+  }
+
+  // Resolves once open, rejects if closed first. Not awaiting it is fine: an app that calls
+  // connect() or reconnect() ("Retry now") and then close() gets no unhandled rejection.
+  _whenOpen() {
+    const promise = new Promise((resolve, reject) => this._openWaiters.push({ resolve, reject }));
+    promise.catch(() => {});
     return promise;
   }
 
   _stop(error) {
     this._stopped = true;
+    this._ended = true;
     this._clearTimers();
     this._removeOnlineListener();
     this._queue.length = 0;
+    this._control.length = 0;
+    this._welcomed = false;
     this._rejectPings(new RealtimeError('closed', 'client closed'));
     if (this._ws) this._detach(this._ws);
     this._ws = null;
@@ -421,8 +451,9 @@ export class RealtimeClient {
     this._socketRoom = room || null;
     this._handshakeStatus = undefined;
 
+    // Until the welcome (the server's first frame) arrives.
     this._timers.connect = setTimeout(() => {
-      if (ws.readyState === WS_CONNECTING) this._reconnectLater(ws, 'connect timeout');
+      if (!this._welcomed) this._reconnectLater(ws, 'connect timeout');
     }, this._connectTimeoutMs);
 
     ws.onopen = () => this._handleOpen(ws);
@@ -444,20 +475,35 @@ export class RealtimeClient {
 
   _handleOpen(ws) {
     if (this._ws !== ws) return;
-    clearTimeout(this._timers.connect);
-    this._timers.connect = null;
     this._everOpened = true;
+    this._welcomed = false;
+    this._lastReceived = Date.now();
+    // What the new socket needs; it goes out once the welcome has told the rate limit, then the
+    // chat queued meanwhile follows.
     // The socket's room was left while it was connecting: the server put it there all the same.
     if (this._socketRoom && !this._rooms.includes(this._socketRoom)) {
-      this._sendRaw({ type: 'leave', room: this._socketRoom });
+      this._sendControl({ type: 'leave', room: this._socketRoom });
     }
     // Rooms after the first are joined in-band, resuming from their last id.
     for (const room of this._rooms) {
       if (room === this._socketRoom) continue;
       this._sendJoin(room);
     }
-    if (this._status !== 'online') this._sendRaw({ type: 'presence', data: { status: this._status } });
-    for (const frame of this._queue.splice(0)) this._sendRaw(frame);
+    if (this._status !== 'online') this._sendControl({ type: 'presence', data: { status: this._status } });
+  }
+
+  // The welcome: the socket is open for the application. It also starts the socket's bucket (full
+  // on the server) with the rate limit it gives.
+  _handleWelcome(ws, data) {
+    clearTimeout(this._timers.connect);
+    this._timers.connect = null;
+    const perSecond = Number(data.rate_limit);
+    const burst = Number(data.rate_burst);
+    if (perSecond > 0 && burst >= 1) this._limits = { perSecond, burst };
+    this._welcomed = true;
+    this._tokens = this._limits.burst;
+    this._tokensAt = Date.now();
+    this._drain();
 
     this._timers.stable = setTimeout(() => {
       this._timers.stable = null;
@@ -467,7 +513,10 @@ export class RealtimeClient {
     if (this._heartbeatMs > 0) {
       this._timers.heartbeat = setInterval(() => {
         this.ping(this._pingTimeoutMs).catch((err) => {
-          if (err.code === 'ping_timeout') this._reconnectLater(ws, 'heartbeat timeout');
+          // Whatever the socket brought meanwhile shows the link alive, even if the pong is late.
+          if (err.code === 'ping_timeout' && Date.now() - this._lastReceived >= this._pingTimeoutMs) {
+            this._reconnectLater(ws, 'heartbeat timeout');
+          }
         });
       }, this._heartbeatMs);
     }
@@ -486,14 +535,57 @@ export class RealtimeClient {
     const frame = { type: 'join', room };
     const lastId = this._lastIds.get(room);
     if (isPresent(lastId)) frame.last_id = lastId;
-    this._sendRaw(frame);
+    this._sendControl(frame);
   }
 
-  _sendRaw(frame) {
+  // ---- the outbox: frames go out within the server's rate limit ---------------------------------
+  //
+  // The server drops what a socket sends past its token bucket (rate_limited). Frames wait here
+  // instead, so a reconnect that rejoins 60 rooms and sends 100 queued messages loses nothing:
+  // control frames (join, leave, presence, auth, ping) first, in order, then chat in order.
+
+  // Sends a control frame on the open socket, now or after what waits before it; false when no
+  // socket is open (the next one is set up from the client's state instead).
+  _sendControl(frame) {
+    if (!this._ws || this._ws.readyState !== WS_OPEN) return false;
+    if (this._control.length === 0 && this._trySend(frame)) return true;
+    this._control.push(frame);
+    this._scheduleDrain();
+    return true;
+  }
+
+  _trySend(frame) {
     const ws = this._ws;
-    if (!ws || ws.readyState !== WS_OPEN) return false;
+    if (!this._welcomed || !ws || ws.readyState !== WS_OPEN) return false;
+    const now = Date.now();
+    const { perSecond, burst } = this._limits;
+    const usable = Math.max(1, burst - RATE_SPARE_TOKENS - perSecond * RATE_SPARE_SECONDS);
+    this._tokens = Math.min(usable, this._tokens + ((now - this._tokensAt) / 1000) * perSecond);
+    this._tokensAt = now;
+    if (this._tokens < 1) return false;
+    this._tokens -= 1;
     ws.send(JSON.stringify(frame));
     return true;
+  }
+
+  // Sends what waits, as far as the bucket allows; then waits for its next token.
+  _drain() {
+    clearTimeout(this._timers.drain);
+    this._timers.drain = null;
+    for (;;) {
+      const list = this._control.length > 0 ? this._control : this._queue;
+      if (list.length === 0) return;
+      if (!this._trySend(list[0])) break;
+      list.shift();
+    }
+    this._scheduleDrain();
+  }
+
+  _scheduleDrain() {
+    if (this._timers.drain || !this._welcomed || !this._ws || this._ws.readyState !== WS_OPEN) return;
+    if (this._control.length === 0 && this._queue.length === 0) return;
+    const wait = Math.ceil(((1 - this._tokens) / this._limits.perSecond) * 1000);
+    this._timers.drain = setTimeout(() => this._drain(), Math.max(1, wait));
   }
 
   _handleMessage(ws, ev) {
@@ -506,6 +598,9 @@ export class RealtimeClient {
       return;
     }
     if (!msg || typeof msg !== 'object') return;
+    this._lastReceived = Date.now();
+    // A server that sends no welcome first (not this one): open at its first frame, default rate.
+    if (!this._welcomed && !(msg.type === 'system' && msg.data && msg.data.event === 'welcome')) this._handleWelcome(ws, {});
     this._emit('envelope', msg);
     // A room's traffic already on the way when leave() was called is not delivered (nor taken as
     // the room's resume point). A notification to the user may name a room it is not in: kept.
@@ -535,6 +630,7 @@ export class RealtimeClient {
         if (data.event === 'welcome') {
           this.connectionId = data.connection_id ?? null;
           this.userId = data.user_id ?? null;
+          if (!this._welcomed) this._handleWelcome(ws, data);
           const room = data.room ?? msg.room ?? null;
           this._emit('welcome', {
             connectionId: this.connectionId,
@@ -604,7 +700,11 @@ export class RealtimeClient {
     clearTimeout(this._timers.connect);
     clearTimeout(this._timers.stable);
     clearInterval(this._timers.heartbeat);
-    this._timers.connect = this._timers.stable = this._timers.heartbeat = null;
+    clearTimeout(this._timers.drain);
+    this._timers.connect = this._timers.stable = this._timers.heartbeat = this._timers.drain = null;
+    // The next socket is set up from the client's state (rooms, status); chat stays queued.
+    this._control.length = 0;
+    this._welcomed = false;
     this._rejectPings(new RealtimeError('disconnected', 'connection closed'));
   }
 
@@ -694,20 +794,22 @@ export class RealtimeClient {
   // ---- sending ------------------------------------------------------------------------------
 
   /**
-   * Sends a chat message to `room`. A string is sent as {"text": string}. While disconnected the
-   * message is queued (up to maxQueue) and sent on reconnect; returns true if it went out now,
-   * false if queued. Throws RealtimeError "queue_full" when the queue is full, "closed" after close().
+   * Sends a chat message to `room`. A string is sent as {"text": string}. While disconnected, or
+   * faster than the server's rate limit allows, the message is queued (up to maxQueue) and sent in
+   * order as soon as it can be; returns true if it went out now, false if queued. Throws
+   * RealtimeError "queue_full" when the queue is full, "closed" once the client is closed.
    */
   send(room, data) {
     if (room !== undefined && room !== null) checkRoom(room);
-    if (this._stopped && this._closedByUser) throw new RealtimeError('closed', 'client is closed');
+    if (this._stopped && this._ended) throw new RealtimeError('closed', 'client is closed');
     const frame = { type: 'chat', data: typeof data === 'string' ? { text: data } : data };
     if (room) frame.room = room;
-    if (this._sendRaw(frame)) return true;
+    if (this._queue.length === 0 && this._control.length === 0 && this._trySend(frame)) return true;
     if (this._queue.length >= this._maxQueue) {
-      throw new RealtimeError('queue_full', `not connected and ${this._maxQueue} messages already queued`);
+      throw new RealtimeError('queue_full', `${this._maxQueue} messages already waiting to be sent`);
     }
     this._queue.push(frame);
+    this._scheduleDrain();
     return false;
   }
 
@@ -739,14 +841,14 @@ export class RealtimeClient {
       while (left.length > SEEN_LEFT_ROOMS) this._seen.delete(left.shift());
     }
     this._joined.delete(room);
-    this._sendRaw({ type: 'leave', room });
+    this._sendControl({ type: 'leave', room });
   }
 
   /** Sets this user's presence status, "online" or "away"; kept across reconnects. */
   setStatus(status) {
     if (status !== 'online' && status !== 'away') throw new TypeError('status must be "online" or "away"');
     this._status = status;
-    this._sendRaw({ type: 'presence', data: { status } });
+    this._sendControl({ type: 'presence', data: { status } });
   }
 
   get status() {
@@ -778,7 +880,7 @@ export class RealtimeClient {
         reject(new RealtimeError('ping_timeout', `no pong within ${timeoutMs} ms`));
       }, timeoutMs);
       this._pings.push(entry);
-      this._sendRaw({ type: 'ping', data: { ping: n } });
+      this._sendControl({ type: 'ping', data: { ping: n } });
     });
   }
 
@@ -796,7 +898,7 @@ export class RealtimeClient {
     }
     const token = await this._token();
     if (!isPresent(token)) throw new RealtimeError('token_provider_failed', 'token provider returned no token');
-    if (!this._sendRaw({ type: 'auth', token: String(token) })) {
+    if (!this._sendControl({ type: 'auth', token: String(token) })) {
       throw new RealtimeError('not_connected', 'not connected; the next connection will use the provider');
     }
   }

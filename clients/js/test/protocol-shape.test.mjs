@@ -40,7 +40,9 @@ class Recorder {
 }
 
 class FakeServer extends Recorder {
-  static async start(options = {}) {
+  // Like realtime-server, it sends each socket a welcome first (the client sends nothing before
+  // it); { welcome: false } leaves that to the test.
+  static async start(options = {}, { welcome = true } = {}) {
     const s = new FakeServer();
     s.wss = new WebSocketServer({ host: '127.0.0.1', port: 0, ...options });
     await once(s.wss, 'listening');
@@ -58,6 +60,11 @@ class FakeServer extends Recorder {
         conn.closed = true;
         s.changed();
       });
+      if (welcome) {
+        const room = decodeURIComponent(/^\/ws\/([^?]*)/.exec(req.url)?.[1] ?? '') || undefined;
+        const n = s.conns.length;
+        ws.send(envelope('system', room, { event: 'welcome', connection_id: `c${n}`, user_id: `c${n}`, room }, `w-d${n}`));
+      }
       if (s.onConnection) s.onConnection(conn);
       s.changed();
     });
@@ -300,7 +307,7 @@ test('after a reconnect, a room that gave no id to resume from is reported not r
 });
 
 test('the positions in welcome, joined and recovered become resume points: a quiet room is resumed', async (t) => {
-  const server = await FakeServer.start();
+  const server = await FakeServer.start({}, { welcome: false });
   t.after(() => server.stop());
   const client = makeClient(server, { rooms: ['home', 'quiet'] });
   t.after(() => client.close());
@@ -310,9 +317,9 @@ test('the positions in welcome, joined and recovered become resume points: a qui
   const welcomes = [];
   client.on('welcome', (w) => (welcomes.push(w), ev.changed()));
   const c1 = await server.conn(0);
-  await ev.until(() => client.state === 'open', 'open');
   c1.ws.send(envelope('system', 'home', { event: 'welcome', connection_id: 'c1', user_id: 'u', room: 'home', last_id: 'e1-0' }, 'tag-d1'));
   await ev.until(() => welcomes.length === 1, 'welcome');
+  await ev.until(() => client.state === 'open', 'open');
   assert.equal(welcomes[0].lastId, 'e1-0');
   assert.equal(client.lastId('home'), 'e1-0');
   c1.ws.send(envelope('system', 'quiet', { event: 'joined', last_id: 'q7-4' }, 'tag-d2'));
@@ -333,8 +340,9 @@ test('the positions in welcome, joined and recovered become resume points: a qui
 
   c1.ws.close(1001);
   await ev.until(() => ev.states.at(-1) === 'reconnecting', 'reconnecting');
-  await ev.until(() => ev.states.at(-1) === 'open', 'open again');
   const c2 = await server.conn(1);
+  c2.ws.send(envelope('system', 'home', { event: 'welcome', connection_id: 'c2', user_id: 'u', room: 'home' }, 'tag-d9'));
+  await ev.until(() => ev.states.at(-1) === 'open', 'open again');
   assert.equal(c2.url, '/ws/home?last_id=e1-0');
   await server.frame(c2, (f) => f.type === 'join', 'the join of quiet');
   assert.deepEqual(c2.frames.find((f) => f.type === 'join'), { type: 'join', room: 'quiet', last_id: 'q7-5' });
@@ -701,4 +709,55 @@ test('listeners: on() returns an unsubscribe, once() fires once, a throwing list
 test('Node without a WebSocket option fails clearly', () => {
   if (globalThis.WebSocket) return; // a runtime with a global WebSocket needs no option
   assert.throws(() => new RealtimeClient({ url: 'ws://127.0.0.1:1' }), /WebSocket/);
+});
+
+test('after a fatal close, send() throws "closed" and close() changes nothing more', async (t) => {
+  const server = await FakeServer.start({ verifyClient: (info, cb) => cb(false, 403, 'no') });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['h'] });
+  const ev = watch(client);
+  await assert.rejects(client.connect(), (e) => e.code === 'handshake_refused');
+  assert.throws(() => client.send('h', 'lost?'), (e) => e.code === 'closed');
+  assert.equal(client.queued, 0);
+  const states = ev.states.length;
+  await client.close();
+  await client.close();
+  assert.equal(ev.states.length, states, 'no second "closed"');
+});
+
+test('reconnect() or connect() not awaited, then close(): no unhandled rejection', async (t) => {
+  const server = await FakeServer.start({ verifyClient: (info, cb) => cb(false, 503, 'busy') });
+  t.after(() => server.stop());
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  t.after(() => process.off('unhandledRejection', onUnhandled));
+  const client = makeClient(server, { rooms: ['h'], autoConnect: false });
+  const ev = watch(client);
+  client.connect(); // a "Retry now" button: nobody awaits these
+  await ev.until(() => ev.states.includes('reconnecting'), 'reconnecting');
+  client.reconnect();
+  await client.close();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(unhandled, []);
+});
+
+test('the heartbeat keeps a socket that brings traffic though its pongs are late, and drops a silent one', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  let talking = true;
+  server.onConnection = (conn) => {
+    const timer = setInterval(() => talking && conn.ws.send(envelope('chat', 'hb', { text: 'tick' })), 40);
+    conn.ws.on('close', () => clearInterval(timer));
+  };
+  // Pings are never answered.
+  const client = makeClient(server, { rooms: ['hb'], heartbeatMs: 100, pingTimeoutMs: 150 });
+  t.after(() => client.close());
+  const ev = watch(client);
+  await client.connect();
+  await ev.until(() => ev.messages.length >= 20, 'traffic for ~0.8 s', 5000);
+  assert.deepEqual(ev.states, ['connecting', 'open'], 'not dropped while traffic comes');
+  talking = false;
+  await ev.until(() => ev.states.includes('reconnecting'), 'dropped once silent', 5000);
+  assert.equal(ev.stateDetails[ev.states.indexOf('reconnecting')].reason, 'heartbeat timeout');
 });

@@ -286,11 +286,43 @@ test('server errors arrive as error events and the socket stays open', { skip: N
   const a = newClient(t, server, { rooms: [room] });
   const ea = watch(a);
   await a.connect();
-  a._sendRaw({ type: 'system', data: { event: 'fake' } }); // a type clients may not send
+  a._sendControl({ type: 'system', data: { event: 'fake' } }); // a type clients may not send
   const err = await ea.until(() => ea.errors.find((e) => e.code === 'forbidden'), 'forbidden error');
   assert.ok(err.message);
   assert.equal(err.envelope.type, 'error');
   await a.ping();
+  assert.equal(a.state, 'open');
+});
+
+test('within the rate limit: 60 rooms rejoined and 100 queued messages all go through, none refused', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
+  // The server drops what a socket sends past its bucket (here 50/s, 10 at once); the client learns
+  // the limit from the welcome and paces its frames: joins first, then the queue, in order.
+  const server = await startServer({ args: ['--rate-limit', '50', '--rate-burst', '10'] });
+  t.after(() => server.terminate());
+  const rooms = Array.from({ length: 60 }, (_, i) => uniqueRoom(`many${i}`));
+  const watcher = newClient(t, server, { rooms: [rooms[0]] });
+  const ew = watch(watcher);
+  await watcher.connect();
+  const a = newClient(t, server, { rooms, autoConnect: false });
+  const ea = watch(a);
+  for (let i = 0; i < 100; i++) assert.equal(a.send(rooms[0], { i }), false, 'queued while not connected');
+  assert.equal(a.queued, 100);
+  await a.connect();
+  await ew.until(() => ew.messages.filter((m) => typeof m.data.i === 'number').length === 100, 'the 100 queued messages', 15000);
+  assert.deepEqual(ew.messages.filter((m) => typeof m.data.i === 'number').map((m) => m.data.i), [...Array(100).keys()], 'in order');
+  assert.equal(a.queued, 0);
+  for (const room of rooms) await publish(server, { room, text: `to ${room}` });
+  await ea.until(() => rooms.every((room) => ea.messages.some((m) => m.room === room && m.data.text === `to ${room}`)), 'a message in each of the 60 rooms', 15000);
+  assert.deepEqual(ea.errors.map((e) => e.code), [], 'no rate_limited (nor any) error');
+
+  // Faster than the limit: send() queues (returns false) instead of losing, and the heartbeat's
+  // pings still get through, so a busy but healthy socket is not dropped.
+  let queuedNow = 0;
+  for (let i = 100; i < 160; i++) if (!a.send(rooms[0], { i })) queuedNow++;
+  assert.ok(queuedNow > 0, 'some of a burst past the bucket waits');
+  await a.ping();
+  await ew.until(() => ew.messages.filter((m) => typeof m.data.i === 'number').length === 160, 'the burst', 15000);
+  assert.deepEqual(ea.errors.map((e) => e.code), [], 'still no error');
   assert.equal(a.state, 'open');
 });
 
