@@ -127,6 +127,13 @@ class RedisBroadcasterCore {
       : core_(hub.core()), log_(spdlog::default_logger()) {
     auto parsed = parse_redis_url(options.url);
     if (!parsed) throw std::invalid_argument("--redis: " + parsed.error);
+    if (parsed.url->db != 0) {
+      log_->warn(
+          "redis: database {} keeps this deployment's keys apart, not its messages: pub/sub "
+          "channels are shared by every database of a Redis server, so give each deployment its "
+          "own Redis server",
+          parsed.url->db);
+    }
     // The echo of our own publishes ends with this tag (see encode()).
     pod_suffix_ = ",\"pod\":";
     protocol::append_json_string(pod_suffix_, core_.pod_id());
@@ -183,8 +190,10 @@ class RedisBroadcasterCore {
     subscriber_->set_on_health_change([this](bool healthy, const std::string& reason) {
       {
         std::lock_guard lock(health_mutex_);
+        const bool changed = healthy != healthy_;
         healthy_ = healthy;
         health_reason_ = reason;
+        if (!changed) return;  // only why it is down moved on (what /readyz tells)
       }
       core_.metrics().redis_up.store(healthy ? 1 : 0, std::memory_order_relaxed);
       if (healthy) {

@@ -110,6 +110,23 @@ std::error_code make_error_code(RedisErrc e) noexcept {
 // ---------------------------------------------------------------------------------------------
 // Backoff
 
+bool FailureLog::should_log(std::uint64_t& left_out) {
+  const auto now = std::chrono::steady_clock::now();
+  if (last_ != std::chrono::steady_clock::time_point{} && now - last_ < interval_) {
+    ++left_out_;
+    return false;
+  }
+  left_out = left_out_;
+  left_out_ = 0;
+  last_ = now;
+  return true;
+}
+
+void FailureLog::reset() noexcept {
+  last_ = {};
+  left_out_ = 0;
+}
+
 Backoff::Backoff(Options options) : options_(options), rng_(std::random_device{}()) {}
 
 std::chrono::milliseconds Backoff::next() {

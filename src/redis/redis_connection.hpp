@@ -109,6 +109,22 @@ class Backoff {
   std::minstd_rand rng_;
 };
 
+// The warnings of a connection that keeps failing to come back (an attempt every second at most):
+// the first failure, then at most one per interval, each saying how many were left out. Not
+// thread-safe; owned by whoever reconnects.
+class FailureLog {
+ public:
+  explicit FailureLog(std::chrono::milliseconds interval) : interval_(interval) {}
+  // Whether to log this failure; when so, `left_out` tells how many were not since the last one.
+  bool should_log(std::uint64_t& left_out);
+  void reset() noexcept;  // connected again: its next failure is logged
+
+ private:
+  std::chrono::milliseconds interval_;
+  std::chrono::steady_clock::time_point last_{};
+  std::uint64_t left_out_ = 0;
+};
+
 struct RedisConnectionOptions {
   RedisUrl url;
   // Also sent as CLIENT SETNAME when not empty (no spaces), so `CLIENT LIST` tells pods apart.

@@ -60,6 +60,7 @@ void RedisPublisher::stop() {
 
 void RedisPublisher::on_connected() {
   backoff_.reset();
+  failures_.reset();
   if (ever_connected_) ++stats_.reconnects;
   ever_connected_ = true;
   log_->info("redis publisher connected to {}", to_redacted_string(options_.url));
@@ -68,7 +69,10 @@ void RedisPublisher::on_connected() {
 
 void RedisPublisher::on_disconnected(std::error_code ec, const std::string& reason) {
   if (ec != RedisErrc::connection_lost) ++stats_.connect_failures;
-  log_->warn("redis publisher: {} ({})", reason, ec.message());
+  if (std::uint64_t left_out = 0; failures_.should_log(left_out)) {
+    log_->warn("redis publisher: {} ({}){}", reason, ec.message(),
+               left_out == 0 ? std::string() : fmt::format("; {} more failed attempts", left_out));
+  }
   if (on_state_change_) on_state_change_(false, reason);
   schedule_reconnect();
 }

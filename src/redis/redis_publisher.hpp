@@ -100,6 +100,7 @@ class RedisPublisher {
   std::shared_ptr<spdlog::logger> log_;
   RedisConnection connection_;
   Backoff backoff_;
+  FailureLog failures_{std::chrono::seconds(5)};  // reconnection warnings
   boost::asio::steady_timer reconnect_timer_;
   boost::asio::steady_timer watchdog_timer_;
   bool started_ = false;

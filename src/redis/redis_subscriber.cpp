@@ -219,6 +219,7 @@ void RedisSubscriber::send_batched(bool subscribe, const std::vector<std::string
 // --- connection -------------------------------------------------------------------------------
 
 void RedisSubscriber::on_connected() {
+  failures_.reset();
   if (!started_) return;
   session_ = true;
   down_ = false;
@@ -248,7 +249,10 @@ void RedisSubscriber::on_disconnected(const std::string& reason) {
   confirmed_.clear();
   release_waiters(true);
   ++stats_.connect_failures;
-  log_->warn("redis subscriber: {}", reason);
+  if (std::uint64_t left_out = 0; failures_.should_log(left_out)) {
+    log_->warn("redis subscriber: {}{}", reason,
+               left_out == 0 ? std::string() : fmt::format("; {} more failed attempts", left_out));
+  }
   set_health(false, reason);
   schedule_reconnect();
 }
@@ -371,10 +375,9 @@ bool RedisSubscriber::rebuild_if_wedged() {
 
 void RedisSubscriber::set_health(bool healthy, std::string reason) {
   if (healthy == healthy_ && reason == health_reason_) return;
-  const bool changed = healthy != healthy_;
   healthy_ = healthy;
   health_reason_ = std::move(reason);
-  if (changed && on_health_change_) on_health_change_(healthy_, health_reason_);
+  if (on_health_change_) on_health_change_(healthy_, health_reason_);
 }
 
 }  // namespace realtime::detail

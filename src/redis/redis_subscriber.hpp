@@ -57,6 +57,7 @@ struct RedisSubscriberOptions {
 class RedisSubscriber {
  public:
   using MessageHandler = std::function<void(std::string_view channel, std::string_view payload)>;
+  // Called when the health changes, or its reason does (why it is not healthy, for /readyz).
   using HealthHandler = std::function<void(bool healthy, const std::string& reason)>;
   using Clock = std::chrono::steady_clock;
 
@@ -145,6 +146,7 @@ class RedisSubscriber {
   std::shared_ptr<spdlog::logger> log_;
   RedisConnection connection_;
   Backoff backoff_;
+  FailureLog failures_{std::chrono::seconds(5)};  // reconnection warnings
   boost::asio::steady_timer reconnect_timer_;
   boost::asio::steady_timer tick_timer_;
 

@@ -24,6 +24,8 @@
 //   for the pod's first Redis connection instead of being numbered by the pod alone).
 // - a pod started while Redis is down: /healthz 200, /readyz 503 (with a reason in the body) until
 //   Redis answers, then 200 within 10 s of it answering; it serves WebSockets meanwhile.
+// - Redis refusing the pod's password: /readyz 503 names the AUTH failure, and each of the pod's
+//   connections logs its failed attempts once per 5 s, not once per attempt.
 // - Redis restarted empty while both pods stream into a room: once the pods are back, members on
 //   both pods get every message of the new epoch, from its first, once and in order (a pod that was
 //   following the room takes the new history from 1 and reads back what its subscription missed).
@@ -520,6 +522,30 @@ test('pod started while Redis is down: healthz 200, readyz 503 with a reason, re
     throw e;
   } finally {
     closeAll(clients);
+    if (pod) await pod.stop();
+    await redis.stop();
+  }
+});
+
+test('Redis refusing the pod (wrong password): /readyz says why, and each connection warns once per 5 s', { timeout: 30_000 }, async () => {
+  const redis = await startRedis();
+  let pod;
+  try {
+    await redis.cmd('CONFIG', 'SET', 'requirepass', 'right');
+    pod = await startPod({ url: `redis://:wrong@127.0.0.1:${redis.port}` }, { podId: 'authfail', ready: false, args: ['--threads', '2'] });
+    let body = '';
+    await waitFor(async () => {
+      const r = await get(pod, '/readyz');
+      body = r.text;
+      return r.status === 503 && /WRONGPASS|AUTH/.test(body);
+    }, { timeoutMs: 5000, message: () => `readyz naming the AUTH failure (last: ${body})` });
+    // Attempts go on every second at most; the warnings do not: the subscriber, the command
+    // connection and the two threads' connections, once each in the first 5 s.
+    await sleep(3000);
+    const warnings = pod.stderr.split('\n').filter((line) => / warning redis (publisher|subscriber): /.test(line));
+    assert.ok(warnings.length <= 4, `${warnings.length} warnings in 3 s:\n${warnings.join('\n')}`);
+    assert.ok(warnings.length >= 2, 'the failure is logged');
+  } finally {
     if (pod) await pod.stop();
     await redis.stop();
   }
