@@ -156,6 +156,9 @@ void handle_api(HandlerCore& handler, const HttpRequest& request, const Responde
 namespace {
 HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request) {
   const auto path = protocol::split_target(request.target).path;
+  const bool known = path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/" ||
+                     path == "/index.html" || path == "/realtime-client.js";
+  if (!known) return json_error(404, "not found");
   if (!is_read(request.method)) {
     auto response = json_error(405, "method not allowed");
     response.headers.emplace_back("Allow", "GET, HEAD");
@@ -178,7 +181,7 @@ HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request) {
   if (path == "/realtime-client.js") {
     return text(200, std::string(client_js()), "text/javascript; charset=utf-8");
   }
-  return json_error(404, "not found");
+  return json_error(404, "not found");  // (not reached: the paths above are the known ones)
 }
 }  // namespace
 

@@ -288,10 +288,19 @@ ClientDecodeResult decode_client_message(std::string_view json, std::size_t read
     case MessageType::leave: {
       if (!msg.has_room)
         return json_failure<R>(DecodeError::invalid_message, "\"room\" is required");
-      // A join may ask for recovery. A last_id that is not a string (null, say) counts as absent.
+      // A join may ask for recovery. A null last_id counts as absent; a number or an object is a
+      // mistake to tell (taken as absent, it would silently resume nothing).
       std::string_view last_id;
-      if (msg.type == MessageType::join && find_string(obj, "last_id", last_id) == Field::ok) {
-        msg.last_id.emplace(last_id);
+      if (msg.type == MessageType::join) {
+        switch (find_string(obj, "last_id", last_id)) {
+          case Field::absent:
+            break;
+          case Field::wrong_type:
+            return json_failure<R>(DecodeError::invalid_message, "\"last_id\" must be a string");
+          case Field::ok:
+            msg.last_id.emplace(last_id);
+            break;
+        }
       }
       break;
     }

@@ -643,8 +643,12 @@ void WsSession::on_close(std::uint16_t code, std::string_view /*reason*/) {
 }
 
 void WsSession::on_protocol_error(std::uint16_t code, std::string_view why) {
-  handler_->metrics().protocol_closes.fetch_add(1, std::memory_order_relaxed);
-  if (code == close_code::message_too_big) handler_->metrics().drop(DropReason::too_big);
+  // A message over --max-message-bytes is a limit of this server, not a violation of RFC 6455.
+  if (code == close_code::message_too_big) {
+    handler_->metrics().drop(DropReason::too_big);
+  } else {
+    handler_->metrics().protocol_closes.fetch_add(1, std::memory_order_relaxed);
+  }
   start_close(code, why, true);
 }
 

@@ -2,7 +2,8 @@
 // - a token that is present but invalid is refused with 401 before the upgrade, always (also when
 //   --auth-required is off), whether it comes as ?token= or as Authorization: Bearer;
 // - with --auth-required (and a key configured), a socket without any token gets 401;
-// - without --auth-required, a socket without a token is accepted (anonymous);
+// - without --auth-required, a socket without a token is accepted (anonymous); an empty ?token= is
+//   no token (a Bearer header beside it is used);
 // - a token that expires on an open socket: token_expiring, then close 4001 unless refreshed in
 //   band with {"type":"auth"} for the same user (another user's token is forbidden); a token
 //   accepted within the clock-skew leeway after its exp gets the warning and the grace too; an
@@ -44,6 +45,13 @@ test('an invalid token is refused with 401 when a key is configured', () =>
     await expect401(s, clients, `/ws/a?token=${unsigned}`);
     await expect401(s, clients, '/ws/a', { Authorization: `Bearer ${forged}` });
     clients.push(await connect(s, '/ws/a'));
+    // An empty ?token= is no token: anonymous here, and a Bearer header beside it is used.
+    const empty = await connect(s, '/ws/a?token=');
+    clients.push(empty);
+    assert.equal(empty.welcome.data.user_id, empty.welcome.data.connection_id, 'anonymous');
+    const bearer = await connect(s, '/ws/a?token=', { headers: { Authorization: `Bearer ${hs256('integration-secret', { sub: 'ann' })}` } });
+    clients.push(bearer);
+    assert.equal(bearer.welcome.data.user_id, 'ann');
   }));
 
 test('--auth-required: no token -> 401', () =>

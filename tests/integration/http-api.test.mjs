@@ -197,7 +197,13 @@ test('GET /healthz 200, /readyz 200 without Redis, / is HTML', () =>
     assert.match(page.text, /<html|<!doctype html/i);
   }));
 
-test('unknown path -> 404', () =>
+test('unknown path -> 404 for any method; a known one with the wrong method -> 405 with Allow', () =>
   withServer([], async (s) => {
     assert.equal((await get(s, '/no/such/thing')).status, 404);
+    for (const path of ['/no/such/thing', '/api/publish/', '/api/publishx']) {
+      assert.equal((await post(s, path, { room: 'a', text: 'x' })).status, 404, `POST ${path}`);
+    }
+    const r = await post(s, '/metrics', {});
+    assert.equal(r.status, 405);
+    assert.equal(r.headers.get('allow'), 'GET, HEAD');
   }));

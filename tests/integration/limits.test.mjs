@@ -1,6 +1,7 @@
 // Limits:
 // - --max-message-bytes 1024: a ~1000-byte chat passes; a 2000-byte frame closes that socket with 1009,
-//   other clients of the room are unaffected;
+//   other clients of the room are unaffected; realtime_protocol_closes_total counts a reserved
+//   opcode (1002), not the 1009;
 // - --rate-limit 5 --rate-burst 5: a burst of 30 chats delivers at most ~6 to a peer and the sender gets
 //   error rate_limited (socket open); the refused ones count as dropped; a second later sending works;
 // - --max-connections 3: the 4th upgrade gets HTTP 503 "server at capacity"; after one socket closes a
@@ -30,10 +31,20 @@ test('--max-message-bytes 1024: a 2000-byte frame closes the socket with 1009, o
     a.send(okFrame);
     await b.next(chatText(okText), 3000, 'the ~1000-byte chat');
 
+    const protocolCloses = async () => metricSumMatching(await metrics(s), 'realtime_protocol_closes_total');
+    const closes0 = await protocolCloses();
     const bigText = 'x'.repeat(2000);
     a.send({ type: 'chat', data: { text: bigText } });
     const { code } = await a.expectClose(5000);
     assert.equal(code, 1009);
+    // A limit of this server, not an RFC 6455 violation: counted as dropped too_big only.
+    assert.equal(await protocolCloses(), closes0, 'realtime_protocol_closes_total unchanged by 1009');
+    // Control: a frame with a reserved opcode (0x3, masked, empty) is a violation.
+    const d = await connect(s, '/ws/big');
+    clients.push(d);
+    d.ws._socket.write(Buffer.from([0x83, 0x80, 1, 2, 3, 4]));
+    assert.equal((await d.expectClose(5000)).code, 1002);
+    await waitFor(async () => (await protocolCloses()) === closes0 + 1, { message: 'one protocol close counted' });
     // the others keep chatting
     b.send({ type: 'chat', data: { text: 'after big' } });
     await c.next(chatText('after big'));

@@ -1,6 +1,7 @@
 // Origin checks on the WebSocket upgrade:
-// - default (same origin): an Origin equal to http://<Host> is accepted, any other Origin -> 403,
-//   no Origin header (non-browser client) -> accepted;
+// - default (same origin): an Origin equal to http://<Host> or https://<Host> is accepted (host names
+//   without case; ":80" / ":443" written out or not), any other Origin -> 403, no Origin header
+//   (non-browser client) -> accepted;
 // - --allowed-origins http://a.example,http://b.example: exact match only (no prefix, port or scheme
 //   variants), no Origin still accepted;
 // - --allowed-origins '*': any Origin, "null" included.
@@ -37,6 +38,23 @@ test('default: same origin accepted, other origins 403, no Origin accepted', () 
     await expectForbidden(s, clients, 'http://evil.example');
     await expectForbidden(s, clients, `http://127.0.0.1:${s.port + 1 > 65535 ? 1 : s.port + 1}`);
     await expectForbidden(s, clients, 'null');
+  }));
+
+test('default: host names compare without case, and a default port written out is the same origin', () =>
+  withServer([], async (s, clients) => {
+    const attempt = async (host, origin) => {
+      const r = await tryOpen(`${s.url}/ws/o`, { headers: { Host: host, Origin: origin } });
+      if (r.ok) clients.push(r.client);
+      return r.ok ? 101 : r.status;
+    };
+    // A proxy that forwards Host with the port it listens on, or in capitals.
+    assert.equal(await attempt('example.com:80', 'http://example.com'), 101);
+    assert.equal(await attempt('EXAMPLE.com', 'http://example.com'), 101);
+    assert.equal(await attempt('example.com', 'http://Example.COM:80'), 101);
+    assert.equal(await attempt('example.com:443', 'https://example.com'), 101);
+    assert.equal(await attempt('example.com:443', 'http://example.com'), 403);
+    assert.equal(await attempt('example.com:8080', 'http://example.com'), 403);
+    assert.equal(await attempt('example.com:80', 'http://example.com.evil'), 403);
   }));
 
 test('--allowed-origins list: exact match only', () =>

@@ -423,6 +423,7 @@ TEST(JwtVerifierHs256, HeaderIsCheckedStrictly) {
             std::nullopt);
   for (const char* header : {
            R"({"alg":"HS256","typ":"JWS"})",         // not a JWT
+           R"({"alg":"HS256","typ":"at+jwt"})",      // (RFC 9068: libjwt takes only "JWT")
            R"({"alg":"HS256","crit":["exp"]})",      // unknown critical extension
            R"({"alg":"none","alg":"HS256"})",        // duplicate member
            R"({"alg":"HS256","alg":"HS256"})",       // duplicate member

@@ -192,6 +192,10 @@ TEST(ClientMessage, DecodesEachShape) {
   auto null_id = decode_client_message(R"({"type":"join","room":"lobby","last_id":null})");
   ASSERT_EQ(null_id.error, DecodeError::none);
   EXPECT_FALSE(null_id.message.last_id.has_value());
+  for (const char* wrong : {R"({"type":"join","room":"lobby","last_id":5})",
+                            R"({"type":"join","room":"lobby","last_id":{}})"}) {
+    EXPECT_EQ(decode_client_message(wrong).error, DecodeError::invalid_message) << wrong;
+  }
   auto leave = decode_client_message(R"({"type":"leave","room":"lobby"})");
   ASSERT_EQ(leave.error, DecodeError::none);
   EXPECT_EQ(leave.message.type, MessageType::leave);
