@@ -74,10 +74,12 @@ class Broadcaster {
     return false;
   }
 
-  // Presence. The hub calls these when a user's first socket on this pod joins a room, its last
-  // leaves, or the user sets a status; the broadcaster decides whether the user is new (or gone)
-  // for the whole cluster and publishes the presence message then. Single pod: the pod is the
-  // cluster.
+  // Presence. A user's status in a room is derived from its sockets there (online while any of
+  // them is online, away when all are). The session calls these when that status on this pod
+  // changes: online on the user's first socket here, offline when its last one leaves, or another
+  // status (the last online socket turned away or left while away ones remain, or one turned back
+  // or joined online). The broadcaster derives the cluster's status of the user from every pod's
+  // and publishes a presence message when that changes. Single pod: the pod is the cluster.
   virtual void user_joined(const std::string& room, const std::string& user_id) {
     publish(presence_message(room, {PresenceStatus::online, user_id}));
   }

@@ -526,7 +526,7 @@ void HubCore::gap_repaired(const std::string& room, bool answered) {
 
 HubCore::JoinResult HubCore::join(const std::string& room, const std::string& user,
                                   WsSession& session, const std::optional<std::string>& last_id,
-                                  bool buffer_live) {
+                                  bool buffer_live, PresenceStatus status) {
   Shard& shard = session.shard();
   JoinResult result;
   registry_.with_room(room, [&](RoomState& state) {
@@ -560,8 +560,11 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
     ++state.shard_members[shard.index()];
     UserPresence& presence = state.users[user];
     result.user_first = presence.sockets == 0;
-    if (result.user_first) presence.status = PresenceStatus::online;
+    const PresenceStatus before = result.user_first ? PresenceStatus::online : presence.status();
     ++presence.sockets;
+    if (status == PresenceStatus::away) ++presence.away;
+    result.user_status = presence.status();
+    result.status_changed = result.user_status != before;
     shard.join_local(room, &session, min_seq, buffer_live);
   });
   if (result.room_first) {
@@ -573,7 +576,7 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
 }
 
 HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& user,
-                                    WsSession& session) {
+                                    WsSession& session, PresenceStatus status) {
   Shard& shard = session.shard();
   LeaveResult result;
   registry_.with_room(room, [&](RoomState& state) {
@@ -583,10 +586,17 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
     result.room_last = state.members == 0;
     state.last_used = std::chrono::steady_clock::now();
     auto it = state.users.find(user);
-    if (it != state.users.end() && --it->second.sockets == 0) {
+    if (it == state.users.end()) return;
+    UserPresence& presence = it->second;
+    const PresenceStatus before = presence.status();
+    if (status == PresenceStatus::away && presence.away > 0) --presence.away;
+    if (--presence.sockets == 0) {
       state.users.erase(it);
       result.user_last = true;
+      return;
     }
+    result.user_status = presence.status();
+    result.status_changed = result.user_status != before;
   });
   if (result.room_last) {
     metrics_.rooms.fetch_sub(1, std::memory_order_relaxed);
@@ -600,12 +610,21 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
   return result;
 }
 
-bool HubCore::set_status(const std::string& room, const std::string& user, PresenceStatus status) {
-  return registry_.with_room(room, [&](RoomState& state) {
-    auto it = state.users.find(user);
-    if (it == state.users.end() || it->second.status == status) return false;
-    it->second.status = status;
-    return true;
+std::optional<PresenceStatus> HubCore::set_status(const std::string& room, const std::string& user,
+                                                  PresenceStatus from, PresenceStatus to) {
+  return registry_.with_existing_room(room, [&](RoomState* state) -> std::optional<PresenceStatus> {
+    if (state == nullptr || from == to) return std::nullopt;
+    auto it = state->users.find(user);
+    if (it == state->users.end()) return std::nullopt;
+    UserPresence& presence = it->second;
+    const PresenceStatus before = presence.status();
+    if (to == PresenceStatus::away) {
+      if (presence.away < presence.sockets) ++presence.away;
+    } else if (presence.away > 0) {
+      --presence.away;
+    }
+    if (presence.status() == before) return std::nullopt;
+    return presence.status();
   });
 }
 
@@ -623,7 +642,7 @@ std::vector<PresenceEntry> HubCore::presence(std::string_view room) const {
   std::vector<PresenceEntry> out;
   registry_.find_room(room, [&](const RoomState* state) {
     if (state == nullptr) return;
-    for (const auto& [user, presence] : state->users) out.push_back({user, presence.status});
+    for (const auto& [user, presence] : state->users) out.push_back({user, presence.status()});
   });
   std::sort(out.begin(), out.end(),
             [](const PresenceEntry& a, const PresenceEntry& b) { return a.user_id < b.user_id; });
@@ -641,7 +660,8 @@ std::vector<HubCore::RoomSnapshot> HubCore::snapshot() const {
   registry_.for_each_room([&](const std::string& name, const RoomState& state) {
     if (state.members == 0) return;
     RoomSnapshot room{name, state.members, {}};
-    for (const auto& [user, presence] : state.users) room.users.push_back({user, presence.status});
+    for (const auto& [user, presence] : state.users)
+      room.users.push_back({user, presence.status()});
     out.push_back(std::move(room));
   });
   return out;

@@ -126,6 +126,11 @@ class HubCore {
 
   struct JoinResult {
     bool user_first = false;  // the user's first socket in the room on this pod
+    // The user's status in the room on this pod after the join (derived from its sockets here),
+    // and whether it changed: from online (a first socket that is away: announced online, then
+    // away) or, for a user already here, from what it was (an online socket joins away ones).
+    PresenceStatus user_status = PresenceStatus::online;
+    bool status_changed = false;
     bool room_first = false;  // the room's first member on this pod
     bool recovered = false;   // last_id was given and everything after it was replayed
     std::size_t replayed = 0;
@@ -136,16 +141,25 @@ class HubCore {
   // Adds session to room (and replays history after last_id into its queue, atomically with the
   // join, so nothing is missed or doubled between replay and live traffic). On the session's
   // thread. buffer_live: the member's live frames go to WsSession::buffer_live() until the shard is
-  // told otherwise (recovery from a shared history under way).
+  // told otherwise (recovery from a shared history under way). status: the socket's own status.
   JoinResult join(const std::string& room, const std::string& user, WsSession& session,
-                  const std::optional<std::string>& last_id, bool buffer_live = false);
+                  const std::optional<std::string>& last_id, bool buffer_live = false,
+                  PresenceStatus status = PresenceStatus::online);
   struct LeaveResult {
     bool user_last = false;
     bool room_last = false;
+    // Not the last: the user's status on this pod after the leave, and whether it changed (the
+    // last online socket left while away ones remain).
+    PresenceStatus user_status = PresenceStatus::online;
+    bool status_changed = false;
   };
-  LeaveResult leave(const std::string& room, const std::string& user, WsSession& session);
-  // Sets the user's status in the room; true when it changed.
-  bool set_status(const std::string& room, const std::string& user, PresenceStatus status);
+  // status: the leaving socket's own status.
+  LeaveResult leave(const std::string& room, const std::string& user, WsSession& session,
+                    PresenceStatus status = PresenceStatus::online);
+  // One socket of the user in the room changed its status from `from` to `to`: the user's status
+  // on this pod (derived from all its sockets here) when that changed, else nullopt.
+  std::optional<PresenceStatus> set_status(const std::string& room, const std::string& user,
+                                           PresenceStatus from, PresenceStatus to);
 
   std::vector<RoomCount> rooms() const;
   std::vector<PresenceEntry> presence(std::string_view room) const;

@@ -21,9 +21,14 @@
 
 namespace realtime::detail {
 
+// A user's sockets in a room on this pod. Each socket keeps its own status; the user's status on
+// the pod is derived from them: online while any socket is online, away when all of them are.
 struct UserPresence {
   std::uint32_t sockets = 0;  // this user's sockets in the room, all shards
-  PresenceStatus status = PresenceStatus::online;
+  std::uint32_t away = 0;     // how many of them are away
+  PresenceStatus status() const noexcept {
+    return away < sockets ? PresenceStatus::online : PresenceStatus::away;
+  }
 };
 
 // The last messages of a room, oldest first: a ring over a vector that takes its memory on the

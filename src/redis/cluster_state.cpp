@@ -9,73 +9,87 @@ namespace {
 constexpr std::string_view kPods = "realtime:pods";
 constexpr std::string_view kPresencePrefix = "realtime:presence:";
 
-// KEYS[1] presence hash, KEYS[2] pods set, KEYS[3] this pod's prooms set; ARGV pod, user, room.
-// Returns {first (1/0), status}: first when no other pod has the user in the room; a user who is
-// already there keeps the status the other pods hold.
-constexpr std::string_view kJoinScript = R"lua(
-local status, first = 'online', 1
-for _, p in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if p ~= ARGV[1] then
-    local s = redis.call('HGET', KEYS[1], p .. '|' .. ARGV[2])
-    if s then first = 0; status = s; break end
+// A user's status in a room for the whole cluster, derived from the pods' entries
+// (`{pod}|{user}` -> that pod's status of the user, itself derived from the user's sockets there):
+// online when any pod has it online, away when every pod that has it has it away, offline when none
+// has it. Lua functions the scripts below start with: pods_with(pods_key, pod) lists the live pods
+// and `pod` (whose lease may be gone), aggregate(key, pods, user) the user's status in a room.
+constexpr std::string_view kAggregateLua = R"lua(
+local function pods_with(pods_key, pod)
+  local pods = redis.call('SMEMBERS', pods_key)
+  for _, p in ipairs(pods) do if p == pod then return pods end end
+  table.insert(pods, pod)
+  return pods
+end
+local function aggregate(key, pods, user)
+  local status = 'offline'
+  for _, p in ipairs(pods) do
+    local s = redis.call('HGET', key, p .. '|' .. user)
+    if s == 'online' then return 'online' end
+    if s then status = 'away' end
   end
+  return status
 end
-redis.call('HSET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], status)
-redis.call('SADD', KEYS[3], ARGV[3])
-return {first, status}
 )lua";
 
-// KEYS[1] presence hash, KEYS[2] pods set; ARGV pod, user. Returns 1 when no other pod has the
-// user.
-constexpr std::string_view kLeaveScript = R"lua(
-redis.call('HDEL', KEYS[1], ARGV[1] .. '|' .. ARGV[2])
-for _, p in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if p ~= ARGV[1] and redis.call('HEXISTS', KEYS[1], p .. '|' .. ARGV[2]) == 1 then return 0 end
+// KEYS[1] presence hash, KEYS[2] pods set, KEYS[3] this pod's prooms set; ARGV pod, user, room,
+// status: this pod's status of the user in the room ('online' or 'away'; '' when the pod no longer
+// has the user there). Returns {before, after}, the cluster's status of the user around the change:
+// atomic, so pods changing the same user at once each see the other's change, and each change of
+// the cluster's status is reported once.
+constexpr std::string_view kSetLua = R"lua(
+local pods = pods_with(KEYS[2], ARGV[1])
+local before = aggregate(KEYS[1], pods, ARGV[2])
+local field = ARGV[1] .. '|' .. ARGV[2]
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[1], field)
+else
+  redis.call('HSET', KEYS[1], field, ARGV[4])
+  redis.call('SADD', KEYS[3], ARGV[3])
 end
-return 1
-)lua";
-
-// KEYS[1] presence hash, KEYS[2] pods set; ARGV pod, user, status: the status of the user on every
-// pod.
-constexpr std::string_view kStatusScript = R"lua(
-local pods = redis.call('SMEMBERS', KEYS[2])
-table.insert(pods, ARGV[1])
-for _, p in ipairs(pods) do
-  local field = p .. '|' .. ARGV[2]
-  if redis.call('HEXISTS', KEYS[1], field) == 1 then redis.call('HSET', KEYS[1], field, ARGV[3]) end
-end
-return 1
+return {before, aggregate(KEYS[1], pods, ARGV[2])}
 )lua";
 
 // KEYS[1] pods set; ARGV pod, force. Removes a pod whose lease is gone (or any, when force is '1'),
-// returning {room, user, ...} of the users nobody else has in those rooms any more. Atomic, so of
-// several pods sweeping at once exactly one gets the list.
-constexpr std::string_view kRemovePodScript = R"lua(
+// returning {room, user, status, ...} for each user whose status in the cluster this changes (to
+// offline, or to what the other pods still have). Atomic, so of several pods sweeping at once
+// exactly one gets the list.
+constexpr std::string_view kRemovePodLua = R"lua(
 local pod = ARGV[1]
 local base = 'realtime:pod:' .. pod
 if ARGV[2] ~= '1' and redis.call('EXISTS', base) == 1 then return {} end
-local gone = {}
+local changed = {}
 local prefix = pod .. '|'
-local others = redis.call('SMEMBERS', KEYS[1])
+local pods = pods_with(KEYS[1], pod)
 for _, room in ipairs(redis.call('SMEMBERS', base .. ':prooms')) do
   local key = 'realtime:presence:' .. room
   for _, f in ipairs(redis.call('HKEYS', key)) do
     if string.sub(f, 1, #prefix) == prefix then
-      redis.call('HDEL', key, f)
       local user = string.sub(f, #prefix + 1)
-      local still = false
-      for _, p in ipairs(others) do
-        if p ~= pod and redis.call('HEXISTS', key, p .. '|' .. user) == 1 then still = true; break end
+      local before = aggregate(key, pods, user)
+      redis.call('HDEL', key, f)
+      local after = aggregate(key, pods, user)
+      if after ~= before then
+        table.insert(changed, room); table.insert(changed, user); table.insert(changed, after)
       end
-      if not still then table.insert(gone, room); table.insert(gone, user) end
     end
   end
 end
 redis.call('DEL', base .. ':rooms', base .. ':prooms')
 if ARGV[2] == '1' then redis.call('DEL', base) end
 redis.call('SREM', KEYS[1], pod)
-return gone
+return changed
 )lua";
+
+const std::string& set_script() {
+  static const std::string script = std::string(kAggregateLua) + std::string(kSetLua);
+  return script;
+}
+
+const std::string& remove_pod_script() {
+  static const std::string script = std::string(kAggregateLua) + std::string(kRemovePodLua);
+  return script;
+}
 
 // KEYS[1] pods set; ARGV this pod. {room, members, ...} summed over the other pods.
 constexpr std::string_view kRoomsScript = R"lua(
@@ -117,7 +131,7 @@ void ClusterState::on_connected() {
   if (stopped_) return;
   // Our previous part may be stale (Redis kept it through a network cut) or gone (Redis restarted
   // empty): drop it without events and write it again from the hub.
-  redis_.command({"EVAL", std::string(kRemovePodScript), "1", std::string(kPods), pod_, "1"},
+  redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1"},
                  [](std::error_code, const RedisReply&) {});
   redis_.command({"SET", pod_key(""), "1", "PX", std::to_string(kLeaseTtl.count())},
                  [](std::error_code, const RedisReply&) {});
@@ -167,13 +181,10 @@ void ClusterState::renew_lease() {
 
 void ClusterState::sweep(const std::vector<std::string>& pods) {
   for (const std::string& pod : pods) {
-    redis_.command({"EVAL", std::string(kRemovePodScript), "1", std::string(kPods), pod, "0"},
+    redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod, "0"},
                    [this, pod](std::error_code ec, const RedisReply& reply) {
-                     if (ec || stopped_ || reply.elements.empty()) return;
-                     for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-                       publish_presence_(reply.elements[i].str, reply.elements[i + 1].str,
-                                         PresenceStatus::offline);
-                     }
+                     if (ec || stopped_) return;
+                     publish_changes(reply);
                    });
   }
 }
@@ -183,17 +194,11 @@ void ClusterState::leave_cluster(const std::function<void()>& done) {
     done();
     return;
   }
-  auto ec =
-      redis_.command({"EVAL", std::string(kRemovePodScript), "1", std::string(kPods), pod_, "1"},
-                     [this, done](std::error_code error, const RedisReply& reply) {
-                       if (!error) {
-                         for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-                           publish_presence_(reply.elements[i].str, reply.elements[i + 1].str,
-                                             PresenceStatus::offline);
-                         }
-                       }
-                       done();
-                     });
+  auto ec = redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1"},
+                           [this, done](std::error_code error, const RedisReply& reply) {
+                             if (!error) publish_changes(reply);
+                             done();
+                           });
   if (ec) done();
 }
 
@@ -203,45 +208,46 @@ void ClusterState::stop() {
   count_timer_.cancel();
 }
 
+void ClusterState::publish_changes(const RedisReply& reply) {
+  for (std::size_t i = 0; i + 2 < reply.elements.size(); i += 3) {
+    publish_presence_(
+        reply.elements[i].str, reply.elements[i + 1].str,
+        parse_presence_status(reply.elements[i + 2].str).value_or(PresenceStatus::offline));
+  }
+}
+
 void ClusterState::user_joined(const std::string& room, const std::string& user) {
-  std::string key(kPresencePrefix);
-  key += room;
-  auto ec = redis_.command({"EVAL", std::string(kJoinScript), "3", key, std::string(kPods),
-                            pod_key(":prooms"), pod_, user, room},
-                           [this, room, user](std::error_code error, const RedisReply& reply) {
-                             // Without Redis the pod cannot know about the others: it announces
-                             // what it knows.
-                             const bool first =
-                                 error || reply.elements.empty() || reply.elements[0].integer == 1;
-                             if (first) publish_presence_(room, user, PresenceStatus::online);
-                           });
-  if (ec) publish_presence_(room, user, PresenceStatus::online);
+  set_pod_status(room, user, PresenceStatus::online);
 }
 
 void ClusterState::user_left(const std::string& room, const std::string& user) {
-  std::string key(kPresencePrefix);
-  key += room;
-  auto ec =
-      redis_.command({"EVAL", std::string(kLeaveScript), "2", key, std::string(kPods), pod_, user},
-                     [this, room, user](std::error_code error, const RedisReply& reply) {
-                       if (error || reply.integer == 1) {
-                         publish_presence_(room, user, PresenceStatus::offline);
-                       }
-                     });
-  if (ec) publish_presence_(room, user, PresenceStatus::offline);
+  set_pod_status(room, user, PresenceStatus::offline);
 }
 
 void ClusterState::status_changed(const std::string& room, const std::string& user,
                                   PresenceStatus status) {
+  set_pod_status(room, user, status);
+}
+
+void ClusterState::set_pod_status(const std::string& room, const std::string& user,
+                                  PresenceStatus status) {
   std::string key(kPresencePrefix);
   key += room;
-  // Announced once the script has run, like a join: a status set right after a join (a socket that
-  // was away before joining) then follows the join's "online" rather than overtaking it.
-  auto ec = redis_.command({"EVAL", std::string(kStatusScript), "2", key, std::string(kPods), pod_,
-                            user, status_text(status)},
-                           [this, room, user, status](std::error_code, const RedisReply&) {
-                             publish_presence_(room, user, status);
-                           });
+  // Announced once the script has run: a status set right after a join (a socket that was away
+  // before joining) then follows the join's "online" rather than overtaking it. Without Redis the
+  // pod cannot know about the others: it announces what it knows.
+  auto ec = redis_.command(
+      {"EVAL", set_script(), "3", key, std::string(kPods), pod_key(":prooms"), pod_, user, room,
+       status == PresenceStatus::offline ? std::string() : status_text(status)},
+      [this, room, user, status](std::error_code error, const RedisReply& reply) {
+        if (error || reply.elements.size() < 2) {
+          publish_presence_(room, user, status);
+          return;
+        }
+        const auto before = parse_presence_status(reply.elements[0].str);
+        const auto after = parse_presence_status(reply.elements[1].str);
+        if (after && before != after) publish_presence_(room, user, *after);
+      });
   if (ec) publish_presence_(room, user, status);
 }
 
@@ -309,9 +315,11 @@ void ClusterState::query_presence(const std::string& room,
             const auto bar = field.find('|');
             if (bar == std::string::npos) continue;
             const std::string user = field.substr(bar + 1);
-            if (users.contains(user)) continue;
-            users[user] =
+            // Online on any pod is online; away on all of them is away (as in kAggregateLua).
+            const auto status =
                 parse_presence_status(reply.elements[i + 1].str).value_or(PresenceStatus::online);
+            auto [it, added] = users.emplace(user, status);
+            if (!added && status == PresenceStatus::online) it->second = status;
           }
         }
         std::vector<PresenceEntry> out;

@@ -5,10 +5,13 @@
 //   realtime:pod:{pod}                 STRING the pod's lease (PX kLeaseTtl, renewed every
 //   kLeaseRenew) realtime:pod:{pod}:rooms           HASH  room -> members on that pod
 //   realtime:pod:{pod}:prooms          SET   rooms where the pod holds presence entries
-//   realtime:presence:{room}           HASH  "{pod}|{user}" -> status
-// Lua scripts make "first socket of the user in the cluster" and "last one" atomic decisions. Every
-// pod sweeps: a pod whose lease expired is removed by whichever pod gets there first, and that pod
-// publishes the offline presence of the dead pod's users.
+//   realtime:presence:{room}           HASH  "{pod}|{user}" -> the user's status on that pod
+//                                             (online if any of its sockets there is, else away)
+// A user's status in the cluster is derived from every pod's entry (online if any is online, else
+// away; offline without any); Lua scripts change a pod's entry and compute that status before and
+// after atomically, so each change of it is announced once, by the pod that made it. Every pod
+// sweeps: a pod whose lease expired is removed by whichever pod gets there first, and that pod
+// publishes the presence its removal changed (offline, or the status other pods still hold).
 //
 // Owned by RedisBroadcasterCore; runs on its Redis thread only.
 #pragma once
@@ -49,6 +52,9 @@ class ClusterState {
   void leave_cluster(const std::function<void()>& done);
   void stop();
 
+  // The user's status on this pod in `room` (derived from its sockets here) became online on its
+  // first socket, offline on its last, or `status`. Each writes this pod's entry and announces the
+  // user's status in the cluster (derived from every pod's entry) when that changed.
   void user_joined(const std::string& room, const std::string& user);
   void user_left(const std::string& room, const std::string& user);
   void status_changed(const std::string& room, const std::string& user, PresenceStatus status);
@@ -60,6 +66,10 @@ class ClusterState {
                       const std::function<void(std::vector<PresenceEntry>)>& done);
 
  private:
+  // Writes this pod's entry (offline: removes it) and publishes the cluster's change, if any.
+  void set_pod_status(const std::string& room, const std::string& user, PresenceStatus status);
+  // Publishes the {room, user, status, ...} changes a pod's removal reported.
+  void publish_changes(const RedisReply& reply);
   void schedule_lease();
   void renew_lease();
   void sweep(const std::vector<std::string>& pods);

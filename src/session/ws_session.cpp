@@ -457,7 +457,7 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
   Broadcaster& broadcaster = handler_->broadcaster();
   if (last_id && broadcaster.shared_history()) {
     // Join now with live frames kept aside, fetch the shared history, then replay and go live.
-    const auto result = handler_->core().join(room, user_id_, *this, std::nullopt, true);
+    const auto result = handler_->core().join(room, user_id_, *this, std::nullopt, true, status_);
     recovering_.push_back({room, {}, 0});
     broadcaster.fetch_history(room, *last_id,
                               [weak = weak_from_this(), room, last_id = *last_id,
@@ -469,11 +469,11 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
                                         self->finish_recovery(room, last_id, history);
                                     });
                               });
-    if (result.user_first) broadcaster.user_joined(room, user_id_);
-    if (status_ != PresenceStatus::online) apply_status(room);
+    announce_join(room, result.user_first,
+                  result.status_changed ? std::optional(result.user_status) : std::nullopt);
     return;
   }
-  const auto result = handler_->core().join(room, user_id_, *this, last_id);
+  const auto result = handler_->core().join(room, user_id_, *this, last_id, false, status_);
   // Here a last_id is served by this pod's own history (see above); without one the join is
   // announced, with the room's position: from this pod's history now, or from the shared one
   // once the pod receives the room.
@@ -492,9 +492,26 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
       welcome.reset();
     }
   }
-  if (result.user_first) broadcaster.user_joined(room, user_id_);
-  if (status_ != PresenceStatus::online) apply_status(room);
+  announce_join(room, result.user_first,
+                result.status_changed ? std::optional(result.user_status) : std::nullopt);
   hold_until_subscribed(room, std::move(welcome));
+}
+
+void WsSession::announce_join(const std::string& room, bool user_first,
+                              std::optional<PresenceStatus> changed) {
+  Broadcaster& broadcaster = handler_->broadcaster();
+  if (user_first) broadcaster.user_joined(room, user_id_);
+  if (changed) broadcaster.status_changed(room, user_id_, *changed);
+}
+
+void WsSession::announce_leave(const std::string& room, bool user_last,
+                               std::optional<PresenceStatus> changed) {
+  Broadcaster& broadcaster = handler_->broadcaster();
+  if (user_last) {
+    broadcaster.user_left(room, user_id_);
+  } else if (changed) {
+    broadcaster.status_changed(room, user_id_, *changed);
+  }
 }
 
 void WsSession::send_recovered(const std::string& room, bool recovered, std::size_t replayed,
@@ -578,18 +595,18 @@ void WsSession::handle_leave(const std::string& room) {
   }
   rooms_.erase(it);
   std::erase_if(recovering_, [&](const Recovery& r) { return r.room == room; });
-  const auto result = handler_->core().leave(room, user_id_, *this);
-  if (result.user_last) handler_->broadcaster().user_left(room, user_id_);
+  const auto result = handler_->core().leave(room, user_id_, *this, status_);
+  announce_leave(room, result.user_last,
+                 result.status_changed ? std::optional(result.user_status) : std::nullopt);
 }
 
 void WsSession::handle_presence(PresenceStatus status) {
+  const PresenceStatus before = status_;
   status_ = status;
-  for (const std::string& room : rooms_) apply_status(room);
-}
-
-void WsSession::apply_status(const std::string& room) {
-  if (handler_->core().set_status(room, user_id_, status_)) {
-    handler_->broadcaster().status_changed(room, user_id_, status_);
+  if (before == status) return;
+  for (const std::string& room : rooms_) {
+    if (const auto user_status = handler_->core().set_status(room, user_id_, before, status))
+      handler_->broadcaster().status_changed(room, user_id_, *user_status);
   }
 }
 
@@ -724,8 +741,9 @@ void WsSession::detach() {
   rooms.swap(rooms_);
   recovering_.clear();
   for (const std::string& room : rooms) {
-    const auto result = core.leave(room, user_id_, *this);
-    if (result.user_last) handler_->broadcaster().user_left(room, user_id_);
+    const auto result = core.leave(room, user_id_, *this, status_);
+    announce_leave(room, result.user_last,
+                   result.status_changed ? std::optional(result.user_status) : std::nullopt);
   }
   shard_.remove_user(this);
   core.remove_user_socket(user_id_);

@@ -119,9 +119,14 @@ class WsSession final : public Connection,
                    std::unique_ptr<Announcement> welcome = nullptr);
   void handle_leave(const std::string& room);
   void handle_presence(PresenceStatus status);
-  // Sets status_ in `room` and announces it if it changed there. After a join too: a socket that
-  // set "away" brings it to the rooms it joins afterwards.
-  void apply_status(const std::string& room);
+  // Tells the broadcaster what a join or leave of this socket did to its user's status in `room`
+  // on this pod (derived from the user's sockets here): first socket (online), last (offline), or
+  // `changed`, the new status. A socket that set "away" brings it to the rooms it joins later: a
+  // first socket is announced online, then away.
+  void announce_join(const std::string& room, bool user_first,
+                     std::optional<PresenceStatus> changed);
+  void announce_leave(const std::string& room, bool user_last,
+                      std::optional<PresenceStatus> changed);
   void handle_auth(const std::string& token);
   bool in_room(const std::string& room) const;
   // The shared history answered for `room`: replay, `recovered`, then the live frames kept
@@ -177,7 +182,8 @@ class WsSession final : public Connection,
   // while one is pending (start(), handle_join()).
   std::uint8_t holds_ = 0;
   bool close_after_flush_ = false;
-  // The status this socket last set: it also holds in the rooms the socket joins afterwards.
+  // The status this socket last set: it also holds in the rooms the socket joins afterwards. The
+  // hub counts it in each room of the socket (HubCore::join, leave, set_status).
   PresenceStatus status_ = PresenceStatus::online;
   std::uint32_t replay_allowance_ = 0;  // see enqueue_replay()
 

@@ -7,7 +7,11 @@
 // - GET /api/rooms on every pod counts the members of every pod, and forgets the room once empty;
 // - one user (same JWT subject) with sockets on pods A and B: members on pod C get one `online`,
 //   nothing when the first socket closes, and one `offline` when the last one does;
-// - a socket that set "away" while in no room, then joins one, is announced online, then away.
+// - a socket that set "away" while in no room, then joins one, is announced online, then away;
+// - one user with a tab on pod A and one on pod B: its status is derived from both (online while
+//   either is online, away when both are), announced at each change only, and the same in GET
+//   /api/rooms/{room}/presence on every pod; the online tab leaving while the other is away makes
+//   the user away (announced), the away tab leaving keeps it online.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -161,4 +165,84 @@ test('one user with sockets on two pods: one online, one offline, for members on
   assert.equal(watcher.seen(presenceOf(user, 'online')).length, 1, `online events for ${user}: ${JSON.stringify(watcher.seen(presenceOf(user)))}`);
   assert.equal(watcher.seen(presenceOf(user, 'offline')).length, 1, `offline events for ${user}: ${JSON.stringify(watcher.seen(presenceOf(user)))}`);
   closeAll([watcher, helperA]);
+});
+
+// A user's status in a room is derived from all its sockets there, on every pod: online while any
+// is online, away when all are, offline when none is left; an event exactly when that changes, and
+// GET /api/rooms/{room}/presence gives the same status on every pod.
+async function tabsFixture(room, user) {
+  const [c, d] = pods;
+  const token = hs256({ sub: user }, SECRET);
+  const wC = await member(c, `/ws/${room}`);
+  const wD = await member(d, `/ws/${room}`);
+  const tab1 = await member(c, `/ws/${room}?token=${token}`);
+  await wC.next(presenceOf(user, 'online'), 5000, `presence online of ${user} at pod C`);
+  await wD.next(presenceOf(user, 'online'), 5000, `presence online of ${user} at pod D`);
+  const tab2 = await member(d, `/ws/${room}?token=${token}`);
+  const field = (pod) => redis.cmd('HGET', `realtime:presence:${room}`, `${pod.podId}|${user}`);
+  // Pod D's own entry of the user: what it derived from its sockets (the pods' state in Redis).
+  const podDEntry = (want) =>
+    waitFor(async () => (await field(d)) === want, { timeoutMs: 5000, message: `pod D's entry of ${user} in ${room}: ${want}` });
+  await podDEntry('online');
+  // Both pods' GET agree on the user's status.
+  const agreed = async (want, what) => {
+    let got;
+    await waitFor(
+      async () => {
+        got = await Promise.all(pods.map(async (p) => (await presenceList(p, room)).find((u) => u.user_id === user)?.status ?? 'offline'));
+        return got.every((s) => s === want);
+      },
+      { timeoutMs: 5000, message: () => `${what}: ${user} ${want} on every pod (got ${JSON.stringify(got)})` },
+    );
+  };
+  const events = (w) => w.seen(presenceOf(user)).map((m) => m.data.status);
+  return { c, d, wC, wD, tab1, tab2, podDEntry, agreed, events };
+}
+
+test('one user, a tab on each pod, one of them away: online on every pod; the away tab leaving keeps it online', async () => {
+  const user = `erin-${Date.now()}`;
+  const room = 'pres-tabs-away';
+  const { wC, wD, tab1, tab2, podDEntry, agreed, events } = await tabsFixture(room, user);
+  tab2.send({ type: 'presence', data: { status: 'away' } });
+  await podDEntry('away');
+  await agreed('online', 'tab 2 (pod D) away, tab 1 (pod C) online');
+  // The online tab turns away too: away, announced; back online: announced.
+  tab1.send({ type: 'presence', data: { status: 'away' } });
+  await wC.next(presenceOf(user, 'away'), 5000, 'presence away at pod C once every tab is away');
+  await wD.next(presenceOf(user, 'away'), 5000, 'presence away at pod D once every tab is away');
+  await agreed('away', 'both tabs away');
+  tab1.send({ type: 'presence', data: { status: 'online' } });
+  await wC.next(presenceOf(user, 'online'), 5000, 'presence online at pod C when tab 1 is back');
+  await wD.next(presenceOf(user, 'online'), 5000, 'presence online at pod D when tab 1 is back');
+  await agreed('online', 'tab 1 back online');
+  // The away tab leaves: the user stays online (it never stopped being online: no event).
+  tab2.close();
+  await podDEntry(null);
+  await agreed('online', 'the away tab left');
+  await Promise.all([wC.roundTrip(), wD.roundTrip()]);
+  for (const w of [wC, wD]) assert.deepEqual(events(w), ['online', 'away', 'online'], `events at ${w.pod.podId}`);
+  tab1.close();
+  await wC.next(presenceOf(user, 'offline'), 5000, 'presence offline at pod C after the last tab');
+  await wD.next(presenceOf(user, 'offline'), 5000, 'presence offline at pod D after the last tab');
+  await agreed('offline', 'every tab closed');
+});
+
+test('one user, a tab on each pod: the online tab leaving while the other is away makes the user away, announced', async () => {
+  const user = `erin-${Date.now()}`;
+  const room = 'pres-tabs-left';
+  const { wC, wD, tab1, tab2, podDEntry, agreed, events } = await tabsFixture(room, user);
+  tab2.send({ type: 'presence', data: { status: 'away' } });
+  await podDEntry('away');
+  await agreed('online', 'tab 2 (pod D) away, tab 1 (pod C) online');
+  await Promise.all([wC.roundTrip(), wD.roundTrip()]);
+  for (const w of [wC, wD]) assert.deepEqual(events(w), ['online'], `no event while tab 1 is online, at ${w.pod.podId}`);
+  tab1.close();
+  await wC.next(presenceOf(user, 'away'), 5000, 'presence away at pod C when the online tab left');
+  await wD.next(presenceOf(user, 'away'), 5000, 'presence away at pod D when the online tab left');
+  await agreed('away', 'the online tab left, the away one stays');
+  tab2.close();
+  await wC.next(presenceOf(user, 'offline'), 5000, 'presence offline at pod C after the last tab');
+  await wD.next(presenceOf(user, 'offline'), 5000, 'presence offline at pod D after the last tab');
+  await agreed('offline', 'every tab closed');
+  for (const w of [wC, wD]) assert.deepEqual(events(w), ['online', 'away', 'offline'], `events at ${w.pod.podId}`);
 });

@@ -5,13 +5,16 @@
 // - {"type":"presence","data":{"status":"away"}} -> room members get presence away for the sender;
 //   an invalid status -> error invalid_message, socket open; a status set before a join holds in the
 //   room joined (online, then away);
-// - GET /api/rooms/{room}/presence -> {"room", "users": [{"user_id", "status"}]}; bad room -> 400.
+// - GET /api/rooms/{room}/presence -> {"room", "users": [{"user_id", "status"}]}; bad room -> 400;
+// - one user (JWT) with two tabs: online while either tab is online, away when both are, an event
+//   only when that changes (the online tab leaving while the other is away: away).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, sleep, waitFor, TS_RE } from './lib/client.mjs';
 import { get } from '../support/node/http.mjs';
+import { createHmac } from 'node:crypto';
 
 after(killAll);
 
@@ -149,4 +152,57 @@ test('GET /api/rooms/{room}/presence lists users with their status; bad room -> 
       const bad = await get(s, p);
       assert.equal(bad.status, 400, `${p.slice(0, 40)} -> ${bad.status}`);
     }
+  }));
+
+function hs256(secret, claims) {
+  const b64 = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims })}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+async function statusOf(s, room, user) {
+  const r = await get(s, `/api/rooms/${room}/presence`);
+  return r.json?.users?.find((u) => u.user_id === user)?.status ?? 'offline';
+}
+
+test('a user with several tabs: online while any tab is online, away when all are, an event at each change', () =>
+  withServer(['--jwt-secret', 'tabs-secret'], async (s, clients) => {
+    const room = 'tabs';
+    const token = hs256('tabs-secret', { sub: 'erin' });
+    const watcher = await connect(s, `/ws/${room}`);
+    const tab1 = await connect(s, `/ws/${room}?token=${token}`);
+    const tab2 = await connect(s, `/ws/${room}?token=${token}`);
+    clients.push(watcher, tab1, tab2);
+    await watcher.next(presenceOf('erin', 'online'), 3000, 'presence online for erin');
+    const events = () => watcher.seen(presenceOf('erin')).map((m) => m.data.status);
+
+    // One tab away, the other online: erin stays online, and nothing is announced.
+    tab2.send({ type: 'presence', data: { status: 'away' } });
+    await tab2.roundTrip();
+    await watcher.roundTrip();
+    assert.equal(await statusOf(s, room, 'erin'), 'online', 'one tab online: erin online');
+    // The away tab leaves: erin still online.
+    tab2.send({ type: 'leave', room });
+    await tab2.roundTrip();
+    assert.equal(await statusOf(s, room, 'erin'), 'online', 'the away tab left: erin online');
+    assert.deepEqual(events(), ['online'], 'no event while a tab stays online');
+
+    // It comes back (still away): nothing changes. The online tab turns away: away; back: online.
+    tab2.send({ type: 'join', room });
+    await tab2.roundTrip();
+    tab1.send({ type: 'presence', data: { status: 'away' } });
+    await watcher.next(presenceOf('erin', 'away'), 3000, 'presence away once every tab is away');
+    assert.equal(await statusOf(s, room, 'erin'), 'away');
+    tab1.send({ type: 'presence', data: { status: 'online' } });
+    await watcher.next(presenceOf('erin', 'online'), 3000, 'presence online when a tab is back');
+    assert.equal(await statusOf(s, room, 'erin'), 'online');
+
+    // The online tab leaves while the away one stays: away, announced.
+    tab1.close();
+    await watcher.next(presenceOf('erin', 'away'), 3000, 'presence away when the online tab left');
+    assert.equal(await statusOf(s, room, 'erin'), 'away');
+    tab2.close();
+    await watcher.next(presenceOf('erin', 'offline'), 3000, 'presence offline when the last tab left');
+    await watcher.roundTrip();
+    assert.deepEqual(events(), ['online', 'away', 'online', 'away', 'offline']);
   }));

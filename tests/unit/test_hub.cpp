@@ -520,18 +520,21 @@ TEST(HubPresence, TracksUsersAcrossTheirSockets) {
   // the status change below.
   ASSERT_TRUE(bob->next_matching(is_presence("alice", "online")));
 
+  // A user's status is derived from its sockets: one away while the other is online changes
+  // nothing (no event); both away is away.
   ASSERT_TRUE(alice1->send_text(R"({"type":"presence","data":{"status":"away"}})"));
+  ASSERT_TRUE(alice2->send_text(R"({"type":"presence","data":{"status":"away"}})"));
   auto away = bob->next_matching([](const Message& m) { return m.type == MessageType::presence; });
   ASSERT_TRUE(away);
   EXPECT_TRUE(is_presence("alice", "away")(*away)) << away->data;
   EXPECT_EQ(presence_of("alice"), PresenceStatus::away);
   EXPECT_TRUE(pod.hub.presence("no-such-room").empty());
 
-  // One of two sockets gone: alice is still there.
+  // One of two sockets gone: alice is still there, away.
   alice1->send_close(1000);
   ASSERT_TRUE(alice1->wait_close());
   ASSERT_TRUE(eventually([&] { return pod.members("lobby") == 2; }));
-  EXPECT_TRUE(presence_of("alice"));
+  EXPECT_EQ(presence_of("alice"), PresenceStatus::away);
   // The last one gone: alice is offline, and bob is told.
   alice2->abort();
   ASSERT_TRUE(eventually([&] { return !presence_of("alice"); }));
