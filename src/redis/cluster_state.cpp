@@ -129,8 +129,16 @@ std::string ClusterState::pod_key(std::string_view suffix) const {
 
 void ClusterState::on_connected() {
   if (stopped_) return;
+  rewrite_part();
+  if (!lease_running_) {
+    lease_running_ = true;
+    schedule_lease();
+  }
+}
+
+void ClusterState::rewrite_part() {
   // Our previous part may be stale (Redis kept it through a network cut) or gone (Redis restarted
-  // empty): drop it without events and write it again from the hub.
+  // empty, FLUSHALL): drop it without events and write it again from the hub.
   redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1"},
                  [](std::error_code, const RedisReply&) {});
   redis_.command({"SET", pod_key(""), "1", "PX", std::to_string(kLeaseTtl.count())},
@@ -148,10 +156,6 @@ void ClusterState::on_connected() {
                      [](std::error_code, const RedisReply&) {});
     }
   }
-  if (!lease_running_) {
-    lease_running_ = true;
-    schedule_lease();
-  }
 }
 
 void ClusterState::schedule_lease() {
@@ -165,8 +169,13 @@ void ClusterState::schedule_lease() {
 
 void ClusterState::renew_lease() {
   if (!redis_.connected()) return;
-  redis_.command({"SET", pod_key(""), "1", "PX", std::to_string(kLeaseTtl.count())},
-                 [](std::error_code, const RedisReply&) {});
+  // A lease that is gone means Redis lost our part without our connection noticing (FLUSHALL, a
+  // failover to an empty replica, or the pod was stopped past kLeaseTtl and swept): rewrite all of
+  // it, as after a reconnect.
+  redis_.command({"PEXPIRE", pod_key(""), std::to_string(kLeaseTtl.count())},
+                 [this](std::error_code ec, const RedisReply& reply) {
+                   if (!ec && !stopped_ && reply.integer == 0) rewrite_part();
+                 });
   redis_.command({"SADD", std::string(kPods), pod_}, [](std::error_code, const RedisReply&) {});
   redis_.command({"SMEMBERS", std::string(kPods)},
                  [this](std::error_code ec, const RedisReply& reply) {

@@ -11,7 +11,8 @@
 // away; offline without any); Lua scripts change a pod's entry and compute that status before and
 // after atomically, so each change of it is announced once, by the pod that made it. Every pod
 // sweeps: a pod whose lease expired is removed by whichever pod gets there first, and that pod
-// publishes the presence its removal changed (offline, or the status other pods still hold).
+// publishes the presence its removal changed (offline, or the status other pods still hold). A pod
+// that finds its own lease gone when renewing it rewrites its part (Redis lost it: FLUSHALL).
 //
 // Owned by RedisBroadcasterCore; runs on its Redis thread only.
 #pragma once
@@ -66,6 +67,8 @@ class ClusterState {
                       const std::function<void(std::vector<PresenceEntry>)>& done);
 
  private:
+  // Writes this pod's whole part again from the hub (after a reconnect, or a lease found gone).
+  void rewrite_part();
   // Writes this pod's entry (offline: removes it) and publishes the cluster's change, if any.
   void set_pod_status(const std::string& room, const std::string& user, PresenceStatus status);
   // Publishes the {room, user, status, ...} changes a pod's removal reported.

@@ -11,7 +11,9 @@
 // - one user with a tab on pod A and one on pod B: its status is derived from both (online while
 //   either is online, away when both are), announced at each change only, and the same in GET
 //   /api/rooms/{room}/presence on every pod; the online tab leaving while the other is away makes
-//   the user away (announced), the away tab leaving keeps it online.
+//   the user away (announced), the away tab leaving keeps it online;
+// - after FLUSHALL (data lost, no connection dropped) each pod finds its lease gone and rewrites its
+//   member counts and presence: within 6 s both pods list every pod's members again.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -245,4 +247,30 @@ test('one user, a tab on each pod: the online tab leaving while the other is awa
   await wD.next(presenceOf(user, 'offline'), 5000, 'presence offline at pod D after the last tab');
   await agreed('offline', 'every tab closed');
   for (const w of [wC, wD]) assert.deepEqual(events(w), ['online', 'away', 'offline'], `events at ${w.pod.podId}`);
+});
+
+test('after FLUSHALL every pod rewrites its members and presence within 6 s (the lease found gone)', async () => {
+  const [a, b] = pods;
+  const room = 'pres-flush';
+  const onA = await member(a, `/ws/${room}`);
+  const onB = await member(b, `/ws/${room}`);
+  const complete = async () => {
+    const views = await Promise.all(
+      [a, b].map(async (p) => ({ members: await roomMembers(p, room), users: (await presenceList(p, room)).map((u) => u.user_id).sort() })),
+    );
+    const want = [onA.userId, onB.userId].sort();
+    return { ok: views.every((v) => v.members === 2 && JSON.stringify(v.users) === JSON.stringify(want)), views };
+  };
+  let last;
+  await waitFor(async () => (last = await complete()).ok, { timeoutMs: 5000, message: () => `both pods see both members before the flush (${JSON.stringify(last?.views)})` });
+  await redis.cmd('FLUSHALL');
+  const flushed = Date.now();
+  await waitFor(async () => (last = await complete()).ok, {
+    timeoutMs: 6000,
+    intervalMs: 200,
+    message: () => `both pods list both members 6 s after FLUSHALL (${JSON.stringify(last?.views)})`,
+  });
+  assert.ok(Date.now() - flushed <= 6000);
+  assert.equal(await redis.cmd('HGET', `realtime:pod:${a.podId}:rooms`, room), '1', "pod A's member count rewritten");
+  closeAll([onA, onB]);
 });
