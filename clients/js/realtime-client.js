@@ -233,6 +233,7 @@ export class RealtimeClient {
     this._tokensAt = 0;
     this._welcomed = false; // the current socket's welcome arrived: frames may go out
     this._lastReceived = 0; // when the current socket last brought a frame
+    this._unresumable = []; // rooms of the current socket to report no_resume_point for
     this._pings = []; // pending ping() calls, oldest first
     this._pingCount = 0;
     this._status = 'online';
@@ -490,6 +491,11 @@ export class RealtimeClient {
       this._sendJoin(room);
     }
     if (this._status !== 'online') this._sendControl({ type: 'presence', data: { status: this._status } });
+    // A room joined before without a resume point (the server gave no position, as an older one
+    // does, and no message of the room came): what was published there while disconnected cannot
+    // be asked for. Said at the welcome, as the server does for a failed resume.
+    this._unresumable = [...this._joined].filter((room) => this._rooms.includes(room) && !this._lastIds.has(room));
+    for (const room of this._rooms) this._joined.add(room);
   }
 
   // The welcome: the socket is open for the application. It also starts the socket's bucket (full
@@ -520,11 +526,8 @@ export class RealtimeClient {
         });
       }, this._heartbeatMs);
     }
-    // A room joined before without a resume point (the server gave no position, as an older one
-    // does, and no message of the room came): what was published there while disconnected cannot
-    // be asked for. Say so, as the server does for a failed resume.
-    const unresumable = [...this._joined].filter((room) => this._rooms.includes(room) && !this._lastIds.has(room));
-    for (const room of this._rooms) this._joined.add(room);
+    const unresumable = (this._unresumable || []).filter((room) => this._rooms.includes(room));
+    this._unresumable = [];
     this._setState('open', { url: ws.url });
     for (const room of unresumable) {
       this._emit('recovered', { room, recovered: false, replayed: 0, reason: 'no_resume_point', envelope: null });

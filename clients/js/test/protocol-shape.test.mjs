@@ -761,3 +761,30 @@ test('the heartbeat keeps a socket that brings traffic though its pongs are late
   await ev.until(() => ev.states.includes('reconnecting'), 'dropped once silent', 5000);
   assert.equal(ev.stateDetails[ev.states.indexOf('reconnecting')].reason, 'heartbeat timeout');
 });
+
+test('a room joined while the socket waits for its welcome is not reported as unresumable', async (t) => {
+  const server = await FakeServer.start({}, { welcome: false });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['home'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const welcome = (c, n) => c.ws.send(envelope('system', 'home', { event: 'welcome', connection_id: `c${n}`, user_id: 'u', room: 'home' }, `w-d${n}`));
+  const c1 = await server.conn(0);
+  welcome(c1, 1);
+  await ev.until(() => client.state === 'open', 'open');
+  c1.ws.send(envelope('chat', 'home', { text: 'hi' }, 'e1-1'));
+  await ev.until(() => ev.messages.length === 1, 'a message in home');
+  c1.ws.close(1001);
+  const c2 = await server.conn(1);
+  // The new socket open, no welcome yet (nothing to wait on but its state).
+  for (let i = 0; i < 400 && !(client._ws && client._ws.readyState === WebSocket.OPEN); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.equal(client._ws.readyState, WebSocket.OPEN);
+  assert.notEqual(client.state, 'open', 'no welcome yet');
+  client.join('fresh'); // joined on this socket: it missed nothing
+  welcome(c2, 2);
+  await server.frame(c2, (f) => f.type === 'join' && f.room === 'fresh', 'the join of fresh');
+  await ev.until(() => client.state === 'open', 'open again');
+  assert.deepEqual(ev.recovered, []);
+});
