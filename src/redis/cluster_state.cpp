@@ -8,6 +8,7 @@ namespace {
 
 constexpr std::string_view kPods = "realtime:pods";
 constexpr std::string_view kPresencePrefix = "realtime:presence:";
+constexpr std::string_view kEpoch = "realtime:state-epoch";
 
 // A user's status in a room for the whole cluster, derived from the pods' entries
 // (`{pod}|{user}` -> that pod's status of the user, itself derived from the user's sockets there):
@@ -81,6 +82,130 @@ redis.call('SREM', KEYS[1], pod)
 return changed
 )lua";
 
+// The rewrite of a pod's whole part (after a reconnect, or when its lease is found gone) compares,
+// per (room, user) it touches, the cluster's status before and after, as the live changes do, and
+// reports each change: a pod that was swept while stopped (its users announced offline) announces
+// them again when it resumes, and a reconnect that lost nothing announces nothing. That holds only
+// while Redis still has what the members were told; when it lost the data (FLUSHALL, a restart
+// empty) nothing was announced for the loss, so the rewrite must announce nothing either. The
+// cluster-state epoch tells the two apart: a key without TTL, created by whichever pod first finds
+// it missing, which the pod remembers from its last rewrite. state_epoch(key, known, candidate)
+// returns the epoch (creating it as `candidate`) and whether Redis lost its data since the pod's
+// last rewrite (a pod that never wrote, known = '', has nothing to have lost).
+constexpr std::string_view kEpochLua = R"lua(
+local function state_epoch(key, known, candidate)
+  local epoch = redis.call('GET', key)
+  if not epoch then
+    redis.call('SET', key, candidate)
+    epoch = candidate
+  end
+  return epoch, known ~= '' and epoch ~= known
+end
+)lua";
+
+// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, known epoch, candidate epoch, lease ms, then the rooms
+// where the pod has members now. Renews the lease, and removes the pod's entries and count from
+// every other room of its part. Returns {epoch, room, user, status, ...}: the changes this made to
+// the cluster's status of a user (none when the data was lost).
+constexpr std::string_view kRewriteBeginLua = R"lua(
+local pod = ARGV[1]
+local epoch, lost = state_epoch(KEYS[2], ARGV[2], ARGV[3])
+local base = 'realtime:pod:' .. pod
+redis.call('SET', base, '1', 'PX', ARGV[4])
+redis.call('SADD', KEYS[1], pod)
+local keep = {}
+for i = 5, #ARGV do keep[ARGV[i]] = true end
+local out = {epoch}
+local prefix = pod .. '|'
+local pods = pods_with(KEYS[1], pod)
+for _, room in ipairs(redis.call('SMEMBERS', base .. ':prooms')) do
+  if not keep[room] then
+    local key = 'realtime:presence:' .. room
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if string.sub(f, 1, #prefix) == prefix then
+        local user = string.sub(f, #prefix + 1)
+        local before = aggregate(key, pods, user)
+        redis.call('HDEL', key, f)
+        local after = aggregate(key, pods, user)
+        if not lost and after ~= before then
+          table.insert(out, room); table.insert(out, user); table.insert(out, after)
+        end
+      end
+    end
+    redis.call('SREM', base .. ':prooms', room)
+  end
+end
+for _, room in ipairs(redis.call('HKEYS', base .. ':rooms')) do
+  if not keep[room] then redis.call('HDEL', base .. ':rooms', room) end
+end
+return out
+)lua";
+
+// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, known epoch, candidate epoch, then per room: room,
+// members, n, and n pairs user, status (the pod's status of the user there now). Makes the pod's
+// entries in each room exactly these (removing the others) and writes its member count. Returns
+// {epoch, room, user, status, ...} as kRewriteBeginLua.
+constexpr std::string_view kRewriteRoomsLua = R"lua(
+local pod = ARGV[1]
+local epoch, lost = state_epoch(KEYS[2], ARGV[2], ARGV[3])
+local base = 'realtime:pod:' .. pod
+local prefix = pod .. '|'
+local pods = pods_with(KEYS[1], pod)
+local out = {epoch}
+local i = 4
+while i <= #ARGV do
+  local room, members, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local key = 'realtime:presence:' .. room
+  local want, users = {}, {}
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, #prefix) == prefix then
+      local user = string.sub(f, #prefix + 1)
+      want[user] = false
+      table.insert(users, user)
+    end
+  end
+  for k = i + 3, i + 2 + 2 * n, 2 do
+    if want[ARGV[k]] == nil then table.insert(users, ARGV[k]) end
+    want[ARGV[k]] = ARGV[k + 1]
+  end
+  local before = {}
+  if not lost then
+    for _, user in ipairs(users) do before[user] = aggregate(key, pods, user) end
+  end
+  for _, user in ipairs(users) do
+    if want[user] then
+      redis.call('HSET', key, prefix .. user, want[user])
+    else
+      redis.call('HDEL', key, prefix .. user)
+    end
+  end
+  redis.call('HSET', base .. ':rooms', room, members)
+  redis.call('SADD', base .. ':prooms', room)
+  if not lost then
+    for _, user in ipairs(users) do
+      local after = aggregate(key, pods, user)
+      if after ~= before[user] then
+        table.insert(out, room); table.insert(out, user); table.insert(out, after)
+      end
+    end
+  end
+  i = i + 3 + 2 * n
+end
+return out
+)lua";
+
+const std::string& rewrite_begin_script() {
+  static const std::string script =
+      std::string(kAggregateLua) + std::string(kEpochLua) + std::string(kRewriteBeginLua);
+  return script;
+}
+
+const std::string& rewrite_rooms_script() {
+  static const std::string script =
+      std::string(kAggregateLua) + std::string(kEpochLua) + std::string(kRewriteRoomsLua);
+  return script;
+}
+
 const std::string& set_script() {
   static const std::string script = std::string(kAggregateLua) + std::string(kSetLua);
   return script;
@@ -137,25 +262,60 @@ void ClusterState::on_connected() {
 }
 
 void ClusterState::rewrite_part() {
-  // Our previous part may be stale (Redis kept it through a network cut) or gone (Redis restarted
-  // empty, FLUSHALL): drop it without events and write it again from the hub.
-  redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1"},
-                 [](std::error_code, const RedisReply&) {});
-  redis_.command({"SET", pod_key(""), "1", "PX", std::to_string(kLeaseTtl.count())},
-                 [](std::error_code, const RedisReply&) {});
-  redis_.command({"SADD", std::string(kPods), pod_}, [](std::error_code, const RedisReply&) {});
-  for (const auto& room : hub_.snapshot()) {
-    redis_.command({"HSET", pod_key(":rooms"), room.room, std::to_string(room.members)},
-                   [](std::error_code, const RedisReply&) {});
-    redis_.command({"SADD", pod_key(":prooms"), room.room},
-                   [](std::error_code, const RedisReply&) {});
-    std::string key(kPresencePrefix);
-    key += room.room;
-    for (const auto& user : room.users) {
-      redis_.command({"HSET", key, pod_ + "|" + user.user_id, status_text(user.status)},
-                     [](std::error_code, const RedisReply&) {});
+  // Our previous part may be stale (Redis kept it through a network cut), swept (the pod was
+  // stopped past its lease) or gone (FLUSHALL, Redis restarted empty): write it again from the
+  // hub. The scripts announce what this changes for the cluster, unless Redis lost its data.
+  // Changes the hub made since the snapshot reach this connection after these commands, so they
+  // are compared with the rewritten part and each is announced once.
+  const auto rooms = hub_.snapshot();
+  const std::string known = epoch_;
+  const std::string candidate =
+      pod_ + "@" +
+      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count());
+  const auto on_reply = [this](std::error_code ec, const RedisReply& reply) {
+    if (ec || stopped_ || reply.elements.empty()) return;
+    epoch_ = reply.elements[0].str;
+    publish_changes(reply, 1);
+  };
+  std::vector<std::string> begin{"EVAL",
+                                 rewrite_begin_script(),
+                                 "2",
+                                 std::string(kPods),
+                                 std::string(kEpoch),
+                                 pod_,
+                                 known,
+                                 candidate,
+                                 std::to_string(kLeaseTtl.count())};
+  for (const auto& room : rooms) begin.push_back(room.room);
+  redis_.command(begin, on_reply);
+
+  const std::vector<std::string> head{
+      "EVAL",   rewrite_rooms_script(), "2", std::string(kPods), std::string(kEpoch), pod_, known,
+      candidate};
+  std::vector<std::string> batch = head;
+  std::size_t batch_rooms = 0;
+  std::size_t batch_users = 0;
+  for (const auto& room : rooms) {
+    if (batch_rooms > 0 && (batch_rooms == kRewriteBatchRooms ||
+                            batch_users + room.users.size() > kRewriteBatchUsers)) {
+      redis_.command(batch, on_reply);
+      batch = head;
+      batch_rooms = 0;
+      batch_users = 0;
     }
+    batch.push_back(room.room);
+    batch.push_back(std::to_string(room.members));
+    batch.push_back(std::to_string(room.users.size()));
+    for (const auto& user : room.users) {
+      batch.push_back(user.user_id);
+      batch.push_back(status_text(user.status));
+    }
+    ++batch_rooms;
+    batch_users += room.users.size();
   }
+  if (batch_rooms > 0) redis_.command(batch, on_reply);
 }
 
 void ClusterState::schedule_lease() {
@@ -217,8 +377,8 @@ void ClusterState::stop() {
   count_timer_.cancel();
 }
 
-void ClusterState::publish_changes(const RedisReply& reply) {
-  for (std::size_t i = 0; i + 2 < reply.elements.size(); i += 3) {
+void ClusterState::publish_changes(const RedisReply& reply, std::size_t first) {
+  for (std::size_t i = first; i + 2 < reply.elements.size(); i += 3) {
     publish_presence_(
         reply.elements[i].str, reply.elements[i + 1].str,
         parse_presence_status(reply.elements[i + 2].str).value_or(PresenceStatus::offline));

@@ -7,12 +7,16 @@
 //   realtime:pod:{pod}:prooms          SET   rooms where the pod holds presence entries
 //   realtime:presence:{room}           HASH  "{pod}|{user}" -> the user's status on that pod
 //                                             (online if any of its sockets there is, else away)
+//   realtime:state-epoch               STRING changes only when Redis lost its data
 // A user's status in the cluster is derived from every pod's entry (online if any is online, else
 // away; offline without any); Lua scripts change a pod's entry and compute that status before and
 // after atomically, so each change of it is announced once, by the pod that made it. Every pod
 // sweeps: a pod whose lease expired is removed by whichever pod gets there first, and that pod
 // publishes the presence its removal changed (offline, or the status other pods still hold). A pod
-// that finds its own lease gone when renewing it rewrites its part (Redis lost it: FLUSHALL).
+// that finds its own lease gone when renewing it rewrites its part (Redis lost it: FLUSHALL; or the
+// pod was stopped and swept), as after a reconnect; the rewrite announces the changes it makes to
+// the cluster's statuses (a swept pod's users come back online), unless the epoch shows that Redis
+// lost its data (nothing was announced for the loss, so nothing is for the rewrite).
 //
 // Owned by RedisBroadcasterCore; runs on its Redis thread only.
 #pragma once
@@ -39,6 +43,10 @@ class ClusterState {
   static constexpr std::chrono::milliseconds kLeaseRenew{3000};
   // Member counts are written at most this often per room (coalesced).
   static constexpr std::chrono::milliseconds kCountFlush{100};
+  // A rewrite of the pod's part goes in script calls of at most this many rooms or users (the
+  // users of one room always go together), so that one call does not hold Redis for long.
+  static constexpr std::size_t kRewriteBatchRooms = 256;
+  static constexpr std::size_t kRewriteBatchUsers = 2048;
 
   // publish_presence sends a presence message to a room's members on every pod.
   using PresencePublisher =
@@ -71,8 +79,8 @@ class ClusterState {
   void rewrite_part();
   // Writes this pod's entry (offline: removes it) and publishes the cluster's change, if any.
   void set_pod_status(const std::string& room, const std::string& user, PresenceStatus status);
-  // Publishes the {room, user, status, ...} changes a pod's removal reported.
-  void publish_changes(const RedisReply& reply);
+  // Publishes the {room, user, status, ...} changes a script reported, from element `first` on.
+  void publish_changes(const RedisReply& reply, std::size_t first = 0);
   void schedule_lease();
   void renew_lease();
   void sweep(const std::vector<std::string>& pods);
@@ -89,6 +97,9 @@ class ClusterState {
   bool count_flush_pending_ = false;
   bool stopped_ = false;
   std::set<std::string> dirty_rooms_;
+  // The cluster-state epoch (realtime:state-epoch) at this pod's last rewrite; empty before the
+  // first. Another value in Redis means Redis lost its data since.
+  std::string epoch_;
 };
 
 }  // namespace realtime::detail
