@@ -4,6 +4,7 @@
 // After B's SIGKILL: the watcher gets presence `offline` for each of them, in each room, within 15 s;
 // GET /api/rooms/{room}/presence on pod A no longer lists them; GET /api/rooms on pod A counts only
 // the live members; the surviving pod stays ready and its socket open.
+// A user with an away tab on pod A and an online one on pod B, pod B killed: announced away.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import { startRedis, killAllRedis, waitFor } from './lib/redis.mjs';
 import { startPods, killAllPods } from './lib/server.mjs';
 import { connect, closeAll } from './lib/client.mjs';
 import { get, presenceList } from './lib/http.mjs';
+import { hs256 } from './lib/jwt.mjs';
 
 after(() => {
   killAllPods();
@@ -83,6 +85,60 @@ test('pod SIGKILLed: its users reported offline by another pod within 15 s (even
     assert.equal(watcher.closed, null, 'the watcher on the surviving pod stays connected');
     await watcher.roundTrip();
     await a.waitReady(3000);
+  } catch (e) {
+    for (const p of pods) e.message += `\n${p.logTail(800)}`;
+    throw e;
+  } finally {
+    closeAll(clients);
+    await a.stop().catch(() => {});
+    await b.kill();
+    await redis.stop();
+  }
+});
+
+// A user with an away tab on pod A and an online one on pod B (its status: online). Pod B is
+// SIGKILLed: once its lease expires the others see the user go `away` (what pod A still holds), not
+// offline, within 15 s, and GET .../presence on pod A says away.
+test('pod SIGKILLed while its user keeps an away tab on another pod: announced away, not offline', { timeout: 60_000 }, async () => {
+  const SECRET = 'pod-death-secret';
+  const redis = await startRedis();
+  const pods = await startPods(redis, 2, { prefix: 'death-away', args: ['--jwt-secret', SECRET] });
+  const [a, b] = pods;
+  const clients = [];
+  try {
+    const room = 'doomed-away';
+    const user = `ada-${Date.now()}`;
+    const token = hs256({ sub: user }, SECRET);
+    const watcher = await connect(a, `/ws/${room}`);
+    clients.push(watcher);
+    await waitFor(async () => (await redis.numsub(`realtime:room:${room}`)) >= 1, { timeoutMs: 5000, message: 'pod A subscribed' });
+    const tabA = await connect(a, `/ws/${room}?token=${token}`);
+    const tabB = await connect(b, `/ws/${room}?token=${token}`);
+    clients.push(tabA, tabB);
+    await watcher.next(presenceOf(user, 'online'), 5000, `presence online of ${user} at pod A`);
+    tabA.send({ type: 'presence', data: { status: 'away' } });
+    await waitFor(async () => (await redis.cmd('HGET', `realtime:presence:${room}`, `${a.podId}|${user}`)) === 'away', {
+      timeoutMs: 5000,
+      message: `pod A's entry of ${user}: away`,
+    });
+    await waitFor(async () => (await redis.cmd('HGET', `realtime:presence:${room}`, `${b.podId}|${user}`)) === 'online', {
+      timeoutMs: 5000,
+      message: `pod B's entry of ${user}: online`,
+    });
+    const statusOnA = async () => (await presenceList(a, room)).find((u) => u.user_id === user)?.status ?? 'offline';
+    assert.equal(await statusOnA(), 'online', 'online while the tab on pod B is');
+
+    await b.kill();
+    const killedAt = Date.now();
+    const DEADLINE = 15_000;
+    await watcher.next(presenceOf(user), DEADLINE, `presence of ${user} after pod B died`);
+    const ms = Date.now() - killedAt;
+    assert.ok(ms <= DEADLINE + 500, `presence event after ${ms} ms`);
+    await watcher.roundTrip();
+    const statuses = watcher.seen(presenceOf(user)).map((m) => m.data.status);
+    assert.deepEqual(statuses, ['online', 'away'], `events at pod A for ${user}`);
+    assert.equal(await statusOnA(), 'away', 'GET presence on pod A once pod B is gone');
+    assert.equal(tabA.closed, null, 'the away tab stays connected');
   } catch (e) {
     for (const p of pods) e.message += `\n${p.logTail(800)}`;
     throw e;
