@@ -14,7 +14,9 @@ constexpr std::string_view kEpoch = "realtime:state-epoch";
 // (`{pod}|{user}` -> that pod's status of the user, itself derived from the user's sockets there):
 // online when any pod has it online, away when every pod that has it has it away, offline when none
 // has it. Lua functions the scripts below start with: pods_with(pods_key, pod) lists the live pods
-// and `pod` (whose lease may be gone), aggregate(key, pods, user) the user's status in a room.
+// and `pod` (whose lease may be gone), aggregate(key, pods, user) the user's status in a room, and
+// drop_entries(room, pod, pods, changed) removes the pod's entries of a room, appending room, user
+// and new status to `changed` for each user whose status that changes (when `changed` is given).
 constexpr std::string_view kAggregateLua = R"lua(
 local function pods_with(pods_key, pod)
   local pods = redis.call('SMEMBERS', pods_key)
@@ -30,6 +32,21 @@ local function aggregate(key, pods, user)
     if s then status = 'away' end
   end
   return status
+end
+local function drop_entries(room, pod, pods, changed)
+  local key = 'realtime:presence:' .. room
+  local prefix = pod .. '|'
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, #prefix) == prefix then
+      local user = string.sub(f, #prefix + 1)
+      local before = aggregate(key, pods, user)
+      redis.call('HDEL', key, f)
+      local after = aggregate(key, pods, user)
+      if changed and after ~= before then
+        table.insert(changed, room); table.insert(changed, user); table.insert(changed, after)
+      end
+    end
+  end
 end
 )lua";
 
@@ -60,21 +77,9 @@ local pod = ARGV[1]
 local base = 'realtime:pod:' .. pod
 if ARGV[2] ~= '1' and redis.call('EXISTS', base) == 1 then return {} end
 local changed = {}
-local prefix = pod .. '|'
 local pods = pods_with(KEYS[1], pod)
 for _, room in ipairs(redis.call('SMEMBERS', base .. ':prooms')) do
-  local key = 'realtime:presence:' .. room
-  for _, f in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(f, 1, #prefix) == prefix then
-      local user = string.sub(f, #prefix + 1)
-      local before = aggregate(key, pods, user)
-      redis.call('HDEL', key, f)
-      local after = aggregate(key, pods, user)
-      if after ~= before then
-        table.insert(changed, room); table.insert(changed, user); table.insert(changed, after)
-      end
-    end
-  end
+  drop_entries(room, pod, pods, changed)
 end
 redis.call('DEL', base .. ':rooms', base .. ':prooms')
 if ARGV[2] == '1' then redis.call('DEL', base) end
@@ -116,22 +121,10 @@ redis.call('SADD', KEYS[1], pod)
 local keep = {}
 for i = 5, #ARGV do keep[ARGV[i]] = true end
 local out = {epoch}
-local prefix = pod .. '|'
 local pods = pods_with(KEYS[1], pod)
 for _, room in ipairs(redis.call('SMEMBERS', base .. ':prooms')) do
   if not keep[room] then
-    local key = 'realtime:presence:' .. room
-    for _, f in ipairs(redis.call('HKEYS', key)) do
-      if string.sub(f, 1, #prefix) == prefix then
-        local user = string.sub(f, #prefix + 1)
-        local before = aggregate(key, pods, user)
-        redis.call('HDEL', key, f)
-        local after = aggregate(key, pods, user)
-        if not lost and after ~= before then
-          table.insert(out, room); table.insert(out, user); table.insert(out, after)
-        end
-      end
-    end
+    drop_entries(room, pod, pods, not lost and out or nil)
     redis.call('SREM', base .. ':prooms', room)
   end
 end
