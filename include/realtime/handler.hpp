@@ -3,7 +3,9 @@
 //
 // Owned by the application; it needs a started Hub that outlives it. Thread safety: listen() and
 // shutdown() may be called from any thread (not from an I/O thread); the hooks run on the I/O
-// thread of the connection concerned, never under a lock, and must not block.
+// thread of the connection concerned, never under a lock, and must not block. A hook that throws
+// is a bug in the application: the exception is logged and that socket is closed with 1011
+// (on_disconnect: only logged); the process goes on.
 #pragma once
 
 #include <chrono>
@@ -30,7 +32,9 @@ struct HandlerConfig {
   std::shared_ptr<Broadcaster> broadcaster;
   // After the welcome and the initial room join.
   std::function<void(Connection&)> on_connect;
-  // Once, when the socket is gone (or going: after its close frame was queued).
+  // Once, when the socket is gone (or going: after its close frame was queued); also for the
+  // sockets still open when the Hub stops without a Handler::shutdown() first (then on the thread
+  // in Hub::wait(), after the I/O threads ended).
   std::function<void(Connection&)> on_disconnect;
   // Each chat message before it is broadcast; may rewrite it. Return false to suppress it.
   std::function<bool(Connection&, Message&)> on_message;
@@ -55,6 +59,8 @@ struct HandlerConfig {
 
 class Handler {
  public:
+  // Throws std::invalid_argument for a configuration that cannot work: pong_timeout not longer
+  // than ping_interval, auth_required without a JWT key, a JWT key that cannot be used.
   Handler(Hub& hub, HandlerConfig config);
   ~Handler();
   Handler(const Handler&) = delete;
@@ -62,6 +68,7 @@ class Handler {
 
   // Binds host:port (port 0 picks a free one) with SO_REUSEADDR and starts accepting on the hub's
   // threads. A host name must resolve without blocking I/O: use an IP literal or "localhost".
+  // Once per Handler: a second call fails (already_connected), as does one after shutdown().
   std::error_code listen(const std::string& host, std::uint16_t port);
   // The bound port (after listen()).
   std::uint16_t port() const noexcept;

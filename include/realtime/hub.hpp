@@ -58,7 +58,8 @@ class Hub {
   // Stops the event loops; idempotent. Sockets still open are dropped: close them first with
   // Handler::shutdown() for a graceful stop.
   void stop();
-  // Blocks until the I/O threads have finished.
+  // Blocks until the I/O threads have finished (also while run() waits for them on another
+  // thread). After stop(), the sockets still open then end here: their on_disconnect runs.
   void wait();
 
   // Delivers msg to the sockets of this pod: the members of msg.room, or every socket when msg.room

@@ -102,10 +102,13 @@ std::error_code HandlerCore::listen(const std::string& host, std::uint16_t port)
   const std::string literal = host == "localhost" ? "127.0.0.1" : host;
   const auto address = asio::ip::make_address(literal, ec);
   if (ec) return std::make_error_code(std::errc::invalid_argument);
+  // One listening socket per Handler, and none after shutdown().
+  std::lock_guard lock(listener_mutex_);
+  if (listener_) return std::make_error_code(std::errc::already_connected);
+  if (shut_down_.load()) return std::make_error_code(std::errc::operation_not_permitted);
   auto listener = std::make_shared<Listener>(*this, hub_.core().shard(0).context());
   if (auto open_ec = listener->open({address, port})) return open_ec;
   listener->start();
-  std::lock_guard lock(listener_mutex_);
   listener_ = std::move(listener);
   return {};
 }
@@ -117,8 +120,16 @@ std::uint16_t HandlerCore::port() const noexcept {
 
 void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   accepting_ = false;
-  // Once is enough; and a stopped hub runs no handler that could answer the waits below.
-  if (shut_down_.exchange(true) || hub_.core().stopped()) return;
+  if (hub_.core().stopped()) {
+    // No loop runs any more: nothing to close gracefully, nothing that could answer the waits
+    // below. Only let go of the listener, so that it does not live on in a session that outlives
+    // the hub's loops (its acceptor belongs to one of them).
+    shut_down_ = true;
+    std::lock_guard lock(listener_mutex_);
+    listener_.reset();
+    return;
+  }
+  if (shut_down_.exchange(true)) return;  // once is enough
   std::shared_ptr<Listener> listener;
   {
     std::lock_guard lock(listener_mutex_);

@@ -173,14 +173,32 @@ void HubCore::stop() {
 }
 
 void HubCore::wait() {
+  std::unique_lock lock(lifecycle_mutex_);
+  if (joining_) {
+    // run() on another thread (or another wait()) is joining them: wait until it has.
+    joined_.wait(lock, [this] { return !joining_; });
+    return;
+  }
+  joining_ = true;
   std::vector<std::thread> threads;
-  {
-    std::lock_guard lock(lifecycle_mutex_);
-    threads.swap(threads_);
-  }
+  threads.swap(threads_);
+  lock.unlock();
+  bool on_io_thread = false;
   for (auto& thread : threads) {
-    if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+    if (thread.get_id() == std::this_thread::get_id()) {
+      on_io_thread = true;
+    } else if (thread.joinable()) {
+      thread.join();
+    }
   }
+  // The loops are over for good: the sockets still open are gone for the application too
+  // (on_disconnect runs for each, here), unless this is one of the loops' own threads.
+  if (!threads.empty() && !on_io_thread && stopped()) {
+    for (auto& shard : shards_) shard->finish_all();
+  }
+  lock.lock();
+  joining_ = false;
+  joined_.notify_all();
 }
 
 Shard& HubCore::next_shard() noexcept {

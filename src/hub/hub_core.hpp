@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -233,6 +234,9 @@ class HubCore {
   std::vector<std::thread> threads_;
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
   std::mutex lifecycle_mutex_;
+  // While one caller of wait() joins the threads, the others wait for it on this.
+  std::condition_variable joined_;
+  bool joining_ = false;  // guarded by lifecycle_mutex_
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
 };

@@ -184,6 +184,13 @@ void Shard::close_all(std::uint16_t code, std::string_view reason) {
   for (auto& session : all) session->close(code, reason);
 }
 
+void Shard::finish_all() {
+  std::vector<std::shared_ptr<WsSession>> all;
+  all.reserve(sessions_.size());
+  for (auto& [raw, session] : sessions_) all.push_back(session);
+  for (auto& session : all) session->finish();
+}
+
 void Shard::start_sweep(std::chrono::milliseconds period) {
   sweep_period_ = period;
   if (sweeping_) return;

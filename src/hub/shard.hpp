@@ -86,6 +86,10 @@ class Shard {
 
   // Closes every session with `code` (shutdown); on this shard's thread.
   void close_all(std::uint16_t code, std::string_view reason);
+  // Once the loop has stopped for good (Hub::stop() without Handler::shutdown() first): ends
+  // every session still here, without a close handshake; its on_disconnect runs. On the thread
+  // that joined the loop's.
+  void finish_all();
 
   // A receive buffer shared by every socket of this thread (sockets read into it, so an idle socket
   // owns no buffer). kReadBufferSize is the most one read takes.

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
 #include <limits>
+#include <utility>
 
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
@@ -37,6 +39,22 @@ constexpr std::size_t kQueueKeepCapacity = 64;
 
 bool would_block(const boost::system::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
+// Runs an application hook. An exception from it is a bug of the application's: it is logged, and
+// the caller closes that one socket (1011) instead of the process ending with std::terminate.
+template <typename Call>
+bool hook_ran(spdlog::logger& log, std::string_view hook, const std::string& connection,
+              Call&& call) {
+  try {
+    std::forward<Call>(call)();
+    return true;
+  } catch (const std::exception& error) {
+    log.error("{} hook threw for connection {}: {}", hook, connection, error.what());
+  } catch (...) {
+    log.error("{} hook threw for connection {} (not a std::exception)", hook, connection);
+  }
+  return false;
 }
 
 }  // namespace
@@ -115,7 +133,10 @@ void WsSession::start() {
   // The join held the output already, unless it recovers (the recovery waits for the room's
   // subscription itself) or there was none: then the welcome waits here.
   if (holds_ == 0) hold_until_subscribed(!room.empty() && in_room(room) ? room : std::string());
-  if (handler_->config().on_connect) handler_->config().on_connect(*this);
+  if (const auto& hook = handler_->config().on_connect;
+      hook && !hook_ran(handler_->log(), "on_connect", id_, [&] { hook(*this); })) {
+    start_close(close_code::internal_error, "internal error", true);
+  }
 
   if (!startup->leftover.empty()) {
     parser_.feed(startup->leftover.data(), startup->leftover.size(), *this);
@@ -430,7 +451,13 @@ void WsSession::handle_chat(std::string room, std::string data) {
   msg.data = std::move(data);
   msg.timestamp = Clock::now();
   const auto& hook = handler_->config().on_message;
-  if (hook && !hook(*this, msg)) {
+  bool keep = true;
+  if (hook && !hook_ran(handler_->log(), "on_message", id_, [&] { keep = hook(*this, msg); })) {
+    handler_->metrics().drop(DropReason::suppressed);
+    start_close(close_code::internal_error, "internal error", true);
+    return;
+  }
+  if (!keep) {
     handler_->metrics().drop(DropReason::suppressed);
     return;
   }
@@ -750,7 +777,9 @@ void WsSession::detach() {
   handler_->metrics().connections.fetch_sub(1, std::memory_order_relaxed);
   handler_->release_slot();
   if (ip_slot_) handler_->release_ip(*ip_slot_);
-  if (handler_->config().on_disconnect) handler_->config().on_disconnect(*this);
+  if (const auto& hook = handler_->config().on_disconnect) {
+    hook_ran(handler_->log(), "on_disconnect", id_, [&] { hook(*this); });
+  }
 }
 
 void WsSession::finish() {

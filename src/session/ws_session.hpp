@@ -71,6 +71,9 @@ class WsSession final : public Connection,
   void buffer_live(const FramePtr& frame);
   // Keepalive, close deadlines and token expiry; called by the shard's sweep.
   void tick(std::chrono::steady_clock::time_point now);
+  // Ends at once: detaches (on_disconnect runs), closes the TCP socket, unregisters from the
+  // shard (errors, end of stream, deadlines; and Shard::finish_all once the loop has stopped).
+  void finish();
 
  private:
   enum class State : std::uint8_t {
@@ -142,9 +145,6 @@ class WsSession final : public Connection,
   void start_close(std::uint16_t code, std::string_view reason, bool close_after);
   // Leaves every room and user list, runs on_disconnect; once.
   void detach();
-  // Ends at once: detaches, closes the TCP socket, unregisters from the shard (errors, end of
-  // stream, deadlines).
-  void finish();
   // Ends gracefully once our close frame is written: half-close, drain the peer's input, close.
   void linger();
   void drain(const boost::system::error_code& ec);

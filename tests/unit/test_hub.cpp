@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include "hub/hub_core.hpp"
 #include "support/hub_test_support.hpp"
 
 namespace realtime {
@@ -174,6 +175,90 @@ TEST(HubLifecycle, HandlerShutdownClosesEverySocketWith1001) {
   EXPECT_TRUE(pod.hub.rooms().empty());
   EXPECT_EQ(disconnects.load(), 6);
   EXPECT_TRUE(WsClient::connect(port, "/ws") == nullptr) << "still accepting after shutdown";
+}
+
+// The seed's pattern: run() on a thread of its own, then stop() and wait() from main. wait() must
+// block until the I/O threads are over (it returned at once, and destroying the hub next crashed).
+TEST(HubLifecycle, WaitBlocksWhileRunHoldsTheThreadsOnAnotherThread) {
+  Hub hub(HubOptions{2, 10, "runwait"});
+  auto running = std::async(std::launch::async, [&] { hub.run(); });
+  ASSERT_TRUE(eventually([&] { return hub.core().running(); }));
+  auto waiting = std::async(std::launch::async, [&] { hub.wait(); });
+  EXPECT_EQ(waiting.wait_for(100ms), std::future_status::timeout) << "wait() did not wait";
+  hub.stop();
+  EXPECT_EQ(waiting.wait_for(kTimeout), std::future_status::ready);
+  EXPECT_EQ(running.wait_for(kTimeout), std::future_status::ready);
+}
+
+// Hub::stop() without Handler::shutdown(): the sockets still open end with the loops, and each
+// one's on_disconnect runs (an application's per-connection state would stay behind otherwise).
+TEST(HubLifecycle, StopWithoutShutdownRunsOnDisconnectForEverySocket) {
+  std::atomic<int> connects{0};
+  std::atomic<int> disconnects{0};
+  HandlerConfig config = fast_config();
+  config.on_connect = [&](Connection&) { connects.fetch_add(1); };
+  config.on_disconnect = [&](Connection&) { disconnects.fetch_add(1); };
+  Hub hub(HubOptions{2, 10, "stop"});
+  hub.start();
+  auto handler = std::make_unique<Handler>(hub, config);
+  ASSERT_FALSE(handler->listen("127.0.0.1", 0));
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(connect_welcomed(handler->port(), i % 2 == 0 ? "/ws/stop" : "/ws"));
+    ASSERT_TRUE(clients.back());
+  }
+  ASSERT_TRUE(eventually([&] { return connects.load() == 4; }));
+  hub.stop();
+  hub.wait();
+  EXPECT_EQ(disconnects.load(), 4);
+  handler.reset();
+  EXPECT_EQ(disconnects.load(), 4) << "once each";
+}
+
+// One listening socket per Handler: a second listen() and one after shutdown() fail (the first
+// listener used to be forgotten, bound and answering 503, by a second call).
+TEST(HubLifecycle, ListenOncePerHandler) {
+  Pod pod;
+  const auto first = pod.port;
+  EXPECT_EQ(pod.handler->listen("127.0.0.1", 0),
+            std::make_error_code(std::errc::already_connected));
+  EXPECT_EQ(pod.handler->port(), first);
+  pod.handler->shutdown(1s);
+  EXPECT_TRUE(WsClient::connect(first, "/ws") == nullptr) << "still accepting after shutdown";
+  EXPECT_TRUE(pod.handler->listen("127.0.0.1", 0));
+}
+
+// A hook that throws is the application's bug: that socket is closed with 1011, the others and the
+// process go on.
+TEST(HubHooks, AHookThatThrowsClosesThatSocketWith1011) {
+  HandlerConfig config = fast_config();
+  config.on_message = [](Connection&, Message& msg) -> bool {
+    if (msg.data.find("boom") != std::string::npos) throw std::runtime_error("on_message bug");
+    return true;
+  };
+  config.on_connect = [](Connection& connection) {
+    if (connection.rooms() == std::vector<std::string>{"bad"}) throw 42;  // not a std::exception
+  };
+  config.on_disconnect = [](Connection&) { throw std::logic_error("on_disconnect bug"); };
+  Pod pod(config);
+  auto thrower = connect_welcomed(pod.port, "/ws/hooks");
+  auto other = connect_welcomed(pod.port, "/ws/hooks");
+  ASSERT_TRUE(thrower && other);
+  ASSERT_TRUE(thrower->send_text(R"({"type":"chat","data":{"text":"boom"}})"));
+  const auto code = thrower->wait_close();
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 1011);
+  auto refused = connect_welcomed(pod.port, "/ws/bad");
+  ASSERT_TRUE(refused);
+  const auto refused_code = refused->wait_close();
+  ASSERT_TRUE(refused_code);
+  EXPECT_EQ(*refused_code, 1011);
+  // The other socket still works, and nothing of the throwing message went out.
+  ASSERT_TRUE(other->send_text(R"({"type":"chat","data":{"text":"fine"}})"));
+  const auto fine =
+      other->next_matching([](const Message& m) { return m.type == MessageType::chat; }, kTimeout);
+  ASSERT_TRUE(fine);
+  EXPECT_NE(fine->data.find("fine"), std::string::npos);
 }
 
 // The natural order in main(): shutdown, stop the hub, then leave scope. The Handler's destructor
