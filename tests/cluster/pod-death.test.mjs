@@ -22,12 +22,28 @@ after(() => {
 const presenceOf = (user, status) => (m) =>
   m.type === 'presence' && m.data?.user_id === user && (status === undefined || m.data?.status === status);
 
-test('pod SIGKILLed: its users reported offline by another pod within 15 s (events and presence API)', { timeout: 60_000 }, async () => {
+// Two pods on a fresh redis-server; pod B is the one the test kills. The clients in `clients` are
+// closed and the pods' logs added to a failure.
+async function withDoomedPair(prefix, args, fn) {
   const redis = await startRedis();
-  const pods = await startPods(redis, 2, { prefix: 'death' });
+  const pods = await startPods(redis, 2, { prefix, args });
   const [a, b] = pods;
   const clients = [];
   try {
+    await fn({ redis, a, b, clients });
+  } catch (e) {
+    for (const p of pods) e.message += `\n${p.logTail(800)}`;
+    throw e;
+  } finally {
+    closeAll(clients);
+    await a.stop().catch(() => {});
+    await b.kill();
+    await redis.stop();
+  }
+}
+
+test('pod SIGKILLed: its users reported offline by another pod within 15 s (events and presence API)', { timeout: 60_000 }, () =>
+  withDoomedPair('death', [], async ({ redis, a, b, clients }) => {
     const room = 'doomed';
     const room2 = 'doomed-2';
     const watcher = await connect(a, `/ws/${room}`);
@@ -85,27 +101,15 @@ test('pod SIGKILLed: its users reported offline by another pod within 15 s (even
     assert.equal(watcher.closed, null, 'the watcher on the surviving pod stays connected');
     await watcher.roundTrip();
     await a.waitReady(3000);
-  } catch (e) {
-    for (const p of pods) e.message += `\n${p.logTail(800)}`;
-    throw e;
-  } finally {
-    closeAll(clients);
-    await a.stop().catch(() => {});
-    await b.kill();
-    await redis.stop();
-  }
-});
+  }),
+);
 
 // A user with an away tab on pod A and an online one on pod B (its status: online). Pod B is
 // SIGKILLed: once its lease expires the others see the user go `away` (what pod A still holds), not
 // offline, within 15 s, and GET .../presence on pod A says away.
-test('pod SIGKILLed while its user keeps an away tab on another pod: announced away, not offline', { timeout: 60_000 }, async () => {
-  const SECRET = 'pod-death-secret';
-  const redis = await startRedis();
-  const pods = await startPods(redis, 2, { prefix: 'death-away', args: ['--jwt-secret', SECRET] });
-  const [a, b] = pods;
-  const clients = [];
-  try {
+const SECRET = 'pod-death-secret';
+test('pod SIGKILLed while its user keeps an away tab on another pod: announced away, not offline', { timeout: 60_000 }, () =>
+  withDoomedPair('death-away', ['--jwt-secret', SECRET], async ({ redis, a, b, clients }) => {
     const room = 'doomed-away';
     const user = `ada-${Date.now()}`;
     const token = hs256({ sub: user }, SECRET);
@@ -139,13 +143,5 @@ test('pod SIGKILLed while its user keeps an away tab on another pod: announced a
     assert.deepEqual(statuses, ['online', 'away'], `events at pod A for ${user}`);
     assert.equal(await statusOnA(), 'away', 'GET presence on pod A once pod B is gone');
     assert.equal(tabA.closed, null, 'the away tab stays connected');
-  } catch (e) {
-    for (const p of pods) e.message += `\n${p.logTail(800)}`;
-    throw e;
-  } finally {
-    closeAll(clients);
-    await a.stop().catch(() => {});
-    await b.kill();
-    await redis.stop();
-  }
-});
+  }),
+);
