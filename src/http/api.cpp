@@ -117,7 +117,8 @@ HttpResponse presence_body(const std::string& room, const std::vector<PresenceEn
 
 bool is_read(std::string_view method) { return method == "GET" || method == "HEAD"; }
 
-HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request);
+// The answer to GET or HEAD of a path outside /api/; nullopt when there is no such path.
+std::optional<HttpResponse> page_response(HandlerCore& handler, std::string_view path);
 
 }  // namespace
 
@@ -133,37 +134,37 @@ HttpResponse json_error(unsigned status, std::string_view text) {
 void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {
   const auto path = protocol::split_target(request.target).path;
   if (path == "/api/publish") return publish(handler, request, respond);
-  if (path == "/api/rooms" && is_read(request.method)) {
+  constexpr std::size_t kAffixes = kRoomsPrefix.size() + kPresenceSuffix.size();
+  const bool presence =
+      path.size() > kAffixes && path.starts_with(kRoomsPrefix) && path.ends_with(kPresenceSuffix);
+  std::optional<HttpResponse> page;
+  if (path != "/api/rooms" && !presence) {
+    page = page_response(handler, path);
+    if (!page) return respond(json_error(404, "not found"));
+  }
+  // Every other path here is read-only.
+  if (!is_read(request.method)) {
+    auto response = json_error(405, "method not allowed");
+    response.headers.emplace_back("Allow", "GET, HEAD");
+    return respond(std::move(response));
+  }
+  if (page) return respond(std::move(*page));
+  if (!presence) {
     handler.broadcaster().query_rooms(
         [respond](const std::vector<RoomCount>& rooms) { respond(rooms_body(rooms)); });
     return;
   }
-  constexpr std::size_t kAffixes = kRoomsPrefix.size() + kPresenceSuffix.size();
-  if (path.size() > kAffixes && path.starts_with(kRoomsPrefix) && path.ends_with(kPresenceSuffix) &&
-      is_read(request.method)) {
-    auto room = protocol::percent_decode(path.substr(kRoomsPrefix.size(), path.size() - kAffixes));
-    if (!room || !protocol::is_valid_room(*room))
-      return respond(json_error(400, "invalid room name"));
-    handler.broadcaster().query_presence(
-        *room, [respond, room = *room](const std::vector<PresenceEntry>& users) {
-          respond(presence_body(room, users));
-        });
-    return;
-  }
-  respond(handle_sync(handler, request));
+  auto room = protocol::percent_decode(path.substr(kRoomsPrefix.size(), path.size() - kAffixes));
+  if (!room || !protocol::is_valid_room(*room))
+    return respond(json_error(400, "invalid room name"));
+  handler.broadcaster().query_presence(
+      *room, [respond, room = *room](const std::vector<PresenceEntry>& users) {
+        respond(presence_body(room, users));
+      });
 }
 
 namespace {
-HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request) {
-  const auto path = protocol::split_target(request.target).path;
-  const bool known = path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/" ||
-                     path == "/index.html" || path == "/realtime-client.js";
-  if (!known) return json_error(404, "not found");
-  if (!is_read(request.method)) {
-    auto response = json_error(405, "method not allowed");
-    response.headers.emplace_back("Allow", "GET, HEAD");
-    return response;
-  }
+std::optional<HttpResponse> page_response(HandlerCore& handler, std::string_view path) {
   if (path == "/healthz") return text(200, "ok\n");
   if (path == "/readyz") {
     std::string reason;
@@ -181,7 +182,7 @@ HttpResponse handle_sync(HandlerCore& handler, const HttpRequest& request) {
   if (path == "/realtime-client.js") {
     return text(200, std::string(client_js()), "text/javascript; charset=utf-8");
   }
-  return json_error(404, "not found");  // (not reached: the paths above are the known ones)
+  return std::nullopt;
 }
 }  // namespace
 

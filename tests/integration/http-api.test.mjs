@@ -203,7 +203,9 @@ test('unknown path -> 404 for any method; a known one with the wrong method -> 4
     for (const path of ['/no/such/thing', '/api/publish/', '/api/publishx']) {
       assert.equal((await post(s, path, { room: 'a', text: 'x' })).status, 404, `POST ${path}`);
     }
-    const r = await post(s, '/metrics', {});
-    assert.equal(r.status, 405);
-    assert.equal(r.headers.get('allow'), 'GET, HEAD');
+    for (const path of ['/metrics', '/api/rooms', '/api/rooms/a/presence']) {
+      const r = await post(s, path, {});
+      assert.equal(r.status, 405, `POST ${path}`);
+      assert.equal(r.headers.get('allow'), 'GET, HEAD');
+    }
   }));
