@@ -581,8 +581,7 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
     const PresenceStatus before = result.user_first ? PresenceStatus::online : presence.status();
     ++presence.sockets;
     if (status == PresenceStatus::away) ++presence.away;
-    result.user_status = presence.status();
-    result.status_changed = result.user_status != before;
+    if (presence.status() != before) result.status_change = presence.status();
     shard.join_local(room, &session, min_seq, buffer_live);
   });
   if (result.room_first) {
@@ -613,8 +612,7 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
       result.user_last = true;
       return;
     }
-    result.user_status = presence.status();
-    result.status_changed = result.user_status != before;
+    if (presence.status() != before) result.status_change = presence.status();
   });
   if (result.room_last) {
     metrics_.rooms.fetch_sub(1, std::memory_order_relaxed);

@@ -128,10 +128,9 @@ class HubCore {
   struct JoinResult {
     bool user_first = false;  // the user's first socket in the room on this pod
     // The user's status in the room on this pod after the join (derived from its sockets here),
-    // and whether it changed: from online (a first socket that is away: announced online, then
-    // away) or, for a user already here, from what it was (an online socket joins away ones).
-    PresenceStatus user_status = PresenceStatus::online;
-    bool status_changed = false;
+    // when it changed: from online (a first socket that is away: announced online, then away) or,
+    // for a user already here, from what it was (an online socket joins away ones).
+    std::optional<PresenceStatus> status_change;
     bool room_first = false;  // the room's first member on this pod
     bool recovered = false;   // last_id was given and everything after it was replayed
     std::size_t replayed = 0;
@@ -149,10 +148,9 @@ class HubCore {
   struct LeaveResult {
     bool user_last = false;
     bool room_last = false;
-    // Not the last: the user's status on this pod after the leave, and whether it changed (the
-    // last online socket left while away ones remain).
-    PresenceStatus user_status = PresenceStatus::online;
-    bool status_changed = false;
+    // Not the last: the user's status on this pod after the leave, when it changed (the last
+    // online socket left while away ones remain).
+    std::optional<PresenceStatus> status_change;
   };
   // status: the leaving socket's own status.
   LeaveResult leave(const std::string& room, const std::string& user, WsSession& session,

@@ -177,18 +177,19 @@ void Shard::publish_counts() noexcept {
   latency_sum_pending_ns_ = 0;
 }
 
-void Shard::close_all(std::uint16_t code, std::string_view reason) {
+std::vector<std::shared_ptr<WsSession>> Shard::all_sessions() const {
   std::vector<std::shared_ptr<WsSession>> all;
   all.reserve(sessions_.size());
-  for (auto& [raw, session] : sessions_) all.push_back(session);
-  for (auto& session : all) session->close(code, reason);
+  for (const auto& [raw, session] : sessions_) all.push_back(session);
+  return all;
+}
+
+void Shard::close_all(std::uint16_t code, std::string_view reason) {
+  for (auto& session : all_sessions()) session->close(code, reason);
 }
 
 void Shard::finish_all() {
-  std::vector<std::shared_ptr<WsSession>> all;
-  all.reserve(sessions_.size());
-  for (auto& [raw, session] : sessions_) all.push_back(session);
-  for (auto& session : all) session->finish();
+  for (auto& session : all_sessions()) session->finish();
 }
 
 void Shard::start_sweep(std::chrono::milliseconds period) {

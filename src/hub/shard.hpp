@@ -90,6 +90,8 @@ class Shard {
   // every session still here, without a close handshake; its on_disconnect runs. On the thread
   // that joined the loop's.
   void finish_all();
+  // A copy of the session table, for loops whose calls may end sessions (and so erase them).
+  std::vector<std::shared_ptr<WsSession>> all_sessions() const;
 
   // A receive buffer shared by every socket of this thread (sockets read into it, so an idle socket
   // owns no buffer). kReadBufferSize is the most one read takes.

@@ -110,16 +110,17 @@ std::error_code make_error_code(RedisErrc e) noexcept {
 // ---------------------------------------------------------------------------------------------
 // Backoff
 
-bool FailureLog::should_log(std::uint64_t& left_out) {
+std::optional<std::string> FailureLog::next() {
   const auto now = std::chrono::steady_clock::now();
   if (last_ != std::chrono::steady_clock::time_point{} && now - last_ < interval_) {
     ++left_out_;
-    return false;
+    return std::nullopt;
   }
-  left_out = left_out_;
+  std::string note =
+      left_out_ == 0 ? std::string() : fmt::format("; {} more failed attempts", left_out_);
   left_out_ = 0;
   last_ = now;
-  return true;
+  return note;
 }
 
 void FailureLog::reset() noexcept {

@@ -29,6 +29,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -115,8 +116,9 @@ class Backoff {
 class FailureLog {
  public:
   explicit FailureLog(std::chrono::milliseconds interval) : interval_(interval) {}
-  // Whether to log this failure; when so, `left_out` tells how many were not since the last one.
-  bool should_log(std::uint64_t& left_out);
+  // Whether to log this failure: then what to add to its line (how many were left out since the
+  // last one logged, or nothing), else nullopt.
+  std::optional<std::string> next();
   void reset() noexcept;  // connected again: its next failure is logged
 
  private:

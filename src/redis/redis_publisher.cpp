@@ -69,9 +69,8 @@ void RedisPublisher::on_connected() {
 
 void RedisPublisher::on_disconnected(std::error_code ec, const std::string& reason) {
   if (ec != RedisErrc::connection_lost) ++stats_.connect_failures;
-  if (std::uint64_t left_out = 0; failures_.should_log(left_out)) {
-    log_->warn("redis publisher: {} ({}){}", reason, ec.message(),
-               left_out == 0 ? std::string() : fmt::format("; {} more failed attempts", left_out));
+  if (const auto more = failures_.next()) {
+    log_->warn("redis publisher: {} ({}){}", reason, ec.message(), *more);
   }
   if (on_state_change_) on_state_change_(false, reason);
   schedule_reconnect();

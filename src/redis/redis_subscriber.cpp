@@ -249,10 +249,7 @@ void RedisSubscriber::on_disconnected(const std::string& reason) {
   confirmed_.clear();
   release_waiters(true);
   ++stats_.connect_failures;
-  if (std::uint64_t left_out = 0; failures_.should_log(left_out)) {
-    log_->warn("redis subscriber: {}{}", reason,
-               left_out == 0 ? std::string() : fmt::format("; {} more failed attempts", left_out));
-  }
+  if (const auto more = failures_.next()) log_->warn("redis subscriber: {}{}", reason, *more);
   set_health(false, reason);
   schedule_reconnect();
 }

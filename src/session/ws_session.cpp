@@ -496,8 +496,7 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
                                         self->finish_recovery(room, last_id, history);
                                     });
                               });
-    announce_join(room, result.user_first,
-                  result.status_changed ? std::optional(result.user_status) : std::nullopt);
+    announce_join(room, result.user_first, result.status_change);
     return;
   }
   const auto result = handler_->core().join(room, user_id_, *this, last_id, false, status_);
@@ -519,8 +518,7 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
       welcome.reset();
     }
   }
-  announce_join(room, result.user_first,
-                result.status_changed ? std::optional(result.user_status) : std::nullopt);
+  announce_join(room, result.user_first, result.status_change);
   hold_until_subscribed(room, std::move(welcome));
 }
 
@@ -623,8 +621,7 @@ void WsSession::handle_leave(const std::string& room) {
   rooms_.erase(it);
   std::erase_if(recovering_, [&](const Recovery& r) { return r.room == room; });
   const auto result = handler_->core().leave(room, user_id_, *this, status_);
-  announce_leave(room, result.user_last,
-                 result.status_changed ? std::optional(result.user_status) : std::nullopt);
+  announce_leave(room, result.user_last, result.status_change);
 }
 
 void WsSession::handle_presence(PresenceStatus status) {
@@ -769,8 +766,7 @@ void WsSession::detach() {
   recovering_.clear();
   for (const std::string& room : rooms) {
     const auto result = core.leave(room, user_id_, *this, status_);
-    announce_leave(room, result.user_last,
-                   result.status_changed ? std::optional(result.user_status) : std::nullopt);
+    announce_leave(room, result.user_last, result.status_change);
   }
   shard_.remove_user(this);
   core.remove_user_socket(user_id_);
