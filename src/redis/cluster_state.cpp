@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include "protocol/envelope.hpp"
+
 namespace realtime::detail {
 namespace {
 
@@ -14,9 +16,20 @@ constexpr std::string_view kEpoch = "realtime:state-epoch";
 // (`{pod}|{user}` -> that pod's status of the user, itself derived from the user's sockets there):
 // online when any pod has it online, away when every pod that has it has it away, offline when none
 // has it. Lua functions the scripts below start with: pods_with(pods_key, pod) lists the live pods
-// and `pod` (whose lease may be gone), aggregate(key, pods, user) the user's status in a room, and
-// drop_entries(room, pod, pods, changed) removes the pod's entries of a room, appending room, user
-// and new status to `changed` for each user whose status that changes (when `changed` is given).
+// and `pod` (whose lease may be gone), aggregate(key, pods, user) the user's status in a room,
+// announce(room, user, status, tail, echo) publishes the presence message of a change, and
+// drop_entries(room, pod, pods, changed, tail, echo) removes the pod's entries of a room, and for
+// each user whose status that changes (when `changed` is given) announces it and appends room,
+// user and new status to `changed`.
+//
+// A change is published from inside the script that made it, so every pod receives the changes of
+// one user in the order Redis made them, whichever pods made them (a pod publishing after its
+// script answered could be overtaken by another pod's later change, and members would be left
+// with the earlier status). The message goes to the room's channel, ended by `tail`: its timestamp
+// and the "pod" field by which the pod that ran the script skips it there. That pod gets its copy
+// on `echo`, its own control channel, on the same subscription as every room's channel and so in
+// the same order; `echo` is empty when that channel was not subscribed as the script was sent,
+// and the pod then delivers the changes from the script's answer.
 constexpr std::string_view kAggregateLua = R"lua(
 local function pods_with(pods_key, pod)
   local pods = redis.call('SMEMBERS', pods_key)
@@ -33,7 +46,13 @@ local function aggregate(key, pods, user)
   end
   return status
 end
-local function drop_entries(room, pod, pods, changed)
+local function announce(room, user, status, tail, echo)
+  local msg = '{"type":"presence","room":' .. cjson.encode(room) .. ',"data":{"status":"' ..
+    status .. '","user_id":' .. cjson.encode(user) .. '}' .. tail
+  redis.call('PUBLISH', 'realtime:room:' .. room, msg)
+  if echo ~= '' then redis.call('PUBLISH', echo, msg) end
+end
+local function drop_entries(room, pod, pods, changed, tail, echo)
   local key = 'realtime:presence:' .. room
   local prefix = pod .. '|'
   for _, f in ipairs(redis.call('HKEYS', key)) do
@@ -43,6 +62,7 @@ local function drop_entries(room, pod, pods, changed)
       redis.call('HDEL', key, f)
       local after = aggregate(key, pods, user)
       if changed and after ~= before then
+        announce(room, user, after, tail, echo)
         table.insert(changed, room); table.insert(changed, user); table.insert(changed, after)
       end
     end
@@ -52,9 +72,9 @@ end
 
 // KEYS[1] presence hash, KEYS[2] pods set, KEYS[3] this pod's prooms set; ARGV pod, user, room,
 // status: this pod's status of the user in the room ('online' or 'away'; '' when the pod no longer
-// has the user there). Returns {before, after}, the cluster's status of the user around the change:
-// atomic, so pods changing the same user at once each see the other's change, and each change of
-// the cluster's status is reported once.
+// has the user there), tail, echo. Returns {before, after}, the cluster's status of the user around
+// the change, and announces it when they differ: atomic, so pods changing the same user at once
+// each see the other's change, and each change of the cluster's status is announced once.
 constexpr std::string_view kSetLua = R"lua(
 local pods = pods_with(KEYS[2], ARGV[1])
 local before = aggregate(KEYS[1], pods, ARGV[2])
@@ -65,13 +85,15 @@ else
   redis.call('HSET', KEYS[1], field, ARGV[4])
   redis.call('SADD', KEYS[3], ARGV[3])
 end
-return {before, aggregate(KEYS[1], pods, ARGV[2])}
+local after = aggregate(KEYS[1], pods, ARGV[2])
+if after ~= before then announce(ARGV[3], ARGV[2], after, ARGV[5], ARGV[6]) end
+return {before, after}
 )lua";
 
-// KEYS[1] pods set; ARGV pod, force. Removes a pod whose lease is gone (or any, when force is '1'),
-// returning {room, user, status, ...} for each user whose status in the cluster this changes (to
-// offline, or to what the other pods still have). Atomic, so of several pods sweeping at once
-// exactly one gets the list.
+// KEYS[1] pods set; ARGV pod, force, tail, echo. Removes a pod whose lease is gone (or any, when
+// force is '1'), announcing and returning {room, user, status, ...} for each user whose status in
+// the cluster this changes (to offline, or to what the other pods still have). Atomic, so of
+// several pods sweeping at once exactly one announces.
 constexpr std::string_view kRemovePodLua = R"lua(
 local pod = ARGV[1]
 local base = 'realtime:pod:' .. pod
@@ -79,7 +101,7 @@ if ARGV[2] ~= '1' and redis.call('EXISTS', base) == 1 then return {} end
 local changed = {}
 local pods = pods_with(KEYS[1], pod)
 for _, room in ipairs(redis.call('SMEMBERS', base .. ':prooms')) do
-  drop_entries(room, pod, pods, changed)
+  drop_entries(room, pod, pods, changed, ARGV[3], ARGV[4])
 end
 redis.call('DEL', base .. ':rooms', base .. ':prooms')
 if ARGV[2] == '1' then redis.call('DEL', base) end
@@ -108,10 +130,10 @@ local function state_epoch(key, known, candidate)
 end
 )lua";
 
-// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, known epoch, candidate epoch, lease ms, then the rooms
-// where the pod has members now. Renews the lease, and removes the pod's entries and count from
-// every other room of its part. Returns {epoch, room, user, status, ...}: the changes this made to
-// the cluster's status of a user (none when the data was lost).
+// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, known epoch, candidate epoch, lease ms, tail, echo,
+// then the rooms where the pod has members now. Renews the lease, and removes the pod's entries and
+// count from every other room of its part. Announces and returns {epoch, room, user, status, ...}:
+// the changes this made to the cluster's status of a user (none when the data was lost).
 constexpr std::string_view kRewriteBeginLua = R"lua(
 local pod = ARGV[1]
 local epoch, lost = state_epoch(KEYS[2], ARGV[2], ARGV[3])
@@ -119,12 +141,12 @@ local base = 'realtime:pod:' .. pod
 redis.call('SET', base, '1', 'PX', ARGV[4])
 redis.call('SADD', KEYS[1], pod)
 local keep = {}
-for i = 5, #ARGV do keep[ARGV[i]] = true end
+for i = 7, #ARGV do keep[ARGV[i]] = true end
 local out = {epoch}
 local pods = pods_with(KEYS[1], pod)
 for _, room in ipairs(redis.call('SMEMBERS', base .. ':prooms')) do
   if not keep[room] then
-    drop_entries(room, pod, pods, not lost and out or nil)
+    drop_entries(room, pod, pods, not lost and out or nil, ARGV[5], ARGV[6])
     redis.call('SREM', base .. ':prooms', room)
   end
 end
@@ -134,10 +156,10 @@ end
 return out
 )lua";
 
-// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, known epoch, candidate epoch, then per room: room,
-// members, n, and n pairs user, status (the pod's status of the user there now). Makes the pod's
-// entries in each room exactly these (removing the others) and writes its member count. Returns
-// {epoch, room, user, status, ...} as kRewriteBeginLua.
+// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, known epoch, candidate epoch, tail, echo, then per
+// room: room, members, n, and n pairs user, status (the pod's status of the user there now). Makes
+// the pod's entries in each room exactly these (removing the others) and writes its member count.
+// Announces and returns {epoch, room, user, status, ...} as kRewriteBeginLua.
 constexpr std::string_view kRewriteRoomsLua = R"lua(
 local pod = ARGV[1]
 local epoch, lost = state_epoch(KEYS[2], ARGV[2], ARGV[3])
@@ -145,7 +167,7 @@ local base = 'realtime:pod:' .. pod
 local prefix = pod .. '|'
 local pods = pods_with(KEYS[1], pod)
 local out = {epoch}
-local i = 4
+local i = 6
 while i <= #ARGV do
   local room, members, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local key = 'realtime:presence:' .. room
@@ -178,6 +200,7 @@ while i <= #ARGV do
     for _, user in ipairs(users) do
       local after = aggregate(key, pods, user)
       if after ~= before[user] then
+        announce(room, user, after, ARGV[4], ARGV[5])
         table.insert(out, room); table.insert(out, user); table.insert(out, after)
       end
     end
@@ -228,13 +251,18 @@ return out
 
 std::string status_text(PresenceStatus status) { return std::string(to_string(status)); }
 
+using Reach = ClusterState::Reach;
+
 }  // namespace
 
 ClusterState::ClusterState(boost::asio::io_context& context, HubCore& hub, RedisPublisher& redis,
-                           PresencePublisher publish_presence)
+                           PresenceAnnouncer announce, std::string control_channel,
+                           std::function<bool()> echo_ready)
     : hub_(hub),
       redis_(redis),
-      publish_presence_(std::move(publish_presence)),
+      announce_(std::move(announce)),
+      control_channel_(std::move(control_channel)),
+      echo_ready_(std::move(echo_ready)),
       pod_(hub.pod_id()),
       lease_timer_(context),
       count_timer_(context) {}
@@ -267,10 +295,12 @@ void ClusterState::rewrite_part() {
       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count());
-  const auto on_reply = [this](std::error_code ec, const RedisReply& reply) {
+  const std::string tail = presence_tail();
+  const std::string echo = echo_channel();
+  const auto on_reply = [this, echo](std::error_code ec, const RedisReply& reply) {
     if (ec || stopped_ || reply.elements.empty()) return;
     epoch_ = reply.elements[0].str;
-    publish_changes(reply, 1);
+    if (echo.empty()) announce_changes(reply, 1);
   };
   std::vector<std::string> begin{"EVAL",
                                  rewrite_begin_script(),
@@ -280,13 +310,22 @@ void ClusterState::rewrite_part() {
                                  pod_,
                                  known,
                                  candidate,
-                                 std::to_string(kLeaseTtl.count())};
+                                 std::to_string(kLeaseTtl.count()),
+                                 tail,
+                                 echo};
   for (const auto& room : rooms) begin.push_back(room.room);
   redis_.command(begin, on_reply);
 
-  const std::vector<std::string> head{
-      "EVAL",   rewrite_rooms_script(), "2", std::string(kPods), std::string(kEpoch), pod_, known,
-      candidate};
+  const std::vector<std::string> head{"EVAL",
+                                      rewrite_rooms_script(),
+                                      "2",
+                                      std::string(kPods),
+                                      std::string(kEpoch),
+                                      pod_,
+                                      known,
+                                      candidate,
+                                      tail,
+                                      echo};
   std::vector<std::string> batch = head;
   std::size_t batch_rooms = 0;
   std::size_t batch_users = 0;
@@ -342,11 +381,12 @@ void ClusterState::renew_lease() {
 }
 
 void ClusterState::sweep(const std::vector<std::string>& pods) {
+  const std::string tail = presence_tail();
+  const std::string echo = echo_channel();
   for (const std::string& pod : pods) {
-    redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod, "0"},
-                   [this, pod](std::error_code ec, const RedisReply& reply) {
-                     if (ec || stopped_) return;
-                     publish_changes(reply);
+    redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod, "0", tail, echo},
+                   [this, echo](std::error_code ec, const RedisReply& reply) {
+                     if (!ec && !stopped_ && echo.empty()) announce_changes(reply);
                    });
   }
 }
@@ -356,11 +396,13 @@ void ClusterState::leave_cluster(const std::function<void()>& done) {
     done();
     return;
   }
-  auto ec = redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1"},
-                           [this, done](std::error_code error, const RedisReply& reply) {
-                             if (!error) publish_changes(reply);
-                             done();
-                           });
+  const std::string echo = echo_channel();
+  auto ec = redis_.command(
+      {"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1", presence_tail(), echo},
+      [this, done, echo](std::error_code error, const RedisReply& reply) {
+        if (!error && echo.empty()) announce_changes(reply);
+        done();
+      });
   if (ec) done();
 }
 
@@ -370,12 +412,27 @@ void ClusterState::stop() {
   count_timer_.cancel();
 }
 
-void ClusterState::publish_changes(const RedisReply& reply, std::size_t first) {
+void ClusterState::announce_changes(const RedisReply& reply, std::size_t first) {
   for (std::size_t i = first; i + 2 < reply.elements.size(); i += 3) {
-    publish_presence_(
-        reply.elements[i].str, reply.elements[i + 1].str,
-        parse_presence_status(reply.elements[i + 2].str).value_or(PresenceStatus::offline));
+    announce_(reply.elements[i].str, reply.elements[i + 1].str,
+              parse_presence_status(reply.elements[i + 2].str).value_or(PresenceStatus::offline),
+              Reach::this_pod);
   }
+}
+
+std::string ClusterState::echo_channel() const {
+  return echo_ready_() ? control_channel_ : std::string();
+}
+
+std::string ClusterState::presence_tail() const {
+  // The same ending as the broadcaster's own messages (RedisBroadcasterCore::encode), so this
+  // pod skips the echo of what its scripts publish.
+  std::string tail = ",\"timestamp\":\"";
+  protocol::append_timestamp(tail, Clock::now());
+  tail += "\",\"pod\":";
+  protocol::append_json_string(tail, pod_);
+  tail += '}';
+  return tail;
 }
 
 void ClusterState::user_joined(const std::string& room, const std::string& user) {
@@ -395,22 +452,27 @@ void ClusterState::set_pod_status(const std::string& room, const std::string& us
                                   PresenceStatus status) {
   std::string key(kPresencePrefix);
   key += room;
-  // Announced once the script has run: a status set right after a join (a socket that was away
-  // before joining) then follows the join's "online" rather than overtaking it. Without Redis the
-  // pod cannot know about the others: it announces what it knows.
+  // The script announces a change (this pod's members get it on the echo, or from the answer),
+  // so a status set right after a join (a socket that was away before joining) follows the
+  // join's "online" rather than overtaking it. Without Redis, or when the script failed, the pod
+  // cannot know about the others: it announces what it knows, everywhere.
+  const std::string echo = echo_channel();
   auto ec = redis_.command(
       {"EVAL", set_script(), "3", key, std::string(kPods), pod_key(":prooms"), pod_, user, room,
-       status == PresenceStatus::offline ? std::string() : status_text(status)},
-      [this, room, user, status](std::error_code error, const RedisReply& reply) {
+       status == PresenceStatus::offline ? std::string() : status_text(status), presence_tail(),
+       echo},
+      [this, room, user, status, echo](std::error_code error, const RedisReply& reply) {
         if (error || reply.elements.size() < 2) {
-          publish_presence_(room, user, status);
+          announce_(room, user, status, Reach::every_pod);
           return;
         }
         const auto before = parse_presence_status(reply.elements[0].str);
         const auto after = parse_presence_status(reply.elements[1].str);
-        if (after && before != after) publish_presence_(room, user, *after);
+        if (after && before != after && echo.empty()) {
+          announce_(room, user, *after, Reach::this_pod);
+        }
       });
-  if (ec) publish_presence_(room, user, status);
+  if (ec) announce_(room, user, status, Reach::every_pod);
 }
 
 void ClusterState::room_changed(const std::string& room) {

@@ -1,27 +1,31 @@
 // Cluster-wide rooms and presence, kept in Redis next to the pub/sub fan-out.
 //
 // Each pod writes only its own part, as absolute values (so a reconnect can simply rewrite it):
-//   realtime:pods                      SET   live pod ids
-//   realtime:pod:{pod}                 STRING the pod's lease (PX kLeaseTtl, renewed every
-//   kLeaseRenew) realtime:pod:{pod}:rooms           HASH  room -> members on that pod
-//   realtime:pod:{pod}:prooms          SET   rooms where the pod holds presence entries
-//   realtime:presence:{room}           HASH  "{pod}|{user}" -> the user's status on that pod
-//                                             (online if any of its sockets there is, else away)
-//   realtime:state-epoch               STRING changes only when Redis lost its data
+//   realtime:pods                  SET     live pod ids
+//   realtime:pod:{pod}             STRING  the pod's lease (PX kLeaseTtl, renewed every
+//   kLeaseRenew) realtime:pod:{pod}:rooms       HASH    room -> members on that pod
+//   realtime:pod:{pod}:prooms      SET     rooms where the pod holds presence entries
+//   realtime:presence:{room}       HASH    "{pod}|{user}" -> the user's status on that pod
+//                                          (online if any of its sockets there is, else away)
+//   realtime:state-epoch           STRING  changes only when Redis lost its data
 // A user's status in the cluster is derived from every pod's entry (online if any is online, else
 // away; offline without any); Lua scripts change a pod's entry and compute that status before and
-// after atomically, so each change of it is announced once, by the pod that made it. Every pod
-// sweeps: a pod whose lease expired is removed by whichever pod gets there first, and that pod
-// publishes the presence its removal changed (offline, or the status other pods still hold). A pod
-// that finds its own lease gone when renewing it rewrites its part (Redis lost it: FLUSHALL; or the
-// pod was stopped and swept), as after a reconnect; the rewrite announces the changes it makes to
-// the cluster's statuses (a swept pod's users come back online), unless the epoch shows that Redis
-// lost its data (nothing was announced for the loss, so nothing is for the rewrite).
+// after atomically, so each change of it is announced once. The script that made a change
+// publishes it (PUBLISH from inside the script), so every pod receives one user's changes in the
+// order Redis made them; the pod that ran the script delivers it to its own members when the
+// script answers. Every pod sweeps: a pod whose lease expired is removed by whichever pod gets
+// there first, and that pod's script announces the presence the removal changed (offline, or the
+// status other pods still hold). A pod that finds its own lease gone when renewing it rewrites its
+// part (Redis lost it: FLUSHALL; or the pod was stopped and swept), as after a reconnect; the
+// rewrite announces the changes it makes to the cluster's statuses (a swept pod's users come back
+// online), unless the epoch shows that Redis lost its data (nothing was announced for the loss, so
+// nothing is for the rewrite).
 //
 // Owned by RedisBroadcasterCore; runs on its Redis thread only.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <set>
@@ -48,12 +52,19 @@ class ClusterState {
   static constexpr std::size_t kRewriteBatchRooms = 256;
   static constexpr std::size_t kRewriteBatchUsers = 2048;
 
-  // publish_presence sends a presence message to a room's members on every pod.
-  using PresencePublisher =
-      std::function<void(const std::string& room, const std::string& user, PresenceStatus status)>;
+  // Where a presence message goes: to this pod's members (a script published it to the other
+  // pods, and its echo could not be counted on), or to every pod (no script ran: Redis failed).
+  enum class Reach : std::uint8_t { this_pod, every_pod };
+  // announce sends a presence message to a room's members.
+  using PresenceAnnouncer = std::function<void(const std::string& room, const std::string& user,
+                                               PresenceStatus status, Reach reach)>;
 
+  // The scripts also publish each change on `control_channel`, this pod's own, while echo_ready()
+  // says the pod's subscriber has it subscribed; the broadcaster delivers those copies to the
+  // pod's members (in order with every other pod's changes, on the same subscription).
   ClusterState(boost::asio::io_context& context, HubCore& hub, RedisPublisher& redis,
-               PresencePublisher publish_presence);
+               PresenceAnnouncer announce, std::string control_channel,
+               std::function<bool()> echo_ready);
 
   // Rewrites this pod's part from the hub (after every (re)connect) and starts the lease timer.
   void on_connected();
@@ -77,10 +88,15 @@ class ClusterState {
  private:
   // Writes this pod's whole part again from the hub (after a reconnect, or a lease found gone).
   void rewrite_part();
-  // Writes this pod's entry (offline: removes it) and publishes the cluster's change, if any.
+  // Writes this pod's entry (offline: removes it) and announces the cluster's change, if any.
   void set_pod_status(const std::string& room, const std::string& user, PresenceStatus status);
-  // Publishes the {room, user, status, ...} changes a script reported, from element `first` on.
-  void publish_changes(const RedisReply& reply, std::size_t first = 0);
+  // Delivers to this pod's members the {room, user, status, ...} changes a script reported (and
+  // published to the other pods), from element `first` on: for a script sent without an echo.
+  void announce_changes(const RedisReply& reply, std::size_t first = 0);
+  // The end of the presence messages the scripts publish: a timestamp, and this pod's "pod" field.
+  std::string presence_tail() const;
+  // The scripts' `echo` argument: the control channel when it is subscribed, else empty.
+  std::string echo_channel() const;
   void schedule_lease();
   void renew_lease();
   void sweep(const std::vector<std::string>& pods);
@@ -89,7 +105,9 @@ class ClusterState {
 
   HubCore& hub_;
   RedisPublisher& redis_;
-  PresencePublisher publish_presence_;
+  PresenceAnnouncer announce_;
+  std::string control_channel_;
+  std::function<bool()> echo_ready_;
   std::string pod_;
   boost::asio::steady_timer lease_timer_;
   boost::asio::steady_timer count_timer_;

@@ -170,9 +170,18 @@ class RedisBroadcasterCore {
     }
     cluster_ = std::make_unique<ClusterState>(
         context_, core_, *publisher_,
-        [this](const std::string& room, const std::string& user, PresenceStatus status) {
-          publish(presence_message(room, {status, user}));
-        });
+        [this](const std::string& room, const std::string& user, PresenceStatus status,
+               ClusterState::Reach reach) {
+          Message msg = presence_message(room, {status, user});
+          if (reach == ClusterState::Reach::every_pod) {
+            publish(std::move(msg));
+          } else {
+            core_.deliver(msg);
+          }
+        },
+        sub.control_channel,
+        [this, control = sub.control_channel] { return subscriber_->subscribed(control); });
+    control_channel_ = sub.control_channel;
     publisher_->set_on_state_change([this](bool connected, const std::string&) {
       publish_state_.store(connected ? PublishState::up : PublishState::down,
                            std::memory_order_release);
@@ -764,6 +773,21 @@ class RedisBroadcasterCore {
     });
   }
 
+  // A presence change this pod's script made, published to the room's channel for the other pods
+  // and to this pod's control channel for its own members: delivered here in the order of the
+  // subscription, so after every change another pod made before it and before every one made
+  // after it.
+  void on_own_presence(std::string_view payload) {
+    auto decoded = protocol::decode_envelope(payload);
+    Message& msg = decoded.message;
+    if (decoded.error != protocol::DecodeError::none || msg.type != MessageType::presence ||
+        !protocol::is_valid_room(msg.room)) {
+      return;
+    }
+    msg.id.clear();
+    core_.deliver(msg);
+  }
+
   void on_own_echo(std::string_view channel, std::string_view payload) {
     auto decoded = protocol::decode_envelope(payload);
     if (decoded.error != protocol::DecodeError::none) return;
@@ -775,6 +799,10 @@ class RedisBroadcasterCore {
   }
 
   void on_message(std::string_view channel, std::string_view payload) {
+    if (channel == control_channel_) {
+      on_own_presence(payload);
+      return;
+    }
     if (payload.ends_with(pod_suffix_)) {
       // Our own publish, delivered locally when Redis answered. Its echo matters only to a room
       // whose start on this pod is not known yet (HubCore::deliver_sequenced).
@@ -825,6 +853,7 @@ class RedisBroadcasterCore {
   HubCore& core_;
   std::shared_ptr<spdlog::logger> log_;
   std::string pod_suffix_;
+  std::string control_channel_;  // this pod's own (heartbeats, its presence changes' echo)
   asio::io_context context_{1};
   asio::executor_work_guard<asio::io_context::executor_type> guard_{context_.get_executor()};
   std::unique_ptr<RedisPublisher> publisher_;

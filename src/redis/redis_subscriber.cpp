@@ -276,7 +276,12 @@ void RedisSubscriber::on_push(const RedisPush& push) {
   switch (push.kind) {
     case RedisPush::Kind::message:
       if (push.channel == options_.control_channel) {
-        on_heartbeat();
+        // A heartbeat, or anything else the owner publishes there (its on_message gets that).
+        if (push.payload.starts_with(heartbeat_prefix_)) {
+          on_heartbeat();
+        } else if (on_message_) {
+          on_message_(push.channel, push.payload);
+        }
         return;
       }
       // A message already in flight when the channel was removed is not wanted any more.

@@ -6,7 +6,8 @@
 // socket's welcome waits for it). Messages go to on_message. A lost connection is rebuilt with
 // capped, jittered exponential backoff and every active channel subscribed again.
 // Liveness: every heartbeat_interval the companion publisher PUBLISHes a token on
-// `control_channel`, which this connection subscribes to. No heartbeat within heartbeat_timeout
+// `control_channel`, which this connection subscribes to (what else is published there goes to
+// on_message). No heartbeat within heartbeat_timeout
 // while connected means the subscription is wedged (a stalled server, a half-dead TCP
 // connection): the subscriber reports unhealthy, then closes and rebuilds its connection.
 // healthy() is what /readyz needs: a heartbeat went through Redis and back recently.

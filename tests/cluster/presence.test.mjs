@@ -12,6 +12,9 @@
 //   either is online, away when both are), announced at each change only, and the same in GET
 //   /api/rooms/{room}/presence on every pod; the online tab leaving while the other is away makes
 //   the user away (announced), the away tab leaving keeps it online;
+// - one user with a tab on pod A and one on pod B, turning away and online at the same moment,
+//   round after round: members on every pod get the same events, in the order the changes were
+//   made (each a change: never the same status twice in a row), and are left with the user online;
 // - after FLUSHALL (data lost, no connection dropped) each pod finds its lease gone and rewrites its
 //   member counts and presence: within 6 s both pods list every pod's members again.
 
@@ -19,7 +22,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor } from './lib/redis.mjs';
 import { clusterFixture } from './lib/fixture.mjs';
-import { closeAll } from './lib/client.mjs';
+import { closeAll, redisBarrier } from './lib/client.mjs';
 import { get, metric, presenceList } from './lib/http.mjs';
 import { hs256 } from './lib/jwt.mjs';
 
@@ -247,6 +250,46 @@ test('one user, a tab on each pod: the online tab leaving while the other is awa
   await wD.next(presenceOf(user, 'offline'), 5000, 'presence offline at pod D after the last tab');
   await agreed('offline', 'every tab closed');
   for (const w of [wC, wD]) assert.deepEqual(events(w), ['online', 'away', 'offline'], `events at ${w.pod.podId}`);
+});
+
+// Each round one tab turns away while the other turns back online, both at once: when the away
+// change is made first, the user is announced away, then online; when the online one is, nothing.
+// A pod that published a change only after its script answered could be overtaken by the other
+// pod's later change, leaving members with "online, away": the user shown away while online.
+test('one user, tabs on two pods changing at the same moment: every member gets the changes in order, round after round', async () => {
+  const [a, b, c] = pods;
+  const room = 'pres-race';
+  const user = `fay-${Date.now()}`;
+  const token = hs256({ sub: user }, SECRET);
+  const watchers = [await member(a, `/ws/${room}`), await member(b, `/ws/${room}`), await member(c, `/ws/${room}`)];
+  const tabA = await member(a, `/ws/${room}?token=${token}`);
+  await Promise.all(watchers.map((w) => w.next(presenceOf(user, 'online'), 5000, `presence online of ${user} at ${w.pod.podId}`)));
+  const tabB = await member(b, `/ws/${room}?token=${token}`);
+  const entries = () => Promise.all([a, b].map((p) => redis.cmd('HGET', `realtime:presence:${room}`, `${p.podId}|${user}`)));
+  const settled = (want) =>
+    waitFor(async () => JSON.stringify(await entries()) === JSON.stringify(want), { timeoutMs: 5000, message: `the pods' entries of ${user}: ${want}` });
+  tabB.send({ type: 'presence', data: { status: 'away' } });
+  await settled(['online', 'away']);
+  const ROUNDS = 80;
+  for (let round = 0; round < ROUNDS; round++) {
+    const [goesAway, comesBack] = round % 2 === 0 ? [tabA, tabB] : [tabB, tabA];
+    goesAway.send({ type: 'presence', data: { status: 'away' } });
+    comesBack.send({ type: 'presence', data: { status: 'online' } });
+    await settled(round % 2 === 0 ? ['away', 'online'] : ['online', 'away']);
+  }
+  await redisBarrier(redis, `realtime:room:${room}`, watchers);
+  const events = watchers.map((w) => w.seen(presenceOf(user)).map((m) => m.data.status));
+  const twice = events[0].findIndex((s, i) => i > 0 && s === events[0][i - 1]);
+  assert.equal(twice, -1, `the same status twice in a row at ${a.podId}: ${events[0].join(' ')}`);
+  assert.equal(events[0].at(-1), 'online', `last event at ${a.podId}: ${events[0].join(' ')}`);
+  assert.ok(events[0].length > 1, `some rounds announced away then online at ${a.podId}: ${events[0].join(' ')}`);
+  for (let k = 1; k < watchers.length; k++) {
+    assert.deepEqual(events[k], events[0], `events at ${watchers[k].pod.podId} (${events[k].join(' ')}) against ${a.podId}`);
+  }
+  for (const p of pods) {
+    assert.equal((await presenceList(p, room)).find((u) => u.user_id === user)?.status, 'online', `GET presence on ${p.podId}`);
+  }
+  closeAll([tabA, tabB, ...watchers]);
 });
 
 test('after FLUSHALL every pod rewrites its members and presence within 6 s (the lease found gone)', async () => {

@@ -417,6 +417,23 @@ TEST(RedisPubSub, RoundTrip) {
   EXPECT_GE(pair.subscriber.stats().heartbeats_received, 1u);
 }
 
+// The owner publishes more than heartbeats on its control channel (the presence scripts' echo):
+// those go to on_message; only the subscriber's own tokens count as heartbeats.
+TEST(RedisPubSub, ControlChannelMessagesThatAreNotHeartbeatsGoToTheOwner) {
+  test::RedisServer server;
+  asio::io_context io;
+  PubSubPair pair(io, server, 60s, 120s);  // one heartbeat, at the start
+  ASSERT_TRUE(run_until(io, [&] { return pair.subscriber.healthy(); }));
+  const auto heartbeats = pair.subscriber.stats().heartbeats_received;
+  auto client = server.client();
+  client.publish("realtime:control:test-pod", R"({"type":"presence"})");
+  ASSERT_TRUE(run_until(io, [&] {
+    return pair.received.contains("realtime:control:test-pod", R"({"type":"presence"})");
+  }));
+  EXPECT_EQ(pair.received.messages.size(), 1u);  // the heartbeats are not passed on
+  EXPECT_EQ(pair.subscriber.stats().heartbeats_received, heartbeats);
+}
+
 TEST(RedisPubSub, PublishesOfOneTurnLeaveInOneWrite) {
   test::RedisServer server;
   asio::io_context io;
