@@ -57,6 +57,10 @@ constexpr std::size_t kMaxTrackedRooms = 10000;
 
 // On stop, how long to wait for Redis to confirm that this pod left the shared state.
 constexpr std::chrono::milliseconds kLeaveTimeout{1000};
+// How long room messages wait for a lost connection to Redis to come back (see hold_publishes()):
+// longer than a restart plus the reconnect backoff (capped at 1 s), short enough that a pod cut off
+// from Redis keeps its own members talking.
+constexpr std::chrono::milliseconds kPublishHold{2000};
 // While stopping the lanes, how often to check that the hub still runs their threads.
 constexpr std::chrono::milliseconds kLaneStopPoll{20};
 
@@ -183,13 +187,21 @@ class RedisBroadcasterCore {
         [this, control = sub.control_channel] { return subscriber_->subscribed(control); });
     control_channel_ = sub.control_channel;
     publisher_->set_on_state_change([this](bool connected, const std::string&) {
-      publish_state_.store(connected ? PublishState::up : PublishState::down,
-                           std::memory_order_release);
+      const PublishState was = publish_state_.load(std::memory_order_acquire);
       if (connected) {
+        publish_state_.store(PublishState::up, std::memory_order_release);
+        hold_timer_.cancel();
         cluster_->on_connected();
         reconnect_all_now();
+      } else if (was == PublishState::up) {
+        hold_publishes();
+        return;
+      } else if (was == PublishState::holding) {
+        return;  // another attempt failed: still within the hold
+      } else {
+        publish_state_.store(PublishState::down, std::memory_order_release);
       }
-      // What waited for the first connection goes now: through it, or (it failed) locally.
+      // What waited for the connection goes now: through it, or (it failed) locally.
       if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
     });
     subscriber_->set_on_connected([this] { reconnect_all_now(); });
@@ -275,9 +287,13 @@ class RedisBroadcasterCore {
     auto finish = [this] {
       if (finished_) return;
       finished_ = true;
+      if (publish_state_.load(std::memory_order_acquire) == PublishState::holding) {
+        release_held_publishes();
+      }
       cluster_->stop();
       release_timer_.cancel();
       keepalive_timer_.cancel();
+      hold_timer_.cancel();
       subscriber_->stop();
       publisher_->stop();
       guard_.reset();
@@ -562,21 +578,40 @@ class RedisBroadcasterCore {
     }
   }
 
+  // On the Redis thread, when its command connection was lost: room messages wait for it to come
+  // back, for up to kPublishHold, rather than reach only this pod (a Redis restart, a failover or a
+  // network blip of a second or so then loses nothing); after that, this pod numbers and delivers
+  // them itself, and so every later one until the connection is back.
+  void hold_publishes() {
+    publish_state_.store(PublishState::holding, std::memory_order_release);
+    hold_timer_.expires_after(kPublishHold);
+    hold_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || publish_state_.load(std::memory_order_acquire) != PublishState::holding) return;
+      release_held_publishes();
+    });
+  }
+  // The hold ends without the connection: what waited is delivered locally, in order.
+  void release_held_publishes() {
+    hold_timer_.cancel();
+    publish_state_.store(PublishState::down, std::memory_order_release);
+    if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
+  }
+
   // On the lane's thread: queued, and sent with whatever else is queued when no call is in flight.
   void publish_numbered(PublishLane& lane, Message msg,
                         std::function<void(const std::string&)> done) {
     lane.queue.push_back({std::move(msg), std::move(done), {}});
-    // Until the Redis thread's connection first comes up (or its first attempt fails), its
-    // messages wait for it.
-    if (&lane == redis_lane_.get() &&
-        publish_state_.load(std::memory_order_acquire) == PublishState::starting) {
-      return;
-    }
     if (!lane.in_flight) send_publish_batch(lane);
   }
 
   void send_publish_batch(PublishLane& lane) {
     if (lane.queue.empty()) return;
+    // Until the Redis thread's connection first comes up (or its first attempt fails), and while
+    // it is held for after a loss, its messages wait for it.
+    if (&lane == redis_lane_.get()) {
+      const PublishState state = publish_state_.load(std::memory_order_acquire);
+      if (state == PublishState::starting || state == PublishState::holding) return;
+    }
     auto batch = std::make_shared<std::vector<PendingPublish>>();
     if (lane.queue.size() <= kMaxPublishBatch) {
       batch->swap(lane.queue);
@@ -878,12 +913,14 @@ class RedisBroadcasterCore {
   asio::steady_timer exit_timer_{context_};
   asio::steady_timer release_timer_{context_};
   asio::steady_timer keepalive_timer_{context_};
+  asio::steady_timer hold_timer_{context_};
   std::chrono::milliseconds keepalive_interval_{};
   bool finished_ = false;
   std::thread thread_;
   std::mutex lifecycle_mutex_;
-  // The Redis thread's command connection: not connected yet since start, up, or down after that.
-  enum class PublishState : std::uint8_t { starting, up, down };
+  // The Redis thread's command connection: not connected yet since start, up, lost less than
+  // kPublishHold ago (holding room messages for it), or down.
+  enum class PublishState : std::uint8_t { starting, up, holding, down };
   std::atomic<PublishState> publish_state_{PublishState::starting};
   std::atomic<bool> redis_thread_runs_{false};  // between start() and stop()
   mutable std::mutex health_mutex_;
