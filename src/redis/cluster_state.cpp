@@ -296,11 +296,11 @@ void ClusterState::rewrite_part() {
                          std::chrono::system_clock::now().time_since_epoch())
                          .count());
   const std::string tail = presence_tail();
-  const std::string echo = echo_channel();
+  const Echo echo = echo_for_script();
   const auto on_reply = [this, echo](std::error_code ec, const RedisReply& reply) {
     if (ec || stopped_ || reply.elements.empty()) return;
     epoch_ = reply.elements[0].str;
-    if (echo.empty()) announce_changes(reply, 1);
+    own_changes(reply, 1, echo);
   };
   std::vector<std::string> begin{"EVAL",
                                  rewrite_begin_script(),
@@ -312,7 +312,7 @@ void ClusterState::rewrite_part() {
                                  candidate,
                                  std::to_string(kLeaseTtl.count()),
                                  tail,
-                                 echo};
+                                 echo.channel};
   for (const auto& room : rooms) begin.push_back(room.room);
   redis_.command(begin, on_reply);
 
@@ -325,7 +325,7 @@ void ClusterState::rewrite_part() {
                                       known,
                                       candidate,
                                       tail,
-                                      echo};
+                                      echo.channel};
   std::vector<std::string> batch = head;
   std::size_t batch_rooms = 0;
   std::size_t batch_users = 0;
@@ -382,12 +382,13 @@ void ClusterState::renew_lease() {
 
 void ClusterState::sweep(const std::vector<std::string>& pods) {
   const std::string tail = presence_tail();
-  const std::string echo = echo_channel();
+  const Echo echo = echo_for_script();
   for (const std::string& pod : pods) {
-    redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod, "0", tail, echo},
-                   [this, echo](std::error_code ec, const RedisReply& reply) {
-                     if (!ec && !stopped_ && echo.empty()) announce_changes(reply);
-                   });
+    redis_.command(
+        {"EVAL", remove_pod_script(), "1", std::string(kPods), pod, "0", tail, echo.channel},
+        [this, echo](std::error_code ec, const RedisReply& reply) {
+          if (!ec && !stopped_) own_changes(reply, 0, echo);
+        });
   }
 }
 
@@ -396,13 +397,13 @@ void ClusterState::leave_cluster(const std::function<void()>& done) {
     done();
     return;
   }
-  const std::string echo = echo_channel();
-  auto ec = redis_.command(
-      {"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1", presence_tail(), echo},
-      [this, done, echo](std::error_code error, const RedisReply& reply) {
-        if (!error && echo.empty()) announce_changes(reply);
-        done();
-      });
+  const Echo echo = echo_for_script();
+  auto ec = redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1",
+                            presence_tail(), echo.channel},
+                           [this, done, echo](std::error_code error, const RedisReply& reply) {
+                             if (!error) own_changes(reply, 0, echo);
+                             done();
+                           });
   if (ec) done();
 }
 
@@ -412,16 +413,47 @@ void ClusterState::stop() {
   count_timer_.cancel();
 }
 
-void ClusterState::announce_changes(const RedisReply& reply, std::size_t first) {
+void ClusterState::own_changes(const RedisReply& reply, std::size_t first, const Echo& echo) {
   for (std::size_t i = first; i + 2 < reply.elements.size(); i += 3) {
-    announce_(reply.elements[i].str, reply.elements[i + 1].str,
-              parse_presence_status(reply.elements[i + 2].str).value_or(PresenceStatus::offline),
-              Reach::this_pod);
+    own_change(reply.elements[i].str, reply.elements[i + 1].str,
+               parse_presence_status(reply.elements[i + 2].str).value_or(PresenceStatus::offline),
+               echo);
   }
 }
 
-std::string ClusterState::echo_channel() const {
-  return echo_ready_() ? control_channel_ : std::string();
+void ClusterState::own_change(const std::string& room, const std::string& user,
+                              PresenceStatus status, const Echo& echo) {
+  if (echo.channel.empty() || echo.subscription != subscription_) {
+    // No echo asked for, or asked of a subscriber connection that is gone since: from the answer.
+    announce_(room, user, status, Reach::this_pod);
+  } else if (early_echoes_ > 0) {
+    --early_echoes_;  // its echo came first (the answer travels on another connection)
+  } else {
+    unechoed_.push_back({room, user, status});
+    if (unechoed_.size() > kMaxUnechoed) subscriber_reconnected();
+  }
+}
+
+void ClusterState::echo_received() {
+  if (unechoed_.empty()) {
+    ++early_echoes_;
+  } else {
+    unechoed_.pop_front();
+  }
+}
+
+void ClusterState::subscriber_reconnected() {
+  ++subscription_;
+  early_echoes_ = 0;
+  std::deque<Change> lost;
+  lost.swap(unechoed_);
+  for (const Change& change : lost) {
+    announce_(change.room, change.user, change.status, Reach::this_pod);
+  }
+}
+
+ClusterState::Echo ClusterState::echo_for_script() const {
+  return {echo_ready_() ? control_channel_ : std::string(), subscription_};
 }
 
 std::string ClusterState::presence_tail() const {
@@ -456,11 +488,11 @@ void ClusterState::set_pod_status(const std::string& room, const std::string& us
   // so a status set right after a join (a socket that was away before joining) follows the
   // join's "online" rather than overtaking it. Without Redis, or when the script failed, the pod
   // cannot know about the others: it announces what it knows, everywhere.
-  const std::string echo = echo_channel();
+  const Echo echo = echo_for_script();
   auto ec = redis_.command(
       {"EVAL", set_script(), "3", key, std::string(kPods), pod_key(":prooms"), pod_, user, room,
        status == PresenceStatus::offline ? std::string() : status_text(status), presence_tail(),
-       echo},
+       echo.channel},
       [this, room, user, status, echo](std::error_code error, const RedisReply& reply) {
         if (error || reply.elements.size() < 2) {
           announce_(room, user, status, Reach::every_pod);
@@ -468,9 +500,7 @@ void ClusterState::set_pod_status(const std::string& room, const std::string& us
         }
         const auto before = parse_presence_status(reply.elements[0].str);
         const auto after = parse_presence_status(reply.elements[1].str);
-        if (after && before != after && echo.empty()) {
-          announce_(room, user, *after, Reach::this_pod);
-        }
+        if (after && before != after) own_change(room, user, *after, echo);
       });
   if (ec) announce_(room, user, status, Reach::every_pod);
 }

@@ -12,8 +12,9 @@
 // away; offline without any); Lua scripts change a pod's entry and compute that status before and
 // after atomically, so each change of it is announced once. The script that made a change
 // publishes it (PUBLISH from inside the script), so every pod receives one user's changes in the
-// order Redis made them; the pod that ran the script delivers it to its own members when the
-// script answers. Every pod sweeps: a pod whose lease expired is removed by whichever pod gets
+// order Redis made them; the pod that ran the script gets a copy on its own control channel, on the
+// same subscription, for its own members (from the script's answer when that copy cannot come: the
+// channel not subscribed yet, or the subscriber's connection replaced before it came). Every pod sweeps: a pod whose lease expired is removed by whichever pod gets
 // there first, and that pod's script announces the presence the removal changed (offline, or the
 // status other pods still hold). A pod that finds its own lease gone when renewing it rewrites its
 // part (Redis lost it: FLUSHALL; or the pod was stopped and swept), as after a reconnect; the
@@ -26,6 +27,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <set>
@@ -85,18 +87,33 @@ class ClusterState {
   void query_presence(const std::string& room,
                       const std::function<void(std::vector<PresenceEntry>)>& done);
 
+  // The broadcaster delivered the echo of one of this pod's changes (they come in the order the
+  // scripts ran, as the answers do).
+  void echo_received();
+  // The subscriber has a new connection: the echoes the old one did not bring are lost, and the
+  // changes they were for are delivered to this pod's members now, from the answers.
+  void subscriber_reconnected();
+
  private:
   // Writes this pod's whole part again from the hub (after a reconnect, or a lease found gone).
   void rewrite_part();
   // Writes this pod's entry (offline: removes it) and announces the cluster's change, if any.
   void set_pod_status(const std::string& room, const std::string& user, PresenceStatus status);
-  // Delivers to this pod's members the {room, user, status, ...} changes a script reported (and
-  // published to the other pods), from element `first` on: for a script sent without an echo.
-  void announce_changes(const RedisReply& reply, std::size_t first = 0);
+  // What a script is told of the echo: `channel`, its `echo` argument (the control channel when
+  // it is subscribed, else empty), and the subscriber connection it was asked of.
+  struct Echo {
+    std::string channel;
+    std::uint64_t subscription = 0;
+  };
+  Echo echo_for_script() const;
+  // A change a script made and reported (it published it to the other pods). This pod's members
+  // get it on the echo, else (no echo asked for, or its connection gone) from the answer.
+  void own_change(const std::string& room, const std::string& user, PresenceStatus status,
+                  const Echo& echo);
+  // own_change() for each {room, user, status, ...} of a script's answer, from element `first` on.
+  void own_changes(const RedisReply& reply, std::size_t first, const Echo& echo);
   // The end of the presence messages the scripts publish: a timestamp, and this pod's "pod" field.
   std::string presence_tail() const;
-  // The scripts' `echo` argument: the control channel when it is subscribed, else empty.
-  std::string echo_channel() const;
   void schedule_lease();
   void renew_lease();
   void sweep(const std::vector<std::string>& pods);
@@ -108,6 +125,18 @@ class ClusterState {
   PresenceAnnouncer announce_;
   std::string control_channel_;
   std::function<bool()> echo_ready_;
+  // This pod's changes whose echo is awaited, in order (the answers reported them first), and the
+  // echoes that came before their answer.
+  struct Change {
+    std::string room;
+    std::string user;
+    PresenceStatus status;
+  };
+  // At most this many await their echo; past it, they are delivered from the answers at once.
+  static constexpr std::size_t kMaxUnechoed = 4096;
+  std::deque<Change> unechoed_;
+  std::size_t early_echoes_ = 0;
+  std::uint64_t subscription_ = 0;  // counts the subscriber's connections
   std::string pod_;
   boost::asio::steady_timer lease_timer_;
   boost::asio::steady_timer count_timer_;

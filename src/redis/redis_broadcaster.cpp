@@ -61,6 +61,9 @@ constexpr std::chrono::milliseconds kLeaveTimeout{1000};
 // longer than a restart plus the reconnect backoff (capped at 1 s), short enough that a pod cut off
 // from Redis keeps its own members talking.
 constexpr std::chrono::milliseconds kPublishHold{2000};
+// At most this many room messages wait for the connection (at start or in a hold); one more and
+// they are delivered locally at once (~300 bytes each: a bound of ~20 MB).
+constexpr std::size_t kMaxHeldPublishes = 65536;
 // While stopping the lanes, how often to check that the hub still runs their threads.
 constexpr std::chrono::milliseconds kLaneStopPoll{20};
 
@@ -204,7 +207,10 @@ class RedisBroadcasterCore {
       // What waited for the connection goes now: through it, or (it failed) locally.
       if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
     });
-    subscriber_->set_on_connected([this] { reconnect_all_now(); });
+    subscriber_->set_on_connected([this] {
+      cluster_->subscriber_reconnected();
+      reconnect_all_now();
+    });
     subscriber_->set_on_message([this](std::string_view channel, std::string_view payload) {
       on_message(channel, payload);
     });
@@ -333,29 +339,23 @@ class RedisBroadcasterCore {
       // The shared history numbers it; this pod delivers it on the answer (not on the echo). On
       // an I/O thread whose lane is connected, all of it happens on this thread.
       PublishLane* lane = this_thread_lane();
-      if (lane != nullptr && lane->publisher.connected() &&
-          lane->handed_off->load(std::memory_order_acquire) == 0) {
+      const auto& handed_off = lane != nullptr ? lane->handed_off : foreign_handed_off_;
+      const bool handing_off = handed_off->load(std::memory_order_acquire) > 0;
+      // (Behind a call in flight, also when the connection is gone: if that call fails, its
+      // messages are delivered here before the queue behind it is handed over.)
+      if (lane != nullptr && !handing_off && (lane->publisher.connected() || lane->in_flight)) {
         publish_numbered(*lane, std::move(msg), std::move(done));
         return;
       }
-      // Else through the Redis thread's connection, which a pod that has just started waits for
-      // (so a message the API took at once still reaches every pod). The subscriber's health does
-      // not matter: a message numbered through Redis reaches the other pods even while this pod's
-      // own subscription is being rebuilt.
+      // Else through the Redis thread's connection, which a pod that has just started, or whose
+      // connection was lost a moment ago, waits for (so a message the API took at once still
+      // reaches every pod). The subscriber's health does not matter: a message numbered through
+      // Redis reaches the other pods even while this pod's own subscription is being rebuilt.
+      // Until what this thread handed over is numbered (or, Redis down, delivered locally), its
+      // later messages follow the same way.
       if (redis_thread_runs_.load(std::memory_order_acquire) &&
-          publish_state_.load(std::memory_order_acquire) != PublishState::down) {
-        if (lane != nullptr) {
-          // Until Redis has numbered what this thread hands over, the thread's later messages
-          // follow the same way: a publisher's order is kept across the switch back to the lane.
-          lane->handed_off->fetch_add(1, std::memory_order_relaxed);
-          done = [handed_off = lane->handed_off, done = std::move(done)](const std::string& id) {
-            done(id);
-            handed_off->fetch_sub(1, std::memory_order_release);
-          };
-        }
-        asio::post(context_, [this, msg = std::move(msg), done = std::move(done)]() mutable {
-          publish_numbered(*redis_lane_, std::move(msg), std::move(done));
-        });
+          (handing_off || publish_state_.load(std::memory_order_acquire) != PublishState::down)) {
+        hand_off(handed_off, {std::move(msg), std::move(done), {}});
         return;
       }
     }
@@ -578,19 +578,54 @@ class RedisBroadcasterCore {
     }
   }
 
+  // To the Redis thread's lane, from a thread whose messages `handed_off` counts: until Redis has
+  // numbered them (or they were delivered locally), the thread's later messages follow the same
+  // way, so a publisher's order is kept across the switch back to its lane, or to local delivery.
+  void hand_off(const std::shared_ptr<std::atomic<std::uint32_t>>& handed_off,
+                PendingPublish pending) {
+    handed_off->fetch_add(1, std::memory_order_relaxed);
+    pending.done = [handed_off, done = std::move(pending.done)](const std::string& id) {
+      done(id);
+      handed_off->fetch_sub(1, std::memory_order_release);
+    };
+    asio::post(context_, [this, pending = std::move(pending)]() mutable {
+      publish_numbered(*redis_lane_, std::move(pending.msg), std::move(pending.done));
+    });
+  }
+
+  // On an I/O thread whose lane lost its connection: what it had not sent yet goes through the
+  // Redis thread (held there while that connection is lost too), not only to this pod.
+  bool hand_off_unsent(PublishLane& lane, std::vector<PendingPublish>& unsent) {
+    if (&lane == redis_lane_.get() || lane.publisher.connected() ||
+        !redis_thread_runs_.load(std::memory_order_acquire)) {
+      return false;
+    }
+    for (PendingPublish& pending : unsent) hand_off(lane.handed_off, std::move(pending));
+    unsent.clear();
+    return true;
+  }
+
   // On the Redis thread, when its command connection was lost: room messages wait for it to come
   // back, for up to kPublishHold, rather than reach only this pod (a Redis restart, a failover or a
   // network blip of a second or so then loses nothing); after that, this pod numbers and delivers
   // them itself, and so every later one until the connection is back.
   void hold_publishes() {
     publish_state_.store(PublishState::holding, std::memory_order_release);
+    const std::uint64_t hold = ++hold_generation_;
     hold_timer_.expires_after(kPublishHold);
-    hold_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec || publish_state_.load(std::memory_order_acquire) != PublishState::holding) return;
+    hold_timer_.async_wait([this, hold](const boost::system::error_code& ec) {
+      // (An expiry already queued when the connection came back and was lost again is not this
+      // hold's.)
+      if (ec || hold != hold_generation_ ||
+          publish_state_.load(std::memory_order_acquire) != PublishState::holding) {
+        return;
+      }
       release_held_publishes();
     });
   }
-  // The hold ends without the connection: what waited is delivered locally, in order.
+  // The hold (or the wait at start) ends without the connection: what waited is delivered
+  // locally, in order (the threads that handed it over send their later messages the same way
+  // until it is).
   void release_held_publishes() {
     hold_timer_.cancel();
     publish_state_.store(PublishState::down, std::memory_order_release);
@@ -601,6 +636,11 @@ class RedisBroadcasterCore {
   void publish_numbered(PublishLane& lane, Message msg,
                         std::function<void(const std::string&)> done) {
     lane.queue.push_back({std::move(msg), std::move(done), {}});
+    if (&lane == redis_lane_.get() && lane.queue.size() > kMaxHeldPublishes &&
+        publish_state_.load(std::memory_order_acquire) != PublishState::up) {
+      release_held_publishes();  // too many waiting: no longer
+      return;
+    }
     if (!lane.in_flight) send_publish_batch(lane);
   }
 
@@ -675,7 +715,9 @@ class RedisBroadcasterCore {
         [this, &lane, batch](std::error_code error, const RedisReply& reply) {
           lane.in_flight = false;
           if (error || reply.elements.size() != batch->size()) {
+            // Redis may or may not have run the call: its messages reach this pod only.
             for (PendingPublish& pending : *batch) publish_locally(pending);
+            if (hand_off_unsent(lane, lane.queue)) return;
           } else {
             for (std::size_t i = 0; i < batch->size(); ++i) {
               PendingPublish& pending = (*batch)[i];
@@ -710,8 +752,14 @@ class RedisBroadcasterCore {
         });
     if (ec) {
       lane.in_flight = false;
+      // Not sent: through the Redis thread if this is a lane whose connection is lost, else (the
+      // Redis thread's own connection down) locally, the rest of the queue the same way.
+      if (hand_off_unsent(lane, *batch)) {
+        hand_off_unsent(lane, lane.queue);
+        return;
+      }
       for (PendingPublish& pending : *batch) publish_locally(pending);
-      send_publish_batch(lane);  // the rest of the queue takes the same way
+      send_publish_batch(lane);
     }
   }
 
@@ -821,6 +869,7 @@ class RedisBroadcasterCore {
     }
     msg.id.clear();
     core_.deliver(msg);
+    cluster_->echo_received();
   }
 
   void on_own_echo(std::string_view channel, std::string_view payload) {
@@ -914,6 +963,10 @@ class RedisBroadcasterCore {
   asio::steady_timer release_timer_{context_};
   asio::steady_timer keepalive_timer_{context_};
   asio::steady_timer hold_timer_{context_};
+  std::uint64_t hold_generation_ = 0;  // which hold the timer is for
+  // handed_off for threads without a lane (an application's own): see hand_off().
+  std::shared_ptr<std::atomic<std::uint32_t>> foreign_handed_off_ =
+      std::make_shared<std::atomic<std::uint32_t>>(0);
   std::chrono::milliseconds keepalive_interval_{};
   bool finished_ = false;
   std::thread thread_;

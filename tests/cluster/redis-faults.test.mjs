@@ -10,6 +10,9 @@
 //   room messages for a lost connection): a member on pod B gets every message published on A,
 //   once and in order, but those whose call was in flight at the kill (each counted as a publish
 //   error on A); A's members get every one.
+// - Redis down past the 2 s hold while four sockets on pod A publish fast: when the held messages
+//   are delivered locally, each publisher's later messages come after them (a member on A gets
+//   every message of each publisher once and in order).
 // - CLIENT KILL TYPE pubsub: every active room channel (and realtime:global) is subscribed again by
 //   both pods within 2 s (PUBSUB NUMSUB) and messages cross the pods again in every room, user
 //   notifications and global broadcasts included.
@@ -242,6 +245,43 @@ test('Redis restarted at once: messages published during the outage wait for it 
     // error); the others waited for Redis to come back.
     assert.ok(missing.length <= errors, `member on B missed ${missing.length} (${missing.slice(0, 20)}), publish errors on A ${errors}`);
     assert.ok(errors <= 3, `publish errors on A: ${errors} of the ${outage.messages} messages published during the outage`);
+  }),
+);
+
+test('Redis down past the hold under fast publishers: the held messages, then the later ones, in each publisher\'s order', { timeout: 60_000 }, (t) =>
+  withCluster(1, 'release', async ({ redis, pods, clients }) => {
+    const [a] = pods;
+    const room = 'release';
+    const member = await connect(a, `/ws/${room}`);
+    const publishers = [];
+    for (let k = 0; k < 4; k++) publishers.push(await connect(a, `/ws/${room}`));
+    clients.push(member, ...publishers);
+    await redis.waitNumsub(`realtime:room:${room}`, 1, 5000);
+    const sent = publishers.map(() => 0);
+    let streaming = true;
+    const streams = publishers.map((p, k) => (async () => {
+      while (streaming) {
+        for (let i = 0; i < 4; i++) p.send({ type: 'chat', data: { k, seq: sent[k]++ } });
+        await sleep(1);
+      }
+    })());
+    try {
+      await sleep(200);
+      await redis.kill();
+      await sleep(3000); // past the hold, and on for a while
+    } finally {
+      streaming = false;
+      await Promise.all(streams);
+    }
+    const total = sent.reduce((x, y) => x + y, 0);
+    await member.nextN((m) => m.type === 'chat' && typeof m.data?.k === 'number', total, 10_000, `all ${total} messages at the member`);
+    for (let k = 0; k < publishers.length; k++) {
+      const seqs = member.seen((m) => m.type === 'chat' && m.data?.k === k).map((m) => m.data.seq);
+      const bad = seqs.findIndex((s, j) => s !== j);
+      assert.equal(bad, -1, `publisher ${k}: loss/duplicate/disorder at position ${bad}: ${seqs.slice(Math.max(0, bad - 3), bad + 3)}`);
+      assert.equal(seqs.length, sent[k], `publisher ${k}: got ${seqs.length} of ${sent[k]}`);
+    }
+    t.diagnostic(`${total} messages from ${publishers.length} publishers over the outage`);
   }),
 );
 
