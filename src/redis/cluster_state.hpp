@@ -14,13 +14,13 @@
 // publishes it (PUBLISH from inside the script), so every pod receives one user's changes in the
 // order Redis made them; the pod that ran the script gets a copy on its own control channel, on the
 // same subscription, for its own members (from the script's answer when that copy cannot come: the
-// channel not subscribed yet, or the subscriber's connection replaced before it came). Every pod sweeps: a pod whose lease expired is removed by whichever pod gets
-// there first, and that pod's script announces the presence the removal changed (offline, or the
-// status other pods still hold). A pod that finds its own lease gone when renewing it rewrites its
-// part (Redis lost it: FLUSHALL; or the pod was stopped and swept), as after a reconnect; the
-// rewrite announces the changes it makes to the cluster's statuses (a swept pod's users come back
-// online), unless the epoch shows that Redis lost its data (nothing was announced for the loss, so
-// nothing is for the rewrite).
+// channel not subscribed yet, or the subscriber's connection replaced before it came). Every pod
+// sweeps: a pod whose lease expired is removed by whichever pod gets there first, and that pod's
+// script announces the presence the removal changed (offline, or the status other pods still hold).
+// A pod that finds its own lease gone when renewing it rewrites its part (Redis lost it: FLUSHALL;
+// or the pod was stopped and swept), as after a reconnect; the rewrite announces the changes it
+// makes to the cluster's statuses (a swept pod's users come back online), unless the epoch shows
+// that Redis lost its data (nothing was announced for the loss, so nothing is for the rewrite).
 //
 // Owned by RedisBroadcasterCore; runs on its Redis thread only.
 #pragma once
