@@ -651,6 +651,11 @@ void WsSession::handle_auth(const std::string& token) {
     send_error(error_code::forbidden, "a refreshed token must be for the same user");
     return;
   }
+  if (token_expiry_ && !claims.expires_at) {
+    // Else a socket whose token expires could make itself one that never does.
+    send_error(error_code::invalid_token, "token refused: a refreshed token must carry exp");
+    return;
+  }
   token_expiry_ = claims.expires_at;
   expiry_warned_ = false;
   send_direct(system_message("token_refreshed"));

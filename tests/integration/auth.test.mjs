@@ -86,6 +86,10 @@ test('a token that expires on an open socket: token_expiring, then close 4001; a
     stays.send({ type: 'auth', token: hs256('expiry-secret', { sub: 'mallory', exp: now + 3600 }) });
     const refused = await stays.next((m) => m.type === 'error', 3000, 'error for another user');
     assert.equal(refused.data.code, 'forbidden');
+    // A token without exp cannot lift the socket's expiry.
+    stays.send({ type: 'auth', token: hs256('expiry-secret', { sub: 'ada' }) });
+    const forever = await stays.next((m) => m.type === 'error' || m.data?.event === 'token_refreshed', 3000, 'answer to a refresh without exp');
+    assert.equal(forever.data.code, 'invalid_token', `refresh without exp: ${JSON.stringify(forever)}`);
     stays.send({ type: 'auth', token: hs256('expiry-secret', { sub: 'ada', exp: now + 3600 }) });
     await stays.next((m) => m.type === 'system' && m.data?.event === 'token_refreshed', 3000, 'token_refreshed');
     const closed = await goes.expectClose(15000);
