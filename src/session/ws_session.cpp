@@ -373,13 +373,39 @@ bool WsSession::take_token() {
 
 bool WsSession::within_rate() {
   if (take_token()) return true;
+  refuse_rate();
+  return false;
+}
+
+void WsSession::refuse_rate() {
   handler_->metrics().drop(DropReason::rate_limited);
   const auto now = SteadyClock::now();
   if (now - last_rate_error_ >= kRateErrorInterval) {
     last_rate_error_ = now;
     send_error(error_code::rate_limited, "too many messages; slow down");
   }
-  return false;
+}
+
+bool WsSession::presence_within_rate() {
+  // A status change is announced in every room of the socket: it is also held to the rate limit
+  // counted in room events (one per room), with room for a change in the most rooms a socket may
+  // have at once. One time point (the generic cell rate algorithm), on top of the message's own
+  // token; so a client in many rooms cannot make 64 room events out of each token.
+  const auto& config = handler_->config();
+  if (config.rate_limit <= 0) return true;
+  using Seconds = std::chrono::duration<double>;
+  const auto now = SteadyClock::now();
+  const double per_event = 1.0 / config.rate_limit;
+  const auto cost = std::chrono::duration_cast<SteadyClock::duration>(
+      Seconds(per_event * static_cast<double>(rooms_.size())));
+  const double burst =
+      std::max(config.rate_burst, static_cast<double>(config.max_rooms_per_connection));
+  const auto tolerance =
+      std::chrono::duration_cast<SteadyClock::duration>(Seconds(per_event * burst));
+  const auto start = std::max(presence_tat_, now);
+  if (start + cost - now > tolerance) return false;
+  presence_tat_ = start + cost;
+  return true;
 }
 
 void WsSession::on_text(std::string_view text) {
@@ -626,8 +652,12 @@ void WsSession::handle_leave(const std::string& room) {
 
 void WsSession::handle_presence(PresenceStatus status) {
   const PresenceStatus before = status_;
-  status_ = status;
   if (before == status) return;
+  if (!presence_within_rate()) {
+    refuse_rate();
+    return;
+  }
+  status_ = status;
   for (const std::string& room : rooms_) {
     if (const auto user_status = handler_->core().set_status(room, user_id_, before, status))
       handler_->broadcaster().status_changed(room, user_id_, *user_status);

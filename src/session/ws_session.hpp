@@ -115,6 +115,9 @@ class WsSession final : public Connection,
   // Takes a token for a client message; without one the message is dropped and counted, and the
   // client is told rate_limited (at most once per interval).
   bool within_rate();
+  void refuse_rate();  // counts the drop; a rate_limited error at most once per interval
+  // A status change's room events (one per room of the socket) within the rate limit too.
+  bool presence_within_rate();
   void handle_chat(std::string room, std::string data);
   // `welcome`: the socket's welcome, queued already (its initial room); otherwise a join without
   // last_id is announced with a `joined` message.
@@ -208,6 +211,7 @@ class WsSession final : public Connection,
   std::chrono::steady_clock::time_point last_rate_error_;
   double tokens_;
   std::chrono::steady_clock::time_point tokens_at_;
+  std::chrono::steady_clock::time_point presence_tat_{};  // see presence_within_rate()
 };
 
 }  // namespace realtime::detail

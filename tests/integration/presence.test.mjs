@@ -7,7 +7,10 @@
 //   room joined (online, then away);
 // - GET /api/rooms/{room}/presence -> {"room", "users": [{"user_id", "status"}]}; bad room -> 400;
 // - one user (JWT) with two tabs: online while either tab is online, away when both are, an event
-//   only when that changes (the online tab leaving while the other is away: away).
+//   only when that changes (the online tab leaving while the other is away: away);
+// - a socket in 64 rooms toggling its status as fast as it can: the changes are held to the rate
+//   limit counted in room events (a change in 64 rooms costs 64), the rest refused with
+//   rate_limited; the members are left with the status the socket last had accepted.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -205,4 +208,34 @@ test('a user with several tabs: online while any tab is online, away when all ar
     await watcher.next(presenceOf('erin', 'offline'), 3000, 'presence offline when the last tab left');
     await watcher.roundTrip();
     assert.deepEqual(events(), ['online', 'away', 'online', 'away', 'offline']);
+  }));
+
+test('a status change in many rooms is held to the rate limit counted in room events', { timeout: 30000 }, () =>
+  // Rate 20/s, burst 500: 127 joins and 10 toggles all pass the message bucket. Counted in room
+  // events (64 per change in 64 rooms), the same burst allows 7 changes at once (7 x 64 <= 500).
+  withServer(['--rate-limit', '20', '--rate-burst', '500'], async (s, clients) => {
+    const rooms = Array.from({ length: 64 }, (_, i) => `pr-${i}`);
+    const toggler = await connect(s, `/ws/${rooms[0]}`);
+    const watcher = await connect(s, `/ws/${rooms[0]}`);
+    clients.push(toggler, watcher);
+    for (const room of rooms.slice(1)) {
+      toggler.send({ type: 'join', room });
+      watcher.send({ type: 'join', room });
+    }
+    await toggler.roundTrip();
+    await watcher.roundTrip();
+    const events = () => watcher.seen((m) => m.type === 'presence' && m.data?.user_id === toggler.userId && m.data.status !== 'online');
+    const inLastRoom = () => watcher.seen((m) => m.type === 'presence' && m.data?.user_id === toggler.userId && m.room === rooms[63]).map((m) => m.data.status);
+    const before = events().length;
+    const beforeLast = inLastRoom().length;
+    for (let i = 0; i < 10; i++) toggler.send({ type: 'presence', data: { status: i % 2 === 0 ? 'away' : 'online' } });
+    await toggler.next((m) => m.type === 'error' && m.data?.code === 'rate_limited', 3000, 'rate_limited for the toggles past the limit');
+    await toggler.roundTrip();
+    await watcher.roundTrip();
+    const changes = inLastRoom().slice(beforeLast);
+    // The 7 accepted changes.
+    assert.deepEqual(changes, ['away', 'online', 'away', 'online', 'away', 'online', 'away'], `presence of the toggler in ${rooms[63]}`);
+    assert.equal(events().length - before, 4 * 64, 'away events over the 64 rooms');
+    const listed = await get(s, `/api/rooms/${rooms[63]}/presence`);
+    assert.equal(listed.json.users.find((u) => u.user_id === toggler.userId)?.status, 'away');
   }));
