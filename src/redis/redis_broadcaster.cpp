@@ -435,7 +435,7 @@ class RedisBroadcasterCore {
     auto timer = std::make_shared<asio::steady_timer>(context_, kPositionReadWait);
     timer->async_wait([once](const boost::system::error_code&) { once->run(); });
     const auto ec = read_history(
-        room, 0,
+        room, 0, {},
         [this, room, generation, once, timer](std::error_code error, const RedisReply& reply) {
           timer->cancel();
           if (!error) {
@@ -447,14 +447,22 @@ class RedisBroadcasterCore {
     if (ec) once->run();
   }
 
-  // The history script for `room`: its epoch and current number, and its last `keep` items (the
+  // The history script for `room`: its epoch and current number, and of its last `keep` items
+  // those a client that last saw `last_id` needs (none for an id that is not of this cluster; the
   // script starts a history for a room without one).
   std::error_code read_history(const std::string& room, std::size_t keep,
-                               RedisPublisher::ReplyHandler done) {
-    return eval(history_script(), history_sha_,
-                {"2", room_key("ids", room), room_key("history", room), std::to_string(keep),
-                 core_.new_history_epoch(), std::to_string(kHistoryTtlSeconds)},
-                std::move(done));
+                               const std::string& last_id, RedisPublisher::ReplyHandler done) {
+    std::vector<std::string> args = {"2",
+                                     room_key("ids", room),
+                                     room_key("history", room),
+                                     std::to_string(keep),
+                                     core_.new_history_epoch(),
+                                     std::to_string(kHistoryTtlSeconds)};
+    if (const auto id = parse_message_id(last_id); id && keep > 0) {
+      args.emplace_back(id->epoch);
+      args.push_back(std::to_string(id->seq));
+    }
+    return eval(history_script(), history_sha_, std::move(args), std::move(done));
   }
 
   // Runs a script on the Redis thread's connection (see eval_by_sha).
@@ -810,7 +818,7 @@ class RedisBroadcasterCore {
     // the client a position): what is numbered after it then reaches this pod.
     const auto generation = linked ? core_.start_to_read(room) : std::nullopt;
     const auto ec =
-        read_history(room, core_.options().history_size,
+        read_history(room, core_.options().history_size, last_id,
                      [this, room, callback, last_id, linked, generation](std::error_code error,
                                                                          const RedisReply& reply) {
                        if (error) return (*callback)(HistoryResult{});

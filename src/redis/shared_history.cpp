@@ -87,14 +87,22 @@ end
 return out
 )lua";
 
-// KEYS ids, history; ARGV history size (0: the position alone), a fresh epoch, TTL: {epoch,
-// current seq, the last items...}. The answer is also where a client that joins now starts (read
-// after this pod's subscription to the room began, so whatever is numbered after it reaches the
-// pod). A room without a history (new, expired, or lost with Redis's data) starts one here, with
-// nothing numbered yet, so that position is one a later recovery can resume from; the publish
-// script numbers on from it (no pod sends that epoch to it before a message of it was numbered, so
-// its "HINCRBY answered 1" test still means "not the current epoch"). Each read keeps the room's
-// numbering for another TTL: a quiet room in use keeps its position.
+// KEYS ids, history; ARGV history size (0: the position alone), a fresh epoch, TTL, and optionally
+// the epoch and seq of the last id a client saw: {epoch, current seq, items...}. The items are the
+// last ones the client needs: none without a last id, or when it is of another epoch or ahead of
+// the room; else the last min(current - seq, history size) items. The list holds the epoch's items
+// in seq order, each number once (the publish script numbers and appends in one step, a new epoch
+// starts a new list, and trimming drops the oldest), so every item after the client's seq is among
+// those, and the oldest of them is at most one past it when nothing it needs is gone: the same
+// answer, for a recovery, as the whole history, without sending it (a join with the latest id, the
+// common reconnect, reads none). Numbers that have no item (a publish whose RPUSH failed) only make
+// more of the list come back, which the reader filters. The answer is also where a client that
+// joins now starts (read after this pod's subscription to the room began, so whatever is numbered
+// after it reaches the pod). A room without a history (new, expired, or lost with Redis's data)
+// starts one here, with nothing numbered yet, so that position is one a later recovery can resume
+// from; the publish script numbers on from it (no pod sends that epoch to it before a message of it
+// was numbered, so its "HINCRBY answered 1" test still means "not the current epoch"). Each read
+// keeps the room's numbering for another TTL: a quiet room in use keeps its position.
 constexpr std::string_view kHistoryScript = R"lua(
 local keep, fresh, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local ids = redis.call('HGETALL', KEYS[1])
@@ -106,7 +114,11 @@ if not epoch then
 end
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], tostring(tonumber(ttl) + 60))
-local items = keep > 0 and redis.call('LRANGE', KEYS[2], -keep, -1) or {}
+local n = 0
+if keep > 0 and ARGV[4] == epoch then
+  n = math.min(tonumber(current) - tonumber(ARGV[5]), keep)
+end
+local items = n > 0 and redis.call('LRANGE', KEYS[2], -n, -1) or {}
 table.insert(items, 1, current)
 table.insert(items, 1, epoch)
 return items

@@ -20,8 +20,9 @@ namespace realtime::detail {
 
 // Numbers room messages, appends them to the room's history and PUBLISHes them, one call for many.
 std::string_view publish_script() noexcept;
-// A room's epoch, current sequence number and last items (KEYS ids, history; ARGV history size, a
-// fresh epoch, TTL); starts a history for a room without one.
+// A room's epoch, current sequence number and the last items a client needs after the id it saw
+// (KEYS ids, history; ARGV history size, a fresh epoch, TTL[, the id's epoch and seq]); starts a
+// history for a room without one.
 std::string_view history_script() noexcept;
 // Renews the TTL of rooms' numbering and history (ARGV TTL, then room names).
 std::string_view keep_rooms_script() noexcept;
