@@ -7,6 +7,9 @@
 // - after SCRIPT FLUSH the pods send their scripts whole again, and nothing stays on one pod;
 // - a replay larger than the pod's send queue (--send-queue-bytes 64 KB here) reaches a client that
 //   reads, without a slow-consumer close;
+// - a recovery reads from Redis only what the client needs: a join with the latest id of a room
+//   whose history is large makes Redis send the pod a small fraction of it (INFO stats
+//   total_net_output_bytes), and a resume from a middle id about the messages after it, exactly;
 // - positions: the welcome (and "joined", and recovered) tell a client where it joined a room, from
 //   the shared history, so a quiet room (no message yet) is resumed on any pod; both pods give the
 //   same position; a failed resume gives one to resume from next time.
@@ -58,6 +61,87 @@ test('a client recovers on the other pod: the messages after its last id, in ord
   await again.next(chat('live'), 5000, 'live');
   const chats = again.history.filter((m) => m.type === "chat").map((m) => `${m.data.text}@${m.id}`);
   assert.equal(chats.length, 4, `m2, m3, m4, live: none doubled: ${chats}`);
+});
+
+test('a recovery reads from Redis only the messages after the last id, not the whole history', async () => {
+  const [a, b] = pods;
+  const room = `recread-${Date.now()}`;
+  const pad = 'h'.repeat(40_000);
+  const ids = [];
+  for (let i = 0; i < 40; i++) {
+    const res = await publish(a, { room, type: 'chat', data: { i, pad } });
+    assert.equal(res.status, 202);
+    ids.push(res.json.id);
+  }
+  const historyBytes = 40 * pad.length;  // ~1.6 MB in realtime:history:{room}
+  const sentByRedis = async () => {
+    const stats = await redis.cmd('INFO', 'stats');
+    const match = /total_net_output_bytes:(\d+)/.exec(stats);
+    assert.ok(match, `INFO stats: ${stats}`);
+    return Number(match[1]);
+  };
+  // The common reconnect: the client saw the latest message, nothing to replay.
+  const before = await sentByRedis();
+  const latest = await member(b, `/ws/${room}?last_id=${encodeURIComponent(ids.at(-1))}`);
+  const rec = await latest.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 0]);
+  const forLatest = (await sentByRedis()) - before;
+  assert.ok(forLatest < historyBytes / 20, `Redis sent ${forLatest} bytes for a join with the latest id (history ${historyBytes})`);
+
+  // A resume from the middle gets exactly the messages after its id, and Redis sends about those.
+  const from = 29;
+  const before2 = await sentByRedis();
+  const middle = await member(a, `/ws/${room}?last_id=${encodeURIComponent(ids[from])}`);
+  const got = await middle.nextN((m) => m.type === 'chat', ids.length - from - 1, 10_000, 'replayed chats');
+  const rec2 = await middle.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec2.data.recovered, rec2.data.replayed], [true, ids.length - from - 1]);
+  assert.deepEqual(got.map((m) => m.id), ids.slice(from + 1));
+  assert.deepEqual(got.map((m) => m.data.i), Array.from({ length: ids.length - from - 1 }, (_, k) => from + 1 + k));
+  const forMiddle = (await sentByRedis()) - before2;
+  const needed = (ids.length - from - 1) * pad.length;
+  assert.ok(forMiddle < needed + historyBytes / 20, `Redis sent ${forMiddle} bytes for a replay of ${needed}`);
+
+  // Live traffic follows both, once.
+  assert.equal((await publish(b, { room, type: 'chat', data: { i: 'live' } })).status, 202);
+  for (const c of [latest, middle]) {
+    await c.next((m) => m.type === 'chat' && m.data?.i === 'live', 5000, 'live');
+    const chats = c.history.filter((m) => m.type === 'chat').map((m) => m.data.i);
+    assert.equal(new Set(chats).size, chats.length, `none doubled: ${chats}`);
+  }
+  console.log(`recovery read: ${forLatest} bytes for the latest id, ${forMiddle} for 10 of 40 messages (history ${historyBytes})`);
+});
+
+test('a resume from an id older than the history kept is not recovered, and one from another epoch neither', async () => {
+  // --history-size 100 (the default): the first of 130 messages is gone (the list is trimmed back
+  // to 100 once it passes 125), the 40th is still kept.
+  const [a, b] = pods;
+  const room = `recold-${Date.now()}`;
+  const ids = [];
+  for (let i = 0; i < 130; i++) {
+    const res = await publish(i % 2 ? a : b, { room, type: 'chat', data: { i } });
+    assert.equal(res.status, 202);
+    ids.push(res.json.id);
+  }
+  const old = await member(b, `/ws/${room}?last_id=${encodeURIComponent(ids[0])}`);
+  const rec = await old.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed], [false, 0]);
+  assert.equal(old.history.filter((m) => m.type === 'chat').length, 0, 'nothing replayed');
+
+  const kept = await member(a, `/ws/${room}?last_id=${encodeURIComponent(ids[29])}`);
+  const got = await kept.nextN((m) => m.type === 'chat', 100, 10_000, 'replayed chats');
+  assert.deepEqual(got.map((m) => m.id), ids.slice(30));
+  const rec2 = await kept.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec2.data.recovered, rec2.data.replayed], [true, 100]);
+  const edge = await member(b, `/ws/${room}?last_id=${encodeURIComponent(ids[28])}`);
+  const rec3 = await edge.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec3.data.recovered, rec3.data.replayed], [false, 0], 'one message past what is kept');
+
+  const other = await member(a, `/ws/${room}?last_id=${encodeURIComponent(`zzzzzzzz-${seqOf(ids[0])}`)}`);
+  const rec4 = await other.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec4.data.recovered, rec4.data.replayed], [false, 0]);
+  const ahead = await member(b, `/ws/${room}?last_id=${encodeURIComponent(`${epochOf(ids[0])}-${seqOf(ids.at(-1)) + 5}`)}`);
+  const rec5 = await ahead.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec5.data.recovered, rec5.data.replayed], [false, 0]);
 });
 
 test('a replay from the shared history larger than the send queue reaches a client that reads', async () => {
