@@ -72,7 +72,7 @@ Flags parse_flags(int argc, char** argv) {
       ->envname(env("MAX_CONNECTIONS_PER_IP"))
       ->check(CLI::Range(std::size_t{0}, std::size_t{10000000}));
   app.add_option("--handshake-timeout", flags.handshake_timeout,
-                 "seconds a client has to send its HTTP request (slow clients are dropped)")
+                 "seconds a client has to send each HTTP request and to take each response")
       ->envname(env("HANDSHAKE_TIMEOUT"))
       ->check(CLI::Range(1U, 3600U));
   app.add_option("--max-message-bytes", flags.max_message_bytes,

@@ -53,7 +53,7 @@ struct HandlerConfig {
   std::chrono::seconds pong_timeout{60};      // closed when silent this long
   std::size_t send_queue_bytes = 1U << 20U;   // past it: slow consumer, close 1013
   std::size_t max_rooms_per_connection = 64;  // join past it: error too_many_rooms
-  std::chrono::milliseconds handshake_timeout{10000};  // HTTP request must arrive within it
+  std::chrono::milliseconds handshake_timeout{10000};  // per HTTP request read and response written
   std::chrono::milliseconds token_grace{5000};         // after exp before close 4001
 };
 

@@ -132,17 +132,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(handler_->config().max_message_bytes + 1);
-    timer_.expires_after(handler_->config().handshake_timeout);
+    arm_deadline(handler_->config().handshake_timeout);
+    http::async_read(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  // Closes the socket if the pending read or write has not finished within `timeout` (whatever
+  // I/O is pending then fails with operation_aborted). A deadline re-armed after this one expired,
+  // but before its handler ran, is not mistaken for it.
+  void arm_deadline(std::chrono::milliseconds timeout) {
+    timer_.expires_after(timeout);
     timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
       if (ec) return;
       if (auto self = weak.lock()) {
+        if (self->timer_.expiry() > asio::steady_timer::clock_type::now()) return;
         boost::system::error_code ignored;
         self->socket_.close(ignored);  // slow or silent client: drop it
       }
     });
-    http::async_read(
-        socket_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -326,6 +334,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::size_t length = response.body.size();
     if (!head) res->body() = std::move(response.body);
     res->content_length(length);
+    // The client has the handshake timeout to take each response, as it had to send the request:
+    // one that stops reading (say, pipelining requests for the client file without reading the
+    // answers) would otherwise hold the socket forever, and plain HTTP sockets count against no
+    // connection limit. The largest responses (the chat page, the client file: tens of KiB) fit
+    // the socket buffers at once, so a client that reads is far inside it.
+    arm_deadline(handler_->config().handshake_timeout);
     http::async_write(
         socket_, *res,
         [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
