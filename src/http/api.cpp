@@ -1,6 +1,9 @@
 #include "http/api.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <optional>
+#include <utility>
 
 #include "http/handler_core.hpp"
 #include "protocol/envelope.hpp"
@@ -11,6 +14,15 @@ namespace {
 
 constexpr std::string_view kRoomsPrefix = "/api/rooms/";
 constexpr std::string_view kPresenceSuffix = "/presence";
+
+// host[:port] in lower case, without the scheme's default port (":80" for http, ":443" for https).
+std::string canonical_authority(std::string_view authority, std::string_view default_port) {
+  std::string out(authority);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (out.ends_with(default_port)) out.resize(out.size() - default_port.size());
+  return out;
+}
 
 HttpResponse text(unsigned status, std::string body, std::string content_type = "text/plain") {
   HttpResponse response;
@@ -27,6 +39,12 @@ std::optional<HttpResponse> check_publish(HandlerCore& handler, const HttpReques
     auto response = json_error(405, "use POST");
     response.headers.emplace_back("Allow", "POST");
     return response;
+  }
+  // A page on another site can make the victim's browser POST here without a preflight (a
+  // text/plain body is a "simple" request): the Origin a browser sends is held to the rule of the
+  // WebSocket upgrade. curl and other non-browser clients send no Origin and are not affected.
+  if (!origin_allowed(handler.config(), request.origin, request.host)) {
+    return json_error(403, "origin not allowed");
   }
   const std::string& api_key = handler.config().api_key;
   if (!api_key.empty()) {
@@ -121,6 +139,27 @@ bool is_read(std::string_view method) { return method == "GET" || method == "HEA
 std::optional<HttpResponse> page_response(HandlerCore& handler, std::string_view path);
 
 }  // namespace
+
+bool origin_allowed(const HandlerConfig& config, std::string_view origin, std::string_view host) {
+  if (origin.empty()) return true;  // not a browser
+  if (config.allowed_origins.empty()) {
+    for (const auto& [scheme, default_port] :
+         {std::pair{std::string_view("http://"), std::string_view(":80")},
+          std::pair{std::string_view("https://"), std::string_view(":443")}}) {
+      if (origin.size() > scheme.size() &&
+          canonical_authority(origin.substr(0, scheme.size()), "") == scheme &&
+          canonical_authority(origin.substr(scheme.size()), default_port) ==
+              canonical_authority(host, default_port)) {
+        return true;
+      }
+    }
+    return false;
+  }
+  for (const std::string& allowed : config.allowed_origins) {
+    if (allowed == "*" || allowed == origin) return true;
+  }
+  return false;
+}
 
 HttpResponse json_error(unsigned status, std::string_view text) {
   HttpResponse response;

@@ -7,6 +7,10 @@
 #include <utility>
 #include <vector>
 
+namespace realtime {
+struct HandlerConfig;
+}  // namespace realtime
+
 namespace realtime::detail {
 
 class HandlerCore;
@@ -16,6 +20,8 @@ struct HttpRequest {
   std::string_view target;
   std::string_view body;
   std::string_view authorization;
+  std::string_view origin;  // the Origin header; empty when absent (not a browser)
+  std::string_view host;    // the Host header
 };
 
 struct HttpResponse {
@@ -24,6 +30,12 @@ struct HttpResponse {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 };
+
+// Whether a request with this Origin (empty: none, so not a browser) may open a socket or publish:
+// browsers send Origin as scheme://host[:port]; by default only the same origin (the Host header
+// with http or https, host names without case, a default port written out or not) is allowed,
+// else exactly the configured --allowed-origins ("*": any).
+bool origin_allowed(const HandlerConfig& config, std::string_view origin, std::string_view host);
 
 // A JSON error body {"error": text} with the given status.
 HttpResponse json_error(unsigned status, std::string_view text);

@@ -1,9 +1,7 @@
 // HTTP on an accepted socket: requests for the API, and the WebSocket upgrade of /ws and
 // /ws/{room}. The one translation unit that includes Beast (HTTP parsing and serialising only;
 // WebSocket framing is the project's own, see src/protocol/ws_frame.hpp and docs/ARCHITECTURE.md).
-#include <algorithm>
 #include <array>
-#include <cctype>
 #include <memory>
 #include <utility>
 
@@ -70,38 +68,6 @@ bool valid_client_key(std::string_view key) {
     if (!ok) return false;
   }
   return true;
-}
-
-// host[:port] in lower case, without the scheme's default port (":80" for http, ":443" for https).
-std::string canonical_authority(std::string_view authority, std::string_view default_port) {
-  std::string out(authority);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (out.ends_with(default_port)) out.resize(out.size() - default_port.size());
-  return out;
-}
-
-// Browsers send Origin as scheme://host[:port]. Same origin: the Host header with http or https
-// (host names compare without case, and a default port written out or not is the same).
-bool origin_allowed(const HandlerConfig& config, std::string_view origin, std::string_view host) {
-  if (origin.empty()) return true;  // not a browser
-  if (config.allowed_origins.empty()) {
-    for (const auto& [scheme, default_port] :
-         {std::pair{std::string_view("http://"), std::string_view(":80")},
-          std::pair{std::string_view("https://"), std::string_view(":443")}}) {
-      if (origin.size() > scheme.size() &&
-          canonical_authority(origin.substr(0, scheme.size()), "") == scheme &&
-          canonical_authority(origin.substr(scheme.size()), default_port) ==
-              canonical_authority(host, default_port)) {
-        return true;
-      }
-    }
-    return false;
-  }
-  for (const std::string& allowed : config.allowed_origins) {
-    if (allowed == "*" || allowed == origin) return true;
-  }
-  return false;
 }
 
 // Transfer-Encoding, when present, must end with "chunked" and come without Content-Length.
@@ -184,6 +150,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     request.target = std::string_view(req.target());
     request.body = req.body();
     request.authorization = std::string_view(req[http::field::authorization]);
+    request.origin = std::string_view(req[http::field::origin]);
+    request.host = std::string_view(req[http::field::host]);
     const bool head = req.method() == http::verb::head;
     const bool keep_alive = req.keep_alive();
     handle_api(*handler_, request,
