@@ -189,6 +189,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return fail(403, "origin not allowed");
     }
     SessionParams params;
+    if (target.bad_token) {
+      // A credential that cannot even be decoded is still a credential: never anonymous.
+      metrics.reject(RejectReason::unauthorized);
+      handler_->log().info("upgrade refused: token malformed (undecodable ?token=) ({})",
+                           protocol::redact_target(std::string_view(req.target())));
+      return fail(401, "invalid token");
+    }
     // An empty ?token= (a client that had none to put there) is no token.
     std::optional<std::string_view> token;
     if (target.token && !target.token->empty())

@@ -1,6 +1,7 @@
 #include "protocol/request.hpp"
 
 #include <array>
+#include <utility>
 
 namespace realtime::protocol {
 namespace {
@@ -105,16 +106,21 @@ bool is_valid_user_id(std::string_view user) noexcept {
 
 std::optional<std::string> percent_decode(std::string_view text) { return decode(text, true); }
 
-std::optional<std::string> query_param(std::string_view query, std::string_view name) {
-  std::optional<std::string> result;
+QueryParam find_query_param(std::string_view query, std::string_view name) {
+  QueryParam result;
   for_each_param(query, [&](std::string_view raw_name, std::string_view raw_value, bool) {
     const auto decoded_name = decode(raw_name, true);
     if (!decoded_name || *decoded_name != name) return true;
     // The first occurrence decides, even when malformed: a later duplicate must not win.
-    result = decode(raw_value, true);
+    result.present = true;
+    result.value = decode(raw_value, true);
     return false;
   });
   return result;
+}
+
+std::optional<std::string> query_param(std::string_view query, std::string_view name) {
+  return find_query_param(query, name).value;
 }
 
 Target split_target(std::string_view target) noexcept {
@@ -145,7 +151,9 @@ WsTarget parse_ws_target(std::string_view target) {
     result.kind = WsTarget::Kind::room;
     result.room = std::move(*room);
   }
-  result.token = query_param(parts.query, "token");
+  QueryParam token = find_query_param(parts.query, "token");
+  result.token = std::move(token.value);
+  result.bad_token = token.present && !result.token;
   result.last_id = query_param(parts.query, "last_id");
   return result;
 }

@@ -19,8 +19,15 @@ bool is_valid_user_id(std::string_view user) noexcept;
 // Percent-decoding of a query component ('+' is a space). nullopt on a malformed escape.
 std::optional<std::string> percent_decode(std::string_view text);
 
-// The value of query parameter `name` in `query` (the part after '?', without it), decoded; nullopt
-// if absent or malformed.
+// Query parameter `name` in `query` (the part after '?', without it): whether it is there (its
+// first occurrence decides), and its value decoded (nullopt when absent or malformed).
+struct QueryParam {
+  bool present = false;
+  std::optional<std::string> value;
+};
+QueryParam find_query_param(std::string_view query, std::string_view name);
+
+// The value of query parameter `name` in `query`, decoded; nullopt if absent or malformed.
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
 
 // The parts of a request target.
@@ -36,6 +43,8 @@ struct WsTarget {
   enum class Kind : std::uint8_t { no_room, room, not_ws, bad_room } kind = Kind::not_ws;
   std::string room;
   std::optional<std::string> token;
+  // ?token= present but not decodable (a bad percent escape): an invalid token, never no token.
+  bool bad_token = false;
   std::optional<std::string> last_id;
 };
 WsTarget parse_ws_target(std::string_view target);

@@ -1,6 +1,7 @@
 // Authentication refusals that need no signed token:
 // - a token that is present but invalid is refused with 401 before the upgrade, always (also when
-//   --auth-required is off), whether it comes as ?token= or as Authorization: Bearer;
+//   --auth-required is off), whether it comes as ?token= or as Authorization: Bearer; a ?token=
+//   that cannot be percent-decoded (%zz) is such a token, not an absent one;
 // - with --auth-required (and a key configured), a socket without any token gets 401;
 // - without --auth-required, a socket without a token is accepted (anonymous); an empty ?token= is
 //   no token (a Bearer header beside it is used);
@@ -52,6 +53,27 @@ test('an invalid token is refused with 401 when a key is configured', () =>
     const bearer = await connect(s, '/ws/a?token=', { headers: { Authorization: `Bearer ${hs256('integration-secret', { sub: 'ann' })}` } });
     clients.push(bearer);
     assert.equal(bearer.welcome.data.user_id, 'ann');
+  }));
+
+test('a ?token= that cannot be decoded (bad percent escape) is an invalid token: 401, never anonymous', () =>
+  withServer(['--jwt-secret', 'integration-secret'], async (s, clients) => {
+    await expect401(s, clients, '/ws/lobby?token=%zz');
+    await expect401(s, clients, '/ws/lobby?token=abc%2');
+    await expect401(s, clients, '/ws?token=%');
+    // The first occurrence decides: a good token after it does not rescue it, nor does a Bearer.
+    const good = hs256('integration-secret', { sub: 'ann' });
+    await expect401(s, clients, `/ws/lobby?token=%zz&token=${good}`);
+    await expect401(s, clients, '/ws/lobby?token=%zz', { Authorization: `Bearer ${good}` });
+    // A well-formed escape is decoded as before.
+    const ok = await connect(s, `/ws/lobby?token=${encodeURIComponent(good)}`);
+    clients.push(ok);
+    assert.equal(ok.welcome.data.user_id, 'ann');
+  }));
+
+test('a ?token= that cannot be decoded is refused on a server without a JWT key too', () =>
+  withServer([], async (s, clients) => {
+    await expect401(s, clients, '/ws/lobby?token=%zz');
+    clients.push(await connect(s, '/ws/lobby?token='));
   }));
 
 test('--auth-required: no token -> 401', () =>

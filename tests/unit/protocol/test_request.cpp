@@ -97,6 +97,27 @@ TEST(WsTargetParse, RecognisesWsPaths) {
   EXPECT_EQ(parse_ws_target("/ws/" + std::string(128, 'r')).kind, Kind::room);
 }
 
+TEST(WsTargetParse, UndecodableTokenIsABadTokenNotNone) {
+  for (const char* bad :
+       {"/ws/lobby?token=%zz", "/ws?token=a%2", "/ws?token=%", "/ws?token=%zz&token=t"}) {
+    const auto target = parse_ws_target(bad);
+    EXPECT_TRUE(target.bad_token) << bad;
+    EXPECT_EQ(target.token, std::nullopt) << bad;
+  }
+  for (const char* fine :
+       {"/ws/lobby", "/ws?token=", "/ws?token", "/ws?token=a%2Eb", "/ws?x=%zz"}) {
+    EXPECT_FALSE(parse_ws_target(fine).bad_token) << fine;
+  }
+  EXPECT_EQ(parse_ws_target("/ws?token=").token, "");  // empty: no token, decided by the session
+  EXPECT_EQ(parse_ws_target("/ws?token=a%2Eb").token, "a.b");
+
+  const QueryParam absent = find_query_param("a=1", "token");
+  EXPECT_FALSE(absent.present);
+  const QueryParam malformed = find_query_param("token=%zz", "token");
+  EXPECT_TRUE(malformed.present);
+  EXPECT_EQ(malformed.value, std::nullopt);
+}
+
 TEST(WsTargetParse, RefusesBadRooms) {
   for (const std::string& bad : std::initializer_list<std::string>{
            "/ws/a/b", "/ws/a%2Fb", "/ws/a%20b", "/ws/a+b", "/ws/%zz", "/ws/a/", "/ws//",
