@@ -193,7 +193,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       // A credential that cannot even be decoded is still a credential: never anonymous.
       metrics.reject(RejectReason::unauthorized);
       handler_->log().info("upgrade refused: token malformed (undecodable ?token=) ({})",
-                           protocol::redact_target(std::string_view(req.target())));
+                           protocol::loggable_target(std::string_view(req.target())));
       return fail(401, "invalid token");
     }
     // An empty ?token= (a client that had none to put there) is no token.
@@ -213,7 +213,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       if (const auto* error = std::get_if<TokenError>(&verified)) {
         metrics.reject(RejectReason::unauthorized);
         handler_->log().info("upgrade refused: token {} ({})", to_string(*error),
-                             protocol::redact_target(std::string_view(req.target())));
+                             protocol::loggable_target(std::string_view(req.target())));
         return fail(401, "invalid token");
       }
       auto& claims = std::get<TokenClaims>(verified);

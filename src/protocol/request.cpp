@@ -1,6 +1,7 @@
 #include "protocol/request.hpp"
 
 #include <array>
+#include <string>
 #include <utility>
 
 namespace realtime::protocol {
@@ -176,6 +177,17 @@ std::string redact_target(std::string_view target) {
     }
     return true;
   });
+  return out;
+}
+
+std::string loggable_target(std::string_view target) {
+  std::string out = redact_target(target);
+  if (out.size() <= kMaxLoggedTarget) return out;
+  const std::size_t left_out = out.size() - kMaxLoggedTarget;
+  out.resize(kMaxLoggedTarget);
+  out += "...[";
+  out += std::to_string(left_out);
+  out += " more bytes]";
   return out;
 }
 

@@ -53,4 +53,10 @@ WsTarget parse_ws_target(std::string_view target);
 // "REDACTED", for logs.
 std::string redact_target(std::string_view target);
 
+// How much of a request target a log line keeps: enough to tell requests apart, while a flood of
+// refused upgrades with 7 KiB query strings cannot fill the disk (the rest is counted, not kept).
+inline constexpr std::size_t kMaxLoggedTarget = 256;
+// redact_target, then cut to kMaxLoggedTarget bytes with a marker saying how many were left out.
+std::string loggable_target(std::string_view target);
+
 }  // namespace realtime::protocol

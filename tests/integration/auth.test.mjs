@@ -76,6 +76,23 @@ test('a ?token= that cannot be decoded is refused on a server without a JWT key 
     clients.push(await connect(s, '/ws/lobby?token='));
   }));
 
+test('a refused upgrade logs its target cut to 256 bytes, however long the query', () =>
+  withServer(['--jwt-secret', 'integration-secret', '--log-level', 'info'], async (s, clients) => {
+    const long = 'q'.repeat(7000);
+    for (let i = 0; i < 3; i++) {
+      await expect401(s, clients, `/ws/a?token=${forged}&last_id=${long}`);
+      await expect401(s, clients, `/ws/a?token=%zz&last_id=${long}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const lines = s.output.split('\n').filter((l) => l.includes('upgrade refused'));
+    assert.equal(lines.length, 6, s.output.slice(-2000));
+    for (const line of lines) {
+      assert.ok(line.length < 512, `a ${line.length}-byte log line: ${line.slice(0, 300)}...`);
+      assert.match(line, /\.\.\.\[\d+ more bytes\]/);
+    }
+    assert.ok(!s.output.includes('q'.repeat(300)));
+  }));
+
 test('--auth-required: no token -> 401', () =>
   withServer(['--auth-required', '--jwt-secret', 'integration-secret'], async (s, clients) => {
     await expect401(s, clients, '/ws/a');

@@ -144,5 +144,18 @@ TEST(Redact, HidesSecretValues) {
   EXPECT_EQ(redact_target("/ws?a=1&&token=x&"), "/ws?a=1&&token=REDACTED&");
 }
 
+TEST(LoggableTarget, RedactsThenCutsLongTargets) {
+  EXPECT_EQ(loggable_target("/ws/r?token=secret&last_id=5"), "/ws/r?token=REDACTED&last_id=5");
+  const std::string exact = "/ws/r?x=" + std::string(kMaxLoggedTarget - 8, 'a');
+  EXPECT_EQ(loggable_target(exact), exact);
+  const std::string secret(7000, 's');
+  const std::string logged =
+      loggable_target("/ws/r?token=" + secret + "&x=" + std::string(7000, 'b'));
+  EXPECT_EQ(logged.substr(0, 21), "/ws/r?token=REDACTED&");
+  EXPECT_EQ(logged.find("sss"), std::string::npos);
+  EXPECT_EQ(logged.size(), kMaxLoggedTarget + std::string_view("...[6767 more bytes]").size());
+  EXPECT_TRUE(logged.ends_with("...[6767 more bytes]")) << logged.substr(kMaxLoggedTarget);
+}
+
 }  // namespace
 }  // namespace realtime::protocol
