@@ -302,30 +302,19 @@ void ClusterState::rewrite_part() {
     epoch_ = reply.elements[0].str;
     own_changes(reply, 1, echo);
   };
-  std::vector<std::string> begin{"EVAL",
-                                 rewrite_begin_script(),
-                                 "2",
-                                 std::string(kPods),
-                                 std::string(kEpoch),
-                                 pod_,
-                                 known,
-                                 candidate,
-                                 std::to_string(kLeaseTtl.count()),
-                                 tail,
-                                 echo.channel};
+  // Both scripts: KEYS pods set and epoch; ARGV pod, known epoch, candidate epoch, then theirs.
+  const auto call = [&](const std::string& script, std::initializer_list<std::string> args) {
+    std::vector<std::string> command{
+        "EVAL", script, "2", std::string(kPods), std::string(kEpoch), pod_, known, candidate};
+    command.insert(command.end(), args);
+    return command;
+  };
+  std::vector<std::string> begin =
+      call(rewrite_begin_script(), {std::to_string(kLeaseTtl.count()), tail, echo.channel});
   for (const auto& room : rooms) begin.push_back(room.room);
   redis_.command(begin, on_reply);
 
-  const std::vector<std::string> head{"EVAL",
-                                      rewrite_rooms_script(),
-                                      "2",
-                                      std::string(kPods),
-                                      std::string(kEpoch),
-                                      pod_,
-                                      known,
-                                      candidate,
-                                      tail,
-                                      echo.channel};
+  const std::vector<std::string> head = call(rewrite_rooms_script(), {tail, echo.channel});
   std::vector<std::string> batch = head;
   std::size_t batch_rooms = 0;
   std::size_t batch_users = 0;

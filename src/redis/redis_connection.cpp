@@ -59,7 +59,15 @@ bool is_pubsub_verb(std::string_view verb) {
   });
 }
 
-RedisReply convert(const redisReply& r) {
+// Room for the argument pointers of common commands without touching the heap.
+constexpr std::size_t kInlineArgs = 8;
+
+// Per-argument framing Redis adds ("$<len>\r\n...\r\n"), counted towards max_pending_bytes.
+constexpr std::size_t kArgOverhead = 16;
+
+}  // namespace
+
+RedisReply to_reply(const redisReply& r) {
   RedisReply out;
   switch (r.type) {
     case REDIS_REPLY_STATUS:
@@ -81,7 +89,7 @@ RedisReply convert(const redisReply& r) {
     case REDIS_REPLY_ARRAY:
       out.type = RedisReply::Type::array;
       out.elements.reserve(r.elements);
-      for (std::size_t i = 0; i < r.elements; ++i) out.elements.push_back(convert(*r.element[i]));
+      for (std::size_t i = 0; i < r.elements; ++i) out.elements.push_back(to_reply(*r.element[i]));
       break;
     default:
       out.type = RedisReply::Type::nil;
@@ -89,14 +97,6 @@ RedisReply convert(const redisReply& r) {
   }
   return out;
 }
-
-// Room for the argument pointers of common commands without touching the heap.
-constexpr std::size_t kInlineArgs = 8;
-
-// Per-argument framing Redis adds ("$<len>\r\n...\r\n"), counted towards max_pending_bytes.
-constexpr std::size_t kArgOverhead = 16;
-
-}  // namespace
 
 const std::error_category& redis_category() noexcept {
   static const RedisCategory category;
@@ -260,7 +260,7 @@ void RedisConnection::Link::on_reply(redisAsyncContext* ac, void* reply, void* p
     return;
   }
   const auto* r = static_cast<const redisReply*>(reply);
-  const RedisReply converted = convert(*r);
+  const RedisReply converted = to_reply(*r);
   const std::error_code ec =
       r->type == REDIS_REPLY_ERROR ? make_error_code(RedisErrc::server_error) : std::error_code{};
   cmd->done(ec, converted);

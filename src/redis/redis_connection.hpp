@@ -43,6 +43,8 @@
 
 #include "redis/redis_url.hpp"
 
+struct redisReply;  // hiredis
+
 namespace spdlog {
 class logger;
 }
@@ -79,6 +81,9 @@ struct RedisReply {
   std::string str;  // status, error and string replies
   std::vector<RedisReply> elements;
 };
+
+// The copy of one of hiredis' replies (also for tests that talk to Redis with hiredis directly).
+RedisReply to_reply(const redisReply& r);
 
 // What a subscribe-mode connection receives. The views are valid only during the call.
 struct RedisPush {

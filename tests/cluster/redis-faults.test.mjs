@@ -77,27 +77,60 @@ async function withCluster(n, prefix, fn, args = []) {
   }
 }
 
+/**
+ * A publisher and a member on pod a and a member on pod b in `room`, and a stream of chat from the
+ * publisher, one every 10 ms with an increasing data.seq. stop() ends it; finish() then sends a
+ * fin, waits until it crossed and the pods' echoes are flushed (a Redis barrier), checks that both
+ * members on pod a got every seq exactly once and in order, and that the member on b got no
+ * duplicate nor disorder; it returns the seqs b got and the last seq sent.
+ */
+async function streamAcrossPods({ redis, a, b, room, clients }) {
+  const pub = await connect(a, `/ws/${room}`);
+  const localMember = await connect(a, `/ws/${room}`);
+  const remoteMember = await connect(b, `/ws/${room}`);
+  clients.push(pub, localMember, remoteMember);
+  await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+  const isSeq = (m) => m.type === 'chat' && typeof m.data?.seq === 'number';
+  let seq = 0;
+  let streaming = true;
+  const streamer = (async () => {
+    while (streaming) {
+      pub.send({ type: 'chat', data: { seq: seq++ } });
+      await sleep(10);
+    }
+  })();
+  const stop = async () => {
+    streaming = false;
+    await streamer;
+  };
+  const finish = async () => {
+    const last = seq - 1;
+    pub.send({ type: 'chat', data: { fin: true } });
+    // once the fin crossed to B, every PUBLISH of A's before it has run in Redis; the barrier then
+    // flushes any echo of them on both pods
+    await remoteMember.next((x) => x.type === 'chat' && x.data?.fin === true, 5000, 'fin on the remote member');
+    await redisBarrier(redis, `realtime:room:${room}`, [pub, localMember, remoteMember]);
+    for (const [name, m] of [['publisher', pub], ['local member', localMember]]) {
+      await m.next((x) => x.type === 'chat' && x.data?.fin === true, 5000, `fin on the ${name}`);
+      const seqs = m.seen(isSeq).map((x) => x.data.seq);
+      const bad = seqs.findIndex((s, j) => s !== j);
+      assert.equal(bad, -1, `${name} on A: loss/duplicate/disorder at position ${bad}: ${seqs.slice(Math.max(0, bad - 3), bad + 3)}`);
+      assert.equal(seqs.length, last + 1, `${name} on A: got ${seqs.length} of ${last + 1}`);
+    }
+    const rseqs = remoteMember.seen(isSeq).map((x) => x.data.seq);
+    const rbad = rseqs.findIndex((s, j) => j > 0 && s <= rseqs[j - 1]);
+    assert.equal(rbad, -1, `member on B: duplicate or disorder at position ${rbad}: ${rseqs.slice(Math.max(0, rbad - 3), rbad + 3)}`);
+    return { rseqs, last };
+  };
+  return { pub, localMember, remoteMember, isSeq, sent: () => seq, stop, finish };
+}
+
 test('Redis SIGKILLed mid-stream and restarted: no loss/duplicate locally, no socket closed, errors counted, readyz 503 then 200, cross-pod back within 5 s', { timeout: 60_000 }, (t) =>
   withCluster(2, 'fault', async ({ redis, pods, clients }) => {
     const [a, b] = pods;
-    const room = 'outage';
-    const pub = await connect(a, `/ws/${room}`);
-    const localMember = await connect(a, `/ws/${room}`);
-    const remoteMember = await connect(b, `/ws/${room}`);
-    clients.push(pub, localMember, remoteMember);
-    await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+    const stream = await streamAcrossPods({ redis, a, b, room: 'outage', clients });
+    const { pub, remoteMember, isSeq } = stream;
     const errorsBefore = (await metric(a, 'realtime_redis_publish_errors')) ?? 0;
-
-    // stream: one chat every 10 ms with an increasing seq
-    let seq = 0;
-    let streaming = true;
-    const streamer = (async () => {
-      while (streaming) {
-        pub.send({ type: 'chat', data: { seq: seq++ } });
-        await sleep(10);
-      }
-    })();
-    const isSeq = (m) => m.type === 'chat' && typeof m.data?.seq === 'number';
 
     try {
       // cross-pod works before the fault
@@ -142,7 +175,7 @@ test('Redis SIGKILLed mid-stream and restarted: no loss/duplicate locally, no so
 
       await redis.restart();
       const backAt = Date.now();
-      const seqAtRestart = seq;
+      const seqAtRestart = stream.sent();
       const back = await remoteMember.next(
         (m) => isSeq(m) && m.data.seq >= seqAtRestart,
         5000,
@@ -156,31 +189,13 @@ test('Redis SIGKILLed mid-stream and restarted: no loss/duplicate locally, no so
       await b.waitReady(5000);
       assert.equal(await metric(a, 'realtime_redis_up'), 1, 'realtime_redis_up after recovery');
     } finally {
-      streaming = false;
-      await streamer;
+      await stream.stop();
     }
-    const last = seq - 1;
-    pub.send({ type: 'chat', data: { fin: true } });
+    // members on the publisher's pod: every seq exactly once, in order; member on B: some loss
+    // during the outage is allowed, no duplicate, order kept
+    await stream.finish();
 
-    // once the fin crossed to B, every PUBLISH of A's before it has run in Redis; the barrier then
-    // flushes any echo of them on both pods
-    await remoteMember.next((x) => x.type === 'chat' && x.data?.fin === true, 5000, 'fin on the remote member');
-    await redisBarrier(redis, `realtime:room:${room}`, [pub, localMember, remoteMember]);
-
-    // members on the publisher's pod: every seq exactly once, in order
-    for (const [name, m] of [['publisher', pub], ['local member', localMember]]) {
-      await m.next((x) => x.type === 'chat' && x.data?.fin === true, 5000, `fin on the ${name}`);
-      const seqs = m.seen(isSeq).map((x) => x.data.seq);
-      const bad = seqs.findIndex((s, j) => s !== j);
-      assert.equal(bad, -1, `${name} on A: loss/duplicate/disorder at position ${bad}: ${seqs.slice(Math.max(0, bad - 3), bad + 3)}`);
-      assert.equal(seqs.length, last + 1, `${name} on A: got ${seqs.length} of ${last + 1}`);
-    }
-    // member on B: some loss during the outage is allowed; no duplicate, order kept
-    const rseqs = remoteMember.seen(isSeq).map((x) => x.data.seq);
-    const rbad = rseqs.findIndex((s, j) => j > 0 && s <= rseqs[j - 1]);
-    assert.equal(rbad, -1, `member on B: duplicate or disorder at position ${rbad}: ${rseqs.slice(Math.max(0, rbad - 3), rbad + 3)}`);
-
-    for (const [name, c] of [['publisher', pub], ['local member', localMember], ['remote member', remoteMember]]) {
+    for (const [name, c] of [['publisher', pub], ['local member', stream.localMember], ['remote member', remoteMember]]) {
       assert.equal(c.closed, null, `${name} socket was closed: ${JSON.stringify(c.closed)}`);
       await c.roundTrip();
     }
@@ -190,21 +205,8 @@ test('Redis SIGKILLed mid-stream and restarted: no loss/duplicate locally, no so
 test('Redis restarted at once: messages published during the outage wait for it and reach the other pod, none lost', { timeout: 60_000 }, (t) =>
   withCluster(2, 'blip', async ({ redis, pods, clients }) => {
     const [a, b] = pods;
-    const room = 'blip';
-    const pub = await connect(a, `/ws/${room}`);
-    const localMember = await connect(a, `/ws/${room}`);
-    const remoteMember = await connect(b, `/ws/${room}`);
-    clients.push(pub, localMember, remoteMember);
-    await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
-    const isSeq = (m) => m.type === 'chat' && typeof m.data?.seq === 'number';
-    let seq = 0;
-    let streaming = true;
-    const streamer = (async () => {
-      while (streaming) {
-        pub.send({ type: 'chat', data: { seq: seq++ } });
-        await sleep(10);
-      }
-    })();
+    const stream = await streamAcrossPods({ redis, a, b, room: 'blip', clients });
+    const { remoteMember, isSeq } = stream;
     let errors;
     let outage;
     try {
@@ -212,32 +214,19 @@ test('Redis restarted at once: messages published during the outage wait for it 
       const errorsBefore = (await metric(a, 'realtime_redis_publish_errors')) ?? 0;
       await redis.kill();
       const killedAt = Date.now();
-      const seqAtKill = seq;
+      const seqAtKill = stream.sent();
       await sleep(300);
       await redis.restart();
-      outage = { ms: Date.now() - killedAt, messages: seq - seqAtKill };
-      const seqAtRestart = seq;
+      outage = { ms: Date.now() - killedAt, messages: stream.sent() - seqAtKill };
+      const seqAtRestart = stream.sent();
       await remoteMember.next((m) => isSeq(m) && m.data.seq >= seqAtRestart, 5000, 'cross-pod delivery after Redis returned');
       errors = (await metric(a, 'realtime_redis_publish_errors')) - errorsBefore;
     } finally {
-      streaming = false;
-      await streamer;
+      await stream.stop();
     }
     t.diagnostic(`outage ${outage.ms} ms, ${outage.messages} messages published meanwhile; publish errors on A: ${errors}`);
     assert.ok(outage.messages >= 20, `messages published during the outage: ${outage.messages}`);
-    const last = seq - 1;
-    pub.send({ type: 'chat', data: { fin: true } });
-    await remoteMember.next((x) => x.type === 'chat' && x.data?.fin === true, 5000, 'fin on the remote member');
-    await redisBarrier(redis, `realtime:room:${room}`, [pub, localMember, remoteMember]);
-    for (const [name, m] of [['publisher', pub], ['local member', localMember]]) {
-      const seqs = m.seen(isSeq).map((x) => x.data.seq);
-      const bad = seqs.findIndex((s, j) => s !== j);
-      assert.equal(bad, -1, `${name} on A: loss/duplicate/disorder at position ${bad}: ${seqs.slice(Math.max(0, bad - 3), bad + 3)}`);
-      assert.equal(seqs.length, last + 1, `${name} on A: got ${seqs.length} of ${last + 1}`);
-    }
-    const rseqs = remoteMember.seen(isSeq).map((x) => x.data.seq);
-    const rbad = rseqs.findIndex((s, j) => j > 0 && s <= rseqs[j - 1]);
-    assert.equal(rbad, -1, `member on B: duplicate or disorder at position ${rbad}: ${rseqs.slice(Math.max(0, rbad - 3), rbad + 3)}`);
+    const { rseqs, last } = await stream.finish();
     const got = new Set(rseqs);
     const missing = [];
     for (let k = 0; k <= last; k++) if (!got.has(k)) missing.push(k);

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "redis/redis_connection.hpp"
 #include "redis/shared_history.hpp"
 #include "support/redis_server.hpp"
 
@@ -25,28 +26,6 @@ std::string item(std::uint64_t seq) {
   return "{\"id\":\"" + std::string(kEpoch) + '-' + std::to_string(seq) +
          "\",\"type\":\"chat\",\"room\":\"room\",\"data\":{\"n\":" + std::to_string(seq) +
          "},\"timestamp\":\"2024-01-01T00:00:00.000Z\",\"pod\":\"p1\"}";
-}
-
-RedisReply convert(const redisReply& r) {
-  RedisReply out;
-  switch (r.type) {
-    case REDIS_REPLY_STRING:
-      out.type = RedisReply::Type::string;
-      out.str.assign(r.str, r.len);
-      break;
-    case REDIS_REPLY_INTEGER:
-      out.type = RedisReply::Type::integer;
-      out.integer = r.integer;
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.type = RedisReply::Type::array;
-      for (std::size_t i = 0; i < r.elements; ++i) out.elements.push_back(convert(*r.element[i]));
-      break;
-    default:
-      out.type = RedisReply::Type::error;
-      if (r.str != nullptr) out.str.assign(r.str, r.len);
-  }
-  return out;
 }
 
 class SharedHistoryRead : public ::testing::Test {
@@ -74,7 +53,7 @@ class SharedHistoryRead : public ::testing::Test {
     }
     auto reply = redis_.command(args);
     EXPECT_EQ(reply->type, REDIS_REPLY_ARRAY) << (reply->str ? reply->str : "");
-    return convert(*reply);
+    return to_reply(*reply);
   }
 
   // What the script answered before it narrowed its read: the position and the last `keep` items.
@@ -88,7 +67,7 @@ class SharedHistoryRead : public ::testing::Test {
     auto items =
         redis_.command({"LRANGE", std::string(kHistory), "-" + std::to_string(keep), "-1"});
     for (std::size_t i = 0; i < items->elements; ++i)
-      out.elements.push_back(convert(*items->element[i]));
+      out.elements.push_back(to_reply(*items->element[i]));
     return out;
   }
 
