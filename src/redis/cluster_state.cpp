@@ -1,6 +1,7 @@
 #include "redis/cluster_state.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 
 #include "protocol/envelope.hpp"
@@ -528,8 +529,14 @@ void ClusterState::query_rooms(const std::function<void(std::vector<RoomCount>)>
                              for (const auto& room : local) totals[room.room] += room.members;
                              if (!error) {
                                for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-                                 totals[reply.elements[i].str] +=
-                                     std::stoull(reply.elements[i + 1].str);
+                                 // (A count another program wrote that is not one is skipped.)
+                                 const std::string& text = reply.elements[i + 1].str;
+                                 std::size_t members = 0;
+                                 const auto [end, parse_error] = std::from_chars(
+                                     text.data(), text.data() + text.size(), members);
+                                 if (parse_error != std::errc{} || end != text.data() + text.size())
+                                   continue;
+                                 totals[reply.elements[i].str] += members;
                                }
                              }
                              std::vector<RoomCount> out;

@@ -15,6 +15,8 @@
 // - one user with a tab on pod A and one on pod B, turning away and online at the same moment,
 //   round after round: members on every pod get the same events, in the order the changes were
 //   made (each a change: never the same status twice in a row), and are left with the user online;
+// - a member count in Redis that is not a number (another program's write): GET /api/rooms still
+//   answers, without it, and the pod lives on;
 // - after FLUSHALL (data lost, no connection dropped) each pod finds its lease gone and rewrites its
 //   member counts and presence: within 6 s both pods list every pod's members again.
 
@@ -290,6 +292,24 @@ test('one user, tabs on two pods changing at the same moment: every member gets 
     assert.equal((await presenceList(p, room)).find((u) => u.user_id === user)?.status, 'online', `GET presence on ${p.podId}`);
   }
   closeAll([tabA, tabB, ...watchers]);
+});
+
+test('a member count in Redis that is not a number is skipped by GET /api/rooms', async () => {
+  const [a] = pods;
+  await redis.cmd('SET', 'realtime:pod:intruder', '1', 'PX', '10000');
+  await redis.cmd('SADD', 'realtime:pods', 'intruder');
+  await redis.cmd('HSET', 'realtime:pod:intruder:rooms', 'bogus-count', '1e400', 'fine-count', '2');
+  try {
+    const r = await get(a, '/api/rooms');
+    assert.equal(r.status, 200, `GET /api/rooms: ${r.status} ${r.text}`);
+    const listed = Object.fromEntries(r.json.rooms.map((x) => [x.room, x.members]));
+    assert.equal(listed['fine-count'], 2, JSON.stringify(r.json.rooms));
+    assert.equal(listed['bogus-count'], undefined, JSON.stringify(r.json.rooms));
+    assert.equal((await get(a, '/healthz')).status, 200, 'the pod lives on');
+  } finally {
+    await redis.cmd('SREM', 'realtime:pods', 'intruder');
+    await redis.cmd('DEL', 'realtime:pod:intruder', 'realtime:pod:intruder:rooms');
+  }
 });
 
 test('after FLUSHALL every pod rewrites its members and presence within 6 s (the lease found gone)', async () => {
