@@ -89,6 +89,10 @@ Flags parse_flags(int argc, char** argv) {
                  "messages kept per room for last_id recovery")
       ->envname(env("HISTORY_SIZE"))
       ->check(CLI::Range(std::size_t{0}, std::size_t{100000}));
+  app.add_option("--history-bytes", flags.history_bytes,
+                 "memory the rooms' histories may hold; past it the least recently used go")
+      ->envname(env("HISTORY_BYTES"))
+      ->check(CLI::Range(std::size_t{1} << 16, std::size_t{1} << 40));
   app.add_option("--allowed-origins", allowed_origins,
                  "comma list of allowed browser Origins; '*' for any (default: same origin)")
       ->envname(env("ALLOWED_ORIGINS"));

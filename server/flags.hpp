@@ -27,6 +27,7 @@ struct Flags {
   double rate_limit = 20;
   double rate_burst = 40;
   std::size_t history_size = 100;
+  std::size_t history_bytes = std::size_t{256} << 20;
   std::vector<std::string> allowed_origins;
   unsigned ping_interval = 25;
   unsigned pong_timeout = 60;

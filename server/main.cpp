@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
   realtime::HubOptions hub_options;
   hub_options.threads = flags.threads;
   hub_options.history_size = flags.history_size;
+  hub_options.history_bytes = flags.history_bytes;
   hub_options.pod_id = flags.pod_id.empty() ? realtime::default_pod_id() : flags.pod_id;
   setup_logging(flags, hub_options.pod_id);
 

@@ -29,6 +29,10 @@ struct HubOptions {
   unsigned threads = 0;            // I/O threads; 0 = one per core
   std::size_t history_size = 100;  // messages kept per room for last_id recovery
   std::string pod_id;              // names this pod; empty = host name + pid
+  // Memory the rooms' histories, and rooms without members, may hold on this pod. Past it the
+  // least recently used are dropped (rooms without members first), so a recovery from them is
+  // answered "not recovered". Counted as Metrics::room_retained_bytes.
+  std::size_t history_bytes = std::size_t{256} << 20;
 };
 
 // The default pod id: host name + "-" + process id.

@@ -51,6 +51,11 @@ class Metrics {
   std::atomic<std::uint64_t> keepalive_closes{0};
   std::atomic<std::int64_t> redis_up{0};  // 1 when the Redis link works, 0 when down or unused
   std::atomic<std::uint64_t> redis_reconnects{0};
+  // Memory held by room histories and by rooms without members (an estimate; bounded by
+  // HubOptions::history_bytes).
+  std::atomic<std::int64_t> room_retained_bytes{0};
+  // Rooms forgotten, or histories dropped, to keep room_retained_bytes within its budget.
+  std::atomic<std::uint64_t> history_evictions{0};
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(RejectReason::count_)> rejected{};
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(DropReason::count_)> dropped{};
 

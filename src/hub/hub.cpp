@@ -118,9 +118,10 @@ std::optional<MessageId> parse_message_id(std::string_view id) noexcept {
 HubCore::HubCore(HubOptions options)
     : options_(std::move(options)),
       pod_id_(options_.pod_id.empty() ? default_pod_id() : options_.pod_id),
-      registry_(std::max(1U, options_.threads != 0 ? options_.threads
-                                                   : std::thread::hardware_concurrency()),
-                [this] { return new_epoch(); }),
+      registry_(
+          std::max(1U,
+                   options_.threads != 0 ? options_.threads : std::thread::hardware_concurrency()),
+          [this] { return new_epoch(); }, metrics_.room_retained_bytes),
       random_state_(std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32)) {
   if (options_.threads == 0) options_.threads = std::max(1U, std::thread::hardware_concurrency());
   id_prefix_ = new_epoch();
@@ -273,11 +274,25 @@ std::string HubCore::deliver(Message& msg) {
     state.last_used = std::chrono::steady_clock::now();
     auto frame = make_frame(msg, seq);
     frame->local_seq = seq != 0;
-    if (seq != 0) state.history.push(frame, history_size);
+    if (seq != 0) registry_.add_retained(state.history.push(frame, history_size));
     // Queuing under the room's lock keeps every shard's delivery order equal to the id order.
     post_to_shards(&state, frame);
   });
+  keep_within_history_budget();
   return msg.id;
+}
+
+void HubCore::keep_within_history_budget() {
+  const std::size_t budget = options_.history_bytes;
+  const std::size_t retained = registry_.retained_bytes();
+  if (retained <= budget || retained <= shrink_floor_.load(std::memory_order_relaxed) + budget / 8)
+    return;
+  if (shrinking_.exchange(true, std::memory_order_acquire)) return;  // another thread sweeps
+  const RoomRegistry::Shrunk shrunk = registry_.shrink_to(budget - budget / 8);
+  shrink_floor_.store(registry_.retained_bytes(), std::memory_order_relaxed);
+  metrics_.history_evictions.fetch_add(shrunk.rooms_forgotten + shrunk.histories_dropped,
+                                       std::memory_order_relaxed);
+  shrinking_.store(false, std::memory_order_release);
 }
 
 std::string HubCore::deliver_to_user(const std::string& user, Message& msg) {
@@ -308,6 +323,7 @@ void HubCore::deliver_sequenced(Message& msg, std::string_view epoch, std::uint6
     return deliver_sequenced_locked(state, epoch, seq, from, frame);
   });
   if (holding) note_holding(msg.room);
+  keep_within_history_budget();  // a room without members here is kept (its numbering)
 }
 
 bool HubCore::deliver_sequenced_locked(RoomState& state, std::string_view epoch, std::uint64_t seq,
@@ -568,6 +584,7 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
     }
     result.room_first = state.members == 0;
     if (result.room_first) {
+      registry_.members_changed(room, true);
       // This pod was not following the room's shared numbering: start again from what comes next.
       state.shared_next = 0;
       state.held.clear();
@@ -598,9 +615,10 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
   LeaveResult result;
   registry_.with_room(room, [&](RoomState& state) {
     shard.leave_local(room, &session);
+    result.room_last = state.members == 1;
     if (state.members > 0) --state.members;
     if (state.shard_members[shard.index()] > 0) --state.shard_members[shard.index()];
-    result.room_last = state.members == 0;
+    if (result.room_last) registry_.members_changed(room, false);
     state.last_used = std::chrono::steady_clock::now();
     auto it = state.users.find(user);
     if (it == state.users.end()) return;
@@ -621,6 +639,7 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
     // until evict_idle() forgets it, an hour on, even without messages.
     if (shared_history_.load(std::memory_order_acquire) || options_.history_size == 0)
       registry_.erase_if_unused(room);
+    keep_within_history_budget();
   }
   if (members_observer_) members_observer_(room);
   return result;

@@ -123,7 +123,14 @@ class HubCore {
   // A room without members is forgotten (with its history) this long after its last message.
   static constexpr std::chrono::seconds kIdleRoomTtl{3600};
   // Forgets idle rooms; called now and then by shard 0's sweep.
-  void evict_idle_rooms() { registry_.evict_idle(kIdleRoomTtl); }
+  void evict_idle_rooms() {
+    registry_.evict_idle(kIdleRoomTtl);
+    shrink_floor_.store(0, std::memory_order_relaxed);
+  }
+  // Frees the least recently used rooms' histories (and rooms without members) when they hold more
+  // than HubOptions::history_bytes, down to 7/8 of it. Cheap when within it; called (outside any
+  // lock) after whatever can make rooms hold more.
+  void keep_within_history_budget();
 
   struct JoinResult {
     bool user_first = false;  // the user's first socket in the room on this pod
@@ -204,6 +211,10 @@ class HubCore {
   std::function<void(const std::string&, bool)> user_observer_;
   std::function<void(const std::string&)> members_observer_;
   std::atomic<bool> shared_history_{false};
+  std::atomic<bool> shrinking_{false};  // a keep_within_history_budget() sweep is running
+  // What the rooms held after the last sweep: when it could not get within the budget (histories
+  // of rooms with members are dropped, but not the rooms), the next sweep waits for budget/8 more.
+  std::atomic<std::size_t> shrink_floor_{0};
   std::mutex held_mutex_;
   std::set<std::string> rooms_holding_;  // guarded by held_mutex_
   // deliver_sequenced() under the room's lock; true when frames wait behind a gap.

@@ -1,9 +1,13 @@
 #include "hub/room_registry.hpp"
 
+#include <algorithm>
+#include <tuple>
+
 namespace realtime::detail {
 
-RoomRegistry::RoomRegistry(unsigned shards, std::function<std::string()> new_epoch)
-    : shards_(shards), new_epoch_(std::move(new_epoch)) {}
+RoomRegistry::RoomRegistry(unsigned shards, std::function<std::string()> new_epoch,
+                           std::atomic<std::int64_t>& retained)
+    : shards_(shards), new_epoch_(std::move(new_epoch)), retained_(retained) {}
 
 RoomState RoomRegistry::new_state() const {
   RoomState state;
@@ -20,31 +24,77 @@ void RoomRegistry::for_each_room(
   }
 }
 
+RoomMap::iterator RoomRegistry::erase_locked(Stripe& stripe, RoomMap::iterator it) {
+  add_retained(-static_cast<std::ptrdiff_t>(room_bytes(it->first) + it->second.history.bytes()));
+  return stripe.rooms.erase(it);
+}
+
 void RoomRegistry::erase_if_unused(const std::string& room) {
   Stripe& stripe = stripe_for(room);
   std::lock_guard lock(stripe.mutex);
   auto it = stripe.rooms.find(room);
   if (it != stripe.rooms.end() && it->second.members == 0 && it->second.history.empty() &&
       it->second.held.empty()) {
-    stripe.rooms.erase(it);
+    erase_locked(stripe, it);
   }
 }
-
-}  // namespace realtime::detail
-
-namespace realtime::detail {
 
 std::size_t RoomRegistry::evict_idle(std::chrono::steady_clock::duration max_idle) {
   const auto now = std::chrono::steady_clock::now();
   std::size_t evicted = 0;
   for (Stripe& stripe : stripes_) {
     std::lock_guard lock(stripe.mutex);
-    evicted += std::erase_if(stripe.rooms, [&](const auto& entry) {
-      const RoomState& state = entry.second;
-      return state.members == 0 && state.held.empty() && now - state.last_used >= max_idle;
-    });
+    for (auto it = stripe.rooms.begin(); it != stripe.rooms.end();) {
+      const RoomState& state = it->second;
+      if (state.members == 0 && state.held.empty() && now - state.last_used >= max_idle) {
+        it = erase_locked(stripe, it);
+        ++evicted;
+      } else {
+        ++it;
+      }
+    }
   }
   return evicted;
+}
+
+RoomRegistry::Shrunk RoomRegistry::shrink_to(std::size_t target) {
+  struct Candidate {
+    bool members;  // rooms without members go first
+    std::chrono::steady_clock::time_point last_used;
+    std::size_t stripe;
+    std::string room;
+  };
+  std::vector<Candidate> candidates;
+  for (std::size_t i = 0; i < kStripes; ++i) {
+    std::lock_guard lock(stripes_[i].mutex);
+    for (const auto& [name, state] : stripes_[i].rooms) {
+      const bool forgettable = state.members == 0 && state.held.empty();
+      if (forgettable || !state.history.empty())
+        candidates.push_back({!forgettable, state.last_used, i, name});
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.members, a.last_used) < std::tie(b.members, b.last_used);
+  });
+  Shrunk shrunk;
+  for (const Candidate& candidate : candidates) {
+    if (retained_bytes() <= target) break;
+    Stripe& stripe = stripes_[candidate.stripe];
+    std::lock_guard lock(stripe.mutex);
+    auto it = stripe.rooms.find(candidate.room);
+    if (it == stripe.rooms.end()) continue;
+    RoomState& state = it->second;
+    if (state.members == 0 && state.held.empty()) {
+      erase_locked(stripe, it);
+      ++shrunk.rooms_forgotten;
+    } else if (!state.history.empty()) {
+      // The numbering stays (members were given positions in it); what a recovery would replay
+      // is gone, so a last_id before the latest message is answered "not recovered".
+      add_retained(-static_cast<std::ptrdiff_t>(state.history.clear()));
+      ++shrunk.histories_dropped;
+    }
+  }
+  return shrunk;
 }
 
 }  // namespace realtime::detail

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,23 +33,51 @@ struct UserPresence {
   }
 };
 
+// The memory a frame kept in a history holds: its bytes, the frame and its allocation (an estimate;
+// std::make_shared puts the frame and its count in one block).
+inline std::size_t retained_frame_bytes(const OutFrame& frame) noexcept {
+  constexpr std::size_t kBlock = sizeof(OutFrame) + 32;  // the frame, its counts, malloc's header
+  const auto heap = [](const std::string& s) {
+    return s.capacity() > 15 ? s.capacity() + 16 : std::size_t{0};  // beyond the inline buffer
+  };
+  return kBlock + heap(frame.bytes) + heap(frame.room);
+}
+
 // The last messages of a room, oldest first: a ring over a vector that takes its memory on the
 // first message (a room without messages holds none; a std::deque takes ~600 bytes up front).
+// Keeps count of the memory it holds (retained_frame_bytes() per frame, and its slots).
 class FrameRing {
  public:
-  // Appends frame, dropping the oldest past `limit` (limit 0: keeps nothing).
-  void push(FramePtr frame, std::size_t limit) {
-    if (limit == 0) return;
+  // Appends frame, dropping the oldest past `limit` (limit 0: keeps nothing). Returns the change
+  // in bytes().
+  std::ptrdiff_t push(FramePtr frame, std::size_t limit) {
+    if (limit == 0) return 0;
+    const std::size_t before = bytes_;
+    bytes_ += retained_frame_bytes(*frame);
     if (items_.size() < limit) {
-      if (items_.empty()) items_.reserve(limit);
+      if (items_.empty()) {
+        items_.reserve(limit);
+        bytes_ += items_.capacity() * sizeof(FramePtr);
+      }
       items_.push_back(std::move(frame));
-      return;
+    } else {
+      bytes_ -= retained_frame_bytes(*items_[head_]);
+      items_[head_] = std::move(frame);
+      head_ = (head_ + 1) % items_.size();
     }
-    items_[head_] = std::move(frame);
-    head_ = (head_ + 1) % items_.size();
+    return static_cast<std::ptrdiff_t>(bytes_) - static_cast<std::ptrdiff_t>(before);
+  }
+  // Drops every frame and the slots. Returns the bytes that held.
+  std::size_t clear() noexcept {
+    const std::size_t freed = bytes_;
+    std::vector<FramePtr>().swap(items_);
+    head_ = 0;
+    bytes_ = 0;
+    return freed;
   }
   bool empty() const noexcept { return items_.empty(); }
   std::size_t size() const noexcept { return items_.size(); }
+  std::size_t bytes() const noexcept { return bytes_; }
   const FramePtr& front() const noexcept { return items_[head_]; }
   // f(const FramePtr&) for each frame, oldest first.
   template <typename F>
@@ -58,7 +88,8 @@ class FrameRing {
 
  private:
   std::vector<FramePtr> items_;
-  std::size_t head_ = 0;  // the oldest frame once the ring is full
+  std::size_t head_ = 0;   // the oldest frame once the ring is full
+  std::size_t bytes_ = 0;  // retained_frame_bytes() of the frames, and the slots
 };
 
 struct RoomState {
@@ -99,7 +130,9 @@ using RoomMap = std::unordered_map<std::string, RoomState, TransparentHash, std:
 
 class RoomRegistry {
  public:
-  RoomRegistry(unsigned shards, std::function<std::string()> new_epoch);
+  // retained: where retained_bytes() is kept (a gauge of the pod's metrics).
+  RoomRegistry(unsigned shards, std::function<std::string()> new_epoch,
+               std::atomic<std::int64_t>& retained);
 
   // Runs f(RoomState&) with the room's stripe locked, creating the state when missing.
   template <typename F>
@@ -107,7 +140,10 @@ class RoomRegistry {
     Stripe& stripe = stripe_for(room);
     std::lock_guard lock(stripe.mutex);
     auto it = stripe.rooms.find(room);
-    if (it == stripe.rooms.end()) it = stripe.rooms.emplace(room, new_state()).first;
+    if (it == stripe.rooms.end()) {
+      it = stripe.rooms.emplace(room, new_state()).first;
+      add_retained(static_cast<std::ptrdiff_t>(room_bytes(room)));  // no members yet
+    }
     return f(it->second);
   }
   // Runs f(RoomState*) with the stripe locked, without creating the room (nullptr when unknown).
@@ -133,6 +169,32 @@ class RoomRegistry {
   // Forgets a room that has no members and no history worth keeping (call with no lock held).
   void erase_if_unused(const std::string& room);
 
+  // The memory the rooms hold beyond what their members account for (an estimate): every room's
+  // history, and the state of each room without members here. Rooms with members are bounded by
+  // the sockets; these are not, but by the memory budget (shrink_to()).
+  std::size_t retained_bytes() const noexcept {
+    const std::int64_t bytes = retained_.load(std::memory_order_relaxed);
+    return bytes > 0 ? static_cast<std::size_t>(bytes) : 0;
+  }
+  void add_retained(std::ptrdiff_t bytes) noexcept {
+    retained_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  // Under the room's lock, when its member count leaves 0 (first = true) or comes back to it: the
+  // room's own state counts in retained_bytes() only while it has no members.
+  void members_changed(const std::string& room, bool first) noexcept {
+    const auto bytes = static_cast<std::ptrdiff_t>(room_bytes(room));
+    add_retained(first ? -bytes : bytes);
+  }
+  struct Shrunk {
+    std::size_t rooms_forgotten = 0;    // rooms without members, history and numbering
+    std::size_t histories_dropped = 0;  // histories of rooms with members
+  };
+  // Frees the memory of the least recently used rooms until retained_bytes() <= target: rooms
+  // without members are forgotten first (an id of theirs is then unknown to a recovery), then the
+  // histories of rooms with members are dropped (their numbering stays). One stripe locked at a
+  // time; the order is taken from a snapshot of the rooms' last use.
+  Shrunk shrink_to(std::size_t target);
+
  private:
   static constexpr std::size_t kStripes =
       64;  // lock striping: joins/leaves of unrelated rooms rarely meet
@@ -145,10 +207,17 @@ class RoomRegistry {
     return stripes_[TransparentHash{}(room) % kStripes];
   }
   RoomState new_state() const;
+  // The memory of a room's state without its history and users (an estimate).
+  std::size_t room_bytes(std::string_view room) const noexcept {
+    return sizeof(RoomState) + 64 + room.size() + shards_ * sizeof(std::uint32_t);
+  }
+  // Forgets the room `it` (without members) with its stripe locked; returns the next room.
+  RoomMap::iterator erase_locked(Stripe& stripe, RoomMap::iterator it);
 
   unsigned shards_;
   std::function<std::string()> new_epoch_;
   std::array<Stripe, kStripes> stripes_;
+  std::atomic<std::int64_t>& retained_;
 };
 
 }  // namespace realtime::detail

@@ -107,6 +107,12 @@ std::string Metrics::render(std::string_view pod_id) const {
          load(redis_up));
   sample(out, "realtime_redis_reconnects_total", "counter", "Redis subscriber rebuilds.",
          load(redis_reconnects));
+  sample(out, "realtime_room_retained_bytes", "gauge",
+         "Memory held by room histories and rooms without members (estimate).",
+         load(room_retained_bytes));
+  sample(out, "realtime_history_evictions_total", "counter",
+         "Rooms forgotten or histories dropped to stay within --history-bytes.",
+         load(history_evictions));
 
   family(out, "realtime_broadcast_latency_seconds", "histogram",
          "Time from a broadcast call to the write of the message on a socket.");

@@ -11,7 +11,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, tryOpen, sleep, waitFor } from './lib/client.mjs';
-import { metrics, metricSumMatching } from '../support/node/http.mjs';
+import { metrics, metricSum, metricSumMatching, publish } from '../support/node/http.mjs';
 
 after(killAll);
 
@@ -147,4 +147,54 @@ test('permessage-deflate is not negotiated: a client that offers it gets no exte
     assert.ok(r.ok);
     clients.push(r.client);
     assert.equal(r.client.ws.extensions, '', `negotiated: ${r.client.ws.extensions}`);
+  }));
+
+// --history-bytes: the memory of the rooms' histories (and of rooms without members) is bounded;
+// past it the least recently used go, rooms without members first. A recovery from a dropped
+// history is answered recovered: false; one from a kept history replays as before.
+test('--history-bytes 65536: least recently used histories go, rooms without members first', () =>
+  withServer(['--history-bytes', '65536', '--history-size', '50'], async (s, clients) => {
+    const ma = await connect(s, '/ws/a');
+    const mb = await connect(s, '/ws/b');
+    clients.push(ma, mb);
+    const text = 't'.repeat(1000);
+    const fill = async (room, n) => {
+      const ids = [];
+      for (let i = 0; i < n; ++i) {
+        const r = await publish(s, { room, text });
+        assert.equal(r.status, 202);
+        ids.push(r.json.id);
+      }
+      return ids;
+    };
+    const retained = async () => metricSum(await metrics(s), 'realtime_room_retained_bytes');
+    const evictions = async () => metricSum(await metrics(s), 'realtime_history_evictions_total');
+
+    const aIds = await fill('a', 40);
+    const bIds = await fill('b', 40);  // together past the budget: a's history, older, goes
+    assert.ok((await retained()) <= 65536, `retained ${await retained()}`);
+    assert.ok((await evictions()) >= 1);
+    const resume = async (room, lastId) => {
+      const c = await connect(s, `/ws/${room}?last_id=${encodeURIComponent(lastId)}`);
+      clients.push(c);
+      const rec = await c.next((m) => m.type === 'system' && m.data?.event === 'recovered');
+      c.close();
+      return rec.data;
+    };
+    const fromA = await resume('a', aIds[0]);
+    assert.equal(fromA.recovered, false, JSON.stringify(fromA));
+    assert.equal(fromA.last_id, aIds.at(-1), 'the numbering of a room with members stays');
+    const fromB = await resume('b', bIds[0]);
+    assert.deepEqual([fromB.recovered, fromB.replayed], [true, 39], JSON.stringify(fromB));
+
+    // 100 rooms without members, a message each: they go before b's history does.
+    const firstOfC = [];
+    for (let i = 0; i < 100; ++i) firstOfC.push((await fill(`c${i}`, 1))[0]);
+    assert.ok((await retained()) <= 65536, `retained ${await retained()}`);
+    const stillB = await resume('b', bIds[0]);
+    assert.deepEqual([stillB.recovered, stillB.replayed], [true, 39], JSON.stringify(stillB));
+    const [again] = await fill('c0', 1);
+    assert.notEqual(again.split('-')[0], firstOfC[0].split('-')[0], 'c0 was forgotten: a new history');
+    const [latest] = await fill('c99', 1);
+    assert.equal(latest, `${firstOfC[99].split('-')[0]}-2`, 'the latest room is still known');
   }));

@@ -68,5 +68,36 @@ TEST(FrameRing, ReleasesTheFramesItDrops) {
   EXPECT_TRUE(oldest.expired());
 }
 
+FramePtr frame_of(std::size_t size) {
+  auto f = std::make_shared<OutFrame>();
+  f->bytes.assign(size, 'x');
+  return f;
+}
+
+TEST(FrameRing, CountsTheMemoryOfWhatItHolds) {
+  FrameRing ring;
+  std::ptrdiff_t sum = 0;
+  std::vector<std::size_t> kept;  // retained_frame_bytes() of the frames held, oldest first
+  for (std::size_t i = 0; i < 12; ++i) {
+    const FramePtr f = frame_of(100 + i * 50);
+    const std::size_t cost = retained_frame_bytes(*f);
+    EXPECT_GT(cost, f->bytes.size());
+    sum += ring.push(f, 4);
+    kept.push_back(cost);
+    if (kept.size() > 4) kept.erase(kept.begin());
+    std::size_t want = 4 * sizeof(FramePtr);  // the slots, taken on the first push
+    for (const std::size_t c : kept) want += c;
+    ASSERT_EQ(ring.bytes(), want) << "after " << i;
+    ASSERT_EQ(static_cast<std::size_t>(sum), ring.bytes()) << "the changes add up";
+  }
+  EXPECT_EQ(ring.clear(), static_cast<std::size_t>(sum));
+  EXPECT_TRUE(ring.empty());
+  EXPECT_EQ(ring.bytes(), 0U);
+  EXPECT_EQ(ring.push(frame_of(10), 0), 0) << "limit 0 keeps nothing";
+  ring.push(frame(1), 3);
+  ring.push(frame(2), 3);
+  EXPECT_EQ(seqs(ring), (std::vector<std::uint64_t>{1, 2})) << "usable after clear()";
+}
+
 }  // namespace
 }  // namespace realtime::detail
