@@ -131,6 +131,7 @@ class HubCore {
   // than HubOptions::history_bytes, down to 7/8 of it. Cheap when within it; called (outside any
   // lock) after whatever can make rooms hold more.
   void keep_within_history_budget();
+  const RoomRegistry& registry() const noexcept { return registry_; }
 
   struct JoinResult {
     bool user_first = false;  // the user's first socket in the room on this pod

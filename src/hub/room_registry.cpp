@@ -24,6 +24,16 @@ void RoomRegistry::for_each_room(
   }
 }
 
+std::size_t RoomRegistry::count_retained_bytes() const {
+  std::size_t bytes = 0;
+  for (const Stripe& stripe : stripes_) {
+    std::lock_guard lock(stripe.mutex);
+    for (const auto& [name, state] : stripe.rooms)
+      bytes += state.history.bytes() + (state.members == 0 ? room_bytes(name) : 0);
+  }
+  return bytes;
+}
+
 RoomMap::iterator RoomRegistry::erase_locked(Stripe& stripe, RoomMap::iterator it) {
   add_retained(-static_cast<std::ptrdiff_t>(room_bytes(it->first) + it->second.history.bytes()));
   return stripe.rooms.erase(it);

@@ -172,6 +172,8 @@ class RoomRegistry {
   // The memory the rooms hold beyond what their members account for (an estimate): every room's
   // history, and the state of each room without members here. Rooms with members are bounded by
   // the sockets; these are not, but by the memory budget (shrink_to()).
+  // retained_bytes() counted afresh from every room (a check of the running count).
+  std::size_t count_retained_bytes() const;
   std::size_t retained_bytes() const noexcept {
     const std::int64_t bytes = retained_.load(std::memory_order_relaxed);
     return bytes > 0 ? static_cast<std::size_t>(bytes) : 0;

@@ -36,6 +36,7 @@ const badInvocations = [
   { args: ['--listen', '127.0.0.1:0', '--max-connections', '-1'], flag: 'max-connections' },
   { args: ['--listen', '127.0.0.1:0', '--log-format', 'xml'], flag: 'log-format' },
   { args: ['--listen', '127.0.0.1:0', '--log-level', 'loud'], flag: 'log-level' },
+  { args: ['--listen', '127.0.0.1:0', '--history-bytes', '1000'], flag: 'history-bytes' }, // below 64 KiB
   // An idle socket would be closed for silence before it was ever pinged.
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '3', '--pong-timeout', '3'], flag: 'pong-timeout' },
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '90'], flag: 'pong-timeout' }, // default pong timeout 60 s

@@ -163,6 +163,27 @@ TEST(HubHistoryBudget, RoomsWithoutMembersAreForgottenLeastRecentlyUsedFirst) {
   hub.wait();
 }
 
+TEST(HubHistoryBudget, TheCountStaysTrueUnderConcurrentPublishersAndSweeps) {
+  constexpr std::size_t kBudget = 128 << 10;
+  Hub hub(HubOptions{2, 20, "sweeps", kBudget});
+  hub.start();
+  std::vector<std::thread> publishers;
+  for (int t = 0; t < 4; ++t) {
+    publishers.emplace_back([&hub, t] {
+      const std::string text(50 + t * 40, 'z');
+      for (int i = 0; i < 3000; ++i)
+        hub.broadcast(chat_message("t" + std::to_string(t) + "-" + std::to_string(i % 300), text));
+    });
+  }
+  for (auto& thread : publishers) thread.join();
+  EXPECT_GT(hub.metrics().history_evictions.load(), 0U);
+  EXPECT_EQ(retained(hub), hub.core().registry().count_retained_bytes());
+  // Each publisher may add one message past the budget while another thread sweeps.
+  EXPECT_LE(retained(hub), kBudget + 4 * 2048);
+  hub.stop();
+  hub.wait();
+}
+
 TEST(HubHistoryBudget, AFullHistoryHoldsAConstantAmount) {
   Hub hub(HubOptions{1, 10, "steady"});
   const std::string text(100, 'y');
