@@ -257,8 +257,24 @@ std::string HubCore::deliver(Message& msg) {
       append_base36(msg.id, next_global_.fetch_add(1, std::memory_order_relaxed));
     }
     FramePtr frame = make_frame(msg);
+    const bool track = shared_history_.load(std::memory_order_acquire);
     registry_.with_existing_room(msg.room, [&](RoomState* state) {
-      if (state != nullptr) post_to_shards(state, frame);  // no state: no members here
+      if (state == nullptr) return;  // no state: no members here
+      if (track && state->members > 0) {
+        if (auto presence = protocol::decode_presence_data(msg.data)) {
+          const auto it = state->told.find(presence->user_id);
+          const PresenceStatus was = it == state->told.end() ? PresenceStatus::offline : it->second;
+          // The members know it already: a change announced on this pod while Redis was away,
+          // and again by the pod's rewrite once it was back.
+          if (state->told_known && was == presence->status) return;
+          if (presence->status == PresenceStatus::offline) {
+            if (it != state->told.end()) state->told.erase(it);
+          } else {
+            state->told[std::move(presence->user_id)] = presence->status;
+          }
+        }
+      }
+      post_to_shards(state, frame);
     });
     return msg.id;
   }
@@ -280,6 +296,34 @@ std::string HubCore::deliver(Message& msg) {
   });
   keep_within_history_budget();
   return msg.id;
+}
+
+std::vector<PresenceEntry> HubCore::sync_presence(const std::string& room,
+                                                  const std::vector<PresenceEntry>& cluster,
+                                                  bool snapshot) {
+  return registry_.with_existing_room(room, [&](RoomState* state) {
+    std::vector<PresenceEntry> changes;
+    if (state == nullptr || state->members == 0) return changes;
+    if (snapshot || !state->told_known) {
+      state->told.clear();
+      for (const PresenceEntry& entry : cluster) {
+        if (entry.status != PresenceStatus::offline) state->told[entry.user_id] = entry.status;
+      }
+      state->told_known = true;
+      return changes;
+    }
+    std::unordered_map<std::string_view, PresenceStatus> now;
+    for (const PresenceEntry& entry : cluster) {
+      if (entry.status == PresenceStatus::offline) continue;
+      now.emplace(entry.user_id, entry.status);
+      const auto it = state->told.find(entry.user_id);
+      if (it == state->told.end() || it->second != entry.status) changes.push_back(entry);
+    }
+    for (const auto& [user, status] : state->told) {
+      if (!now.contains(user)) changes.push_back({user, PresenceStatus::offline});
+    }
+    return changes;
+  });
 }
 
 void HubCore::keep_within_history_budget() {
@@ -585,6 +629,8 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
     result.room_first = state.members == 0;
     if (result.room_first) {
       registry_.members_changed(room, true);
+      state.told.clear();  // a new membership period: known again once a snapshot came
+      state.told_known = false;
       // This pod was not following the room's shared numbering: start again from what comes next.
       state.shared_next = 0;
       state.held.clear();

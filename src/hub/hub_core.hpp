@@ -132,6 +132,14 @@ class HubCore {
   // lock) after whatever can make rooms hold more.
   void keep_within_history_budget();
   const RoomRegistry& registry() const noexcept { return registry_; }
+  // With Redis: `cluster` is the room's presence in the cluster (users not listed are offline),
+  // read after every presence message this pod received before it and before every later one. A
+  // snapshot (or the first one of a membership period) becomes what the room's members are taken
+  // to know; otherwise the differences from what they were told are returned (status offline for
+  // a user gone), for the caller to deliver. Nothing for a room without members here.
+  std::vector<PresenceEntry> sync_presence(const std::string& room,
+                                           const std::vector<PresenceEntry>& cluster,
+                                           bool snapshot);
 
   struct JoinResult {
     bool user_first = false;  // the user's first socket in the room on this pod

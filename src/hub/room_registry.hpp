@@ -117,6 +117,11 @@ struct RoomState {
   // The shared history this room followed before its current one (Redis lost its data): an own
   // message of it answered late is delivered, and does not switch the room back.
   std::uint32_t retired_epoch_tag = 0;
+  // With Redis: each user's status in the room as this pod's members were last told it (absent:
+  // offline), from the presence messages delivered here, and whether it started from a snapshot
+  // of the cluster's (HubCore::sync_presence): what a resync after a lost subscription compares.
+  std::unordered_map<std::string, PresenceStatus> told;
+  bool told_known = false;
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
 };
 

@@ -409,6 +409,20 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
 
 EnvelopeDecodeResult decode_envelope(std::string_view json) { return decode_envelope(json, 0); }
 
+std::optional<PresenceData> decode_presence_data(std::string_view json) {
+  dom::object obj;
+  if (parse_json(json, json.size()).get(obj) != simdjson::SUCCESS) return std::nullopt;
+  std::string_view status;
+  std::string_view user;
+  if (find_string(obj, "status", status) != Field::ok ||
+      find_string(obj, "user_id", user) != Field::ok) {
+    return std::nullopt;
+  }
+  const auto parsed = parse_presence_status(status);
+  if (!parsed) return std::nullopt;
+  return PresenceData{*parsed, std::string(user)};
+}
+
 EnvelopeDecodeResult decode_envelope(std::string_view json, std::size_t readable_size) {
   using R = EnvelopeDecodeResult;
   dom::element root;

@@ -81,6 +81,9 @@ struct EnvelopeDecodeResult {
 };
 EnvelopeDecodeResult decode_envelope(std::string_view json);
 EnvelopeDecodeResult decode_envelope(std::string_view json, std::size_t readable_size);
+// The data of a presence message, {"status": S, "user_id": U} (other members ignored); nullopt
+// when it is not of that shape or S is not a status.
+std::optional<PresenceData> decode_presence_data(std::string_view json);
 
 // Appends the envelope of msg: keys in the order id, type, room, from, data, timestamp; room, from
 // and data omitted when empty; id omitted when empty.

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "protocol/envelope.hpp"
+#include "protocol/request.hpp"
 
 namespace realtime::detail {
 namespace {
@@ -230,6 +231,47 @@ const std::string& set_script() {
 
 const std::string& remove_pod_script() {
   static const std::string script = std::string(kAggregateLua) + std::string(kRemovePodLua);
+  return script;
+}
+
+// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, kind, channel, the cluster-state epoch of the pod's
+// last sync, then rooms. Publishes on `channel` (the pod's control channel), for each room, its
+// presence in the cluster: kPresenceSyncHead, kind and the room, then one line per user who is not
+// offline, "<user>\t<status>" (user ids hold no control characters), lines joined by "\n".
+// Published from the script, so it reaches the pod after every presence message published before
+// it and before every later one, on the same subscription. A resync becomes a snapshot when Redis
+// lost its data since the pod's last sync (the epoch differs, or is not there yet): no pod
+// announces what the loss changed (see kEpochLua), and what is missing may be a pod's part not
+// rewritten yet, not users who left. Returns the current epoch ('' when none).
+constexpr std::string_view kPresenceSyncLua = R"lua(
+local epoch = redis.call('GET', KEYS[2])
+local kind = ARGV[2]
+if kind == 'resync' and epoch ~= ARGV[4] then kind = 'snapshot' end
+local live = {}
+for _, p in ipairs(pods_with(KEYS[1], ARGV[1])) do live[p] = true end
+for i = 5, #ARGV do
+  local room = ARGV[i]
+  local status, order = {}, {}
+  local kv = redis.call('HGETALL', 'realtime:presence:' .. room)
+  for k = 1, #kv, 2 do
+    local bar = string.find(kv[k], '|', 1, true)
+    if bar and live[string.sub(kv[k], 1, bar - 1)] then
+      local user = string.sub(kv[k], bar + 1)
+      if not status[user] then table.insert(order, user) end
+      if status[user] ~= 'online' then
+        status[user] = kv[k + 1] == 'online' and 'online' or 'away'
+      end
+    end
+  end
+  local lines = {'presence-sync', kind, room}
+  for _, user in ipairs(order) do table.insert(lines, user .. '\t' .. status[user]) end
+  redis.call('PUBLISH', ARGV[3], table.concat(lines, '\n'))
+end
+return epoch or ''
+)lua";
+
+const std::string& presence_sync_script() {
+  static const std::string script = std::string(kAggregateLua) + std::string(kPresenceSyncLua);
   return script;
 }
 
@@ -519,6 +561,57 @@ void ClusterState::flush_counts() {
                      [](std::error_code, const RedisReply&) {});
     }
   }
+}
+
+void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool snapshot) {
+  if (stopped_ || !echo_ready_()) return;  // the answer could not come: nothing changes
+  for (std::size_t first = 0; first < rooms.size(); first += kRewriteBatchRooms) {
+    std::vector<std::string> args = {"EVAL",
+                                     presence_sync_script(),
+                                     "2",
+                                     std::string(kPods),
+                                     std::string(kEpoch),
+                                     pod_,
+                                     std::string(snapshot ? kPresenceSnapshot : kPresenceResync),
+                                     control_channel_,
+                                     sync_epoch_};
+    const std::size_t last = std::min(rooms.size(), first + kRewriteBatchRooms);
+    args.insert(args.end(), rooms.begin() + static_cast<std::ptrdiff_t>(first),
+                rooms.begin() + static_cast<std::ptrdiff_t>(last));
+    // A failure leaves what members were told as it is (a resync is tried at the next recovery).
+    redis_.command(std::move(args), [this](std::error_code error, const RedisReply& reply) {
+      if (!error && reply.type == RedisReply::Type::string) sync_epoch_ = reply.str;
+    });
+  }
+}
+
+std::optional<ClusterState::PresenceSync> ClusterState::parse_presence_sync(
+    std::string_view payload) {
+  auto next_line = [&payload]() -> std::optional<std::string_view> {
+    if (payload.empty()) return std::nullopt;
+    const auto end = payload.find('\n');
+    std::string_view line = payload.substr(0, end);
+    payload = end == std::string_view::npos ? std::string_view() : payload.substr(end + 1);
+    return line;
+  };
+  if (next_line() != kPresenceSyncHead) return std::nullopt;
+  const auto kind = next_line();
+  const auto room = next_line();
+  if (!kind || (*kind != kPresenceSnapshot && *kind != kPresenceResync) || !room ||
+      !protocol::is_valid_room(*room)) {
+    return std::nullopt;
+  }
+  PresenceSync sync;
+  sync.snapshot = *kind == kPresenceSnapshot;
+  sync.room = std::string(*room);
+  while (const auto line = next_line()) {
+    const auto tab = line->rfind('\t');
+    if (tab == std::string_view::npos) return std::nullopt;
+    const auto status = parse_presence_status(line->substr(tab + 1));
+    if (!status) return std::nullopt;
+    sync.users.push_back({std::string(line->substr(0, tab)), *status});
+  }
+  return sync;
 }
 
 void ClusterState::query_rooms(const std::function<void(std::vector<RoomCount>)>& done) {

@@ -30,8 +30,10 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
@@ -78,6 +80,23 @@ class ClusterState {
   // first socket, offline on its last, or `status`. Each writes this pod's entry and announces the
   // user's status in the cluster (derived from every pod's entry) when that changed.
   void user_joined(const std::string& room, const std::string& user);
+
+  // Presence resync. Asks Redis to publish on this pod's control channel each room's presence in
+  // the cluster (one message per room, kPresenceSyncHead first): a snapshot (a room that just got
+  // members here: what they are taken to know from now on) or a resync (after the subscription was
+  // lost: the members are sent what changed meanwhile). Nothing when the control channel is not
+  // subscribed (the message could not come).
+  void sync_presence(const std::vector<std::string>& rooms, bool snapshot);
+  static constexpr std::string_view kPresenceSyncHead = "presence-sync";
+  static constexpr std::string_view kPresenceSnapshot = "snapshot";
+  static constexpr std::string_view kPresenceResync = "resync";
+  struct PresenceSync {
+    bool snapshot = false;
+    std::string room;
+    std::vector<PresenceEntry> users;  // online or away; the others are offline
+  };
+  // Such a control message; nullopt when it is not one (or is malformed).
+  static std::optional<PresenceSync> parse_presence_sync(std::string_view payload);
   void user_left(const std::string& room, const std::string& user);
   void status_changed(const std::string& room, const std::string& user, PresenceStatus status);
   void room_changed(const std::string& room);  // member count on this pod changed
@@ -147,6 +166,7 @@ class ClusterState {
   // The cluster-state epoch (realtime:state-epoch) at this pod's last rewrite; empty before the
   // first. Another value in Redis means Redis lost its data since.
   std::string epoch_;
+  std::string sync_epoch_;  // the cluster-state epoch the last presence sync answered
 };
 
 }  // namespace realtime::detail

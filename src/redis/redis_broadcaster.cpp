@@ -228,6 +228,10 @@ class RedisBroadcasterCore {
         // What other pods published while the subscription was down (or wedged) is in the shared
         // history: read back what each followed room missed.
         for (const HubCore::SharedPosition& room : core_.followed_rooms()) fill_gap(room, false);
+        // Presence is not in the history: what changed meanwhile is sent from a resync.
+        std::vector<std::string> rooms;
+        for (const RoomCount& room : core_.rooms()) rooms.push_back(room.room);
+        cluster_->sync_presence(rooms, false);
       } else {
         core_.metrics().redis_reconnects.fetch_add(1, std::memory_order_relaxed);
         log_->warn("redis fan-out down: {}", reason);
@@ -239,8 +243,19 @@ class RedisBroadcasterCore {
     core_.set_room_observer([this](const std::string& room, bool active) {
       std::string channel(kRoomPrefix);
       channel += room;
-      asio::post(context_, [this, channel = std::move(channel), active] {
-        active ? subscriber_->add(channel) : subscriber_->remove(channel);
+      asio::post(context_, [this, room, channel = std::move(channel), active] {
+        if (!active) {
+          subscriber_->remove(channel);
+          return;
+        }
+        subscriber_->add(channel);
+        // What the room's members here know of its presence from now on: a snapshot read once the
+        // room's presence messages reach this pod (a resync compares with it).
+        subscriber_->when_subscribed({channel}, std::chrono::steady_clock::now() + kSubscribeWait,
+                                     [this, room, channel] {
+                                       if (subscriber_->subscribed(channel))
+                                         cluster_->sync_presence({room}, true);
+                                     });
       });
     });
     core_.set_members_observer([this](const std::string& room) {
@@ -880,6 +895,18 @@ class RedisBroadcasterCore {
     cluster_->echo_received();
   }
 
+  // A room's presence in the cluster, read by ClusterState::sync_presence(): the changes the
+  // room's members here missed (a resync) are delivered to them, in the subscription's order.
+  void on_presence_sync(std::string_view payload) {
+    const auto sync = ClusterState::parse_presence_sync(payload);
+    if (!sync) return;
+    for (const PresenceEntry& change :
+         core_.sync_presence(sync->room, sync->users, sync->snapshot)) {
+      Message msg = presence_message(sync->room, {change.status, change.user_id});
+      core_.deliver(msg);
+    }
+  }
+
   void on_own_echo(std::string_view channel, std::string_view payload) {
     auto decoded = protocol::decode_envelope(payload);
     if (decoded.error != protocol::DecodeError::none) return;
@@ -892,7 +919,11 @@ class RedisBroadcasterCore {
 
   void on_message(std::string_view channel, std::string_view payload) {
     if (channel == control_channel_) {
-      on_own_presence(payload);
+      if (payload.starts_with(ClusterState::kPresenceSyncHead)) {
+        on_presence_sync(payload);
+      } else {
+        on_own_presence(payload);
+      }
       return;
     }
     if (payload.ends_with(pod_suffix_)) {

@@ -351,5 +351,23 @@ TEST(Publish, RefusesBadBodies) {
   }
 }
 
+TEST(PresenceData, DecodesStatusAndUserAndRefusesOtherShapes) {
+  const auto online = decode_presence_data(R"({"status":"online","user_id":"ann \u00e9"})");
+  ASSERT_TRUE(online);
+  EXPECT_EQ(online->status, PresenceStatus::online);
+  EXPECT_EQ(online->user_id, "ann \xc3\xa9");
+  const auto away = decode_presence_data(R"({"user_id":"b","extra":[1],"status":"away"})");
+  ASSERT_TRUE(away);
+  EXPECT_EQ(away->status, PresenceStatus::away);
+  const auto offline = decode_presence_data(R"({"status":"offline","user_id":"c"})");
+  ASSERT_TRUE(offline);
+  EXPECT_EQ(offline->status, PresenceStatus::offline);
+  for (const char* bad :
+       {"", "{", "[]", R"({"status":"busy","user_id":"a"})", R"({"status":"online"})",
+        R"({"status":"online","user_id":5})", R"({"status":null,"user_id":"a"})"}) {
+    EXPECT_FALSE(decode_presence_data(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace realtime::protocol

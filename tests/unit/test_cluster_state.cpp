@@ -1,0 +1,53 @@
+// ClusterState's presence resync message (published by its script on the pod's control channel):
+// what the parser accepts and what it refuses. The script itself runs against redis-server in
+// tests/cluster/presence-resync.test.mjs.
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "redis/cluster_state.hpp"
+
+namespace realtime::detail {
+namespace {
+
+std::vector<std::string> users(const ClusterState::PresenceSync& sync) {
+  std::vector<std::string> out;
+  for (const PresenceEntry& entry : sync.users)
+    out.push_back(entry.user_id + "=" + std::string(to_string(entry.status)));
+  return out;
+}
+
+TEST(PresenceSyncMessage, ParsesKindRoomAndUsers) {
+  const auto resync = ClusterState::parse_presence_sync(
+      "presence-sync\nresync\nroom-1\nann\tonline\nbob x|y\taway");
+  ASSERT_TRUE(resync);
+  EXPECT_FALSE(resync->snapshot);
+  EXPECT_EQ(resync->room, "room-1");
+  EXPECT_EQ(users(*resync), (std::vector<std::string>{"ann=online", "bob x|y=away"}));
+
+  const auto empty = ClusterState::parse_presence_sync("presence-sync\nsnapshot\nquiet");
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->snapshot);
+  EXPECT_EQ(empty->room, "quiet");
+  EXPECT_TRUE(empty->users.empty());
+}
+
+TEST(PresenceSyncMessage, RefusesWhatIsNotOne) {
+  for (const char* bad : {
+           "",
+           "presence-sync",
+           "presence-sync\nresync",
+           "presence-sync\nlater\nroom",           // unknown kind
+           "presence-sync\nresync\nbad room",      // not a room name
+           "presence-sync\nresync\nr\nann",        // no status
+           "presence-sync\nresync\nr\nann\tbusy",  // not a status
+           "{\"type\":\"presence\"}",              // an echo, not a sync
+           "presence-syncing\nresync\nr",
+       }) {
+    EXPECT_FALSE(ClusterState::parse_presence_sync(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace realtime::detail
