@@ -1,5 +1,6 @@
-// Fuzzes the JSON decoders and encoders: decode_client_message, decode_envelope, append_json_string
-// and the timestamp codec. Whatever they accept must re-encode to JSON that decodes to the same.
+// Fuzzes the JSON decoders and encoders: decode_client_message, decode_envelope,
+// decode_presence_data, append_json_string and the timestamp codec. Whatever they accept must
+// re-encode to JSON that decodes to the same.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -54,6 +55,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto escaped = decode_envelope(doc);
   check(escaped.error == DecodeError::none);
   if (is_valid_utf8(input)) check(escaped.message.from == input);
+
+  // Presence data: whatever decodes encodes (presence_message) to data that decodes the same.
+  if (const auto presence = decode_presence_data(input)) {
+    const Message msg = presence_message("room", *presence);
+    const auto again = decode_presence_data(msg.data);
+    check(again && again->status == presence->status && again->user_id == presence->user_id);
+  }
 
   // The timestamp codec: whatever parses, formats and parses back to the same instant.
   if (const auto t = parse_timestamp(input)) {
