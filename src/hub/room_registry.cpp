@@ -74,34 +74,42 @@ RoomRegistry::Shrunk RoomRegistry::shrink_to(std::size_t target) {
     std::size_t stripe;
     std::string room;
   };
-  std::vector<Candidate> candidates;
-  for (std::size_t i = 0; i < kStripes; ++i) {
-    std::lock_guard lock(stripes_[i].mutex);
-    for (const auto& [name, state] : stripes_[i].rooms) {
-      const bool forgettable = state.members == 0 && state.held.empty();
-      if (forgettable || !state.history.empty())
-        candidates.push_back({!forgettable, state.last_used, i, name});
-    }
-  }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.members, a.last_used) < std::tie(b.members, b.last_used);
-  });
   Shrunk shrunk;
-  for (const Candidate& candidate : candidates) {
-    if (retained_bytes() <= target) break;
-    Stripe& stripe = stripes_[candidate.stripe];
-    std::lock_guard lock(stripe.mutex);
-    auto it = stripe.rooms.find(candidate.room);
-    if (it == stripe.rooms.end()) continue;
-    RoomState& state = it->second;
-    if (state.members == 0 && state.held.empty()) {
-      erase_locked(stripe, it);
-      ++shrunk.rooms_forgotten;
-    } else if (!state.history.empty()) {
-      // The numbering stays (members were given positions in it); what a recovery would replay
-      // is gone, so a last_id before the latest message is answered "not recovered".
-      add_retained(-static_cast<std::ptrdiff_t>(state.history.clear()));
-      ++shrunk.histories_dropped;
+  std::vector<Candidate> candidates;
+  // Rooms other threads create meanwhile are in no snapshot: another pass takes them, as long as
+  // the last one freed something.
+  for (bool freed = true; freed && retained_bytes() > target;) {
+    freed = false;
+    candidates.clear();
+    for (std::size_t i = 0; i < kStripes; ++i) {
+      std::lock_guard lock(stripes_[i].mutex);
+      for (const auto& [name, state] : stripes_[i].rooms) {
+        const bool forgettable = state.members == 0 && state.held.empty();
+        if (forgettable || !state.history.empty())
+          candidates.push_back({!forgettable, state.last_used, i, name});
+      }
+    }
+    std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+      return std::tie(a.members, a.last_used) < std::tie(b.members, b.last_used);
+    });
+    for (const Candidate& candidate : candidates) {
+      if (retained_bytes() <= target) break;
+      Stripe& stripe = stripes_[candidate.stripe];
+      std::lock_guard lock(stripe.mutex);
+      auto it = stripe.rooms.find(candidate.room);
+      if (it == stripe.rooms.end()) continue;
+      RoomState& state = it->second;
+      if (state.members == 0 && state.held.empty()) {
+        erase_locked(stripe, it);
+        ++shrunk.rooms_forgotten;
+        freed = true;
+      } else if (!state.history.empty()) {
+        // The numbering stays (members were given positions in it); what a recovery would replay
+        // is gone, so a last_id before the latest message is answered "not recovered".
+        add_retained(-static_cast<std::ptrdiff_t>(state.history.clear()));
+        ++shrunk.histories_dropped;
+        freed = true;
+      }
     }
   }
   return shrunk;

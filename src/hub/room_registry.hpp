@@ -199,7 +199,8 @@ class RoomRegistry {
   // Frees the memory of the least recently used rooms until retained_bytes() <= target: rooms
   // without members are forgotten first (an id of theirs is then unknown to a recovery), then the
   // histories of rooms with members are dropped (their numbering stays). One stripe locked at a
-  // time; the order is taken from a snapshot of the rooms' last use.
+  // time; the order is taken from a snapshot of the rooms' last use (taken again while rooms
+  // created meanwhile keep it above target).
   Shrunk shrink_to(std::size_t target);
 
  private:
