@@ -308,7 +308,8 @@ ClusterState::ClusterState(boost::asio::io_context& context, HubCore& hub, Redis
       echo_ready_(std::move(echo_ready)),
       pod_(hub.pod_id()),
       lease_timer_(context),
-      count_timer_(context) {}
+      count_timer_(context),
+      resnapshot_timer_(context) {}
 
 std::string ClusterState::pod_key(std::string_view suffix) const {
   std::string key = "realtime:pod:" + pod_;
@@ -443,6 +444,7 @@ void ClusterState::stop() {
   stopped_ = true;
   lease_timer_.cancel();
   count_timer_.cancel();
+  resnapshot_timer_.cancel();
 }
 
 void ClusterState::own_changes(const RedisReply& reply, std::size_t first, const Echo& echo) {
@@ -578,11 +580,31 @@ void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool sna
     const std::size_t last = std::min(rooms.size(), first + kRewriteBatchRooms);
     args.insert(args.end(), rooms.begin() + static_cast<std::ptrdiff_t>(first),
                 rooms.begin() + static_cast<std::ptrdiff_t>(last));
+    std::vector<std::string> batch(rooms.begin() + static_cast<std::ptrdiff_t>(first),
+                                   rooms.begin() + static_cast<std::ptrdiff_t>(last));
     // A failure leaves what members were told as it is (a resync is tried at the next recovery).
-    redis_.command(std::move(args), [this](std::error_code error, const RedisReply& reply) {
-      if (!error && reply.type == RedisReply::Type::string) sync_epoch_ = reply.str;
+    redis_.command(std::move(args), [this, snapshot, sent = sync_epoch_, batch = std::move(batch)](
+                                        std::error_code error, const RedisReply& reply) {
+      if (error || reply.type != RedisReply::Type::string) return;
+      sync_epoch_ = reply.str;
+      if (!snapshot && reply.str != sent) resnapshot_later(batch);  // it was a snapshot
     });
   }
+}
+
+void ClusterState::resnapshot_later(const std::vector<std::string>& rooms) {
+  const bool idle = resnapshot_rooms_.empty();
+  resnapshot_rooms_.insert(rooms.begin(), rooms.end());
+  if (!idle) return;
+  // Each live pod rewrites its part on reconnecting, or at its next renewal when it finds its
+  // lease gone: within a renewal period of Redis coming back.
+  resnapshot_timer_.expires_after(kLeaseRenew + std::chrono::seconds(1));
+  resnapshot_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    const std::vector<std::string> rooms(resnapshot_rooms_.begin(), resnapshot_rooms_.end());
+    resnapshot_rooms_.clear();
+    sync_presence(rooms, true);
+  });
 }
 
 std::optional<ClusterState::PresenceSync> ClusterState::parse_presence_sync(

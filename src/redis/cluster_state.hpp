@@ -157,8 +157,14 @@ class ClusterState {
   std::size_t early_echoes_ = 0;
   std::uint64_t subscription_ = 0;  // counts the subscriber's connections
   std::string pod_;
+  // Snapshots `rooms` again a renewal period on (a resync that found Redis's data lost).
+  void resnapshot_later(const std::vector<std::string>& rooms);
   boost::asio::steady_timer lease_timer_;
   boost::asio::steady_timer count_timer_;
+  // Rooms whose resync found Redis's data lost: snapshot again once every live pod has rewritten
+  // its part (what members saw before the loss, and was never announced gone, is then there).
+  boost::asio::steady_timer resnapshot_timer_;
+  std::set<std::string> resnapshot_rooms_;
   bool lease_running_ = false;
   bool count_flush_pending_ = false;
   bool stopped_ = false;

@@ -87,9 +87,10 @@ test('a pod whose subscription was lost sends its members the presence changes t
 
 // When Redis lost its data (restarted empty), no pod announces what the loss changed: a pod's part
 // comes back by its rewrite, announcing nothing. A resync then must not take a pod that has not
-// rewritten yet for users who left: it becomes a snapshot. Pod A is stopped while Redis restarts
-// empty, so B resyncs before A's users are back; B's member gets no presence message at all, and
-// once A resumes, both pods list everyone again.
+// rewritten yet for users who left: it becomes a snapshot, and another is taken a renewal period
+// later, once every pod's part is back. Pod A is stopped while Redis restarts empty, so B resyncs
+// before A's users are back; B's member gets no presence message at all, and once A resumes, both
+// pods list everyone again; a later loss of B's subscription sends nothing either.
 test('after Redis restarted empty, a resync announces nothing for a pod that has not rewritten its part yet', { timeout: 60_000 }, async () => {
   const redis = await startRedis();
   const [a, b] = await startPods(redis, 2, { prefix: 'resync-empty', args: ['--jwt-secret', SECRET] });
@@ -124,6 +125,19 @@ test('after Redis restarted empty, a resync announces nothing for a pod that has
     await sleep(1000);
     const sent = watch.queue.filter(isPresence).map((m) => `${m.data.user_id}:${m.data.status}`);
     assert.deepEqual(sent, [], 'no presence message for a loss nobody announced');
+
+    // B takes a fresh snapshot once every pod has rewritten its part (a renewal period after the
+    // loss): a later loss of B's subscription, with nothing changed, then sends nothing either.
+    await sleep(4000);
+    const subscriber = (await redis.cmd('CLIENT', 'LIST', 'TYPE', 'pubsub')).split('\n')
+      .find((line) => line.includes(`name=realtime-sub-${b.podId} `));
+    await redis.cmd('CLIENT', 'KILL', 'ID', /id=(\d+)/.exec(subscriber)[1]);
+    await waitFor(async () => (await redis.cmd('CLIENT', 'LIST', 'TYPE', 'pubsub')).includes(`name=realtime-sub-${b.podId} `), {
+      timeoutMs: 8000, message: 'B subscribed again',
+    });
+    await sleep(1500);
+    const later = watch.queue.filter(isPresence).map((m) => `${m.data.user_id}:${m.data.status}`);
+    assert.deepEqual(later, [], 'a resync with nothing changed sends nothing');
   } finally {
     closeAll(clients);
   }
