@@ -583,8 +583,8 @@ void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool sna
     std::vector<std::string> batch(rooms.begin() + static_cast<std::ptrdiff_t>(first),
                                    rooms.begin() + static_cast<std::ptrdiff_t>(last));
     // A failure leaves what members were told as it is (a resync is tried at the next recovery).
-    redis_.command(std::move(args), [this, snapshot, sent = sync_epoch_, batch = std::move(batch)](
-                                        std::error_code error, const RedisReply& reply) {
+    redis_.command(args, [this, snapshot, sent = sync_epoch_, batch = std::move(batch)](
+                             std::error_code error, const RedisReply& reply) {
       if (error || reply.type != RedisReply::Type::string) return;
       sync_epoch_ = reply.str;
       if (!snapshot && reply.str != sent) resnapshot_later(batch);  // it was a snapshot
