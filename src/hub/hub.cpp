@@ -262,16 +262,10 @@ std::string HubCore::deliver(Message& msg) {
       if (state == nullptr) return;  // no state: no members here
       if (track && state->members > 0) {
         if (auto presence = protocol::decode_presence_data(msg.data)) {
-          const auto it = state->told.find(presence->user_id);
-          const PresenceStatus was = it == state->told.end() ? PresenceStatus::offline : it->second;
           // The members know it already: a change announced on this pod while Redis was away,
           // and again by the pod's rewrite once it was back.
-          if (state->told_known && was == presence->status) return;
-          if (presence->status == PresenceStatus::offline) {
-            if (it != state->told.end()) state->told.erase(it);
-          } else {
-            state->told[std::move(presence->user_id)] = presence->status;
-          }
+          if (state->told_known && state->told.get(presence->user_id) == presence->status) return;
+          state->told.set(presence->user_id, presence->status);
         }
       }
       post_to_shards(state, frame);
@@ -305,10 +299,7 @@ std::vector<PresenceEntry> HubCore::sync_presence(const std::string& room,
     std::vector<PresenceEntry> changes;
     if (state == nullptr || state->members == 0) return changes;
     if (snapshot || !state->told_known) {
-      state->told.clear();
-      for (const PresenceEntry& entry : cluster) {
-        if (entry.status != PresenceStatus::offline) state->told[entry.user_id] = entry.status;
-      }
+      state->told.assign(cluster);
       state->told_known = true;
       return changes;
     }
@@ -316,12 +307,11 @@ std::vector<PresenceEntry> HubCore::sync_presence(const std::string& room,
     for (const PresenceEntry& entry : cluster) {
       if (entry.status == PresenceStatus::offline) continue;
       now.emplace(entry.user_id, entry.status);
-      const auto it = state->told.find(entry.user_id);
-      if (it == state->told.end() || it->second != entry.status) changes.push_back(entry);
+      if (state->told.get(entry.user_id) != entry.status) changes.push_back(entry);
     }
-    for (const auto& [user, status] : state->told) {
-      if (!now.contains(user)) changes.push_back({user, PresenceStatus::offline});
-    }
+    state->told.for_each([&](std::string_view user, PresenceStatus) {
+      if (!now.contains(user)) changes.push_back({std::string(user), PresenceStatus::offline});
+    });
     return changes;
   });
 }

@@ -5,6 +5,7 @@
 // loops, which keeps the delivery order of a room equal to its id order on every shard).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "hub/out_frame.hpp"
+#include "realtime/hub.hpp"
 #include "realtime/message.hpp"
 
 namespace realtime::detail {
@@ -92,6 +94,71 @@ class FrameRing {
   std::size_t bytes_ = 0;  // retained_frame_bytes() of the frames, and the slots
 };
 
+// What a room's members on this pod were told of each user's presence: online or away (absent:
+// offline), in user order. A flat vector (~40 bytes a user, the id inline up to 15 bytes) rather
+// than a hash map (~80 with its node and bucket): every pod with members in a room keeps one entry
+// per user of the room, on every pod.
+class ToldPresence {
+ public:
+  PresenceStatus get(std::string_view user) const noexcept {
+    const auto it = find(user);
+    return it != entries_.end() && it->user == user ? it->status : PresenceStatus::offline;
+  }
+  // offline removes the user.
+  void set(std::string_view user, PresenceStatus status) {
+    auto it = find(user);
+    const bool found = it != entries_.end() && it->user == user;
+    if (status == PresenceStatus::offline) {
+      if (found) entries_.erase(it);
+    } else if (found) {
+      it->status = status;
+    } else {
+      if (entries_.size() == entries_.capacity()) {
+        // Grows by a quarter, not twice: most rooms are small, and there is one per room per pod.
+        const auto at = it - entries_.begin();
+        entries_.reserve(entries_.size() + entries_.size() / 4 + 2);
+        it = entries_.begin() + at;
+      }
+      entries_.insert(it, {std::string(user), status});
+    }
+  }
+  void clear() noexcept { std::vector<Entry>().swap(entries_); }
+  // Replaces everything with `users` (offline ones skipped; a user listed twice keeps one status).
+  void assign(const std::vector<PresenceEntry>& users) {
+    std::vector<Entry> entries;
+    entries.reserve(users.size());
+    for (const PresenceEntry& u : users) {
+      if (u.status != PresenceStatus::offline) entries.push_back({u.user_id, u.status});
+    }
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry& a, const Entry& b) { return a.user < b.user; });
+    entries.erase(std::unique(entries.begin(), entries.end(),
+                              [](const Entry& a, const Entry& b) { return a.user == b.user; }),
+                  entries.end());
+    entries_ = std::move(entries);
+  }
+  // f(user, status) for each user, in user order.
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const Entry& entry : entries_) f(std::string_view(entry.user), entry.status);
+  }
+
+ private:
+  struct Entry {
+    std::string user;
+    PresenceStatus status;
+  };
+  std::vector<Entry>::const_iterator find(std::string_view user) const noexcept {
+    return std::lower_bound(entries_.begin(), entries_.end(), user,
+                            [](const Entry& e, std::string_view u) { return e.user < u; });
+  }
+  std::vector<Entry>::iterator find(std::string_view user) noexcept {
+    return std::lower_bound(entries_.begin(), entries_.end(), user,
+                            [](const Entry& e, std::string_view u) { return e.user < u; });
+  }
+  std::vector<Entry> entries_;
+};
+
 struct RoomState {
   std::string epoch;  // identifies this history; ids are "<epoch>-<seq>"
   std::uint64_t next_seq = 1;
@@ -120,7 +187,7 @@ struct RoomState {
   // With Redis: each user's status in the room as this pod's members were last told it (absent:
   // offline), from the presence messages delivered here, and whether it started from a snapshot
   // of the cluster's (HubCore::sync_presence): what a resync after a lost subscription compares.
-  std::unordered_map<std::string, PresenceStatus> told;
+  ToldPresence told;
   bool told_known = false;
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
 };

@@ -1,6 +1,9 @@
-// FrameRing: a room's last messages, oldest first, bounded by the history size.
+// FrameRing: a room's last messages, oldest first, bounded by the history size. ToldPresence: what
+// a room's members were told of each user.
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -97,6 +100,37 @@ TEST(FrameRing, CountsTheMemoryOfWhatItHolds) {
   ring.push(frame(1), 3);
   ring.push(frame(2), 3);
   EXPECT_EQ(seqs(ring), (std::vector<std::uint64_t>{1, 2})) << "usable after clear()";
+}
+
+std::string told(const ToldPresence& t) {
+  std::string out;
+  t.for_each([&](std::string_view user, PresenceStatus status) {
+    out += std::string(user) + "=" + std::string(to_string(status)) + " ";
+  });
+  return out;
+}
+
+TEST(ToldPresence, KeepsOneStatusPerUserInOrderAndOfflineRemoves) {
+  ToldPresence t;
+  EXPECT_EQ(t.get("ann"), PresenceStatus::offline);
+  t.set("carl", PresenceStatus::online);
+  t.set("ann", PresenceStatus::away);
+  t.set("bob", PresenceStatus::online);
+  t.set("ann", PresenceStatus::online);
+  EXPECT_EQ(told(t), "ann=online bob=online carl=online ");
+  t.set("bob", PresenceStatus::offline);
+  t.set("dave", PresenceStatus::offline);  // not there: nothing to remove
+  EXPECT_EQ(told(t), "ann=online carl=online ");
+  EXPECT_EQ(t.get("bob"), PresenceStatus::offline);
+  EXPECT_EQ(t.get("carl"), PresenceStatus::online);
+
+  t.assign({{"zed", PresenceStatus::away},
+            {"amy", PresenceStatus::online},
+            {"gone", PresenceStatus::offline},
+            {"amy", PresenceStatus::online}});
+  EXPECT_EQ(told(t), "amy=online zed=away ");
+  t.clear();
+  EXPECT_EQ(told(t), "");
 }
 
 }  // namespace
