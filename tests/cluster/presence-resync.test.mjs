@@ -44,8 +44,9 @@ test('a pod whose subscription was lost sends its members the presence changes t
     for (const user of ['ann', 'carl', 'erin']) {
       await watch.next((m) => isPresence(m) && m.data.user_id === user && m.data.status === 'online', 5000, `${user} online`);
     }
-    // B's snapshot of the room is read once its subscription is confirmed; give it that moment.
-    await sleep(300);
+    // B's snapshot of the room is read once its subscription is confirmed (a Redis round trip or
+    // two; sanitizer builds are slower): give it that moment.
+    await sleep(1000);
     watch.queue = watch.queue.filter((m) => !isPresence(m));  // its own "online" among them
 
     await redis.cmd('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 64kb 64kb 0');
@@ -101,7 +102,7 @@ test('after Redis restarted empty, a resync announces nothing for a pod that has
     const ann = await connect(a, `/ws/room?token=${token('ann')}`);
     clients.push(watch, ann);
     await watch.next((m) => isPresence(m) && m.data.user_id === 'ann' && m.data.status === 'online', 5000, 'ann online');
-    await sleep(300);
+    await sleep(1000);  // B's snapshot, as above
     watch.queue = watch.queue.filter((m) => !isPresence(m));
 
     a.proc.kill('SIGSTOP');
