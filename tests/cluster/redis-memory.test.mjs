@@ -8,7 +8,9 @@
 // - GET /api/rooms and presence still list the room's members on both pods, and both pods stay in
 //   realtime:pods;
 // - Redis evicted keys (the flood went past the limit) and stayed within it (with `noeviction`
-//   instead, the room in use stops: its publishes fail with OOM);
+//   instead, the room in use stops: its publishes fail with OOM; `allkeys-lru` passed too in the
+//   runs tried, its sampling missing the few membership keys: that volatile-lru never evicts them
+//   is Redis's documented rule, not something this test tells apart);
 // - the latest flooded room keeps its history: a client recovers from its first message.
 
 import { test, after } from 'node:test';
@@ -40,9 +42,6 @@ test('Redis at maxmemory with volatile-lru evicts idle histories; rooms in use, 
     const bob = await connect(pods[1], `/ws/live?token=${token('bob')}`);
     clients.push(ann, bob);
     await redis.waitNumsub('realtime:room:live', 2, 5000);
-    // The membership and presence keys, untouched from now on, become idler than any flooded key
-    // (Redis's LRU clock ticks once a second); volatile-lru never considers them (no TTL).
-    await new Promise((res) => setTimeout(res, 3000));
 
     const text = 'f'.repeat(2000);
     const firstIds = new Map();

@@ -172,6 +172,60 @@ export function redisLink(port) {
   });
 }
 
+/**
+ * A subscriber of its own on `channel` (a third party watching what the pods publish there):
+ * resolves once Redis confirmed the subscription, to {messages, next(pred, timeoutMs, what), close}.
+ * next() resolves with the first message (a string) that matches pred and was not taken yet.
+ */
+export function redisSubscriber(port, channel) {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection({ host: '127.0.0.1', port });
+    let buf = Buffer.alloc(0);
+    const messages = [];
+    let taken = 0;
+    let wake = () => {};
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      let r;
+      while ((r = parseReply(buf, 0))) {
+        buf = buf.subarray(r.offset);
+        const [kind, , payload] = r.value;
+        if (kind === 'subscribe') {
+          resolve({
+            messages,
+            close: () => sock.destroy(),
+            async next(pred, timeoutMs = 5000, what = 'message') {
+              const deadline = Date.now() + timeoutMs;
+              for (;;) {
+                for (let i = taken; i < messages.length; ++i) {
+                  if (pred(messages[i])) {
+                    taken = i + 1;
+                    return messages[i];
+                  }
+                }
+                const left = deadline - Date.now();
+                if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} on ${channel}`);
+                await new Promise((res) => {
+                  const timer = setTimeout(res, left);
+                  wake = () => {
+                    clearTimeout(timer);
+                    res();
+                  };
+                });
+              }
+            },
+          });
+        } else if (kind === 'message') {
+          messages.push(String(payload));
+          wake();
+        }
+      }
+    });
+    sock.on('error', reject);
+    sock.on('connect', () => sock.write(encodeCommand(['SUBSCRIBE', channel])));
+  });
+}
+
 /** One command; a RESP error rejects. */
 export async function redisCmd(port, ...args) {
   const [r] = await redisPipeline(port, [args]);
