@@ -292,17 +292,20 @@ std::string HubCore::deliver(Message& msg) {
   return msg.id;
 }
 
-std::vector<PresenceEntry> HubCore::sync_presence(const std::string& room,
-                                                  const std::vector<PresenceEntry>& cluster,
-                                                  bool snapshot) {
+HubCore::PresenceResync HubCore::sync_presence(const std::string& room,
+                                               const std::vector<PresenceEntry>& cluster,
+                                               bool snapshot, const std::string& epoch) {
   return registry_.with_existing_room(room, [&](RoomState* state) {
-    std::vector<PresenceEntry> changes;
-    if (state == nullptr || state->members == 0) return changes;
-    if (snapshot || !state->told_known) {
+    PresenceResync result;
+    if (state == nullptr || state->members == 0) return result;
+    result.stale = !snapshot && state->told_known && state->told_epoch != epoch;
+    if (snapshot || !state->told_known || result.stale) {
       state->told.assign(cluster);
       state->told_known = true;
-      return changes;
+      state->told_epoch = epoch;
+      return result;
     }
+    std::vector<PresenceEntry>& changes = result.changes;
     std::unordered_map<std::string_view, PresenceStatus> now;
     for (const PresenceEntry& entry : cluster) {
       if (entry.status == PresenceStatus::offline) continue;
@@ -312,7 +315,7 @@ std::vector<PresenceEntry> HubCore::sync_presence(const std::string& room,
     state->told.for_each([&](std::string_view user, PresenceStatus) {
       if (!now.contains(user)) changes.push_back({std::string(user), PresenceStatus::offline});
     });
-    return changes;
+    return result;
   });
 }
 
@@ -621,6 +624,7 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
       registry_.members_changed(room, true);
       state.told.clear();  // a new membership period: known again once a snapshot came
       state.told_known = false;
+      state.told_epoch.clear();
       // This pod was not following the room's shared numbering: start again from what comes next.
       state.shared_next = 0;
       state.held.clear();

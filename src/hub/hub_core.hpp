@@ -133,13 +133,19 @@ class HubCore {
   void keep_within_history_budget();
   const RoomRegistry& registry() const noexcept { return registry_; }
   // With Redis: `cluster` is the room's presence in the cluster (users not listed are offline),
-  // read after every presence message this pod received before it and before every later one. A
-  // snapshot (or the first one of a membership period) becomes what the room's members are taken
-  // to know; otherwise the differences from what they were told are returned (status offline for
-  // a user gone), for the caller to deliver. Nothing for a room without members here.
-  std::vector<PresenceEntry> sync_presence(const std::string& room,
-                                           const std::vector<PresenceEntry>& cluster,
-                                           bool snapshot);
+  // read in cluster-state epoch `epoch` after every presence message this pod received before it
+  // and before every later one. A snapshot (or the first one of a membership period) becomes what
+  // the room's members are taken to know; otherwise the differences from what they were told are
+  // returned (status offline for a user gone), for the caller to deliver. A resync read in another
+  // epoch than the room's last snapshot is taken as a snapshot, and `stale` set: Redis lost its
+  // data since, nobody announces what a loss changed, and a pod's part may not be rewritten yet
+  // (the caller snapshots again later). Nothing for a room without members here.
+  struct PresenceResync {
+    std::vector<PresenceEntry> changes;
+    bool stale = false;
+  };
+  PresenceResync sync_presence(const std::string& room, const std::vector<PresenceEntry>& cluster,
+                               bool snapshot, const std::string& epoch);
 
   struct JoinResult {
     bool user_first = false;  // the user's first socket in the room on this pod

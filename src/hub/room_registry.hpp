@@ -185,10 +185,12 @@ struct RoomState {
   // message of it answered late is delivered, and does not switch the room back.
   std::uint32_t retired_epoch_tag = 0;
   // With Redis: each user's status in the room as this pod's members were last told it (absent:
-  // offline), from the presence messages delivered here, and whether it started from a snapshot
-  // of the cluster's (HubCore::sync_presence): what a resync after a lost subscription compares.
+  // offline), from the presence messages delivered here, whether it started from a snapshot of
+  // the cluster's (HubCore::sync_presence), and in which cluster-state epoch: what a resync after
+  // a lost subscription compares.
   ToldPresence told;
   bool told_known = false;
+  std::string told_epoch;  // the cluster-state epoch its snapshot was read in
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
 };
 

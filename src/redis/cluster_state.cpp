@@ -234,22 +234,18 @@ const std::string& remove_pod_script() {
   return script;
 }
 
-// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, kind, channel, the cluster-state epoch of the pod's
-// last sync, then rooms. Publishes on `channel` (the pod's control channel), for each room, its
-// presence in the cluster: kPresenceSyncHead, kind and the room, then one line per user who is not
-// offline, "<user>\t<status>" (user ids hold no control characters), lines joined by "\n".
-// Published from the script, so it reaches the pod after every presence message published before
-// it and before every later one, on the same subscription. A resync becomes a snapshot when Redis
-// lost its data since the pod's last sync (the epoch differs, or is not there yet): no pod
-// announces what the loss changed (see kEpochLua), and what is missing may be a pod's part not
-// rewritten yet, not users who left. Returns the current epoch ('' when none).
+// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, kind, channel, then rooms. Publishes on `channel` (the
+// pod's control channel), for each room, its presence in the cluster: kPresenceSyncHead, kind, the
+// room and the cluster-state epoch ('-' when there is none: Redis lost its data and no pod has
+// rewritten its part yet), then one line per user who is not offline, "<user>\t<status>" (user ids
+// hold no control characters), lines joined by "\n". Published from the script, so it reaches the
+// pod after every presence message published before it and before every later one, on the same
+// subscription. Returns the number of rooms.
 constexpr std::string_view kPresenceSyncLua = R"lua(
-local epoch = redis.call('GET', KEYS[2])
-local kind = ARGV[2]
-if kind == 'resync' and epoch ~= ARGV[4] then kind = 'snapshot' end
+local epoch = redis.call('GET', KEYS[2]) or '-'
 local live = {}
 for _, p in ipairs(pods_with(KEYS[1], ARGV[1])) do live[p] = true end
-for i = 5, #ARGV do
+for i = 4, #ARGV do
   local room = ARGV[i]
   local status, order = {}, {}
   local kv = redis.call('HGETALL', 'realtime:presence:' .. room)
@@ -263,11 +259,11 @@ for i = 5, #ARGV do
       end
     end
   end
-  local lines = {'presence-sync', kind, room}
+  local lines = {'presence-sync', ARGV[2], room, epoch}
   for _, user in ipairs(order) do table.insert(lines, user .. '\t' .. status[user]) end
   redis.call('PUBLISH', ARGV[3], table.concat(lines, '\n'))
 end
-return epoch or ''
+return #ARGV - 3
 )lua";
 
 const std::string& presence_sync_script() {
@@ -575,20 +571,12 @@ void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool sna
                                      std::string(kEpoch),
                                      pod_,
                                      std::string(snapshot ? kPresenceSnapshot : kPresenceResync),
-                                     control_channel_,
-                                     sync_epoch_};
+                                     control_channel_};
     const std::size_t last = std::min(rooms.size(), first + kRewriteBatchRooms);
     args.insert(args.end(), rooms.begin() + static_cast<std::ptrdiff_t>(first),
                 rooms.begin() + static_cast<std::ptrdiff_t>(last));
-    std::vector<std::string> batch(rooms.begin() + static_cast<std::ptrdiff_t>(first),
-                                   rooms.begin() + static_cast<std::ptrdiff_t>(last));
     // A failure leaves what members were told as it is (a resync is tried at the next recovery).
-    redis_.command(args, [this, snapshot, sent = sync_epoch_, batch = std::move(batch)](
-                             std::error_code error, const RedisReply& reply) {
-      if (error || reply.type != RedisReply::Type::string) return;
-      sync_epoch_ = reply.str;
-      if (!snapshot && reply.str != sent) resnapshot_later(batch);  // it was a snapshot
-    });
+    redis_.command(args, [](std::error_code, const RedisReply&) {});
   }
 }
 
@@ -619,13 +607,15 @@ std::optional<ClusterState::PresenceSync> ClusterState::parse_presence_sync(
   if (next_line() != kPresenceSyncHead) return std::nullopt;
   const auto kind = next_line();
   const auto room = next_line();
+  const auto epoch = next_line();
   if (!kind || (*kind != kPresenceSnapshot && *kind != kPresenceResync) || !room ||
-      !protocol::is_valid_room(*room)) {
+      !protocol::is_valid_room(*room) || !epoch || epoch->empty()) {
     return std::nullopt;
   }
   PresenceSync sync;
   sync.snapshot = *kind == kPresenceSnapshot;
   sync.room = std::string(*room);
+  sync.epoch = std::string(*epoch);
   while (const auto line = next_line()) {
     const auto tab = line->rfind('\t');
     if (tab == std::string_view::npos) return std::nullopt;

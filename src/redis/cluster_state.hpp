@@ -82,17 +82,22 @@ class ClusterState {
   void user_joined(const std::string& room, const std::string& user);
 
   // Presence resync. Asks Redis to publish on this pod's control channel each room's presence in
-  // the cluster (one message per room, kPresenceSyncHead first): a snapshot (a room that just got
-  // members here: what they are taken to know from now on) or a resync (after the subscription was
-  // lost: the members are sent what changed meanwhile). Nothing when the control channel is not
-  // subscribed (the message could not come).
+  // the cluster (one message per room, kPresenceSyncHead first, with the cluster-state epoch): a
+  // snapshot (a room that just got members here: what they are taken to know from now on) or a
+  // resync (after the subscription was lost: the members are sent what changed meanwhile; see
+  // HubCore::sync_presence). Nothing when the control channel is not subscribed (the message could
+  // not come).
   void sync_presence(const std::vector<std::string>& rooms, bool snapshot);
+  // Snapshots `rooms` again a renewal period on: their resync found Redis's data lost, and the
+  // pods' parts are all back by then (each rewrites on reconnecting, or at its next renewal).
+  void resnapshot_later(const std::vector<std::string>& rooms);
   static constexpr std::string_view kPresenceSyncHead = "presence-sync";
   static constexpr std::string_view kPresenceSnapshot = "snapshot";
   static constexpr std::string_view kPresenceResync = "resync";
   struct PresenceSync {
     bool snapshot = false;
     std::string room;
+    std::string epoch;                 // the cluster-state epoch it was read in ('-': none)
     std::vector<PresenceEntry> users;  // online or away; the others are offline
   };
   // Such a control message; nullopt when it is not one (or is malformed).
@@ -157,8 +162,6 @@ class ClusterState {
   std::size_t early_echoes_ = 0;
   std::uint64_t subscription_ = 0;  // counts the subscriber's connections
   std::string pod_;
-  // Snapshots `rooms` again a renewal period on (a resync that found Redis's data lost).
-  void resnapshot_later(const std::vector<std::string>& rooms);
   boost::asio::steady_timer lease_timer_;
   boost::asio::steady_timer count_timer_;
   // Rooms whose resync found Redis's data lost: snapshot again once every live pod has rewritten
@@ -172,7 +175,6 @@ class ClusterState {
   // The cluster-state epoch (realtime:state-epoch) at this pod's last rewrite; empty before the
   // first. Another value in Redis means Redis lost its data since.
   std::string epoch_;
-  std::string sync_epoch_;  // the cluster-state epoch the last presence sync answered
 };
 
 }  // namespace realtime::detail

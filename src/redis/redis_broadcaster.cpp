@@ -900,11 +900,13 @@ class RedisBroadcasterCore {
   void on_presence_sync(std::string_view payload) {
     const auto sync = ClusterState::parse_presence_sync(payload);
     if (!sync) return;
-    for (const PresenceEntry& change :
-         core_.sync_presence(sync->room, sync->users, sync->snapshot)) {
+    const HubCore::PresenceResync resync =
+        core_.sync_presence(sync->room, sync->users, sync->snapshot, sync->epoch);
+    for (const PresenceEntry& change : resync.changes) {
       Message msg = presence_message(sync->room, {change.status, change.user_id});
       core_.deliver(msg);
     }
+    if (resync.stale) cluster_->resnapshot_later({sync->room});
   }
 
   void on_own_echo(std::string_view channel, std::string_view payload) {

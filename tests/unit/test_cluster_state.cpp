@@ -20,16 +20,18 @@ std::vector<std::string> users(const ClusterState::PresenceSync& sync) {
 
 TEST(PresenceSyncMessage, ParsesKindRoomAndUsers) {
   const auto resync = ClusterState::parse_presence_sync(
-      "presence-sync\nresync\nroom-1\nann\tonline\nbob x|y\taway");
+      "presence-sync\nresync\nroom-1\npod-a@17\nann\tonline\nbob x|y\taway");
   ASSERT_TRUE(resync);
   EXPECT_FALSE(resync->snapshot);
   EXPECT_EQ(resync->room, "room-1");
+  EXPECT_EQ(resync->epoch, "pod-a@17");
   EXPECT_EQ(users(*resync), (std::vector<std::string>{"ann=online", "bob x|y=away"}));
 
-  const auto empty = ClusterState::parse_presence_sync("presence-sync\nsnapshot\nquiet");
+  const auto empty = ClusterState::parse_presence_sync("presence-sync\nsnapshot\nquiet\n-");
   ASSERT_TRUE(empty);
   EXPECT_TRUE(empty->snapshot);
   EXPECT_EQ(empty->room, "quiet");
+  EXPECT_EQ(empty->epoch, "-");
   EXPECT_TRUE(empty->users.empty());
 }
 
@@ -38,11 +40,13 @@ TEST(PresenceSyncMessage, RefusesWhatIsNotOne) {
            "",
            "presence-sync",
            "presence-sync\nresync",
-           "presence-sync\nlater\nroom",           // unknown kind
-           "presence-sync\nresync\nbad room",      // not a room name
-           "presence-sync\nresync\nr\nann",        // no status
-           "presence-sync\nresync\nr\nann\tbusy",  // not a status
-           "{\"type\":\"presence\"}",              // an echo, not a sync
+           "presence-sync\nresync\nroom",                 // no epoch
+           "presence-sync\nresync\nroom\n\nann\tonline",  // an empty epoch
+           "presence-sync\nlater\nroom\ne",               // unknown kind
+           "presence-sync\nresync\nbad room\ne",          // not a room name
+           "presence-sync\nresync\nr\ne\nann",            // no status
+           "presence-sync\nresync\nr\ne\nann\tbusy",      // not a status
+           "{\"type\":\"presence\"}",                     // an echo, not a sync
            "presence-syncing\nresync\nr",
        }) {
     EXPECT_FALSE(ClusterState::parse_presence_sync(bad)) << bad;
