@@ -305,15 +305,15 @@ HubCore::PresenceResync HubCore::sync_presence(const std::string& room,
       state->told_epoch = epoch;
       return result;
     }
-    std::vector<PresenceEntry>& changes = result.changes;
-    std::unordered_map<std::string_view, PresenceStatus> now;
-    for (const PresenceEntry& entry : cluster) {
-      if (entry.status == PresenceStatus::offline) continue;
-      now.emplace(entry.user_id, entry.status);
-      if (state->told.get(entry.user_id) != entry.status) changes.push_back(entry);
-    }
+    // Delivering the changes brings `told` to `now` (HubCore::deliver keeps it).
+    ToldPresence now;
+    now.assign(cluster);
+    now.for_each([&](std::string_view user, PresenceStatus status) {
+      if (state->told.get(user) != status) result.changes.push_back({std::string(user), status});
+    });
     state->told.for_each([&](std::string_view user, PresenceStatus) {
-      if (!now.contains(user)) changes.push_back({std::string(user), PresenceStatus::offline});
+      if (now.get(user) == PresenceStatus::offline)
+        result.changes.push_back({std::string(user), PresenceStatus::offline});
     });
     return result;
   });

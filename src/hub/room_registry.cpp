@@ -43,8 +43,7 @@ void RoomRegistry::erase_if_unused(const std::string& room) {
   Stripe& stripe = stripe_for(room);
   std::lock_guard lock(stripe.mutex);
   auto it = stripe.rooms.find(room);
-  if (it != stripe.rooms.end() && it->second.members == 0 && it->second.history.empty() &&
-      it->second.held.empty()) {
+  if (it != stripe.rooms.end() && it->second.forgettable() && it->second.history.empty()) {
     erase_locked(stripe, it);
   }
 }
@@ -56,7 +55,7 @@ std::size_t RoomRegistry::evict_idle(std::chrono::steady_clock::duration max_idl
     std::lock_guard lock(stripe.mutex);
     for (auto it = stripe.rooms.begin(); it != stripe.rooms.end();) {
       const RoomState& state = it->second;
-      if (state.members == 0 && state.held.empty() && now - state.last_used >= max_idle) {
+      if (state.forgettable() && now - state.last_used >= max_idle) {
         it = erase_locked(stripe, it);
         ++evicted;
       } else {
@@ -84,9 +83,8 @@ RoomRegistry::Shrunk RoomRegistry::shrink_to(std::size_t target) {
     for (std::size_t i = 0; i < kStripes; ++i) {
       std::lock_guard lock(stripes_[i].mutex);
       for (const auto& [name, state] : stripes_[i].rooms) {
-        const bool forgettable = state.members == 0 && state.held.empty();
-        if (forgettable || !state.history.empty())
-          candidates.push_back({!forgettable, state.last_used, i, name});
+        if (state.forgettable() || !state.history.empty())
+          candidates.push_back({!state.forgettable(), state.last_used, i, name});
       }
     }
     std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
@@ -99,7 +97,7 @@ RoomRegistry::Shrunk RoomRegistry::shrink_to(std::size_t target) {
       auto it = stripe.rooms.find(candidate.room);
       if (it == stripe.rooms.end()) continue;
       RoomState& state = it->second;
-      if (state.members == 0 && state.held.empty()) {
+      if (state.forgettable()) {
         erase_locked(stripe, it);
         ++shrunk.rooms_forgotten;
         freed = true;

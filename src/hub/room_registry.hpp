@@ -101,12 +101,12 @@ class FrameRing {
 class ToldPresence {
  public:
   PresenceStatus get(std::string_view user) const noexcept {
-    const auto it = find(user);
+    const auto it = find(entries_, user);
     return it != entries_.end() && it->user == user ? it->status : PresenceStatus::offline;
   }
   // offline removes the user.
   void set(std::string_view user, PresenceStatus status) {
-    auto it = find(user);
+    auto it = find(entries_, user);
     const bool found = it != entries_.end() && it->user == user;
     if (status == PresenceStatus::offline) {
       if (found) entries_.erase(it);
@@ -148,12 +148,10 @@ class ToldPresence {
     std::string user;
     PresenceStatus status;
   };
-  std::vector<Entry>::const_iterator find(std::string_view user) const noexcept {
-    return std::lower_bound(entries_.begin(), entries_.end(), user,
-                            [](const Entry& e, std::string_view u) { return e.user < u; });
-  }
-  std::vector<Entry>::iterator find(std::string_view user) noexcept {
-    return std::lower_bound(entries_.begin(), entries_.end(), user,
+  // The first entry not before `user` (const or not, as `entries`).
+  template <typename Entries>
+  static auto find(Entries& entries, std::string_view user) noexcept -> decltype(entries.begin()) {
+    return std::lower_bound(entries.begin(), entries.end(), user,
                             [](const Entry& e, std::string_view u) { return e.user < u; });
   }
   std::vector<Entry> entries_;
@@ -192,6 +190,10 @@ struct RoomState {
   bool told_known = false;
   std::string told_epoch;  // the cluster-state epoch its snapshot was read in
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
+
+  // No members here and nothing waiting to be delivered: the room may be forgotten (its history
+  // and numbering with it).
+  bool forgettable() const noexcept { return members == 0 && held.empty(); }
 };
 
 struct TransparentHash {

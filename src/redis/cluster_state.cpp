@@ -243,24 +243,20 @@ const std::string& remove_pod_script() {
 // subscription. Returns the number of rooms.
 constexpr std::string_view kPresenceSyncLua = R"lua(
 local epoch = redis.call('GET', KEYS[2]) or '-'
-local live = {}
-for _, p in ipairs(pods_with(KEYS[1], ARGV[1])) do live[p] = true end
+local pods = pods_with(KEYS[1], ARGV[1])
 for i = 4, #ARGV do
   local room = ARGV[i]
-  local status, order = {}, {}
-  local kv = redis.call('HGETALL', 'realtime:presence:' .. room)
-  for k = 1, #kv, 2 do
-    local bar = string.find(kv[k], '|', 1, true)
-    if bar and live[string.sub(kv[k], 1, bar - 1)] then
-      local user = string.sub(kv[k], bar + 1)
-      if not status[user] then table.insert(order, user) end
-      if status[user] ~= 'online' then
-        status[user] = kv[k + 1] == 'online' and 'online' or 'away'
-      end
+  local key = 'realtime:presence:' .. room
+  local lines, seen = {'presence-sync', ARGV[2], room, epoch}, {}
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    local bar = string.find(f, '|', 1, true)
+    local user = bar and string.sub(f, bar + 1)
+    if user and not seen[user] then
+      seen[user] = true
+      local status = aggregate(key, pods, user)
+      if status ~= 'offline' then table.insert(lines, user .. '\t' .. status) end
     end
   end
-  local lines = {'presence-sync', ARGV[2], room, epoch}
-  for _, user in ipairs(order) do table.insert(lines, user .. '\t' .. status[user]) end
   redis.call('PUBLISH', ARGV[3], table.concat(lines, '\n'))
 end
 return #ARGV - 3
