@@ -151,8 +151,9 @@ class ToldPresence {
   // The first entry not before `user` (const or not, as `entries`).
   template <typename Entries>
   static auto find(Entries& entries, std::string_view user) noexcept -> decltype(entries.begin()) {
-    return std::lower_bound(entries.begin(), entries.end(), user,
-                            [](const Entry& e, std::string_view u) { return e.user < u; });
+    return std::lower_bound(
+        entries.begin(), entries.end(), user,
+        [](const Entry& e, std::string_view u) { return e.user.compare(u) < 0; });
   }
   std::vector<Entry> entries_;
 };
