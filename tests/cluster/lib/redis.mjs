@@ -19,6 +19,8 @@ import { sleep, freePort } from '../../support/node/server.mjs';
 import { waitFor as sharedWaitFor } from '../../support/node/client.mjs';
 
 const running = new Set();
+/** Working directories of every redis-server this process created, removed at exit at the latest. */
+const dirs = new Set();
 
 export { sleep, freePort } from '../../support/node/server.mjs';
 
@@ -241,6 +243,7 @@ export class Redis {
     this.port = port;
     this.url = `redis://127.0.0.1:${port}`;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rt-cluster-redis-'));
+    dirs.add(this.dir);
     this.proc = null;
     this.log = '';
   }
@@ -319,11 +322,7 @@ export class Redis {
 
   async stop() {
     await this.kill();
-    try {
-      fs.rmSync(this.dir, { recursive: true, force: true });
-    } catch {
-      /* ignore */
-    }
+    removeDir(this.dir);
   }
 
   cmd(...args) {
@@ -433,4 +432,17 @@ export function killAllRedis() {
   running.clear();
 }
 
-process.on('exit', killAllRedis);
+function removeDir(dir) {
+  dirs.delete(dir);
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch {
+    /* ignore */
+  }
+}
+
+// A test file that only kills its servers (or fails half-way) still leaves no directory behind.
+process.on('exit', () => {
+  killAllRedis();
+  for (const dir of [...dirs]) removeDir(dir);
+});
