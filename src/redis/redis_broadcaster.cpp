@@ -1,26 +1,14 @@
 #include "realtime/redis_broadcaster.hpp"
 
-#include <atomic>
-#include <future>
-#include <mutex>
 #include <stdexcept>
-#include <thread>
-#include <unordered_map>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
-#include "hub/hub_core.hpp"
 #include "protocol/envelope.hpp"
 #include "protocol/request.hpp"
-#include "redis/cluster_state.hpp"
-#include "redis/redis_publisher.hpp"
-#include "redis/redis_subscriber.hpp"
+#include "redis/redis_broadcaster_core.hpp"
 #include "redis/redis_url.hpp"
-#include "redis/shared_history.hpp"
 
 namespace realtime {
 namespace detail {
@@ -28,15 +16,8 @@ namespace {
 
 namespace asio = boost::asio;
 
-constexpr std::string_view kRoomPrefix = "realtime:room:";
-constexpr std::string_view kUserPrefix = "realtime:user:";
-constexpr std::string_view kGlobalChannel = "realtime:global";
 // A malformed payload on our channels is logged at most this often.
 constexpr std::chrono::seconds kBadPayloadLogInterval{10};
-// Shared history keys live this long after a room's last message (each pod renews them with its
-// first publish to the room in every kTtlRefreshInterval): recovery is for reconnects, not for
-// archives. The same as HubCore::kIdleRoomTtl.
-constexpr int kHistoryTtlSeconds = 3600;
 // How often frames held behind a gap in a room's sequence are checked (HubCore::kHoldLimit).
 constexpr std::chrono::milliseconds kReleasePeriod{25};
 // A recovery waits at most this long for the Redis link and the room's subscription (a pod that has
@@ -47,29 +28,11 @@ constexpr std::chrono::milliseconds kSubscribeWait{2000};
 constexpr std::chrono::milliseconds kSubscribePoll{5};
 // How long a join's wait gives the read of the room's position (after the subscription's).
 constexpr std::chrono::milliseconds kPositionReadWait{1000};
-
-// The most messages one publish call carries.
-constexpr std::size_t kMaxPublishBatch = 256;
-// A room's history keys get their TTL renewed at most this often by one pod.
-constexpr std::chrono::seconds kTtlRefreshInterval{60};
-// Past this many rooms in the refresh table, entries older than the interval are dropped.
-constexpr std::size_t kMaxTrackedRooms = 10000;
-
 // On stop, how long to wait for Redis to confirm that this pod left the shared state.
 constexpr std::chrono::milliseconds kLeaveTimeout{1000};
-// How long room messages wait for a lost connection to Redis to come back (see hold_publishes()):
-// longer than a restart plus the reconnect backoff (capped at 1 s), short enough that a pod cut off
-// from Redis keeps its own members talking.
-constexpr std::chrono::milliseconds kPublishHold{2000};
-// At most this many room messages wait for the connection (at start or in a hold); one more and
-// they are delivered locally at once (~300 bytes each: a bound of ~20 MB).
-constexpr std::size_t kMaxHeldPublishes = 65536;
-// While stopping the lanes, how often to check that the hub still runs their threads.
-constexpr std::chrono::milliseconds kLaneStopPoll{20};
 
-// Runs `call` (EVALSHA, the script's SHA-1, its arguments) on `connection`; the whole script goes
-// only when Redis does not have it (its first use, or Redis restarted). A failure to send the
-// first call is returned; one of the second is given to `done`.
+}  // namespace
+
 std::error_code eval_by_sha(RedisPublisher& connection, std::string_view script,
                             std::vector<std::string> call, RedisPublisher::ReplyHandler done) {
   auto shared = std::make_shared<std::vector<std::string>>(std::move(call));
@@ -85,943 +48,538 @@ std::error_code eval_by_sha(RedisPublisher& connection, std::string_view script,
   });
 }
 
-// Runs a callback once: by run(), or else when destroyed (a handler dropped by a stopped loop).
-class OnceCall {
- public:
-  explicit OnceCall(std::function<void()> call) : call_(std::move(call)) {}
-  OnceCall(const OnceCall&) = delete;
-  OnceCall& operator=(const OnceCall&) = delete;
-  ~OnceCall() { run(); }
-  void run() {
-    if (!call_) return;
-    auto call = std::move(call_);
-    call_ = nullptr;
-    call();
+RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptions& options)
+    : core_(hub.core()), log_(spdlog::default_logger()) {
+  auto parsed = parse_redis_url(options.url);
+  if (!parsed) throw std::invalid_argument("--redis: " + parsed.error);
+  if (parsed.url->db != 0) {
+    log_->warn(
+        "redis: database {} keeps this deployment's keys apart, not its messages: pub/sub "
+        "channels are shared by every database of a Redis server, so give each deployment its "
+        "own Redis server",
+        parsed.url->db);
   }
+  // The echo of our own publishes ends with this tag (see encode()).
+  pod_suffix_ = ",\"pod\":";
+  protocol::append_json_string(pod_suffix_, core_.pod_id());
+  pod_suffix_ += '}';
 
- private:
-  std::function<void()> call_;
-};
+  RedisPublisherOptions pub;
+  pub.url = *parsed.url;
+  pub.client_name = "realtime-pub-" + sanitized_pod();
+  publisher_ = std::make_unique<RedisPublisher>(context_, pub, log_);
+  publisher_->set_on_publish_error([this](std::string_view, std::error_code) {
+    core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
+  });
 
-struct PendingPublish {
-  Message msg;
-  std::function<void(const std::string&)> done;
-  std::string epoch;  // the room's epoch as this pod knew it when sending
-};
-
-// A connection that numbers and publishes room messages through the shared history, driven by one
-// thread's loop. Each I/O thread has one, so a message published on that thread is sent, answered
-// and delivered there, without waking another thread twice (a wake-up of a sleeping thread can
-// cost more CPU than the rest of the call); the Redis thread has one for messages from
-// any other thread and for an I/O thread whose own lane is not connected.
-struct PublishLane {
-  PublishLane(asio::io_context& io, RedisPublisher& pub) : context(io), publisher(pub) {}
-  asio::io_context& context;
-  RedisPublisher& publisher;
-  std::unique_ptr<RedisPublisher> owned;  // an I/O thread's lane owns its connection
-  std::vector<PendingPublish> queue;      // sent with the next call
-  bool in_flight = false;                 // one call at a time, so a lane keeps its order
-  // Messages of this lane's thread handed to the Redis thread's lane and not numbered yet.
-  std::shared_ptr<std::atomic<std::uint32_t>> handed_off =
-      std::make_shared<std::atomic<std::uint32_t>>(0);
-};
-
-}  // namespace
-
-class RedisBroadcasterCore {
- public:
-  RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptions& options)
-      : core_(hub.core()), log_(spdlog::default_logger()) {
-    auto parsed = parse_redis_url(options.url);
-    if (!parsed) throw std::invalid_argument("--redis: " + parsed.error);
-    if (parsed.url->db != 0) {
-      log_->warn(
-          "redis: database {} keeps this deployment's keys apart, not its messages: pub/sub "
-          "channels are shared by every database of a Redis server, so give each deployment its "
-          "own Redis server",
-          parsed.url->db);
-    }
-    // The echo of our own publishes ends with this tag (see encode()).
-    pod_suffix_ = ",\"pod\":";
-    protocol::append_json_string(pod_suffix_, core_.pod_id());
-    pod_suffix_ += '}';
-
-    RedisPublisherOptions pub;
-    pub.url = *parsed.url;
-    pub.client_name = "realtime-pub-" + sanitized_pod();
-    publisher_ = std::make_unique<RedisPublisher>(context_, pub, log_);
-    publisher_->set_on_publish_error([this](std::string_view, std::error_code) {
-      core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
+  RedisSubscriberOptions sub;
+  sub.url = *parsed.url;
+  sub.client_name = "realtime-sub-" + sanitized_pod();
+  sub.control_channel = "realtime:control:" + core_.pod_id();
+  sub.heartbeat_interval = options.heartbeat_interval;
+  sub.heartbeat_timeout = options.heartbeat_timeout;
+  keepalive_interval_ = options.room_keepalive_interval;
+  subscriber_ = std::make_unique<RedisSubscriber>(context_, sub, *publisher_, log_);
+  redis_lane_ = std::make_unique<PublishLane>(context_, *publisher_);
+  for (unsigned k = 0; k < core_.shard_count(); ++k) {
+    RedisPublisherOptions lane = pub;
+    lane.client_name += "-" + std::to_string(k);
+    auto lane_publisher =
+        std::make_unique<RedisPublisher>(core_.shard(k).context(), std::move(lane), log_);
+    lane_publisher->set_on_state_change([this](bool connected, const std::string&) {
+      if (connected) asio::post(context_, [this] { reconnect_all_now(); });
     });
-
-    RedisSubscriberOptions sub;
-    sub.url = *parsed.url;
-    sub.client_name = "realtime-sub-" + sanitized_pod();
-    sub.control_channel = "realtime:control:" + core_.pod_id();
-    sub.heartbeat_interval = options.heartbeat_interval;
-    sub.heartbeat_timeout = options.heartbeat_timeout;
-    keepalive_interval_ = options.room_keepalive_interval;
-    subscriber_ = std::make_unique<RedisSubscriber>(context_, sub, *publisher_, log_);
-    redis_lane_ = std::make_unique<PublishLane>(context_, *publisher_);
-    for (unsigned k = 0; k < core_.shard_count(); ++k) {
-      RedisPublisherOptions lane = pub;
-      lane.client_name += "-" + std::to_string(k);
-      auto lane_publisher =
-          std::make_unique<RedisPublisher>(core_.shard(k).context(), std::move(lane), log_);
-      lane_publisher->set_on_state_change([this](bool connected, const std::string&) {
-        if (connected) asio::post(context_, [this] { reconnect_all_now(); });
-      });
-      auto& io = core_.shard(k).context();
-      lanes_.push_back(std::make_unique<PublishLane>(io, *lane_publisher));
-      lanes_.back()->owned = std::move(lane_publisher);
-    }
-    cluster_ = std::make_unique<ClusterState>(
-        context_, core_, *publisher_,
-        [this](const std::string& room, const std::string& user, PresenceStatus status,
-               ClusterState::Reach reach) {
-          Message msg = presence_message(room, {status, user});
-          if (reach == ClusterState::Reach::every_pod) {
-            publish(std::move(msg));
-          } else {
-            core_.deliver(msg);
-          }
-        },
-        sub.control_channel,
-        [this, control = sub.control_channel] { return subscriber_->subscribed(control); });
-    control_channel_ = sub.control_channel;
-    publisher_->set_on_state_change([this](bool connected, const std::string&) {
-      const PublishState was = publish_state_.load(std::memory_order_acquire);
-      if (connected) {
-        publish_state_.store(PublishState::up, std::memory_order_release);
-        hold_timer_.cancel();
-        cluster_->on_connected();
-        reconnect_all_now();
-      } else if (was == PublishState::up) {
-        hold_publishes();
-        return;
-      } else if (was == PublishState::holding) {
-        return;  // another attempt failed: still within the hold
-      } else {
-        publish_state_.store(PublishState::down, std::memory_order_release);
-      }
-      // What waited for the connection goes now: through it, or (it failed) locally.
-      if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
-    });
-    subscriber_->set_on_connected([this] {
-      cluster_->subscriber_reconnected();
-      reconnect_all_now();
-    });
-    subscriber_->set_on_message([this](std::string_view channel, std::string_view payload) {
-      on_message(channel, payload);
-    });
-    subscriber_->set_on_health_change([this](bool healthy, const std::string& reason) {
-      {
-        std::lock_guard lock(health_mutex_);
-        const bool changed = healthy != healthy_;
-        healthy_ = healthy;
-        health_reason_ = reason;
-        if (!changed) return;  // only why it is down moved on (what /readyz tells)
-      }
-      core_.metrics().redis_up.store(healthy ? 1 : 0, std::memory_order_relaxed);
-      if (healthy) {
-        log_->info("redis fan-out proven (heartbeat round trip)");
-        // What other pods published while the subscription was down (or wedged) is in the shared
-        // history: read back what each followed room missed.
-        for (const HubCore::SharedPosition& room : core_.followed_rooms()) fill_gap(room, false);
-        // Presence is not in the history: what changed meanwhile is sent from a resync.
-        std::vector<std::string> rooms;
-        for (const RoomCount& room : core_.rooms()) rooms.push_back(room.room);
-        cluster_->sync_presence(rooms, false);
-      } else {
-        core_.metrics().redis_reconnects.fetch_add(1, std::memory_order_relaxed);
-        log_->warn("redis fan-out down: {}", reason);
-      }
-    });
-
-    core_.use_shared_history();
-    // Subscriptions by interest: a room's channel while this pod has members of the room.
-    core_.set_room_observer([this](const std::string& room, bool active) {
-      std::string channel(kRoomPrefix);
-      channel += room;
-      asio::post(context_, [this, room, channel = std::move(channel), active] {
-        if (!active) {
-          subscriber_->remove(channel);
-          return;
+    auto& io = core_.shard(k).context();
+    lanes_.push_back(std::make_unique<PublishLane>(io, *lane_publisher));
+    lanes_.back()->owned = std::move(lane_publisher);
+  }
+  cluster_ = std::make_unique<ClusterState>(
+      context_, core_, *publisher_,
+      [this](const std::string& room, const std::string& user, PresenceStatus status,
+             ClusterState::Reach reach) {
+        Message msg = presence_message(room, {status, user});
+        if (reach == ClusterState::Reach::every_pod) {
+          publish(std::move(msg));
+        } else {
+          core_.deliver(msg);
         }
-        subscriber_->add(channel);
-        // What the room's members here know of its presence from now on: a snapshot read once the
-        // room's presence messages reach this pod (a resync compares with it).
-        subscriber_->when_subscribed({channel}, std::chrono::steady_clock::now() + kSubscribeWait,
-                                     [this, room, channel] {
-                                       if (subscriber_->subscribed(channel))
-                                         cluster_->sync_presence({room}, true);
-                                     });
-      });
-    });
-    core_.set_members_observer([this](const std::string& room) {
-      asio::post(context_, [this, room] { cluster_->room_changed(room); });
-    });
-    core_.set_user_observer([this](const std::string& user, bool active) {
-      std::string channel(kUserPrefix);
-      channel += user;
-      asio::post(context_, [this, channel = std::move(channel), active] {
-        active ? subscriber_->add(channel) : subscriber_->remove(channel);
-      });
-    });
-  }
-
-  ~RedisBroadcasterCore() {
-    core_.set_room_observer({});
-    core_.set_user_observer({});
-    core_.set_members_observer({});
-    stop();
-    // Lanes whose thread did not stop them (see stop_lanes()); their threads no longer run.
-    for (auto& lane : lanes_) {
-      if (lane) lane->publisher.stop();
-    }
-  }
-
-  void start() {
-    std::lock_guard lock(lifecycle_mutex_);
-    if (thread_.joinable()) return;
-    redis_thread_runs_.store(true, std::memory_order_release);
-    asio::post(context_, [this] {
-      publisher_->start();
-      subscriber_->add(kGlobalChannel);
-      subscriber_->start();
-      start_release_timer();
-      start_keepalive_timer();
-    });
-    for (auto& lane : lanes_) {
-      asio::post(lane->context, [lane = lane.get()] { lane->publisher.start(); });
-    }
-    thread_ = std::thread([this] { context_.run(); });
-  }
-
-  void stop() {
-    std::lock_guard lock(lifecycle_mutex_);
-    if (!thread_.joinable()) return;
-    redis_thread_runs_.store(false, std::memory_order_release);  // publishers deliver locally now
-    stop_lanes();
-    // Leave the cluster's shared state (so other pods report our users offline at once), then
-    // close.
-    auto finish = [this] {
-      if (finished_) return;
-      finished_ = true;
-      if (publish_state_.load(std::memory_order_acquire) == PublishState::holding) {
-        release_held_publishes();
-      }
-      cluster_->stop();
-      release_timer_.cancel();
-      keepalive_timer_.cancel();
+      },
+      sub.control_channel,
+      [this, control = sub.control_channel] { return subscriber_->subscribed(control); });
+  control_channel_ = sub.control_channel;
+  publisher_->set_on_state_change([this](bool connected, const std::string&) {
+    const PublishState was = publish_state_.load(std::memory_order_acquire);
+    if (connected) {
+      publish_state_.store(PublishState::up, std::memory_order_release);
       hold_timer_.cancel();
-      subscriber_->stop();
-      publisher_->stop();
-      guard_.reset();
-      context_.stop();
-    };
-    asio::post(context_, [this, finish] {
-      cluster_->leave_cluster(finish);
-      exit_timer_.expires_after(kLeaveTimeout);
-      exit_timer_.async_wait([finish](const boost::system::error_code& ec) {
-        if (!ec) finish();
-      });
-    });
-    thread_.join();
-  }
-
-  std::string publish(Message msg) {
-    // The id is known at once when this pod numbers the message; otherwise the callback runs later,
-    // maybe on another thread, and finds the slot closed: the caller got "".
-    struct Slot {
-      std::mutex mutex;
-      bool open = true;
-      std::string id;
-    };
-    auto slot = std::make_shared<Slot>();
-    publish_then(std::move(msg), [slot](const std::string& assigned) {
-      std::lock_guard lock(slot->mutex);
-      if (slot->open) slot->id = assigned;
-    });
-    std::lock_guard lock(slot->mutex);
-    slot->open = false;
-    return std::move(slot->id);
-  }
-
-  void publish_then(Message msg, std::function<void(const std::string&)> done) {
-    if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
-    if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence) {
-      // The shared history numbers it; this pod delivers it on the answer (not on the echo). On
-      // an I/O thread whose lane is connected, all of it happens on this thread.
-      PublishLane* lane = this_thread_lane();
-      const auto& handed_off = lane != nullptr ? lane->handed_off : foreign_handed_off_;
-      const bool handing_off = handed_off->load(std::memory_order_acquire) > 0;
-      // (Behind a call in flight, also when the connection is gone: if that call fails, its
-      // messages are delivered here before the queue behind it is handed over.)
-      if (lane != nullptr && !handing_off && (lane->publisher.connected() || lane->in_flight)) {
-        publish_numbered(*lane, std::move(msg), std::move(done));
-        return;
-      }
-      // Else through the Redis thread's connection, which a pod that has just started, or whose
-      // connection was lost a moment ago, waits for (so a message the API took at once still
-      // reaches every pod). The subscriber's health does not matter: a message numbered through
-      // Redis reaches the other pods even while this pod's own subscription is being rebuilt.
-      // Until what this thread handed over is numbered (or, Redis down, delivered locally), its
-      // later messages follow the same way.
-      if (redis_thread_runs_.load(std::memory_order_acquire) &&
-          (handing_off || publish_state_.load(std::memory_order_acquire) != PublishState::down)) {
-        hand_off(handed_off, {std::move(msg), std::move(done), {}});
-        return;
-      }
-    }
-    // Redis unreachable, the Redis thread not running, or not a history message: this pod numbers
-    // it and delivers at once.
-    const std::string id = core_.deliver(msg);
-    std::string channel;
-    if (msg.room.empty()) {
-      channel = kGlobalChannel;
+      cluster_->on_connected();
+      reconnect_all_now();
+    } else if (was == PublishState::up) {
+      hold_publishes();
+      return;
+    } else if (was == PublishState::holding) {
+      return;  // another attempt failed: still within the hold
     } else {
-      channel = kRoomPrefix;
-      channel += msg.room;
+      publish_state_.store(PublishState::down, std::memory_order_release);
     }
-    send(std::move(channel), encode(msg));
-    done(id);
-  }
+    // What waited for the connection goes now: through it, or (it failed) locally.
+    if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
+  });
+  subscriber_->set_on_connected([this] {
+    cluster_->subscriber_reconnected();
+    reconnect_all_now();
+  });
+  subscriber_->set_on_message(
+      [this](std::string_view channel, std::string_view payload) { on_message(channel, payload); });
+  subscriber_->set_on_health_change([this](bool healthy, const std::string& reason) {
+    {
+      std::lock_guard lock(health_mutex_);
+      const bool changed = healthy != healthy_;
+      healthy_ = healthy;
+      health_reason_ = reason;
+      if (!changed) return;  // only why it is down moved on (what /readyz tells)
+    }
+    core_.metrics().redis_up.store(healthy ? 1 : 0, std::memory_order_relaxed);
+    if (healthy) {
+      log_->info("redis fan-out proven (heartbeat round trip)");
+      // What other pods published while the subscription was down (or wedged) is in the shared
+      // history: read back what each followed room missed.
+      for (const HubCore::SharedPosition& room : core_.followed_rooms()) fill_gap(room, false);
+      // Presence is not in the history: what changed meanwhile is sent from a resync.
+      std::vector<std::string> rooms;
+      for (const RoomCount& room : core_.rooms()) rooms.push_back(room.room);
+      cluster_->sync_presence(rooms, false);
+    } else {
+      core_.metrics().redis_reconnects.fetch_add(1, std::memory_order_relaxed);
+      log_->warn("redis fan-out down: {}", reason);
+    }
+  });
 
-  // Recovery reads the shared history whenever Redis is configured, also on a pod that has just
-  // started and not yet proven its link: fetch_history() waits (briefly) for it.
-  bool shared_history() const { return true; }
-
-  void fetch_history(const std::string& room, const std::string& last_id,
-                     std::function<void(HistoryResult)> done) {
-    asio::post(context_, [this, room, last_id, done = std::move(done)]() mutable {
-      fetch_when_subscribed(room, last_id, std::move(done),
-                            std::chrono::steady_clock::now() + kSubscribeWait);
+  core_.use_shared_history();
+  // Subscriptions by interest: a room's channel while this pod has members of the room.
+  core_.set_room_observer([this](const std::string& room, bool active) {
+    std::string channel(kRoomPrefix);
+    channel += room;
+    asio::post(context_, [this, room, channel = std::move(channel), active] {
+      if (!active) {
+        subscriber_->remove(channel);
+        return;
+      }
+      subscriber_->add(channel);
+      // What the room's members here know of its presence from now on: a snapshot read once the
+      // room's presence messages reach this pod (a resync compares with it).
+      subscriber_->when_subscribed({channel}, std::chrono::steady_clock::now() + kSubscribeWait,
+                                   [this, room, channel] {
+                                     if (subscriber_->subscribed(channel))
+                                       cluster_->sync_presence({room}, true);
+                                   });
     });
-  }
-
-  std::string publish_to_user(const std::string& user, Message msg) {
-    std::string id = core_.deliver_to_user(user, msg);
+  });
+  core_.set_members_observer([this](const std::string& room) {
+    asio::post(context_, [this, room] { cluster_->room_changed(room); });
+  });
+  core_.set_user_observer([this](const std::string& user, bool active) {
     std::string channel(kUserPrefix);
     channel += user;
-    send(std::move(channel), encode(msg));
-    return id;
-  }
-
-  bool await_subscribed(const std::string& room, const std::string& user,
-                        std::function<void()> done) {
-    if (!redis_thread_runs_.load(std::memory_order_acquire)) return false;
-    std::vector<std::string> channels;
-    channels.reserve(2);
-    channels.push_back(std::string(kUserPrefix) + user);
-    if (!room.empty()) channels.push_back(std::string(kRoomPrefix) + room);
-    // Posted after the join's add() of these channels (same thread, in order), so the subscriber
-    // knows them. `done` runs even if the loop stops before this handler does.
-    auto once = std::make_shared<OnceCall>(std::move(done));
-    asio::post(context_, [this, room, channels = std::move(channels), once]() mutable {
-      subscriber_->when_subscribed(std::move(channels),
-                                   std::chrono::steady_clock::now() + kSubscribeWait,
-                                   [this, room, once] { read_start(room, once); });
+    asio::post(context_, [this, channel = std::move(channel), active] {
+      active ? subscriber_->add(channel) : subscriber_->remove(channel);
     });
-    return true;
-  }
+  });
+}
 
-  // On the Redis thread, when one of this pod's connections to Redis came up: the Redis thread's
-  // connections that wait to reconnect (their backoff reaches seconds) try now. Otherwise, after
-  // Redis restarted, the I/O threads could publish for seconds while the subscription, and the
-  // connection that reads gaps back, were still waiting: what other pods published then would be
-  // lost on this pod. (A lane still waiting hands its messages to the Redis thread meanwhile.)
-  void reconnect_all_now() {
+RedisBroadcasterCore::~RedisBroadcasterCore() {
+  core_.set_room_observer({});
+  core_.set_user_observer({});
+  core_.set_members_observer({});
+  stop();
+  // Lanes whose thread did not stop them (see stop_lanes()); their threads no longer run.
+  for (auto& lane : lanes_) {
+    if (lane) lane->publisher.stop();
+  }
+}
+
+void RedisBroadcasterCore::start() {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (thread_.joinable()) return;
+  redis_thread_runs_.store(true, std::memory_order_release);
+  asio::post(context_, [this] {
+    publisher_->start();
+    subscriber_->add(kGlobalChannel);
+    subscriber_->start();
+    start_release_timer();
+    start_keepalive_timer();
+  });
+  for (auto& lane : lanes_) {
+    asio::post(lane->context, [lane = lane.get()] { lane->publisher.start(); });
+  }
+  thread_ = std::thread([this] { context_.run(); });
+}
+
+void RedisBroadcasterCore::stop() {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (!thread_.joinable()) return;
+  redis_thread_runs_.store(false, std::memory_order_release);  // publishers deliver locally now
+  stop_lanes();
+  // Leave the cluster's shared state (so other pods report our users offline at once), then
+  // close.
+  auto finish = [this] {
     if (finished_) return;
-    publisher_->retry_now();
-    subscriber_->retry_now();
-  }
-
-  // On the Redis thread, once the room's subscription is confirmed (or the wait ended): where the
-  // room's delivery starts on this pod, when not known yet, is read from the shared history (so a
-  // joining client can be told its position), then `once` runs; within kPositionReadWait.
-  void read_start(const std::string& room, const std::shared_ptr<OnceCall>& once) {
-    const auto generation = room.empty() ? std::nullopt : core_.start_to_read(room);
-    if (!generation || !publisher_->connected() ||
-        !subscriber_->subscribed(std::string(kRoomPrefix) + room)) {
-      once->run();
-      return;
-    }
-    auto timer = std::make_shared<asio::steady_timer>(context_, kPositionReadWait);
-    timer->async_wait([once](const boost::system::error_code&) { once->run(); });
-    const auto ec = read_history(
-        room, 0, {},
-        [this, room, generation, once, timer](std::error_code error, const RedisReply& reply) {
-          timer->cancel();
-          if (!error) {
-            if (const auto position = history_position(reply))
-              core_.set_start(room, *generation, position->epoch, position->seq);
-          }
-          once->run();
-        });
-    if (ec) once->run();
-  }
-
-  // The history script for `room`: its epoch and current number, and of its last `keep` items
-  // those a client that last saw `last_id` needs (none for an id that is not of this cluster; the
-  // script starts a history for a room without one).
-  std::error_code read_history(const std::string& room, std::size_t keep,
-                               const std::string& last_id, RedisPublisher::ReplyHandler done) {
-    std::vector<std::string> args = {"2",
-                                     room_key("ids", room),
-                                     room_key("history", room),
-                                     std::to_string(keep),
-                                     core_.new_history_epoch(),
-                                     std::to_string(kHistoryTtlSeconds)};
-    if (const auto id = parse_message_id(last_id); id && keep > 0) {
-      args.emplace_back(id->epoch);
-      args.push_back(std::to_string(id->seq));
-    }
-    return eval(history_script(), history_sha_, std::move(args), std::move(done));
-  }
-
-  // Runs a script on the Redis thread's connection (see eval_by_sha).
-  std::error_code eval(std::string_view script, const std::string& sha,
-                       std::vector<std::string> args, RedisPublisher::ReplyHandler done) {
-    std::vector<std::string> call;
-    call.reserve(args.size() + 2);
-    call.emplace_back("EVALSHA");
-    call.push_back(sha);
-    std::move(args.begin(), args.end(), std::back_inserter(call));
-    return eval_by_sha(*publisher_, script, std::move(call), std::move(done));
-  }
-
-  void user_joined(const std::string& room, const std::string& user) {
-    asio::post(context_, [this, room, user] { cluster_->user_joined(room, user); });
-  }
-  void user_left(const std::string& room, const std::string& user) {
-    asio::post(context_, [this, room, user] { cluster_->user_left(room, user); });
-  }
-  void status_changed(const std::string& room, const std::string& user, PresenceStatus status) {
-    asio::post(context_,
-               [this, room, user, status] { cluster_->status_changed(room, user, status); });
-  }
-  void query_rooms(std::function<void(std::vector<RoomCount>)> done) {
-    asio::post(context_, [this, done = std::move(done)]() mutable { cluster_->query_rooms(done); });
-  }
-  void query_presence(const std::string& room,
-                      std::function<void(std::vector<PresenceEntry>)> done) {
-    asio::post(context_, [this, room, done = std::move(done)]() mutable {
-      cluster_->query_presence(room, done);
-    });
-  }
-
-  void start_release_timer() {
-    release_timer_.expires_after(kReleasePeriod);
-    release_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec || finished_) return;
-      for (const HubCore::SharedPosition& gap : core_.release_held(true)) fill_gap(gap, true);
-      start_release_timer();
-    });
-  }
-
-  // Renews the shared numbering and history of the rooms with members here (a message renews them
-  // too, but a quiet room sends none): their clients' positions stay resumable.
-  void start_keepalive_timer() {
-    if (keepalive_interval_ <= std::chrono::milliseconds::zero()) return;  // turned off
-    keepalive_timer_.expires_after(keepalive_interval_);
-    keepalive_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec || finished_) return;
-      const std::vector<RoomCount> rooms = core_.rooms();
-      for (std::size_t first = 0; first < rooms.size(); first += kMaxPublishBatch) {
-        std::vector<std::string> args = {"0", std::to_string(kHistoryTtlSeconds)};
-        const std::size_t last = std::min(rooms.size(), first + kMaxPublishBatch);
-        for (std::size_t i = first; i < last; ++i) args.push_back(rooms[i].room);
-        // A failure (Redis away) is retried at the next round; nothing else waits for it.
-        eval(keep_rooms_script(), keep_rooms_sha_, std::move(args),
-             [](std::error_code, const RedisReply&) {});
-      }
-      start_keepalive_timer();
-    });
-  }
-
-  bool ready(std::string* reason) const {
-    std::lock_guard lock(health_mutex_);
-    if (!healthy_ && reason != nullptr) {
-      *reason = health_reason_.empty() ? "redis not connected yet" : "redis: " + health_reason_;
-    }
-    return healthy_;
-  }
-
- private:
-  std::string sanitized_pod() const {
-    std::string name = core_.pod_id();
-    for (char& c : name) {
-      if (c < 0x21 || c > 0x7e) c = '_';  // CLIENT SETNAME takes no spaces or controls
-    }
-    return name;
-  }
-
-  // The envelope with this pod's id in a "pod" field, last, so the echo is recognised by its
-  // suffix.
-  std::string encode(const Message& msg) const {
-    std::string payload;
-    payload.reserve(128 + msg.data.size());
-    append_encoded(payload, msg);
-    return payload;
-  }
-  void append_encoded(std::string& out, const Message& msg) const {
-    const std::size_t start = out.size();
-    protocol::append_envelope(out, msg);
-    if (out.size() > start && out.back() == '}') out.pop_back();
-    out += pod_suffix_;
-  }
-
-  // The I/O thread's lane when called on one, else null.
-  PublishLane* this_thread_lane() const {
-    for (unsigned k = 0; k < lanes_.size(); ++k) {
-      if (core_.shard(k).context().get_executor().running_in_this_thread()) return lanes_[k].get();
-    }
-    return nullptr;
-  }
-
-  // Each lane is stopped and destroyed on its own thread: what its connection's close completes
-  // (posted handlers that refer to the lane) runs before the lane goes. Lanes whose thread does not
-  // run (the hub not started, or stopped first) are stopped by the destructor.
-  void stop_lanes() {
-    for (unsigned k = 0; k < lanes_.size(); ++k) {
-      if (!core_.running()) break;
-      std::promise<void> stopped;
-      auto done = stopped.get_future();
-      asio::post(lanes_[k]->context, [this, k, &stopped] {
-        lanes_[k]->publisher.stop();
-        asio::post(lanes_[k]->context, [this, k, &stopped] {
-          lanes_[k].reset();
-          stopped.set_value();
-        });
-      });
-      while (done.wait_for(kLaneStopPoll) != std::future_status::ready) {
-        if (!core_.running()) return;  // (the hub stopped meanwhile)
-      }
-    }
-  }
-
-  // To the Redis thread's lane, from a thread whose messages `handed_off` counts: until Redis has
-  // numbered them (or they were delivered locally), the thread's later messages follow the same
-  // way, so a publisher's order is kept across the switch back to its lane, or to local delivery.
-  void hand_off(const std::shared_ptr<std::atomic<std::uint32_t>>& handed_off,
-                PendingPublish pending) {
-    handed_off->fetch_add(1, std::memory_order_relaxed);
-    pending.done = [handed_off, done = std::move(pending.done)](const std::string& id) {
-      done(id);
-      handed_off->fetch_sub(1, std::memory_order_release);
-    };
-    asio::post(context_, [this, pending = std::move(pending)]() mutable {
-      publish_numbered(*redis_lane_, std::move(pending.msg), std::move(pending.done));
-    });
-  }
-
-  // On an I/O thread whose lane lost its connection: what it had not sent yet goes through the
-  // Redis thread (held there while that connection is lost too), not only to this pod.
-  bool hand_off_unsent(PublishLane& lane, std::vector<PendingPublish>& unsent) {
-    if (&lane == redis_lane_.get() || lane.publisher.connected() ||
-        !redis_thread_runs_.load(std::memory_order_acquire)) {
-      return false;
-    }
-    for (PendingPublish& pending : unsent) hand_off(lane.handed_off, std::move(pending));
-    unsent.clear();
-    return true;
-  }
-
-  // On the Redis thread, when its command connection was lost: room messages wait for it to come
-  // back, for up to kPublishHold, rather than reach only this pod (a Redis restart, a failover or a
-  // network blip of a second or so then loses nothing); after that, this pod numbers and delivers
-  // them itself, and so every later one until the connection is back.
-  void hold_publishes() {
-    publish_state_.store(PublishState::holding, std::memory_order_release);
-    const std::uint64_t hold = ++hold_generation_;
-    hold_timer_.expires_after(kPublishHold);
-    hold_timer_.async_wait([this, hold](const boost::system::error_code& ec) {
-      // (An expiry already queued when the connection came back and was lost again is not this
-      // hold's.)
-      if (ec || hold != hold_generation_ ||
-          publish_state_.load(std::memory_order_acquire) != PublishState::holding) {
-        return;
-      }
+    finished_ = true;
+    if (publish_state_.load(std::memory_order_acquire) == PublishState::holding) {
       release_held_publishes();
-    });
-  }
-  // The hold (or the wait at start) ends without the connection: what waited is delivered
-  // locally, in order (the threads that handed it over send their later messages the same way
-  // until it is).
-  void release_held_publishes() {
+    }
+    cluster_->stop();
+    release_timer_.cancel();
+    keepalive_timer_.cancel();
     hold_timer_.cancel();
-    publish_state_.store(PublishState::down, std::memory_order_release);
-    if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
-  }
-
-  // On the lane's thread: queued, and sent with whatever else is queued when no call is in flight.
-  void publish_numbered(PublishLane& lane, Message msg,
-                        std::function<void(const std::string&)> done) {
-    lane.queue.push_back({std::move(msg), std::move(done), {}});
-    if (&lane == redis_lane_.get() && lane.queue.size() > kMaxHeldPublishes &&
-        publish_state_.load(std::memory_order_acquire) != PublishState::up) {
-      release_held_publishes();  // too many waiting: no longer
-      return;
-    }
-    if (!lane.in_flight) send_publish_batch(lane);
-  }
-
-  void send_publish_batch(PublishLane& lane) {
-    if (lane.queue.empty()) return;
-    // Until the Redis thread's connection first comes up (or its first attempt fails), and while
-    // it is held for after a loss, its messages wait for it.
-    if (&lane == redis_lane_.get()) {
-      const PublishState state = publish_state_.load(std::memory_order_acquire);
-      if (state == PublishState::starting || state == PublishState::holding) return;
-    }
-    auto batch = std::make_shared<std::vector<PendingPublish>>();
-    if (lane.queue.size() <= kMaxPublishBatch) {
-      batch->swap(lane.queue);
-    } else {
-      const auto split = lane.queue.begin() + static_cast<std::ptrdiff_t>(kMaxPublishBatch);
-      batch->assign(std::make_move_iterator(lane.queue.begin()), std::make_move_iterator(split));
-      lane.queue.erase(lane.queue.begin(), split);
-    }
-    const auto now = std::chrono::steady_clock::now();
-    std::unique_lock numbering_lock(numbering_mutex_);
-    if (numbering_.size() > kMaxTrackedRooms) {
-      std::erase_if(numbering_, [&](const auto& entry) {
-        return now - entry.second.refreshed >= kTtlRefreshInterval;
-      });
-    }
-    std::vector<std::string> args = {"EVALSHA",
-                                     publish_sha_,
-                                     "0",
-                                     std::to_string(core_.options().history_size),
-                                     std::to_string(kHistoryTtlSeconds),
-                                     core_.new_history_epoch(),
-                                     std::string()};
-    args.reserve(args.size() + batch->size() * 4);
-    std::string& flags = args.back();  // (no reallocation past the reserve above)
-    for (PendingPublish& pending : *batch) {
-      RoomNumbering& room = numbering_[pending.msg.room];
-      pending.epoch = room.epoch;
-      const bool refresh = now - room.refreshed >= kTtlRefreshInterval;
-      if (refresh) room.refreshed = now;
-      flags += refresh ? '1' : '0';
-      // The pod field ends the item, as on every copy we publish; the id, when the pod can guess
-      // it, starts it (else the script puts it there).
-      std::string item;
-      item.reserve(160 + room.epoch.size() + pending.msg.data.size());
-      std::string guess;
-      if (!room.epoch.empty() && room.next_seq > 0) {
-        guess = std::to_string(room.next_seq++);
-        item += R"({"id":")";
-        item += room.epoch;
-        item += '-';
-        item += guess;
-        item += '"';
-      }
-      const std::size_t envelope = item.size();
-      append_encoded(item, pending.msg);
-      // The envelope's "{": the comma after a guessed id, else dropped.
-      if (guess.empty()) {
-        item.erase(0, 1);
-      } else {
-        item[envelope] = ',';
-      }
-      args.push_back(pending.msg.room);
-      args.push_back(std::move(item));
-      args.push_back(room.epoch);
-      args.push_back(std::move(guess));
-    }
-    numbering_lock.unlock();
-    lane.in_flight = true;
-    const auto ec = eval_by_sha(
-        lane.publisher, publish_script(), std::move(args),
-        [this, &lane, batch](std::error_code error, const RedisReply& reply) {
-          lane.in_flight = false;
-          if (error || reply.elements.size() != batch->size()) {
-            // Redis may or may not have run the call: its messages reach this pod only.
-            for (PendingPublish& pending : *batch) publish_locally(pending);
-            if (hand_off_unsent(lane, lane.queue)) return;
-          } else {
-            for (std::size_t i = 0; i < batch->size(); ++i) {
-              PendingPublish& pending = (*batch)[i];
-              const RedisReply& numbered = reply.elements[i];
-              std::string epoch;
-              std::uint64_t seq = 0;
-              if (numbered.type == RedisReply::Type::integer) {
-                epoch = pending.epoch;
-                seq = static_cast<std::uint64_t>(numbered.integer);
-              } else if (const auto id = parse_message_id(numbered.str)) {
-                epoch = std::string(id->epoch);
-                seq = id->seq;
-              } else {
-                publish_locally(pending);  // not an answer this script gives
-                continue;
-              }
-              {
-                std::lock_guard numbering_lock(numbering_mutex_);
-                if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
-                  // (Another pod's or lane's later message may have taught it more already.)
-                  RoomNumbering& room = it->second;
-                  room.next_seq = room.epoch == epoch ? std::max(room.next_seq, seq + 1) : seq + 1;
-                  room.epoch = epoch;
-                }
-              }
-              pending.msg.id = epoch + "-" + std::to_string(seq);
-              core_.deliver_sequenced(pending.msg, epoch, seq, HubCore::Numbered::own);
-              pending.done(pending.msg.id);
-            }
-          }
-          send_publish_batch(lane);
-        });
-    if (ec) {
-      lane.in_flight = false;
-      // Not sent: through the Redis thread if this is a lane whose connection is lost, else (the
-      // Redis thread's own connection down) locally, the rest of the queue the same way.
-      if (hand_off_unsent(lane, *batch)) {
-        hand_off_unsent(lane, lane.queue);
-        return;
-      }
-      for (PendingPublish& pending : *batch) publish_locally(pending);
-      send_publish_batch(lane);
-    }
-  }
-
-  // Redis could not number it: this pod does, and delivers it (not shared with other pods).
-  void publish_locally(PendingPublish& pending) {
-    {
-      std::lock_guard numbering_lock(numbering_mutex_);
-      if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
-        it->second.next_seq = 0;  // the guesses sent with it were never checked
-      }
-    }
-    core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
-    const std::string id = core_.deliver(pending.msg);
-    pending.done(id);
-  }
-
-  void fetch_when_subscribed(const std::string& room, const std::string& last_id,
-                             std::function<void(HistoryResult)> done,
-                             std::chrono::steady_clock::time_point deadline, bool woken = false) {
-    std::string channel = std::string(kRoomPrefix) + room;
-    // A subscription that went quiet (this process was stopped, say) is not trusted: the history
-    // read here must come after the subscription that brings what follows it.
-    subscriber_->check_liveness();
-    const bool subscribed = subscriber_->subscribed(channel);
-    const bool linked = subscribed && publisher_->connected();
-    if (!linked && std::chrono::steady_clock::now() < deadline) {
-      if (!subscribed && !woken) {
-        // Woken as soon as Redis confirms the subscription (or the subscriber stops waiting).
-        subscriber_->when_subscribed(
-            {std::move(channel)}, deadline, [this, room, last_id, done, deadline]() mutable {
-              asio::post(context_, [this, room, last_id, done = std::move(done), deadline] {
-                fetch_when_subscribed(room, last_id, done, deadline, true);
-              });
-            });
-        return;
-      }
-      // The publisher is still connecting (or the subscriber gave up): look again shortly.
-      auto timer = std::make_shared<asio::steady_timer>(context_, kSubscribePoll);
-      timer->async_wait([this, timer, room, last_id, done = std::move(done),
-                         deadline](const boost::system::error_code& ec) mutable {
-        if (ec) return done(HistoryResult{});
-        fetch_when_subscribed(room, last_id, std::move(done), deadline);
-      });
-      return;
-    }
-    auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
-    // Only a read made after the subscription began can say where the room starts here (and give
-    // the client a position): what is numbered after it then reaches this pod.
-    const auto generation = linked ? core_.start_to_read(room) : std::nullopt;
-    const auto ec =
-        read_history(room, core_.options().history_size, last_id,
-                     [this, room, callback, last_id, linked, generation](std::error_code error,
-                                                                         const RedisReply& reply) {
-                       if (error) return (*callback)(HistoryResult{});
-                       const auto position = history_position(reply);
-                       if (position && generation)
-                         core_.set_start(room, *generation, position->epoch, position->seq);
-                       HistoryResult result = history_after(reply, last_id);
-                       if (!linked) result.position.clear();
-                       (*callback)(std::move(result));
-                     });
-    if (ec) (*callback)(HistoryResult{});
-  }
-
-  // Reads a room's messages from `from.next` on back from the shared history and delivers those of
-  // other pods this pod has not delivered (its own come with their publish's answer). `reported`:
-  // release_held() returned this gap and waits for gap_repaired().
-  void fill_gap(const HubCore::SharedPosition& from, bool reported) {
-    auto done = [this, from, reported](std::error_code error, const RedisReply& reply) {
-      if (!error) {
-        for (const auto& [seq, item] : gap_items(reply)) {
-          if (item.ends_with(pod_suffix_)) continue;
-          auto decoded = protocol::decode_envelope(item);
-          if (decoded.error != protocol::DecodeError::none) continue;
-          Message& msg = decoded.message;
-          msg.room = from.room;
-          core_.deliver_repaired(msg, from.epoch, seq);
-        }
-      }
-      if (reported) core_.gap_repaired(from.room, !error);
-    };
-    const auto ec = eval(gap_script(), gap_sha_,
-                         {"2", room_key("ids", from.room), room_key("history", from.room),
-                          from.epoch, std::to_string(from.next)},
-                         done);
-    if (ec) done(ec, RedisReply{});
-  }
-
-  void send(std::string channel, std::string payload) {
-    // Every publish of one loop turn goes out in one write: hiredis buffers until the socket is
-    // writable, which is pipelining.
-    asio::post(context_, [this, channel = std::move(channel), payload = std::move(payload)] {
-      publisher_->publish(channel, payload);
-    });
-  }
-
-  // A presence change this pod's script made, published to the room's channel for the other pods
-  // and to this pod's control channel for its own members: delivered here in the order of the
-  // subscription, so after every change another pod made before it and before every one made
-  // after it.
-  void on_own_presence(std::string_view payload) {
-    auto decoded = protocol::decode_envelope(payload);
-    Message& msg = decoded.message;
-    if (decoded.error != protocol::DecodeError::none || msg.type != MessageType::presence ||
-        !protocol::is_valid_room(msg.room)) {
-      return;
-    }
-    msg.id.clear();
-    core_.deliver(msg);
-    cluster_->echo_received();
-  }
-
-  // A room's presence in the cluster, read by ClusterState::sync_presence(): the changes the
-  // room's members here missed (a resync) are delivered to them, in the subscription's order.
-  void on_presence_sync(std::string_view payload) {
-    const auto sync = ClusterState::parse_presence_sync(payload);
-    if (!sync) return;
-    const HubCore::PresenceResync resync =
-        core_.sync_presence(sync->room, sync->users, sync->snapshot, sync->epoch);
-    for (const PresenceEntry& change : resync.changes) {
-      Message msg = presence_message(sync->room, {change.status, change.user_id});
-      core_.deliver(msg);
-    }
-    if (resync.stale) cluster_->resnapshot_later({sync->room});
-  }
-
-  void on_own_echo(std::string_view channel, std::string_view payload) {
-    auto decoded = protocol::decode_envelope(payload);
-    if (decoded.error != protocol::DecodeError::none) return;
-    Message& msg = decoded.message;
-    msg.room = std::string(channel.substr(kRoomPrefix.size()));
-    const auto id = parse_message_id(msg.id);
-    if (!id || msg.type == MessageType::presence) return;
-    core_.own_echo(msg.room, id->epoch, id->seq);
-  }
-
-  void on_message(std::string_view channel, std::string_view payload) {
-    if (channel == control_channel_) {
-      if (payload.starts_with(ClusterState::kPresenceSyncHead)) {
-        on_presence_sync(payload);
-      } else {
-        on_own_presence(payload);
-      }
-      return;
-    }
-    if (payload.ends_with(pod_suffix_)) {
-      // Our own publish, delivered locally when Redis answered. Its echo matters only to a room
-      // whose start on this pod is not known yet (HubCore::deliver_sequenced).
-      if (channel.starts_with(kRoomPrefix) &&
-          core_.start_unknown(channel.substr(kRoomPrefix.size()))) {
-        on_own_echo(channel, payload);
-      }
-      return;
-    }
-    auto decoded = protocol::decode_envelope(payload);
-    if (decoded.error != protocol::DecodeError::none) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_bad_payload_log_ >= kBadPayloadLogInterval) {
-        last_bad_payload_log_ = now;
-        log_->warn("dropping a malformed message on {}: {}", channel, decoded.detail);
-      }
-      return;
-    }
-    Message& msg = decoded.message;
-    if (channel.starts_with(kRoomPrefix)) {
-      msg.room = std::string(channel.substr(kRoomPrefix.size()));
-      if (!protocol::is_valid_room(msg.room)) return;
-      const auto id = parse_message_id(msg.id);
-      if (id && msg.type != MessageType::presence) {
-        const std::string epoch(id->epoch);
-        // Another pod's message: the next number this pod guesses for the room follows it.
-        {
-          std::lock_guard numbering_lock(numbering_mutex_);
-          if (auto it = numbering_.find(msg.room);
-              it != numbering_.end() && it->second.epoch == epoch) {
-            it->second.next_seq = std::max(it->second.next_seq, id->seq + 1);
-          }
-        }
-        core_.deliver_sequenced(msg, epoch, id->seq);
-        return;
-      }
-      // Another program's message without our numbering: delivered, but not a recovery point.
-      if (msg.id.empty() || msg.type != MessageType::presence) msg.id = core_.next_direct_id();
-      core_.deliver(msg);
-    } else if (channel.starts_with(kUserPrefix)) {
-      core_.deliver_to_user(std::string(channel.substr(kUserPrefix.size())), msg);
-    } else if (channel == kGlobalChannel) {
-      msg.room.clear();
-      core_.deliver(msg);
-    }
-  }
-
-  HubCore& core_;
-  std::shared_ptr<spdlog::logger> log_;
-  std::string pod_suffix_;
-  std::string control_channel_;  // this pod's own (heartbeats, its presence changes' echo)
-  asio::io_context context_{1};
-  asio::executor_work_guard<asio::io_context::executor_type> guard_{context_.get_executor()};
-  std::unique_ptr<RedisPublisher> publisher_;
-  std::unique_ptr<RedisSubscriber> subscriber_;
-  std::unique_ptr<ClusterState> cluster_;
-  // Publishing through the shared history: a lane per I/O thread, and the Redis thread's.
-  const std::string publish_sha_ = script_sha1(publish_script());
-  const std::string history_sha_ = script_sha1(history_script());
-  const std::string gap_sha_ = script_sha1(gap_script());
-  const std::string keep_rooms_sha_ = script_sha1(keep_rooms_script());
-  std::vector<std::unique_ptr<PublishLane>> lanes_;  // [k]: shard k's, touched on its thread only
-  std::unique_ptr<PublishLane> redis_lane_;
-  // What this pod knows of a room's numbering: when it last renewed the keys' TTL, and the epoch
-  // Redis last numbered it in (the script's fast path; a stale one only costs a slower call).
-  struct RoomNumbering {
-    std::chrono::steady_clock::time_point refreshed;
-    std::string epoch;
-    std::uint64_t next_seq = 0;  // the number Redis should give the next message (0: unknown)
+    subscriber_->stop();
+    publisher_->stop();
+    guard_.reset();
+    context_.stop();
   };
-  std::mutex numbering_mutex_;  // the lanes' threads and the Redis thread share the table
-  std::unordered_map<std::string, RoomNumbering> numbering_;
-  asio::steady_timer exit_timer_{context_};
-  asio::steady_timer release_timer_{context_};
-  asio::steady_timer keepalive_timer_{context_};
-  asio::steady_timer hold_timer_{context_};
-  std::uint64_t hold_generation_ = 0;  // which hold the timer is for
-  // handed_off for threads without a lane (an application's own): see hand_off().
-  std::shared_ptr<std::atomic<std::uint32_t>> foreign_handed_off_ =
-      std::make_shared<std::atomic<std::uint32_t>>(0);
-  std::chrono::milliseconds keepalive_interval_{};
-  bool finished_ = false;
-  std::thread thread_;
-  std::mutex lifecycle_mutex_;
-  // The Redis thread's command connection: not connected yet since start, up, lost less than
-  // kPublishHold ago (holding room messages for it), or down.
-  enum class PublishState : std::uint8_t { starting, up, holding, down };
-  std::atomic<PublishState> publish_state_{PublishState::starting};
-  std::atomic<bool> redis_thread_runs_{false};  // between start() and stop()
-  mutable std::mutex health_mutex_;
-  bool healthy_ = false;
-  std::string health_reason_;
-  std::chrono::steady_clock::time_point last_bad_payload_log_{};
-};
+  asio::post(context_, [this, finish] {
+    cluster_->leave_cluster(finish);
+    exit_timer_.expires_after(kLeaveTimeout);
+    exit_timer_.async_wait([finish](const boost::system::error_code& ec) {
+      if (!ec) finish();
+    });
+  });
+  thread_.join();
+}
+
+void RedisBroadcasterCore::fetch_history(const std::string& room, const std::string& last_id,
+                                         std::function<void(HistoryResult)> done) {
+  asio::post(context_, [this, room, last_id, done = std::move(done)]() mutable {
+    fetch_when_subscribed(room, last_id, std::move(done),
+                          std::chrono::steady_clock::now() + kSubscribeWait);
+  });
+}
+
+bool RedisBroadcasterCore::await_subscribed(const std::string& room, const std::string& user,
+                                            std::function<void()> done) {
+  if (!redis_thread_runs_.load(std::memory_order_acquire)) return false;
+  std::vector<std::string> channels;
+  channels.reserve(2);
+  channels.push_back(std::string(kUserPrefix) + user);
+  if (!room.empty()) channels.push_back(std::string(kRoomPrefix) + room);
+  // Posted after the join's add() of these channels (same thread, in order), so the subscriber
+  // knows them. `done` runs even if the loop stops before this handler does.
+  auto once = std::make_shared<OnceCall>(std::move(done));
+  asio::post(context_, [this, room, channels = std::move(channels), once]() mutable {
+    subscriber_->when_subscribed(std::move(channels),
+                                 std::chrono::steady_clock::now() + kSubscribeWait,
+                                 [this, room, once] { read_start(room, once); });
+  });
+  return true;
+}
+
+// On the Redis thread, when one of this pod's connections to Redis came up: the Redis thread's
+// connections that wait to reconnect (their backoff reaches seconds) try now. Otherwise, after
+// Redis restarted, the I/O threads could publish for seconds while the subscription, and the
+// connection that reads gaps back, were still waiting: what other pods published then would be
+// lost on this pod. (A lane still waiting hands its messages to the Redis thread meanwhile.)
+void RedisBroadcasterCore::reconnect_all_now() {
+  if (finished_) return;
+  publisher_->retry_now();
+  subscriber_->retry_now();
+}
+
+// On the Redis thread, once the room's subscription is confirmed (or the wait ended): where the
+// room's delivery starts on this pod, when not known yet, is read from the shared history (so a
+// joining client can be told its position), then `once` runs; within kPositionReadWait.
+void RedisBroadcasterCore::read_start(const std::string& room,
+                                      const std::shared_ptr<OnceCall>& once) {
+  const auto generation = room.empty() ? std::nullopt : core_.start_to_read(room);
+  if (!generation || !publisher_->connected() ||
+      !subscriber_->subscribed(std::string(kRoomPrefix) + room)) {
+    once->run();
+    return;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(context_, kPositionReadWait);
+  timer->async_wait([once](const boost::system::error_code&) { once->run(); });
+  const auto ec = read_history(
+      room, 0, {},
+      [this, room, generation, once, timer](std::error_code error, const RedisReply& reply) {
+        timer->cancel();
+        if (!error) {
+          if (const auto position = history_position(reply))
+            core_.set_start(room, *generation, position->epoch, position->seq);
+        }
+        once->run();
+      });
+  if (ec) once->run();
+}
+
+// The history script for `room`: its epoch and current number, and of its last `keep` items
+// those a client that last saw `last_id` needs (none for an id that is not of this cluster; the
+// script starts a history for a room without one).
+std::error_code RedisBroadcasterCore::read_history(const std::string& room, std::size_t keep,
+                                                   const std::string& last_id,
+                                                   RedisPublisher::ReplyHandler done) {
+  std::vector<std::string> args = {"2",
+                                   room_key("ids", room),
+                                   room_key("history", room),
+                                   std::to_string(keep),
+                                   core_.new_history_epoch(),
+                                   std::to_string(kHistoryTtlSeconds)};
+  if (const auto id = parse_message_id(last_id); id && keep > 0) {
+    args.emplace_back(id->epoch);
+    args.push_back(std::to_string(id->seq));
+  }
+  return eval(history_script(), history_sha_, std::move(args), std::move(done));
+}
+
+// Runs a script on the Redis thread's connection (see eval_by_sha).
+std::error_code RedisBroadcasterCore::eval(std::string_view script, const std::string& sha,
+                                           std::vector<std::string> args,
+                                           RedisPublisher::ReplyHandler done) {
+  std::vector<std::string> call;
+  call.reserve(args.size() + 2);
+  call.emplace_back("EVALSHA");
+  call.push_back(sha);
+  std::move(args.begin(), args.end(), std::back_inserter(call));
+  return eval_by_sha(*publisher_, script, std::move(call), std::move(done));
+}
+
+void RedisBroadcasterCore::user_joined(const std::string& room, const std::string& user) {
+  asio::post(context_, [this, room, user] { cluster_->user_joined(room, user); });
+}
+
+void RedisBroadcasterCore::user_left(const std::string& room, const std::string& user) {
+  asio::post(context_, [this, room, user] { cluster_->user_left(room, user); });
+}
+
+void RedisBroadcasterCore::status_changed(const std::string& room, const std::string& user,
+                                          PresenceStatus status) {
+  asio::post(context_,
+             [this, room, user, status] { cluster_->status_changed(room, user, status); });
+}
+
+void RedisBroadcasterCore::query_rooms(std::function<void(std::vector<RoomCount>)> done) {
+  asio::post(context_, [this, done = std::move(done)]() mutable { cluster_->query_rooms(done); });
+}
+
+void RedisBroadcasterCore::query_presence(const std::string& room,
+                                          std::function<void(std::vector<PresenceEntry>)> done) {
+  asio::post(context_, [this, room, done = std::move(done)]() mutable {
+    cluster_->query_presence(room, done);
+  });
+}
+
+void RedisBroadcasterCore::start_release_timer() {
+  release_timer_.expires_after(kReleasePeriod);
+  release_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || finished_) return;
+    for (const HubCore::SharedPosition& gap : core_.release_held(true)) fill_gap(gap, true);
+    start_release_timer();
+  });
+}
+
+// Renews the shared numbering and history of the rooms with members here (a message renews them
+// too, but a quiet room sends none): their clients' positions stay resumable.
+void RedisBroadcasterCore::start_keepalive_timer() {
+  if (keepalive_interval_ <= std::chrono::milliseconds::zero()) return;  // turned off
+  keepalive_timer_.expires_after(keepalive_interval_);
+  keepalive_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || finished_) return;
+    const std::vector<RoomCount> rooms = core_.rooms();
+    for (std::size_t first = 0; first < rooms.size(); first += kMaxPublishBatch) {
+      std::vector<std::string> args = {"0", std::to_string(kHistoryTtlSeconds)};
+      const std::size_t last = std::min(rooms.size(), first + kMaxPublishBatch);
+      for (std::size_t i = first; i < last; ++i) args.push_back(rooms[i].room);
+      // A failure (Redis away) is retried at the next round; nothing else waits for it.
+      eval(keep_rooms_script(), keep_rooms_sha_, std::move(args),
+           [](std::error_code, const RedisReply&) {});
+    }
+    start_keepalive_timer();
+  });
+}
+
+bool RedisBroadcasterCore::ready(std::string* reason) const {
+  std::lock_guard lock(health_mutex_);
+  if (!healthy_ && reason != nullptr) {
+    *reason = health_reason_.empty() ? "redis not connected yet" : "redis: " + health_reason_;
+  }
+  return healthy_;
+}
+
+std::string RedisBroadcasterCore::sanitized_pod() const {
+  std::string name = core_.pod_id();
+  for (char& c : name) {
+    if (c < 0x21 || c > 0x7e) c = '_';  // CLIENT SETNAME takes no spaces or controls
+  }
+  return name;
+}
+
+void RedisBroadcasterCore::fetch_when_subscribed(const std::string& room,
+                                                 const std::string& last_id,
+                                                 std::function<void(HistoryResult)> done,
+                                                 std::chrono::steady_clock::time_point deadline,
+                                                 bool woken) {
+  std::string channel = std::string(kRoomPrefix) + room;
+  // A subscription that went quiet (this process was stopped, say) is not trusted: the history
+  // read here must come after the subscription that brings what follows it.
+  subscriber_->check_liveness();
+  const bool subscribed = subscriber_->subscribed(channel);
+  const bool linked = subscribed && publisher_->connected();
+  if (!linked && std::chrono::steady_clock::now() < deadline) {
+    if (!subscribed && !woken) {
+      // Woken as soon as Redis confirms the subscription (or the subscriber stops waiting).
+      subscriber_->when_subscribed(
+          {std::move(channel)}, deadline, [this, room, last_id, done, deadline]() mutable {
+            asio::post(context_, [this, room, last_id, done = std::move(done), deadline] {
+              fetch_when_subscribed(room, last_id, done, deadline, true);
+            });
+          });
+      return;
+    }
+    // The publisher is still connecting (or the subscriber gave up): look again shortly.
+    auto timer = std::make_shared<asio::steady_timer>(context_, kSubscribePoll);
+    timer->async_wait([this, timer, room, last_id, done = std::move(done),
+                       deadline](const boost::system::error_code& ec) mutable {
+      if (ec) return done(HistoryResult{});
+      fetch_when_subscribed(room, last_id, std::move(done), deadline);
+    });
+    return;
+  }
+  auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
+  // Only a read made after the subscription began can say where the room starts here (and give
+  // the client a position): what is numbered after it then reaches this pod.
+  const auto generation = linked ? core_.start_to_read(room) : std::nullopt;
+  const auto ec =
+      read_history(room, core_.options().history_size, last_id,
+                   [this, room, callback, last_id, linked, generation](std::error_code error,
+                                                                       const RedisReply& reply) {
+                     if (error) return (*callback)(HistoryResult{});
+                     const auto position = history_position(reply);
+                     if (position && generation)
+                       core_.set_start(room, *generation, position->epoch, position->seq);
+                     HistoryResult result = history_after(reply, last_id);
+                     if (!linked) result.position.clear();
+                     (*callback)(std::move(result));
+                   });
+  if (ec) (*callback)(HistoryResult{});
+}
+
+// Reads a room's messages from `from.next` on back from the shared history and delivers those of
+// other pods this pod has not delivered (its own come with their publish's answer). `reported`:
+// release_held() returned this gap and waits for gap_repaired().
+void RedisBroadcasterCore::fill_gap(const HubCore::SharedPosition& from, bool reported) {
+  auto done = [this, from, reported](std::error_code error, const RedisReply& reply) {
+    if (!error) {
+      for (const auto& [seq, item] : gap_items(reply)) {
+        if (item.ends_with(pod_suffix_)) continue;
+        auto decoded = protocol::decode_envelope(item);
+        if (decoded.error != protocol::DecodeError::none) continue;
+        Message& msg = decoded.message;
+        msg.room = from.room;
+        core_.deliver_repaired(msg, from.epoch, seq);
+      }
+    }
+    if (reported) core_.gap_repaired(from.room, !error);
+  };
+  const auto ec = eval(gap_script(), gap_sha_,
+                       {"2", room_key("ids", from.room), room_key("history", from.room), from.epoch,
+                        std::to_string(from.next)},
+                       done);
+  if (ec) done(ec, RedisReply{});
+}
+
+// A presence change this pod's script made, published to the room's channel for the other pods
+// and to this pod's control channel for its own members: delivered here in the order of the
+// subscription, so after every change another pod made before it and before every one made
+// after it.
+void RedisBroadcasterCore::on_own_presence(std::string_view payload) {
+  auto decoded = protocol::decode_envelope(payload);
+  Message& msg = decoded.message;
+  if (decoded.error != protocol::DecodeError::none || msg.type != MessageType::presence ||
+      !protocol::is_valid_room(msg.room)) {
+    return;
+  }
+  msg.id.clear();
+  core_.deliver(msg);
+  cluster_->echo_received();
+}
+
+// A room's presence in the cluster, read by ClusterState::sync_presence(): the changes the
+// room's members here missed (a resync) are delivered to them, in the subscription's order.
+void RedisBroadcasterCore::on_presence_sync(std::string_view payload) {
+  const auto sync = ClusterState::parse_presence_sync(payload);
+  if (!sync) return;
+  const HubCore::PresenceResync resync =
+      core_.sync_presence(sync->room, sync->users, sync->snapshot, sync->epoch);
+  for (const PresenceEntry& change : resync.changes) {
+    Message msg = presence_message(sync->room, {change.status, change.user_id});
+    core_.deliver(msg);
+  }
+  if (resync.stale) cluster_->resnapshot_later({sync->room});
+}
+
+void RedisBroadcasterCore::on_own_echo(std::string_view channel, std::string_view payload) {
+  auto decoded = protocol::decode_envelope(payload);
+  if (decoded.error != protocol::DecodeError::none) return;
+  Message& msg = decoded.message;
+  msg.room = std::string(channel.substr(kRoomPrefix.size()));
+  const auto id = parse_message_id(msg.id);
+  if (!id || msg.type == MessageType::presence) return;
+  core_.own_echo(msg.room, id->epoch, id->seq);
+}
+
+void RedisBroadcasterCore::on_message(std::string_view channel, std::string_view payload) {
+  if (channel == control_channel_) {
+    if (payload.starts_with(ClusterState::kPresenceSyncHead)) {
+      on_presence_sync(payload);
+    } else {
+      on_own_presence(payload);
+    }
+    return;
+  }
+  if (payload.ends_with(pod_suffix_)) {
+    // Our own publish, delivered locally when Redis answered. Its echo matters only to a room
+    // whose start on this pod is not known yet (HubCore::deliver_sequenced).
+    if (channel.starts_with(kRoomPrefix) &&
+        core_.start_unknown(channel.substr(kRoomPrefix.size()))) {
+      on_own_echo(channel, payload);
+    }
+    return;
+  }
+  auto decoded = protocol::decode_envelope(payload);
+  if (decoded.error != protocol::DecodeError::none) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_bad_payload_log_ >= kBadPayloadLogInterval) {
+      last_bad_payload_log_ = now;
+      log_->warn("dropping a malformed message on {}: {}", channel, decoded.detail);
+    }
+    return;
+  }
+  Message& msg = decoded.message;
+  if (channel.starts_with(kRoomPrefix)) {
+    msg.room = std::string(channel.substr(kRoomPrefix.size()));
+    if (!protocol::is_valid_room(msg.room)) return;
+    const auto id = parse_message_id(msg.id);
+    if (id && msg.type != MessageType::presence) {
+      const std::string epoch(id->epoch);
+      // Another pod's message: the next number this pod guesses for the room follows it.
+      {
+        std::lock_guard numbering_lock(numbering_mutex_);
+        if (auto it = numbering_.find(msg.room);
+            it != numbering_.end() && it->second.epoch == epoch) {
+          it->second.next_seq = std::max(it->second.next_seq, id->seq + 1);
+        }
+      }
+      core_.deliver_sequenced(msg, epoch, id->seq);
+      return;
+    }
+    // Another program's message without our numbering: delivered, but not a recovery point.
+    if (msg.id.empty() || msg.type != MessageType::presence) msg.id = core_.next_direct_id();
+    core_.deliver(msg);
+  } else if (channel.starts_with(kUserPrefix)) {
+    core_.deliver_to_user(std::string(channel.substr(kUserPrefix.size())), msg);
+  } else if (channel == kGlobalChannel) {
+    msg.room.clear();
+    core_.deliver(msg);
+  }
+}
 
 }  // namespace detail
 

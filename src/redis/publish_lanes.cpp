@@ -1,0 +1,350 @@
+// RedisBroadcasterCore's publish path: see redis_broadcaster_core.hpp and ARCHITECTURE.md
+// ("Several pods: Redis").
+
+#include <future>
+
+#include <boost/asio/post.hpp>
+
+#include "protocol/envelope.hpp"
+#include "redis/redis_broadcaster_core.hpp"
+
+namespace realtime::detail {
+namespace {
+
+namespace asio = boost::asio;
+
+// A room's history keys get their TTL renewed at most this often by one pod.
+constexpr std::chrono::seconds kTtlRefreshInterval{60};
+// Past this many rooms in the refresh table, entries older than the interval are dropped.
+constexpr std::size_t kMaxTrackedRooms = 10000;
+// How long room messages wait for a lost connection to Redis to come back (see hold_publishes()):
+// longer than a restart plus the reconnect backoff (capped at 1 s), short enough that a pod cut off
+// from Redis keeps its own members talking.
+constexpr std::chrono::milliseconds kPublishHold{2000};
+// At most this many room messages wait for the connection (at start or in a hold); one more and
+// they are delivered locally at once (~300 bytes each: a bound of ~20 MB).
+constexpr std::size_t kMaxHeldPublishes = 65536;
+// While stopping the lanes, how often to check that the hub still runs their threads.
+constexpr std::chrono::milliseconds kLaneStopPoll{20};
+
+}  // namespace
+
+std::string RedisBroadcasterCore::publish(Message msg) {
+  // The id is known at once when this pod numbers the message; otherwise the callback runs later,
+  // maybe on another thread, and finds the slot closed: the caller got "".
+  struct Slot {
+    std::mutex mutex;
+    bool open = true;
+    std::string id;
+  };
+  auto slot = std::make_shared<Slot>();
+  publish_then(std::move(msg), [slot](const std::string& assigned) {
+    std::lock_guard lock(slot->mutex);
+    if (slot->open) slot->id = assigned;
+  });
+  std::lock_guard lock(slot->mutex);
+  slot->open = false;
+  return std::move(slot->id);
+}
+
+void RedisBroadcasterCore::publish_then(Message msg, std::function<void(const std::string&)> done) {
+  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+  if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence) {
+    // The shared history numbers it; this pod delivers it on the answer (not on the echo). On
+    // an I/O thread whose lane is connected, all of it happens on this thread.
+    PublishLane* lane = this_thread_lane();
+    const auto& handed_off = lane != nullptr ? lane->handed_off : foreign_handed_off_;
+    const bool handing_off = handed_off->load(std::memory_order_acquire) > 0;
+    // (Behind a call in flight, also when the connection is gone: if that call fails, its
+    // messages are delivered here before the queue behind it is handed over.)
+    if (lane != nullptr && !handing_off && (lane->publisher.connected() || lane->in_flight)) {
+      publish_numbered(*lane, std::move(msg), std::move(done));
+      return;
+    }
+    // Else through the Redis thread's connection, which a pod that has just started, or whose
+    // connection was lost a moment ago, waits for (so a message the API took at once still
+    // reaches every pod). The subscriber's health does not matter: a message numbered through
+    // Redis reaches the other pods even while this pod's own subscription is being rebuilt.
+    // Until what this thread handed over is numbered (or, Redis down, delivered locally), its
+    // later messages follow the same way.
+    if (redis_thread_runs_.load(std::memory_order_acquire) &&
+        (handing_off || publish_state_.load(std::memory_order_acquire) != PublishState::down)) {
+      hand_off(handed_off, {std::move(msg), std::move(done), {}});
+      return;
+    }
+  }
+  // Redis unreachable, the Redis thread not running, or not a history message: this pod numbers
+  // it and delivers at once.
+  const std::string id = core_.deliver(msg);
+  std::string channel;
+  if (msg.room.empty()) {
+    channel = kGlobalChannel;
+  } else {
+    channel = kRoomPrefix;
+    channel += msg.room;
+  }
+  send(std::move(channel), encode(msg));
+  done(id);
+}
+
+std::string RedisBroadcasterCore::publish_to_user(const std::string& user, Message msg) {
+  std::string id = core_.deliver_to_user(user, msg);
+  std::string channel(kUserPrefix);
+  channel += user;
+  send(std::move(channel), encode(msg));
+  return id;
+}
+
+// The envelope with this pod's id in a "pod" field, last, so the echo is recognised by its
+// suffix.
+std::string RedisBroadcasterCore::encode(const Message& msg) const {
+  std::string payload;
+  payload.reserve(128 + msg.data.size());
+  append_encoded(payload, msg);
+  return payload;
+}
+
+void RedisBroadcasterCore::append_encoded(std::string& out, const Message& msg) const {
+  const std::size_t start = out.size();
+  protocol::append_envelope(out, msg);
+  if (out.size() > start && out.back() == '}') out.pop_back();
+  out += pod_suffix_;
+}
+
+// The I/O thread's lane when called on one, else null.
+PublishLane* RedisBroadcasterCore::this_thread_lane() const {
+  for (unsigned k = 0; k < lanes_.size(); ++k) {
+    if (core_.shard(k).context().get_executor().running_in_this_thread()) return lanes_[k].get();
+  }
+  return nullptr;
+}
+
+// Each lane is stopped and destroyed on its own thread: what its connection's close completes
+// (posted handlers that refer to the lane) runs before the lane goes. Lanes whose thread does not
+// run (the hub not started, or stopped first) are stopped by the destructor.
+void RedisBroadcasterCore::stop_lanes() {
+  for (unsigned k = 0; k < lanes_.size(); ++k) {
+    if (!core_.running()) break;
+    std::promise<void> stopped;
+    auto done = stopped.get_future();
+    asio::post(lanes_[k]->context, [this, k, &stopped] {
+      lanes_[k]->publisher.stop();
+      asio::post(lanes_[k]->context, [this, k, &stopped] {
+        lanes_[k].reset();
+        stopped.set_value();
+      });
+    });
+    while (done.wait_for(kLaneStopPoll) != std::future_status::ready) {
+      if (!core_.running()) return;  // (the hub stopped meanwhile)
+    }
+  }
+}
+
+// To the Redis thread's lane, from a thread whose messages `handed_off` counts: until Redis has
+// numbered them (or they were delivered locally), the thread's later messages follow the same
+// way, so a publisher's order is kept across the switch back to its lane, or to local delivery.
+void RedisBroadcasterCore::hand_off(const std::shared_ptr<std::atomic<std::uint32_t>>& handed_off,
+                                    PendingPublish pending) {
+  handed_off->fetch_add(1, std::memory_order_relaxed);
+  pending.done = [handed_off, done = std::move(pending.done)](const std::string& id) {
+    done(id);
+    handed_off->fetch_sub(1, std::memory_order_release);
+  };
+  asio::post(context_, [this, pending = std::move(pending)]() mutable {
+    publish_numbered(*redis_lane_, std::move(pending.msg), std::move(pending.done));
+  });
+}
+
+// On an I/O thread whose lane lost its connection: what it had not sent yet goes through the
+// Redis thread (held there while that connection is lost too), not only to this pod.
+bool RedisBroadcasterCore::hand_off_unsent(PublishLane& lane, std::vector<PendingPublish>& unsent) {
+  if (&lane == redis_lane_.get() || lane.publisher.connected() ||
+      !redis_thread_runs_.load(std::memory_order_acquire)) {
+    return false;
+  }
+  for (PendingPublish& pending : unsent) hand_off(lane.handed_off, std::move(pending));
+  unsent.clear();
+  return true;
+}
+
+// On the Redis thread, when its command connection was lost: room messages wait for it to come
+// back, for up to kPublishHold, rather than reach only this pod (a Redis restart, a failover or a
+// network blip of a second or so then loses nothing); after that, this pod numbers and delivers
+// them itself, and so every later one until the connection is back.
+void RedisBroadcasterCore::hold_publishes() {
+  publish_state_.store(PublishState::holding, std::memory_order_release);
+  const std::uint64_t hold = ++hold_generation_;
+  hold_timer_.expires_after(kPublishHold);
+  hold_timer_.async_wait([this, hold](const boost::system::error_code& ec) {
+    // (An expiry already queued when the connection came back and was lost again is not this
+    // hold's.)
+    if (ec || hold != hold_generation_ ||
+        publish_state_.load(std::memory_order_acquire) != PublishState::holding) {
+      return;
+    }
+    release_held_publishes();
+  });
+}
+
+// The hold (or the wait at start) ends without the connection: what waited is delivered
+// locally, in order (the threads that handed it over send their later messages the same way
+// until it is).
+void RedisBroadcasterCore::release_held_publishes() {
+  hold_timer_.cancel();
+  publish_state_.store(PublishState::down, std::memory_order_release);
+  if (!redis_lane_->in_flight) send_publish_batch(*redis_lane_);
+}
+
+// On the lane's thread: queued, and sent with whatever else is queued when no call is in flight.
+void RedisBroadcasterCore::publish_numbered(PublishLane& lane, Message msg,
+                                            std::function<void(const std::string&)> done) {
+  lane.queue.push_back({std::move(msg), std::move(done), {}});
+  if (&lane == redis_lane_.get() && lane.queue.size() > kMaxHeldPublishes &&
+      publish_state_.load(std::memory_order_acquire) != PublishState::up) {
+    release_held_publishes();  // too many waiting: no longer
+    return;
+  }
+  if (!lane.in_flight) send_publish_batch(lane);
+}
+
+void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
+  if (lane.queue.empty()) return;
+  // Until the Redis thread's connection first comes up (or its first attempt fails), and while
+  // it is held for after a loss, its messages wait for it.
+  if (&lane == redis_lane_.get()) {
+    const PublishState state = publish_state_.load(std::memory_order_acquire);
+    if (state == PublishState::starting || state == PublishState::holding) return;
+  }
+  auto batch = std::make_shared<std::vector<PendingPublish>>();
+  if (lane.queue.size() <= kMaxPublishBatch) {
+    batch->swap(lane.queue);
+  } else {
+    const auto split = lane.queue.begin() + static_cast<std::ptrdiff_t>(kMaxPublishBatch);
+    batch->assign(std::make_move_iterator(lane.queue.begin()), std::make_move_iterator(split));
+    lane.queue.erase(lane.queue.begin(), split);
+  }
+  const auto now = std::chrono::steady_clock::now();
+  std::unique_lock numbering_lock(numbering_mutex_);
+  if (numbering_.size() > kMaxTrackedRooms) {
+    std::erase_if(numbering_, [&](const auto& entry) {
+      return now - entry.second.refreshed >= kTtlRefreshInterval;
+    });
+  }
+  std::vector<std::string> args = {"EVALSHA",
+                                   publish_sha_,
+                                   "0",
+                                   std::to_string(core_.options().history_size),
+                                   std::to_string(kHistoryTtlSeconds),
+                                   core_.new_history_epoch(),
+                                   std::string()};
+  args.reserve(args.size() + batch->size() * 4);
+  std::string& flags = args.back();  // (no reallocation past the reserve above)
+  for (PendingPublish& pending : *batch) {
+    RoomNumbering& room = numbering_[pending.msg.room];
+    pending.epoch = room.epoch;
+    const bool refresh = now - room.refreshed >= kTtlRefreshInterval;
+    if (refresh) room.refreshed = now;
+    flags += refresh ? '1' : '0';
+    // The pod field ends the item, as on every copy we publish; the id, when the pod can guess
+    // it, starts it (else the script puts it there).
+    std::string item;
+    item.reserve(160 + room.epoch.size() + pending.msg.data.size());
+    std::string guess;
+    if (!room.epoch.empty() && room.next_seq > 0) {
+      guess = std::to_string(room.next_seq++);
+      item += R"({"id":")";
+      item += room.epoch;
+      item += '-';
+      item += guess;
+      item += '"';
+    }
+    const std::size_t envelope = item.size();
+    append_encoded(item, pending.msg);
+    // The envelope's "{": the comma after a guessed id, else dropped.
+    if (guess.empty()) {
+      item.erase(0, 1);
+    } else {
+      item[envelope] = ',';
+    }
+    args.push_back(pending.msg.room);
+    args.push_back(std::move(item));
+    args.push_back(room.epoch);
+    args.push_back(std::move(guess));
+  }
+  numbering_lock.unlock();
+  lane.in_flight = true;
+  const auto ec = eval_by_sha(
+      lane.publisher, publish_script(), std::move(args),
+      [this, &lane, batch](std::error_code error, const RedisReply& reply) {
+        lane.in_flight = false;
+        if (error || reply.elements.size() != batch->size()) {
+          // Redis may or may not have run the call: its messages reach this pod only.
+          for (PendingPublish& pending : *batch) publish_locally(pending);
+          if (hand_off_unsent(lane, lane.queue)) return;
+        } else {
+          for (std::size_t i = 0; i < batch->size(); ++i) {
+            PendingPublish& pending = (*batch)[i];
+            const RedisReply& numbered = reply.elements[i];
+            std::string epoch;
+            std::uint64_t seq = 0;
+            if (numbered.type == RedisReply::Type::integer) {
+              epoch = pending.epoch;
+              seq = static_cast<std::uint64_t>(numbered.integer);
+            } else if (const auto id = parse_message_id(numbered.str)) {
+              epoch = std::string(id->epoch);
+              seq = id->seq;
+            } else {
+              publish_locally(pending);  // not an answer this script gives
+              continue;
+            }
+            {
+              std::lock_guard numbering_lock(numbering_mutex_);
+              if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
+                // (Another pod's or lane's later message may have taught it more already.)
+                RoomNumbering& room = it->second;
+                room.next_seq = room.epoch == epoch ? std::max(room.next_seq, seq + 1) : seq + 1;
+                room.epoch = epoch;
+              }
+            }
+            pending.msg.id = epoch + "-" + std::to_string(seq);
+            core_.deliver_sequenced(pending.msg, epoch, seq, HubCore::Numbered::own);
+            pending.done(pending.msg.id);
+          }
+        }
+        send_publish_batch(lane);
+      });
+  if (ec) {
+    lane.in_flight = false;
+    // Not sent: through the Redis thread if this is a lane whose connection is lost, else (the
+    // Redis thread's own connection down) locally, the rest of the queue the same way.
+    if (hand_off_unsent(lane, *batch)) {
+      hand_off_unsent(lane, lane.queue);
+      return;
+    }
+    for (PendingPublish& pending : *batch) publish_locally(pending);
+    send_publish_batch(lane);
+  }
+}
+
+// Redis could not number it: this pod does, and delivers it (not shared with other pods).
+void RedisBroadcasterCore::publish_locally(PendingPublish& pending) {
+  {
+    std::lock_guard numbering_lock(numbering_mutex_);
+    if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {
+      it->second.next_seq = 0;  // the guesses sent with it were never checked
+    }
+  }
+  core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
+  const std::string id = core_.deliver(pending.msg);
+  pending.done(id);
+}
+
+void RedisBroadcasterCore::send(std::string channel, std::string payload) {
+  // Every publish of one loop turn goes out in one write: hiredis buffers until the socket is
+  // writable, which is pipelining.
+  asio::post(context_, [this, channel = std::move(channel), payload = std::move(payload)] {
+    publisher_->publish(channel, payload);
+  });
+}
+
+}  // namespace realtime::detail
