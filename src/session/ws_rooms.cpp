@@ -1,0 +1,237 @@
+// WsSession's rooms: joins (with their welcome held until Redis confirms the subscriptions),
+// leaves, recovery from a resume point, and presence. The socket's I/O, framing, rate limits, auth
+// and close are in ws_session.cpp.
+
+#include <algorithm>
+#include <limits>
+
+#include <boost/asio/post.hpp>
+
+#include "http/handler_core.hpp"
+#include "hub/hub_core.hpp"
+#include "hub/shard.hpp"
+#include "protocol/envelope.hpp"
+#include "protocol/request.hpp"
+#include "realtime/error.hpp"
+#include "session/ws_session.hpp"
+
+namespace realtime::detail {
+
+namespace asio = boost::asio;
+
+void WsSession::hold_until_subscribed(const std::string& room,
+                                      std::unique_ptr<Announcement> announcement) {
+  std::shared_ptr<Announcement> told(std::move(announcement));
+  bool waiting = false;
+  if (holds_ != std::numeric_limits<decltype(holds_)>::max()) {  // else enough said already
+    waiting = handler_->broadcaster().await_subscribed(
+        room, user_id_, [weak = weak_from_this(), context = &shard_.context(), told] {
+          asio::post(*context, [weak, told] {
+            const auto self = weak.lock();
+            if (!self || self->holds_ == 0) return;
+            if (told) self->add_position(*told, self->handler_->core().shared_position(told->room));
+            if (--self->holds_ == 0) self->flush();
+          });
+        });
+  }
+  if (waiting) {
+    ++holds_;
+  } else if (told) {
+    add_position(*told, handler_->core().shared_position(told->room));
+  }
+}
+
+void WsSession::add_position(Announcement& announcement, const std::string& position) {
+  if (position.empty() || state_ != State::open || overflowed_ || !announcement.frame) return;
+  std::string& data = announcement.msg.data;  // {"event":...}: the position goes before the '}'
+  data.pop_back();
+  data += ",\"last_id\":";
+  protocol::append_json_string(data, position);
+  data += '}';
+  // The frame is still queued (the output is held, or nothing has been written since it was).
+  const auto it = std::find(queue_.begin() + static_cast<std::ptrdiff_t>(head_), queue_.end(),
+                            announcement.frame);
+  if (it == queue_.end() ||
+      (it == queue_.begin() + static_cast<std::ptrdiff_t>(head_) && head_offset_ != 0)) {
+    return;
+  }
+  FramePtr frame = make_frame(announcement.msg);
+  queued_bytes_ += frame->bytes.size() - announcement.frame->bytes.size();
+  announcement.frame = frame;
+  *it = std::move(frame);
+}
+
+bool WsSession::in_room(const std::string& room) const {
+  return std::find(rooms_.begin(), rooms_.end(), room) != rooms_.end();
+}
+
+void WsSession::handle_join(const std::string& room, const std::optional<std::string>& last_id,
+                            std::unique_ptr<Announcement> welcome) {
+  if (!protocol::is_valid_room(room)) {
+    send_error(error_code::bad_room, "invalid room name");
+    return;
+  }
+  if (in_room(room)) return;  // joining twice is harmless
+  if (rooms_.size() >= handler_->config().max_rooms_per_connection) {
+    send_error(error_code::too_many_rooms, "too many rooms on one socket");
+    return;
+  }
+  rooms_.push_back(room);
+  Broadcaster& broadcaster = handler_->broadcaster();
+  if (last_id && broadcaster.shared_history()) {
+    // Join now with live frames kept aside, fetch the shared history, then replay and go live.
+    const auto result = handler_->core().join(room, user_id_, *this, std::nullopt, true, status_);
+    recovering_.push_back({room, {}, 0});
+    broadcaster.fetch_history(room, *last_id,
+                              [weak = weak_from_this(), room, last_id = *last_id,
+                               context = &shard_.context()](HistoryResult history) {
+                                boost::asio::post(
+                                    *context,
+                                    [weak, room, last_id, history = std::move(history)]() mutable {
+                                      if (auto self = weak.lock())
+                                        self->finish_recovery(room, last_id, history);
+                                    });
+                              });
+    announce_join(room, result.user_first, result.status_change);
+    return;
+  }
+  const auto result = handler_->core().join(room, user_id_, *this, last_id, false, status_);
+  // Here a last_id is served by this pod's own history (see above); without one the join is
+  // announced, with the room's position: from this pod's history now, or from the shared one
+  // once the pod receives the room.
+  if (last_id) {
+    send_recovered(room, result.recovered, result.replayed, result.position);
+  } else {
+    if (!welcome) {
+      Message joined = system_message("joined", {});
+      joined.room = room;
+      joined.id = handler_->core().next_direct_id();
+      welcome = std::make_unique<Announcement>(Announcement{room, joined, nullptr});
+      welcome->frame = send_direct(std::move(joined));
+    }
+    if (!broadcaster.shared_history()) {
+      add_position(*welcome, result.position);
+      welcome.reset();
+    }
+  }
+  announce_join(room, result.user_first, result.status_change);
+  hold_until_subscribed(room, std::move(welcome));
+}
+
+void WsSession::announce_join(const std::string& room, bool user_first,
+                              std::optional<PresenceStatus> changed) {
+  Broadcaster& broadcaster = handler_->broadcaster();
+  if (user_first) broadcaster.user_joined(room, user_id_);
+  if (changed) broadcaster.status_changed(room, user_id_, *changed);
+}
+
+void WsSession::announce_leave(const std::string& room, bool user_last,
+                               std::optional<PresenceStatus> changed) {
+  Broadcaster& broadcaster = handler_->broadcaster();
+  if (user_last) {
+    broadcaster.user_left(room, user_id_);
+  } else if (changed) {
+    broadcaster.status_changed(room, user_id_, *changed);
+  }
+}
+
+void WsSession::send_recovered(const std::string& room, bool recovered, std::size_t replayed,
+                               const std::string& position) {
+  std::string fields = "\"recovered\":";
+  fields += recovered ? "true" : "false";
+  fields += ",\"replayed\":";
+  fields += std::to_string(replayed);
+  if (!position.empty()) {
+    fields += ",\"last_id\":";
+    protocol::append_json_string(fields, position);
+  }
+  Message message = system_message("recovered", fields);
+  message.room = room;
+  send_direct(std::move(message));
+}
+
+void WsSession::buffer_live(const FramePtr& frame) {
+  auto it = std::find_if(recovering_.begin(), recovering_.end(),
+                         [&](const Recovery& r) { return r.room == frame->room; });
+  if (it == recovering_.end()) {
+    enqueue(frame);
+    return;
+  }
+  if (state_ != State::open || overflowed_) return;
+  it->bytes += frame->bytes.size();
+  it->live.push_back(frame);
+  if (it->bytes + queued_bytes_ > handler_->config().send_queue_bytes) {
+    overflowed_ = true;
+    handler_->metrics().slow_consumer_closes.fetch_add(1, std::memory_order_relaxed);
+    boost::asio::post(shard_.context(), [self = shared_from_this()] {
+      self->start_close(close_code::try_again_later, "slow consumer", true);
+    });
+  }
+}
+
+void WsSession::finish_recovery(const std::string& room, const std::string& last_id,
+                                const HistoryResult& result) {
+  auto it = std::find_if(recovering_.begin(), recovering_.end(),
+                         [&](const Recovery& r) { return r.room == room; });
+  if (it == recovering_.end()) return;  // left the room (or closed) meanwhile
+  Recovery recovery = std::move(*it);
+  recovering_.erase(it);
+  std::optional<std::uint64_t> after_seq;
+  std::uint32_t epoch_tag = 0;
+  if (const auto id = parse_message_id(last_id)) {
+    after_seq = id->seq;
+    epoch_tag = shared_epoch_tag(id->epoch);
+  }
+  std::uint64_t last = after_seq.value_or(0);
+  if (result.recovered && !result.messages.empty()) last = result.messages.back().first;
+  // Live again; frames of the shared history up to `last` (in flight, or held behind a gap) are
+  // skipped from now on. (A recovery succeeds only in the history its last_id came from.)
+  shard_.set_live(room, this, result.recovered ? last : 0, epoch_tag);
+  if (state_ != State::open) return;
+  std::size_t replayed = 0;
+  if (result.recovered) {
+    for (const auto& [seq, json] : result.messages) {
+      enqueue_replay(make_frame_from_json(json, room, seq));
+      ++replayed;
+    }
+  }
+  // The history was read after this pod's subscription to the room began: what is numbered after
+  // its position reaches the socket live (what is numbered up to it and still comes live is sent
+  // after this message).
+  send_recovered(room, result.recovered, replayed, result.position);
+  for (const FramePtr& frame : recovery.live) {
+    // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0, or
+    // numbered by this pod while Redis was away), or of another shared history, are always live.
+    if (!result.recovered || frame->seq == 0 || frame->local_seq || frame->epoch_tag != epoch_tag ||
+        frame->seq > last)
+      enqueue(frame);
+  }
+}
+
+void WsSession::handle_leave(const std::string& room) {
+  auto it = std::find(rooms_.begin(), rooms_.end(), room);
+  if (it == rooms_.end()) {
+    send_error(error_code::not_in_room, "not in that room");
+    return;
+  }
+  rooms_.erase(it);
+  std::erase_if(recovering_, [&](const Recovery& r) { return r.room == room; });
+  const auto result = handler_->core().leave(room, user_id_, *this, status_);
+  announce_leave(room, result.user_last, result.status_change);
+}
+
+void WsSession::handle_presence(PresenceStatus status) {
+  const PresenceStatus before = status_;
+  if (before == status) return;
+  if (!presence_within_rate()) {
+    refuse_rate();
+    return;
+  }
+  status_ = status;
+  for (const std::string& room : rooms_) {
+    if (const auto user_status = handler_->core().set_status(room, user_id_, before, status))
+      handler_->broadcaster().status_changed(room, user_id_, *user_status);
+  }
+}
+
+}  // namespace realtime::detail
