@@ -1,0 +1,273 @@
+// The Redis connection against a real redis-server: commands, pipelining, bounds, connect
+// failures, close, AUTH and SELECT.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <gtest/gtest.h>
+
+#include "redis/redis_connection.hpp"
+#include "support/redis_transport_fixture.hpp"
+
+namespace realtime::detail {
+namespace {
+
+using namespace transport_test;
+
+TEST(RedisConnection, CommandsRepliesAndErrors) {
+  test::RedisServer server;
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url = url_of(server);
+  RedisConnection conn(io, options, test_logger());
+
+  EXPECT_EQ(conn.command(Args{"PING"}, {}), make_error_code(RedisErrc::not_connected));
+
+  bool connected = false;
+  conn.set_on_connected([&] { connected = true; });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+  EXPECT_TRUE(conn.ready());
+
+  std::string value;
+  bool got = false;
+  ASSERT_FALSE(conn.command(Args{"SET", "k", "v a l"}, {}));
+  ASSERT_FALSE(conn.command(Args{"GET", "k"}, [&](std::error_code ec, const RedisReply& reply) {
+    EXPECT_FALSE(ec);
+    EXPECT_EQ(reply.type, RedisReply::Type::string);
+    value = reply.str;
+    got = true;
+  }));
+  ASSERT_TRUE(run_until(io, [&] { return got; }));
+  EXPECT_EQ(value, "v a l");
+
+  std::error_code error;
+  RedisReply error_reply;
+  ASSERT_FALSE(conn.command(Args{"NOSUCHCOMMAND"}, [&](std::error_code ec, const RedisReply& r) {
+    error = ec;
+    error_reply = r;
+  }));
+  ASSERT_TRUE(run_until(io, [&] { return bool(error); }));
+  EXPECT_EQ(error, make_error_code(RedisErrc::server_error));
+  EXPECT_EQ(error_reply.type, RedisReply::Type::error);
+  EXPECT_NE(error_reply.str.find("unknown command"), std::string::npos);
+
+  EXPECT_EQ(conn.command(Args{"SUBSCRIBE", "x"}, {}), make_error_code(RedisErrc::bad_command));
+  EXPECT_EQ(conn.command(Args{}, {}), make_error_code(RedisErrc::bad_command));
+  EXPECT_EQ(conn.pending(), 0u);
+}
+
+TEST(RedisConnection, CommandsOfOneTurnLeaveInOneWrite) {
+  test::RedisServer server;
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url = url_of(server);
+  RedisConnection conn(io, options, test_logger());
+  bool connected = false;
+  conn.set_on_connected([&] { connected = true; });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+
+  constexpr int kCommands = 200;
+  const auto writes_before = conn.stats().write_events;
+  int replies = 0;
+  long long last = 0;
+  asio::post(io, [&] {
+    for (int i = 0; i < kCommands; ++i) {
+      ASSERT_FALSE(
+          conn.command(Args{"INCR", "counter"}, [&](std::error_code ec, const RedisReply& r) {
+            EXPECT_FALSE(ec);
+            last = r.integer;
+            ++replies;
+          }));
+    }
+  });
+  ASSERT_TRUE(run_until(io, [&] { return replies == kCommands; }));
+  EXPECT_EQ(last, kCommands);  // replies come back in order
+  EXPECT_EQ(conn.stats().write_events - writes_before, 1u);
+}
+
+TEST(RedisConnection, PendingCommandsAreBounded) {
+  test::RedisServer server;
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url = url_of(server);
+  options.max_pending = 3;
+  RedisConnection conn(io, options, test_logger());
+  bool connected = false;
+  conn.set_on_connected([&] { connected = true; });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+
+  int replies = 0;
+  auto count = [&](std::error_code, const RedisReply&) { ++replies; };
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(conn.command(Args{"PING"}, count));
+  EXPECT_EQ(conn.command(Args{"PING"}, count), make_error_code(RedisErrc::queue_full));
+  ASSERT_TRUE(run_until(io, [&] { return replies == 3; }));
+  EXPECT_FALSE(conn.command(Args{"PING"}, count));  // room again once answered
+  ASSERT_TRUE(run_until(io, [&] { return replies == 4; }));
+}
+
+TEST(RedisConnection, ConnectFailureIsReported) {
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url.host = "127.0.0.1";
+  options.url.port = test::free_loopback_port();  // nothing listens there
+  RedisConnection conn(io, options, test_logger());
+  std::error_code error;
+  std::string reason;
+  conn.set_on_disconnected([&](std::error_code ec, const std::string& why) {
+    error = ec;
+    reason = why;
+  });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return bool(error); }));
+  EXPECT_EQ(error, make_error_code(RedisErrc::connect_failed));
+  EXPECT_FALSE(reason.empty());
+  EXPECT_EQ(conn.state(), RedisConnection::State::disconnected);
+}
+
+TEST(RedisConnection, ResolvesLocalhost) {
+  test::RedisServer server;
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url.host = "localhost";
+  options.url.port = server.port();
+  RedisConnection conn(io, options, test_logger());
+  bool connected = false;
+  conn.set_on_connected([&] { connected = true; });
+  conn.connect();
+  EXPECT_TRUE(run_until(io, [&] { return connected; }));
+}
+
+TEST(RedisConnection, CloseCompletesPendingWithConnectionLost) {
+  test::RedisServer server;
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url = url_of(server);
+  RedisConnection conn(io, options, test_logger());
+  bool connected = false;
+  bool disconnected_event = false;
+  conn.set_on_connected([&] { connected = true; });
+  conn.set_on_disconnected([&](std::error_code, const std::string&) { disconnected_event = true; });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+
+  std::error_code error;
+  ASSERT_FALSE(
+      conn.command(Args{"PING"}, [&](std::error_code ec, const RedisReply&) { error = ec; }));
+  conn.close();
+  ASSERT_TRUE(run_until(io, [&] { return bool(error); }));
+  EXPECT_EQ(error, make_error_code(RedisErrc::connection_lost));
+  EXPECT_FALSE(disconnected_event);
+
+  // The same object connects again.
+  connected = false;
+  conn.connect();
+  EXPECT_TRUE(run_until(io, [&] { return connected; }));
+}
+
+TEST(RedisConnection, MayBeDestroyedFromItsOwnReplyHandler) {
+  test::RedisServer server;
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url = url_of(server);
+  auto conn = std::make_unique<RedisConnection>(io, options, test_logger());
+  bool connected = false;
+  conn->set_on_connected([&] { connected = true; });
+  conn->connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+
+  int second_called = 0;
+  bool destroyed = false;
+  // Both replies arrive in one read: the first handler destroys the connection, the second
+  // handler is dropped (destruction discards pending handlers).
+  asio::post(io, [&] {
+    ASSERT_FALSE(conn->command(Args{"PING"}, [&](std::error_code, const RedisReply&) {
+      conn.reset();
+      destroyed = true;
+    }));
+    ASSERT_FALSE(
+        conn->command(Args{"PING"}, [&](std::error_code, const RedisReply&) { ++second_called; }));
+  });
+  ASSERT_TRUE(run_until(io, [&] { return destroyed; }));
+  io.restart();
+  io.run_for(20ms);
+  EXPECT_EQ(second_called, 0);
+}
+
+// --- AUTH and SELECT ----------------------------------------------------------------------------
+
+TEST(RedisAuth, PasswordAndDatabase) {
+  test::RedisServer server(with_password("s3cr%t@x"));
+  asio::io_context io;
+  auto log = test_logger();
+
+  // Percent-encoded password in the URL, database 3.
+  auto parsed =
+      parse_redis_url("redis://:s3cr%25t%40x@127.0.0.1:" + std::to_string(server.port()) + "/3");
+  ASSERT_TRUE(parsed) << parsed.error;
+  RedisConnectionOptions options;
+  options.url = *parsed.url;
+  RedisConnection conn(io, options, log);
+  bool connected = false;
+  conn.set_on_connected([&] { connected = true; });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+  bool stored = false;
+  ASSERT_FALSE(
+      conn.command(Args{"SET", "where", "db3"}, [&](std::error_code ec, const RedisReply&) {
+        EXPECT_FALSE(ec);
+        stored = true;
+      }));
+  ASSERT_TRUE(run_until(io, [&] { return stored; }));
+
+  auto client = server.client();
+  EXPECT_EQ(client.get("where"), "");  // not in db 0
+  client.command({"SELECT", "3"});
+  EXPECT_EQ(client.get("where"), "db3");
+
+  // ACL form: user "default" with the same password.
+  options.url.username = "default";
+  RedisConnection acl(io, options, log);
+  bool acl_connected = false;
+  acl.set_on_connected([&] { acl_connected = true; });
+  acl.connect();
+  EXPECT_TRUE(run_until(io, [&] { return acl_connected; }));
+}
+
+TEST(RedisAuth, WrongPasswordIsAHandshakeFailure) {
+  test::RedisServer server(with_password("right"));
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url = url_of(server);
+  options.url.password = "wrong";
+  RedisConnection conn(io, options, test_logger());
+  std::error_code error;
+  std::string reason;
+  conn.set_on_disconnected([&](std::error_code ec, const std::string& why) {
+    error = ec;
+    reason = why;
+  });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return bool(error); }));
+  EXPECT_EQ(error, make_error_code(RedisErrc::handshake_failed));
+  EXPECT_NE(reason.find("AUTH"), std::string::npos) << reason;
+
+  // No password at all: the PING of the handshake is refused with NOAUTH.
+  options.url.password.clear();
+  RedisConnection anonymous(io, options, test_logger());
+  std::error_code anonymous_error;
+  anonymous.set_on_disconnected(
+      [&](std::error_code ec, const std::string&) { anonymous_error = ec; });
+  anonymous.connect();
+  ASSERT_TRUE(run_until(io, [&] { return bool(anonymous_error); }));
+  EXPECT_EQ(anonymous_error, make_error_code(RedisErrc::handshake_failed));
+}
+
+// --- publish / subscribe ------------------------------------------------------------------------
+
+}  // namespace
+}  // namespace realtime::detail
