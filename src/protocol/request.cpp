@@ -155,7 +155,10 @@ WsTarget parse_ws_target(std::string_view target) {
   QueryParam token = find_query_param(parts.query, "token");
   result.token = std::move(token.value);
   result.bad_token = token.present && !result.token;
-  result.last_id = query_param(parts.query, "last_id");
+  // ?last_id= that is not decodable is a position this cluster never gave: the client is told
+  // recovered: false, as for any unknown id (an empty one stands for it).
+  QueryParam last_id = find_query_param(parts.query, "last_id");
+  if (last_id.present) result.last_id = last_id.value.value_or(std::string());
   return result;
 }
 

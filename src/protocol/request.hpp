@@ -45,7 +45,7 @@ struct WsTarget {
   std::optional<std::string> token;
   // ?token= present but not decodable (a bad percent escape): an invalid token, never no token.
   bool bad_token = false;
-  std::optional<std::string> last_id;
+  std::optional<std::string> last_id;  // empty when present but not decodable
 };
 WsTarget parse_ws_target(std::string_view target);
 

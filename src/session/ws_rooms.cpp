@@ -81,17 +81,18 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
   if (last_id && broadcaster.shared_history()) {
     // Join now with live frames kept aside, fetch the shared history, then replay and go live.
     const auto result = handler_->core().join(room, user_id_, *this, std::nullopt, true, status_);
-    recovering_.push_back({room, {}, 0});
-    broadcaster.fetch_history(room, *last_id,
-                              [weak = weak_from_this(), room, last_id = *last_id,
-                               context = &shard_.context()](HistoryResult history) {
-                                boost::asio::post(
-                                    *context,
-                                    [weak, room, last_id, history = std::move(history)]() mutable {
-                                      if (auto self = weak.lock())
-                                        self->finish_recovery(room, last_id, history);
-                                    });
-                              });
+    const std::uint32_t serial = ++recovery_serial_;
+    recovering_.push_back({room, serial, {}, 0});
+    broadcaster.fetch_history(
+        room, *last_id,
+        [weak = weak_from_this(), room, serial, last_id = *last_id,
+         context = &shard_.context()](HistoryResult history) {
+          boost::asio::post(*context,
+                            [weak, room, serial, last_id, history = std::move(history)]() mutable {
+                              if (auto self = weak.lock())
+                                self->finish_recovery(room, serial, last_id, history);
+                            });
+        });
     announce_join(room, result.user_first, result.status_change);
     return;
   }
@@ -160,20 +161,25 @@ void WsSession::buffer_live(const FramePtr& frame) {
   if (state_ != State::open || overflowed_) return;
   it->bytes += frame->bytes.size();
   it->live.push_back(frame);
-  if (it->bytes + queued_bytes_ > handler_->config().send_queue_bytes) {
+  // The same bound as enqueue()'s: what other rooms' replays queued is allowed on top.
+  if (it->bytes + queued_bytes_ > handler_->config().send_queue_bytes + replay_allowance_) {
     overflowed_ = true;
     handler_->metrics().slow_consumer_closes.fetch_add(1, std::memory_order_relaxed);
+    std::size_t kept = queue_.size() - head_;
+    for (const Recovery& recovery : recovering_) kept += recovery.live.size();
+    handler_->metrics().drop(DropReason::slow_consumer, kept);
     boost::asio::post(shard_.context(), [self = shared_from_this()] {
       self->start_close(close_code::try_again_later, "slow consumer", true);
     });
   }
 }
 
-void WsSession::finish_recovery(const std::string& room, const std::string& last_id,
-                                const HistoryResult& result) {
+void WsSession::finish_recovery(const std::string& room, std::uint32_t serial,
+                                const std::string& last_id, const HistoryResult& result) {
   auto it = std::find_if(recovering_.begin(), recovering_.end(),
-                         [&](const Recovery& r) { return r.room == room; });
-  if (it == recovering_.end()) return;  // left the room (or closed) meanwhile
+                         [&](const Recovery& r) { return r.room == room && r.serial == serial; });
+  // Left the room (or closed) meanwhile; after a rejoin, the recovery is the rejoin's own.
+  if (it == recovering_.end()) return;
   Recovery recovery = std::move(*it);
   recovering_.erase(it);
   std::optional<std::uint64_t> after_seq;
@@ -209,6 +215,10 @@ void WsSession::finish_recovery(const std::string& room, const std::string& last
 }
 
 void WsSession::handle_leave(const std::string& room) {
+  if (!protocol::is_valid_room(room)) {
+    send_error(error_code::bad_room, "invalid room name");
+    return;
+  }
   auto it = std::find(rooms_.begin(), rooms_.end(), room);
   if (it == rooms_.end()) {
     send_error(error_code::not_in_room, "not in that room");
@@ -216,8 +226,26 @@ void WsSession::handle_leave(const std::string& room) {
   }
   rooms_.erase(it);
   std::erase_if(recovering_, [&](const Recovery& r) { return r.room == room; });
+  drop_unsent(room);
   const auto result = handler_->core().leave(room, user_id_, *this, status_);
   announce_leave(room, result.user_last, result.status_change);
+}
+
+void WsSession::drop_unsent(const std::string& room) {
+  // (A frame partly written stays: the rest of it must follow.)
+  const auto first = queue_.begin() + static_cast<std::ptrdiff_t>(head_ + (head_offset_ != 0));
+  if (first >= queue_.end()) return;
+  std::size_t dropped = 0;
+  const auto kept = std::remove_if(first, queue_.end(), [&](const FramePtr& frame) {
+    if (frame->room != room) return false;
+    dropped += frame->bytes.size();
+    return true;
+  });
+  queue_.erase(kept, queue_.end());
+  queued_bytes_ -= dropped;
+  // The queue shrinks at least as much as its bound does.
+  replay_allowance_ -=
+      static_cast<std::uint32_t>(std::min<std::size_t>(dropped, replay_allowance_));
 }
 
 void WsSession::handle_presence(PresenceStatus status) {

@@ -137,8 +137,11 @@ class WsSession final : public Connection,
   bool in_room(const std::string& room) const;
   // The shared history answered for `room`: replay, `recovered`, then the live frames kept
   // meanwhile.
-  void finish_recovery(const std::string& room, const std::string& last_id,
+  void finish_recovery(const std::string& room, std::uint32_t serial, const std::string& last_id,
                        const HistoryResult& result);
+  // On a leave: the room's frames not written yet go, and with them the allowance its replay had
+  // (else a socket that never reads could grow its queue with a replay per join and leave).
+  void drop_unsent(const std::string& room);
   // `position`: the id the client resumes the room from from now on (empty: not known).
   void send_recovered(const std::string& room, bool recovered, std::size_t replayed,
                       const std::string& position);
@@ -192,10 +195,12 @@ class WsSession final : public Connection,
 
   struct Recovery {
     std::string room;
+    std::uint32_t serial = 0;  // which join of the room (a leave and a rejoin start another)
     std::vector<FramePtr> live;
     std::size_t bytes = 0;
   };
   std::vector<Recovery> recovering_;  // empty unless a recovery is under way
+  std::uint32_t recovery_serial_ = 0;
 
   State state_ = State::open;
   bool detached_ = false;

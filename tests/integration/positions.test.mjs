@@ -8,7 +8,7 @@
 // - a join message is answered by system "joined" with the room's position, before any message of
 //   the room; a second join of the same room is not answered;
 // - recovered carries last_id too: the last replayed id, or the room's position when the resume
-//   failed, and resuming from it later works.
+//   failed (also from a last_id that is not even decodable), and resuming from it later works.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -83,6 +83,13 @@ test('a failed resume still gives the room position, from which the next resume 
     const talker = await connect(s, '/ws/lost');
     clients.push(talker);
     const last = (await publish(s, { room: 'lost', text: 'm1' })).json.id;
+    // A last id that is not even decodable is answered like any unknown one.
+    for (const bad of ['%zz', 'a%2']) {
+      const odd = await connect(s, `/ws/lost?last_id=${bad}`);
+      clients.push(odd);
+      const r = await odd.next(event('recovered'), 3000, `recovered for last_id=${bad}`);
+      assert.deepEqual([r.data.recovered, r.data.replayed, r.data.last_id], [false, 0, last]);
+    }
     const c = await connect(s, '/ws/lost?last_id=zzzzzzzz-7');
     clients.push(c);
     const rec = await c.next(event('recovered'));

@@ -1,7 +1,8 @@
 // Rooms: join / leave and room-name validation.
 // - a socket on /ws joins a room and receives its chat; a socket on /ws/{room} joins a second room
-//   and receives both rooms' chat; leave stops delivery from that room only; join with a bad room
-//   name -> error bad_room and the socket stays open;
+//   and receives both rooms' chat; leave stops delivery from that room only; join or leave with a
+//   bad room name -> error bad_room and the socket stays open (leave of a room not joined:
+//   not_in_room);
 // - room names are 1..128 chars of A-Za-z0-9_-.: ; /ws/bad%20room, a 129-char name, /ws/a/b and
 //   other bad names are refused with HTTP 400 before the upgrade; exactly 128 chars is accepted;
 // - a plain GET (no upgrade) on /ws/{room} or /ws -> 400.
@@ -62,17 +63,24 @@ test('socket on /ws/{room} joins a second room and receives both; leave stops de
     await a.next(chatText('still in one'));
   }));
 
-test('join with a bad room name -> error bad_room, socket stays open', () =>
+test('join or leave with a bad room name -> error bad_room, socket stays open', () =>
   withServer([], async (s, clients) => {
     const a = await connect(s, '/ws');
     clients.push(a);
-    for (const bad of ['bad room', 'x'.repeat(129), 'a/b', 'caf\u00e9']) {
-      a.send({ type: 'join', room: bad });
-      const e = await a.next({ type: 'error' }, 3000, `error for join ${JSON.stringify(bad).slice(0, 20)}`);
-      assert.equal(e.data.code, 'bad_room', `join ${JSON.stringify(bad).slice(0, 20)}: ${JSON.stringify(e)}`);
-      assert.equal(typeof e.data.error, 'string');
-      assert.ok(e.data.error.length > 0, 'human text present');
+    for (const type of ['join', 'leave']) {
+      for (const bad of ['bad room', 'x'.repeat(129), 'a/b', 'caf\u00e9']) {
+        const what = `${type} ${JSON.stringify(bad).slice(0, 20)}`;
+        a.send({ type, room: bad });
+        const e = await a.next({ type: 'error' }, 3000, `error for ${what}`);
+        assert.equal(e.data.code, 'bad_room', `${what}: ${JSON.stringify(e)}`);
+        assert.equal(typeof e.data.error, 'string');
+        assert.ok(e.data.error.length > 0, 'human text present');
+      }
     }
+    // A well-formed name the socket is not in is another matter.
+    a.send({ type: 'leave', room: 'elsewhere' });
+    const e = await a.next({ type: 'error' }, 3000, 'error for leaving a room not joined');
+    assert.equal(e.data.code, 'not_in_room', JSON.stringify(e));
     await a.roundTrip();
     assert.ok(a.isOpen);
   }));

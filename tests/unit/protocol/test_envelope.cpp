@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -264,6 +265,24 @@ TEST(ClientMessage, ReserialisesDataMinified) {
   // The output is itself valid JSON that decodes to the same thing.
   const auto again = decode_client_message(R"({"type":"chat","data":)" + r.message.data + "}");
   EXPECT_EQ(again.message.data, r.message.data);
+}
+
+TEST(ClientMessage, RefusesNumbersOutOfRangeRatherThanAlterThem) {
+  // A double cannot hold 1e400, nor a 64-bit integer 2^64: refused as invalid JSON, never relayed
+  // as null or rounded.
+  for (const char* data : {"1e400", "-1e400", R"([1,{"x":[2,1e999]}])",
+                           R"({"n":123456789012345678901234567890})", "18446744073709551616"}) {
+    const auto r = decode_client_message(std::string(R"({"type":"chat","data":)") + data + "}");
+    EXPECT_EQ(r.error, DecodeError::invalid_json) << data << ": " << r.message.data;
+  }
+  for (const char* data :
+       {"1e308", "-0.0", "5e-324", "18446744073709551615", "-9223372036854775808"}) {
+    const auto r = decode_client_message(std::string(R"({"type":"chat","data":)") + data + "}");
+    EXPECT_EQ(r.error, DecodeError::none) << data << ": " << r.detail;
+    // (Written the shortest way that reads back as the same number: 1e308 as 1e+308.)
+    EXPECT_EQ(std::strtod(r.message.data.c_str(), nullptr), std::strtod(data, nullptr))
+        << data << " -> " << r.message.data;
+  }
 }
 
 TEST(ClientMessage, RefusesDeepNesting) {

@@ -97,6 +97,16 @@ TEST(WsTargetParse, RecognisesWsPaths) {
   EXPECT_EQ(parse_ws_target("/ws/" + std::string(128, 'r')).kind, Kind::room);
 }
 
+TEST(WsTargetParse, UndecodableLastIdIsAnUnknownPositionNotNone) {
+  // (The client must still get its "recovered": false.)
+  for (const char* bad : {"/ws/lobby?last_id=%zz", "/ws/lobby?last_id=a%2", "/ws?last_id=%"}) {
+    EXPECT_EQ(parse_ws_target(bad).last_id, std::optional<std::string>("")) << bad;
+  }
+  EXPECT_EQ(parse_ws_target("/ws/lobby?last_id=e-7").last_id, std::optional<std::string>("e-7"));
+  EXPECT_EQ(parse_ws_target("/ws/lobby?last_id=e%2D7").last_id, std::optional<std::string>("e-7"));
+  EXPECT_EQ(parse_ws_target("/ws/lobby").last_id, std::nullopt);
+}
+
 TEST(WsTargetParse, UndecodableTokenIsABadTokenNotNone) {
   for (const char* bad :
        {"/ws/lobby?token=%zz", "/ws?token=a%2", "/ws?token=%", "/ws?token=%zz&token=t"}) {

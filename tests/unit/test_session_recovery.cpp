@@ -1,0 +1,254 @@
+// A socket's recoveries through a shared history, with the history's answers held by the test so
+// that their order against the socket's joins, leaves and live traffic is the test's choice: a
+// rejoin's recovery is its own (not the answer to the join before it), live frames kept aside
+// during a recovery are bounded like the send queue (a replay allowed on top), and a leave drops
+// the room's unsent frames with the allowance of their replay.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "protocol/envelope.hpp"
+#include "support/hub_test_support.hpp"
+
+namespace realtime {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace realtime::testing;
+
+// A shared history whose reads wait until the test answers them.
+class HeldHistory final : public Broadcaster {
+ public:
+  struct Read {
+    std::string room;
+    std::string last_id;
+    std::function<void(HistoryResult)> done;
+  };
+
+  explicit HeldHistory(Hub& hub) : local_(hub) {}
+  std::string publish(Message msg) override { return local_.publish(std::move(msg)); }
+  std::string publish_to_user(const std::string& user_id, Message msg) override {
+    return local_.publish_to_user(user_id, std::move(msg));
+  }
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
+    local_.query_rooms(std::move(done));
+  }
+  void query_presence(const std::string& room,
+                      std::function<void(std::vector<PresenceEntry>)> done) override {
+    local_.query_presence(room, std::move(done));
+  }
+  bool shared_history() const override { return true; }
+  void fetch_history(const std::string& room, const std::string& last_id,
+                     std::function<void(HistoryResult)> done) override {
+    const std::lock_guard lock(mutex_);
+    reads_.push_back({room, last_id, std::move(done)});
+  }
+
+  std::size_t pending() {
+    const std::lock_guard lock(mutex_);
+    return reads_.size();
+  }
+  // The read made with `last_id`, taken out of the pending ones.
+  std::optional<Read> take(const std::string& last_id) {
+    const std::lock_guard lock(mutex_);
+    const auto it = std::find_if(reads_.begin(), reads_.end(),
+                                 [&](const Read& read) { return read.last_id == last_id; });
+    if (it == reads_.end()) return std::nullopt;
+    Read read = std::move(*it);
+    reads_.erase(it);
+    return read;
+  }
+
+ private:
+  LocalBroadcaster local_;
+  std::mutex mutex_;
+  std::vector<Read> reads_;
+};
+
+// Chats numbered `first`..`last` of the history "h" of `room`, {"text":"<pad><n>"} each.
+HistoryResult history(const std::string& room, std::uint64_t first, std::uint64_t last,
+                      const std::string& pad = {}) {
+  HistoryResult result;
+  result.recovered = true;
+  for (std::uint64_t seq = first; seq <= last; ++seq) {
+    Message msg = chat_message(room, pad + std::to_string(seq));
+    msg.id = "h-" + std::to_string(seq);
+    std::string json;
+    protocol::append_envelope(json, msg);
+    result.messages.emplace_back(seq, std::move(json));
+  }
+  result.position = "h-" + std::to_string(last);
+  return result;
+}
+
+std::string join(const std::string& room, const std::string& last_id) {
+  return R"({"type":"join","room":")" + room + R"(","last_id":")" + last_id + R"("})";
+}
+std::string leave(const std::string& room) {
+  return R"({"type":"leave","room":")" + room + R"("})";
+}
+
+bool is_event(const Message& msg, std::string_view event) {
+  return msg.type == MessageType::system &&
+         msg.data.find(R"("event":")" + std::string(event) + '"') != std::string::npos;
+}
+
+struct HeldPod {
+  explicit HeldPod(std::size_t send_queue_bytes = fast_config().send_queue_bytes)
+      : hub(HubOptions{2, 100, "hub-test"}) {
+    hub.start();
+    HandlerConfig config = fast_config();
+    config.send_queue_bytes = send_queue_bytes;
+    held = std::make_shared<HeldHistory>(hub);
+    config.broadcaster = held;
+    handler = std::make_unique<Handler>(hub, config);
+    EXPECT_FALSE(handler->listen("127.0.0.1", 0));
+    port = handler->port();
+  }
+  ~HeldPod() {
+    handler->shutdown(3s);
+    handler.reset();
+    hub.stop();
+    hub.wait();
+  }
+  HeldPod(const HeldPod&) = delete;
+  HeldPod& operator=(const HeldPod&) = delete;
+
+  std::size_t members_of(const std::string& room) const {
+    for (const RoomCount& count : hub.rooms()) {
+      if (count.room == room) return count.members;
+    }
+    return 0;
+  }
+
+  Hub hub;
+  std::shared_ptr<HeldHistory> held;
+  std::unique_ptr<Handler> handler;
+  std::uint16_t port = 0;
+};
+
+// What a client read until `recovered` of `room`: the chats' texts, and that message.
+struct Recovered {
+  std::vector<std::string> chats;
+  std::optional<Message> recovered;
+};
+Recovered read_until_recovered(WsClient& client, const std::string& room) {
+  Recovered out;
+  while (auto msg = client.next()) {
+    if (msg->type == MessageType::chat && msg->room == room) out.chats.push_back(msg->data);
+    if (is_event(*msg, "recovered") && msg->room == room) {
+      out.recovered = std::move(msg);
+      break;
+    }
+  }
+  return out;
+}
+
+TEST(SessionRecovery, ARejoinRecoversFromItsOwnLastIdWhicheverAnswerComesFirst) {
+  for (const bool first_answer_first : {true, false}) {
+    SCOPED_TRACE(first_answer_first ? "the first join's answer first" : "the rejoin's first");
+    HeldPod pod;
+    auto client = connect_welcomed(pod.port, "/ws");
+    ASSERT_TRUE(client);
+    // Joined from h-2, left, joined again from h-8, before either read is answered.
+    ASSERT_TRUE(client->send_text(join("r", "h-2")));
+    ASSERT_TRUE(client->send_text(leave("r")));
+    ASSERT_TRUE(client->send_text(join("r", "h-8")));
+    ASSERT_TRUE(eventually([&] { return pod.held->pending() == 2; }));
+    auto from2 = pod.held->take("h-2");
+    auto from8 = pod.held->take("h-8");
+    ASSERT_TRUE(from2 && from8);
+    if (first_answer_first) {
+      from2->done(history("r", 3, 10));
+      from8->done(history("r", 9, 10));
+    } else {
+      from8->done(history("r", 9, 10));
+      from2->done(history("r", 3, 10));
+    }
+    const Recovered got = read_until_recovered(*client, "r");
+    ASSERT_TRUE(got.recovered);
+    EXPECT_NE(got.recovered->data.find(R"("replayed":2)"), std::string::npos)
+        << got.recovered->data;
+    ASSERT_EQ(got.chats.size(), 2U);
+    EXPECT_NE(got.chats[0].find("9"), std::string::npos) << got.chats[0];
+    EXPECT_NE(got.chats[1].find("10"), std::string::npos) << got.chats[1];
+    // Nothing else of the room follows (a second "recovered", or the other replay).
+    pod.hub.broadcast(chat_message("r", "live"));
+    const auto next = client->next_matching([](const Message& msg) {
+      return msg.type == MessageType::chat || is_event(msg, "recovered");
+    });
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->type, MessageType::chat);
+    EXPECT_NE(next->data.find("live"), std::string::npos) << next->data;
+  }
+}
+
+TEST(SessionRecovery, LiveFramesKeptDuringARecoveryMayGoPastTheQueueByAnotherRoomsReplay) {
+  HeldPod pod(64 * 1024);
+  auto client = connect_welcomed(pod.port, "/ws");
+  ASSERT_TRUE(client);
+  // A replay of ~12 MB (more than the kernel's socket buffers take) stays queued while the client
+  // does not read: allowed on top of the 64 KB queue.
+  const std::string pad(60 * 1024, 'x');
+  ASSERT_TRUE(client->send_text(join("big", "h-0")));
+  ASSERT_TRUE(eventually([&] { return pod.held->pending() == 1; }));
+  pod.held->take("h-0")->done(history("big", 1, 200, pad));
+  // Another room's recovery, and live traffic in it meanwhile (kept aside until its answer).
+  ASSERT_TRUE(client->send_text(join("small", "h-5")));
+  ASSERT_TRUE(eventually([&] { return pod.held->pending() == 1; }));
+  ASSERT_TRUE(eventually([&] { return pod.members_of("small") == 1; }));
+  const std::string text(4096, 'y');
+  for (int i = 0; i < 8; ++i) pod.hub.broadcast(chat_message("small", text));
+  pod.held->take("h-5")->done(history("small", 6, 5));  // nothing missed
+  const Recovered big = read_until_recovered(*client, "big");
+  EXPECT_EQ(big.chats.size(), 200U);
+  ASSERT_TRUE(big.recovered) << "closed during the replay";
+  const Recovered small = read_until_recovered(*client, "small");
+  ASSERT_TRUE(small.recovered) << "closed during the second recovery";
+  int live = 0;
+  while (live < 8) {
+    const auto msg = client->next();
+    ASSERT_TRUE(msg) << "live frames kept aside: " << live << " of 8";
+    if (msg->type == MessageType::chat && msg->room == "small") ++live;
+  }
+}
+
+TEST(SessionRecovery, ALeaveDropsTheRoomsUnsentReplay) {
+  // A client that never reads joins a room with a replay and leaves it, again and again: each
+  // leave drops what of the replay was not written yet, so what reaches the client is bounded by
+  // the kernel's socket buffers, not by the number of joins.
+  HeldPod pod(64 * 1024);
+  auto client = connect_welcomed(pod.port, "/ws");
+  ASSERT_TRUE(client);
+  const std::string pad(16 * 1024, 'z');
+  constexpr int kJoins = 200;
+  constexpr std::uint64_t kReplayed = 40;  // ~640 KB a join, ~128 MB in all
+  for (int i = 0; i < kJoins; ++i) {
+    ASSERT_TRUE(client->send_text(join("again", "h-0")));
+    ASSERT_TRUE(eventually([&] { return pod.held->pending() == 1; }));
+    pod.held->take("h-0")->done(history("again", 1, kReplayed, pad));
+    ASSERT_TRUE(client->send_text(leave("again")));
+  }
+  // The last leave was handled once a later request is answered.
+  ASSERT_TRUE(client->send_text(R"({"type":"ping"})"));
+  std::size_t chats = 0;
+  for (;;) {
+    const auto msg = client->next();
+    ASSERT_TRUE(msg) << "no pong after " << chats << " chats";
+    if (msg->type == MessageType::chat) ++chats;
+    if (msg->type == MessageType::pong) break;
+  }
+  // 200 replays of 40 would be 8,000 chats; what the socket buffers took is a few MB (a few
+  // hundred chats of 16 KB).
+  EXPECT_LT(chats, kJoins * kReplayed / 4) << "replays of a left room were kept";
+}
+
+}  // namespace
+}  // namespace realtime
