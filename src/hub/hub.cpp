@@ -372,7 +372,11 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
     result.room_last = state.members == 1;
     if (state.members > 0) --state.members;
     if (state.shard_members[shard.index()] > 0) --state.shard_members[shard.index()];
-    if (result.room_last) registry_.members_changed(room, false);
+    if (result.room_last) {
+      registry_.members_changed(room, false);
+      state.told.clear();  // nobody here to have been told anything (a room kept idle holds none)
+      state.told_known = false;
+    }
     state.last_used = std::chrono::steady_clock::now();
     auto it = state.users.find(user);
     if (it == state.users.end()) return;

@@ -133,19 +133,21 @@ class HubCore {
   void keep_within_history_budget();
   const RoomRegistry& registry() const noexcept { return registry_; }
   // With Redis: `cluster` is the room's presence in the cluster (users not listed are offline),
-  // read in cluster-state epoch `epoch` after every presence message this pod received before it
-  // and before every later one. A snapshot (or the first one of a membership period) becomes what
-  // the room's members are taken to know; otherwise the differences from what they were told are
-  // returned (status offline for a user gone), for the caller to deliver. A resync read in another
-  // epoch than the room's last snapshot is taken as a snapshot, and `stale` set: Redis lost its
-  // data since, nobody announces what a loss changed, and a pod's part may not be rewritten yet
-  // (the caller snapshots again later). Nothing for a room without members here.
+  // read in cluster-state epoch `epoch` ("-": none) after every presence message this pod received
+  // before it and before every later one. A snapshot (or the first read of a membership period)
+  // becomes what the room's members are taken to know; otherwise the differences from what they
+  // were told are returned (status offline for a user gone), for the caller to deliver. A read in
+  // another epoch than the last one (or in none) changes nothing and returns nothing: Redis lost
+  // its data since, nobody announces what a loss changed, and a pod's part may not be rewritten
+  // yet; what the members were told stays what later messages and resyncs compare with. Nothing
+  // for a room without members here.
   struct PresenceResync {
     std::vector<PresenceEntry> changes;
-    bool stale = false;
   };
   PresenceResync sync_presence(const std::string& room, const std::vector<PresenceEntry>& cluster,
-                               bool snapshot, const std::string& epoch);
+                               const std::string& epoch);
+  // The epoch a read gives when Redis holds none (it lost its data, and no pod has set one yet).
+  static constexpr std::string_view kNoStateEpoch = "-";
 
   struct JoinResult {
     bool user_first = false;  // the user's first socket in the room on this pod

@@ -25,14 +25,19 @@ FramePtr make_shared_frame(Message& msg, std::string_view epoch, std::uint64_t s
 
 HubCore::PresenceResync HubCore::sync_presence(const std::string& room,
                                                const std::vector<PresenceEntry>& cluster,
-                                               bool snapshot, const std::string& epoch) {
+                                               const std::string& epoch) {
   return registry_.with_existing_room(room, [&](RoomState* state) {
     PresenceResync result;
     if (state == nullptr || state->members == 0) return result;
-    result.stale = !snapshot && state->told_known && state->told_epoch != epoch;
-    if (snapshot || !state->told_known || result.stale) {
+    if (!state->told_known) {  // (a snapshot comes only at the start of a membership period)
       state->told.assign(cluster);
       state->told_known = true;
+      state->told_epoch = epoch;
+      return result;
+    }
+    if (state->told_epoch != epoch || epoch == kNoStateEpoch) {
+      // What a loss changed is not announced, and the read may miss a pod's part: only the epoch
+      // is taken, so that the next resync in it compares `told` (still what the members know).
       state->told_epoch = epoch;
       return result;
     }
@@ -222,8 +227,10 @@ std::vector<HubCore::SharedPosition> HubCore::release_held(bool repair) {
   std::vector<std::string> still;
   std::vector<SharedPosition> gaps;
   for (const std::string& room : rooms) {
-    registry_.with_room(room, [&](RoomState& state) {
-      if (state.held.empty()) return;
+    // (A room forgotten meanwhile holds nothing: not created again.)
+    registry_.with_existing_room(room, [&](RoomState* found) {
+      if (found == nullptr || found->held.empty()) return;
+      RoomState& state = *found;
       if (now - state.held_since >= kHoldLimit) {
         const bool first_read = state.repair_since == std::chrono::steady_clock::time_point{};
         if (repair && state.shared_next != 0 && !state.repair_pending &&

@@ -300,8 +300,7 @@ ClusterState::ClusterState(boost::asio::io_context& context, HubCore& hub, Redis
       echo_ready_(std::move(echo_ready)),
       pod_(hub.pod_id()),
       lease_timer_(context),
-      count_timer_(context),
-      resnapshot_timer_(context) {}
+      count_timer_(context) {}
 
 std::string ClusterState::pod_key(std::string_view suffix) const {
   std::string key = "realtime:pod:" + pod_;
@@ -436,7 +435,6 @@ void ClusterState::stop() {
   stopped_ = true;
   lease_timer_.cancel();
   count_timer_.cancel();
-  resnapshot_timer_.cancel();
 }
 
 void ClusterState::own_changes(const RedisReply& reply, std::size_t first, const Echo& echo) {
@@ -574,21 +572,6 @@ void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool sna
     // A failure leaves what members were told as it is (a resync is tried at the next recovery).
     redis_.command(args, [](std::error_code, const RedisReply&) {});
   }
-}
-
-void ClusterState::resnapshot_later(const std::vector<std::string>& rooms) {
-  const bool idle = resnapshot_rooms_.empty();
-  resnapshot_rooms_.insert(rooms.begin(), rooms.end());
-  if (!idle) return;
-  // Each live pod rewrites its part on reconnecting, or at its next renewal when it finds its
-  // lease gone: within a renewal period of Redis coming back.
-  resnapshot_timer_.expires_after(kLeaseRenew + std::chrono::seconds(1));
-  resnapshot_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec || stopped_) return;
-    const std::vector<std::string> rooms(resnapshot_rooms_.begin(), resnapshot_rooms_.end());
-    resnapshot_rooms_.clear();
-    sync_presence(rooms, true);
-  });
 }
 
 std::optional<ClusterState::PresenceSync> ClusterState::parse_presence_sync(

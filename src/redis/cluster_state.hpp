@@ -88,9 +88,6 @@ class ClusterState {
   // HubCore::sync_presence). Nothing when the control channel is not subscribed (the message could
   // not come).
   void sync_presence(const std::vector<std::string>& rooms, bool snapshot);
-  // Snapshots `rooms` again a renewal period on: their resync found Redis's data lost, and the
-  // pods' parts are all back by then (each rewrites on reconnecting, or at its next renewal).
-  void resnapshot_later(const std::vector<std::string>& rooms);
   static constexpr std::string_view kPresenceSyncHead = "presence-sync";
   static constexpr std::string_view kPresenceSnapshot = "snapshot";
   static constexpr std::string_view kPresenceResync = "resync";
@@ -164,10 +161,6 @@ class ClusterState {
   std::string pod_;
   boost::asio::steady_timer lease_timer_;
   boost::asio::steady_timer count_timer_;
-  // Rooms whose resync found Redis's data lost: snapshot again once every live pod has rewritten
-  // its part (what members saw before the loss, and was never announced gone, is then there).
-  boost::asio::steady_timer resnapshot_timer_;
-  std::set<std::string> resnapshot_rooms_;
   bool lease_running_ = false;
   bool count_flush_pending_ = false;
   bool stopped_ = false;

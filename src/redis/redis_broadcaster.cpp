@@ -145,10 +145,18 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
       // What other pods published while the subscription was down (or wedged) is in the shared
       // history: read back what each followed room missed.
       for (const HubCore::SharedPosition& room : core_.followed_rooms()) fill_gap(room, false);
-      // Presence is not in the history: what changed meanwhile is sent from a resync.
+      // Presence is not in the history: what changed meanwhile is sent from a resync, read once
+      // the rooms' subscriptions are confirmed again (they follow the control channel's), so that
+      // no presence message falls between the read and the subscription.
       std::vector<std::string> rooms;
-      for (const RoomCount& room : core_.rooms()) rooms.push_back(room.room);
-      cluster_->sync_presence(rooms, false);
+      std::vector<std::string> channels;
+      for (const RoomCount& room : core_.rooms()) {
+        rooms.push_back(room.room);
+        channels.push_back(std::string(kRoomPrefix) + room.room);
+      }
+      subscriber_->when_subscribed(
+          std::move(channels), std::chrono::steady_clock::now() + kSubscribeWait,
+          [this, rooms = std::move(rooms)] { cluster_->sync_presence(rooms, false); });
     } else {
       core_.metrics().redis_reconnects.fetch_add(1, std::memory_order_relaxed);
       log_->warn("redis fan-out down: {}", reason);
@@ -506,13 +514,11 @@ void RedisBroadcasterCore::on_own_presence(std::string_view payload) {
 void RedisBroadcasterCore::on_presence_sync(std::string_view payload) {
   const auto sync = ClusterState::parse_presence_sync(payload);
   if (!sync) return;
-  const HubCore::PresenceResync resync =
-      core_.sync_presence(sync->room, sync->users, sync->snapshot, sync->epoch);
+  const HubCore::PresenceResync resync = core_.sync_presence(sync->room, sync->users, sync->epoch);
   for (const PresenceEntry& change : resync.changes) {
     Message msg = presence_message(sync->room, {change.status, change.user_id});
     core_.deliver(msg);
   }
-  if (resync.stale) cluster_->resnapshot_later({sync->room});
 }
 
 void RedisBroadcasterCore::on_own_echo(std::string_view channel, std::string_view payload) {
