@@ -30,6 +30,11 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr std::size_t kHeaderLimit = std::size_t{8} * 1024;  // request line + headers; larger: 431
+// What the read buffer may hold: the headers, then what the parser has not taken yet (a chunk's
+// size line and extensions, a trailer, a pipelined request's start). The body goes to the message
+// as it arrives, within --max-message-bytes; without this bound, a chunk extension or a trailer
+// line that never ends would be buffered whole. Past it, the request is refused with 400.
+constexpr std::size_t kReadBufferLimit = kHeaderLimit + std::size_t{64} * 1024;
 // After a refusal, how long unread input is drained before the socket is closed.
 constexpr std::chrono::milliseconds kLinger{500};
 constexpr std::string_view kWebSocketGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -89,7 +94,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       : handler_(std::move(handler)),
         shard_(shard),
         socket_(std::move(socket)),
-        timer_(shard.context()) {}
+        timer_(shard.context()) {
+    buffer_.max_size(kReadBufferLimit);
+  }
 
   void start() { do_read(); }
 

@@ -74,7 +74,9 @@ template <class F>
 void for_each_param(std::string_view query, F&& f) {
   std::size_t pos = 0;
   while (pos <= query.size()) {
-    std::size_t end = query.find('&', pos);
+    // A '?' separates too: the seed's client appends "?last_id=..." to a URL that may carry
+    // "?token=..." already. (No parameter of ours holds a raw '?'; one that must is escaped.)
+    std::size_t end = query.find_first_of("&?", pos);
     if (end == std::string_view::npos) end = query.size();
     const std::string_view param = query.substr(pos, end - pos);
     const std::size_t eq = param.find('=');

@@ -240,6 +240,25 @@ ctx.hostile('smug.8 chunk size overflowing 64 bits: 400 or 413', async () => {
   status(r, [400, 413], 'chunk size overflow');
 });
 
+// A chunk-size line, or a trailer line, that never ends: the parser asks for more, and what it has
+// not taken stays in the read buffer, which is bounded (headers + 64 KiB): the request is refused
+// long before the stream ends, and the stream is not buffered. No API key is needed to send it.
+for (const [id, what, head] of [
+  ['smug.13', 'a chunk extension', 'POST /api/publish HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;'],
+  ['smug.14', 'a trailer', 'POST /api/publish HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: '],
+]) {
+  ctx.hostile(`${id} ${what} streamed without end (32 MiB): refused, nothing buffered`, async () => {
+    const chunks = [head];
+    for (let i = 0; i < 512; i++) chunks.push('a'.repeat(64 * 1024));
+    const rss0 = ctx.server.rssKiB();
+    const r = await ex(chunks, { timeoutMs: 8000 });
+    assert.ok(r.closed, 'connection ended by the server');
+    assert.ok(r.status === 0 || r.status === 400, `status ${r.status}`);
+    const grown = ctx.server.rssKiB() - rss0;
+    assert.ok(grown < 8192, `${what} was buffered: RSS grew by ${grown} KiB`);
+  });
+}
+
 // ---- publish bodies ----
 
 ctx.hostile('pub.1 body over --max-message-bytes (70000 bytes): 413', async () => {

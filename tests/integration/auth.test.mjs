@@ -8,7 +8,9 @@
 // - a token that expires on an open socket: token_expiring, then close 4001 unless refreshed in
 //   band with {"type":"auth"} for the same user (another user's token is forbidden); a token
 //   accepted within the clock-skew leeway after its exp gets the warning and the grace too; an
-//   expired token is refused at the upgrade.
+//   expired token is refused at the upgrade;
+// - the seed's client URL, "?token=T" with "?last_id=undefined" appended ('?' separates query
+//   parameters too), opens a socket of T's user, told recovered: false.
 
 import { test, after } from 'node:test';
 import { createHmac } from 'node:crypto';
@@ -68,6 +70,16 @@ test('a ?token= that cannot be decoded (bad percent escape) is an invalid token:
     const ok = await connect(s, `/ws/lobby?token=${encodeURIComponent(good)}`);
     clients.push(ok);
     assert.equal(ok.welcome.data.user_id, 'ann');
+  }));
+
+test("the seed's client URL (?token=... with ?last_id= appended) is the token's user, told recovered: false", () =>
+  withServer(['--jwt-secret', 'integration-secret'], async (s, clients) => {
+    const token = hs256('integration-secret', { sub: 'ann' });
+    const seed = await connect(s, `/ws/lobby?token=${token}?last_id=undefined`);
+    clients.push(seed);
+    assert.equal(seed.welcome.data.user_id, 'ann');
+    const rec = await seed.next((m) => m.type === 'system' && m.data?.event === 'recovered', 3000, 'recovered');
+    assert.equal(rec.data.recovered, false);
   }));
 
 test('a ?token= that cannot be decoded is refused on a server without a JWT key too', () =>

@@ -88,6 +88,13 @@ TEST(WsTargetParse, RecognisesWsPaths) {
   EXPECT_EQ(room.token, "abc.def");
   EXPECT_EQ(room.last_id, "undefined");
 
+  // The seed's client appends "?last_id=" to a URL with "?token=" already: '?' separates too.
+  auto seed = parse_ws_target("/ws/general?token=abc.def?last_id=undefined");
+  EXPECT_EQ(seed.token, "abc.def");
+  EXPECT_EQ(seed.last_id, "undefined");
+  EXPECT_FALSE(seed.bad_token);
+  EXPECT_EQ(parse_ws_target("/ws/general?token=a%3Fb").token, "a?b");  // an escaped '?' is kept
+
   auto encoded = parse_ws_target("/ws/team%3Aops");
   EXPECT_EQ(encoded.kind, Kind::room);
   EXPECT_EQ(encoded.room, "team:ops");
