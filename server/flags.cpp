@@ -5,6 +5,8 @@
 #include <thread>
 
 #include <CLI/CLI.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 namespace realtime::server {
 namespace {
@@ -23,6 +25,12 @@ void parse_listen(const std::string& text, Flags& flags) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   if (host.empty()) host = "0.0.0.0";
+  // An IP literal (or localhost), as the server binds without resolving names.
+  in6_addr parsed{};
+  if (host != "localhost" && inet_pton(AF_INET, host.c_str(), &parsed) != 1 &&
+      inet_pton(AF_INET6, host.c_str(), &parsed) != 1) {
+    bad_value("--listen", "host must be an IP address or localhost, got '" + host + "'");
+  }
   char* end = nullptr;
   const long value = port.empty() ? -1 : std::strtol(port.c_str(), &end, 10);
   if (port.empty() || *end != '\0' || value < 0 || value > 65535) {

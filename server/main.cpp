@@ -3,7 +3,9 @@
 // SIGTERM/SIGINT.
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <string>
 
 #include <pthread.h>
 #include <signal.h>
@@ -64,7 +66,20 @@ std::string read_file_or_exit(const std::string& path, const char* flag) {
   }
   std::stringstream content;
   content << in.rdbuf();
+  // (A directory opens, and reads as nothing; so does an empty file: no key, not "no JWT".)
+  if (in.bad() || content.str().empty()) {
+    std::fprintf(stderr, "realtime-server: invalid value for %s: '%s' holds no key\n", flag,
+                 path.c_str());
+    std::exit(2);
+  }
   return content.str();
+}
+
+// HOST:PORT as --listen takes it (an IPv6 host in brackets); `port` when given (port 0 picked one).
+std::string listen_address(const Flags& flags, std::optional<std::uint16_t> port = std::nullopt) {
+  const bool v6 = flags.listen_host.find(':') != std::string::npos;
+  return (v6 ? "[" + flags.listen_host + "]" : flags.listen_host) + ":" +
+         std::to_string(port.value_or(flags.listen_port));
 }
 
 }  // namespace
@@ -125,16 +140,17 @@ int main(int argc, char** argv) {
   hub.start();
   if (redis) redis->start();
   if (auto ec = handler->listen(flags.listen_host, flags.listen_port)) {
-    spdlog::error("cannot listen on {}:{}: {}", flags.listen_host, flags.listen_port, ec.message());
+    spdlog::error("--listen {}: cannot listen there: {}", listen_address(flags), ec.message());
     if (redis) redis->stop();
     hub.stop();
     hub.wait();
     return 1;
   }
-  std::printf("listening on %s:%u\n", flags.listen_host.c_str(), handler->port());
+  std::printf("listening on %s\n", listen_address(flags, handler->port()).c_str());
   std::fflush(stdout);
-  spdlog::info("pod {} serving on {}:{} with {} threads{}", hub.pod_id(), flags.listen_host,
-               handler->port(), hub.thread_count(), flags.redis.empty() ? " (single pod)" : "");
+  spdlog::info("pod {} serving on {} with {} threads{}", hub.pod_id(),
+               listen_address(flags, handler->port()), hub.thread_count(),
+               flags.redis.empty() ? " (single pod)" : "");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -13,6 +13,7 @@ using tcp = asio::ip::tcp;
 
 // After an accept error such as EMFILE, wait this long before trying again instead of spinning.
 constexpr std::chrono::milliseconds kAcceptRetry{50};
+constexpr std::chrono::seconds kAcceptLogInterval{5};
 constexpr int kBacklog = 4096;  // the kernel caps it at somaxconn
 }  // namespace
 
@@ -46,7 +47,15 @@ void Listener::do_accept() {
         if (self->stopped_) return;
         if (ec) {
           if (ec == asio::error::operation_aborted) return;
-          self->handler_.log().warn("accept failed: {}", ec.message());
+          const auto now = std::chrono::steady_clock::now();
+          if (now - self->last_accept_log_ >= kAcceptLogInterval) {
+            self->last_accept_log_ = now;
+            self->handler_.log().warn("accept failed: {} ({} more since the last report)",
+                                      ec.message(), self->accept_failures_unlogged_);
+            self->accept_failures_unlogged_ = 0;
+          } else {
+            ++self->accept_failures_unlogged_;
+          }
           self->retry_timer_.expires_after(kAcceptRetry);
           self->retry_timer_.async_wait([self](const boost::system::error_code& wait_ec) {
             if (!wait_ec) self->do_accept();

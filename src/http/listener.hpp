@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <system_error>
 
@@ -35,6 +36,10 @@ class Listener : public std::enable_shared_from_this<Listener> {
   boost::asio::steady_timer retry_timer_;
   std::atomic<bool> stopped_{false};
   std::uint16_t port_ = 0;
+  // Accept failures (out of descriptors, say) are retried every 50 ms but logged at most once per
+  // kAcceptLogInterval, with how many there were meanwhile. Touched on shard 0's thread only.
+  std::chrono::steady_clock::time_point last_accept_log_{};
+  std::uint64_t accept_failures_unlogged_ = 0;
 };
 
 }  // namespace realtime::detail

@@ -1,7 +1,8 @@
 // Authentication refusals that need no signed token:
 // - a token that is present but invalid is refused with 401 before the upgrade, always (also when
 //   --auth-required is off), whether it comes as ?token= or as Authorization: Bearer; a ?token=
-//   that cannot be percent-decoded (%zz) is such a token, not an absent one;
+//   that cannot be percent-decoded (%zz), or a Bearer header without one usable token, is such a
+//   token, not an absent one (another scheme, Basic, is not ours and is ignored);
 // - with --auth-required (and a key configured), a socket without any token gets 401;
 // - without --auth-required, a socket without a token is accepted (anonymous); an empty ?token= is
 //   no token (a Bearer header beside it is used);
@@ -47,6 +48,15 @@ test('an invalid token is refused with 401 when a key is configured', () =>
     await expect401(s, clients, `/ws/a?token=${forged}`);
     await expect401(s, clients, `/ws/a?token=${unsigned}`);
     await expect401(s, clients, '/ws/a', { Authorization: `Bearer ${forged}` });
+    // A Bearer header with nothing usable in it is a bad credential too, never anonymous.
+    const good = hs256('integration-secret', { sub: 'ann' });
+    for (const header of ['Bearer', 'bearer   ', `Bearer ${good} junk`]) {
+      await expect401(s, clients, '/ws/a', { Authorization: header });
+    }
+    // Another scheme is not this server's (a proxy's Basic credentials, say): ignored.
+    const basic = await connect(s, '/ws/a', { headers: { Authorization: 'Basic dXNlcjpwYXNz' } });
+    clients.push(basic);
+    assert.equal(basic.welcome.data.user_id, basic.welcome.data.connection_id, 'anonymous');
     clients.push(await connect(s, '/ws/a'));
     // An empty ?token= is no token: anonymous here, and a Bearer header beside it is used.
     const empty = await connect(s, '/ws/a?token=');

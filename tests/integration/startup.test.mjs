@@ -1,8 +1,9 @@
 // Start-up and configuration of realtime-server:
 // - `--listen 127.0.0.1:0` prints `listening on HOST:PORT` with the real (non-zero) port, which serves;
 // - a bad flag (`--bogus`) or a bad value (`--threads abc`, `--listen nonsense`, `--max-connections -1`)
-//   exits with status 2, names the flag on stderr, and starts nothing (no `listening on`); so does a
-//   --pong-timeout not longer than --ping-interval;
+//   exits with status 2, names the flag on stderr, and starts nothing (no `listening on`); so do a
+//   --pong-timeout not longer than --ping-interval, a --listen host that is not an IP address, and a
+//   --jwt-public-key file that holds nothing; an address that cannot be bound exits 1, naming --listen;
 // - every flag can come from the environment: REALTIME_MAX_CONNECTIONS and REALTIME_API_KEY are
 //   honoured, and the flag wins over the environment variable;
 // - the process that prints the line is the server binary itself (no forking wrapper);
@@ -14,6 +15,7 @@ import assert from 'node:assert/strict';
 import { withServer, runExpectingExit, killAll } from './lib/server.mjs';
 import { connect, tryOpen } from './lib/client.mjs';
 import fs from 'node:fs';
+import os from 'node:os';
 import { get, publish, metrics } from '../support/node/http.mjs';
 
 after(killAll);
@@ -33,6 +35,10 @@ const badInvocations = [
   { args: ['--listen', '127.0.0.1:0', '--bogus'], flag: 'bogus' },
   { args: ['--listen', '127.0.0.1:0', '--threads', 'abc'], flag: 'threads' },
   { args: ['--listen', 'nonsense'], flag: 'listen' },
+  { args: ['--listen', 'example.invalid:0'], flag: 'listen' }, // an IP address or localhost
+  // A key file that holds nothing (empty, or a directory) is no key, not "no JWT configured".
+  { args: ['--listen', '127.0.0.1:0', '--jwt-public-key', '/dev/null'], flag: 'jwt-public-key' },
+  { args: ['--listen', '127.0.0.1:0', '--jwt-public-key', os.tmpdir()], flag: 'jwt-public-key' },
   { args: ['--listen', '127.0.0.1:0', '--max-connections', '-1'], flag: 'max-connections' },
   { args: ['--listen', '127.0.0.1:0', '--log-format', 'xml'], flag: 'log-format' },
   { args: ['--listen', '127.0.0.1:0', '--log-level', 'loud'], flag: 'log-level' },
@@ -41,6 +47,14 @@ const badInvocations = [
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '3', '--pong-timeout', '3'], flag: 'pong-timeout' },
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '90'], flag: 'pong-timeout' }, // default pong timeout 60 s
 ];
+
+test('a --listen address that cannot be bound (in use) -> exit 1, stderr names --listen', () =>
+  withServer([], async (s) => {
+    const r = await runExpectingExit(['--listen', `127.0.0.1:${s.port}`], { timeoutMs: 10_000 });
+    assert.equal(r.code, 1, `exit status; stderr: ${r.stderr.slice(0, 500)}`);
+    assert.ok(r.stderr.includes('--listen'), JSON.stringify(r.stderr.slice(0, 500)));
+    assert.doesNotMatch(r.stdout, /listening on/);
+  }));
 
 for (const { args, flag } of badInvocations) {
   test(`bad invocation ${args.slice(args.length > 2 ? 2 : 0).join(' ')} -> exit 2, stderr names --${flag}, nothing listening`, async () => {
