@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, sleep, waitFor, ID_RE, TS_RE } from './lib/client.mjs';
 import { get, post, publish } from '../support/node/http.mjs';
+import { httpExchange } from '../support/node/raw.mjs';
 
 after(killAll);
 
@@ -195,6 +196,15 @@ test('GET /healthz 200, /readyz 200 without Redis, / is HTML', () =>
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
     assert.match(page.text, /<html|<!doctype html/i);
+  }));
+
+test('a refused HEAD (no upgrade on /ws/{room}) gets the headers alone', () =>
+  withServer([], async (s) => {
+    const r = await httpExchange(s.port, 'HEAD /ws/lobby HTTP/1.1\r\nHost: x\r\n\r\n');
+    const text = r.raw.toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 400 /, text);
+    assert.match(text, /\r\ncontent-length: [1-9]\d*\r\n/i, text);
+    assert.ok(text.endsWith('\r\n\r\n'), `no body after the headers: ${JSON.stringify(text)}`);
   }));
 
 test('unknown path -> 404 for any method; a known one with the wrong method -> 405 with Allow', () =>
