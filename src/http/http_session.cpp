@@ -326,8 +326,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void fail(unsigned status, std::string_view text) {
     HttpResponse response = json_error(status, text);
     // A refused HEAD gets the headers alone, as any HEAD does.
-    const bool head = parser_ && parser_->is_header_done() &&
-                      parser_->get().method() == http::verb::head;
+    const bool head =
+        parser_ && parser_->is_header_done() && parser_->get().method() == http::verb::head;
     respond(std::move(response), false, head);
   }
 
