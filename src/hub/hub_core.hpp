@@ -140,12 +140,13 @@ class HubCore {
   // another epoch than the last one (or in none) changes nothing and returns nothing: Redis lost
   // its data since, nobody announces what a loss changed, and a pod's part may not be rewritten
   // yet; what the members were told stays what later messages and resyncs compare with. Nothing
-  // for a room without members here.
+  // for a room without members here. `only_if_unknown`: a read not ordered with the presence
+  // messages, taken only when the members know nothing yet (else it could be older than them).
   struct PresenceResync {
     std::vector<PresenceEntry> changes;
   };
   PresenceResync sync_presence(const std::string& room, const std::vector<PresenceEntry>& cluster,
-                               const std::string& epoch);
+                               const std::string& epoch, bool only_if_unknown = false);
   // The epoch a read gives when Redis holds none (it lost its data, and no pod has set one yet).
   static constexpr std::string_view kNoStateEpoch = "-";
 

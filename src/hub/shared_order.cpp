@@ -25,10 +25,11 @@ FramePtr make_shared_frame(Message& msg, std::string_view epoch, std::uint64_t s
 
 HubCore::PresenceResync HubCore::sync_presence(const std::string& room,
                                                const std::vector<PresenceEntry>& cluster,
-                                               const std::string& epoch) {
+                                               const std::string& epoch, bool only_if_unknown) {
   return registry_.with_existing_room(room, [&](RoomState* state) {
     PresenceResync result;
     if (state == nullptr || state->members == 0) return result;
+    if (only_if_unknown && state->told_known) return result;
     if (!state->told_known) {  // (a snapshot comes only at the start of a membership period)
       state->told.assign(cluster);
       state->told_known = true;

@@ -240,10 +240,12 @@ const std::string& remove_pod_script() {
 // rewritten its part yet), then one line per user who is not offline, "<user>\t<status>" (user ids
 // hold no control characters), lines joined by "\n". Published from the script, so it reaches the
 // pod after every presence message published before it and before every later one, on the same
-// subscription. Returns the number of rooms.
+// subscription. Returns the number of rooms; with an empty channel, publishes nothing and returns
+// the messages instead.
 constexpr std::string_view kPresenceSyncLua = R"lua(
 local epoch = redis.call('GET', KEYS[2]) or '-'
 local pods = pods_with(KEYS[1], ARGV[1])
+local read = {}
 for i = 4, #ARGV do
   local room = ARGV[i]
   local key = 'realtime:presence:' .. room
@@ -257,8 +259,14 @@ for i = 4, #ARGV do
       if status ~= 'offline' then table.insert(lines, user .. '\t' .. status) end
     end
   end
-  redis.call('PUBLISH', ARGV[3], table.concat(lines, '\n'))
+  local payload = table.concat(lines, '\n')
+  if ARGV[3] == '' then
+    table.insert(read, payload)
+  else
+    redis.call('PUBLISH', ARGV[3], payload)
+  end
 end
+if ARGV[3] == '' then return read end
 return #ARGV - 3
 )lua";
 
@@ -574,6 +582,25 @@ void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool sna
   }
 }
 
+void ClusterState::read_presence(const std::string& room,
+                                 std::function<void(std::string_view)> done) {
+  if (stopped_) return;
+  std::vector<std::string> args = {"EVAL",
+                                   presence_sync_script(),
+                                   "2",
+                                   std::string(kPods),
+                                   std::string(kEpoch),
+                                   pod_,
+                                   std::string(kPresenceRead),
+                                   std::string(),
+                                   room};
+  // A failure leaves the room's members with nothing known (the next resync is taken as such).
+  redis_.command(args, [done = std::move(done)](std::error_code error, const RedisReply& reply) {
+    if (error) return;
+    for (const RedisReply& payload : reply.elements) done(payload.str);
+  });
+}
+
 std::optional<ClusterState::PresenceSync> ClusterState::parse_presence_sync(
     std::string_view payload) {
   auto next_line = [&payload]() -> std::optional<std::string_view> {
@@ -587,12 +614,13 @@ std::optional<ClusterState::PresenceSync> ClusterState::parse_presence_sync(
   const auto kind = next_line();
   const auto room = next_line();
   const auto epoch = next_line();
-  if (!kind || (*kind != kPresenceSnapshot && *kind != kPresenceResync) || !room ||
-      !protocol::is_valid_room(*room) || !epoch || epoch->empty()) {
+  if (!kind || (*kind != kPresenceSnapshot && *kind != kPresenceResync && *kind != kPresenceRead) ||
+      !room || !protocol::is_valid_room(*room) || !epoch || epoch->empty()) {
     return std::nullopt;
   }
   PresenceSync sync;
   sync.snapshot = *kind == kPresenceSnapshot;
+  sync.read = *kind == kPresenceRead;
   sync.room = std::string(*room);
   sync.epoch = std::string(*epoch);
   while (const auto line = next_line()) {

@@ -88,11 +88,18 @@ class ClusterState {
   // HubCore::sync_presence). Nothing when the control channel is not subscribed (the message could
   // not come).
   void sync_presence(const std::vector<std::string>& rooms, bool snapshot);
+  // The room's presence in the cluster read at once, not through the subscription, so not in order
+  // with presence messages: what a room's members are taken to know when the room's subscription
+  // could not be confirmed (its snapshot could not come); a resync once the subscription is back
+  // sends them what changed. `done` gets the message (kind kPresenceRead); nothing on a failure.
+  void read_presence(const std::string& room, std::function<void(std::string_view)> done);
   static constexpr std::string_view kPresenceSyncHead = "presence-sync";
   static constexpr std::string_view kPresenceSnapshot = "snapshot";
   static constexpr std::string_view kPresenceResync = "resync";
+  static constexpr std::string_view kPresenceRead = "read";
   struct PresenceSync {
     bool snapshot = false;
+    bool read = false;  // read_presence()'s: taken only for a room whose members know nothing yet
     std::string room;
     std::string epoch;                 // the cluster-state epoch it was read in ('-': none)
     std::vector<PresenceEntry> users;  // online or away; the others are offline

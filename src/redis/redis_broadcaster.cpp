@@ -175,12 +175,18 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
       }
       subscriber_->add(channel);
       // What the room's members here know of its presence from now on: a snapshot read once the
-      // room's presence messages reach this pod (a resync compares with it).
-      subscriber_->when_subscribed({channel}, std::chrono::steady_clock::now() + kSubscribeWait,
-                                   [this, room, channel] {
-                                     if (subscriber_->subscribed(channel))
-                                       cluster_->sync_presence({room}, true);
-                                   });
+      // room's presence messages reach this pod (a resync compares with it). When the
+      // subscription cannot be confirmed (Redis or the subscriber is down), it is read at once
+      // instead, and the resync once the subscription is back sends the members what changed.
+      subscriber_->when_subscribed(
+          {channel}, std::chrono::steady_clock::now() + kSubscribeWait, [this, room, channel] {
+            if (subscriber_->subscribed(channel)) {
+              cluster_->sync_presence({room}, true);
+            } else {
+              cluster_->read_presence(room,
+                                      [this](std::string_view sync) { on_presence_sync(sync); });
+            }
+          });
     });
   });
   core_.set_members_observer([this](const std::string& room) {
@@ -514,7 +520,8 @@ void RedisBroadcasterCore::on_own_presence(std::string_view payload) {
 void RedisBroadcasterCore::on_presence_sync(std::string_view payload) {
   const auto sync = ClusterState::parse_presence_sync(payload);
   if (!sync) return;
-  const HubCore::PresenceResync resync = core_.sync_presence(sync->room, sync->users, sync->epoch);
+  const HubCore::PresenceResync resync =
+      core_.sync_presence(sync->room, sync->users, sync->epoch, sync->read);
   for (const PresenceEntry& change : resync.changes) {
     Message msg = presence_message(sync->room, {change.status, change.user_id});
     core_.deliver(msg);

@@ -13,6 +13,9 @@
 // - Redis restarted empty while pod A is stopped: B's resync (A's part not rewritten yet) sends
 //   nothing, and what B's member was told stays what later messages compare with: ann leaving
 //   after A rewrote its part is announced, once; a later resync with nothing changed sends nothing.
+// - a room first joined on B while B's subscriber cannot reconnect: B reads the room's presence at
+//   once (its snapshot could not come), and the resync once the subscriber is back sends the
+//   member what it missed meanwhile (ann offline).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -96,11 +99,11 @@ test('a pod whose subscription was lost sends its members the presence changes t
 
 // When Redis lost its data (restarted empty), no pod announces what the loss changed: a pod's part
 // comes back by its rewrite, announcing nothing. A resync then must not take a pod that has not
-// rewritten yet for users who left: it becomes a snapshot, and another is taken a renewal period
-// later, once every pod's part is back. Pod A is stopped while Redis restarts empty, so B resyncs
-// before A's users are back (B is stopped through the restart too, so that this test's subscriber
-// to its control channel is back first); B's member gets no presence message at all, and once A
-// resumes, both pods list everyone again; a later loss of B's subscription sends nothing either.
+// rewritten yet for users who left: read in another epoch, it only takes the epoch, and what B's
+// members were told stays what later messages compare with. Pod A is stopped while Redis restarts
+// empty, so B resyncs before A's users are back (B is stopped through the restart too, so that
+// this test's subscriber to its control channel is back first); B's member gets no presence
+// message for the loss; once A resumes, ann leaving is announced to it, once.
 test('after Redis restarted empty, a resync announces nothing for a pod that has not rewritten its part yet', { timeout: 60_000 }, async () => {
   const clients = [];
   let { redis, a, b, control, join, watch } = await setUp('resync-empty', clients);
@@ -143,6 +146,44 @@ test('after Redis restarted empty, a resync announces nothing for a pod that has
     await redisBarrier(redis, 'realtime:room:room', [watch]);
     assert.deepEqual(presenceSent(watch), [], 'nothing after ann offline (taken above): not twice, nothing else');
   } finally {
+    control.close();
+    closeAll(clients);
+  }
+});
+
+// A room's first member on pod B while B's subscriber is down (Redis refuses its reconnection: the
+// clients' cap reached): the snapshot, published through the subscription, could not come, so B
+// reads the room's presence at once instead; ann leaves on pod A meanwhile, which B cannot hear;
+// once B's subscriber is back, its resync sends the member ann's offline.
+test("a room first joined while the pod's subscriber is down: the change it missed is sent by the resync", { timeout: 60_000 }, async () => {
+  const clients = [];
+  const { redis, a, b, control, join } = await setUp('resync-down', clients);
+  const admin = await redis.link();
+  try {
+    const ann = await join(a, 'ann', 'late');
+    await waitFor(async () => (await statuses(a, 'late')).includes('ann:online'), { timeoutMs: 5000, message: 'ann online' });
+    const subscriber = /id=(\d+)/.exec(await subscriberOf(redis, b))[1];
+    const connected = Number(/connected_clients:(\d+)/.exec(String(await admin.cmd('INFO', 'clients')))[1]);
+    await admin.cmd('CONFIG', 'SET', 'maxclients', String(connected - 1));
+    try {
+      await admin.cmd('CLIENT', 'KILL', 'ID', subscriber);
+      await waitFor(async () => (await fetch(`${b.httpUrl}/readyz`)).status === 503, { timeoutMs: 5000, message: "B's fan-out down" });
+      const watch = await join(b, 'watch', 'late');
+      // B's read of the room went out before its write of watch's presence, on one connection.
+      await waitFor(async () => (await statuses(b, 'late')).includes('watch:online'), { timeoutMs: 5000, message: 'watch listed on B' });
+      ann.close();
+      await waitFor(async () => JSON.stringify(await statuses(a, 'late')) === JSON.stringify(['watch:online']), { timeoutMs: 5000, message: 'ann gone' });
+      await admin.cmd('CONFIG', 'SET', 'maxclients', '10000');
+      await control.next(sync('resync', 'late'), 15_000, "B's resync of the room");
+      await redisBarrier(redis, 'realtime:room:late', [watch]);
+      assert.ok(presenceSent(watch).includes('ann:offline'), `presence sent to watch: ${presenceSent(watch)}`);
+      assert.ok(!presenceSent(watch).includes('ann:online'), `presence sent to watch: ${presenceSent(watch)}`);
+      assert.deepEqual(await statuses(b, 'late'), ['watch:online']);
+    } finally {
+      await admin.cmd('CONFIG', 'SET', 'maxclients', '10000');
+    }
+  } finally {
+    admin.close();
     control.close();
     closeAll(clients);
   }

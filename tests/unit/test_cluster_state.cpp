@@ -33,6 +33,13 @@ TEST(PresenceSyncMessage, ParsesKindRoomAndUsers) {
   EXPECT_EQ(empty->room, "quiet");
   EXPECT_EQ(empty->epoch, "-");
   EXPECT_TRUE(empty->users.empty());
+
+  const auto read = ClusterState::parse_presence_sync("presence-sync\nread\nlate\nE\nann\tonline");
+  ASSERT_TRUE(read);
+  EXPECT_TRUE(read->read);
+  EXPECT_FALSE(read->snapshot);
+  EXPECT_FALSE(resync->read);
+  EXPECT_EQ(users(*read), (std::vector<std::string>{"ann=online"}));
 }
 
 TEST(PresenceSyncMessage, RefusesWhatIsNotOne) {

@@ -5,6 +5,7 @@
 // (as the Redis broadcaster does) with one real member socket, so each arrival order is forced.
 // Also gaps read back from the shared history: release_held(true) names a gap once,
 // deliver_repaired() fills it in order, gap_repaired() gives up what the history did not have.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -371,6 +372,62 @@ TEST(SharedOrder, AGapReadThatCouldNotBeSentIsAskedAgain) {
   std::this_thread::sleep_for(detail::HubCore::kRepairLimit);
   EXPECT_TRUE(core.release_held(true).empty());
   EXPECT_EQ(r.next(1), Seqs{3}) << "given up after kRepairLimit";
+}
+
+// The presence resync (HubCore::sync_presence), against what the member was sent.
+TEST(PresenceResync, WhatMembersWereToldIsOnlyWhatTheyWereSent) {
+  SharedRoom shared;
+  auto& core = shared.pod.hub.core();
+  core.use_shared_history();
+  const std::string& room = shared.room;
+  const auto online = PresenceStatus::online;
+  const auto away = PresenceStatus::away;
+  const auto offline = PresenceStatus::offline;
+  auto deliver = [&](const std::string& user, PresenceStatus status) {
+    Message msg = presence_message(room, {status, user});
+    core.deliver(msg);
+  };
+  // The presence messages about `user` the member gets until a marker message: "status"es.
+  auto received_about = [&](const std::string& user) {
+    Message marker = chat_message(room, "marker");
+    core.deliver(marker);
+    std::vector<std::string> got;
+    while (const auto msg = shared.member->next()) {
+      if (msg->type == MessageType::chat) break;
+      if (msg->type == MessageType::presence &&
+          msg->data.find('"' + user + '"') != std::string::npos)
+        got.push_back(msg->data.find(R"("online")") != std::string::npos ? "online"
+                      : msg->data.find(R"("away")") != std::string::npos ? "away"
+                                                                         : "offline");
+    }
+    return got;
+  };
+  using Changes = std::vector<std::pair<std::string, PresenceStatus>>;
+  auto changes = [](const detail::HubCore::PresenceResync& resync) {
+    Changes out;
+    for (const PresenceEntry& entry : resync.changes) out.emplace_back(entry.user_id, entry.status);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+
+  // The first read of the membership period is what the member is taken to know.
+  EXPECT_EQ(changes(core.sync_presence(room, {{"ann", online}}, "E1")), Changes{});
+  // A read not in order with the subscription is taken only while nothing is known.
+  EXPECT_EQ(changes(core.sync_presence(room, {{"zed", online}}, "E1", true)), Changes{});
+  // A resync in the same epoch: the differences.
+  EXPECT_EQ(changes(core.sync_presence(room, {{"bob", away}}, "E1")),
+            (Changes{{"ann", offline}, {"bob", away}}));
+  deliver("ann", offline);
+  deliver("bob", away);
+  EXPECT_EQ(received_about("bob"), std::vector<std::string>{"away"});
+  // Redis lost its data: a read in another epoch (or in none) sends nothing and changes nothing.
+  EXPECT_EQ(changes(core.sync_presence(room, {}, "E2")), Changes{});
+  EXPECT_EQ(changes(core.sync_presence(room, {{"carl", online}}, std::string("-"))), Changes{});
+  EXPECT_EQ(changes(core.sync_presence(room, {{"carl", online}}, std::string("-"))), Changes{});
+  // So bob leaving is still news to the member, and sent; a repeat of it is not.
+  deliver("bob", offline);
+  deliver("bob", offline);
+  EXPECT_EQ(received_about("bob"), std::vector<std::string>{"offline"});
 }
 
 }  // namespace
