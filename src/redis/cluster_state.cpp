@@ -563,17 +563,23 @@ void ClusterState::flush_counts() {
   }
 }
 
+std::vector<std::string> ClusterState::presence_sync_call(std::string_view kind,
+                                                          std::string channel) const {
+  return {"EVAL",
+          presence_sync_script(),
+          "2",
+          std::string(kPods),
+          std::string(kEpoch),
+          pod_,
+          std::string(kind),
+          std::move(channel)};
+}
+
 void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool snapshot) {
   if (stopped_ || !echo_ready_()) return;  // the answer could not come: nothing changes
   for (std::size_t first = 0; first < rooms.size(); first += kRewriteBatchRooms) {
-    std::vector<std::string> args = {"EVAL",
-                                     presence_sync_script(),
-                                     "2",
-                                     std::string(kPods),
-                                     std::string(kEpoch),
-                                     pod_,
-                                     std::string(snapshot ? kPresenceSnapshot : kPresenceResync),
-                                     control_channel_};
+    std::vector<std::string> args =
+        presence_sync_call(snapshot ? kPresenceSnapshot : kPresenceResync, control_channel_);
     const std::size_t last = std::min(rooms.size(), first + kRewriteBatchRooms);
     args.insert(args.end(), rooms.begin() + static_cast<std::ptrdiff_t>(first),
                 rooms.begin() + static_cast<std::ptrdiff_t>(last));
@@ -585,15 +591,8 @@ void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool sna
 void ClusterState::read_presence(const std::string& room,
                                  std::function<void(std::string_view)> done) {
   if (stopped_) return;
-  std::vector<std::string> args = {"EVAL",
-                                   presence_sync_script(),
-                                   "2",
-                                   std::string(kPods),
-                                   std::string(kEpoch),
-                                   pod_,
-                                   std::string(kPresenceRead),
-                                   std::string(),
-                                   room};
+  std::vector<std::string> args = presence_sync_call(kPresenceRead, std::string());
+  args.push_back(room);
   // A failure leaves the room's members with nothing known (the next resync is taken as such).
   redis_.command(args, [done = std::move(done)](std::error_code error, const RedisReply& reply) {
     if (error) return;

@@ -125,6 +125,9 @@ class ClusterState {
  private:
   // Writes this pod's whole part again from the hub (after a reconnect, or a lease found gone).
   void rewrite_part();
+  // The presence-sync script's call up to its rooms: `kind`, and the channel to publish on ("":
+  // answer instead).
+  std::vector<std::string> presence_sync_call(std::string_view kind, std::string channel) const;
   // Writes this pod's entry (offline: removes it) and announces the cluster's change, if any.
   void set_pod_status(const std::string& room, const std::string& user, PresenceStatus status);
   // What a script is told of the echo: `channel`, its `echo` argument (the control channel when

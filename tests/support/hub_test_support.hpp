@@ -317,10 +317,33 @@ inline HandlerConfig fast_config() {
   return config;
 }
 
+// A broadcaster that does what LocalBroadcaster does: a test overrides the part it controls.
+class LocalForwarding : public Broadcaster {
+ public:
+  explicit LocalForwarding(Hub& hub) : local_(hub) {}
+  std::string publish(Message msg) override { return local_.publish(std::move(msg)); }
+  std::string publish_to_user(const std::string& user_id, Message msg) override {
+    return local_.publish_to_user(user_id, std::move(msg));
+  }
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
+    local_.query_rooms(std::move(done));
+  }
+  void query_presence(const std::string& room,
+                      std::function<void(std::vector<PresenceEntry>)> done) override {
+    local_.query_presence(room, std::move(done));
+  }
+
+ private:
+  LocalBroadcaster local_;
+};
+
 struct Pod {
-  explicit Pod(HandlerConfig config = fast_config(), unsigned threads = 4)
+  // `broadcaster`, when given, makes the pod's broadcaster from its hub.
+  explicit Pod(HandlerConfig config = fast_config(), unsigned threads = 4,
+               const std::function<std::shared_ptr<Broadcaster>(Hub&)>& broadcaster = {})
       : hub(HubOptions{threads, 100, "hub-test"}) {
     hub.start();
+    if (broadcaster) config.broadcaster = broadcaster(hub);
     handler = std::make_unique<Handler>(hub, std::move(config));
     const auto ec = handler->listen("127.0.0.1", 0);
     EXPECT_FALSE(ec) << ec.message();

@@ -713,20 +713,9 @@ TEST(HubLifecycle, APongTimeoutNotLongerThanThePingIntervalIsRefused) {
 }
 
 // A broadcaster whose subscriptions are never confirmed: a new socket's output stays held.
-class NeverSubscribed final : public Broadcaster {
+class NeverSubscribed final : public LocalForwarding {
  public:
-  explicit NeverSubscribed(Hub& hub) : local_(hub) {}
-  std::string publish(Message msg) override { return local_.publish(std::move(msg)); }
-  std::string publish_to_user(const std::string& user_id, Message msg) override {
-    return local_.publish_to_user(user_id, std::move(msg));
-  }
-  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
-    local_.query_rooms(std::move(done));
-  }
-  void query_presence(const std::string& room,
-                      std::function<void(std::vector<PresenceEntry>)> done) override {
-    local_.query_presence(room, std::move(done));
-  }
+  using LocalForwarding::LocalForwarding;
   bool await_subscribed(const std::string& /*room*/, const std::string& /*user_id*/,
                         std::function<void()> done) override {
     const std::lock_guard lock(mutex_);
@@ -735,7 +724,6 @@ class NeverSubscribed final : public Broadcaster {
   }
 
  private:
-  LocalBroadcaster local_;
   std::mutex mutex_;
   std::vector<std::function<void()>> waiting_;
 };

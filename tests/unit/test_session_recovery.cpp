@@ -24,7 +24,7 @@ using namespace std::chrono_literals;
 using namespace realtime::testing;
 
 // A shared history whose reads wait until the test answers them.
-class HeldHistory final : public Broadcaster {
+class HeldHistory final : public LocalForwarding {
  public:
   struct Read {
     std::string room;
@@ -32,18 +32,7 @@ class HeldHistory final : public Broadcaster {
     std::function<void(HistoryResult)> done;
   };
 
-  explicit HeldHistory(Hub& hub) : local_(hub) {}
-  std::string publish(Message msg) override { return local_.publish(std::move(msg)); }
-  std::string publish_to_user(const std::string& user_id, Message msg) override {
-    return local_.publish_to_user(user_id, std::move(msg));
-  }
-  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
-    local_.query_rooms(std::move(done));
-  }
-  void query_presence(const std::string& room,
-                      std::function<void(std::vector<PresenceEntry>)> done) override {
-    local_.query_presence(room, std::move(done));
-  }
+  using LocalForwarding::LocalForwarding;
   bool shared_history() const override { return true; }
   void fetch_history(const std::string& room, const std::string& last_id,
                      std::function<void(HistoryResult)> done) override {
@@ -67,7 +56,6 @@ class HeldHistory final : public Broadcaster {
   }
 
  private:
-  LocalBroadcaster local_;
   std::mutex mutex_;
   std::vector<Read> reads_;
 };
@@ -100,38 +88,21 @@ bool is_event(const Message& msg, std::string_view event) {
          msg.data.find(R"("event":")" + std::string(event) + '"') != std::string::npos;
 }
 
+// A pod whose shared history is a HeldHistory.
 struct HeldPod {
   explicit HeldPod(std::size_t send_queue_bytes = fast_config().send_queue_bytes)
-      : hub(HubOptions{2, 100, "hub-test"}) {
-    hub.start();
+      : server(config(send_queue_bytes), 2, [this](Hub& hub) {
+          history = std::make_shared<HeldHistory>(hub);
+          return history;
+        }) {}
+  static HandlerConfig config(std::size_t send_queue_bytes) {
     HandlerConfig config = fast_config();
     config.send_queue_bytes = send_queue_bytes;
-    held = std::make_shared<HeldHistory>(hub);
-    config.broadcaster = held;
-    handler = std::make_unique<Handler>(hub, config);
-    EXPECT_FALSE(handler->listen("127.0.0.1", 0));
-    port = handler->port();
-  }
-  ~HeldPod() {
-    handler->shutdown(3s);
-    handler.reset();
-    hub.stop();
-    hub.wait();
-  }
-  HeldPod(const HeldPod&) = delete;
-  HeldPod& operator=(const HeldPod&) = delete;
-
-  std::size_t members_of(const std::string& room) const {
-    for (const RoomCount& count : hub.rooms()) {
-      if (count.room == room) return count.members;
-    }
-    return 0;
+    return config;
   }
 
-  Hub hub;
-  std::shared_ptr<HeldHistory> held;
-  std::unique_ptr<Handler> handler;
-  std::uint16_t port = 0;
+  std::shared_ptr<HeldHistory> history;  // (made by `server`'s constructor)
+  Pod server;
 };
 
 // What a client read until `recovered` of `room`: the chats' texts, and that message.
@@ -155,15 +126,15 @@ TEST(SessionRecovery, ARejoinRecoversFromItsOwnLastIdWhicheverAnswerComesFirst) 
   for (const bool first_answer_first : {true, false}) {
     SCOPED_TRACE(first_answer_first ? "the first join's answer first" : "the rejoin's first");
     HeldPod pod;
-    auto client = connect_welcomed(pod.port, "/ws");
+    auto client = connect_welcomed(pod.server.port, "/ws");
     ASSERT_TRUE(client);
     // Joined from h-2, left, joined again from h-8, before either read is answered.
     ASSERT_TRUE(client->send_text(join("r", "h-2")));
     ASSERT_TRUE(client->send_text(leave("r")));
     ASSERT_TRUE(client->send_text(join("r", "h-8")));
-    ASSERT_TRUE(eventually([&] { return pod.held->pending() == 2; }));
-    auto from2 = pod.held->take("h-2");
-    auto from8 = pod.held->take("h-8");
+    ASSERT_TRUE(eventually([&] { return pod.history->pending() == 2; }));
+    auto from2 = pod.history->take("h-2");
+    auto from8 = pod.history->take("h-8");
     ASSERT_TRUE(from2 && from8);
     if (first_answer_first) {
       from2->done(history("r", 3, 10));
@@ -180,7 +151,7 @@ TEST(SessionRecovery, ARejoinRecoversFromItsOwnLastIdWhicheverAnswerComesFirst) 
     EXPECT_NE(got.chats[0].find("9"), std::string::npos) << got.chats[0];
     EXPECT_NE(got.chats[1].find("10"), std::string::npos) << got.chats[1];
     // Nothing else of the room follows (a second "recovered", or the other replay).
-    pod.hub.broadcast(chat_message("r", "live"));
+    pod.server.hub.broadcast(chat_message("r", "live"));
     const auto next = client->next_matching([](const Message& msg) {
       return msg.type == MessageType::chat || is_event(msg, "recovered");
     });
@@ -192,21 +163,21 @@ TEST(SessionRecovery, ARejoinRecoversFromItsOwnLastIdWhicheverAnswerComesFirst) 
 
 TEST(SessionRecovery, LiveFramesKeptDuringARecoveryMayGoPastTheQueueByAnotherRoomsReplay) {
   HeldPod pod(64 * 1024);
-  auto client = connect_welcomed(pod.port, "/ws");
+  auto client = connect_welcomed(pod.server.port, "/ws");
   ASSERT_TRUE(client);
   // A replay of ~12 MB (more than the kernel's socket buffers take) stays queued while the client
   // does not read: allowed on top of the 64 KB queue.
   const std::string pad(60 * 1024, 'x');
   ASSERT_TRUE(client->send_text(join("big", "h-0")));
-  ASSERT_TRUE(eventually([&] { return pod.held->pending() == 1; }));
-  pod.held->take("h-0")->done(history("big", 1, 200, pad));
+  ASSERT_TRUE(eventually([&] { return pod.history->pending() == 1; }));
+  pod.history->take("h-0")->done(history("big", 1, 200, pad));
   // Another room's recovery, and live traffic in it meanwhile (kept aside until its answer).
   ASSERT_TRUE(client->send_text(join("small", "h-5")));
-  ASSERT_TRUE(eventually([&] { return pod.held->pending() == 1; }));
-  ASSERT_TRUE(eventually([&] { return pod.members_of("small") == 1; }));
+  ASSERT_TRUE(eventually([&] { return pod.history->pending() == 1; }));
+  ASSERT_TRUE(eventually([&] { return pod.server.members("small") == 1; }));
   const std::string text(4096, 'y');
-  for (int i = 0; i < 8; ++i) pod.hub.broadcast(chat_message("small", text));
-  pod.held->take("h-5")->done(history("small", 6, 5));  // nothing missed
+  for (int i = 0; i < 8; ++i) pod.server.hub.broadcast(chat_message("small", text));
+  pod.history->take("h-5")->done(history("small", 6, 5));  // nothing missed
   const Recovered big = read_until_recovered(*client, "big");
   EXPECT_EQ(big.chats.size(), 200U);
   ASSERT_TRUE(big.recovered) << "closed during the replay";
@@ -225,15 +196,15 @@ TEST(SessionRecovery, ALeaveDropsTheRoomsUnsentReplay) {
   // leave drops what of the replay was not written yet, so what reaches the client is bounded by
   // the kernel's socket buffers, not by the number of joins.
   HeldPod pod(64 * 1024);
-  auto client = connect_welcomed(pod.port, "/ws");
+  auto client = connect_welcomed(pod.server.port, "/ws");
   ASSERT_TRUE(client);
   const std::string pad(16 * 1024, 'z');
   constexpr int kJoins = 200;
   constexpr std::uint64_t kReplayed = 40;  // ~640 KB a join, ~128 MB in all
   for (int i = 0; i < kJoins; ++i) {
     ASSERT_TRUE(client->send_text(join("again", "h-0")));
-    ASSERT_TRUE(eventually([&] { return pod.held->pending() == 1; }));
-    pod.held->take("h-0")->done(history("again", 1, kReplayed, pad));
+    ASSERT_TRUE(eventually([&] { return pod.history->pending() == 1; }));
+    pod.history->take("h-0")->done(history("again", 1, kReplayed, pad));
     ASSERT_TRUE(client->send_text(leave("again")));
   }
   // The last leave was handled once a later request is answered.
