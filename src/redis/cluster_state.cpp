@@ -234,23 +234,29 @@ const std::string& remove_pod_script() {
   return script;
 }
 
-// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, kind, channel, then rooms. Publishes on `channel` (the
+// KEYS[1] pods set, KEYS[2] epoch; ARGV pod, kind, channel, budget, then rooms. Publishes on
+// `channel` (the
 // pod's control channel), for each room, its presence in the cluster: kPresenceSyncHead, kind, the
 // room and the cluster-state epoch ('-' when there is none: Redis lost its data and no pod has
 // rewritten its part yet), then one line per user who is not offline, "<user>\t<status>" (user ids
 // hold no control characters), lines joined by "\n". Published from the script, so it reaches the
 // pod after every presence message published before it and before every later one, on the same
-// subscription. Returns the number of rooms; with an empty channel, publishes nothing and returns
-// the messages instead.
+// subscription. Returns the number of rooms done: it stops after the room that brings the entries
+// read past `budget` (a room is always read whole), so that one call does not hold Redis for long;
+// the caller sends the rest again. With an empty channel, publishes nothing and returns the
+// messages instead.
 constexpr std::string_view kPresenceSyncLua = R"lua(
 local epoch = redis.call('GET', KEYS[2]) or '-'
 local pods = pods_with(KEYS[1], ARGV[1])
+local budget, entries = tonumber(ARGV[4]), 0
 local read = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local room = ARGV[i]
   local key = 'realtime:presence:' .. room
   local lines, seen = {'presence-sync', ARGV[2], room, epoch}, {}
-  for _, f in ipairs(redis.call('HKEYS', key)) do
+  local fields = redis.call('HKEYS', key)
+  entries = entries + #fields
+  for _, f in ipairs(fields) do
     local bar = string.find(f, '|', 1, true)
     local user = bar and string.sub(f, bar + 1)
     if user and not seen[user] then
@@ -265,15 +271,11 @@ for i = 4, #ARGV do
   else
     redis.call('PUBLISH', ARGV[3], payload)
   end
+  if entries >= budget and i < #ARGV then return i - 4 end
 end
 if ARGV[3] == '' then return read end
-return #ARGV - 3
+return #ARGV - 4
 )lua";
-
-const std::string& presence_sync_script() {
-  static const std::string script = std::string(kAggregateLua) + std::string(kPresenceSyncLua);
-  return script;
-}
 
 // KEYS[1] pods set; ARGV this pod. {room, members, ...} summed over the other pods.
 constexpr std::string_view kRoomsScript = R"lua(
@@ -297,6 +299,11 @@ std::string status_text(PresenceStatus status) { return std::string(to_string(st
 using Reach = ClusterState::Reach;
 
 }  // namespace
+
+const std::string& presence_sync_script() {
+  static const std::string script = std::string(kAggregateLua) + std::string(kPresenceSyncLua);
+  return script;
+}
 
 ClusterState::ClusterState(boost::asio::io_context& context, HubCore& hub, RedisPublisher& redis,
                            PresenceAnnouncer announce, std::string control_channel,
@@ -572,20 +579,32 @@ std::vector<std::string> ClusterState::presence_sync_call(std::string_view kind,
           std::string(kEpoch),
           pod_,
           std::string(kind),
-          std::move(channel)};
+          std::move(channel),
+          std::to_string(kPresenceSyncBudget)};
 }
 
 void ClusterState::sync_presence(const std::vector<std::string>& rooms, bool snapshot) {
   if (stopped_ || !echo_ready_()) return;  // the answer could not come: nothing changes
-  for (std::size_t first = 0; first < rooms.size(); first += kRewriteBatchRooms) {
-    std::vector<std::string> args =
-        presence_sync_call(snapshot ? kPresenceSnapshot : kPresenceResync, control_channel_);
-    const std::size_t last = std::min(rooms.size(), first + kRewriteBatchRooms);
-    args.insert(args.end(), rooms.begin() + static_cast<std::ptrdiff_t>(first),
-                rooms.begin() + static_cast<std::ptrdiff_t>(last));
-    // A failure leaves what members were told as it is (a resync is tried at the next recovery).
-    redis_.command(args, [](std::error_code, const RedisReply&) {});
-  }
+  send_presence_sync(std::make_shared<const std::vector<std::string>>(rooms), 0, snapshot);
+}
+
+void ClusterState::send_presence_sync(std::shared_ptr<const std::vector<std::string>> rooms,
+                                      std::size_t first, bool snapshot) {
+  if (stopped_ || first >= rooms->size()) return;
+  std::vector<std::string> args =
+      presence_sync_call(snapshot ? kPresenceSnapshot : kPresenceResync, control_channel_);
+  const std::size_t last = std::min(rooms->size(), first + kRewriteBatchRooms);
+  args.insert(args.end(), rooms->begin() + static_cast<std::ptrdiff_t>(first),
+              rooms->begin() + static_cast<std::ptrdiff_t>(last));
+  // One call at a time, each as far as its budget goes. A failure leaves what members were told
+  // as it is for its rooms (a resync is tried at the next recovery); the others still go.
+  redis_.command(args, [this, rooms = std::move(rooms), first, last, snapshot](
+                           std::error_code error, const RedisReply& reply) mutable {
+    std::size_t next = last;
+    if (!error && reply.type == RedisReply::Type::integer && reply.integer > 0)
+      next = std::min(last, first + static_cast<std::size_t>(reply.integer));
+    send_presence_sync(std::move(rooms), next, snapshot);
+  });
 }
 
 void ClusterState::read_presence(const std::string& room,

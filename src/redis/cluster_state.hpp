@@ -43,6 +43,10 @@
 
 namespace realtime::detail {
 
+// The presence-sync script (see ClusterState::sync_presence): KEYS pods set and epoch; ARGV this
+// pod, the kind, the channel to publish on ("": answer instead), the budget of entries, then rooms.
+const std::string& presence_sync_script();
+
 class ClusterState {
  public:
   // How long a pod's lease lives without renewal, and how often it is renewed (and dead pods
@@ -55,6 +59,8 @@ class ClusterState {
   // users of one room always go together), so that one call does not hold Redis for long.
   static constexpr std::size_t kRewriteBatchRooms = 256;
   static constexpr std::size_t kRewriteBatchUsers = 2048;
+  // A presence sync call stops after the room that brings the entries it read past this many.
+  static constexpr std::size_t kPresenceSyncBudget = 16384;
 
   // Where a presence message goes: to this pod's members (a script published it to the other
   // pods, and its echo could not be counted on), or to every pod (no script ran: Redis failed).
@@ -128,6 +134,9 @@ class ClusterState {
   // The presence-sync script's call up to its rooms: `kind`, and the channel to publish on ("":
   // answer instead).
   std::vector<std::string> presence_sync_call(std::string_view kind, std::string channel) const;
+  // Syncs rooms[first..] (see sync_presence), a call at a time.
+  void send_presence_sync(std::shared_ptr<const std::vector<std::string>> rooms, std::size_t first,
+                          bool snapshot);
   // Writes this pod's entry (offline: removes it) and announces the cluster's change, if any.
   void set_pod_status(const std::string& room, const std::string& user, PresenceStatus status);
   // What a script is told of the echo: `channel`, its `echo` argument (the control channel when

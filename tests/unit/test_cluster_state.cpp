@@ -1,12 +1,16 @@
 // ClusterState's presence resync message (published by its script on the pod's control channel):
-// what the parser accepts and what it refuses. The script itself runs against redis-server in
-// tests/cluster/presence-resync.test.mjs.
+// what the parser accepts and what it refuses; and the script's budget against a real
+// redis-server: one call reads rooms until their entries pass it, always a room whole. The script's
+// use by the pods runs in tests/cluster/presence-resync.test.mjs.
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "redis/cluster_state.hpp"
+#include "support/redis_server.hpp"
 
 namespace realtime::detail {
 namespace {
@@ -58,6 +62,41 @@ TEST(PresenceSyncMessage, RefusesWhatIsNotOne) {
        }) {
     EXPECT_FALSE(ClusterState::parse_presence_sync(bad)) << bad;
   }
+}
+
+TEST(PresenceSyncScript, ACallStopsAfterTheRoomThatPassesItsBudget) {
+  test::RedisServer server;
+  test::RedisClient redis("127.0.0.1", server.port());
+  redis.command({"SADD", "realtime:pods", "p1"});
+  // Rooms a, b, c with 3, 4 and 2 users on pod p1.
+  for (const auto& [room, users] :
+       std::vector<std::pair<std::string, int>>{{"a", 3}, {"b", 4}, {"c", 2}}) {
+    for (int u = 0; u < users; ++u)
+      redis.command({"HSET", "realtime:presence:" + room, "p1|u" + std::to_string(u), "online"});
+  }
+  const auto call = [&](const std::string& budget, std::vector<std::string> rooms) {
+    std::vector<std::string> args = {"EVAL",          presence_sync_script(), "2",
+                                     "realtime:pods", "realtime:state-epoch", "p2",
+                                     "resync",        "realtime:control:p2",  budget};
+    args.insert(args.end(), rooms.begin(), rooms.end());
+    return redis.command(args)->integer;
+  };
+  EXPECT_EQ(call("1000", {"a", "b", "c"}), 3);  // within the budget: every room
+  EXPECT_EQ(call("7", {"a", "b", "c"}), 2);     // a and b bring 7: c goes in the next call
+  EXPECT_EQ(call("1", {"a", "b", "c"}), 1);     // a room is read whole, at least one
+  EXPECT_EQ(call("1", {"c"}), 1);
+
+  // With no channel it answers the messages instead of publishing them.
+  auto read = redis.command({"EVAL", presence_sync_script(), "2", "realtime:pods",
+                             "realtime:state-epoch", "p2", "read", "", "1000", "c"});
+  ASSERT_EQ(read->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(read->elements, 1U);
+  const auto sync = ClusterState::parse_presence_sync(read->element[0]->str);
+  ASSERT_TRUE(sync);
+  EXPECT_TRUE(sync->read);
+  std::vector<std::string> listed = users(*sync);
+  std::sort(listed.begin(), listed.end());
+  EXPECT_EQ(listed, (std::vector<std::string>{"u0=online", "u1=online"}));
 }
 
 }  // namespace
