@@ -41,18 +41,30 @@ const SEEN_LEFT_ROOMS = 64;
 // system data.event values that concern one socket, not the room's history.
 const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring']);
 
-// Ids that are not a room history's <epoch>-<seq>: presence, user notifications, global and
-// per-socket messages have a letter after the dash (<tag>-p<n>, -u<n>, -g<n>, -d<n>).
-const NOT_HISTORY_ID = /-[a-z][0-9]*$/;
+// Ids that are not a room history's <epoch>-<seq> (decimal): presence, user notifications, global
+// and per-socket messages have a letter after the dash, then a base-36 number (<tag>-p<n>, -u<n>,
+// -g<n>, -d<n>; -u8v, say).
+const NOT_HISTORY_ID = /-[a-z][0-9a-z]*$/;
 
 // Frames sent keep this much of the server's bucket spare, so that frames bunched up on the way
 // (a delay on the network) still find tokens there: one, plus this many seconds of its rate.
 const RATE_SPARE_TOKENS = 1;
+// The most rooms the server lets one socket be in (its presence limit allows a change in as many).
+const MAX_ROOMS_PER_SOCKET = 64;
 const RATE_SPARE_SECONDS = 0.1;
 
 // A socket asked to close gets this long to finish the close handshake; then it is dropped (the
 // `ws` package's terminate(): a peer that stopped answering would hold it for 30 s).
 const CLOSE_GRACE_MS = 2000;
+
+// The history (epoch) of room message id "<epoch>-<seq>".
+function epochOf(id) {
+  const dash = id.lastIndexOf('-');
+  return dash < 0 ? '' : id.slice(0, dash);
+}
+
+// How many histories a room's resume point remembers having left.
+const RETIRED_EPOCHS = 4;
 
 // Whether room message id `id` ("<epoch>-<seq>") comes before `current` in the same history: a
 // message still on its way when the server gave the room's position, or one delivered late. The
@@ -224,6 +236,7 @@ export class RealtimeClient {
       if (isPresent(id)) this._lastIds.set(checkRoom(room), String(id));
     }
     this._seen = new Map(); // room -> Set of recent ids
+    this._retired = new Map(); // room -> epochs its resume point left (a lost history), newest last
     this._joined = new Set(); // rooms joined on a socket that opened (they can have missed messages)
     this._listeners = new Map();
     this._queue = []; // chat frames not sent yet (disconnected, or paced by the rate limit)
@@ -232,6 +245,8 @@ export class RealtimeClient {
     this._tokens = 0;
     this._tokensAt = 0;
     this._welcomed = false; // the current socket's welcome arrived: frames may go out
+    this._sentStatus = 'online'; // the status the current socket was last sent
+    this._presenceAt = 0; // the server's pace for status changes (see _sendPresence)
     this._lastReceived = 0; // when the current socket last brought a frame
     this._unresumable = []; // rooms of the current socket to report no_resume_point for
     this._pings = []; // pending ping() calls, oldest first
@@ -244,7 +259,7 @@ export class RealtimeClient {
     this._stopped = true;
     this._ended = false; // stopped by close() or a fatal close, not yet connected again
     this._authRetried = false;
-    this._timers = { reconnect: null, stable: null, connect: null, heartbeat: null, drain: null };
+    this._timers = { reconnect: null, stable: null, connect: null, heartbeat: null, drain: null, presence: null };
     this._openWaiters = [];
     this._connectGeneration = 0;
     this.connectionId = null;
@@ -298,18 +313,20 @@ export class RealtimeClient {
 
   /** Like on(), but the listener runs at most once. */
   once(event, fn) {
-    const off = this.on(event, (...args) => {
+    const once = (...args) => {
       off();
       fn(...args);
-    });
+    };
+    once.listener = fn; // so that off(event, fn) finds it
+    const off = this.on(event, once);
     return off;
   }
 
-  /** Removes every registration of `fn` for `event`. */
+  /** Removes every registration of `fn` for `event` (those made with once() too). */
   off(event, fn) {
     const set = this._listeners.get(event);
     if (!set) return;
-    for (const entry of set) if (entry.fn === fn) set.delete(entry);
+    for (const entry of set) if (entry.fn === fn || entry.fn.listener === fn) set.delete(entry);
   }
 
   _emit(event, ...args) {
@@ -419,10 +436,20 @@ export class RealtimeClient {
     if (typeof globalThis.removeEventListener === 'function') globalThis.removeEventListener('online', this._onOnline);
   }
 
+  // The token, from the provider when it is one; a provider that has not answered within the
+  // connect timeout counts as failed (else a hung request would stop reconnecting for good).
   async _resolveToken() {
     const t = this._token;
-    if (typeof t === 'function') return t();
-    return t;
+    if (typeof t !== 'function') return t;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no token within ${this._connectTimeoutMs} ms`)), this._connectTimeoutMs);
+    });
+    try {
+      return await Promise.race([Promise.resolve().then(t), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async _openSocket() {
@@ -490,7 +517,10 @@ export class RealtimeClient {
       if (room === this._socketRoom) continue;
       this._sendJoin(room);
     }
-    if (this._status !== 'online') this._sendControl({ type: 'presence', data: { status: this._status } });
+    // A new socket starts online on the server, with its own pace for status changes: an away
+    // status goes at the welcome (_sendPresence), after these.
+    this._sentStatus = 'online';
+    this._presenceAt = 0;
     // A room joined before without a resume point (the server gave no position, as an older one
     // does, and no message of the room came): what was published there while disconnected cannot
     // be asked for. Said at the welcome, as the server does for a failed resume.
@@ -510,6 +540,7 @@ export class RealtimeClient {
     this._tokens = this._limits.burst;
     this._tokensAt = Date.now();
     this._drain();
+    this._sendPresence();
 
     this._timers.stable = setTimeout(() => {
       this._timers.stable = null;
@@ -652,6 +683,7 @@ export class RealtimeClient {
         }
         if (data.event === 'recovered') {
           const room = msg.room ?? data.room ?? null;
+          if (!this._rooms.includes(room)) return; // a room left meanwhile
           this._emit('recovered', {
             room,
             recovered: data.recovered === true,
@@ -678,8 +710,26 @@ export class RealtimeClient {
   // be resumed. Returns it, or null when there is none (an older server, or a room left meanwhile).
   _position(room, lastId) {
     if (!room || typeof lastId !== 'string' || lastId === '' || !this._rooms.includes(room)) return null;
-    this._lastIds.set(room, lastId);
+    this._setResumePoint(room, lastId, true);
     return lastId;
+  }
+
+  // Moves a room's resume point to `id`. A room message does not move it back: not to an earlier
+  // one of the same history, nor to one of a history the point has left (after Redis lost its data,
+  // a message of the old history can still arrive late). The server's own position always does.
+  _setResumePoint(room, id, fromServer = false) {
+    const current = this._lastIds.get(room);
+    if (!fromServer && behind(id, current)) return;
+    const epoch = epochOf(id);
+    const retired = this._retired.get(room) || [];
+    if (typeof current === 'string' && epochOf(current) !== epoch) {
+      if (!fromServer && retired.includes(epoch)) return;
+      retired.push(epochOf(current));
+      if (retired.length > RETIRED_EPOCHS) retired.shift();
+      this._retired.set(room, retired);
+    }
+    if (fromServer && retired.includes(epoch)) retired.splice(retired.indexOf(epoch), 1);
+    this._lastIds.set(room, id);
   }
 
   // Records the id of a room message (and makes it the room's resume point unless `resumable` is
@@ -693,7 +743,7 @@ export class RealtimeClient {
     if (seen.has(id)) return false;
     seen.add(id);
     if (seen.size > SEEN_IDS_PER_ROOM) seen.delete(seen.values().next().value);
-    if (resumable && !NOT_HISTORY_ID.test(id) && !behind(id, this._lastIds.get(msg.room))) this._lastIds.set(msg.room, id);
+    if (resumable && !NOT_HISTORY_ID.test(id)) this._setResumePoint(msg.room, id);
     return true;
   }
 
@@ -704,7 +754,9 @@ export class RealtimeClient {
     clearTimeout(this._timers.stable);
     clearInterval(this._timers.heartbeat);
     clearTimeout(this._timers.drain);
+    clearTimeout(this._timers.presence);
     this._timers.connect = this._timers.stable = this._timers.heartbeat = this._timers.drain = null;
+    this._timers.presence = null;
     // The next socket is set up from the client's state (rooms, status); chat stays queued.
     this._control.length = 0;
     this._welcomed = false;
@@ -806,7 +858,10 @@ export class RealtimeClient {
     if (room !== undefined && room !== null) checkRoom(room);
     if (this._stopped && this._ended) throw new RealtimeError('closed', 'client is closed');
     const frame = { type: 'chat', data: typeof data === 'string' ? { text: data } : data };
-    if (room) frame.room = room;
+    // No room: the client's first, named now (queued, it must not go to whatever room is first
+    // when it leaves the queue, after a leave).
+    const target = room || this._rooms[0];
+    if (target) frame.room = target;
     if (this._queue.length === 0 && this._control.length === 0 && this._trySend(frame)) return true;
     if (this._queue.length >= this._maxQueue) {
       throw new RealtimeError('queue_full', `${this._maxQueue} messages already waiting to be sent`);
@@ -836,6 +891,7 @@ export class RealtimeClient {
     // Chat queued for the room would only be refused (not_in_room) once connected.
     this._queue = this._queue.filter((frame) => frame.room !== room);
     this._lastIds.delete(room);
+    this._retired.delete(room);
     const seen = this._seen.get(room);
     if (seen) {
       this._seen.delete(room); // re-inserted last: the rooms left longest ago are forgotten first
@@ -851,7 +907,32 @@ export class RealtimeClient {
   setStatus(status) {
     if (status !== 'online' && status !== 'away') throw new TypeError('status must be "online" or "away"');
     this._status = status;
-    this._sendControl({ type: 'presence', data: { status } });
+    this._sendPresence();
+  }
+
+  // Sends the status when the socket's differs. The server counts a change once per room of the
+  // socket, on top of its frame: at most max(burst, 64) such room events at once, then `perSecond`
+  // (a generic cell rate), and refuses one past that, keeping the old status. A change that would
+  // be refused waits here instead, and only the latest status goes then.
+  _sendPresence() {
+    if (this._timers.presence || !this._welcomed || !this._ws || this._ws.readyState !== WS_OPEN) return;
+    if (this._status === this._sentStatus) return;
+    const perEvent = 1000 / this._limits.perSecond;
+    const now = Date.now();
+    const start = Math.max(this._presenceAt, now);
+    const cost = perEvent * Math.max(1, this._rooms.length);
+    const tolerance = perEvent * Math.max(this._limits.burst, MAX_ROOMS_PER_SOCKET);
+    const wait = start + cost - now - tolerance;
+    if (wait > 0) {
+      this._timers.presence = setTimeout(() => {
+        this._timers.presence = null;
+        this._sendPresence();
+      }, Math.ceil(wait) + 1);
+      return;
+    }
+    this._presenceAt = start + cost;
+    this._sentStatus = this._status;
+    this._sendControl({ type: 'presence', data: { status: this._status } });
   }
 
   get status() {

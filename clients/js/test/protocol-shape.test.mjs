@@ -390,7 +390,7 @@ test('messages sent while disconnected are queued (bounded) and flushed in order
   assert.deepEqual(c.frames, [
     { type: 'chat', room: 'q', data: { text: 'one' } },
     { type: 'chat', room: 'q', data: { text: 'two', name: 'N' } },
-    { type: 'chat', data: { text: 'three' } },
+    { type: 'chat', room: 'q', data: { text: 'three' } }, // no room: the first, named when queued
   ]);
   assert.equal(client.queued, 0);
   assert.equal(client.send('q', 'live'), true);
@@ -399,9 +399,10 @@ test('messages sent while disconnected are queued (bounded) and flushed in order
 test('leave() drops the messages queued for the room', async (t) => {
   const server = await FakeServer.start();
   t.after(() => server.stop());
-  const client = makeClient(server, { rooms: ['q', 'x'], autoConnect: false });
+  const client = makeClient(server, { rooms: ['x', 'q'], autoConnect: false });
   t.after(() => client.close());
   client.send('x', 'to x');
+  client.send(undefined, 'to the first room, x'); // named when queued: it must not go to q
   client.send('q', 'to q');
   client.leave('x');
   assert.equal(client.queued, 1);
@@ -787,4 +788,100 @@ test('a room joined while the socket waits for its welcome is not reported as un
   await server.frame(c2, (f) => f.type === 'join' && f.room === 'fresh', 'the join of fresh');
   await ev.until(() => client.state === 'open', 'open again');
   assert.deepEqual(ev.recovered, []);
+});
+
+test("ids of the server's own messages (a letter and a base-36 number after the dash) are not resume points", async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['n2'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c = await server.conn(0);
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  c.ws.send(envelope('chat', 'n2', { text: 'm' }, 'e1-5'));
+  // A notification to the user naming the room, past the server's 10th such id: "-u8v".
+  c.ws.send(envelope('notification', 'n2', { text: 'n' }, '6vlryoez-u8v'));
+  c.ws.send(envelope('system', 'n2', { event: 'note' }, '6vlryoez-d1z'));
+  // One naming a room the client is not in is delivered all the same.
+  c.ws.send(envelope('notification', 'elsewhere', { text: 'e' }, '6vlryoez-u8w'));
+  await ev.until(() => ev.messages.length === 3, 'three messages');
+  assert.equal(client.lastId('n2'), 'e1-5');
+  assert.equal(client.lastId('elsewhere'), undefined);
+});
+
+test('a late message of a history the resume point left does not move it back', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['r'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c = await server.conn(0);
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  c.ws.send(envelope('chat', 'r', { n: 1 }, 'old-5'));
+  c.ws.send(envelope('chat', 'r', { n: 2 }, 'new-1')); // Redis lost the old history: a new one
+  c.ws.send(envelope('chat', 'r', { n: 3 }, 'old-6')); // late, of the old one
+  c.ws.send(envelope('chat', 'r', { n: 4 }, 'new-2'));
+  await ev.until(() => ev.messages.length === 4, 'four messages');
+  assert.equal(client.lastId('r'), 'new-2');
+  c.ws.send(envelope('chat', 'r', { n: 5 }, 'old-7'));
+  await ev.until(() => ev.messages.length === 5, 'five messages');
+  assert.equal(client.lastId('r'), 'new-2');
+});
+
+test('off(event, fn) removes a listener added with once(event, fn)', async () => {
+  const client = new RealtimeClient({ url: 'ws://127.0.0.1:9', WebSocket, autoConnect: false });
+  let calls = 0;
+  const fn = () => ++calls;
+  client.once('custom', fn);
+  client.off('custom', fn);
+  client._emit('custom');
+  assert.equal(calls, 0);
+  client.once('custom', fn);
+  client._emit('custom');
+  client._emit('custom');
+  assert.equal(calls, 1);
+  client.close();
+});
+
+test('a token provider that never answers counts as failed at the connect timeout: reconnecting goes on', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  let calls = 0;
+  const client = makeClient(server, {
+    rooms: ['t'],
+    connectTimeoutMs: 100,
+    token: () => {
+      calls += 1;
+      return calls < 3 ? new Promise(() => {}) : 'tok';
+    },
+  });
+  t.after(() => client.close());
+  const ev = watch(client);
+  await ev.until(() => ev.states.at(-1) === 'open', 'open after two hung providers');
+  assert.equal(calls, 3);
+  assert.equal(ev.errors.filter((e) => e.code === 'token_provider_failed').length, 2);
+  const c = await server.conn(0);
+  assert.match(c.url, /token=tok/);
+});
+
+test('status changes past the server\'s pace for them wait, and only the latest goes', async (t) => {
+  // The server counts a change once per room (64 here) against its rate in room events, with room
+  // for one change in 64 rooms at once: a second change right after would be refused.
+  const server = await FakeServer.start({}, { welcome: false });
+  t.after(() => server.stop());
+  const rooms = Array.from({ length: 64 }, (_, i) => `s${i}`);
+  const client = makeClient(server, { rooms });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c = await server.conn(0);
+  c.ws.send(envelope('system', 's0', { event: 'welcome', connection_id: 'c1', user_id: 'c1', room: 's0', rate_limit: 1000, rate_burst: 10 }, 'w-d1'));
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  client.setStatus('away');
+  client.setStatus('online');
+  client.setStatus('away');
+  client.setStatus('online');
+  const presence = () => c.frames.filter((f) => f.type === 'presence').map((f) => f.data.status);
+  await server.until(() => presence().length === 2, 'two presence frames');
+  assert.deepEqual(presence(), ['away', 'online']); // the first at once, then the latest, 64 ms on
+  assert.equal(client.status, 'online');
 });
