@@ -151,11 +151,12 @@ Flags parse_flags(int argc, char** argv) {
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
+  // No ':' (it separates the parts of Redis key names: pod "a:rooms" would be pod "a"'s rooms).
   for (char c : flags.pod_id) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '-' || c == '.' || c == ':';
+                    c == '_' || c == '-' || c == '.';
     if (!ok || flags.pod_id.size() > 128) {
-      bad_value("--pod-id", "1 to 128 characters of A-Z a-z 0-9 _ - . :");
+      bad_value("--pod-id", "1 to 128 characters of A-Z a-z 0-9 _ - .");
     }
   }
   if (flags.rate_burst < 1) bad_value("--rate-burst", "must be at least 1");

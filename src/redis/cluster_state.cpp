@@ -284,8 +284,11 @@ for _, p in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if p ~= ARGV[1] then
     local kv = redis.call('HGETALL', 'realtime:pod:' .. p .. ':rooms')
     for i = 1, #kv, 2 do
-      if not totals[kv[i]] then totals[kv[i]] = 0; table.insert(order, kv[i]) end
-      totals[kv[i]] = totals[kv[i]] + tonumber(kv[i + 1])
+      local n = tonumber(kv[i + 1])  -- (a count another program wrote that is not one is skipped)
+      if n then
+        if not totals[kv[i]] then totals[kv[i]] = 0; table.insert(order, kv[i]) end
+        totals[kv[i]] = totals[kv[i]] + n
+      end
     end
   end
 end
@@ -652,29 +655,46 @@ std::optional<ClusterState::PresenceSync> ClusterState::parse_presence_sync(
 }
 
 void ClusterState::query_rooms(const std::function<void(std::vector<RoomCount>)>& done) {
-  auto local = hub_.rooms();
-  auto ec = redis_.command({"EVAL", std::string(kRoomsScript), "1", std::string(kPods), pod_},
-                           [done, local](std::error_code error, const RedisReply& reply) mutable {
-                             std::map<std::string, std::size_t> totals;
-                             for (const auto& room : local) totals[room.room] += room.members;
-                             if (!error) {
-                               for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-                                 // (A count another program wrote that is not one is skipped.)
-                                 const std::string& text = reply.elements[i + 1].str;
-                                 std::size_t members = 0;
-                                 const auto [end, parse_error] = std::from_chars(
-                                     text.data(), text.data() + text.size(), members);
-                                 if (parse_error != std::errc{} || end != text.data() + text.size())
-                                   continue;
-                                 totals[reply.elements[i].str] += members;
-                               }
-                             }
-                             std::vector<RoomCount> out;
-                             out.reserve(totals.size());
-                             for (auto& [room, members] : totals) out.push_back({room, members});
-                             done(std::move(out));
-                           });
-  if (ec) done(std::move(local));
+  const auto now = std::chrono::steady_clock::now();
+  if (others_known_ && now - others_read_at_ < kRoomsReadInterval) {
+    done(with_ours(others_));
+    return;
+  }
+  rooms_waiting_.push_back(done);
+  if (rooms_waiting_.size() > 1) return;  // the read in flight answers it too
+  auto answer = [this](std::error_code error, const RedisReply& reply) {
+    std::map<std::string, std::size_t> others;
+    if (!error) {
+      for (std::size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
+        const std::string& text = reply.elements[i + 1].str;
+        std::size_t members = 0;
+        const auto [end, parse_error] =
+            std::from_chars(text.data(), text.data() + text.size(), members);
+        if (parse_error != std::errc{} || end != text.data() + text.size()) continue;
+        others[reply.elements[i].str] += members;
+      }
+      others_ = std::move(others);
+      others_known_ = true;
+      others_read_at_ = std::chrono::steady_clock::now();
+    }
+    std::vector<std::function<void(std::vector<RoomCount>)>> waiting;
+    waiting.swap(rooms_waiting_);
+    // (A failed read answers with this pod's counts alone.)
+    for (const auto& waiter : waiting) waiter(error ? with_ours({}) : with_ours(others_));
+  };
+  if (const auto ec = redis_.command(
+          {"EVAL", std::string(kRoomsScript), "1", std::string(kPods), pod_}, answer)) {
+    answer(ec, RedisReply{});
+  }
+}
+
+std::vector<RoomCount> ClusterState::with_ours(const std::map<std::string, std::size_t>& others) {
+  std::map<std::string, std::size_t> totals = others;
+  for (const RoomCount& room : hub_.rooms()) totals[room.room] += room.members;
+  std::vector<RoomCount> out;
+  out.reserve(totals.size());
+  for (auto& [room, members] : totals) out.push_back({room, members});
+  return out;
 }
 
 void ClusterState::query_presence(const std::string& room,

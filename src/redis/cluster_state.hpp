@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -55,6 +56,9 @@ class ClusterState {
   static constexpr std::chrono::milliseconds kLeaseRenew{3000};
   // Member counts are written at most this often per room (coalesced).
   static constexpr std::chrono::milliseconds kCountFlush{100};
+  // The other pods' member counts (GET /api/rooms) are read from Redis at most this often: the
+  // read walks every room of every pod, and the API is not for the hot path.
+  static constexpr std::chrono::milliseconds kRoomsReadInterval{1000};
   // A rewrite of the pod's part goes in script calls of at most this many rooms or users (the
   // users of one room always go together), so that one call does not hold Redis for long.
   static constexpr std::size_t kRewriteBatchRooms = 256;
@@ -116,7 +120,8 @@ class ClusterState {
   void status_changed(const std::string& room, const std::string& user, PresenceStatus status);
   void room_changed(const std::string& room);  // member count on this pod changed
 
-  // Other pods' data merged with this pod's own (exact, from the hub).
+  // Other pods' data merged with this pod's own (exact, from the hub). The other pods' counts are
+  // read at most once per kRoomsReadInterval; calls meanwhile share that read.
   void query_rooms(const std::function<void(std::vector<RoomCount>)>& done);
   void query_presence(const std::string& room,
                       const std::function<void(std::vector<PresenceEntry>)>& done);
@@ -184,6 +189,12 @@ class ClusterState {
   bool count_flush_pending_ = false;
   bool stopped_ = false;
   std::set<std::string> dirty_rooms_;
+  // query_rooms(): the other pods' counts last read, when, and the calls waiting for a read.
+  std::vector<RoomCount> with_ours(const std::map<std::string, std::size_t>& others);
+  std::map<std::string, std::size_t> others_;
+  bool others_known_ = false;
+  std::chrono::steady_clock::time_point others_read_at_{};
+  std::vector<std::function<void(std::vector<RoomCount>)>> rooms_waiting_;
   // The cluster-state epoch (realtime:state-epoch) at this pod's last rewrite; empty before the
   // first. Another value in Redis means Redis lost its data since.
   std::string epoch_;

@@ -192,6 +192,9 @@ void RedisSubscriber::flush() {
     } else if (!wanted && requested) {
       unsubscribe.push_back(channel);
       requested_.erase(channel);
+      // No longer vouched for from now: were it wanted again before Redis answers, a wait for it
+      // must wait for the new SUBSCRIBE's confirmation, not take this one's.
+      confirmed_.erase(channel);
     }
   }
   dirty_.clear();

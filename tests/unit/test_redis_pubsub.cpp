@@ -266,6 +266,31 @@ TEST(RedisPubSub, WhenSubscribedEndsWhenTheChannelIsNoLongerWanted) {
   EXPECT_EQ(runs, 2);  // at once
 }
 
+TEST(RedisPubSub, AChannelWantedAgainWhileItsUnsubscribeIsOnTheWayWaitsForTheNewSubscribe) {
+  // A room's last member leaves (UNSUBSCRIBE sent) and a new one joins before Redis answered: the
+  // old confirmation vouches for nothing, since Redis will unsubscribe first.
+  test::RedisServer server;
+  asio::io_context io;
+  PubSubPair pair(io, server);
+  ASSERT_TRUE(run_until(io, [&] { return pair.subscriber.healthy(); }));
+  pair.subscriber.add("realtime:room:again");
+  ASSERT_TRUE(run_until(io, [&] { return pair.subscriber.subscribed("realtime:room:again"); }));
+  server.pause();  // the UNSUBSCRIBE goes out, its answer cannot come
+  pair.subscriber.remove("realtime:room:again");
+  io.poll();
+  pair.subscriber.add("realtime:room:again");
+  int runs = 0;
+  pair.subscriber.when_subscribed({"realtime:room:again"}, std::chrono::steady_clock::now() + 60s,
+                                  [&] { ++runs; });
+  io.poll();
+  EXPECT_EQ(runs, 0) << "the wait took the old subscription for the new one";
+  EXPECT_FALSE(pair.subscriber.subscribed("realtime:room:again"));
+  server.resume();
+  ASSERT_TRUE(run_until(io, [&] { return runs == 1; }));
+  EXPECT_TRUE(pair.subscriber.subscribed("realtime:room:again"));
+  EXPECT_TRUE(round_trip(io, pair, "realtime:room:again", "after"));
+}
+
 TEST(RedisPubSub, WhenSubscribedEndsAtItsDeadlineOnLossAndOnStop) {
   test::RedisServer server;
   asio::io_context io;
