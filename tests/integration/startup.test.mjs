@@ -36,6 +36,7 @@ const badInvocations = [
   { args: ['--listen', '127.0.0.1:0', '--threads', 'abc'], flag: 'threads' },
   { args: ['--listen', 'nonsense'], flag: 'listen' },
   { args: ['--listen', 'example.invalid:0'], flag: 'listen' }, // an IP address or localhost
+  { args: ['--listen', '127.0.0.1:0', '--pod-id', 'a:rooms'], flag: 'pod-id' }, // ':' parts Redis keys
   // A key file that holds nothing (empty, or a directory) is no key, not "no JWT configured".
   { args: ['--listen', '127.0.0.1:0', '--jwt-public-key', '/dev/null'], flag: 'jwt-public-key' },
   { args: ['--listen', '127.0.0.1:0', '--jwt-public-key', os.tmpdir()], flag: 'jwt-public-key' },
