@@ -422,6 +422,13 @@ void RedisConnection::on_tcp_connected() {
 
 void RedisConnection::on_handshake_reply(std::error_code ec, const RedisReply& reply,
                                          const char* step) {
+  if (ec && reply.type == RedisReply::Type::error && std::string_view(step) == "CLIENT SETNAME") {
+    // The name only labels the connection in CLIENT LIST: a server (or a proxy, or an ACL) that
+    // refuses CLIENT is no reason not to connect.
+    log_->warn("redis: CLIENT SETNAME {} refused ({}); going on without a connection name",
+               options_.client_name, reply.str);
+    ec = {};
+  }
   if (ec) {
     const std::string detail = reply.type == RedisReply::Type::error ? reply.str : ec.message();
     drop_link(ec == RedisErrc::connection_lost ? ec : make_error_code(RedisErrc::handshake_failed),

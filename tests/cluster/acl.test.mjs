@@ -3,7 +3,8 @@
 // redis://realtime:<password>@host:port. Room messages cross the pods with one numbering, a resume
 // on the other pod replays from the shared history, a quiet room gets its position, presence and
 // room counts are shared, a user notification and a global broadcast reach every pod; and Redis
-// denied nothing (ACL LOG stays empty), so no feature silently lost a command.
+// denied nothing (ACL LOG stays empty), so no feature silently lost a command. A user that may not
+// run CLIENT (some proxies and managed services refuse it) connects without connection names.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -64,6 +65,31 @@ test('pods logged in as the documented ACL user: every cross-pod feature works a
       assert.deepEqual(await admin.cmd('ACL', 'LOG'), [], 'Redis denied no command, key or channel');
     } finally {
       admin.close();
+    }
+  } finally {
+    closeAll(clients);
+    await Promise.all(pods.map((p) => p.stop()));
+    await redis.stop();
+  }
+});
+
+// A Redis (or a proxy, or an ACL) that refuses CLIENT: the connections' names only label them in
+// CLIENT LIST, so the pods connect without them, say so once per connection, and work.
+test('pods whose Redis user may not run CLIENT connect without a connection name and work', { timeout: 60_000 }, async () => {
+  const redis = await startRedis();
+  const clients = [];
+  let pods = [];
+  try {
+    await redis.cmd('ACL', 'SETUSER', 'noclient', ...RULE.replace('>rt-secret', '>nc-secret').split(' '), '-client');
+    pods = await startPods({ ...redis, url: `redis://noclient:nc-secret@127.0.0.1:${redis.port}` }, 2, { prefix: 'acl-nc' });
+    const [a, b] = pods;
+    const onB = await connect(b, '/ws/nc-room');
+    clients.push(onB);
+    assert.equal((await publish(a, { room: 'nc-room', text: 'across' })).status, 202);
+    await onB.next(chat('across'), 5000, 'a -> b');
+    for (const pod of pods) {
+      assert.equal((await get(pod, '/readyz')).status, 200, `${pod.podId} ready`);
+      assert.match(pod.stderr, /CLIENT SETNAME \S+ refused/);
     }
   } finally {
     closeAll(clients);
