@@ -92,23 +92,34 @@ if after ~= before then announce(ARGV[3], ARGV[2], after, ARGV[5], ARGV[6]) end
 return {before, after}
 )lua";
 
-// KEYS[1] pods set; ARGV pod, force, tail, echo. Removes a pod whose lease is gone (or any, when
-// force is '1'), announcing and returning {room, user, status, ...} for each user whose status in
-// the cluster this changes (to offline, or to what the other pods still have). Atomic, so of
-// several pods sweeping at once exactly one announces.
+// KEYS[1] pods set; ARGV pod, force, tail, echo, budget. Removes a pod whose lease is gone (or any,
+// when force is '1': its lease goes first), announcing and returning {more, room, user, status,
+// ...} for each user whose status in the cluster this changes (to offline, or to what the other
+// pods still have). A room at a time (SPOP), each atomic, so of several pods sweeping at once
+// exactly one announces each change; a call stops after the room that brings the presence entries
+// it read past `budget`, with more = 1 when rooms are left (the caller calls again), and removes
+// the pod from the set once none is.
 constexpr std::string_view kRemovePodLua = R"lua(
 local pod = ARGV[1]
 local base = 'realtime:pod:' .. pod
-if ARGV[2] ~= '1' and redis.call('EXISTS', base) == 1 then return {} end
-local changed = {}
+if ARGV[2] ~= '1' and redis.call('EXISTS', base) == 1 then return {0} end
+if ARGV[2] == '1' then redis.call('DEL', base) end
+local out = {0}
 local pods = pods_with(KEYS[1], pod)
-for _, room in ipairs(redis.call('SMEMBERS', base .. ':prooms')) do
-  drop_entries(room, pod, pods, changed, ARGV[3], ARGV[4])
+local budget, entries = tonumber(ARGV[5]), 0
+while entries < budget do
+  local room = redis.call('SPOP', base .. ':prooms')
+  if not room then break end
+  entries = entries + redis.call('HLEN', 'realtime:presence:' .. room)
+  drop_entries(room, pod, pods, out, ARGV[3], ARGV[4])
+end
+if redis.call('SCARD', base .. ':prooms') > 0 then
+  out[1] = 1
+  return out
 end
 redis.call('DEL', base .. ':rooms', base .. ':prooms')
-if ARGV[2] == '1' then redis.call('DEL', base) end
 redis.call('SREM', KEYS[1], pod)
-return changed
+return out
 )lua";
 
 // The rewrite of a pod's whole part (after a reconnect, or when its lease is found gone) compares,
@@ -229,11 +240,6 @@ const std::string& set_script() {
   return script;
 }
 
-const std::string& remove_pod_script() {
-  static const std::string script = std::string(kAggregateLua) + std::string(kRemovePodLua);
-  return script;
-}
-
 // KEYS[1] pods set, KEYS[2] epoch; ARGV pod, kind, channel, budget, then rooms. Publishes on
 // `channel` (the
 // pod's control channel), for each room, its presence in the cluster: kPresenceSyncHead, kind, the
@@ -302,6 +308,11 @@ std::string status_text(PresenceStatus status) { return std::string(to_string(st
 using Reach = ClusterState::Reach;
 
 }  // namespace
+
+const std::string& remove_pod_script() {
+  static const std::string script = std::string(kAggregateLua) + std::string(kRemovePodLua);
+  return script;
+}
 
 const std::string& presence_sync_script() {
   static const std::string script = std::string(kAggregateLua) + std::string(kPresenceSyncLua);
@@ -423,15 +434,7 @@ void ClusterState::renew_lease() {
 }
 
 void ClusterState::sweep(const std::vector<std::string>& pods) {
-  const std::string tail = presence_tail();
-  const Echo echo = echo_for_script();
-  for (const std::string& pod : pods) {
-    redis_.command(
-        {"EVAL", remove_pod_script(), "1", std::string(kPods), pod, "0", tail, echo.channel},
-        [this, echo](std::error_code ec, const RedisReply& reply) {
-          if (!ec && !stopped_) own_changes(reply, 0, echo);
-        });
-  }
+  for (const std::string& pod : pods) remove_pod(pod, false, [] {});
 }
 
 void ClusterState::leave_cluster(const std::function<void()>& done) {
@@ -439,13 +442,25 @@ void ClusterState::leave_cluster(const std::function<void()>& done) {
     done();
     return;
   }
+  remove_pod(pod_, true, done);
+}
+
+void ClusterState::remove_pod(const std::string& pod, bool own, std::function<void()> done) {
   const Echo echo = echo_for_script();
-  auto ec = redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod_, "1",
-                            presence_tail(), echo.channel},
-                           [this, done, echo](std::error_code error, const RedisReply& reply) {
-                             if (!error) own_changes(reply, 0, echo);
-                             done();
-                           });
+  auto ec =
+      redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod, own ? "1" : "0",
+                      presence_tail(), echo.channel, std::to_string(kRemovePodBudget)},
+                     [this, pod, own, done, echo](std::error_code error, const RedisReply& reply) {
+                       if (error || (stopped_ && !own)) return done();
+                       own_changes(reply, 1, echo);
+                       // More of its rooms are left for another call (one call holds Redis for so
+                       // long only).
+                       if (!reply.elements.empty() && reply.elements[0].integer == 1) {
+                         remove_pod(pod, own, done);
+                       } else {
+                         done();
+                       }
+                     });
   if (ec) done();
 }
 

@@ -47,6 +47,9 @@ namespace realtime::detail {
 // The presence-sync script (see ClusterState::sync_presence): KEYS pods set and epoch; ARGV this
 // pod, the kind, the channel to publish on ("": answer instead), the budget of entries, then rooms.
 const std::string& presence_sync_script();
+// The script that removes a pod's part (see ClusterState::remove_pod): KEYS pods set; ARGV the pod,
+// force ("1": this pod leaving), the presence messages' tail, the echo channel, the budget.
+const std::string& remove_pod_script();
 
 class ClusterState {
  public:
@@ -65,6 +68,9 @@ class ClusterState {
   static constexpr std::size_t kRewriteBatchUsers = 2048;
   // A presence sync call stops after the room that brings the entries it read past this many.
   static constexpr std::size_t kPresenceSyncBudget = 16384;
+  // A call removing a pod's part stops after the room that brings the presence entries it read
+  // past this many (the next call goes on).
+  static constexpr std::size_t kRemovePodBudget = 16384;
 
   // Where a presence message goes: to this pod's members (a script published it to the other
   // pods, and its echo could not be counted on), or to every pod (no script ran: Redis failed).
@@ -162,6 +168,10 @@ class ClusterState {
   void schedule_lease();
   void renew_lease();
   void sweep(const std::vector<std::string>& pods);
+  // Removes `pod`'s part (`own`: this pod leaving; else a pod whose lease is gone), announcing the
+  // presence that changes, a call at a time of at most kRemovePodBudget presence entries read;
+  // `done` when all of it is gone, or a call failed.
+  void remove_pod(const std::string& pod, bool own, std::function<void()> done);
   void flush_counts();
   std::string pod_key(std::string_view suffix) const;
 

@@ -1,7 +1,8 @@
 // ClusterState's presence resync message (published by its script on the pod's control channel):
-// what the parser accepts and what it refuses; and the script's budget against a real
-// redis-server: one call reads rooms until their entries pass it, always a room whole. The script's
-// use by the pods runs in tests/cluster/presence-resync.test.mjs.
+// what the parser accepts and what it refuses; and two scripts' budgets against a real
+// redis-server: a presence sync reads rooms until their entries pass it, always a room whole; the
+// removal of a dead pod's part goes a room at a time, the pod listed until its last room is gone.
+// The scripts' use by the pods runs in tests/cluster (presence-resync, pod-death).
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -97,6 +98,52 @@ TEST(PresenceSyncScript, ACallStopsAfterTheRoomThatPassesItsBudget) {
   std::vector<std::string> listed = users(*sync);
   std::sort(listed.begin(), listed.end());
   EXPECT_EQ(listed, (std::vector<std::string>{"u0=online", "u1=online"}));
+}
+
+TEST(RemovePodScript, ADeadPodsPartGoesACallAtATimeWithinTheBudget) {
+  test::RedisServer server;
+  test::RedisClient redis("127.0.0.1", server.port());
+  // Pod "gone" (no lease) holds users in rooms a, b and c; pod "live" holds u0 in room a too.
+  redis.command({"SADD", "realtime:pods", "gone", "live"});
+  redis.command({"SET", "realtime:pod:live", "1"});
+  for (const char* room : {"a", "b", "c"}) {
+    redis.command({"SADD", "realtime:pod:gone:prooms", room});
+    for (int u = 0; u < 3; ++u) {
+      redis.command({"HSET", std::string("realtime:presence:") + room, "gone|u" + std::to_string(u),
+                     "online"});
+    }
+  }
+  redis.command({"HSET", "realtime:presence:a", "live|u0", "away"});
+  redis.command({"HSET", "realtime:pod:gone:rooms", "a", "3"});
+  const auto call = [&](const std::string& budget) {
+    return redis.command(
+        {"EVAL", remove_pod_script(), "1", "realtime:pods", "gone", "0", "}", "", budget});
+  };
+  // A budget of 1 entry: one room a call, the pod listed until its last room is gone.
+  std::vector<std::string> changes;
+  for (int calls = 1; calls <= 3; ++calls) {
+    const auto reply = call("1");
+    ASSERT_EQ(reply->type, REDIS_REPLY_ARRAY);
+    EXPECT_EQ(reply->element[0]->integer, calls < 3 ? 1 : 0) << "call " << calls;
+    for (std::size_t i = 1; i + 2 < reply->elements; i += 3) {
+      changes.push_back(std::string(reply->element[i]->str) + "/" + reply->element[i + 1]->str +
+                        "=" + reply->element[i + 2]->str);
+    }
+    EXPECT_EQ(redis.command({"SISMEMBER", "realtime:pods", "gone"})->integer, calls < 3 ? 1 : 0);
+  }
+  std::sort(changes.begin(), changes.end());
+  EXPECT_EQ(changes, (std::vector<std::string>{"a/u0=away", "a/u1=offline", "a/u2=offline",
+                                               "b/u0=offline", "b/u1=offline", "b/u2=offline",
+                                               "c/u0=offline", "c/u1=offline", "c/u2=offline"}));
+  EXPECT_EQ(redis.command({"EXISTS", "realtime:pod:gone:rooms"})->integer, 0);
+  // A pod with a lease is not removed.
+  EXPECT_EQ(redis
+                .command({"EVAL", remove_pod_script(), "1", "realtime:pods", "live", "0", "}", "",
+                          "1000"})
+                ->element[0]
+                ->integer,
+            0);
+  EXPECT_EQ(redis.command({"SISMEMBER", "realtime:pods", "live"})->integer, 1);
 }
 
 }  // namespace
