@@ -1,6 +1,7 @@
 // RedisBroadcasterCore's publish path: see redis_broadcaster_core.hpp and ARCHITECTURE.md
 // ("Several pods: Redis").
 
+#include <algorithm>
 #include <future>
 
 #include <boost/asio/post.hpp>
@@ -204,6 +205,14 @@ void RedisBroadcasterCore::publish_numbered(PublishLane& lane, Message msg,
     release_held_publishes();  // too many waiting: no longer
     return;
   }
+  if (lane.queue.size() > kMaxHeldPublishes) {
+    // Redis numbers them slower than they come: past the bound, this pod delivers what waits
+    // itself, in order, as when Redis is down (counted as publish errors), rather than grow.
+    std::vector<PendingPublish> waiting;
+    waiting.swap(lane.queue);
+    for (PendingPublish& pending : waiting) publish_locally(pending);
+    return;
+  }
   if (!lane.in_flight) send_publish_batch(lane);
 }
 
@@ -225,10 +234,13 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
   }
   const auto now = std::chrono::steady_clock::now();
   std::unique_lock numbering_lock(numbering_mutex_);
-  if (numbering_.size() > kMaxTrackedRooms) {
+  if (numbering_.size() > std::max(kMaxTrackedRooms, numbering_clean_at_)) {
     std::erase_if(numbering_, [&](const auto& entry) {
       return now - entry.second.refreshed >= kTtlRefreshInterval;
     });
+    // What is left is in use: the next clean-up waits until the table has doubled, so that each
+    // pays for the rooms added since (not a walk of every room on every call).
+    numbering_clean_at_ = 2 * numbering_.size();
   }
   std::vector<std::string> args = {"EVALSHA",
                                    publish_sha_,
@@ -319,6 +331,15 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
     // Redis thread's own connection down) locally, the rest of the queue the same way.
     if (hand_off_unsent(lane, *batch)) {
       hand_off_unsent(lane, lane.queue);
+      return;
+    }
+    if (&lane == redis_lane_.get() && !lane.publisher.connected() &&
+        publish_state_.load(std::memory_order_acquire) == PublishState::up) {
+      // The Redis thread's connection is gone and the notice of it has not come yet (the failed
+      // calls' completions come first): hold, as the notice would have.
+      lane.queue.insert(lane.queue.begin(), std::make_move_iterator(batch->begin()),
+                        std::make_move_iterator(batch->end()));
+      hold_publishes();
       return;
     }
     for (PendingPublish& pending : *batch) publish_locally(pending);

@@ -239,7 +239,9 @@ void RedisBroadcasterCore::stop() {
   auto finish = [this] {
     if (finished_) return;
     finished_ = true;
-    if (publish_state_.load(std::memory_order_acquire) == PublishState::holding) {
+    // What waits for the connection (lost, or not up yet since start) is delivered here.
+    const PublishState state = publish_state_.load(std::memory_order_acquire);
+    if (state == PublishState::holding || state == PublishState::starting) {
       release_held_publishes();
     }
     cluster_->stop();

@@ -188,6 +188,7 @@ class RedisBroadcasterCore {
   std::unique_ptr<PublishLane> redis_lane_;
   std::mutex numbering_mutex_;  // the lanes' threads and the Redis thread share the table
   std::unordered_map<std::string, RoomNumbering> numbering_;
+  std::size_t numbering_clean_at_ = 0;  // the size past which old entries are dropped next
   boost::asio::steady_timer exit_timer_{context_};
   boost::asio::steady_timer release_timer_{context_};
   boost::asio::steady_timer keepalive_timer_{context_};
