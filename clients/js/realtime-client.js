@@ -736,6 +736,9 @@ export class RealtimeClient {
   // false); returns false when that id was already delivered.
   _track(msg, resumable = true) {
     if (!msg.room || !isPresent(msg.id)) return true;
+    // A notification naming a room the client is not in: nothing to resume, nor to remember (a
+    // room named by each of many notifications would grow the table without bound).
+    if (!this._rooms.includes(msg.room)) return true;
     if (msg.type === 'system' && SOCKET_EVENTS.has(msg.data && msg.data.event)) return true;
     const id = String(msg.id);
     let seen = this._seen.get(msg.room);

@@ -885,3 +885,16 @@ test('status changes past the server\'s pace for them wait, and only the latest 
   assert.deepEqual(presence(), ['away', 'online']); // the first at once, then the latest, 64 ms on
   assert.equal(client.status, 'online');
 });
+
+test('notifications naming rooms the client is not in are delivered and not remembered', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['home'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c = await server.conn(0);
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  for (let i = 0; i < 300; i++) c.ws.send(envelope('notification', `dm-${i}`, { n: i }, `tag-u${i.toString(36)}`));
+  await ev.until(() => ev.messages.length === 300, '300 notifications');
+  assert.deepEqual([...client._seen.keys()].filter((room) => room.startsWith('dm-')), []);
+});
