@@ -205,14 +205,6 @@ void RedisBroadcasterCore::publish_numbered(PublishLane& lane, Message msg,
     release_held_publishes();  // too many waiting: no longer
     return;
   }
-  if (lane.queue.size() > kMaxHeldPublishes) {
-    // Redis numbers them slower than they come: past the bound, this pod delivers what waits
-    // itself, in order, as when Redis is down (counted as publish errors), rather than grow.
-    std::vector<PendingPublish> waiting;
-    waiting.swap(lane.queue);
-    for (PendingPublish& pending : waiting) publish_locally(pending);
-    return;
-  }
   if (!lane.in_flight) send_publish_batch(lane);
 }
 

@@ -422,7 +422,8 @@ void RedisConnection::on_tcp_connected() {
 
 void RedisConnection::on_handshake_reply(std::error_code ec, const RedisReply& reply,
                                          const char* step) {
-  if (ec && reply.type == RedisReply::Type::error && std::string_view(step) == "CLIENT SETNAME") {
+  if (ec && reply.type == RedisReply::Type::error && std::string_view(step) == "CLIENT SETNAME" &&
+      (reply.str.starts_with("NOPERM") || reply.str.find("unknown") != std::string::npos)) {
     // The name only labels the connection in CLIENT LIST: a server (or a proxy, or an ACL) that
     // refuses CLIENT is no reason not to connect.
     log_->warn("redis: CLIENT SETNAME {} refused ({}); going on without a connection name",

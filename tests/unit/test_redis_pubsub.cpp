@@ -123,14 +123,14 @@ TEST(RedisPubSub, ChangesOfOneTurnAreBatched) {
   asio::post(io, [&] {
     for (const auto& c : channels) pair.subscriber.remove(c);
   });
+  // (A channel is no longer vouched for once its UNSUBSCRIBE is sent; Redis has it a moment later.)
   ASSERT_TRUE(run_until(io, [&] {
     for (const auto& c : channels) {
-      if (pair.subscriber.subscribed(c)) return false;
+      if (pair.subscriber.subscribed(c) || client.numsub(c) != 0) return false;
     }
     return true;
   }));
   EXPECT_EQ(pair.subscriber.stats().unsubscribe_commands, unsubscribes_before + 1);
-  for (const auto& c : channels) EXPECT_EQ(client.numsub(c), 0) << c;
   EXPECT_EQ(pair.subscriber.channel_count(), 0u);
 }
 
