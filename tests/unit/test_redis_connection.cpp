@@ -110,23 +110,35 @@ TEST(RedisConnection, PendingCommandsAreBounded) {
   ASSERT_TRUE(run_until(io, [&] { return replies == 4; }));
 }
 
+// How a connection attempt with `options` ended: its error (none if it did not end in time), why,
+// and the connection's state then.
+struct Ended {
+  std::error_code error;
+  std::string reason;
+  RedisConnection::State state = RedisConnection::State::disconnected;
+};
+Ended connect_until_it_ends(asio::io_context& io, const RedisConnectionOptions& options) {
+  RedisConnection conn(io, options, test_logger());
+  Ended ended;
+  conn.set_on_disconnected([&](std::error_code ec, const std::string& why) {
+    ended.error = ec;
+    ended.reason = why;
+  });
+  conn.connect();
+  run_until(io, [&] { return bool(ended.error); });
+  ended.state = conn.state();
+  return ended;
+}
+
 TEST(RedisConnection, ConnectFailureIsReported) {
   asio::io_context io;
   RedisConnectionOptions options;
   options.url.host = "127.0.0.1";
   options.url.port = test::free_loopback_port();  // nothing listens there
-  RedisConnection conn(io, options, test_logger());
-  std::error_code error;
-  std::string reason;
-  conn.set_on_disconnected([&](std::error_code ec, const std::string& why) {
-    error = ec;
-    reason = why;
-  });
-  conn.connect();
-  ASSERT_TRUE(run_until(io, [&] { return bool(error); }));
-  EXPECT_EQ(error, make_error_code(RedisErrc::connect_failed));
-  EXPECT_FALSE(reason.empty());
-  EXPECT_EQ(conn.state(), RedisConnection::State::disconnected);
+  const Ended ended = connect_until_it_ends(io, options);
+  EXPECT_EQ(ended.error, make_error_code(RedisErrc::connect_failed));
+  EXPECT_FALSE(ended.reason.empty());
+  EXPECT_EQ(ended.state, RedisConnection::State::disconnected);
 }
 
 TEST(RedisConnection, ResolvesLocalhost) {
@@ -244,27 +256,13 @@ TEST(RedisAuth, WrongPasswordIsAHandshakeFailure) {
   RedisConnectionOptions options;
   options.url = url_of(server);
   options.url.password = "wrong";
-  RedisConnection conn(io, options, test_logger());
-  std::error_code error;
-  std::string reason;
-  conn.set_on_disconnected([&](std::error_code ec, const std::string& why) {
-    error = ec;
-    reason = why;
-  });
-  conn.connect();
-  ASSERT_TRUE(run_until(io, [&] { return bool(error); }));
-  EXPECT_EQ(error, make_error_code(RedisErrc::handshake_failed));
-  EXPECT_NE(reason.find("AUTH"), std::string::npos) << reason;
+  const Ended wrong = connect_until_it_ends(io, options);
+  EXPECT_EQ(wrong.error, make_error_code(RedisErrc::handshake_failed));
+  EXPECT_NE(wrong.reason.find("AUTH"), std::string::npos) << wrong.reason;
 
   // No password at all: the PING of the handshake is refused with NOAUTH.
   options.url.password.clear();
-  RedisConnection anonymous(io, options, test_logger());
-  std::error_code anonymous_error;
-  anonymous.set_on_disconnected(
-      [&](std::error_code ec, const std::string&) { anonymous_error = ec; });
-  anonymous.connect();
-  ASSERT_TRUE(run_until(io, [&] { return bool(anonymous_error); }));
-  EXPECT_EQ(anonymous_error, make_error_code(RedisErrc::handshake_failed));
+  EXPECT_EQ(connect_until_it_ends(io, options).error, make_error_code(RedisErrc::handshake_failed));
 }
 
 // --- publish / subscribe ------------------------------------------------------------------------

@@ -82,6 +82,19 @@ class FakeServer extends Recorder {
   }
 }
 
+// A FakeServer and a client of it, open: the client, its recorded events, and the server's side of
+// its socket (both closed when the test ends).
+async function openClient(t, opts) {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, opts);
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c = await server.conn(0);
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  return { server, client, ev, c };
+}
+
 let nextId = 1;
 function envelope(type, room, data, id = String(nextId++)) {
   return JSON.stringify({ id, type, room, from: 'c-x', data, timestamp: new Date().toISOString() });
@@ -791,13 +804,7 @@ test('a room joined while the socket waits for its welcome is not reported as un
 });
 
 test("ids of the server's own messages (a letter and a base-36 number after the dash) are not resume points", async (t) => {
-  const server = await FakeServer.start();
-  t.after(() => server.stop());
-  const client = makeClient(server, { rooms: ['n2'] });
-  t.after(() => client.close());
-  const ev = watch(client);
-  const c = await server.conn(0);
-  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  const { client, ev, c } = await openClient(t, { rooms: ['n2'] });
   c.ws.send(envelope('chat', 'n2', { text: 'm' }, 'e1-5'));
   // A notification to the user naming the room, past the server's 10th such id: "-u8v".
   c.ws.send(envelope('notification', 'n2', { text: 'n' }, '6vlryoez-u8v'));
@@ -810,13 +817,7 @@ test("ids of the server's own messages (a letter and a base-36 number after the 
 });
 
 test('a late message of a history the resume point left does not move it back', async (t) => {
-  const server = await FakeServer.start();
-  t.after(() => server.stop());
-  const client = makeClient(server, { rooms: ['r'] });
-  t.after(() => client.close());
-  const ev = watch(client);
-  const c = await server.conn(0);
-  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  const { client, ev, c } = await openClient(t, { rooms: ['r'] });
   c.ws.send(envelope('chat', 'r', { n: 1 }, 'old-5'));
   c.ws.send(envelope('chat', 'r', { n: 2 }, 'new-1')); // Redis lost the old history: a new one
   c.ws.send(envelope('chat', 'r', { n: 3 }, 'old-6')); // late, of the old one
@@ -887,13 +888,7 @@ test('status changes past the server\'s pace for them wait, and only the latest 
 });
 
 test('notifications naming rooms the client is not in are delivered and not remembered', async (t) => {
-  const server = await FakeServer.start();
-  t.after(() => server.stop());
-  const client = makeClient(server, { rooms: ['home'] });
-  t.after(() => client.close());
-  const ev = watch(client);
-  const c = await server.conn(0);
-  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  const { client, ev, c } = await openClient(t, { rooms: ['home'] });
   for (let i = 0; i < 300; i++) c.ws.send(envelope('notification', `dm-${i}`, { n: i }, `tag-u${i.toString(36)}`));
   await ev.until(() => ev.messages.length === 300, '300 notifications');
   assert.deepEqual([...client._seen.keys()].filter((room) => room.startsWith('dm-')), []);
