@@ -445,7 +445,7 @@ void ClusterState::leave_cluster(const std::function<void()>& done) {
   remove_pod(pod_, true, done);
 }
 
-void ClusterState::remove_pod(const std::string& pod, bool own, std::function<void()> done) {
+void ClusterState::remove_pod(const std::string& pod, bool own, const std::function<void()>& done) {
   const Echo echo = echo_for_script();
   auto ec =
       redis_.command({"EVAL", remove_pod_script(), "1", std::string(kPods), pod, own ? "1" : "0",

@@ -171,7 +171,7 @@ class ClusterState {
   // Removes `pod`'s part (`own`: this pod leaving; else a pod whose lease is gone), announcing the
   // presence that changes, a call at a time of at most kRemovePodBudget presence entries read;
   // `done` when all of it is gone, or a call failed.
-  void remove_pod(const std::string& pod, bool own, std::function<void()> done);
+  void remove_pod(const std::string& pod, bool own, const std::function<void()>& done);
   void flush_counts();
   std::string pod_key(std::string_view suffix) const;
 
