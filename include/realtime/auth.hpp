@@ -94,5 +94,8 @@ bool api_key_matches(std::string_view expected, std::string_view presented) noex
 // case-insensitively, surrounding spaces and tabs are ignored. nullopt for another scheme, an empty
 // token, or a token containing spaces or control characters. The view points into the argument.
 std::optional<std::string_view> bearer_token(std::string_view authorization_header) noexcept;
+// Whether the header value is of the Bearer scheme at all, well-formed or not (a Bearer header
+// without one usable token is a bad credential, not an absent one; another scheme is not ours).
+bool names_bearer_scheme(std::string_view authorization_header) noexcept;
 
 }  // namespace realtime

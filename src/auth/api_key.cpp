@@ -40,16 +40,26 @@ bool api_key_matches(std::string_view expected, std::string_view presented) noex
          CRYPTO_memcmp(expected_digest, presented_digest, expected_length) == 0;
 }
 
-std::optional<std::string_view> bearer_token(std::string_view authorization_header) noexcept {
-  constexpr std::string_view scheme = "bearer";
+namespace {
+constexpr std::string_view kBearerScheme = "bearer";  // matched case-insensitively
+}  // namespace
+
+bool names_bearer_scheme(std::string_view authorization_header) noexcept {
+  constexpr std::string_view scheme = kBearerScheme;
   const std::string_view header = trim(authorization_header);
-  if (header.size() <= scheme.size() || !is_space_or_tab(header[scheme.size()])) {
-    return std::nullopt;
+  if (header.size() < scheme.size() ||
+      (header.size() > scheme.size() && !is_space_or_tab(header[scheme.size()]))) {
+    return false;
   }
   for (std::size_t i = 0; i < scheme.size(); ++i) {
-    if (lower_ascii(header[i]) != scheme[i]) return std::nullopt;
+    if (lower_ascii(header[i]) != scheme[i]) return false;
   }
-  const std::string_view token = trim(header.substr(scheme.size()));
+  return true;
+}
+
+std::optional<std::string_view> bearer_token(std::string_view authorization_header) noexcept {
+  if (!names_bearer_scheme(authorization_header)) return std::nullopt;
+  const std::string_view token = trim(trim(authorization_header).substr(kBearerScheme.size()));
   if (token.empty()) return std::nullopt;
   for (const char c : token) {
     const auto byte = static_cast<unsigned char>(c);

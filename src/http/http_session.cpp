@@ -2,7 +2,6 @@
 // /ws/{room}. The one translation unit that includes Beast (HTTP parsing and serialising only;
 // WebSocket framing is the project's own, see src/protocol/ws_frame.hpp and docs/ARCHITECTURE.md).
 #include <array>
-#include <cctype>
 #include <memory>
 #include <utility>
 
@@ -87,20 +86,6 @@ bool framing_is_safe(const http::request<http::string_body>& req) {
   while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
   while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) last.remove_suffix(1);
   return beast::iequals(last, "chunked");
-}
-
-// Whether an Authorization header value is of the Bearer scheme (the tokens this server takes),
-// well-formed or not. Other schemes (Basic, for a proxy in front, say) are not this server's.
-bool names_bearer_scheme(std::string_view authorization) {
-  constexpr std::string_view kScheme = "bearer";
-  while (!authorization.empty() && (authorization.front() == ' ' || authorization.front() == '\t'))
-    authorization.remove_prefix(1);
-  if (authorization.size() < kScheme.size()) return false;
-  for (std::size_t i = 0; i < kScheme.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i]) return false;
-  }
-  return authorization.size() == kScheme.size() || authorization[kScheme.size()] == ' ' ||
-         authorization[kScheme.size()] == '\t';
 }
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
