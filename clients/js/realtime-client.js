@@ -653,6 +653,8 @@ export class RealtimeClient {
         return;
       }
       case 'error':
+        // A join past the server's room limit: the room is not kept (nor joined again on reconnect).
+        if (data.code === 'too_many_rooms' && msg.room && this._rooms.includes(msg.room)) this._forget(msg.room);
         this._emit('error', new RealtimeError(data.code || 'server_error', data.error || 'server error', { envelope: msg }));
         return;
       case 'presence':
@@ -888,8 +890,13 @@ export class RealtimeClient {
   /** Leaves a room and forgets its last id. */
   leave(room) {
     checkRoom(room);
+    if (this._forget(room)) this._sendControl({ type: 'leave', room });
+  }
+
+  // Drops a room and what the client kept for it; false if it was not among the rooms.
+  _forget(room) {
     const i = this._rooms.indexOf(room);
-    if (i < 0) return;
+    if (i < 0) return false;
     this._rooms.splice(i, 1);
     // Chat queued for the room would only be refused (not_in_room) once connected.
     this._queue = this._queue.filter((frame) => frame.room !== room);
@@ -903,7 +910,7 @@ export class RealtimeClient {
       while (left.length > SEEN_LEFT_ROOMS) this._seen.delete(left.shift());
     }
     this._joined.delete(room);
-    this._sendControl({ type: 'leave', room });
+    return true;
   }
 
   /** Sets this user's presence status, "online" or "away"; kept across reconnects. */

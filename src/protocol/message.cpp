@@ -77,13 +77,13 @@ Message system_message(std::string_view event, std::string_view fields_json) {
   return make(MessageType::system, {}, std::move(data));
 }
 
-Message error_message(std::string_view code, std::string_view text) {
+Message error_message(std::string_view code, std::string_view text, std::string_view room) {
   std::string data = "{\"error\":";
   protocol::append_json_string(data, text);
   data += ",\"code\":";
   protocol::append_json_string(data, code);
   data.push_back('}');
-  return make(MessageType::error, {}, std::move(data));
+  return make(MessageType::error, room, std::move(data));
 }
 
 Message presence_message(std::string_view room, const PresenceData& presence) {

@@ -73,7 +73,7 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
   }
   if (in_room(room)) return;  // joining twice is harmless
   if (rooms_.size() >= handler_->config().max_rooms_per_connection) {
-    send_error(error_code::too_many_rooms, "too many rooms on one socket");
+    send_error(error_code::too_many_rooms, "too many rooms on one socket", room);
     return;
   }
   rooms_.push_back(room);
@@ -221,7 +221,7 @@ void WsSession::handle_leave(const std::string& room) {
   }
   auto it = std::find(rooms_.begin(), rooms_.end(), room);
   if (it == rooms_.end()) {
-    send_error(error_code::not_in_room, "not in that room");
+    send_error(error_code::not_in_room, "not in that room", room);
     return;
   }
   rooms_.erase(it);

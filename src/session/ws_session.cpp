@@ -314,8 +314,12 @@ FramePtr WsSession::send_direct(Message msg) {
   return frame;
 }
 
-void WsSession::send_error(std::string_view code, std::string_view text) {
-  send_direct(error_message(code, text));
+void WsSession::send_error(std::string_view code, std::string_view text, std::string_view room) {
+  Message msg = error_message(code, text, room);
+  msg.id = handler_->core().next_direct_id();
+  auto frame = make_frame(msg);
+  frame->room.clear();  // an answer to the client: a leave of the room it names does not drop it
+  enqueue(frame);
 }
 
 bool WsSession::take_token() {
@@ -425,7 +429,7 @@ void WsSession::handle_chat(std::string room, std::string data) {
     return;
   }
   if (!in_room(room)) {
-    send_error(error_code::not_in_room, "join the room before sending to it");
+    send_error(error_code::not_in_room, "join the room before sending to it", room);
     return;
   }
   Message msg;

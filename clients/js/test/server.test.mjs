@@ -326,6 +326,30 @@ test('within the rate limit: 60 rooms rejoined and 100 queued messages all go th
   assert.equal(a.state, 'open');
 });
 
+test('a join past the server\'s 64 rooms is refused, not kept, and not joined again on reconnect', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
+  let server = await startServer({ args: ['--rate-limit', '1000', '--rate-burst', '200'] });
+  const port = server.port;
+  t.after(() => server.terminate());
+  const rooms = Array.from({ length: 65 }, (_, i) => uniqueRoom(`cap${i}`));
+  const a = newClient(t, server, { rooms: rooms.slice(0, 64), backoff: { initialMs: 200, maxMs: 1000 } });
+  const ea = watch(a);
+  await a.connect();
+  a.join(rooms[64]);
+  await ea.until(() => ea.errors.some((e) => e.code === 'too_many_rooms'), 'too_many_rooms');
+  const refused = ea.errors.find((e) => e.code === 'too_many_rooms');
+  assert.equal(refused.envelope.room, rooms[64], 'the error names the refused room');
+  assert.deepEqual(a.rooms, rooms.slice(0, 64), 'the refused room is not kept');
+
+  // After a restart the client rejoins its 64 rooms, and the server refuses nothing.
+  await server.terminate('SIGKILL');
+  server = await restartServer(port, ['--rate-limit', '1000', '--rate-burst', '200']);
+  await ea.until(() => ea.welcomes.length === 2, 'the second welcome', 15000);
+  await a.ping();
+  assert.equal(ea.errors.filter((e) => e.code === 'too_many_rooms').length, 1, 'no refusal after the reconnect');
+  await publish(server, { room: rooms[63], text: 'last room' });
+  await ea.until(() => ea.messages.some((m) => m.room === rooms[63] && m.data.text === 'last room'), 'the 64th room works');
+});
+
 for (const [signal, expectCode] of [
   ['SIGTERM', 1001],
   ['SIGKILL', 1006],
