@@ -163,14 +163,7 @@ void WsSession::buffer_live(const FramePtr& frame) {
   it->live.push_back(frame);
   // The same bound as enqueue()'s: what other rooms' replays queued is allowed on top.
   if (it->bytes + queued_bytes_ > handler_->config().send_queue_bytes + replay_allowance_) {
-    overflowed_ = true;
-    handler_->metrics().slow_consumer_closes.fetch_add(1, std::memory_order_relaxed);
-    std::size_t kept = queue_.size() - head_;
-    for (const Recovery& recovery : recovering_) kept += recovery.live.size();
-    handler_->metrics().drop(DropReason::slow_consumer, kept);
-    boost::asio::post(shard_.context(), [self = shared_from_this()] {
-      self->start_close(close_code::try_again_later, "slow consumer", true);
-    });
+    overflow();
   }
 }
 

@@ -174,20 +174,27 @@ void WsSession::enqueue(const FramePtr& frame) {
   queued_bytes_ += frame->bytes.size();
   queue_.push_back(frame);
   if (queued_bytes_ > handler_->config().send_queue_bytes + replay_allowance_) {
-    // Slow consumer. Closing is deferred to a handler of its own: enqueue() runs inside the shard's
-    // delivery loops, which must not see room lists change under them.
-    overflowed_ = true;  // refuse further frames at once
-    handler_->metrics().slow_consumer_closes.fetch_add(1, std::memory_order_relaxed);
-    handler_->metrics().drop(DropReason::slow_consumer, queue_.size() - head_);
-    asio::post(shard_.context(), [self = shared_from_this()] {
-      self->start_close(close_code::try_again_later, "slow consumer", true);
-    });
+    overflow();
     return;
   }
   if (!flush_pending_) {
     flush_pending_ = true;
     shard_.schedule_flush(this);
   }
+}
+
+// Slow consumer: further frames are refused at once, what waits is counted as dropped, and the
+// socket is closed 1013. Closing is deferred to a handler of its own: this runs inside the shard's
+// delivery loops, which must not see room lists change under them.
+void WsSession::overflow() {
+  overflowed_ = true;
+  handler_->metrics().slow_consumer_closes.fetch_add(1, std::memory_order_relaxed);
+  std::size_t waiting = queue_.size() - head_;
+  for (const Recovery& recovery : recovering_) waiting += recovery.live.size();
+  handler_->metrics().drop(DropReason::slow_consumer, waiting);
+  asio::post(shard_.context(), [self = shared_from_this()] {
+    self->start_close(close_code::try_again_later, "slow consumer", true);
+  });
 }
 
 void WsSession::enqueue_replay(const FramePtr& frame) {

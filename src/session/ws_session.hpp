@@ -110,6 +110,8 @@ class WsSession final : public Connection,
   void add_position(Announcement& announcement, const std::string& position);
   // Sends a message to this socket alone (welcome, errors, pong, ...); returns its frame.
   FramePtr send_direct(Message msg);
+  // Slow consumer: refuses further frames, counts what waits as dropped, closes with 1013.
+  void overflow();
   void send_error(std::string_view code, std::string_view text, std::string_view room = {});
   bool take_token();
   // Takes a token for a client message; without one the message is dropped and counted, and the
