@@ -173,6 +173,8 @@ class ClusterState {
   // `done` when all of it is gone, or a call failed.
   void remove_pod(const std::string& pod, bool own, const std::function<void()>& done);
   void flush_counts();
+  // query_rooms()'s answer: this pod's own counts added to the other pods' `others`.
+  std::vector<RoomCount> with_ours(const std::map<std::string, std::size_t>& others);
   std::string pod_key(std::string_view suffix) const;
 
   HubCore& hub_;
@@ -200,7 +202,6 @@ class ClusterState {
   bool stopped_ = false;
   std::set<std::string> dirty_rooms_;
   // query_rooms(): the other pods' counts last read, when, and the calls waiting for a read.
-  std::vector<RoomCount> with_ours(const std::map<std::string, std::size_t>& others);
   std::map<std::string, std::size_t> others_;
   bool others_known_ = false;
   std::chrono::steady_clock::time_point others_read_at_{};
