@@ -9,7 +9,7 @@ packages=(build-essential cmake ninja-build ccache pkg-config g++ clang libclang
           libboost1.81-dev libhiredis-dev libsimdjson-dev libjwt-dev libssl-dev libspdlog-dev
           libfmt-dev libcli11-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(libgtest-dev libgmock-dev libbenchmark-dev redis-server chromium clang-format)
+  packages+=(libgtest-dev libgmock-dev libbenchmark-dev redis-server chromium clang-format clang-tidy)
   # Node.js 20 may come from outside Debian (with its own npm): install Debian's only when absent.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

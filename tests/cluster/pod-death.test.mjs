@@ -29,16 +29,20 @@ async function withDoomedPair(prefix, args, fn) {
   const pods = await startPods(redis, 2, { prefix, args });
   const [a, b] = pods;
   const clients = [];
+  let failed = true;
   try {
     await fn({ redis, a, b, clients });
+    failed = false;
   } catch (e) {
     for (const p of pods) e.message += `\n${p.logTail(800)}`;
     throw e;
   } finally {
     closeAll(clients);
-    await a.stop().catch(() => {});
+    // Pod A ran the dead pod's sweep: its exit must be clean too (reported unless the test failed).
+    const stopError = await a.stop().then(() => null, (e) => e);
     await b.kill();
     await redis.stop();
+    if (stopError && !failed) throw stopError;
   }
 }
 
@@ -78,9 +82,7 @@ test('pod SIGKILLed: its users reported offline by another pod within 15 s (even
       watcher.next((m) => presenceOf(v2.userId, 'offline')(m) && m.room === room, DEADLINE, `offline of ${v2.userId} in ${room}`),
       watcher.next((m) => presenceOf(v2.userId, 'offline')(m) && m.room === room2, DEADLINE, `offline of ${v2.userId} in ${room2}`),
     ];
-    await Promise.all(waits);
-    const eventsMs = Date.now() - killedAt;
-    assert.ok(eventsMs <= DEADLINE + 500, `offline events after ${eventsMs} ms`);
+    await Promise.all(waits); // within DEADLINE of the kill
 
     assert.ok(listedBefore, `presence API on pod A listed the users of pod B before the kill (got ${JSON.stringify(usersBefore)})`);
     await waitFor(
@@ -133,11 +135,8 @@ test('pod SIGKILLed while its user keeps an away tab on another pod: announced a
     assert.equal(await statusOnA(), 'online', 'online while the tab on pod B is');
 
     await b.kill();
-    const killedAt = Date.now();
     const DEADLINE = 15_000;
     await watcher.next(presenceOf(user), DEADLINE, `presence of ${user} after pod B died`);
-    const ms = Date.now() - killedAt;
-    assert.ok(ms <= DEADLINE + 500, `presence event after ${ms} ms`);
     await watcher.roundTrip();
     const statuses = watcher.seen(presenceOf(user)).map((m) => m.data.status);
     assert.deepEqual(statuses, ['online', 'away'], `events at pod A for ${user}`);

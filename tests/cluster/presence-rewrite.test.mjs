@@ -66,9 +66,7 @@ test('pod B stopped past its lease: its user announced offline, then online agai
     await agreed(room, user.userId, 'offline', 'pod B swept', 1000).catch(() => {}); // pod B cannot answer: informative only
     b.proc.kill('SIGCONT');
     resumed = true;
-    const resumedAt = Date.now();
     await watcher.next(presenceOf(user.userId, 'online'), 6000, 'online of the user at pod A after pod B resumed');
-    assert.ok(Date.now() - resumedAt <= 6000);
     await agreed(room, user.userId, 'online', 'pod B resumed');
     await barrier(watcher, room);
     assert.deepEqual(events(watcher), ['online', 'offline', 'online'], 'events at pod A');

@@ -344,13 +344,11 @@ test('after FLUSHALL every pod rewrites its members and presence within 6 s (the
   let last;
   await waitFor(async () => (last = await complete()).ok, { timeoutMs: 5000, message: () => `both pods see both members before the flush (${JSON.stringify(last?.views)})` });
   await redis.cmd('FLUSHALL');
-  const flushed = Date.now();
   await waitFor(async () => (last = await complete()).ok, {
     timeoutMs: 6000,
     intervalMs: 200,
     message: () => `both pods list both members 6 s after FLUSHALL (${JSON.stringify(last?.views)})`,
   });
-  assert.ok(Date.now() - flushed <= 6000);
   assert.equal(await redis.cmd('HGET', `realtime:pod:${a.podId}:rooms`, room), '1', "pod A's member count rewritten");
   closeAll([onA, onB]);
 });

@@ -1,5 +1,6 @@
 // Runs a fuzz target over a committed corpus without libFuzzer, so every ctest run replays it.
-// Usage: <target>_replay PATH...   (directories are walked recursively; files are run as given)
+// Usage: <target>_replay PATH...   (directories are walked recursively; files are run as given;
+// fails on a path that is neither, and when no input was found)
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -34,8 +35,8 @@ int main(int argc, char** argv) {
       continue;
     }
     if (!std::filesystem::is_directory(root, ec)) {
-      std::fprintf(stderr, "%s: not a file or directory, skipped\n", argv[i]);
-      continue;
+      std::fprintf(stderr, "%s: not a file or directory\n", argv[i]);
+      return 1;
     }
     for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
@@ -46,5 +47,6 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("replayed %zu inputs\n", count);
-  return 0;
+  // An empty corpus replays nothing: a renamed or emptied corpus must not pass unnoticed.
+  return count == 0 ? 1 : 0;
 }

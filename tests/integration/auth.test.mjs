@@ -17,7 +17,7 @@ import { test, after } from 'node:test';
 import { createHmac } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
-import { tryOpen, connect } from './lib/client.mjs';
+import { tryOpen, connect, waitFor } from './lib/client.mjs';
 
 after(killAll);
 
@@ -105,8 +105,9 @@ test('a refused upgrade logs its target cut to 256 bytes, however long the query
       await expect401(s, clients, `/ws/a?token=${forged}&last_id=${long}`);
       await expect401(s, clients, `/ws/a?token=%zz&last_id=${long}`);
     }
-    await new Promise((r) => setTimeout(r, 200));
-    const lines = s.output.split('\n').filter((l) => l.includes('upgrade refused'));
+    const refusedLines = () => s.output.split('\n').filter((l) => l.includes('upgrade refused'));
+    await waitFor(() => refusedLines().length >= 6, { message: 'the six refusals logged' });
+    const lines = refusedLines();
     assert.equal(lines.length, 6, s.output.slice(-2000));
     for (const line of lines) {
       assert.ok(line.length < 512, `a ${line.length}-byte log line: ${line.slice(0, 300)}...`);

@@ -55,7 +55,6 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
       // some traffic so the connections are not idle
       clients[0].send({ type: 'chat', data: { text: 'before shutdown' } });
       await clients[0].next({ type: 'chat' });
-      const t0 = Date.now();
       s.proc.kill(signal);
       const closes = await Promise.all(clients.map((c) => c.expectClose(10_000)));
       for (const c of closes) assert.equal(c.code, 1001, `close code ${c.code}`);
@@ -63,7 +62,6 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
       assert.ok(info, 'process exits within 10 s');
       assert.equal(info.signal, null);
       assert.equal(info.code, 0);
-      assert.ok(Date.now() - t0 <= 10_000);
 
       s2 = await startServer([], { listen: `127.0.0.1:${s.port}` });
       assert.equal(s2.port, s.port, 'the new server binds the same port');

@@ -204,7 +204,7 @@ TEST(RedisBroadcasterLanes, NumbersLocallyBeforeStartAndAfterStop) {
 // publish() from a thread without a lane goes through the Redis thread, which may answer before
 // publish() returns: the id is either there at once or "", never written after the return (under
 // TSan the old shared string raced here).
-TEST(RedisBroadcasterLanes, PublishFromAnotherThreadReturnsWithoutWaiting) {
+TEST(RedisBroadcasterLanes, PublishFromAnotherThreadGivesTheIdAtOnceOrNotAtAll) {
   RunningPod pod("sync");
   ASSERT_TRUE(pod.ready) << "never ready";
   RedisBroadcaster& broadcaster = pod.broadcaster;

@@ -138,26 +138,6 @@ async function startProxy(initialPort) {
   };
 }
 
-// Does this server answer ?last_id= with a `recovered` system message yet? Checked with a raw socket.
-async function serverSendsRecovered(server, room) {
-  const ws = new WebSocket(`${server.url}/ws/${room}?last_id=probe-unknown-id`);
-  try {
-    return await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), 2000);
-      ws.on('message', (d) => {
-        const m = JSON.parse(String(d));
-        if (m.type === 'system' && m.data && m.data.event === 'recovered') {
-          clearTimeout(timer);
-          resolve(true);
-        }
-      });
-      ws.on('error', () => resolve(false));
-    });
-  } finally {
-    ws.terminate();
-  }
-}
-
 // ---- tests -----------------------------------------------------------------------------------
 
 test('connect, welcome, and chat between two clients', { skip: NO_SERVER }, async (t) => {
@@ -438,16 +418,7 @@ test('token_expiring from the server: the provider refreshes in-band and the soc
   const a = newClient(t, server, { rooms: [uniqueRoom('exp')], token, WebSocket: RecordingWebSocket });
   const ea = watch(a);
   await a.connect();
-  const warned = await ea
-    .until(() => ea.envelopes.find((m) => m.type === 'system' && m.data && m.data.event === 'token_expiring'), 'token_expiring', 15000)
-    .catch(() => null);
-  if (!warned) {
-    if (ea.details.some((d) => d.code === 4001)) {
-      assert.fail('server closed with 4001 without a token_expiring warning first');
-    }
-    t.skip('server sends no token_expiring warning yet');
-    return;
-  }
+  await ea.until(() => ea.envelopes.find((m) => m.type === 'system' && m.data && m.data.event === 'token_expiring'), 'token_expiring', 15000);
   await ea.until(() => sent.find((f) => f.type === 'auth'), 'auth frame');
   // Past the first token's expiry and a grace period: still the same socket.
   await new Promise((r) => setTimeout(r, 6000));
@@ -460,10 +431,6 @@ test('recovery: a client cut off from the network gets what it missed on reconne
   const server = await startServer();
   t.after(() => server.terminate());
   const room = uniqueRoom('recover');
-  if (!(await serverSendsRecovered(server, room))) {
-    t.skip('needs server history');
-    return;
-  }
   const proxy = await startProxy(server.port);
   t.after(() => proxy.close());
   const other = uniqueRoom('recover2');
@@ -495,12 +462,8 @@ test('recovery: a client cut off from the network gets what it missed on reconne
   assert.deepEqual(texts, ['m1', 'm2', 'm3'], 'in order, none missing or doubled');
   assert.notEqual(a.lastId(room), before[room]);
 
-  await t.test('the room joined in-band recovers too (last_id on join)', async (st) => {
-    const second = await ea.until(() => ea.recovered.find((r) => r.room === other), 'recovered for the joined room', 3000).catch(() => null);
-    if (!second) {
-      st.skip('server does not answer last_id on join yet');
-      return;
-    }
+  await t.test('the room joined in-band recovers too (last_id on join)', async () => {
+    const second = await ea.until(() => ea.recovered.find((r) => r.room === other), 'recovered for the joined room');
     assert.equal(second.recovered, true);
     assert.equal(second.replayed, 1);
     assert.deepEqual(
@@ -544,10 +507,6 @@ test('recovery: an unknown last_id is accepted and reported as not recovered', {
   const server = await startServer();
   t.after(() => server.terminate());
   const room = uniqueRoom('unknown');
-  if (!(await serverSendsRecovered(server, room))) {
-    t.skip('needs server history');
-    return;
-  }
   const a = newClient(t, server, { rooms: [room], lastIds: { [room]: 'no-such-id' } });
   const ea = watch(a);
   await a.connect();
@@ -562,10 +521,6 @@ test('recovery: a fresh client resumes from saved lastIds', { skip: NO_SERVER },
   const server = await startServer();
   t.after(() => server.terminate());
   const room = uniqueRoom('saved');
-  if (!(await serverSendsRecovered(server, room))) {
-    t.skip('needs server history');
-    return;
-  }
   const a = newClient(t, server, { rooms: [room] });
   const ea = watch(a);
   await a.connect();

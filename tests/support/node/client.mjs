@@ -295,11 +295,9 @@ function naturalCompare(a, b) {
   return ta.length - tb.length;
 }
 
-/** True when ids are strictly increasing in the given order (lexicographic or natural order). */
+/** True when ids are strictly increasing in the given order (natural order: `e-2` before `e-10`). */
 export function idsIncreasing(ids) {
-  const lex = ids.every((id, i) => i === 0 || ids[i - 1] < id);
-  const nat = ids.every((id, i) => i === 0 || naturalCompare(ids[i - 1], id) < 0);
-  return lex || nat;
+  return ids.every((id, i) => i === 0 || naturalCompare(ids[i - 1], id) < 0);
 }
 
 /** Terminate every client given (ws Clients, or raw sockets with destroy()), ignoring errors. */

@@ -1,9 +1,9 @@
 // Running the real realtime-server binary (and other helper processes) from Node test suites.
 // Plain ES module on node built-ins only, shared by every Node suite of the repository.
 //
-// Binary: $REALTIME_SERVER, else build/server/realtime-server of this repository (or of /work/main),
-// else the newest build*/server/realtime-server there. serverBinary() throws when there is none;
-// findServerBinary() returns null instead (for suites that skip without a build).
+// Binary: $REALTIME_SERVER, else build/server/realtime-server of this repository, else the newest
+// build*/server/ or build/<preset>/server/realtime-server there. serverBinary() throws when there
+// is none; findServerBinary() returns null instead (for suites that skip without a build).
 //
 // startProcess(bin, argv, {ready}) spawns a child, keeps draining stdout and stderr for its whole
 // life (a bounded tail is kept for messages) and resolves once `ready` matches its output.
@@ -40,23 +40,23 @@ export function findServerBinary() {
     const p = path.resolve(process.env.REALTIME_SERVER);
     return fs.existsSync(p) ? p : null;
   }
-  const bases = [...new Set([repoRoot, '/work/main'])];
-  for (const base of bases) {
-    const p = path.join(base, 'build', BINARY);
-    if (executable(p)) return p;
-  }
-  const found = [];
-  for (const base of bases) {
-    let entries = [];
+  const direct = path.join(repoRoot, 'build', BINARY);
+  if (executable(direct)) return direct;
+  // The newest of build*/server/realtime-server and build/<preset>/server/realtime-server.
+  const dirs = [];
+  const subdirs = (dir) => {
     try {
-      entries = fs.readdirSync(base, { withFileTypes: true });
+      return fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => path.join(dir, e.name));
     } catch {
-      continue;
+      return [];
     }
-    for (const e of entries) {
-      const p = path.join(base, e.name, BINARY);
-      if (e.isDirectory() && e.name.startsWith('build') && executable(p)) found.push({ p, mtime: fs.statSync(p).mtimeMs });
-    }
+  };
+  for (const dir of subdirs(repoRoot)) if (path.basename(dir).startsWith('build')) dirs.push(dir);
+  dirs.push(...subdirs(path.join(repoRoot, 'build')));
+  const found = [];
+  for (const dir of dirs) {
+    const p = path.join(dir, BINARY);
+    if (executable(p)) found.push({ p, mtime: fs.statSync(p).mtimeMs });
   }
   found.sort((a, b) => b.mtime - a.mtime);
   return found[0]?.p ?? null;
