@@ -59,6 +59,7 @@ void StepStats::merge(const StepStats& other) {
   expected += other.expected;
   delivered += other.delivered;
   delivered_window += other.delivered_window;
+  received_window += other.received_window;
   sent_window += other.sent_window;
   reordered += other.reordered;
   duplicates += other.duplicates;
@@ -493,26 +494,37 @@ void Worker::arm_timer() {
 
 void Worker::on_timer() {
   if (!publishing_) return;
+  if (send_due(now_ns())) {
+    arm_timer();
+  } else {
+    publishing_ = false;
+  }
+}
+
+// Open loop: sends every message scheduled up to `until` not sent yet; false once the schedule's
+// end is reached.
+bool Worker::send_due(std::uint64_t until) {
   const double interval = 1e9 / schedule_.rate;
   const std::uint64_t now = now_ns();
   const std::size_t n = publishers_.size();
   for (;;) {
     const auto t = schedule_.start_ns + static_cast<std::uint64_t>(next_k_ * interval);
-    if (t >= schedule_.end_ns) {
-      publishing_ = false;
-      return;
-    }
-    if (t > now) break;
-    // Open loop: the message carries its scheduled time, however late it is sent.
+    if (t >= schedule_.end_ns) return false;
+    if (t > until) return true;
+    // The message carries its scheduled time, however late it is sent.
     if (t >= schedule_.record_from_ns && t < schedule_.record_to_ns)
-      stats_.send_lag.record(now - t);
+      stats_.send_lag.record(now > t ? now - t : 0);
     publish(*publishers_[next_k_ % n], t);
     ++next_k_;
   }
-  arm_timer();
 }
 
 void Worker::stop_publishing() {
+  // A worker that lagged behind its schedule has not sent all of the window yet: what was
+  // scheduled before the end goes now (late, so its latency says so), not never.
+  if (publishing_ && schedule_.mode == Schedule::Mode::open_loop && schedule_.rate > 0) {
+    send_due(schedule_.end_ns);
+  }
   publishing_ = false;
   deferred_.clear();
   timer_.cancel();
@@ -559,9 +571,23 @@ void Worker::publish(Connection& publisher, std::uint64_t t_ns) {
 
 void Worker::on_delivery(Connection& receiver, std::uint64_t seq, std::uint64_t t_ns,
                          std::uint32_t publisher, std::uint64_t now) {
+  if (publisher < plan_.publishers && receiver.last_seq_ &&
+      plan_.room_of(publisher) == plan_.room_of(receiver.index())) {
+    std::uint64_t& last = receiver.last_seq_[publisher / plan_.rooms];
+    if (seq == last) {
+      ++stats_.duplicates;  // not a delivery: it must not make up for a lost one
+      return;
+    }
+    if (seq < last) {
+      ++stats_.reordered;
+    } else {
+      last = seq;
+    }
+  }
   ++stats_.delivered;
   ++delivered_;
   delivered_total.store(delivered_, std::memory_order_relaxed);
+  if (now >= schedule_.record_from_ns && now < schedule_.record_to_ns) ++stats_.received_window;
   if (t_ns >= schedule_.record_from_ns && t_ns < schedule_.record_to_ns) {
     ++stats_.delivered_window;
     const std::uint64_t latency = now > t_ns ? now - t_ns : 0;
@@ -569,19 +595,6 @@ void Worker::on_delivery(Connection& receiver, std::uint64_t seq, std::uint64_t 
       stats_.cross_pod.record(latency);
     } else {
       stats_.same_pod.record(latency);
-    }
-  }
-  if (publisher < plan_.publishers && receiver.last_seq_ &&
-      plan_.room_of(publisher) == plan_.room_of(receiver.index())) {
-    std::uint64_t& last = receiver.last_seq_[publisher / plan_.rooms];
-    if (seq <= last) {
-      if (seq == last) {
-        ++stats_.duplicates;
-      } else {
-        ++stats_.reordered;
-      }
-    } else {
-      last = seq;
     }
   }
   if (publishing_ && schedule_.mode == Schedule::Mode::window && publisher == receiver.index()) {
@@ -625,6 +638,7 @@ void Worker::release_deferred() {
 StepStats Worker::take_stats() {
   StepStats out = stats_;
   stats_.sent = stats_.expected = stats_.delivered = stats_.delivered_window = 0;
+  stats_.received_window = 0;
   stats_.sent_window = stats_.reordered = stats_.duplicates = stats_.other_messages = 0;
   stats_.send_errors = 0;
   stats_.same_pod.reset();

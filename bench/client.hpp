@@ -83,6 +83,7 @@ struct StepStats {
   std::uint64_t expected = 0;          // sum over sent messages of their room's size
   std::uint64_t delivered = 0;         // chat deliveries received (carrying our sequence number)
   std::uint64_t delivered_window = 0;  // ... of messages scheduled inside the measured window
+  std::uint64_t received_window = 0;   // deliveries received inside the measured window
   std::uint64_t sent_window = 0;       // messages scheduled inside the measured window
   std::uint64_t reordered = 0;         // a sequence number lower than one already seen
   std::uint64_t duplicates = 0;        // the same sequence number twice
@@ -228,6 +229,7 @@ class Worker {
   void on_other_message() noexcept { ++stats_.other_messages; }
   void publish(Connection& publisher, std::uint64_t t_ns);
   void on_timer();
+  bool send_due(std::uint64_t until);
   void arm_timer();
   void arm_rx();
   void on_rx_ready();

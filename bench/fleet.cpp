@@ -40,11 +40,13 @@ Plan make_plan(const Options& o, std::uint32_t connections, std::uint32_t rooms,
 }
 
 ServerWindow server_window(const std::vector<Endpoint>& pods, std::uint64_t from_ns,
-                           std::uint64_t to_ns) {
+                           std::uint64_t to_ns, std::vector<CpuMeter*> meters) {
   ServerWindow w;
-  while (now_ns() < from_ns) sleep_s(0.005);
-  w.before = scrape_latency(pods);
-  while (now_ns() < to_ns) sleep_s(0.01);
+  while (now_ns() < from_ns) sleep_s(0.001);
+  for (CpuMeter* m : meters) m->begin();
+  if (!pods.empty()) w.before = scrape_latency(pods);
+  while (now_ns() < to_ns) sleep_s(0.001);
+  for (CpuMeter* m : meters) m->end();
   if (w.before) w.after = scrape_latency(pods);
   return w;
 }

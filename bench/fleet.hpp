@@ -35,6 +35,7 @@ struct StepResult {
   double server_cores = 0;
   double redis_cores = 0;
   double machine_cores = 0;
+  double window_wall = 0;  // the measured window, over which the CPU figures are taken
   std::uint32_t unexpected_closes = 0;
   // realtime-server's own broadcast latency over the measured window (bucket bounds, ms).
   std::optional<double> server_p50_ms, server_p99_ms, server_p999_ms;
@@ -49,8 +50,11 @@ struct ServerWindow {
     r.server_p999_ms = bucket_quantile_ms(*before, *after, 0.999);
   }
 };
+// Waits for the measured window [from_ns, to_ns): the server's latency buckets at both ends, and
+// the CPU meters given begun and ended with it (the CPU columns are over the window alone, not the
+// warm-up or the drain after it).
 ServerWindow server_window(const std::vector<Endpoint>& pods, std::uint64_t from_ns,
-                           std::uint64_t to_ns);
+                           std::uint64_t to_ns, std::vector<CpuMeter*> meters = {});
 
 // A set of workers holding connections [first, first + count) of a plan.
 class Fleet {
@@ -120,7 +124,8 @@ class Fleet {
   StepResult run_step(const Options& o, Schedule::Mode mode, double rate, double warmup,
                       double duration, std::uint64_t start_ns = 0, bool local_drain = true) {
     std::vector<pid_t> server_pids = o.server_pids;
-    CpuMeter server_cpu(server_pids);
+    CpuMeter server_cpu(server_pids);  // the whole step
+    CpuMeter window_cpu(server_pids);  // the measured window alone
     CpuMeter redis_cpu(o.redis_pid ? std::vector<pid_t>{o.redis_pid} : std::vector<pid_t>{});
     const std::uint32_t closes_before = unexpected();
     Schedule s;
@@ -133,7 +138,6 @@ class Fleet {
     s.end_ns = s.record_from_ns + static_cast<std::uint64_t>(duration * 1e9);
     s.record_to_ns = s.end_ns;
     server_cpu.begin();
-    redis_cpu.begin();
     for (std::size_t i = 0; i < workers_.size(); ++i) {
       Schedule ws = s;
       ws.rate = plan_.publishers ? rate * publishers_of_[i] / plan_.publishers : 0;
@@ -142,9 +146,9 @@ class Fleet {
     // (A process that holds only a share of the run leaves the server's view to its parent.)
     ServerWindow window;
     if (local_drain) {
-      window = server_window(o.targets, s.record_from_ns, s.end_ns);
+      window = server_window(o.targets, s.record_from_ns, s.end_ns, {&window_cpu, &redis_cpu});
     } else {
-      while (now_ns() < s.end_ns) sleep_s(0.01);
+      (void)server_window({}, s.record_from_ns, s.end_ns, {&window_cpu});
     }
     for (auto& w : workers_) w->call([&w] { w->stop_publishing(); });
     // Drain: until every expected delivery arrived, or nothing moved for a second, or 10 s.
@@ -166,14 +170,14 @@ class Fleet {
       sleep_s(0.005);
     }
     server_cpu.end();
-    redis_cpu.end();
     StepResult r;
     for (auto& w : workers_) r.stats.merge(w->call([&w] { return w->take_stats(); }));
     r.wall = server_cpu.wall_seconds();
-    r.generator_cores = server_cpu.self_cores();
-    r.server_cores = server_cpu.others_cores();
+    r.window_wall = window_cpu.wall_seconds();
+    r.generator_cores = window_cpu.self_cores();
+    r.server_cores = window_cpu.others_cores();
     r.redis_cores = redis_cpu.others_cores();
-    r.machine_cores = server_cpu.machine_cores();
+    r.machine_cores = window_cpu.machine_cores();
     r.unexpected_closes = unexpected() - closes_before;
     window.apply(r);
     return r;

@@ -213,13 +213,29 @@ function microTable() {
 }
 
 // ---- targets
+// What makes a row's figures no measure of the target: sockets that did not open, losses,
+// unexpected closes. A verdict on such a row says so.
+function flaws(r, wanted = r.connections) {
+  const out = [];
+  if (wanted && r.connected < wanted) out.push(`${num(r.connected)} of ${num(wanted)} sockets open`);
+  if (r.connect_failed > 0) out.push(`${num(r.connect_failed)} connections failed`);
+  if (r.lost > 0) out.push(`${num(r.lost)} lost`);
+  if (r.unexpected_closes > 0) out.push(`${num(r.unexpected_closes)} unexpected closes`);
+  return out;
+}
+function verdict(ok, r, wanted) {
+  const f = flaws(r, wanted);
+  if (f.length) return `not valid (${f.join(", ")})`;
+  return ok ? "met" : "missed";
+}
+
 function targetsTable() {
   const rows = [];
   const idle = byScenario.idle?.realtime;
   if (idle) {
     const v = idle.server_rss_per_socket;
     rows.push(["Idle memory (server user space, per socket)", "≤ 2 KB at 19,000 sockets (aim 1 KB)",
-      `${bytes(v)} at ${num(idle.connected)}`, v <= 2048 ? "met" : "missed"]);
+      `${bytes(v)} at ${num(idle.connected)}`, verdict(v <= 2048, idle, 19000)]);
   }
   const pods = byScenario["idle-pods"]?.realtime;
   if (pods) {
@@ -234,16 +250,18 @@ function targetsTable() {
     const v = hot.realtime.deliveries_per_sec;
     const bun = hot.bun?.deliveries_per_sec;
     const ws = hot["node-ws"]?.deliveries_per_sec;
-    rows.push(["Hot room 1 × 1,000 deliveries/s", "≥ 1,000,000 (aim 2M)", num(v), v >= 1e6 ? "met" : "missed"]);
-    if (bun) rows.push(["Hot room vs Bun", "≥ 1.2×", num(v / bun, 2) + "×", v / bun >= 1.2 ? "met" : "missed"]);
+    // A generator at a full core may bound the rate it reads as much as the server does.
+    const busy = (r) => (r.generator_cpu_cores >= 0.95 ? " (generator at a full core)" : "");
+    rows.push(["Hot room 1 × 1,000 deliveries/s", "≥ 1,000,000 (aim 2M)", num(v) + busy(hot.realtime), verdict(v >= 1e6, hot.realtime)]);
+    if (bun) rows.push(["Hot room vs Bun", "≥ 1.2×", num(v / bun, 2) + "×" + busy(hot.bun), verdict(v / bun >= 1.2, hot.bun)]);
     else if (hot.bun) rows.push(["Hot room vs Bun", "≥ 1.2×", "– (the Bun run failed)", "not measured"]);
-    if (ws) rows.push(["Hot room vs Node ws", "≥ 5×", num(v / ws, 2) + "×", v / ws >= 5 ? "met" : "missed"]);
+    if (ws) rows.push(["Hot room vs Node ws", "≥ 5×", num(v / ws, 2) + "×", verdict(v / ws >= 5, hot["node-ws"])]);
     else if (hot["node-ws"]) rows.push(["Hot room vs Node ws", "≥ 5×", "– (the Node ws run failed)", "not measured"]);
   }
   const smallRooms = (label, f) => {
     const p99 = f.latency?.p99_us / 1000;
     rows.push([`Small rooms (${num(f.rooms)} × ${f.members}, ${num(f.deliveries_per_sec)} deliveries/s) p99${label}`,
-      "≤ 5 ms (aim 2 ms) at 100,000 deliveries/s", num(p99, 2) + " ms", p99 <= 5 ? "met" : "missed"]);
+      "≤ 5 ms (aim 2 ms) at 100,000 deliveries/s", num(p99, 2) + " ms", verdict(p99 <= 5 && f.deliveries_per_sec >= 99000, f)]);
   };
   const f = byScenario.fanout?.realtime;
   if (f) smallRooms(", one pod", f);
@@ -254,12 +272,15 @@ function targetsTable() {
   const x = byScenario.crosspod?.realtime;
   if (x) {
     const extra = x.cross_pod_extra_p99_us / 1000;
-    rows.push(["Cross-pod extra p99 over same-pod", "≤ 2 ms", num(extra, 2) + " ms", extra <= 2 ? "met" : "missed"]);
+    rows.push(["Cross-pod extra p99 over same-pod", "≤ 2 ms", num(extra, 2) + " ms", verdict(extra <= 2, x)]);
   }
   const high = byScenario["crosspod-high"]?.realtime;
   if (high && high.publishes_per_sec >= 45000) {
+    // A run a little short of the rate is scaled to it (Redis's work grows with the messages).
+    const at50k = high.redis_cpu_cores * Math.max(1, 50000 / high.publishes_per_sec);
+    const scaled = high.publishes_per_sec < 50000 ? ` (${num(at50k * 100, 1)}% scaled to 50,000/s)` : "";
     rows.push(["Redis CPU at 50,000 publishes/s", "< 25% of a core",
-      `${num(high.redis_cpu_cores * 100, 1)}% at ${num(high.publishes_per_sec)}/s`, high.redis_cpu_cores < 0.25 ? "met" : "missed"]);
+      `${num(high.redis_cpu_cores * 100, 1)}% at ${num(high.publishes_per_sec)}/s${scaled}`, at50k < 0.25 ? "met" : "missed"]);
   } else if (high || x) {
     const r = high || x;
     const at50k = r.publishes_per_sec ? (r.redis_cpu_cores / r.publishes_per_sec) * 50000 : 0;
@@ -268,7 +289,7 @@ function targetsTable() {
       at50k < 0.25 ? "met (extrapolated)" : "missed (extrapolated)"]);
   }
   const c = byScenario.connect?.realtime;
-  if (c) rows.push(["Connect storm", "≥ 15,000 upgrades/s", num(c.upgrades_per_sec), c.upgrades_per_sec >= 15000 ? "met" : "missed"]);
+  if (c) rows.push(["Connect storm", "≥ 15,000 upgrades/s", num(c.upgrades_per_sec), verdict(c.upgrades_per_sec >= 15000, c)]);
   return table(["target", "wanted", "measured", "verdict"], rows);
 }
 
@@ -407,17 +428,21 @@ function sections() {
     "written to a socket) over the same window: the bucket bound under which 99 % of the writes fell. \"send lag\" is the " +
     "generator's own delay, from a message's scheduled time to its write: a part of every latency in the row.");
   add("Saturation (knee)", saturationTable(), sat && `${num(sat.rooms)} rooms × ${sat.members}; the publish rate grows by steps ` +
-    `until p99 passes ${sat.p99_bound_ms} ms (or a message is lost); the knee is the last step within the bound.`);
+    `until p99 passes ${sat.p99_bound_ms} ms (or more than 0.1 % of the messages are lost, or a socket closes); the knee is ` +
+    "the last step within the bound; \"max deliveries/s seen\" is the most any step sustained.");
   add("Hot room", hotroomTable(), hot && `1 room × ${num(hot.members)} members; ${hot.publishers} publishers each keep ${hot.window} ` +
     "messages in flight (closed loop: the rate is whatever the server sustains; latency here is from the actual send). " +
     "The Go peer runs with a per-client buffer of 1,024 messages here (gorilla's example has 256, fewer than the " +
-    `${num(hot.publishers * hot.window)} in flight: its hub would drop every member).`);
+    `${num(hot.publishers * hot.window)} in flight: its hub would drop every member). The generator reads with one thread: ` +
+    "where its CPU is near 1.00, how fast it reads bounds the rate as much as the server does (the targets table says so).");
   add("Connect storm", connectTable(), con && `${num(con.connections)} WebSocket upgrades, ${con.concurrency} in flight, each socket ` +
     "alone in its room; from the first connect() to the last welcome message.");
   add("Cross-pod (Redis)", crosspodTable(), x && `${num(x.rooms)} rooms × ${x.members} members spread over 2 pods on one redis-server, ` +
     `${num(x.target_rate)} publishes/s; latency split by whether the receiver is on the publisher's pod. Ours runs a second ` +
     "time at 50,000 publishes/s for Redis's CPU at the target's rate: that row saturates the machine (the pods' delivery, " +
-    "not Redis, is the bound there), so only its Redis CPU is the point, not its latency.");
+    "not Redis, is the bound there), so only its Redis CPU is the point, not its latency. Ours delivers even to its own " +
+    "pod's members once Redis has numbered the message, so its same-pod figure already includes a Redis round trip; " +
+    "Socket.IO's same-pod delivery is local.");
   const fp = byScenario["fanout-pods"]?.realtime || byScenario["fanout-pods-room"]?.realtime;
   add("Small rooms over several pods", fanoutPodsTable(), fp && `${num(fp.rooms)} rooms × ${fp.members} members ` +
     `(${num(fp.connections)} sockets) over ${fp.pods} pods on one redis-server, from ${fp.generator_processes} generator ` +
@@ -454,15 +479,18 @@ Everything above the analysis section is rewritten by each run; the raw results 
 | memory | ${machine.memory_gb || "?"} GB |
 | OS | ${machine.os || "?"}, kernel ${machine.kernel || "?"} |
 | realtime-server | ${machine.compiler || "?"}, \`--threads ${machine.server_threads ?? "?"}\`, rate limit off |
-| peers | Bun ${machine.bun || "?"}, Node ${machine.node || "?"} (ws, Socket.IO), ${machine.go || "?"} (gorilla/websocket), Redis ${machine.redis || "?"} |
+| peers | Bun ${machine.bun || "?"}, Node ${machine.node || "?"} (ws, Socket.IO), ${machine.go || "?"} (gorilla/websocket), Redis ${machine.redis || "?"}; Bun, Node ws and Socket.IO run their JavaScript on one thread, Go on every core (GOMAXPROCS default) |
 | load average before the run | ${machine.load_before || "?"} |
 | run time | ${machine.elapsed_seconds ?? "?"} s |
 
 Servers compared: ${peers.map(name).join(", ")}. All speak the same protocol at \`/ws/{room}\` (Socket.IO with its
 own framing), all on loopback, no TLS, no compression, ~100-byte chat messages. "× of ours" is the peer's figure
-divided by ours. CPU columns are cores used on average (1.00 = one core busy) from /proc/PID/stat, for the server
-and for the generator, so it shows which side was saturated; "other CPU" is what the rest of the machine used at
-the same time (from /proc/stat): anything well above 0 there means the figures of that row are pessimistic.
+divided by ours. "deliveries/s" counts the deliveries received within the measured window (after a warm-up),
+per second: what the server sustained, below publishes × members when a backlog grows. CPU columns are cores used
+on average over the same window (1.00 = one core busy) from /proc/PID/stat, for the server and for the generator,
+so it shows which side was saturated; "other CPU" is what the rest of the machine used at the same time (from
+/proc/stat): anything well above 0 there means the figures of that row are pessimistic. A target's verdict is
+"not valid" when its row lost messages, did not open every socket, or saw a socket closed.
 
 ## How to reproduce
 

@@ -113,11 +113,10 @@ void reap(std::vector<Child>& children) {
     FILE* in = ::fdopen(from_parent, "r");
     unsigned long long start = 0;
     if (in && std::fscanf(in, " S %llu", &start) == 1) {
-      const double cpu0 = self_cpu_seconds();
       const auto r =
           fleet.run_step(o, Schedule::Mode::open_loop, o.rate, o.warmup, o.duration, start, false);
       const StepStats& st = r.stats;
-      dprintf(to_parent, "D %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %.4f\n",
+      dprintf(to_parent, "D %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %.4f\n",
               static_cast<unsigned long long>(st.sent),
               static_cast<unsigned long long>(st.sent_window),
               static_cast<unsigned long long>(st.expected),
@@ -126,8 +125,9 @@ void reap(std::vector<Child>& children) {
               static_cast<unsigned long long>(st.reordered),
               static_cast<unsigned long long>(st.duplicates),
               static_cast<unsigned long long>(st.other_messages),
-              static_cast<unsigned long long>(st.send_errors), r.unexpected_closes,
-              self_cpu_seconds() - cpu0);
+              static_cast<unsigned long long>(st.send_errors),
+              static_cast<unsigned long long>(st.received_window), r.unexpected_closes,
+              r.generator_cores * r.window_wall);  // CPU seconds in the measured window
       dprintf(to_parent, "H %s\nH %s\nH %s\n", st.same_pod.serialize().c_str(),
               st.cross_pod.serialize().c_str(), st.send_lag.serialize().c_str());
       // The sockets go once the parent has read every process's figures ("Q" or end of file), so
@@ -175,25 +175,28 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
     }
   }
   sleep_s(0.5);  // the last joins' presence traffic, which other processes receive
+  // The CPU figures are over the measured window, as the children's own.
   CpuMeter server_cpu(o.server_pids);
   CpuMeter redis_cpu(o.redis_pid ? std::vector<pid_t>{o.redis_pid} : std::vector<pid_t>{});
-  server_cpu.begin();
-  redis_cpu.begin();
+  CpuMeter step_wall;
+  step_wall.begin();
   const std::uint64_t start_ns = now_ns() + 200'000'000ULL;
   const std::string start = "S " + std::to_string(start_ns) + "\n";
   for (auto& c : children) (void)!::write(c.to, start.data(), start.size());
   const auto from_ns = start_ns + static_cast<std::uint64_t>(o.warmup * 1e9);
   const ServerWindow window =
-      server_window(o.targets, from_ns, from_ns + static_cast<std::uint64_t>(o.duration * 1e9));
+      server_window(o.targets, from_ns, from_ns + static_cast<std::uint64_t>(o.duration * 1e9),
+                    {&server_cpu, &redis_cpu});
   double generator_cpu = 0;
   Fleet::StepResult& r = out.result;
   window.apply(r);
   for (auto& c : children) {
-    unsigned long long v[9] = {0};
+    unsigned long long v[10] = {0};
     unsigned unexpected = 0;
     double cpu = 0;
-    if (std::fscanf(c.from, " D %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %lf", &v[0], &v[1],
-                    &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &unexpected, &cpu) == 11) {
+    if (std::fscanf(c.from, " D %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %lf", &v[0],
+                    &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &unexpected,
+                    &cpu) == 12) {
       StepStats st;
       st.sent = v[0];
       st.sent_window = v[1];
@@ -204,6 +207,7 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
       st.duplicates = v[6];
       st.other_messages = v[7];
       st.send_errors = v[8];
+      st.received_window = v[9];
       (void)read_line(c.from);  // the rest of the D line
       for (Histogram* h : {&st.same_pod, &st.cross_pod, &st.send_lag}) {
         const std::string line = read_line(c.from);
@@ -218,12 +222,12 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
       throw std::runtime_error("fanout: a generator process ended without its results");
     }
   }
-  server_cpu.end();
-  redis_cpu.end();
+  step_wall.end();
   for (auto& c : children) (void)!::write(c.to, "Q\n", 2);
   reap(children);
-  r.wall = server_cpu.wall_seconds();
-  r.generator_cores = r.wall > 0 ? generator_cpu / r.wall : 0;
+  r.wall = step_wall.wall_seconds();
+  r.window_wall = server_cpu.wall_seconds();
+  r.generator_cores = r.window_wall > 0 ? generator_cpu / r.window_wall : 0;
   r.server_cores = server_cpu.others_cores();
   r.redis_cores = redis_cpu.others_cores();
   r.machine_cores = server_cpu.machine_cores();

@@ -43,7 +43,7 @@ void write_step(JsonWriter& j, const Fleet::StepResult& r, double rate, double d
   j.field("publishes_per_sec", s.sent_window / duration);
   j.field("expected", s.expected);
   j.field("delivered", s.delivered);
-  j.field("deliveries_per_sec", s.delivered_window / duration);
+  j.field("deliveries_per_sec", s.received_window / duration);
   const std::uint64_t lost = s.expected > s.delivered ? s.expected - s.delivered : 0;
   j.field("lost", lost);
   j.field("loss_ratio", s.expected ? static_cast<double>(lost) / s.expected : 0.0);
@@ -59,6 +59,7 @@ void write_step(JsonWriter& j, const Fleet::StepResult& r, double rate, double d
   }
   if (s.send_lag.count() > 0) write_latency(j, "generator_send_lag", s.send_lag);
   j.field("wall_seconds", r.wall);
+  j.field("window_seconds", r.window_wall);
   j.field("generator_cpu_cores", r.generator_cores);
   j.field("server_cpu_cores", r.server_cores);
   if (r.redis_cores > 0) j.field("redis_cpu_cores", r.redis_cores);

@@ -90,7 +90,7 @@ std::string run_fanout(const Options& o) {
   all.merge(r.stats.cross_pod);
   std::fprintf(stderr, "[%s] %s: %u rooms x %u, %.0f msg/s -> %.0f deliveries/s, %s, lost %llu\n",
                o.label.c_str(), scenario, rooms, members, o.rate,
-               r.stats.delivered_window / o.duration, summary_latency(all).c_str(),
+               r.stats.received_window / o.duration, summary_latency(all).c_str(),
                static_cast<unsigned long long>(r.stats.expected -
                                                std::min(r.stats.expected, r.stats.delivered)));
   return j.str();
@@ -123,7 +123,7 @@ std::string run_saturation(const Options& o) {
                                                   std::min(r.stats.expected, r.stats.delivered)) /
                                   r.stats.expected
                             : 1.0;
-    const double deliveries = r.stats.delivered_window / o.duration;
+    const double deliveries = r.stats.received_window / o.duration;
     best_deliveries = std::max(best_deliveries, deliveries);
     j.begin_object();
     write_step(j, r, rate, o.duration);
@@ -167,9 +167,9 @@ std::string run_hotroom(const Options& o) {
   std::fprintf(stderr,
                "[%s] hotroom: 1 x %u, %u publishers x %u in flight -> %.0f deliveries/s "
                "(%.0f publishes/s), %s; cpu server %.2f generator %.2f\n",
-               o.label.c_str(), members, publishers, o.window,
-               r.stats.delivered_window / o.duration, r.stats.sent_window / o.duration,
-               summary_latency(r.stats.same_pod).c_str(), r.server_cores, r.generator_cores);
+               o.label.c_str(), members, publishers, o.window, r.stats.received_window / o.duration,
+               r.stats.sent_window / o.duration, summary_latency(r.stats.same_pod).c_str(),
+               r.server_cores, r.generator_cores);
   return j.str();
 }
 
