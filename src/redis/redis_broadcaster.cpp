@@ -571,7 +571,10 @@ void RedisBroadcasterCore::on_message(std::string_view channel, std::string_view
   if (channel.starts_with(kRoomPrefix)) {
     msg.room = std::string(channel.substr(kRoomPrefix.size()));
     if (!protocol::is_valid_room(msg.room)) return;
-    const auto id = parse_message_id(msg.id);
+    // Numbered by the shared history only if a pod published it (with its "pod" field): another
+    // program's id, however it looks, is not a place in the room's history.
+    const auto id = pod_field_at(payload) != std::string_view::npos ? parse_message_id(msg.id)
+                                                                    : std::optional<MessageId>{};
     if (id && msg.type != MessageType::presence) {
       const std::string epoch(id->epoch);
       // Another pod's message: the next number this pod guesses for the room follows it.

@@ -162,26 +162,32 @@ std::optional<std::uint64_t> item_seq(std::string_view item) {
 
 // A history item without the "pod" field its publisher put last (clients never see it).
 std::string without_pod_field(std::string_view item) {
-  constexpr std::string_view kField = ",\"pod\":\"";
-  const auto at = item.rfind(kField);
-  if (at == std::string_view::npos || !item.ends_with("\"}")) return std::string(item);
-  // Ours only if what follows is one JSON string up to the item's closing `"}` (a "pod" key of
-  // the data, in an item stored without our field, is followed by more fields).
-  const std::string_view value =
-      item.substr(at + kField.size(), item.size() - at - kField.size() - 2);
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    if (value[i] == '\\') {
-      ++i;  // an escaped character
-    } else if (value[i] == '"') {
-      return std::string(item);
-    }
-  }
+  const std::size_t at = pod_field_at(item);
+  if (at == std::string_view::npos) return std::string(item);
   std::string out(item.substr(0, at));
   out += '}';
   return out;
 }
 
 }  // namespace
+
+std::size_t pod_field_at(std::string_view payload) noexcept {
+  constexpr std::string_view kField = ",\"pod\":\"";
+  const auto at = payload.rfind(kField);
+  if (at == std::string_view::npos || !payload.ends_with("\"}")) return std::string_view::npos;
+  // Ours only if what follows is one JSON string up to the closing `"}` (a "pod" key of the data,
+  // in a message without our field, is followed by more fields).
+  const std::string_view value =
+      payload.substr(at + kField.size(), payload.size() - at - kField.size() - 2);
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (value[i] == '\\') {
+      ++i;  // an escaped character
+    } else if (value[i] == '"') {
+      return std::string_view::npos;
+    }
+  }
+  return at;
+}
 
 std::string_view publish_script() noexcept { return kPublishScript; }
 std::string_view history_script() noexcept { return kHistoryScript; }

@@ -32,6 +32,9 @@ std::string_view gap_script() noexcept;
 // The gap script's answer: the stored items (each still ending with its publisher's "pod" field)
 // with their sequence numbers, oldest first; empty when the epoch is no longer the room's.
 std::vector<std::pair<std::uint64_t, std::string_view>> gap_items(const RedisReply& reply);
+// Where the "pod" field a pod puts last in every room message it publishes begins in `payload`, or
+// npos: a message on a room channel without it was published by another program.
+std::size_t pod_field_at(std::string_view payload) noexcept;
 // The SHA-1 of a script in hex, for EVALSHA.
 std::string script_sha1(std::string_view script);
 // realtime:<kind>:<room>, e.g. room_key("history", "lobby").

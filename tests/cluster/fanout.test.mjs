@@ -198,6 +198,29 @@ test('third-party PUBLISH (redis-cli) on realtime:room:R reaches members on ever
   closeAll(ms);
 });
 
+test("a third-party PUBLISH whose id looks like ours (msg-42, or one ahead in the room's own history) takes no place in the history", async () => {
+  const room = 'third-party-ids';
+  const ms = [];
+  for (const pod of pods) ms.push(await member(pod, `/ws/${room}`));
+  await redis.waitNumsub(`realtime:room:${room}`, pods.length, 5000);
+  // A message of the room's own history, to learn its epoch.
+  ms[1].send({ type: 'chat', room, data: { text: 'first' } });
+  const first = await ms[0].next((x) => x.type === 'chat' && x.data?.text === 'first', 3000, 'first');
+  const epoch = first.id.slice(0, first.id.lastIndexOf('-'));
+  for (const id of ['msg-42', `${epoch}-${Number(first.id.split('-').pop()) + 20}`]) {
+    await redis.publish(`realtime:room:${room}`, { id, type: 'chat', data: { text: `outside ${id}` } });
+    const got = await ms[0].next((x) => x.data?.text === `outside ${id}`, 3000, `third-party ${id}`);
+    assert.notEqual(got.id, id, 'the server gives it its own id');
+    // Messages of the pods that follow still reach every member, in order.
+    for (let j = 0; j < 3; j++) ms[1].send({ type: 'chat', room, data: { text: `after ${id} ${j}` } });
+    for (const m of ms) {
+      const after = await m.nextN((x) => x.type === 'chat' && String(x.data?.text).startsWith(`after ${id}`), 3, 3000, `after ${id} on ${m.pod.podId}`);
+      assert.deepEqual(after.map((x) => x.data.text), [0, 1, 2].map((j) => `after ${id} ${j}`));
+    }
+  }
+  closeAll(ms);
+});
+
 test('third-party PUBLISH on realtime:global and realtime:user:U reaches sockets on every pod', async () => {
   const lobby = [];
   for (const pod of pods) lobby.push(await member(pod, '/ws'));

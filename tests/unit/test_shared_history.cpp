@@ -178,5 +178,17 @@ TEST_F(SharedHistoryRead, SameAsTheWholeHistoryWithASmallHistorySize) {
   expect_same_as_whole(10, 40, true);
 }
 
+// Only a message a pod published ends with its "pod" field; another program's may carry a "pod"
+// key in its data, or none.
+TEST(PodField, FoundOnlyWhenItEndsTheEnvelope) {
+  const std::string ours = R"({"id":"e-1","type":"chat","data":{"t":1},"pod":"a\"b"})";
+  EXPECT_EQ(pod_field_at(ours), ours.find(R"(,"pod":)"));
+  EXPECT_EQ(pod_field_at(R"({"id":"msg-42","type":"chat","data":{"t":1}})"),
+            std::string_view::npos);
+  EXPECT_EQ(pod_field_at(R"({"type":"chat","data":{"x":1,"pod":"p"}})"), std::string_view::npos);
+  EXPECT_EQ(pod_field_at(R"({"type":"chat","data":{"pod":"p","x":"y"}})"), std::string_view::npos);
+  EXPECT_EQ(pod_field_at(R"({"type":"chat","pod":"p","data":"q"})"), std::string_view::npos);
+}
+
 }  // namespace
 }  // namespace realtime::detail
