@@ -133,11 +133,19 @@ Flags parse_flags(int argc, char** argv) {
   }
 
   parse_listen(listen, flags);
+  const char* redis_source = "--redis";
   if (flags.redis.empty()) {
-    if (const char* url = std::getenv("REDIS_URL"); url != nullptr) flags.redis = url;
+    if (const char* url = std::getenv("REDIS_URL"); url != nullptr) {
+      flags.redis = url;
+      redis_source = "REDIS_URL";
+    }
+  }
+  // The seed's REDIS_URL is an address, host:port, without a scheme.
+  if (!flags.redis.empty() && flags.redis.find("://") == std::string::npos) {
+    flags.redis = "redis://" + flags.redis;
   }
   if (!flags.redis.empty() && flags.redis.rfind("redis://", 0) != 0) {
-    bad_value("--redis", "expected redis://[user:pass@]host:port[/db]");
+    bad_value(redis_source, "expected redis://[user:pass@]host:port[/db] or host:port");
   }
   std::size_t start = 0;
   while (start <= allowed_origins.size() && !allowed_origins.empty()) {

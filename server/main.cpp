@@ -44,14 +44,15 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
 void setup_logging(const Flags& flags, const std::string& pod_id) {
   auto logger =
       std::make_shared<spdlog::logger>(pod_id, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  // Times in UTC (the "Z"), whatever the machine's time zone; every line names the pod.
+  auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
   if (flags.log_format == "json") {
-    auto formatter = std::make_unique<spdlog::pattern_formatter>();
     formatter->add_flag<JsonMessageFlag>('j').set_pattern(
         R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","pod":"%n","msg":"%j"})");
-    logger->set_formatter(std::move(formatter));
   } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ [%n] %v");
   }
+  logger->set_formatter(std::move(formatter));
   logger->set_level(spdlog::level::from_str(flags.log_level));
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(logger);

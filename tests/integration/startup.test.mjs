@@ -109,7 +109,7 @@ test('--pod-id names the pod in /metrics', () =>
   }));
 
 test('--log-format json: log lines are JSON objects', () =>
-  withServer(['--log-format', 'json', '--log-level', 'debug'], async (s, clients) => {
+  withServer(['--log-format', 'json', '--log-level', 'debug', '--pod-id', 'json-pod'], async (s, clients) => {
     const a = await connect(s, '/ws/logs');
     clients.push(a);
     a.close();
@@ -124,5 +124,35 @@ test('--log-format json: log lines are JSON objects', () =>
       let v;
       assert.doesNotThrow(() => (v = JSON.parse(l)), `not a JSON log line: ${l.slice(0, 200)}`);
       assert.equal(typeof v, 'object');
+      assert.equal(v.pod, 'json-pod');
+      // UTC whatever TZ says: within a minute of now.
+      assert.ok(Math.abs(Date.parse(v.time) - Date.now()) < 60_000, `time ${v.time} is not UTC`);
     }
-  }));
+  }, { env: { TZ: 'America/New_York' } }));
+
+test('text log lines give the time in UTC and name the pod', () =>
+  withServer(['--pod-id', 'text-pod', '--log-level', 'debug'], async (s, clients) => {
+    const a = await connect(s, '/ws/logs');
+    clients.push(a);
+    a.close();
+    await a.expectClose();
+    await s.stop();
+    const lines = s.stderr.split('\n').filter((l) => l.trim());
+    assert.ok(lines.length > 0, 'some log lines were written');
+    for (const l of lines) {
+      const m = /^(\S+Z) \S+ \[text-pod\] /.exec(l);
+      assert.ok(m, `a log line without the time or the pod: ${l.slice(0, 200)}`);
+      assert.ok(Math.abs(Date.parse(m[1]) - Date.now()) < 60_000, `time ${m[1]} is not UTC`);
+    }
+  }, { env: { TZ: 'America/New_York' } }));
+
+test('REDIS_URL as the seed gives it (host:port, no scheme) is taken; a bad one is named', async () => {
+  const bad = await runExpectingExit([], { timeoutMs: 5000, env: { REDIS_URL: 'http://x:1' } });
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.ok(bad.stderr.includes('REDIS_URL'), bad.stderr);
+  // host:port of nothing listening: the pod starts, unready, and says whom it tries to reach.
+  await withServer([], async (s) => {
+    const r = await get(s, '/readyz');
+    assert.equal(r.status, 503);
+  }, { env: { REDIS_URL: '127.0.0.1:1' } });
+});
