@@ -109,6 +109,8 @@ class HubCore {
   // The rooms with members here whose delivery follows a shared history (a lost subscription may
   // have missed some of their messages).
   std::vector<SharedPosition> followed_rooms();
+  // followed_rooms()'s entry for one room, if it is followed.
+  std::optional<SharedPosition> followed_room(std::string_view room);
   // A message read back from the shared history: delivered in order like the subscription's when
   // this pod follows the room in that history and has not delivered `seq` yet; else ignored.
   void deliver_repaired(Message& msg, std::string_view epoch, std::uint64_t seq);

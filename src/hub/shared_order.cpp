@@ -275,6 +275,13 @@ std::vector<HubCore::SharedPosition> HubCore::followed_rooms() {
   return out;
 }
 
+std::optional<HubCore::SharedPosition> HubCore::followed_room(std::string_view room) {
+  return registry_.find_room(room, [&](const RoomState* state) -> std::optional<SharedPosition> {
+    if (state == nullptr || state->members == 0 || state->shared_next == 0) return std::nullopt;
+    return SharedPosition{std::string(room), state->shared_epoch, state->shared_next};
+  });
+}
+
 void HubCore::deliver_repaired(Message& msg, std::string_view epoch, std::uint64_t seq) {
   const FramePtr frame = make_shared_frame(msg, epoch, seq);
   const bool holding = registry_.with_existing_room(msg.room, [&](RoomState* state) {

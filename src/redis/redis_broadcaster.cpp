@@ -25,6 +25,9 @@ constexpr std::chrono::milliseconds kReleasePeriod{25};
 // subscription can fall between the two. A new socket's welcome waits as long at most for its
 // room's and user's subscriptions.
 constexpr std::chrono::milliseconds kSubscribeWait{2000};
+// How long a room read before its subscription was confirmed waits for it, to read back what came
+// in between (past it, the reconnect's own read-back covers the room).
+constexpr std::chrono::seconds kReadBackWait{30};
 constexpr std::chrono::milliseconds kSubscribePoll{5};
 // How long a join's wait gives the read of the room's position (after the subscription's).
 constexpr std::chrono::milliseconds kPositionReadWait{1000};
@@ -143,11 +146,9 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
     if (healthy) {
       log_->info("redis fan-out proven (heartbeat round trip)");
       // What other pods published while the subscription was down (or wedged) is in the shared
-      // history: read back what each followed room missed.
-      for (const HubCore::SharedPosition& room : core_.followed_rooms()) fill_gap(room, false);
-      // Presence is not in the history: what changed meanwhile is sent from a resync, read once
-      // the rooms' subscriptions are confirmed again (they follow the control channel's), so that
-      // no presence message falls between the read and the subscription.
+      // history: each followed room's is read back, and presence (not in the history) is sent from
+      // a resync; both once the rooms' subscriptions are confirmed again (they follow the control
+      // channel's), so that nothing falls between the read and the subscription.
       std::vector<std::string> rooms;
       std::vector<std::string> channels;
       for (const RoomCount& room : core_.rooms()) {
@@ -156,7 +157,11 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
       }
       subscriber_->when_subscribed(
           std::move(channels), std::chrono::steady_clock::now() + kSubscribeWait,
-          [this, rooms = std::move(rooms)] { cluster_->sync_presence(rooms, false); });
+          [this, rooms = std::move(rooms)] {
+            for (const HubCore::SharedPosition& room : core_.followed_rooms())
+              fill_gap(room, false);
+            cluster_->sync_presence(rooms, false);
+          });
     } else {
       core_.metrics().redis_reconnects.fetch_add(1, std::memory_order_relaxed);
       log_->warn("redis fan-out down: {}", reason);
@@ -459,9 +464,12 @@ void RedisBroadcasterCore::fetch_when_subscribed(const std::string& room,
     return;
   }
   auto callback = std::make_shared<std::function<void(HistoryResult)>>(std::move(done));
-  // Only a read made after the subscription began can say where the room starts here (and give
-  // the client a position): what is numbered after it then reaches this pod.
-  const auto generation = linked ? core_.start_to_read(room) : std::nullopt;
+  // The read says where the room starts here. Made after the subscription began, what is numbered
+  // after it reaches this pod live; otherwise (the subscription not confirmed in time: the
+  // subscriber down, say) it is read back from the shared history once the subscription is
+  // confirmed, so the replay's client misses nothing either way. Only a linked read gives the
+  // client a position.
+  const auto generation = core_.start_to_read(room);
   const auto ec =
       read_history(room, core_.options().history_size, last_id,
                    [this, room, callback, last_id, linked, generation](std::error_code error,
@@ -471,10 +479,25 @@ void RedisBroadcasterCore::fetch_when_subscribed(const std::string& room,
                      if (position && generation)
                        core_.set_start(room, *generation, position->epoch, position->seq);
                      HistoryResult result = history_after(reply, last_id);
-                     if (!linked) result.position.clear();
+                     if (!linked) {
+                       result.position.clear();
+                       read_back_when_subscribed(room);
+                     }
                      (*callback)(std::move(result));
                    });
   if (ec) (*callback)(HistoryResult{});
+}
+
+// A room whose start was read before its subscription was confirmed: what was numbered in between
+// is read back once it is (or, the subscriber down, when it is healthy again: see above).
+void RedisBroadcasterCore::read_back_when_subscribed(const std::string& room) {
+  subscriber_->when_subscribed({std::string(kRoomPrefix) + room},
+                               std::chrono::steady_clock::now() + kReadBackWait, [this, room] {
+                                 asio::post(context_, [this, room] {
+                                   if (const auto from = core_.followed_room(room))
+                                     fill_gap(*from, false);
+                                 });
+                               });
 }
 
 // Reads a room's messages from `from.next` on back from the shared history and delivers those of

@@ -147,6 +147,7 @@ class RedisBroadcasterCore {
   void fetch_when_subscribed(const std::string& room, const std::string& last_id,
                              std::function<void(HistoryResult)> done,
                              std::chrono::steady_clock::time_point deadline, bool woken = false);
+  void read_back_when_subscribed(const std::string& room);
   void fill_gap(const HubCore::SharedPosition& from, bool reported);
   void on_own_presence(std::string_view payload);
   void on_presence_sync(std::string_view payload);

@@ -18,6 +18,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { clusterFixture } from './lib/fixture.mjs';
 import { publish } from './lib/http.mjs';
+import { waitFor } from './lib/redis.mjs';
 
 let redis;
 let pods;
@@ -355,4 +356,37 @@ test('a history started again after its keys were lost gets a TTL', async () => 
   await c.next(chat('t2'), 5000, 't2');
   const ttl = Number(await redis.cmd('TTL', `realtime:history:${room}`));
   assert.ok(ttl > 3000, `the history's TTL: ${ttl}`);
+});
+
+// A recovery on a pod whose subscriber is down (Redis refuses its reconnection: the clients' cap
+// reached): its read of the history cannot follow the room's subscription, yet what other pods
+// publish after it reaches the client once the subscriber is back, read back from the history.
+test('a recovery while the pod cannot subscribe: what follows the read reaches the client once it can', { timeout: 60_000 }, async () => {
+  const [a, b] = pods;
+  const room = `recdown-${Date.now()}`;
+  const ids = [];
+  for (const text of ['d1', 'd2', 'd3']) ids.push((await publish(b, { room, text })).json.id);
+  // One connection kept open for the commands below, as new ones are refused at the cap.
+  const admin = await redis.link();
+  const subscriberOfA = async () =>
+    (await admin.cmd('CLIENT', 'LIST', 'TYPE', 'pubsub')).split('\n').find((line) => line.includes(`name=realtime-sub-${a.podId} `));
+  const connected = Number(/connected_clients:(\d+)/.exec(String(await admin.cmd('INFO', 'clients')))[1]);
+  await admin.cmd('CONFIG', 'SET', 'maxclients', String(connected - 1));
+  try {
+    await admin.cmd('CLIENT', 'KILL', 'ID', /id=(\d+)/.exec(await subscriberOfA())[1]);
+    await waitFor(async () => (await fetch(`${a.httpUrl}/readyz`)).status === 503, { timeoutMs: 5000, message: "A's fan-out down" });
+    const c = await member(a, `/ws/${room}?last_id=${encodeURIComponent(ids[2])}`);
+    const rec = await c.next(recoveredMsg, 10_000, 'recovered');
+    assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 0]);
+    for (const text of ['d4', 'd5']) assert.equal((await publish(b, { room, text })).status, 202);
+    await admin.cmd('CONFIG', 'SET', 'maxclients', '10000');
+    await waitFor(async () => (await fetch(`${a.httpUrl}/readyz`)).status === 200, { timeoutMs: 10_000, message: "A's fan-out back" });
+    assert.equal((await publish(b, { room, text: 'd6' })).status, 202);
+    const got = await c.nextN((m) => m.type === 'chat', 3, 10_000, 'd4, d5, d6');
+    assert.deepEqual(got.map((m) => m.data.text), ['d4', 'd5', 'd6']);
+    assert.deepEqual(got.map((m) => seqOf(m.id)), [4, 5, 6].map((n) => seqOf(ids[0]) + n - 1));
+  } finally {
+    await admin.cmd('CONFIG', 'SET', 'maxclients', '10000');
+    admin.close();
+  }
 });
