@@ -70,11 +70,14 @@ void Shard::deliver_room(const FramePtr& frame) {
       continue;
     }
     if (frame->seq != 0 && !frame->local_seq && member.min_shared_seq != 0) {
-      // Just after a recovery: what the replay covered is skipped. The first newer frame, or the
-      // first of another history (Redis lost its data: numbers start again at 1), ends the overlap.
-      if (frame->epoch_tag == member.min_shared_epoch && frame->seq <= member.min_shared_seq)
-        continue;
-      member.min_shared_seq = 0;
+      // After a recovery: what the replay covered is skipped, however late it comes (this pod's
+      // own message whose answer came after newer ones, say). The first frame of another history
+      // (Redis lost its data: numbers start again at 1) ends it.
+      if (frame->epoch_tag == member.min_shared_epoch) {
+        if (frame->seq <= member.min_shared_seq) continue;
+      } else {
+        member.min_shared_seq = 0;
+      }
     }
     if (!frame->local_seq || frame->seq > member.min_seq) member.session->enqueue(frame);
   }
