@@ -2,10 +2,12 @@
 // broadcaster when --redis is set), prints "listening on HOST:PORT", and shuts down gracefully on
 // SIGTERM/SIGINT.
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <pthread.h>
 #include <signal.h>
@@ -156,6 +158,14 @@ int main(int argc, char** argv) {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   spdlog::info("signal {}: closing every socket with 1001", signal_number);
+  // A second signal while stopping (a second Ctrl-C): stop at once.
+  std::thread([signals] {
+    int again = 0;
+    sigwait(&signals, &again);
+    spdlog::warn("signal {} again: exiting without finishing the shutdown", again);
+    spdlog::default_logger()->flush();
+    std::_Exit(128 + again);
+  }).detach();
   handler->shutdown(kShutdownDeadline);
   if (redis) redis->stop();
   hub.stop();

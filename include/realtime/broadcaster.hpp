@@ -41,7 +41,8 @@ class Broadcaster {
   }
 
   // Publishes msg and reports its id to `done` (from any thread): with a shared history the id is
-  // known only once the history numbered the message.
+  // known only once the history numbered the message. An empty id: not published (a
+  // RedisBroadcaster whose stop() came before Redis took it).
   // NOLINTNEXTLINE(performance-unnecessary-value-param): overrides keep `done` for later
   virtual void publish_then(Message msg, std::function<void(const std::string& id)> done) {
     done(publish(std::move(msg)));

@@ -93,8 +93,10 @@ void publish(HandlerCore& handler, const HttpRequest& request, const Responder& 
     return respond(std::move(*refused));
   if (!user.empty())
     return respond(accepted(handler.broadcaster().publish_to_user(user, std::move(msg))));
-  handler.broadcaster().publish_then(std::move(msg),
-                                     [respond](const std::string& id) { respond(accepted(id)); });
+  handler.broadcaster().publish_then(std::move(msg), [respond](const std::string& id) {
+    // No id: not taken (a pod stopping while Redis did not answer).
+    respond(id.empty() ? json_error(503, "not published: the server is stopping") : accepted(id));
+  });
 }
 
 HttpResponse rooms_body(const std::vector<RoomCount>& rooms) {

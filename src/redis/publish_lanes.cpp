@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <future>
+#include <thread>
 
 #include <boost/asio/post.hpp>
 
@@ -27,6 +28,9 @@ constexpr std::chrono::milliseconds kPublishHold{2000};
 constexpr std::size_t kMaxHeldPublishes = 65536;
 // While stopping the lanes, how often to check that the hub still runs their threads.
 constexpr std::chrono::milliseconds kLaneStopPoll{20};
+// How long a stop waits for the lanes' calls already sent (or queued) to be answered: what a client
+// or the API was told was taken reaches the other pods, unless Redis does not answer in that time.
+constexpr std::chrono::milliseconds kLaneDrain{1000};
 
 }  // namespace
 
@@ -51,6 +55,8 @@ std::string RedisBroadcasterCore::publish(Message msg) {
 void RedisBroadcasterCore::publish_then(Message msg, std::function<void(const std::string&)> done) {
   if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
   if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence) {
+    // Stopping: the sockets are closed, and Redis may not be reached any more.
+    if (stopping_.load(std::memory_order_acquire)) return done({});
     // The shared history numbers it; this pod delivers it on the answer (not on the echo). On
     // an I/O thread whose lane is connected, all of it happens on this thread.
     PublishLane* lane = this_thread_lane();
@@ -124,6 +130,22 @@ PublishLane* RedisBroadcasterCore::this_thread_lane() const {
 // (posted handlers that refer to the lane) runs before the lane goes. Lanes whose thread does not
 // run (the hub not started, or stopped first) are stopped by the destructor.
 void RedisBroadcasterCore::stop_lanes() {
+  // First the calls already on their way get their answer (within kLaneDrain).
+  const auto until = std::chrono::steady_clock::now() + kLaneDrain;
+  for (unsigned k = 0; k < lanes_.size(); ++k) {
+    while (core_.running() && std::chrono::steady_clock::now() < until) {
+      auto busy = std::make_shared<std::promise<bool>>();
+      auto answer = busy->get_future();
+      asio::post(lanes_[k]->context, [lane = lanes_[k].get(), busy] {
+        busy->set_value(lane->in_flight || !lane->queue.empty());
+      });
+      while (answer.wait_for(kLaneStopPoll) != std::future_status::ready && core_.running()) {
+      }
+      if (answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready || !answer.get())
+        break;
+      std::this_thread::sleep_for(kLaneStopPoll);
+    }
+  }
   for (unsigned k = 0; k < lanes_.size(); ++k) {
     if (!core_.running()) break;
     std::promise<void> stopped;
@@ -339,8 +361,14 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
   }
 }
 
-// Redis could not number it: this pod does, and delivers it (not shared with other pods).
+// Redis could not number it: this pod does, and delivers it (not shared with other pods). While
+// stopping, it is not taken at all (the pod's sockets are closed: nobody would get it).
 void RedisBroadcasterCore::publish_locally(PendingPublish& pending) {
+  if (stopping_.load(std::memory_order_acquire)) {
+    core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
+    pending.done({});
+    return;
+  }
   {
     std::lock_guard numbering_lock(numbering_mutex_);
     if (auto it = numbering_.find(pending.msg.room); it != numbering_.end()) {

@@ -237,7 +237,8 @@ void RedisBroadcasterCore::start() {
 void RedisBroadcasterCore::stop() {
   std::lock_guard lock(lifecycle_mutex_);
   if (!thread_.joinable()) return;
-  redis_thread_runs_.store(false, std::memory_order_release);  // publishers deliver locally now
+  stopping_.store(true, std::memory_order_release);
+  redis_thread_runs_.store(false, std::memory_order_release);
   stop_lanes();
   // Leave the cluster's shared state (so other pods report our users offline at once), then
   // close.
@@ -266,6 +267,7 @@ void RedisBroadcasterCore::stop() {
     });
   });
   thread_.join();
+  stopping_.store(false, std::memory_order_release);  // stopped: this pod numbers messages itself
 }
 
 void RedisBroadcasterCore::fetch_history(const std::string& room, const std::string& last_id,

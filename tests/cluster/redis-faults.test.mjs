@@ -650,3 +650,41 @@ test('Redis refusing the pod (wrong password): /readyz says why, and each connec
     await redis.stop();
   }
 });
+
+// A pod stopped while its publish to Redis waits for the answer: a message the API accepted (202)
+// reaches the other pods; one Redis did not take before the pod went is refused (503), never
+// accepted for nobody.
+test('a pod stopped while Redis has not answered its publish yet: the API\'s answer is kept (202 and delivered, or 503)', { timeout: 60_000 }, () =>
+  withCluster(1, 'stopwait', async ({ redis, pods, clients }) => {
+    const [a] = pods;
+    const room = 'stop-wait';
+    const member = await connect(a, `/ws/${room}`);
+    clients.push(member);
+    const admin = await redis.link();
+    try {
+      for (const [i, stall] of [[0, 'pause'], [1, 'stop']]) {
+        const b = await startPod(redis, { podId: `stopwait-b${i}` });
+        const text = `${stall} ${i}`;
+        if (stall === 'pause') {
+          await admin.cmd('CLIENT', 'PAUSE', '600', 'ALL'); // answers come, a little late
+        } else {
+          redis.proc.kill('SIGSTOP'); // no answer while the pod stops
+        }
+        const answer = publish(b, { room, text });
+        await sleep(100);
+        const exit = await b.terminate('SIGTERM');
+        if (stall === 'stop') redis.proc.kill('SIGCONT');
+        assert.equal(exit.code, 0, b.logTail());
+        const r = await answer.catch((e) => ({ status: 0, text: String(e) }));
+        if (stall === 'pause') {
+          assert.equal(r.status, 202, `${r.status} ${r.text}`);
+        } else {
+          assert.ok(r.status === 503 || r.status === 0, `${r.status} ${r.text}: never 202 for a message Redis did not take`);
+        }
+        if (r.status === 202) await member.next((m) => m.data?.text === text, 5000, `${text} on the other pod`);
+      }
+    } finally {
+      admin.close();
+    }
+  }),
+);

@@ -4,12 +4,14 @@
 // - a server started at once on the same port binds it (SO_REUSEADDR), whatever the old connections'
 //   state;
 // - POST /api/publish during the shutdown answers 503 (or the connection fails), never 202 once the
-//   members have their 1001: such a message would reach nobody.
+//   members have their 1001: such a message would reach nobody;
+// - a second signal during the shutdown ends the process at once, with 128 + the signal.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, killAll } from './lib/server.mjs';
-import { connect, closeAll } from './lib/client.mjs';
+import { connect, closeAll, waitFor } from './lib/client.mjs';
+import { RawClient } from '../support/node/raw.mjs';
 import { get } from '../support/node/http.mjs';
 
 after(killAll);
@@ -75,3 +77,17 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
     }
   });
 }
+
+test('a second signal while stopping ends the process at once (exit 128 + the signal)', async () => {
+  // Sockets that never answer the close keep a graceful stop waiting for its deadline.
+  const s = await startServer();
+  const silent = [];
+  for (let i = 0; i < 3; i++) silent.push(await RawClient.open(s.port, { path: '/ws/silent' }));
+  s.proc.kill('SIGTERM');
+  await waitFor(() => s.output.includes('closing every socket'), { message: 'the shutdown began' });
+  s.proc.kill('SIGINT');
+  const info = await s.waitExit(10_000);
+  for (const c of silent) c.destroy();
+  assert.equal(info?.code, 130, `exit ${JSON.stringify(info)}; ${s.output.slice(-500)}`);
+  assert.match(s.output, /signal 2 again: exiting/);
+});
