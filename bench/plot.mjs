@@ -103,7 +103,7 @@ function podsTable() {
     "server RSS / socket", "kernel TCP buffers / socket", "kernel slab / socket (both ends)", "pods' CPU (hold)"], rows);
 }
 
-// realtime-server's own histogram (frame built -> written) over the same window: the bucket bound
+// realtime-server's own histogram (published on the pod -> written) over the same window: the bucket bound
 // under which 99 % of the writes fell ("≤ 2.5"); peers do not expose one.
 const serverP99 = (r) => (r.server_latency?.p99_le_ms === undefined ? "–"
   : Number.isFinite(r.server_latency.p99_le_ms) ? `≤ ${num(r.server_latency.p99_le_ms, r.server_latency.p99_le_ms < 1 ? 2 : 1)}` : "> 1,000");
@@ -424,7 +424,7 @@ function sections() {
     `generator processes, held ${pods.hold_seconds} s; memory figures are summed over the pods.`);
   add("Small rooms (fan-out)", fanoutTable("fanout"), f && `${num(f.rooms)} rooms × ${f.members} members, ${num(f.publishers)} publishers ` +
     `at ${num(f.target_rate)} publishes/s in total (open loop), latency from each message's scheduled send time to its receipt by each ` +
-    "member. \"server-side p99\" is from realtime-server's own histogram (`realtime_broadcast_latency_seconds`, a frame built → " +
+    "member. \"server-side p99\" is from realtime-server's own histogram (`realtime_broadcast_latency_seconds`, a message published → " +
     "written to a socket) over the same window: the bucket bound under which 99 % of the writes fell. \"send lag\" is the " +
     "generator's own delay, from a message's scheduled time to its write: a part of every latency in the row.");
   add("Saturation (knee)", saturationTable(), sat && `${num(sat.rooms)} rooms × ${sat.members}; the publish rate grows by steps ` +

@@ -69,6 +69,12 @@ std::uint32_t shared_epoch_tag(std::string_view epoch) noexcept {
   return hash == 0 ? 1 : hash;
 }
 
+std::shared_ptr<OutFrame> make_direct_frame(const Message& msg) {
+  auto frame = make_frame(msg);
+  frame->created = {};  // no broadcast latency sample
+  return frame;
+}
+
 FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq) {
   auto frame = std::make_shared<OutFrame>();
   std::uint8_t header[protocol::kMaxFrameHeader];
@@ -79,8 +85,7 @@ FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint
   frame->bytes.append(json);
   frame->room = std::move(room);
   frame->seq = seq;
-  frame->created = std::chrono::steady_clock::now();
-  return frame;
+  return frame;  // a replay: no latency sample
 }
 
 FramePtr make_control_frame(std::string bytes) {

@@ -76,8 +76,10 @@ class HubCore {
   // starts (after its first member joined, or a new history began) is set by the subscription
   // alone: an own message answered before that is held, since others' messages numbered ahead of
   // it may still be on their way; its echo (own_echo()) or another pod's message settles it.
+  // `broadcast_at`: when it was published here (an own message), else now.
   void deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq,
-                         Numbered from = Numbered::remote);
+                         Numbered from = Numbered::remote,
+                         std::chrono::steady_clock::time_point broadcast_at = {});
   // Whether the room has members here and where its delivery starts is not known yet (then the
   // subscription's copy of this pod's own message matters, and a joining client's position needs
   // the shared history's numbering: set_start()).

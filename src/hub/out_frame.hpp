@@ -15,7 +15,10 @@ struct OutFrame {
   std::string bytes;      // header + payload of one unmasked frame
   std::string room;       // routing: the room it goes to (empty for user and global messages)
   std::uint64_t seq = 0;  // position in its room's history; 0 when not a room message
-  std::chrono::steady_clock::time_point created;  // for the broadcast latency histogram
+  // For the broadcast latency histogram: when the message was broadcast on this pod (published
+  // here, or received from Redis). Not set (time_point{}) for what is not a broadcast: a socket's
+  // own messages (welcome, pong, errors) and a shared history's replay.
+  std::chrono::steady_clock::time_point created;
   bool is_message = true;  // false for control frames (ping, pong, close): not counted as sent
   bool local_seq =
       false;  // seq is from this pod's own history (members may skip what they replayed)
@@ -32,6 +35,8 @@ std::uint32_t shared_epoch_tag(std::string_view epoch) noexcept;
 // Encodes msg as one text frame (its JSON envelope behind a frame header).
 // (Mutable until it is shared: the caller may still set flags.)
 std::shared_ptr<OutFrame> make_frame(const Message& msg, std::uint64_t seq = 0);
+// make_frame() for a message to one socket (welcome, pong, errors): not a broadcast.
+std::shared_ptr<OutFrame> make_direct_frame(const Message& msg);
 // A text frame around an envelope that is already JSON (from the shared history).
 FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq);
 // A control frame (ping, pong or close) ready to queue.

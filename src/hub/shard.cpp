@@ -162,9 +162,14 @@ void Shard::flush_dirty() {
   publish_counts();
 }
 
-void Shard::count_sent(const OutFrame& frame, std::chrono::steady_clock::time_point now) noexcept {
+void Shard::count_sent(const OutFrame& frame, std::chrono::steady_clock::time_point now,
+                       std::chrono::steady_clock::time_point replayed_at) noexcept {
   if (!frame.is_message) return;
   ++sent_pending_;
+  // Broadcasts only; a replayed frame was created before its replay (a live frame created before
+  // it, still queued, goes unsampled too: rare, and only ever a sample fewer).
+  if (frame.created == std::chrono::steady_clock::time_point{} || frame.created < replayed_at)
+    return;
   const auto latency = std::chrono::duration_cast<std::chrono::nanoseconds>(now - frame.created);
   ++latency_pending_[Metrics::latency_bucket(latency)];
   latency_sum_pending_ns_ += static_cast<std::uint64_t>(std::max<std::int64_t>(0, latency.count()));

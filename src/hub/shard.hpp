@@ -80,7 +80,8 @@ class Shard {
   // Asks for session->flush() at the end of this loop turn (corking: one write for all it owes).
   void schedule_flush(WsSession* session);
   // Records a written message for the metrics (batched; published once per flush pass).
-  void count_sent(const OutFrame& frame, std::chrono::steady_clock::time_point now) noexcept;
+  void count_sent(const OutFrame& frame, std::chrono::steady_clock::time_point now,
+                  std::chrono::steady_clock::time_point replayed_at) noexcept;
   // Adds what count_sent() gathered to the shared metrics.
   void publish_counts() noexcept;
 

@@ -14,10 +14,12 @@ namespace realtime::detail {
 namespace {
 
 // The frame of a message numbered (epoch, seq) by a shared history.
-FramePtr make_shared_frame(Message& msg, std::string_view epoch, std::uint64_t seq) {
+FramePtr make_shared_frame(Message& msg, std::string_view epoch, std::uint64_t seq,
+                           std::chrono::steady_clock::time_point broadcast_at = {}) {
   if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
   auto frame = make_frame(msg, seq);
   frame->epoch_tag = shared_epoch_tag(epoch);
+  if (broadcast_at != std::chrono::steady_clock::time_point{}) frame->created = broadcast_at;
   return frame;
 }
 
@@ -62,8 +64,8 @@ void HubCore::note_holding(const std::string& room) {
 }
 
 void HubCore::deliver_sequenced(Message& msg, std::string_view epoch, std::uint64_t seq,
-                                Numbered from) {
-  const FramePtr frame = make_shared_frame(msg, epoch, seq);
+                                Numbered from, std::chrono::steady_clock::time_point broadcast_at) {
+  const FramePtr frame = make_shared_frame(msg, epoch, seq, broadcast_at);
   const bool holding = registry_.with_room(msg.room, [&](RoomState& state) {
     return deliver_sequenced_locked(state, epoch, seq, from, frame);
   });

@@ -59,13 +59,14 @@ void RedisBroadcasterCore::publish_then(Message msg, std::function<void(const st
     if (stopping_.load(std::memory_order_acquire)) return done({});
     // The shared history numbers it; this pod delivers it on the answer (not on the echo). On
     // an I/O thread whose lane is connected, all of it happens on this thread.
+    const auto since = std::chrono::steady_clock::now();
     PublishLane* lane = this_thread_lane();
     const auto& handed_off = lane != nullptr ? lane->handed_off : foreign_handed_off_;
     const bool handing_off = handed_off->load(std::memory_order_acquire) > 0;
     // (Behind a call in flight, also when the connection is gone: if that call fails, its
     // messages are delivered here before the queue behind it is handed over.)
     if (lane != nullptr && !handing_off && (lane->publisher.connected() || lane->in_flight)) {
-      publish_numbered(*lane, std::move(msg), std::move(done));
+      publish_numbered(*lane, {std::move(msg), std::move(done), {}, since});
       return;
     }
     // Else through the Redis thread's connection, which a pod that has just started, or whose
@@ -76,7 +77,7 @@ void RedisBroadcasterCore::publish_then(Message msg, std::function<void(const st
     // later messages follow the same way.
     if (redis_thread_runs_.load(std::memory_order_acquire) &&
         (handing_off || publish_state_.load(std::memory_order_acquire) != PublishState::down)) {
-      hand_off(handed_off, {std::move(msg), std::move(done), {}});
+      hand_off(handed_off, {std::move(msg), std::move(done), {}, since});
       return;
     }
   }
@@ -174,7 +175,7 @@ void RedisBroadcasterCore::hand_off(const std::shared_ptr<std::atomic<std::uint3
     handed_off->fetch_sub(1, std::memory_order_release);
   };
   asio::post(context_, [this, pending = std::move(pending)]() mutable {
-    publish_numbered(*redis_lane_, std::move(pending.msg), std::move(pending.done));
+    publish_numbered(*redis_lane_, std::move(pending));
   });
 }
 
@@ -219,9 +220,8 @@ void RedisBroadcasterCore::release_held_publishes() {
 }
 
 // On the lane's thread: queued, and sent with whatever else is queued when no call is in flight.
-void RedisBroadcasterCore::publish_numbered(PublishLane& lane, Message msg,
-                                            std::function<void(const std::string&)> done) {
-  lane.queue.push_back({std::move(msg), std::move(done), {}});
+void RedisBroadcasterCore::publish_numbered(PublishLane& lane, PendingPublish pending) {
+  lane.queue.push_back(std::move(pending));
   if (&lane == redis_lane_.get() && lane.queue.size() > kMaxHeldPublishes &&
       publish_state_.load(std::memory_order_acquire) != PublishState::up) {
     release_held_publishes();  // too many waiting: no longer
@@ -333,7 +333,7 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
               }
             }
             pending.msg.id = epoch + "-" + std::to_string(seq);
-            core_.deliver_sequenced(pending.msg, epoch, seq, HubCore::Numbered::own);
+            core_.deliver_sequenced(pending.msg, epoch, seq, HubCore::Numbered::own, pending.since);
             pending.done(pending.msg.id);
           }
         }

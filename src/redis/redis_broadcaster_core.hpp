@@ -72,6 +72,9 @@ struct PendingPublish {
   Message msg;
   std::function<void(const std::string&)> done;
   std::string epoch;  // the room's epoch as this pod knew it when sending
+  // When it was published on this pod: its broadcast latency counts from here, the Redis round
+  // trip included.
+  std::chrono::steady_clock::time_point since;
 };
 
 // A connection that numbers and publishes room messages through the shared history, driven by one
@@ -164,8 +167,7 @@ class RedisBroadcasterCore {
   bool hand_off_unsent(PublishLane& lane, std::vector<PendingPublish>& unsent);
   void hold_publishes();
   void release_held_publishes();
-  void publish_numbered(PublishLane& lane, Message msg,
-                        std::function<void(const std::string&)> done);
+  void publish_numbered(PublishLane& lane, PendingPublish pending);
   void send_publish_batch(PublishLane& lane);
   void publish_locally(PendingPublish& pending);
   void send(std::string channel, std::string payload);

@@ -55,7 +55,7 @@ void WsSession::add_position(Announcement& announcement, const std::string& posi
       (it == queue_.begin() + static_cast<std::ptrdiff_t>(head_) && head_offset_ != 0)) {
     return;
   }
-  FramePtr frame = make_frame(announcement.msg);
+  FramePtr frame = make_direct_frame(announcement.msg);
   queued_bytes_ += frame->bytes.size() - announcement.frame->bytes.size();
   announcement.frame = frame;
   *it = std::move(frame);

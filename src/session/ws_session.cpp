@@ -198,6 +198,9 @@ void WsSession::overflow() {
 }
 
 void WsSession::enqueue_replay(const FramePtr& frame) {
+  // A room history's frame, broadcast before now: not sampled as a broadcast's latency (nor is
+  // anything created before it, see flush()).
+  replay_at_ = SteadyClock::now();
   const std::uint64_t allowance = std::uint64_t{replay_allowance_} + frame->bytes.size();
   replay_allowance_ = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(allowance, std::numeric_limits<std::uint32_t>::max()));
@@ -251,7 +254,7 @@ void WsSession::flush() {
       written -= remaining;
       queued_bytes_ -= remaining;
       handshake_unsent_ = false;  // the first frame written whole is the 101 (if there is one)
-      shard_.count_sent(*queue_[head_], now);
+      shard_.count_sent(*queue_[head_], now, replay_at_);
       queue_[head_].reset();
       ++head_;
       head_offset_ = 0;
@@ -316,7 +319,7 @@ void WsSession::on_readable(const boost::system::error_code& ec) {
 
 FramePtr WsSession::send_direct(Message msg) {
   if (msg.id.empty()) msg.id = handler_->core().next_direct_id();
-  FramePtr frame = make_frame(msg);
+  FramePtr frame = make_direct_frame(msg);
   enqueue(frame);
   return frame;
 }
@@ -324,7 +327,7 @@ FramePtr WsSession::send_direct(Message msg) {
 void WsSession::send_error(std::string_view code, std::string_view text, std::string_view room) {
   Message msg = error_message(code, text, room);
   msg.id = handler_->core().next_direct_id();
-  auto frame = make_frame(msg);
+  auto frame = make_direct_frame(msg);
   frame->room.clear();  // an answer to the client: a leave of the room it names does not drop it
   enqueue(frame);
 }

@@ -194,6 +194,8 @@ class WsSession final : public Connection,
   // hub counts it in each room of the socket (HubCore::join, leave, set_status).
   PresenceStatus status_ = PresenceStatus::online;
   std::uint32_t replay_allowance_ = 0;  // see enqueue_replay()
+  // The last replay queued: frames created before it are not sampled for the broadcast latency.
+  std::chrono::steady_clock::time_point replay_at_{};
 
   struct Recovery {
     std::string room;

@@ -46,6 +46,7 @@ import { startRedis, killAllRedis, sleep, waitFor } from './lib/redis.mjs';
 import { startPod, startPods, killAllPods } from './lib/server.mjs';
 import { connect, closeAll, redisBarrier } from './lib/client.mjs';
 import { get, metric, publish, presenceList } from './lib/http.mjs';
+import { metrics as metricsOf } from '../support/node/http.mjs';
 
 after(() => {
   killAllPods();
@@ -686,5 +687,31 @@ test('a pod stopped while Redis has not answered its publish yet: the API\'s ans
     } finally {
       admin.close();
     }
+  }),
+);
+
+// realtime_broadcast_latency_seconds counts from the publish on the pod: a Redis slow to number
+// a message (paused 600 ms here) shows in it.
+test('the broadcast latency histogram includes the Redis round trip of an own message', { timeout: 30_000 }, () =>
+  withCluster(1, 'latency', async ({ redis, pods, clients }) => {
+    const [a] = pods;
+    const member = await connect(a, '/ws/lat');
+    clients.push(member);
+    const slow = async () => {
+      const m = await metricsOf(a);
+      const le = (bound) => m.samples.find((x) => x.name === 'realtime_broadcast_latency_seconds_bucket' && x.labels.le === bound)?.value;
+      return le('+Inf') - le('0.25');
+    };
+    const before = await slow();
+    const admin = await redis.link();
+    try {
+      await admin.cmd('CLIENT', 'PAUSE', '600', 'WRITE');
+      const answer = publish(a, { room: 'lat', text: 'slow' });
+      await member.next((m) => m.data?.text === 'slow', 5000, 'the slow message');
+      assert.equal((await answer).status, 202);
+    } finally {
+      admin.close();
+    }
+    assert.equal((await slow()) - before, 1, 'one delivery later than 250 ms');
   }),
 );

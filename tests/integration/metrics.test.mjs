@@ -95,3 +95,40 @@ test('messages_received grows exactly by client messages; messages_sent by at le
     const sentDelta = metricSum(m1, 'realtime_messages_sent') - sent0;
     assert.ok(sentDelta >= 12, `sent grew by at least 4 chats x 3 members, got ${sentDelta}`);
   }));
+
+test('the broadcast latency histogram samples broadcasts only: not welcomes, pongs, errors or replays', () =>
+  withServer([], async (s, clients) => {
+    const counts = async () => {
+      const m = await metrics(s);
+      return { sampled: metricSum(m, 'realtime_broadcast_latency_seconds_count'), sent: metricSum(m, 'realtime_messages_sent') };
+    };
+    const a = await connect(s, '/ws/lat');
+    clients.push(a);
+    a.send({ type: 'chat', data: { text: 'one' } });
+    const one = await a.next((x) => x.type === 'chat');
+    const before = await counts();
+    const start = a.history.length;
+    // A socket's own messages (welcome, recovered, pong, an error), a replay of the room's history,
+    // and broadcasts (chat, presence) among them.
+    const b = await connect(s, '/ws/lat');
+    clients.push(b);
+    b.send({ type: 'ping' });
+    await b.next({ type: 'pong' });
+    b.send({ type: 'bogus' });
+    await b.next({ type: 'error' });
+    a.send({ type: 'chat', data: { text: 'two' } });
+    await b.next((x) => x.type === 'chat' && x.data?.text === 'two');
+    const replayer = await connect(s, `/ws/lat?last_id=${encodeURIComponent(one.id)}`);
+    clients.push(replayer);
+    await replayer.next((x) => x.type === 'system' && x.data?.event === 'recovered');
+    for (const x of [a, b, replayer]) await x.roundTrip();
+    const after = await counts();
+    // Every frame the server wrote since `before` is in the clients' histories.
+    const received = [...a.history.slice(start), ...b.history, ...replayer.history];
+    const recoveredAt = replayer.history.findIndex((x) => x.type === 'system' && x.data?.event === 'recovered');
+    const replayed = replayer.history.slice(0, recoveredAt).filter((x) => x.type === 'chat').length;
+    assert.equal(replayed, 1, 'the replay of "two"');
+    const broadcasts = received.filter((x) => x.type === 'chat' || x.type === 'presence').length - replayed;
+    assert.equal(after.sent - before.sent, received.length, 'every frame written was received');
+    assert.equal(after.sampled - before.sampled, broadcasts, `sampled: broadcasts only (${JSON.stringify(received.map((x) => x.type))})`);
+  }));
