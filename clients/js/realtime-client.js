@@ -41,9 +41,10 @@ const SEEN_LEFT_ROOMS = 64;
 // system data.event values that concern one socket, not the room's history.
 const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring']);
 
-// Ids that are not a room history's <epoch>-<seq> (decimal): presence, user notifications, global
-// and per-socket messages have a letter after the dash, then a base-36 number (<tag>-p<n>, -u<n>,
-// -g<n>, -d<n>; -u8v, say).
+// Ids that are not a room history's <epoch>-<seq> (decimal): user notifications, global and
+// per-socket messages have a letter after the dash, then a base-36 number (<tag>-u<n>, -g<n>, -d<n>;
+// -u8v, say). (Presence and the room's system events, "<epoch>-<seq>.p<n>" / ".d<n>", are never
+// taken as resume points either: see _track.)
 const NOT_HISTORY_ID = /-[a-z][0-9a-z]*$/;
 
 // Frames sent keep this much of the server's bucket spare, so that frames bunched up on the way

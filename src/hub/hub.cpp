@@ -203,11 +203,25 @@ Shard& HubCore::room_shard(std::string_view room) noexcept {
   return *shards_[std::hash<std::string_view>{}(room) % shards_.size()];
 }
 
-std::string HubCore::next_direct_id() {
-  std::string id = id_prefix_;
-  id += "-d";
+std::string HubCore::next_direct_id(std::string_view position) {
+  std::string id(position.empty() ? std::string_view(id_prefix_) : position);
+  id += position.empty() ? "-d" : ".d";
   append_base36(id, next_global_.fetch_add(1, std::memory_order_relaxed));
   return id;
+}
+
+std::string resume_point(std::string_view last_id) {
+  const auto dot = last_id.rfind('.');
+  if (dot == std::string_view::npos || dot + 1 >= last_id.size()) return std::string(last_id);
+  const std::string_view tag = last_id.substr(dot + 1);
+  const auto lower = [](char c) { return c >= 'a' && c <= 'z'; };
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (!lower(tag.front()) ||
+      !std::all_of(tag.begin(), tag.end(), [&](char c) { return lower(c) || digit(c); })) {
+    return std::string(last_id);
+  }
+  const std::string_view head = last_id.substr(0, dot);
+  return parse_message_id(head) ? std::string(head) : std::string(last_id);
 }
 
 std::string HubCore::next_connection_id() {
@@ -244,15 +258,25 @@ std::string HubCore::deliver(Message& msg) {
     return msg.id;
   }
   if (msg.type == MessageType::presence) {
-    // Presence is live state, not history: it is not a recovery point and is not replayed.
-    if (msg.id.empty()) {
-      msg.id = id_prefix_ + "-p";
-      append_base36(msg.id, next_global_.fetch_add(1, std::memory_order_relaxed));
-    }
-    FramePtr frame = make_frame(msg);
+    // Presence is live state, not history: it is not replayed. Its id names the room's position
+    // it follows on this pod ("<epoch>-<seq>.p<n>": a client that got it got every message up to
+    // there), so a client resuming from it resumes from that position.
     const bool track = shared_history_.load(std::memory_order_acquire);
+    const bool named = msg.id.empty();
+    const auto number = [&] { return next_global_.fetch_add(1, std::memory_order_relaxed); };
     registry_.with_existing_room(msg.room, [&](RoomState* state) {
       if (state == nullptr) return;  // no state: no members here
+      if (named) {
+        if (track ? state->shared_next != 0 : state->next_seq != 0) {
+          msg.id = track ? state->shared_epoch : state->epoch;
+          msg.id += '-';
+          msg.id += std::to_string((track ? state->shared_next : state->next_seq) - 1);
+          msg.id += ".p";
+        } else {
+          msg.id = id_prefix_ + "-p";
+        }
+        append_base36(msg.id, number());
+      }
       if (track && state->members > 0) {
         if (auto presence = protocol::decode_presence_data(msg.data)) {
           // The members know it already: a change announced on this pod while Redis was away,
@@ -261,8 +285,12 @@ std::string HubCore::deliver(Message& msg) {
           state->told.set(presence->user_id, presence->status);
         }
       }
-      post_to_shards(state, frame);
+      post_to_shards(state, make_frame(msg));
     });
+    if (msg.id.empty()) {  // no members here: nobody gets it
+      msg.id = id_prefix_ + "-p";
+      append_base36(msg.id, number());
+    }
     return msg.id;
   }
   const std::size_t history_size = options_.history_size;

@@ -55,9 +55,11 @@ class HubCore {
   const HubOptions& options() const noexcept { return options_; }
   // A new connection id: unique in the cluster (a random per-process prefix), URL-safe.
   std::string next_connection_id();
-  // An id for a message to one socket (welcome, error, pong, ...): unique, but not a recovery
+  // An id for a message to one socket (welcome, error, pong, ...): unique. With the room position
+  // the message stands at (welcome, joined, recovered), "<position>.d<n>": a client resuming from
+  // it resumes from that position (see resume_point()); without, "<tag>-d<n>": not a recovery
   // point.
-  std::string next_direct_id();
+  std::string next_direct_id(std::string_view position = {});
 
   // A fresh random epoch (8 characters of [0-9a-z]) for a new history.
   std::string new_history_epoch() { return new_epoch(); }
@@ -278,5 +280,9 @@ struct MessageId {
   std::uint64_t seq = 0;
 };
 std::optional<MessageId> parse_message_id(std::string_view id) noexcept;
+// The room position a client's last_id stands for: "<epoch>-<seq>" of a room message as it is, and
+// that of an id the server gave a message at a known place in the room (a presence message, the
+// welcome: "<epoch>-<seq>.p<n>", ".d<n>"); anything else unchanged (unknown: not recovered).
+std::string resume_point(std::string_view last_id);
 
 }  // namespace realtime::detail

@@ -614,7 +614,12 @@ void RedisBroadcasterCore::on_message(std::string_view channel, std::string_view
       return;
     }
     // Another program's message without our numbering: delivered, but not a recovery point.
-    if (msg.id.empty() || msg.type != MessageType::presence) msg.id = core_.next_direct_id();
+    // (A presence message gets the id of its place in the room here: HubCore::deliver.)
+    if (msg.type == MessageType::presence) {
+      msg.id.clear();
+    } else {
+      msg.id = core_.next_direct_id();
+    }
     core_.deliver(msg);
   } else if (channel.starts_with(kUserPrefix)) {
     core_.deliver_to_user(std::string(channel.substr(kUserPrefix.size())), msg);

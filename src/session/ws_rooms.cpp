@@ -48,6 +48,8 @@ void WsSession::add_position(Announcement& announcement, const std::string& posi
   data += ",\"last_id\":";
   protocol::append_json_string(data, position);
   data += '}';
+  // Its id names the position too: a client that resumes from it resumes from there.
+  announcement.msg.id = handler_->core().next_direct_id(position);
   // The frame is still queued (the output is held, or nothing has been written since it was).
   const auto it = std::find(queue_.begin() + static_cast<std::ptrdiff_t>(head_), queue_.end(),
                             announcement.frame);
@@ -65,8 +67,11 @@ bool WsSession::in_room(const std::string& room) const {
   return std::find(rooms_.begin(), rooms_.end(), room) != rooms_.end();
 }
 
-void WsSession::handle_join(const std::string& room, const std::optional<std::string>& last_id,
+void WsSession::handle_join(const std::string& room, const std::optional<std::string>& given_id,
                             std::unique_ptr<Announcement> welcome) {
+  // (The id of a presence message or of the welcome stands for the room position it names.)
+  const std::optional<std::string> last_id =
+      given_id ? std::optional<std::string>(resume_point(*given_id)) : std::nullopt;
   if (!protocol::is_valid_room(room)) {
     send_error(error_code::bad_room, "invalid room name");
     return;
@@ -148,6 +153,7 @@ void WsSession::send_recovered(const std::string& room, bool recovered, std::siz
   }
   Message message = system_message("recovered", fields);
   message.room = room;
+  message.id = handler_->core().next_direct_id(position);
   send_direct(std::move(message));
 }
 

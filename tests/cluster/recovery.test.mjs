@@ -390,3 +390,21 @@ test('a recovery while the pod cannot subscribe: what follows the read reaches t
     admin.close();
   }
 });
+
+test('a client resumes on the other pod from the id of a presence message it got last', async () => {
+  const [a, b] = pods;
+  const room = `recpres-${Date.now()}`;
+  const first = await member(a, `/ws/${room}`);
+  assert.equal((await publish(b, { room, text: 'p1' })).status, 202);
+  await first.next(chat('p1'), 5000, 'p1');
+  const other = await member(b, `/ws/${room}`);
+  const online = await first.next((m) => m.type === 'presence' && m.data?.user_id === other.userId, 5000, 'presence');
+  first.close();
+  await first.expectClose();
+  assert.equal((await publish(a, { room, text: 'p2' })).status, 202);
+  const again = await member(b, `/ws/${room}?last_id=${encodeURIComponent(online.id)}`);
+  await again.next(chat('p2'), 5000, 'p2');
+  const rec = await again.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from ${online.id}`);
+  assert.equal(again.history.filter((m) => m.type === 'chat').length, 1, 'p2 only');
+});

@@ -8,7 +8,9 @@
 // - a join message is answered by system "joined" with the room's position, before any message of
 //   the room; a second join of the same room is not answered;
 // - recovered carries last_id too: the last replayed id, or the room's position when the resume
-//   failed (also from a last_id that is not even decodable), and resuming from it later works.
+//   failed (also from a last_id that is not even decodable), and resuming from it later works;
+// - the ids of presence messages, of the welcome, of joined and of recovered name the position they
+//   stand at: a client that resumes from one resumes from there (a pong's id: recovered false).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,4 +105,47 @@ test('a failed resume still gives the room position, from which the next resume 
     assert.equal((await again.next(chat('m2'))).id, missed);
     const rec2 = await again.next(event('recovered'));
     assert.deepEqual([rec2.data.recovered, rec2.data.replayed, rec2.data.last_id], [true, 1, missed]);
+  }));
+
+// The seed's client resumes from the id of the last message it got, whatever it was: a presence
+// message, its welcome, a "joined" or a "recovered" name the room's position they stand at.
+test('a client resumes from the id of a presence message, of its welcome, of joined or of recovered', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/ids');
+    clients.push(a);
+    assert.equal((await publish(s, { room: 'ids', text: 'm1' })).status, 202);
+    await a.next(chat('m1'));
+    const b = await connect(s, '/ws/ids');
+    clients.push(b);
+    const online = await a.next((m) => m.type === 'presence' && m.data?.user_id === b.userId);
+    const welcome = b.welcome;
+    const c = await connect(s, '/ws');
+    clients.push(c);
+    c.send({ type: 'join', room: 'ids' });
+    const joined = await c.next(event('joined'));
+    assert.equal((await publish(s, { room: 'ids', text: 'm2' })).status, 202);
+    await c.next(chat('m2'));
+    let rec;
+    for (const [what, id] of [['presence', online.id], ['welcome', welcome.id], ['joined', joined.id]]) {
+      assert.match(id, /^[A-Za-z0-9_.-]+$/, `${what} id ${id} is URL-safe`);
+      const again = await connect(s, `/ws/ids?last_id=${id}`);
+      clients.push(again);
+      await again.next(chat('m2'));
+      rec = await again.next(event('recovered'));
+      assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from the ${what}'s id ${id}`);
+      assert.equal(again.seen((m) => m.type === 'chat').length, 1, `only m2 from the ${what}'s id`);
+    }
+    // The recovered message's own id resumes from its last_id.
+    assert.equal((await publish(s, { room: 'ids', text: 'm3' })).status, 202);
+    const later = await connect(s, `/ws/ids?last_id=${rec.id}`);
+    clients.push(later);
+    await later.next(chat('m3'));
+    const rec3 = await later.next(event('recovered'));
+    assert.deepEqual([rec3.data.recovered, rec3.data.replayed], [true, 1], `from recovered's id ${rec.id}`);
+    // An id that names no position (a pong's) still answers recovered: false.
+    a.send({ type: 'ping' });
+    const pong = await a.next({ type: 'pong' });
+    const lost = await connect(s, `/ws/ids?last_id=${pong.id}`);
+    clients.push(lost);
+    assert.equal((await lost.next(event('recovered'))).data.recovered, false);
   }));
