@@ -31,6 +31,7 @@ inline constexpr std::string_view rate_limited = "rate_limited";
 inline constexpr std::string_view unsupported = "unsupported";
 inline constexpr std::string_view too_many_rooms = "too_many_rooms";
 inline constexpr std::string_view invalid_token = "invalid_token";
+inline constexpr std::string_view unavailable = "unavailable";
 }  // namespace error_code
 
 }  // namespace realtime

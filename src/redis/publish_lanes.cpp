@@ -32,6 +32,12 @@ constexpr std::chrono::milliseconds kLaneStopPoll{20};
 // or the API was told was taken reaches the other pods, unless Redis does not answer in that time.
 constexpr std::chrono::milliseconds kLaneDrain{1000};
 
+// What a message waiting in a lane is counted for against max_unsent_bytes (its text and about
+// what the queue and the message add to it).
+std::size_t unsent_cost(const Message& msg) {
+  return msg.data.size() + msg.room.size() + msg.from.size() + 160;
+}
+
 }  // namespace
 
 std::string RedisBroadcasterCore::publish(Message msg) {
@@ -187,6 +193,7 @@ bool RedisBroadcasterCore::hand_off_unsent(PublishLane& lane, std::vector<Pendin
     return false;
   }
   for (PendingPublish& pending : unsent) hand_off(lane.handed_off, std::move(pending));
+  if (&unsent == &lane.queue) lane.queued_bytes = 0;
   unsent.clear();
   return true;
 }
@@ -221,6 +228,21 @@ void RedisBroadcasterCore::release_held_publishes() {
 
 // On the lane's thread: queued, and sent with whatever else is queued when no call is in flight.
 void RedisBroadcasterCore::publish_numbered(PublishLane& lane, PendingPublish pending) {
+  const std::size_t cost = unsent_cost(pending.msg);
+  if (lane.queued_bytes + cost > max_unsent_bytes_ && !lane.queue.empty()) {
+    // Redis numbers them slower than they come: refused rather than held without bound (nor
+    // delivered here alone, which would split the room between pods).
+    core_.metrics().drop(DropReason::overload);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - lane.overload_logged >= std::chrono::seconds(5)) {
+      lane.overload_logged = now;
+      log_->warn("redis: {} bytes of room messages wait for Redis on one thread; refusing more",
+                 lane.queued_bytes);
+    }
+    pending.done({});
+    return;
+  }
+  lane.queued_bytes += cost;
   lane.queue.push_back(std::move(pending));
   if (&lane == redis_lane_.get() && lane.queue.size() > kMaxHeldPublishes &&
       publish_state_.load(std::memory_order_acquire) != PublishState::up) {
@@ -246,6 +268,7 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
     batch->assign(std::make_move_iterator(lane.queue.begin()), std::make_move_iterator(split));
     lane.queue.erase(lane.queue.begin(), split);
   }
+  for (const PendingPublish& pending : *batch) lane.queued_bytes -= unsent_cost(pending.msg);
   const auto now = std::chrono::steady_clock::now();
   std::unique_lock numbering_lock(numbering_mutex_);
   if (numbering_.size() > std::max(kMaxTrackedRooms, numbering_clean_at_)) {
@@ -351,6 +374,7 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
         publish_state_.load(std::memory_order_acquire) == PublishState::up) {
       // The Redis thread's connection is gone and the notice of it has not come yet (the failed
       // calls' completions come first): hold, as the notice would have.
+      for (const PendingPublish& pending : *batch) lane.queued_bytes += unsent_cost(pending.msg);
       lane.queue.insert(lane.queue.begin(), std::make_move_iterator(batch->begin()),
                         std::make_move_iterator(batch->end()));
       hold_publishes();

@@ -88,7 +88,9 @@ struct PublishLane {
   RedisPublisher& publisher;
   std::unique_ptr<RedisPublisher> owned;  // an I/O thread's lane owns its connection
   std::vector<PendingPublish> queue;      // sent with the next call
-  bool in_flight = false;                 // one call at a time, so a lane keeps its order
+  std::size_t queued_bytes = 0;           // unsent_cost() of what `queue` holds
+  std::chrono::steady_clock::time_point overload_logged{};  // refusals are logged once per 5 s
+  bool in_flight = false;  // one call at a time, so a lane keeps its order
   // Messages of this lane's thread handed to the Redis thread's lane and not numbered yet.
   std::shared_ptr<std::atomic<std::uint32_t>> handed_off =
       std::make_shared<std::atomic<std::uint32_t>>(0);
@@ -213,6 +215,7 @@ class RedisBroadcasterCore {
   bool healthy_ = false;
   std::string health_reason_;
   std::chrono::steady_clock::time_point last_bad_payload_log_{};
+  std::size_t max_unsent_bytes_;  // RedisBroadcasterOptions::max_unsent_bytes
 };
 
 }  // namespace realtime::detail

@@ -459,8 +459,19 @@ void WsSession::handle_chat(std::string room, std::string data) {
     handler_->metrics().drop(DropReason::suppressed);
     return;
   }
-  // The id is not needed here (the member gets the message like everyone): no slot to fill.
-  handler_->broadcaster().publish_then(std::move(msg), [](const std::string&) {});
+  // The id is not needed here (the member gets the message like everyone). No id: refused (Redis
+  // not keeping up, or the pod stopping), which the sender is told.
+  std::string to = msg.room;
+  handler_->broadcaster().publish_then(
+      std::move(msg), [weak = weak_from_this(), context = &shard_.context(),
+                       room = std::move(to)](const std::string& id) {
+        if (!id.empty()) return;
+        boost::asio::post(*context, [weak, room] {
+          if (auto self = weak.lock())
+            self->send_error(error_code::unavailable, "message not delivered: try again later",
+                             room);
+        });
+      });
 }
 
 void WsSession::handle_auth(const std::string& token) {

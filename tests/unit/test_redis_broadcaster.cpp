@@ -84,7 +84,9 @@ void returns_in_time(F f, const char* what) {
 // A redis-server, a client to inspect it, and one pod (a hub with two I/O threads and its
 // broadcaster), started; stopped in order at the end.
 struct RunningPod {
-  explicit RunningPod(std::string pod_id) : hub(HubOptions{2, 100, std::move(pod_id)}) {
+  explicit RunningPod(std::string pod_id, std::size_t max_unsent_bytes = std::size_t{64} << 20)
+      : hub(HubOptions{2, 100, std::move(pod_id)}),
+        broadcaster(hub, options(server, max_unsent_bytes)) {
     hub.start();
     broadcaster.start();
     ready = wait_until([&] { return broadcaster.ready(nullptr); });
@@ -97,12 +99,52 @@ struct RunningPod {
   RunningPod(const RunningPod&) = delete;
   RunningPod& operator=(const RunningPod&) = delete;
 
+  static RedisBroadcasterOptions options(const test::RedisServer& server, std::size_t unsent) {
+    RedisBroadcasterOptions options{server.url()};
+    options.max_unsent_bytes = unsent;
+    return options;
+  }
+
   test::RedisServer server;
   test::RedisClient redis{"127.0.0.1", server.port()};
   Hub hub;
-  RedisBroadcaster broadcaster{hub, RedisBroadcasterOptions{server.url()}};
+  RedisBroadcaster broadcaster;
   bool ready = false;
 };
+
+// Redis numbering slower than messages come (paused here): what one thread has waiting is bounded,
+// past it messages are refused (no id) and counted; the rest are numbered once Redis answers.
+TEST(RedisBroadcasterLanes, ALaneRefusesMessagesPastItsBoundWhileRedisLags) {
+  RunningPod pod("bounded", 8 * 1024);
+  ASSERT_TRUE(pod.ready) << "never ready";
+  constexpr int kMessages = 200;
+  std::mutex mutex;
+  std::vector<std::string> ids;
+  auto all_answered = std::make_shared<std::promise<void>>();
+  auto overloads = [&] {
+    return pod.hub.metrics().dropped[static_cast<std::size_t>(DropReason::overload)].load();
+  };
+  const auto dropped_before = overloads();
+  pod.redis.command({"CLIENT", "PAUSE", "500", "WRITE"});
+  boost::asio::post(pod.hub.core().shard(0).context(), [&] {
+    for (int i = 0; i < kMessages; ++i) {
+      Message msg = chat("bounded-room", i);
+      msg.data = R"({"text":")" + std::string(200, 'x') + R"("})";
+      pod.broadcaster.publish_then(std::move(msg), [&, all_answered](const std::string& id) {
+        const std::lock_guard lock(mutex);
+        ids.push_back(id);
+        if (ids.size() == kMessages) all_answered->set_value();
+      });
+    }
+  });
+  ASSERT_EQ(all_answered->get_future().wait_for(10s), std::future_status::ready);
+  const auto refused = static_cast<std::uint64_t>(std::count(ids.begin(), ids.end(), ""));
+  EXPECT_GT(refused, 0U);
+  EXPECT_LT(refused, static_cast<std::uint64_t>(kMessages) - 10) << "some wait within the bound";
+  EXPECT_EQ(overloads() - dropped_before, refused);
+  const auto numbered = pod.redis.command({"LLEN", "realtime:history:bounded-room"});
+  EXPECT_EQ(static_cast<std::uint64_t>(numbered->integer), kMessages - refused);
+}
 
 TEST(RedisBroadcasterLanes, EachThreadPublishesThroughItsOwnConnectionInOneNumbering) {
   RunningPod pod("lanes");
