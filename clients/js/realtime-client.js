@@ -655,7 +655,7 @@ export class RealtimeClient {
       }
       case 'error':
         // A join past the server's room limit: the room is not kept (nor joined again on reconnect).
-        if (data.code === 'too_many_rooms' && msg.room && this._rooms.includes(msg.room)) this._forget(msg.room);
+        if (data.code === 'too_many_rooms' && data.room && this._rooms.includes(data.room)) this._forget(data.room);
         this._emit('error', new RealtimeError(data.code || 'server_error', data.error || 'server error', { envelope: msg }));
         return;
       case 'presence':

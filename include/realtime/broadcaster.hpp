@@ -25,6 +25,9 @@ struct HistoryResult {
   std::string position;
 };
 
+// What Broadcaster::publish_then() reports instead of an id for a message it refused.
+inline constexpr std::string_view kNotPublished = "!not-published";
+
 class Broadcaster {
  public:
   virtual ~Broadcaster() = default;
@@ -41,8 +44,9 @@ class Broadcaster {
   }
 
   // Publishes msg and reports its id to `done` (from any thread): with a shared history the id is
-  // known only once the history numbered the message. An empty id: not published (a
-  // RedisBroadcaster whose stop() came before Redis took it).
+  // known only once the history numbered the message. kNotPublished instead of an id: refused,
+  // nobody gets it (a RedisBroadcaster while Redis falls behind, or stopping). An empty id only
+  // means that the id is not known here.
   // NOLINTNEXTLINE(performance-unnecessary-value-param): overrides keep `done` for later
   virtual void publish_then(Message msg, std::function<void(const std::string& id)> done) {
     done(publish(std::move(msg)));

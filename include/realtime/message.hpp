@@ -58,8 +58,9 @@ struct Message {
 // A `system` message whose data is {"event": event, ...fields}; `fields_json` is the inside of a
 // JSON object without braces (e.g. R"("connection_id":"c1")") or empty.
 Message system_message(std::string_view event, std::string_view fields_json = {});
-// An `error` message with data {"error": text, "code": code}; `room`, when not empty, names the
-// room the refused request was about (a join past the limit, chat to a room the socket is not in).
+// An `error` message with data {"error": text, "code": code}, and "room" when `room` is not empty:
+// the room the refused request was about (a join past the limit, chat to a room the socket is
+// not in, a chat not delivered).
 Message error_message(std::string_view code, std::string_view text, std::string_view room = {});
 // A `presence` message with data {"status": ..., "user_id": ...} for `room`.
 Message presence_message(std::string_view room, const PresenceData& presence);

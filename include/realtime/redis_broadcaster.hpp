@@ -41,7 +41,7 @@ struct RedisBroadcasterOptions {
   std::chrono::milliseconds room_keepalive_interval{std::chrono::minutes(10)};
   // Room messages one thread has waiting for Redis to number them (Redis slower than they come)
   // may hold this much memory; past it, new ones are refused (their publish_then() callback gets
-  // "": the API answers 503, a socket's chat an error `unavailable`), counted as dropped
+  // kNotPublished: the API answers 503, a socket's chat an error `unavailable`), counted as dropped
   // (`overload`).
   std::size_t max_unsent_bytes = std::size_t{64} << 20;
 };

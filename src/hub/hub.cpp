@@ -75,6 +75,42 @@ std::shared_ptr<OutFrame> make_direct_frame(const Message& msg) {
   return frame;
 }
 
+FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint64_t seq) {
+  const std::string& bytes = frame.bytes;
+  if (bytes.size() < 2) return nullptr;
+  const auto length = static_cast<std::uint8_t>(bytes[1]) & 0x7f;
+  const std::size_t header = 2 + (length == 126 ? 2 : length == 127 ? 8 : 0);
+  constexpr std::string_view kStart = R"({"id":")";
+  const std::string_view payload = std::string_view(bytes).substr(std::min(header, bytes.size()));
+  if (!payload.starts_with(kStart)) return nullptr;
+  const auto end = payload.find('"', kStart.size());
+  if (end == std::string_view::npos) return nullptr;
+  const std::string_view id = payload.substr(kStart.size(), end - kStart.size());
+  const auto dot = id.rfind('.');
+  if (dot == std::string_view::npos) return nullptr;
+  const auto named = parse_message_id(id.substr(0, dot));
+  if (!named || named->epoch != epoch || named->seq >= seq) return nullptr;
+  std::string json(kStart);
+  json += epoch;
+  json += '-';
+  json += std::to_string(seq);
+  json += id.substr(dot);  // ".p<k>"
+  json += payload.substr(end);
+  auto copy = std::make_shared<OutFrame>();
+  std::uint8_t head[protocol::kMaxFrameHeader];
+  const std::size_t head_size = protocol::write_frame_header(head, protocol::Opcode::text, json.size());
+  copy->bytes.reserve(head_size + json.size());
+  copy->bytes.append(reinterpret_cast<const char*>(head), head_size);
+  copy->bytes.append(json);
+  copy->room = frame.room;
+  copy->seq = frame.seq;
+  copy->created = frame.created;
+  copy->is_message = frame.is_message;
+  copy->local_seq = frame.local_seq;
+  copy->epoch_tag = frame.epoch_tag;
+  return copy;
+}
+
 FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq) {
   auto frame = std::make_shared<OutFrame>();
   std::uint8_t header[protocol::kMaxFrameHeader];

@@ -39,12 +39,17 @@ void Shard::post_delivery(Delivery delivery) {
   if (post) boost::asio::post(context_, [this] { drain_inbox(); });
 }
 
+void Shard::deliver_pending() {
+  if (!in_drain_) drain_inbox();
+}
+
 void Shard::drain_inbox() {
   {
     std::lock_guard lock(inbox_mutex_);
     draining_.swap(inbox_);
     drain_posted_ = false;
   }
+  in_drain_ = true;
   for (const Delivery& delivery : draining_) {
     switch (delivery.kind) {
       case Delivery::Kind::room:
@@ -59,6 +64,7 @@ void Shard::drain_inbox() {
     }
   }
   draining_.clear();
+  in_drain_ = false;
 }
 
 void Shard::deliver_room(const FramePtr& frame) {

@@ -69,6 +69,9 @@ class Shard {
                   bool buffer_live = false);
   // Ends buffering; frames of the shared history `epoch_tag` (shared_epoch_tag()) up to
   // replayed_seq are skipped from now on.
+  // Delivers at once what waits in the inbox (on this thread; nothing while a delivery runs): what
+  // was posted here before the call has reached the sessions when it returns.
+  void deliver_pending();
   void set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq,
                 std::uint32_t epoch_tag);
   void leave_local(const std::string& room, WsSession* session);
@@ -153,6 +156,7 @@ class Shard {
   std::mutex inbox_mutex_;
   std::vector<Delivery> inbox_;     // guarded by inbox_mutex_
   bool drain_posted_ = false;       // guarded by inbox_mutex_
+  bool in_drain_ = false;           // drain_inbox() runs
   std::vector<Delivery> draining_;  // this thread's batch, kept for its capacity
   std::vector<std::shared_ptr<WsSession>> dirty_;
   bool flush_scheduled_ = false;

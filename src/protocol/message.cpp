@@ -82,8 +82,13 @@ Message error_message(std::string_view code, std::string_view text, std::string_
   protocol::append_json_string(data, text);
   data += ",\"code\":";
   protocol::append_json_string(data, code);
+  if (!room.empty()) {
+    data += ",\"room\":";
+    protocol::append_json_string(data, room);
+  }
   data.push_back('}');
-  return make(MessageType::error, room, std::move(data));
+  // (Not the envelope's room: an error is no message of the room's stream.)
+  return make(MessageType::error, {}, std::move(data));
 }
 
 Message presence_message(std::string_view room, const PresenceData& presence) {

@@ -51,7 +51,7 @@ std::string RedisBroadcasterCore::publish(Message msg) {
   auto slot = std::make_shared<Slot>();
   publish_then(std::move(msg), [slot](const std::string& assigned) {
     std::lock_guard lock(slot->mutex);
-    if (slot->open) slot->id = assigned;
+    if (slot->open && assigned != kNotPublished) slot->id = assigned;
   });
   std::lock_guard lock(slot->mutex);
   slot->open = false;
@@ -62,7 +62,7 @@ void RedisBroadcasterCore::publish_then(Message msg, std::function<void(const st
   if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
   if (!msg.room.empty() && msg.id.empty() && msg.type != MessageType::presence) {
     // Stopping: the sockets are closed, and Redis may not be reached any more.
-    if (stopping_.load(std::memory_order_acquire)) return done({});
+    if (stopping_.load(std::memory_order_acquire)) return done(std::string(kNotPublished));
     // The shared history numbers it; this pod delivers it on the answer (not on the echo). On
     // an I/O thread whose lane is connected, all of it happens on this thread.
     const auto since = std::chrono::steady_clock::now();
@@ -96,6 +96,9 @@ void RedisBroadcasterCore::publish_then(Message msg, std::function<void(const st
   } else {
     channel = kRoomPrefix;
     channel += msg.room;
+    // A room message numbered by this pod alone is no place in the shared history: the other pods
+    // (if the publish gets through) get it without an id, and give it one of their own.
+    if (msg.type != MessageType::presence) msg.id.clear();
   }
   send(std::move(channel), encode(msg));
   done(id);
@@ -146,7 +149,8 @@ void RedisBroadcasterCore::stop_lanes() {
       asio::post(lanes_[k]->context, [lane = lanes_[k].get(), busy] {
         busy->set_value(lane->in_flight || !lane->queue.empty());
       });
-      while (answer.wait_for(kLaneStopPoll) != std::future_status::ready && core_.running()) {
+      while (answer.wait_for(kLaneStopPoll) != std::future_status::ready && core_.running() &&
+             std::chrono::steady_clock::now() < until) {
       }
       if (answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready || !answer.get())
         break;
@@ -229,7 +233,11 @@ void RedisBroadcasterCore::release_held_publishes() {
 // On the lane's thread: queued, and sent with whatever else is queued when no call is in flight.
 void RedisBroadcasterCore::publish_numbered(PublishLane& lane, PendingPublish pending) {
   const std::size_t cost = unsent_cost(pending.msg);
-  if (lane.queued_bytes + cost > max_unsent_bytes_ && !lane.queue.empty()) {
+  // (The Redis thread's lane, while it holds for a lost connection or waits for the first one,
+  // is bounded by kMaxHeldPublishes below instead: a short outage loses nothing.)
+  const bool holding = &lane == redis_lane_.get() &&
+                       publish_state_.load(std::memory_order_acquire) != PublishState::up;
+  if (!holding && lane.queued_bytes + cost > max_unsent_bytes_ && !lane.queue.empty()) {
     // Redis numbers them slower than they come: refused rather than held without bound (nor
     // delivered here alone, which would split the room between pods).
     core_.metrics().drop(DropReason::overload);
@@ -239,7 +247,7 @@ void RedisBroadcasterCore::publish_numbered(PublishLane& lane, PendingPublish pe
       log_->warn("redis: {} bytes of room messages wait for Redis on one thread; refusing more",
                  lane.queued_bytes);
     }
-    pending.done({});
+    pending.done(std::string(kNotPublished));
     return;
   }
   lane.queued_bytes += cost;
@@ -390,7 +398,7 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
 void RedisBroadcasterCore::publish_locally(PendingPublish& pending) {
   if (stopping_.load(std::memory_order_acquire)) {
     core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
-    pending.done({});
+    pending.done(std::string(kNotPublished));
     return;
   }
   {

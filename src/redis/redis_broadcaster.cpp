@@ -25,9 +25,10 @@ constexpr std::chrono::milliseconds kReleasePeriod{25};
 // subscription can fall between the two. A new socket's welcome waits as long at most for its
 // room's and user's subscriptions.
 constexpr std::chrono::milliseconds kSubscribeWait{2000};
-// How long a room read before its subscription was confirmed waits for it, to read back what came
-// in between (past it, the reconnect's own read-back covers the room).
-constexpr std::chrono::seconds kReadBackWait{30};
+// How many kSubscribeWait a room read before its subscription was confirmed waits for it, to read
+// back what came in between (past them, or the subscriber down, the reconnect's read-back covers
+// the room).
+constexpr int kReadBackWaits = 15;
 constexpr std::chrono::milliseconds kSubscribePoll{5};
 // How long a join's wait gives the read of the room's position (after the subscription's).
 constexpr std::chrono::milliseconds kPositionReadWait{1000};
@@ -485,7 +486,7 @@ void RedisBroadcasterCore::fetch_when_subscribed(const std::string& room,
                      HistoryResult result = history_after(reply, last_id);
                      if (!linked) {
                        result.position.clear();
-                       read_back_when_subscribed(room);
+                       read_back_when_subscribed(room, kReadBackWaits);
                      }
                      (*callback)(std::move(result));
                    });
@@ -493,15 +494,20 @@ void RedisBroadcasterCore::fetch_when_subscribed(const std::string& room,
 }
 
 // A room whose start was read before its subscription was confirmed: what was numbered in between
-// is read back once it is (or, the subscriber down, when it is healthy again: see above).
-void RedisBroadcasterCore::read_back_when_subscribed(const std::string& room) {
-  subscriber_->when_subscribed({std::string(kRoomPrefix) + room},
-                               std::chrono::steady_clock::now() + kReadBackWait, [this, room] {
-                                 asio::post(context_, [this, room] {
-                                   if (const auto from = core_.followed_room(room))
-                                     fill_gap(*from, false);
-                                 });
-                               });
+// is read back once it is (or, the subscriber down, when it is healthy again: see above). Each
+// wait is as long as the others' (the subscriber releases its waiters in deadline order).
+void RedisBroadcasterCore::read_back_when_subscribed(const std::string& room, int waits) {
+  std::string channel = std::string(kRoomPrefix) + room;
+  subscriber_->when_subscribed(
+      {channel}, std::chrono::steady_clock::now() + kSubscribeWait, [this, room, channel, waits] {
+        asio::post(context_, [this, room, channel, waits] {
+          if (subscriber_->subscribed(channel)) {
+            if (const auto from = core_.followed_room(room)) fill_gap(*from, false);
+          } else if (subscriber_->healthy() && waits > 1) {
+            read_back_when_subscribed(room, waits - 1);  // confirmed later than usual
+          }
+        });
+      });
 }
 
 // Reads a room's messages from `from.next` on back from the shared history and delivers those of

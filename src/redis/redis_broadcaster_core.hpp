@@ -152,7 +152,7 @@ class RedisBroadcasterCore {
   void fetch_when_subscribed(const std::string& room, const std::string& last_id,
                              std::function<void(HistoryResult)> done,
                              std::chrono::steady_clock::time_point deadline, bool woken = false);
-  void read_back_when_subscribed(const std::string& room);
+  void read_back_when_subscribed(const std::string& room, int waits);
   void fill_gap(const HubCore::SharedPosition& from, bool reported);
   void on_own_presence(std::string_view payload);
   void on_presence_sync(std::string_view payload);
@@ -208,7 +208,7 @@ class RedisBroadcasterCore {
   std::mutex lifecycle_mutex_;
   std::atomic<PublishState> publish_state_{PublishState::starting};
   std::atomic<bool> redis_thread_runs_{false};  // between start() and stop()
-  // While stop() runs: a room message not numbered by Redis is not taken (its callback gets "").
+  // While stop() runs: a room message not numbered by Redis is not taken (its callback gets kNotPublished).
   // (The server's sockets are closed by then; once stopped, this pod numbers messages itself.)
   std::atomic<bool> stopping_{false};
   mutable std::mutex health_mutex_;

@@ -41,8 +41,38 @@ void WsSession::hold_until_subscribed(const std::string& room,
   }
 }
 
-void WsSession::add_position(Announcement& announcement, const std::string& position) {
-  if (position.empty() || state_ != State::open || overflowed_ || !announcement.frame) return;
+void WsSession::add_position(Announcement& announcement, const std::string& room_position) {
+  if (room_position.empty() || state_ != State::open || overflowed_ || !announcement.frame) return;
+  // The frame is still queued (the output is held, or nothing has been written since it was).
+  const auto queued = [&] {
+    const auto it = std::find(queue_.begin() + static_cast<std::ptrdiff_t>(head_), queue_.end(),
+                              announcement.frame);
+    if (it == queue_.begin() + static_cast<std::ptrdiff_t>(head_) && head_offset_ != 0)
+      return queue_.end();
+    return it;
+  };
+  if (queued() == queue_.end()) return;
+  // The position is where the socket's stream of the room stands behind this message: messages
+  // numbered up to the room's position that reached the socket while its output was held are
+  // queued behind it, so it names the position before the first of them. (The room's position was
+  // read before this: what was numbered up to it was posted to this thread, and is delivered now.)
+  std::string position = room_position;
+  if (const auto id = parse_message_id(room_position)) {
+    shard_.deliver_pending();
+    if (state_ != State::open || overflowed_) return;
+    const std::uint32_t tag = shared_epoch_tag(id->epoch);
+    std::uint64_t seq = id->seq;
+    for (auto it = queued(); it != queue_.end(); ++it) {
+      const OutFrame& frame = **it;
+      if (frame.room == announcement.room && frame.seq != 0 && !frame.local_seq &&
+          frame.epoch_tag == tag && frame.seq <= seq) {
+        seq = frame.seq - 1;
+      }
+    }
+    if (seq != id->seq) position = std::string(id->epoch) + '-' + std::to_string(seq);
+  }
+  const auto it = queued();
+  if (it == queue_.end()) return;
   std::string& data = announcement.msg.data;  // {"event":...}: the position goes before the '}'
   data.pop_back();
   data += ",\"last_id\":";
@@ -50,13 +80,6 @@ void WsSession::add_position(Announcement& announcement, const std::string& posi
   data += '}';
   // Its id names the position too: a client that resumes from it resumes from there.
   announcement.msg.id = handler_->core().next_direct_id(position);
-  // The frame is still queued (the output is held, or nothing has been written since it was).
-  const auto it = std::find(queue_.begin() + static_cast<std::ptrdiff_t>(head_), queue_.end(),
-                            announcement.frame);
-  if (it == queue_.end() ||
-      (it == queue_.begin() + static_cast<std::ptrdiff_t>(head_) && head_offset_ != 0)) {
-    return;
-  }
   FramePtr frame = make_direct_frame(announcement.msg);
   queued_bytes_ += frame->bytes.size() - announcement.frame->bytes.size();
   announcement.frame = frame;
@@ -204,12 +227,19 @@ void WsSession::finish_recovery(const std::string& room, std::uint32_t serial,
   // its position reaches the socket live (what is numbered up to it and still comes live is sent
   // after this message).
   send_recovered(room, result.recovered, replayed, result.position);
+  const auto replayed_to = result.recovered ? parse_message_id(result.position) : std::nullopt;
   for (const FramePtr& frame : recovery.live) {
     // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0, or
     // numbered by this pod while Redis was away), or of another shared history, are always live.
     if (!result.recovered || frame->seq == 0 || frame->local_seq || frame->epoch_tag != epoch_tag ||
-        frame->seq > last)
-      enqueue(frame);
+        frame->seq > last) {
+      // A presence message kept aside names the position it followed; sent after the replay, it
+      // is behind the replay's end (a client resuming from it must not get the replay again).
+      FramePtr moved = frame->seq == 0 && replayed_to
+                           ? with_position(*frame, replayed_to->epoch, last)
+                           : nullptr;
+      enqueue(moved ? moved : frame);
+    }
   }
 }
 

@@ -325,11 +325,7 @@ FramePtr WsSession::send_direct(Message msg) {
 }
 
 void WsSession::send_error(std::string_view code, std::string_view text, std::string_view room) {
-  Message msg = error_message(code, text, room);
-  msg.id = handler_->core().next_direct_id();
-  auto frame = make_direct_frame(msg);
-  frame->room.clear();  // an answer to the client: a leave of the room it names does not drop it
-  enqueue(frame);
+  send_direct(error_message(code, text, room));  // (no envelope room: a leave does not drop it)
 }
 
 bool WsSession::take_token() {
@@ -459,13 +455,13 @@ void WsSession::handle_chat(std::string room, std::string data) {
     handler_->metrics().drop(DropReason::suppressed);
     return;
   }
-  // The id is not needed here (the member gets the message like everyone). No id: refused (Redis
+  // The id is not needed here (the member gets the message like everyone). kNotPublished: refused (Redis
   // not keeping up, or the pod stopping), which the sender is told.
   std::string to = msg.room;
   handler_->broadcaster().publish_then(
       std::move(msg), [weak = weak_from_this(), context = &shard_.context(),
                        room = std::move(to)](const std::string& id) {
-        if (!id.empty()) return;
+        if (id != kNotPublished) return;
         boost::asio::post(*context, [weak, room] {
           if (auto self = weak.lock())
             self->send_error(error_code::unavailable, "message not delivered: try again later",

@@ -107,7 +107,7 @@ class WsSession final : public Connection,
   void hold_until_subscribed(const std::string& room,
                              std::unique_ptr<Announcement> announcement = nullptr);
   // Adds "last_id": position to an announcement still queued and unwritten (nothing when empty).
-  void add_position(Announcement& announcement, const std::string& position);
+  void add_position(Announcement& announcement, const std::string& room_position);
   // Sends a message to this socket alone (welcome, errors, pong, ...); returns its frame.
   FramePtr send_direct(Message msg);
   // Slow consumer: refuses further frames, counts what waits as dropped, closes with 1013.

@@ -196,7 +196,7 @@ ctx.hostile('room.25 64 joins then more: too_many_rooms, and the rooms are relea
   await sleep(1700);
   for (let i = 36; i < 70; i++) await c.send(text({ type: 'join', room: `many-${i}` }));
   const e = await c.expectJson((m) => m.type === 'error' && m.data.code === 'too_many_rooms', 3000);
-  assert.equal(e.room, 'many-64', 'the error names the first room refused');
+  assert.equal(e.data.room, 'many-64', 'the error names the first room refused');
   c.destroy();
   // The close reaches the server a moment later: wait (up to 5 s) for the rooms to go.
   let left;

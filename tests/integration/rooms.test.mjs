@@ -81,7 +81,7 @@ test('join or leave with a bad room name -> error bad_room, socket stays open', 
     a.send({ type: 'leave', room: 'elsewhere' });
     const e = await a.next({ type: 'error' }, 3000, 'error for leaving a room not joined');
     assert.equal(e.data.code, 'not_in_room', JSON.stringify(e));
-    assert.equal(e.room, 'elsewhere', 'the error names the room');
+    assert.equal(e.data.room, 'elsewhere', 'the error names the room');
     await a.roundTrip();
     assert.ok(a.isOpen);
   }));

@@ -317,7 +317,7 @@ test('a join past the server\'s 64 rooms is refused, not kept, and not joined ag
   a.join(rooms[64]);
   await ea.until(() => ea.errors.some((e) => e.code === 'too_many_rooms'), 'too_many_rooms');
   const refused = ea.errors.find((e) => e.code === 'too_many_rooms');
-  assert.equal(refused.envelope.room, rooms[64], 'the error names the refused room');
+  assert.equal(refused.envelope.data.room, rooms[64], 'the error names the refused room');
   assert.deepEqual(a.rooms, rooms.slice(0, 64), 'the refused room is not kept');
 
   // After a restart the client rejoins its 64 rooms, and the server refuses nothing.
