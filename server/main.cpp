@@ -163,7 +163,8 @@ int main(int argc, char** argv) {
   std::thread([signals] {
     int again = 0;
     sigwait(&signals, &again);
-    std::fprintf(stderr, "realtime-server: signal %d again: exiting without finishing the shutdown\n",
+    std::fprintf(stderr,
+                 "realtime-server: signal %d again: exiting without finishing the shutdown\n",
                  again);
     std::_Exit(128 + again);
   }).detach();

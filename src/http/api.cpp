@@ -94,11 +94,13 @@ void publish(HandlerCore& handler, const HttpRequest& request, const Responder& 
   if (!user.empty())
     return respond(accepted(handler.broadcaster().publish_to_user(user, std::move(msg))));
   handler.broadcaster().publish_then(std::move(msg), [respond](const std::string& id) {
-    // kNotPublished: not taken (Redis slower than messages come, or a pod stopping before it answered).
-    respond(id == kNotPublished ? json_error(503,
-                                    "not published: Redis is not keeping up, or the server is "
-                                    "stopping; try again")
-                       : accepted(id));
+    // kNotPublished: not taken (Redis slower than messages come, or a pod stopping before it
+    // answered).
+    respond(id == kNotPublished
+                ? json_error(503,
+                             "not published: Redis is not keeping up, or the server is "
+                             "stopping; try again")
+                : accepted(id));
   });
 }
 

@@ -98,7 +98,8 @@ FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint6
   json += payload.substr(end);
   auto copy = std::make_shared<OutFrame>();
   std::uint8_t head[protocol::kMaxFrameHeader];
-  const std::size_t head_size = protocol::write_frame_header(head, protocol::Opcode::text, json.size());
+  const std::size_t head_size =
+      protocol::write_frame_header(head, protocol::Opcode::text, json.size());
   copy->bytes.reserve(head_size + json.size());
   copy->bytes.append(reinterpret_cast<const char*>(head), head_size);
   copy->bytes.append(json);

@@ -208,8 +208,9 @@ class RedisBroadcasterCore {
   std::mutex lifecycle_mutex_;
   std::atomic<PublishState> publish_state_{PublishState::starting};
   std::atomic<bool> redis_thread_runs_{false};  // between start() and stop()
-  // While stop() runs: a room message not numbered by Redis is not taken (its callback gets kNotPublished).
-  // (The server's sockets are closed by then; once stopped, this pod numbers messages itself.)
+  // While stop() runs: a room message not numbered by Redis is not taken (its callback gets
+  // kNotPublished). (The server's sockets are closed by then; once stopped, this pod numbers
+  // messages itself.)
   std::atomic<bool> stopping_{false};
   mutable std::mutex health_mutex_;
   bool healthy_ = false;

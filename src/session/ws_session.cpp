@@ -455,8 +455,8 @@ void WsSession::handle_chat(std::string room, std::string data) {
     handler_->metrics().drop(DropReason::suppressed);
     return;
   }
-  // The id is not needed here (the member gets the message like everyone). kNotPublished: refused (Redis
-  // not keeping up, or the pod stopping), which the sender is told.
+  // The id is not needed here (the member gets the message like everyone). kNotPublished: refused
+  // (Redis not keeping up, or the pod stopping), which the sender is told.
   std::string to = msg.room;
   handler_->broadcaster().publish_then(
       std::move(msg), [weak = weak_from_this(), context = &shard_.context(),

@@ -138,7 +138,8 @@ TEST(RedisBroadcasterLanes, ALaneRefusesMessagesPastItsBoundWhileRedisLags) {
     }
   });
   ASSERT_EQ(all_answered->get_future().wait_for(10s), std::future_status::ready);
-  const auto refused = static_cast<std::uint64_t>(std::count(ids.begin(), ids.end(), std::string(kNotPublished)));
+  const auto refused =
+      static_cast<std::uint64_t>(std::count(ids.begin(), ids.end(), std::string(kNotPublished)));
   EXPECT_GT(refused, 0U);
   EXPECT_LT(refused, static_cast<std::uint64_t>(kMessages) - 10) << "some wait within the bound";
   EXPECT_EQ(overloads() - dropped_before, refused);
