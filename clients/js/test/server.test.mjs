@@ -449,6 +449,8 @@ test('recovery: a client cut off from the network gets what it missed on reconne
   // Watch B before publishing: o2 may reach B before the publish call returns.
   const eb = watch(b);
   b.send(room, { text: 'm2' });
+  // B's chat and the API's publish race each other on the server: m2 is taken before m3 is sent.
+  await eb.until(() => eb.messages.some((m) => m.data.text === 'm2'), 'B sees m2');
   await publish(server, { room, text: 'm3' });
   await publish(server, { room: other, type: 'chat', data: { text: 'o2' } });
   // Make sure the server has handled all of it before A comes back.
