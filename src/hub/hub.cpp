@@ -44,18 +44,10 @@ void append_base36(std::string& out, std::uint64_t value) {
 }  // namespace
 
 std::shared_ptr<OutFrame> make_frame(const Message& msg, std::uint64_t seq) {
-  auto frame = std::make_shared<OutFrame>();
   std::string payload;
   payload.reserve(96 + msg.data.size() + msg.room.size() + msg.from.size());
   protocol::append_envelope(payload, msg);
-  std::uint8_t header[protocol::kMaxFrameHeader];
-  const std::size_t header_size =
-      protocol::write_frame_header(header, protocol::Opcode::text, payload.size());
-  frame->bytes.reserve(header_size + payload.size());
-  frame->bytes.append(reinterpret_cast<const char*>(header), header_size);
-  frame->bytes.append(payload);
-  frame->room = msg.room;
-  frame->seq = seq;
+  auto frame = make_frame_from_json(payload, msg.room, seq);
   frame->created = std::chrono::steady_clock::now();
   return frame;
 }
@@ -96,15 +88,7 @@ FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint6
   json += std::to_string(seq);
   json += id.substr(dot);  // ".p<k>"
   json += payload.substr(end);
-  auto copy = std::make_shared<OutFrame>();
-  std::uint8_t head[protocol::kMaxFrameHeader];
-  const std::size_t head_size =
-      protocol::write_frame_header(head, protocol::Opcode::text, json.size());
-  copy->bytes.reserve(head_size + json.size());
-  copy->bytes.append(reinterpret_cast<const char*>(head), head_size);
-  copy->bytes.append(json);
-  copy->room = frame.room;
-  copy->seq = frame.seq;
+  auto copy = make_frame_from_json(json, frame.room, frame.seq);
   copy->created = frame.created;
   copy->is_message = frame.is_message;
   copy->local_seq = frame.local_seq;
@@ -112,7 +96,8 @@ FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint6
   return copy;
 }
 
-FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq) {
+std::shared_ptr<OutFrame> make_frame_from_json(std::string_view json, std::string room,
+                                               std::uint64_t seq) {
   auto frame = std::make_shared<OutFrame>();
   std::uint8_t header[protocol::kMaxFrameHeader];
   const std::size_t header_size =
@@ -122,7 +107,7 @@ FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint
   frame->bytes.append(json);
   frame->room = std::move(room);
   frame->seq = seq;
-  return frame;  // a replay: no latency sample
+  return frame;  // (no `created`: a replay is no latency sample)
 }
 
 FramePtr make_control_frame(std::string bytes) {

@@ -38,7 +38,8 @@ std::shared_ptr<OutFrame> make_frame(const Message& msg, std::uint64_t seq = 0);
 // make_frame() for a message to one socket (welcome, pong, errors): not a broadcast.
 std::shared_ptr<OutFrame> make_direct_frame(const Message& msg);
 // A text frame around an envelope that is already JSON (from the shared history).
-FramePtr make_frame_from_json(std::string_view json, std::string room, std::uint64_t seq);
+std::shared_ptr<OutFrame> make_frame_from_json(std::string_view json, std::string room,
+                                               std::uint64_t seq);
 // A message frame whose id names a room position of `epoch` before `seq` ("<epoch>-<n>.p<k>", a
 // presence message's): a copy naming `seq` instead; null when its id names no such position.
 FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint64_t seq);
