@@ -73,6 +73,9 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
   RedisPublisherOptions pub;
   pub.url = *parsed.url;
   pub.client_name = "realtime-pub-" + sanitized_pod();
+  // Every connection that numbers messages or reads histories checks, before its first command,
+  // that Redis is the run the rooms were numbered on (restart_check_script()).
+  pub.restart_check_script = std::string(restart_check_script());
   publisher_ = std::make_unique<RedisPublisher>(context_, pub, log_);
   publisher_->set_on_publish_error([this](std::string_view, std::error_code) {
     core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 
 #include <arpa/inet.h>
@@ -66,6 +67,20 @@ constexpr std::size_t kInlineArgs = 8;
 constexpr std::size_t kArgOverhead = 16;
 
 }  // namespace
+
+std::string info_field(std::string_view info, std::string_view field) {
+  for (std::size_t line = 0; line < info.size();) {
+    std::size_t end = info.find('\n', line);
+    if (end == std::string_view::npos) end = info.size();
+    std::string_view text = info.substr(line, end - line);
+    if (text.ends_with('\r')) text.remove_suffix(1);
+    if (text.size() > field.size() && text.starts_with(field) && text[field.size()] == ':') {
+      return std::string(text.substr(field.size() + 1));
+    }
+    line = end + 1;
+  }
+  return {};
+}
 
 RedisReply to_reply(const redisReply& r) {
   RedisReply out;
@@ -393,15 +408,11 @@ void RedisConnection::on_tcp_connected() {
   // Runs inside hiredis' connect callback: queue the handshake only (no user code here).
   handshake_left_ = 0;
   auto step = [this](std::vector<std::string_view> args, const char* name) {
-    const std::error_code ec = send(
-        args,
-        [this, name, weak = std::weak_ptr<int>(alive_), attempt = attempt_](
-            std::error_code e, const RedisReply& reply) {
-          if (weak.expired() || attempt != attempt_ || state_ != State::connecting) return;
+    if (handshake_send(std::move(args), [this, name](std::error_code e, const RedisReply& reply) {
           on_handshake_reply(e, reply, name);
-        },
-        true);
-    if (!ec) ++handshake_left_;
+        })) {
+      ++handshake_left_;
+    }
   };
   const RedisUrl& url = options_.url;
   const std::string db = std::to_string(url.db);
@@ -420,6 +431,18 @@ void RedisConnection::on_tcp_connected() {
   step({"PING"}, "PING");
 }
 
+bool RedisConnection::handshake_send(std::vector<std::string_view> args, ReplyHandler next) {
+  const std::error_code ec = send(
+      args,
+      [this, weak = std::weak_ptr<int>(alive_), attempt = attempt_, next = std::move(next)](
+          std::error_code e, const RedisReply& reply) {
+        if (weak.expired() || attempt != attempt_ || state_ != State::connecting) return;
+        next(e, reply);
+      },
+      true);
+  return !ec;
+}
+
 void RedisConnection::on_handshake_reply(std::error_code ec, const RedisReply& reply,
                                          const char* step) {
   if (ec && reply.type == RedisReply::Type::error && std::string_view(step) == "CLIENT SETNAME" &&
@@ -430,13 +453,61 @@ void RedisConnection::on_handshake_reply(std::error_code ec, const RedisReply& r
                options_.client_name, reply.str);
     ec = {};
   }
-  if (ec) {
-    const std::string detail = reply.type == RedisReply::Type::error ? reply.str : ec.message();
-    drop_link(ec == RedisErrc::connection_lost ? ec : make_error_code(RedisErrc::handshake_failed),
-              fmt::format("{} failed: {}", step, detail), true, true);
-    return;
+  if (ec) return fail_handshake(ec, reply, step);
+  if (--handshake_left_ == 0) {
+    if (options_.restart_check_script.empty()) {
+      become_ready();
+    } else {
+      check_restart();
+    }
   }
-  if (--handshake_left_ == 0) become_ready();
+}
+
+void RedisConnection::fail_handshake(std::error_code ec, const RedisReply& reply,
+                                     std::string_view step) {
+  const std::string detail = reply.type == RedisReply::Type::error ? reply.str : ec.message();
+  drop_link(ec == RedisErrc::connection_lost ? ec : make_error_code(RedisErrc::handshake_failed),
+            fmt::format("{} failed: {}", step, detail), true, true);
+}
+
+// The handshake's last step: INFO server for the run_id, then the check script with it. A server
+// that answers either with an error (an ACL without INFO, a script refused) is used without the
+// check, and the process says so once.
+void RedisConnection::check_restart() {
+  const auto skip = [this](std::string_view why) {
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) {
+      log_->warn(
+          "redis: cannot check whether Redis restarted ({}): a Redis back with older data (an "
+          "older snapshot, a replica behind) would repeat ids; see OPERATIONS.md",
+          why);
+    }
+    become_ready();
+  };
+  const bool sent =
+      handshake_send({"INFO", "server"}, [this, skip](std::error_code ec, const RedisReply& reply) {
+        if (ec && reply.type == RedisReply::Type::error) return skip("INFO: " + reply.str);
+        if (ec) return fail_handshake(ec, reply, "INFO");
+        const std::string run_id = info_field(reply.str, "run_id");
+        if (run_id.empty()) return skip("no run_id in INFO server");
+        const bool checking = handshake_send(
+            {"EVAL", options_.restart_check_script, "0", run_id},
+            [this, skip, run_id](std::error_code e, const RedisReply& answer) {
+              if (e && answer.type == RedisReply::Type::error) {
+                return skip("the check script: " + answer.str);
+              }
+              if (e) return fail_handshake(e, answer, "the restart check");
+              if (answer.type == RedisReply::Type::integer && answer.integer > 0) {
+                log_->info(
+                    "redis: a Redis run ({}) other than the one the rooms were numbered on: {} "
+                    "rooms' numbering dropped (their next messages start a new epoch)",
+                    run_id, answer.integer);
+              }
+              become_ready();
+            });
+        if (!checking) fail_handshake(make_error_code(RedisErrc::handshake_failed), {}, "EVAL");
+      });
+  if (!sent) fail_handshake(make_error_code(RedisErrc::handshake_failed), {}, "INFO");
 }
 
 void RedisConnection::become_ready() {

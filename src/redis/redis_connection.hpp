@@ -82,6 +82,9 @@ struct RedisReply {
   std::vector<RedisReply> elements;
 };
 
+// The value of `field` in an INFO answer ("run_id" in "...\r\nrun_id:abc\r\n..."), or "".
+std::string info_field(std::string_view info, std::string_view field);
+
 // The copy of one of hiredis' replies (also for tests that talk to Redis with hiredis directly).
 RedisReply to_reply(const redisReply& r);
 
@@ -142,6 +145,12 @@ struct RedisConnectionOptions {
   // with queue_full so a stalled server cannot grow our memory.
   std::size_t max_pending = 10'000;
   std::size_t max_pending_bytes = std::size_t{32} << 20;
+  // When not empty, the last step of the handshake: the connection reads the server's run_id
+  // (INFO server) and EVALs this script with it as ARGV[1] before it is ready, so the script runs
+  // before any other command of this connection reaches a server that has just (re)started. A
+  // server that refuses INFO (an ACL without it) or the script skips the step, with a warning once
+  // per process.
+  std::string restart_check_script;
 };
 
 class RedisConnection {
@@ -207,7 +216,11 @@ class RedisConnection {
 
   void start_tcp(const std::string& ip);
   void on_tcp_connected();
+  // Sends a command of the handshake; `next` runs only while this attempt is still connecting.
+  bool handshake_send(std::vector<std::string_view> args, ReplyHandler next);
   void on_handshake_reply(std::error_code ec, const RedisReply& reply, const char* step);
+  void fail_handshake(std::error_code ec, const RedisReply& reply, std::string_view step);
+  void check_restart();
   void become_ready();
   // The context is gone or going: forget it, fail what waits, report (unless closing ourselves).
   void drop_link(std::error_code ec, const std::string& reason, bool free_context, bool notify);

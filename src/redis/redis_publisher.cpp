@@ -17,6 +17,7 @@ RedisConnectionOptions connection_options(const RedisPublisherOptions& o) {
   c.connect_timeout = o.connect_timeout;
   c.max_pending = o.max_pending;
   c.max_pending_bytes = o.max_pending_bytes;
+  c.restart_check_script = o.restart_check_script;
   return c;
 }
 

@@ -42,6 +42,8 @@ struct RedisPublisherOptions {
   std::size_t max_pending_bytes = std::size_t{32} << 20;
   // At most one "publish failed" warning per interval; the others are counted into the next one.
   std::chrono::milliseconds warn_interval{5000};
+  // Run on each connection before it is ready (RedisConnectionOptions::restart_check_script).
+  std::string restart_check_script;
 };
 
 class RedisPublisher {

@@ -149,6 +149,33 @@ table.insert(items, 1, current)
 return items
 )lua";
 
+// ARGV run_id. A Redis that restarted (or a replica that took over) may hold older data than the
+// pods saw: a snapshot taken before the last messages, an append-only file that lost its last
+// second, a replica behind. Its numbers would then go back: messages would get ids the pods have
+// delivered already (and drop as duplicates), and a resume would be answered from a history that
+// lacks what came after the snapshot. No pod can tell an older copy from a current one, so any run
+// other than the one the rooms were numbered on starts every room again: the numbering and the
+// histories go (a room's next message or read starts a new epoch, a resume from the old one is
+// answered recovered: false), and the run is recorded. The first connection of any pod to the new
+// run does it, in one script, before that connection's first command; every other connection that
+// numbers runs the check before its own first command, so no message is numbered on older data.
+// SCAN (not KEYS) walks the keys: allowed to a user without @dangerous.
+constexpr std::string_view kRestartCheckScript = R"lua(
+local run = ARGV[1]
+if redis.call('GET', 'realtime:run') == run then return 0 end
+local cursor, n = '0', 0
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', 'realtime:ids:*', 'COUNT', '1000')
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do
+    redis.call('UNLINK', key, 'realtime:history:' .. string.sub(key, 14))
+    n = n + 1
+  end
+until cursor == '0'
+redis.call('SET', 'realtime:run', run)
+return n
+)lua";
+
 // The seq of a history item, which starts {"id":"<epoch>-<seq>",
 std::optional<std::uint64_t> item_seq(std::string_view item) {
   constexpr std::string_view kStart = "{\"id\":\"";
@@ -193,6 +220,7 @@ std::string_view publish_script() noexcept { return kPublishScript; }
 std::string_view history_script() noexcept { return kHistoryScript; }
 std::string_view gap_script() noexcept { return kGapScript; }
 std::string_view keep_rooms_script() noexcept { return kKeepRoomsScript; }
+std::string_view restart_check_script() noexcept { return kRestartCheckScript; }
 
 std::vector<std::pair<std::uint64_t, std::string_view>> gap_items(const RedisReply& reply) {
   std::vector<std::pair<std::uint64_t, std::string_view>> out;

@@ -29,6 +29,11 @@ std::string_view keep_rooms_script() noexcept;
 // A room's items from a sequence number on, in its current epoch (KEYS ids, history; ARGV epoch,
 // first seq): what a pod whose subscription lost messages reads back.
 std::string_view gap_script() noexcept;
+// Run by every connection that numbers messages or reads histories before its first command, with
+// Redis's run_id (ARGV[1]): when it is not the run recorded in realtime:run (Redis restarted or
+// failed over since, or this is the first pod), every room's numbering and history is dropped and
+// the run recorded, atomically. Answers how many rooms were dropped.
+std::string_view restart_check_script() noexcept;
 // The gap script's answer: the stored items (each still ending with its publisher's "pod" field)
 // with their sequence numbers, oldest first; empty when the epoch is no longer the room's.
 std::vector<std::pair<std::uint64_t, std::string_view>> gap_items(const RedisReply& reply);

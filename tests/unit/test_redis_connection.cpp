@@ -265,6 +265,56 @@ TEST(RedisAuth, WrongPasswordIsAHandshakeFailure) {
   EXPECT_EQ(connect_until_it_ends(io, options).error, make_error_code(RedisErrc::handshake_failed));
 }
 
+// --- the restart check ---------------------------------------------------------------------------
+
+TEST(RedisRestartCheck, InfoFieldReadsOneLine) {
+  const std::string info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\ntcp_port:1\r\n";
+  EXPECT_EQ(info_field(info, "run_id"), "abc123");
+  EXPECT_EQ(info_field(info, "tcp_port"), "1");
+  EXPECT_EQ(info_field(info, "run"), "");  // a prefix of a field is not the field
+  EXPECT_EQ(info_field("run_id:last", "run_id"), "last");
+  EXPECT_EQ(info_field("", "run_id"), "");
+}
+
+// The script runs before the connection is ready, with the server's run_id; a user that may not
+// run INFO connects without it.
+TEST(RedisRestartCheck, RunsBeforeTheConnectionIsReadyOrIsSkippedWhenINFOIsRefused) {
+  test::RedisServer server;
+  auto admin = server.client();
+  const std::string run_id = info_field(admin.command({"INFO", "server"})->str, "run_id");
+  ASSERT_FALSE(run_id.empty());
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url = url_of(server);
+  options.restart_check_script = "redis.call('SET', 'seen', ARGV[1]) return 1";
+  RedisConnection conn(io, options, test_logger());
+  bool connected = false;
+  conn.set_on_connected([&] { connected = true; });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+  EXPECT_EQ(admin.get("seen"), run_id);
+
+  admin.command({"DEL", "seen"});
+  admin.command({"ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "+@all", "-info"});
+  options.url.username = "noinfo";
+  options.url.password = "pw";
+  RedisConnection limited(io, options, test_logger());
+  bool limited_connected = false;
+  limited.set_on_connected([&] { limited_connected = true; });
+  limited.connect();
+  ASSERT_TRUE(run_until(io, [&] { return limited_connected; }));
+  EXPECT_EQ(admin.get("seen"), "");
+
+  // A script Redis refuses (here: an error it raises) is skipped too; a lost connection is not.
+  options.url = url_of(server);
+  options.restart_check_script = "return redis.error_reply('no')";
+  RedisConnection refused(io, options, test_logger());
+  bool refused_connected = false;
+  refused.set_on_connected([&] { refused_connected = true; });
+  refused.connect();
+  EXPECT_TRUE(run_until(io, [&] { return refused_connected; }));
+}
+
 // --- publish / subscribe ------------------------------------------------------------------------
 
 }  // namespace

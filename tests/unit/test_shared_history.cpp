@@ -180,6 +180,34 @@ TEST_F(SharedHistoryRead, SameAsTheWholeHistoryWithASmallHistorySize) {
 
 // Only a message a pod published ends with its "pod" field; another program's may carry a "pod"
 // key in its data, or none.
+// A run other than the recorded one drops every room's numbering and history, once, and nothing
+// else of the deployment's keys; the recorded run drops nothing.
+TEST(RestartCheck, AnotherRunDropsEveryRoomsNumberingOnce) {
+  test::RedisServer server;
+  test::RedisClient redis{"127.0.0.1", server.port()};
+  const auto check = [&](const std::string& run) {
+    auto reply = redis.command({"EVAL", std::string(restart_check_script()), "0", run});
+    EXPECT_EQ(reply->type, REDIS_REPLY_INTEGER) << (reply->str ? reply->str : "");
+    return reply->integer;
+  };
+  for (int room = 0; room < 2500; ++room) {  // more than one SCAN page
+    const std::string name = "r" + std::to_string(room);
+    redis.command({"HSET", "realtime:ids:" + name, "epoch", "7"});
+    redis.command({"RPUSH", "realtime:history:" + name, "item"});
+  }
+  redis.command({"SADD", "realtime:pods", "p1"});
+  EXPECT_EQ(check("run-1"), 2500);
+  EXPECT_EQ(redis.command({"DBSIZE"})->integer, 2);  // realtime:pods and realtime:run
+  EXPECT_EQ(redis.get("realtime:run"), "run-1");
+
+  redis.command({"HSET", "realtime:ids:later", "epoch", "1"});
+  EXPECT_EQ(check("run-1"), 0);
+  EXPECT_EQ(redis.command({"EXISTS", "realtime:ids:later"})->integer, 1);
+  EXPECT_EQ(check("run-2"), 1);
+  EXPECT_EQ(redis.command({"EXISTS", "realtime:ids:later"})->integer, 0);
+  EXPECT_EQ(redis.get("realtime:run"), "run-2");
+}
+
 TEST(PodField, FoundOnlyWhenItEndsTheEnvelope) {
   const std::string ours = R"({"id":"e-1","type":"chat","data":{"t":1},"pod":"a\"b"})";
   EXPECT_EQ(pod_field_at(ours), ours.find(R"(,"pod":)"));
