@@ -6,6 +6,7 @@
 
 #include "protocol/envelope.hpp"
 #include "protocol/request.hpp"
+#include "redis/shared_history.hpp"
 
 namespace realtime::detail {
 namespace {
@@ -422,6 +423,13 @@ void ClusterState::renew_lease() {
                    if (!ec && !stopped_ && reply.integer == 0) rewrite_part();
                  });
   redis_.command({"SADD", std::string(kPods), pod_}, [](std::error_code, const RedisReply&) {});
+  // The run the rooms are numbered on, recorded again when it is gone without a restart (FLUSHALL,
+  // a key deleted): else the next connection's restart check would take the Redis for another run
+  // and drop the rooms' numbering a second time. This connection checked this run at its handshake.
+  if (const std::string& run = redis_.connection().server_run(); !run.empty()) {
+    redis_.command({"SET", std::string(kRunKey), run, "NX"},
+                   [](std::error_code, const RedisReply&) {});
+  }
   redis_.command({"SMEMBERS", std::string(kPods)},
                  [this](std::error_code ec, const RedisReply& reply) {
                    if (ec || stopped_) return;

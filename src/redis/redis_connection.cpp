@@ -471,31 +471,36 @@ void RedisConnection::fail_handshake(std::error_code ec, const RedisReply& reply
 }
 
 // The handshake's last step: INFO server for the run_id, then the check script with it. A server
-// that answers either with an error (an ACL without INFO, a script refused) is used without the
-// check, and the process says so once.
+// that refuses INFO (an ACL without it, a proxy that does not pass it) is used without the check,
+// and the process says so once; any other error (the script refused: NOREPLICAS, READONLY, OOM,
+// BUSY) fails the handshake, and the connection tries again later: numbering on a Redis that may
+// hold older data is what the check is for.
 void RedisConnection::check_restart() {
-  const auto skip = [this](std::string_view why) {
-    static std::atomic<bool> warned{false};
-    if (!warned.exchange(true)) {
-      log_->warn(
-          "redis: cannot check whether Redis restarted ({}): a Redis back with older data (an "
-          "older snapshot, a replica behind) would repeat ids; see OPERATIONS.md",
-          why);
-    }
-    become_ready();
-  };
   const bool sent =
-      handshake_send({"INFO", "server"}, [this, skip](std::error_code ec, const RedisReply& reply) {
-        if (ec && reply.type == RedisReply::Type::error) return skip("INFO: " + reply.str);
+      handshake_send({"INFO", "server"}, [this](std::error_code ec, const RedisReply& reply) {
+        const bool refused = reply.type == RedisReply::Type::error &&
+                             (reply.str.starts_with("NOPERM") ||
+                              reply.str.find("unknown command") != std::string::npos);
+        if (ec && refused) {
+          static std::atomic<bool> warned{false};
+          if (!warned.exchange(true)) {
+            log_->warn(
+                "redis: INFO refused ({}): without it a Redis back with older data (an older "
+                "snapshot, a replica behind) cannot be told from one that kept its data, and ids "
+                "may repeat; see OPERATIONS.md, \"Redis access\"",
+                reply.str);
+          }
+          return become_ready();
+        }
         if (ec) return fail_handshake(ec, reply, "INFO");
-        const std::string run_id = info_field(reply.str, "run_id");
-        if (run_id.empty()) return skip("no run_id in INFO server");
+        std::string run_id = info_field(reply.str, "run_id");
+        if (run_id.empty()) {
+          return fail_handshake(make_error_code(RedisErrc::handshake_failed), {},
+                                "INFO server (no run_id)");
+        }
         const bool checking = handshake_send(
             {"EVAL", options_.restart_check_script, "0", run_id},
-            [this, skip, run_id](std::error_code e, const RedisReply& answer) {
-              if (e && answer.type == RedisReply::Type::error) {
-                return skip("the check script: " + answer.str);
-              }
+            [this, run_id](std::error_code e, const RedisReply& answer) {
               if (e) return fail_handshake(e, answer, "the restart check");
               if (answer.type == RedisReply::Type::integer && answer.integer > 0) {
                 log_->info(
@@ -503,6 +508,7 @@ void RedisConnection::check_restart() {
                     "rooms' numbering dropped (their next messages start a new epoch)",
                     run_id, answer.integer);
               }
+              server_run_ = run_id;
               become_ready();
             });
         if (!checking) fail_handshake(make_error_code(RedisErrc::handshake_failed), {}, "EVAL");

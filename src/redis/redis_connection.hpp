@@ -148,8 +148,8 @@ struct RedisConnectionOptions {
   // When not empty, the last step of the handshake: the connection reads the server's run_id
   // (INFO server) and EVALs this script with it as ARGV[1] before it is ready, so the script runs
   // before any other command of this connection reaches a server that has just (re)started. A
-  // server that refuses INFO (an ACL without it) or the script skips the step, with a warning once
-  // per process.
+  // server that refuses INFO (an ACL without it) is used without the check, with a warning once
+  // per process; an error answer to the script fails the handshake.
   std::string restart_check_script;
 };
 
@@ -208,6 +208,8 @@ class RedisConnection {
   std::chrono::steady_clock::duration oldest_pending_age() const;
   const Stats& stats() const noexcept { return stats_; }
   const RedisConnectionOptions& options() const noexcept { return options_; }
+  // The run_id the restart check last ran with ("" before, or without the check).
+  const std::string& server_run() const noexcept { return server_run_; }
 
  private:
   struct Link;  // one hiredis context and its descriptor; outlives us while hiredis holds it
@@ -239,6 +241,7 @@ class RedisConnection {
   std::uint64_t attempt_ = 0;  // tells a stale resolve or timer completion from the current one
   std::shared_ptr<Link> link_;
   int handshake_left_ = 0;
+  std::string server_run_;
 
   std::size_t pending_ = 0;
   std::size_t pending_bytes_ = 0;

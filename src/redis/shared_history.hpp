@@ -34,6 +34,8 @@ std::string_view gap_script() noexcept;
 // failed over since, or this is the first pod), every room's numbering and history is dropped and
 // the run recorded, atomically. Answers how many rooms were dropped.
 std::string_view restart_check_script() noexcept;
+// Where the run the rooms are numbered on is recorded (the restart check's key).
+inline constexpr std::string_view kRunKey = "realtime:run";
 // The gap script's answer: the stored items (each still ending with its publisher's "pod" field)
 // with their sequence numbers, oldest first; empty when the epoch is no longer the room's.
 std::vector<std::pair<std::uint64_t, std::string_view>> gap_items(const RedisReply& reply);

@@ -41,6 +41,8 @@
 //   room starts a new epoch, so messages published on either pod afterwards reach both pods' members
 //   (none is taken for one already delivered), no id repeats, and a client resuming from the last
 //   message the snapshot knows is told recovered: false (it missed the three after it).
+// - FLUSHALL: the pods record the run again (realtime:run, within a lease renewal), so a reconnect
+//   on the same Redis afterwards keeps the rooms' numbering.
 // - Redis restarted empty (no persistence): the cluster state is written again by the pods, so
 //   GET /api/rooms and /api/rooms/{room}/presence on either pod list every pod's members within 5 s.
 
@@ -451,6 +453,11 @@ test('Redis restarted from an older snapshot: the rooms start a new epoch, so no
   withCluster(2, 'cold', async ({ redis, pods, clients }) => {
     const [a, b] = pods;
     const room = 'cold';
+    // Every connection that numbers messages or reads histories checks the run: the Redis thread's
+    // and one per I/O thread (two here), on each pod.
+    const infoCalls = async () => Number((await redis.cmd('INFO', 'commandstats')).match(/cmdstat_info:calls=(\d+)/)?.[1] ?? 0);
+    const checked = (when) => waitFor(async () => (await infoCalls()) === 6, { timeoutMs: 5000, message: `six connections checked the run ${when}` });
+    await checked('at the start');
     const onA = await connect(a, `/ws/${room}`);
     const onB = await connect(b, `/ws/${room}`);
     clients.push(onA, onB);
@@ -468,6 +475,7 @@ test('Redis restarted from an older snapshot: the rooms start a new epoch, so no
     await redis.restart();
     await waitFor(async () => (await get(a, '/readyz')).status === 200 && (await get(b, '/readyz')).status === 200, { timeoutMs: 10_000, message: 'both pods ready again' });
     await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+    await checked('after the restart');
     // Each pod's members get the messages published on either pod after the restart.
     await send(onB, 7);
     await send(onA, 8);
@@ -483,6 +491,36 @@ test('Redis restarted from an older snapshot: the rooms start a new epoch, so no
     const rec = await resumed.next((m) => m.type === 'system' && m.data?.event === 'recovered', 5000, 'recovered');
     assert.equal(rec.data.recovered, false, `resumed from m3 with ${JSON.stringify(rec.data)}`);
     assert.ok([a, b].some((p) => /rooms' numbering dropped/.test(p.stderr)), 'a pod said it dropped the numbering');
+  }, ['--threads', '2']),
+);
+
+test('the run recorded again after FLUSHALL: a later reconnect on the same Redis drops nothing', { timeout: 30_000 }, () =>
+  withCluster(2, 'crun', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'crun';
+    const onA = await connect(a, `/ws/${room}`);
+    clients.push(onA);
+    await redis.waitNumsub(`realtime:room:${room}`, 1, 5000);
+    const run = await redis.cmd('GET', 'realtime:run');
+    assert.match(run, /^[0-9a-f]{40}$/);
+    await redis.cmd('FLUSHALL');
+    await waitFor(async () => (await redis.cmd('GET', 'realtime:run')) === run, { timeoutMs: 5000, message: 'realtime:run recorded again' });
+    const chat = (n) => (m) => m.type === 'chat' && m.data?.n === n;
+    assert.equal((await publish(b, { room, type: 'chat', data: { n: 1 } })).status, 202);
+    const before = await onA.next(chat(1), 5000, 'n1');
+    const drops = (p) => (p.stderr.match(/rooms' numbering dropped/g) ?? []).length;
+    const dropsBefore = drops(b);
+    const killed = await redis.cmd('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    assert.ok(killed > 0);
+    await waitFor(async () => (await get(b, '/readyz')).status === 200, { timeoutMs: 10_000, message: 'pod b ready again' });
+    await waitFor(async () => {
+      const r = await publish(b, { room, type: 'chat', data: { n: 2 } });
+      return r.status === 202;
+    }, { timeoutMs: 5000, message: 'a publish taken again' });
+    const after = await onA.next(chat(2), 5000, 'n2');
+    const epochOf = (id) => id.slice(0, id.lastIndexOf('-'));
+    assert.equal(epochOf(after.id), epochOf(before.id), `same epoch: ${before.id} then ${after.id}`);
+    assert.equal(drops(b), dropsBefore, 'no numbering dropped at the reconnect');
   }),
 );
 

@@ -277,7 +277,7 @@ TEST(RedisRestartCheck, InfoFieldReadsOneLine) {
 }
 
 // The script runs before the connection is ready, with the server's run_id; a user that may not
-// run INFO connects without it.
+// run INFO connects without it; a script Redis answers with an error fails the handshake.
 TEST(RedisRestartCheck, RunsBeforeTheConnectionIsReadyOrIsSkippedWhenINFOIsRefused) {
   test::RedisServer server;
   auto admin = server.client();
@@ -290,9 +290,11 @@ TEST(RedisRestartCheck, RunsBeforeTheConnectionIsReadyOrIsSkippedWhenINFOIsRefus
   RedisConnection conn(io, options, test_logger());
   bool connected = false;
   conn.set_on_connected([&] { connected = true; });
+  EXPECT_EQ(conn.server_run(), "");
   conn.connect();
   ASSERT_TRUE(run_until(io, [&] { return connected; }));
   EXPECT_EQ(admin.get("seen"), run_id);
+  EXPECT_EQ(conn.server_run(), run_id);
 
   admin.command({"DEL", "seen"});
   admin.command({"ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "+@all", "-info"});
@@ -304,15 +306,14 @@ TEST(RedisRestartCheck, RunsBeforeTheConnectionIsReadyOrIsSkippedWhenINFOIsRefus
   limited.connect();
   ASSERT_TRUE(run_until(io, [&] { return limited_connected; }));
   EXPECT_EQ(admin.get("seen"), "");
+  EXPECT_EQ(limited.server_run(), "");
 
-  // A script Redis refuses (here: an error it raises) is skipped too; a lost connection is not.
+  // NOREPLICAS, READONLY, OOM, BUSY...: not a connection to number on.
   options.url = url_of(server);
-  options.restart_check_script = "return redis.error_reply('no')";
-  RedisConnection refused(io, options, test_logger());
-  bool refused_connected = false;
-  refused.set_on_connected([&] { refused_connected = true; });
-  refused.connect();
-  EXPECT_TRUE(run_until(io, [&] { return refused_connected; }));
+  options.restart_check_script = "return redis.error_reply('NOREPLICAS Not enough good replicas')";
+  const Ended refused = connect_until_it_ends(io, options);
+  EXPECT_EQ(refused.error, make_error_code(RedisErrc::handshake_failed));
+  EXPECT_NE(refused.reason.find("NOREPLICAS"), std::string::npos) << refused.reason;
 }
 
 // --- publish / subscribe ------------------------------------------------------------------------

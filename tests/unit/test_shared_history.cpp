@@ -178,8 +178,6 @@ TEST_F(SharedHistoryRead, SameAsTheWholeHistoryWithASmallHistorySize) {
   expect_same_as_whole(10, 40, true);
 }
 
-// Only a message a pod published ends with its "pod" field; another program's may carry a "pod"
-// key in its data, or none.
 // A run other than the recorded one drops every room's numbering and history, once, and nothing
 // else of the deployment's keys; the recorded run drops nothing.
 TEST(RestartCheck, AnotherRunDropsEveryRoomsNumberingOnce) {
@@ -208,6 +206,8 @@ TEST(RestartCheck, AnotherRunDropsEveryRoomsNumberingOnce) {
   EXPECT_EQ(redis.get("realtime:run"), "run-2");
 }
 
+// Only a message a pod published ends with its "pod" field; another program's may carry a "pod"
+// key in its data, or none.
 TEST(PodField, FoundOnlyWhenItEndsTheEnvelope) {
   const std::string ours = R"({"id":"e-1","type":"chat","data":{"t":1},"pod":"a\"b"})";
   EXPECT_EQ(pod_field_at(ours), ours.find(R"(,"pod":)"));
