@@ -42,17 +42,20 @@ struct HandlerConfig {
   bool auth_required = false;  // every socket must carry a valid JWT
   JwtConfig jwt;               // keys and claims checked; a token is verified whenever present
   std::string api_key;         // required by POST /api/publish as "Bearer <key>" when set
-  std::size_t max_connections = 10000;        // past it: 503 "server at capacity"
-  std::size_t max_connections_per_ip = 0;     // past it: 429; 0 = no cap (behind a proxy, all
-                                              // sockets share its address)
-  std::size_t max_message_bytes = 65536;      // larger client messages: close 1009
-  double rate_limit = 20;                     // messages per second per socket (token bucket)
-  double rate_burst = 40;                     // bucket size
-  std::vector<std::string> allowed_origins;   // empty: same origin only; "*": any
-  std::chrono::seconds ping_interval{25};     // WebSocket ping after this much quiet
-  std::chrono::seconds pong_timeout{60};      // closed when silent this long
-  std::size_t send_queue_bytes = 1U << 20U;   // past it: slow consumer, close 1013
-  std::size_t max_rooms_per_connection = 64;  // join past it: error too_many_rooms
+  std::size_t max_connections = 10000;       // past it: 503 "server at capacity"
+  std::size_t max_connections_per_ip = 0;    // past it: 429; 0 = no cap (behind a proxy, all
+                                             // sockets share its address)
+  std::size_t max_message_bytes = 65536;     // larger client messages: close 1009
+  double rate_limit = 20;                    // messages per second per socket (token bucket)
+  double rate_burst = 40;                    // bucket size
+  std::vector<std::string> allowed_origins;  // empty: same origin only; "*": any
+  std::chrono::seconds ping_interval{25};    // WebSocket ping after this much quiet
+  std::chrono::seconds pong_timeout{60};     // closed when silent this long
+  std::size_t send_queue_bytes = 1U << 20U;  // past it: slow consumer, close 1013
+  // Replays (joins with last_id) may queue up to 16 × send_queue_bytes more; a socket whose queue
+  // is past send_queue_bytes that writes nothing for this long is a slow consumer too.
+  std::chrono::milliseconds replay_stall_timeout{30000};
+  std::size_t max_rooms_per_connection = 64;           // join past it: error too_many_rooms
   std::chrono::milliseconds handshake_timeout{10000};  // per HTTP request read and response written
   std::chrono::milliseconds token_grace{5000};         // after exp before close 4001
 };

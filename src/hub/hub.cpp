@@ -380,12 +380,19 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
           state.history.empty() ? state.next_seq : state.history.front()->seq;
       // Recoverable when the id is from this history and nothing after it has been evicted.
       if (id && id->epoch == state.epoch && id->seq < state.next_seq && id->seq + 1 >= oldest) {
-        result.recovered = true;
+        std::size_t bytes = 0;
         state.history.for_each([&](const FramePtr& frame) {
-          if (frame->seq <= id->seq) return;
-          session.enqueue_replay(frame);
-          ++result.replayed;
+          if (frame->seq > id->seq) bytes += frame->bytes.size();
         });
+        // A replay the socket may not queue (see WsSession::may_replay) is not recovered.
+        result.recovered = session.may_replay(bytes);
+        if (result.recovered) {
+          state.history.for_each([&](const FramePtr& frame) {
+            if (frame->seq <= id->seq) return;
+            session.enqueue_replay(frame);
+            ++result.replayed;
+          });
+        }
       }
     }
     result.room_first = state.members == 0;

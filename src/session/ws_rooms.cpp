@@ -210,14 +210,19 @@ void WsSession::finish_recovery(const std::string& room, std::uint32_t serial,
     after_seq = id->seq;
     epoch_tag = shared_epoch_tag(id->epoch);
   }
+  // A replay the socket may not queue (see may_replay) is not recovered. (Each frame is the JSON
+  // and a header of at most 10 bytes.)
+  std::size_t bytes = 0;
+  for (const auto& message : result.messages) bytes += message.second.size() + 10;
+  const bool recovered = result.recovered && may_replay(bytes);
   std::uint64_t last = after_seq.value_or(0);
-  if (result.recovered && !result.messages.empty()) last = result.messages.back().first;
+  if (recovered && !result.messages.empty()) last = result.messages.back().first;
   // Live again; frames of the shared history up to `last` (in flight, or held behind a gap) are
   // skipped from now on. (A recovery succeeds only in the history its last_id came from.)
-  shard_.set_live(room, this, result.recovered ? last : 0, epoch_tag);
+  shard_.set_live(room, this, recovered ? last : 0, epoch_tag);
   if (state_ != State::open) return;
   std::size_t replayed = 0;
-  if (result.recovered) {
+  if (recovered) {
     for (const auto& [seq, json] : result.messages) {
       enqueue_replay(make_frame_from_json(json, room, seq));
       ++replayed;
@@ -226,12 +231,12 @@ void WsSession::finish_recovery(const std::string& room, std::uint32_t serial,
   // The history was read after this pod's subscription to the room began: what is numbered after
   // its position reaches the socket live (what is numbered up to it and still comes live is sent
   // after this message).
-  send_recovered(room, result.recovered, replayed, result.position);
-  const auto replayed_to = result.recovered ? parse_message_id(result.position) : std::nullopt;
+  send_recovered(room, recovered, replayed, result.position);
+  const auto replayed_to = recovered ? parse_message_id(result.position) : std::nullopt;
   for (const FramePtr& frame : recovery.live) {
     // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0, or
     // numbered by this pod while Redis was away), or of another shared history, are always live.
-    if (!result.recovered || frame->seq == 0 || frame->local_seq || frame->epoch_tag != epoch_tag ||
+    if (!recovered || frame->seq == 0 || frame->local_seq || frame->epoch_tag != epoch_tag ||
         frame->seq > last) {
       // A presence message kept aside names the position it followed; sent after the replay, it
       // is behind the replay's end (a client resuming from it must not get the replay again).

@@ -207,6 +207,11 @@ void WsSession::enqueue_replay(const FramePtr& frame) {
   enqueue(frame);
 }
 
+bool WsSession::may_replay(std::size_t bytes) const noexcept {
+  return std::uint64_t{replay_allowance_} + bytes <=
+         std::uint64_t{kReplayQueueFactor} * handler_->config().send_queue_bytes;
+}
+
 void WsSession::flush() {
   flush_pending_ = false;
   if (write_waiting_ || state_ == State::closed) return;
@@ -242,6 +247,7 @@ void WsSession::flush() {
       finish();
       return;
     }
+    if (state_ == State::open) deadline_ = {};
     replay_allowance_ -=
         static_cast<std::uint32_t>(std::min<std::size_t>(written, replay_allowance_));
     while (written > 0) {
@@ -551,7 +557,7 @@ void WsSession::start_close(std::uint16_t code, std::string_view reason, bool cl
   queued_bytes_ += frame.size();
   queue_.push_back(make_control_frame(std::move(frame)));
   close_after_flush_ = close_after;
-  close_deadline_ = SteadyClock::now() + kCloseTimeout;
+  deadline_ = SteadyClock::now() + kCloseTimeout;
   detach();
   if (!flush_pending_) {
     flush_pending_ = true;
@@ -561,16 +567,27 @@ void WsSession::start_close(std::uint16_t code, std::string_view reason, bool cl
 
 void WsSession::tick(SteadyClock::time_point now) {
   if (lingering_) {
-    if (now >= close_deadline_) release();
+    if (now >= deadline_) release();
     return;
   }
   if (state_ == State::closing) {
-    if (now >= close_deadline_) finish();
+    if (now >= deadline_) finish();
     return;
   }
   if (state_ != State::open) return;
   if (queue_.empty() && queue_.capacity() != 0) std::vector<FramePtr>().swap(queue_);
   const auto& config = handler_->config();
+  if (write_waiting_ && queued_bytes_ > config.send_queue_bytes && !overflowed_) {
+    // Past the queue's bound by a replay's allowance, and the client is not reading: it must have
+    // read something within the stall timeout (flush() clears the deadline on every write), else
+    // it would hold the replay (up to kReplayQueueFactor × the queue) for as long as it stays.
+    if (deadline_ == SteadyClock::time_point{}) {
+      deadline_ = now + config.replay_stall_timeout;
+    } else if (now >= deadline_) {
+      overflow();
+      return;
+    }
+  }
   if (now - last_seen_ >= config.pong_timeout) {
     handler_->metrics().keepalive_closes.fetch_add(1, std::memory_order_relaxed);
     start_close(close_code::going_away, "pong timeout", true);
@@ -643,7 +660,7 @@ void WsSession::linger() {
     return;
   }
   lingering_ = true;
-  close_deadline_ = SteadyClock::now() + kLinger;
+  deadline_ = SteadyClock::now() + kLinger;
   do_read();
 }
 

@@ -64,6 +64,12 @@ class WsSession final : public Connection,
   // client that reads may recover more history than the queue holds), an allowance that shrinks as
   // the socket takes data.
   void enqueue_replay(const FramePtr& frame);
+  // Whether a replay of `bytes` may be queued: the replays not yet written may hold up to
+  // kReplayQueueFactor × --send-queue-bytes. A join whose replay would not fit is answered
+  // recovered: false instead (the client reloads what it missed), so a socket that never reads
+  // holds a bounded queue whatever it joins.
+  bool may_replay(std::size_t bytes) const noexcept;
+  static constexpr std::size_t kReplayQueueFactor = 16;
   // Writes as much of the queue as the socket takes now (on the shard's thread).
   void flush();
   // A live frame of a room whose recovery from the shared history is under way: kept until the
@@ -216,7 +222,9 @@ class WsSession final : public Connection,
   bool handshake_unsent_ = false;  // the HTTP 101 is queued and not wholly written yet
   std::chrono::steady_clock::time_point last_seen_;
   std::chrono::steady_clock::time_point last_ping_;
-  std::chrono::steady_clock::time_point close_deadline_;
+  // Closing or lingering: when to give up. Open: when a socket whose queue is past
+  // --send-queue-bytes (a replay's allowance) must have written something (zero: not waiting).
+  std::chrono::steady_clock::time_point deadline_{};
   std::chrono::steady_clock::time_point last_rate_error_;
   double tokens_;
   std::chrono::steady_clock::time_point tokens_at_;

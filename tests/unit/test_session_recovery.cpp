@@ -11,12 +11,14 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "hub/hub_core.hpp"
 #include "protocol/envelope.hpp"
+#include "realtime/error.hpp"
 #include "support/hub_test_support.hpp"
 
 namespace realtime {
@@ -164,11 +166,11 @@ TEST(SessionRecovery, ARejoinRecoversFromItsOwnLastIdWhicheverAnswerComesFirst) 
 }
 
 TEST(SessionRecovery, LiveFramesKeptDuringARecoveryMayGoPastTheQueueByAnotherRoomsReplay) {
-  HeldPod pod(64 * 1024);
+  HeldPod pod(1 << 20);
   auto client = connect_welcomed(pod.server.port, "/ws");
   ASSERT_TRUE(client);
   // A replay of ~12 MB (more than the kernel's socket buffers take) stays queued while the client
-  // does not read: allowed on top of the 64 KB queue.
+  // does not read: allowed on top of the 1 MB queue (up to 16 times it).
   const std::string pad(60 * 1024, 'x');
   ASSERT_TRUE(client->send_text(join("big", "h-0")));
   ASSERT_TRUE(eventually([&] { return pod.history->pending() == 1; }));
@@ -252,6 +254,79 @@ TEST(SessionRecovery, ALeaveDropsTheRoomsUnsentReplay) {
   // 200 replays of 40 would be 8,000 chats; what the socket buffers took is a few MB (a few
   // hundred chats of 16 KB).
   EXPECT_LT(chats, kJoins * kReplayed / 4) << "replays of a left room were kept";
+}
+
+// Replays may queue up to 16 times --send-queue-bytes: a replay that would take the socket past
+// it is answered recovered: false, with nothing replayed, through the shared history and from the
+// pod's own.
+TEST(SessionRecovery, AReplayPastSixteenTimesTheQueueIsNotRecovered) {
+  HeldPod pod(64 * 1024);  // replays up to 1 MiB
+  auto client = connect_welcomed(pod.server.port, "/ws");
+  ASSERT_TRUE(client);
+  const std::string pad(16 * 1024, 'z');
+  ASSERT_TRUE(client->send_text(join("fits", "h-0")));
+  ASSERT_TRUE(eventually([&] { return pod.history->pending() == 1; }));
+  pod.history->take("h-0")->done(history("fits", 1, 40, pad));  // ~660 KB
+  const Recovered fits = read_until_recovered(*client, "fits");
+  ASSERT_TRUE(fits.recovered);
+  EXPECT_NE(fits.recovered->data.find(R"("recovered":true)"), std::string::npos);
+  EXPECT_EQ(fits.chats.size(), 40U);
+  ASSERT_TRUE(client->send_text(join("past", "h-0")));
+  ASSERT_TRUE(eventually([&] { return pod.history->pending() == 1; }));
+  pod.history->take("h-0")->done(history("past", 1, 70, pad));  // ~1.15 MB
+  const Recovered past = read_until_recovered(*client, "past");
+  ASSERT_TRUE(past.recovered) << "closed";
+  EXPECT_NE(past.recovered->data.find(R"("recovered":false)"), std::string::npos)
+      << past.recovered->data;
+  EXPECT_NE(past.recovered->data.find(R"("replayed":0)"), std::string::npos);
+  EXPECT_TRUE(past.chats.empty());
+  // The room is joined all the same: live traffic reaches the socket.
+  pod.server.hub.broadcast(chat_message("past", "live"));
+  const auto live =
+      client->next_matching([](const Message& m) { return m.type == MessageType::chat; });
+  ASSERT_TRUE(live);
+  EXPECT_NE(live->data.find("live"), std::string::npos) << live->data;
+
+  // The pod's own history (no shared one).
+  HandlerConfig config = fast_config();
+  config.send_queue_bytes = 64 * 1024;
+  Pod local(config, 2);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 70; ++i) ids.push_back(local.hub.broadcast(chat_message("own", pad)));
+  for (const auto& [from, recovered] : {std::pair{std::size_t{29}, true}, {0, false}}) {
+    auto resumed = WsClient::connect(local.port, "/ws/own?last_id=" + ids[from]);
+    ASSERT_TRUE(resumed);
+    const Recovered got = read_until_recovered(*resumed, "own");
+    ASSERT_TRUE(got.recovered) << "closed";
+    EXPECT_NE(got.recovered->data.find(recovered ? R"("recovered":true)" : R"("recovered":false)"),
+              std::string::npos)
+        << got.recovered->data;
+    EXPECT_EQ(got.chats.size(), recovered ? 69 - from : 0U);
+  }
+}
+
+// A socket past its queue's bound by a replay must go on reading: one that reads nothing for the
+// stall timeout is closed as a slow consumer (1013), so it cannot hold its replay for good.
+TEST(SessionRecovery, ASocketThatStopsReadingDuringAReplayIsClosed) {
+  HandlerConfig config = HeldPod::config(1 << 20);
+  config.replay_stall_timeout = 1s;
+  std::shared_ptr<HeldHistory> held;
+  Pod pod(config, 2, [&](Hub& hub) {
+    held = std::make_shared<HeldHistory>(hub);
+    return held;
+  });
+  auto client = connect_welcomed(pod.port, "/ws");
+  ASSERT_TRUE(client);
+  // Two replays of ~8 MB: more than the kernel's socket buffers take, within 16 MB of replays.
+  const std::string pad(80 * 1024, 'w');
+  for (const std::string room : {"one", "two"}) {
+    ASSERT_TRUE(client->send_text(join(room, "h-0")));
+    ASSERT_TRUE(eventually([&] { return held->pending() == 1; }));
+    held->take("h-0")->done(history(room, 1, 100, pad));
+  }
+  std::this_thread::sleep_for(3s);  // past the stall timeout and a tick of the keepalive sweep
+  EXPECT_EQ(client->wait_close(), std::optional<std::uint16_t>(close_code::try_again_later));
+  EXPECT_LT(client->texts_received(), 200U) << "the whole replay reached the client";
 }
 
 }  // namespace
