@@ -32,9 +32,9 @@ HttpResponse text(unsigned status, std::string body, std::string content_type = 
   return response;
 }
 
-// Validates a publish request; on success returns nullopt and fills msg and user.
-std::optional<HttpResponse> check_publish(HandlerCore& handler, const HttpRequest& request,
-                                          Message& msg, std::string& user) {
+// What the headers of a publish request decide: the method, the Origin, the API key.
+std::optional<HttpResponse> check_publish_headers(HandlerCore& handler,
+                                                  const HttpRequest& request) {
   if (request.method != "POST") {
     auto response = json_error(405, "use POST");
     response.headers.emplace_back("Allow", "POST");
@@ -55,6 +55,13 @@ std::optional<HttpResponse> check_publish(HandlerCore& handler, const HttpReques
       return response;
     }
   }
+  return std::nullopt;
+}
+
+// Validates a publish request; on success returns nullopt and fills msg and user.
+std::optional<HttpResponse> check_publish(HandlerCore& handler, const HttpRequest& request,
+                                          Message& msg, std::string& user) {
+  if (auto refused = check_publish_headers(handler, request)) return refused;
   // Shutting down: the sockets are being closed, so a message taken now would reach nobody here.
   if (!handler.accepting()) return json_error(503, "shutting down");
   if (request.body.size() > handler.config().max_message_bytes) {
@@ -175,6 +182,14 @@ HttpResponse json_error(unsigned status, std::string_view text) {
   protocol::append_json_string(response.body, text);
   response.body += '}';
   return response;
+}
+
+bool takes_body(std::string_view target) {
+  return protocol::split_target(target).path == "/api/publish";
+}
+
+std::optional<HttpResponse> refuse_before_body(HandlerCore& handler, const HttpRequest& request) {
+  return check_publish_headers(handler, request);
 }
 
 void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,6 +46,13 @@ HttpResponse json_error(unsigned status, std::string_view text);
 // called once, at once or later from another thread (cluster-wide answers come from Redis).
 using Responder = std::function<void(HttpResponse)>;
 void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond);
+// Whether a request to this target uses its body (POST /api/publish); the others are answered
+// without reading it.
+bool takes_body(std::string_view target);
+// A publish, its headers read (request.body empty): the answer when they decide it already (the
+// method, a refused Origin, a missing or wrong API key), so that no body is buffered for a request
+// that will be refused; nullopt: read the body.
+std::optional<HttpResponse> refuse_before_body(HandlerCore& handler, const HttpRequest& request);
 
 // The embedded files (generated from web/index.html and clients/js/realtime-client.js).
 std::string_view chat_page_html() noexcept;

@@ -1,8 +1,11 @@
 // HTTP on an accepted socket: requests for the API, and the WebSocket upgrade of /ws and
 // /ws/{room}. The one translation unit that includes Beast (HTTP parsing and serialising only;
 // WebSocket framing is the project's own, see src/protocol/ws_frame.hpp and docs/ARCHITECTURE.md).
+#include <algorithm>
 #include <array>
+#include <list>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include <boost/asio/steady_timer.hpp>
@@ -88,7 +91,8 @@ bool framing_is_safe(const http::request<http::string_body>& req) {
   return beast::iequals(last, "chunked");
 }
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+class HttpSession final : public std::enable_shared_from_this<HttpSession>,
+                          public Shard::HttpWaiter {
  public:
   HttpSession(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSocket socket)
       : handler_(std::move(handler)),
@@ -97,18 +101,85 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         timer_(shard.context()) {
     buffer_.max_size(kReadBufferLimit);
   }
+  ~HttpSession() override { stop_waiting(); }
+  HttpSession(const HttpSession&) = delete;
+  HttpSession(HttpSession&&) = delete;
+  HttpSession& operator=(const HttpSession&) = delete;
+  HttpSession& operator=(HttpSession&&) = delete;
 
   void start() { do_read(); }
 
+  // The longest waiting of too many connections reading a request: closed (its pending read
+  // fails, and the session ends).
+  void evict() override {
+    stop_waiting();
+    timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  }
+
  private:
+  // The headers first: what they decide (an upgrade, a refusal) needs no body buffered.
   void do_read() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(handler_->config().max_message_bytes + 1);
     arm_deadline(handler_->config().handshake_timeout);
-    http::async_read(
+    start_waiting();
+    http::async_read_header(
         socket_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  // Among the shard's connections reading a request, this one now the newest; the oldest closed
+  // when there would be more than this thread's share of HandlerConfig::max_http_waiting.
+  void start_waiting() {
+    auto& waiting = shard_.http_waiting();
+    if (waiting_at_) {
+      waiting.splice(waiting.end(), waiting, *waiting_at_);
+      return;
+    }
+    const std::size_t cap = std::max<std::size_t>(
+        1, handler_->config().max_http_waiting / handler_->core().shard_count());
+    while (waiting.size() >= cap) waiting.front()->evict();
+    waiting_at_ = waiting.insert(waiting.end(), this);
+  }
+  void stop_waiting() noexcept {
+    if (!waiting_at_) return;
+    shard_.http_waiting().erase(*waiting_at_);
+    waiting_at_.reset();
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec || parser_->is_done()) return on_read(ec);
+    // A body follows. An upgrade takes none; a request its headers refuse is answered without it.
+    const auto& req = parser_->get();
+    if (!framing_is_safe(req)) return on_read(ec);  // refused there
+    const auto target = protocol::parse_ws_target(std::string_view(req.target()));
+    if (target.kind != protocol::WsTarget::Kind::not_ws) {
+      handler_->metrics().reject(RejectReason::bad_request);
+      return fail(400, "a WebSocket upgrade has no body");
+    }
+    // Answered without reading the body, which then ends the connection (it is never parsed).
+    if (!takes_body(std::string_view(req.target()))) return serve_api(req, false);
+    if (auto refused = refuse_before_body(*handler_, headers_of(req))) {
+      return respond(std::move(*refused), false, false);
+    }
+    http::async_read(socket_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code read_ec, std::size_t) {
+                       self->on_read(read_ec);
+                     });
+  }
+
+  static HttpRequest headers_of(const http::request<http::string_body>& req) {
+    HttpRequest request;
+    request.method = std::string_view(req.method_string());
+    request.target = std::string_view(req.target());
+    request.body = req.body();
+    request.authorization = std::string_view(req[http::field::authorization]);
+    request.origin = std::string_view(req[http::field::origin]);
+    request.host = std::string_view(req[http::field::host]);
+    return request;
   }
 
   // Closes the socket if the pending read or write has not finished within `timeout` (whatever
@@ -127,6 +198,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void on_read(beast::error_code ec) {
+    stop_waiting();
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) return close();
     if (ec == http::error::header_limit) return fail(431, "request header fields too large");
     if (ec == http::error::body_limit) return fail(413, "body too large");
@@ -151,16 +223,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     upgrade(req, target);
   }
 
-  void serve_api(const http::request<http::string_body>& req) {
-    HttpRequest request;
-    request.method = std::string_view(req.method_string());
-    request.target = std::string_view(req.target());
-    request.body = req.body();
-    request.authorization = std::string_view(req[http::field::authorization]);
-    request.origin = std::string_view(req[http::field::origin]);
-    request.host = std::string_view(req[http::field::host]);
+  void serve_api(const http::request<http::string_body>& req, bool may_keep_alive = true) {
+    stop_waiting();
+    timer_.cancel();
+    const HttpRequest request = headers_of(req);
     const bool head = req.method() == http::verb::head;
-    const bool keep_alive = req.keep_alive();
+    const bool keep_alive = may_keep_alive && req.keep_alive();
     handle_api(*handler_, request,
                [self = shared_from_this(), keep_alive, head](HttpResponse response) {
                  // The answer may come from another thread (a Redis reply): continue on this
@@ -363,6 +431,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void close() {
+    stop_waiting();
     timer_.cancel();
     boost::system::error_code ec;
     socket_.shutdown(TcpSocket::shutdown_send, ec);
@@ -376,6 +445,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::array<char, 512> drain_buffer_{};
+  std::optional<std::list<Shard::HttpWaiter*>::iterator> waiting_at_;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -115,6 +116,24 @@ class Shard {
   void start_sweep(std::chrono::milliseconds period);
   void stop_sweep();
 
+  // A connection of this thread that is reading an HTTP request (before its upgrade, or between a
+  // keep-alive connection's requests). http_session.cpp keeps them in http_waiting(), the one
+  // that has waited longest first, and has the oldest evict() itself (close) when a new one would
+  // pass HandlerConfig::max_http_waiting: descriptors held by silent or slow clients are bounded.
+  class HttpWaiter {
+   public:
+    virtual ~HttpWaiter() = default;
+    virtual void evict() = 0;
+
+   protected:
+    HttpWaiter() = default;
+    HttpWaiter(const HttpWaiter&) = default;
+    HttpWaiter(HttpWaiter&&) = default;
+    HttpWaiter& operator=(const HttpWaiter&) = default;
+    HttpWaiter& operator=(HttpWaiter&&) = default;
+  };
+  std::list<HttpWaiter*>& http_waiting() noexcept { return http_waiting_; }
+
  private:
   struct Member {
     WsSession* session;
@@ -136,6 +155,8 @@ class Shard {
 
   HubCore& hub_;
   unsigned index_;
+  // Before context_: connections destroyed with the loop's pending handlers still leave it.
+  std::list<HttpWaiter*> http_waiting_;
   boost::asio::io_context context_;
   boost::asio::steady_timer sweep_timer_;
   std::chrono::milliseconds sweep_period_{1000};

@@ -1,0 +1,131 @@
+// Connections before their upgrade: those still reading a request are capped (the one that has
+// waited longest is closed for a new one), an upgrade carries no body, and a publish its headers
+// refuse is answered without its body being read.
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "support/hub_test_support.hpp"
+
+namespace realtime {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace realtime::testing;
+
+// A plain TCP connection to the server, for requests a WebSocket client would never send.
+class RawSocket {
+ public:
+  explicit RawSocket(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ =
+        fd_ >= 0 && ::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawSocket() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+
+  bool connected() const noexcept { return connected_; }
+  bool send(std::string_view bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  // What arrives within `timeout` until the server closes the connection (or the time is up), and
+  // whether it closed.
+  std::pair<std::string, bool> read_until_closed(std::chrono::milliseconds timeout) {
+    std::string got;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) return {got, false};
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return {got, false};
+      char buffer[4096];
+      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) return {got, true};
+      got.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+TEST(HttpWaiting, TheLongestWaitingSilentConnectionMakesRoomForANewOne) {
+  HandlerConfig config = fast_config();
+  config.max_http_waiting = 4;  // 2 on each of the 2 threads
+  Pod pod(config, 2);
+  std::vector<std::unique_ptr<RawSocket>> silent;
+  for (int i = 0; i < 8; ++i) {
+    silent.push_back(std::make_unique<RawSocket>(pod.port));
+    ASSERT_TRUE(silent.back()->connected());
+  }
+  // Each thread keeps its 2 newest: the 4 oldest are closed, long before the handshake timeout.
+  std::size_t closed = 0;
+  for (int i = 0; i < 4; ++i) closed += silent[i]->read_until_closed(3s).second ? 1 : 0;
+  EXPECT_EQ(closed, 4U);
+  // A client that sends its request is served (and closes one more of the silent ones).
+  auto client = connect_welcomed(pod.port, "/ws/room");
+  ASSERT_TRUE(client);
+}
+
+TEST(HttpBodies, AnUpgradeWithABodyIsRefused) {
+  Pod pod;
+  RawSocket raw(pod.port);
+  ASSERT_TRUE(raw.connected());
+  ASSERT_TRUE(raw.send(
+      "GET /ws/room HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Content-Length: 60000\r\n\r\n"));
+  const auto [answer, closed] = raw.read_until_closed(3s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 400")) << answer;
+  EXPECT_TRUE(closed);
+}
+
+// With --api-key, a publish without it is refused from its headers: its body (announced, never
+// sent here) is not waited for, nor buffered.
+TEST(HttpBodies, APublishRefusedByItsHeadersIsAnsweredWithoutItsBody) {
+  HandlerConfig config = fast_config();
+  config.api_key = "the-key";
+  Pod pod(config, 2);
+  for (const std::string& headers :
+       {std::string("Content-Length: 60000\r\n"),
+        std::string("Authorization: Bearer wrong\r\nContent-Length: 60000\r\n"),
+        std::string("Origin: http://elsewhere.example\r\nAuthorization: Bearer the-key\r\n"
+                    "Content-Length: 60000\r\n")}) {
+    RawSocket raw(pod.port);
+    ASSERT_TRUE(raw.connected());
+    ASSERT_TRUE(raw.send("POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + "\r\n"));
+    const auto [answer, closed] = raw.read_until_closed(3s);
+    const bool refused = answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 403");
+    EXPECT_TRUE(refused) << headers << answer;
+    EXPECT_TRUE(closed) << headers;
+  }
+  // The key and a whole body: taken.
+  RawSocket raw(pod.port);
+  const std::string body = R"({"room":"r","text":"hi"})";
+  ASSERT_TRUE(
+      raw.send("POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+               "Authorization: Bearer the-key\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body));
+  const auto [answer, closed] = raw.read_until_closed(3s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 202")) << answer;
+}
+
+}  // namespace
+}  // namespace realtime
