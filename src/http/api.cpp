@@ -188,6 +188,38 @@ bool takes_body(std::string_view target) {
   return protocol::split_target(target).path == "/api/publish";
 }
 
+void RoomsAnswer::get(Broadcaster& broadcaster, Done done) {
+  {
+    std::unique_lock lock(mutex_);
+    if (body_ && std::chrono::steady_clock::now() - made_at_ < kFresh) {
+      auto body = body_;
+      lock.unlock();
+      return done(std::move(body));
+    }
+    waiting_.push_back(std::move(done));
+    // One query at a time; one that has not been answered for a while is taken for lost (a
+    // broadcaster that dropped it), and asked again.
+    const auto now = std::chrono::steady_clock::now();
+    if (in_flight_ && now - asked_at_ < kLost) return;
+    in_flight_ = true;
+    asked_at_ = now;
+  }
+  // (The answer may come at once, on this thread: no lock is held across the query.)
+  broadcaster.query_rooms([this](const std::vector<RoomCount>& rooms) {
+    auto body = std::make_shared<const std::string>(std::move(rooms_body(rooms).body));
+    std::vector<Done> waiting;
+    {
+      const std::lock_guard lock(mutex_);
+      // A small answer costs little to make again: only a large one is reused.
+      body_ = body->size() >= kReusedFrom ? body : nullptr;
+      made_at_ = std::chrono::steady_clock::now();
+      in_flight_ = false;
+      waiting.swap(waiting_);
+    }
+    for (Done& answer : waiting) answer(body);
+  });
+}
+
 std::optional<HttpResponse> refuse_before_body(HandlerCore& handler, const HttpRequest& request) {
   return check_publish_headers(handler, request);
 }
@@ -211,8 +243,12 @@ void handle_api(HandlerCore& handler, const HttpRequest& request, const Responde
   }
   if (page) return respond(std::move(*page));
   if (!presence) {
-    handler.broadcaster().query_rooms(
-        [respond](const std::vector<RoomCount>& rooms) { respond(rooms_body(rooms)); });
+    handler.rooms_answer().get(handler.broadcaster(),
+                               [respond](std::shared_ptr<const std::string> body) {
+                                 HttpResponse response;
+                                 response.shared_body = std::move(body);
+                                 respond(std::move(response));
+                               });
     return;
   }
   auto room = protocol::percent_decode(path.substr(kRoomsPrefix.size(), path.size() - kAffixes));

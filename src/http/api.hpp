@@ -1,7 +1,10 @@
 // The HTTP API of a pod, free of Beast: a parsed request in, a response out.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -10,6 +13,7 @@
 
 namespace realtime {
 struct HandlerConfig;
+class Broadcaster;
 }  // namespace realtime
 
 namespace realtime::detail {
@@ -29,7 +33,32 @@ struct HttpResponse {
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Instead of body: one answer shared by several responses (held once, however many clients
+  // are sent it).
+  std::shared_ptr<const std::string> shared_body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+// GET /api/rooms for every client at once: requests that come while an answer is being made wait
+// for it (one query in flight), and an answer of kReusedFrom bytes or more serves the requests of
+// the next second too, so the list of every room of the cluster (megabytes with tens of thousands
+// of rooms) is built at most once a second and held once however many clients read it; a small
+// one (a few thousand rooms) is made for each request, as fresh as can be. Thread-safe.
+class RoomsAnswer {
+ public:
+  static constexpr std::size_t kReusedFrom = std::size_t{64} * 1024;
+  static constexpr std::chrono::seconds kFresh{1};
+  static constexpr std::chrono::seconds kLost{5};
+  using Done = std::function<void(std::shared_ptr<const std::string>)>;
+  void get(Broadcaster& broadcaster, Done done);
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<const std::string> body_;  // guarded by mutex_, as the rest
+  std::chrono::steady_clock::time_point made_at_{};
+  bool in_flight_ = false;
+  std::chrono::steady_clock::time_point asked_at_{};
+  std::vector<Done> waiting_;
 };
 
 // Whether a request with this Origin (empty: none, so not a browser) may open a socket or publish:

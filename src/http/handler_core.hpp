@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <spdlog/logger.h>
 
+#include "http/api.hpp"
 #include "hub/hub_core.hpp"
 #include "realtime/auth.hpp"
 #include "realtime/broadcaster.hpp"
@@ -46,6 +47,7 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   bool try_reserve_ip(const boost::asio::ip::address& address);
   void release_ip(const boost::asio::ip::address& address);
   bool accepting() const noexcept { return accepting_.load(std::memory_order_relaxed); }
+  RoomsAnswer& rooms_answer() noexcept { return rooms_answer_; }
 
   std::error_code listen(const std::string& host, std::uint16_t port);
   std::uint16_t port() const noexcept;
@@ -65,6 +67,7 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   std::unordered_map<std::string, std::size_t> per_ip_;  // guarded by ip_mutex_
   mutable std::mutex listener_mutex_;
   std::shared_ptr<Listener> listener_;
+  RoomsAnswer rooms_answer_;
 };
 
 // Starts serving HTTP on an accepted socket (on the socket's shard thread). In http_session.cpp,

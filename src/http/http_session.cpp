@@ -385,25 +385,29 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   }
 
   void respond(HttpResponse response, bool keep_alive, bool head) {
-    auto res = std::make_shared<http::response<http::string_body>>(
+    // The body is held until written: shared with other responses, or this one's own.
+    std::shared_ptr<const std::string> body =
+        response.shared_body ? std::move(response.shared_body)
+                             : std::make_shared<const std::string>(std::move(response.body));
+    auto res = std::make_shared<http::response<http::span_body<const char>>>(
         static_cast<http::status>(response.status), 11);
     res->set(http::field::server, "realtime");
     res->set(http::field::content_type, response.content_type);
     res->set(http::field::cache_control, "no-store");
     for (auto& [name, value] : response.headers) res->set(name, value);
     res->keep_alive(keep_alive);
-    const std::size_t length = response.body.size();
-    if (!head) res->body() = std::move(response.body);
-    res->content_length(length);
+    if (!head) res->body() = {body->data(), body->size()};
+    res->content_length(body->size());
     // The client has the handshake timeout to take each response, as it had to send the request:
     // one that stops reading (say, pipelining requests for the client file without reading the
     // answers) would otherwise hold the socket forever, and plain HTTP sockets count against no
-    // connection limit. The largest responses (the chat page, the client file: tens of KiB) fit
-    // the socket buffers at once, so a client that reads is far inside it.
+    // connection limit. The chat page and the client file (tens of KiB) fit the socket buffers
+    // at once, so a client that reads is far inside it; a large room list is one string shared by
+    // every response that sends it (RoomsAnswer).
     arm_deadline(handler_->config().handshake_timeout);
     http::async_write(
         socket_, *res,
-        [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
+        [self = shared_from_this(), res, body, keep_alive](beast::error_code ec, std::size_t) {
           if (ec) return self->close();
           if (!keep_alive) return self->linger_close();
           self->do_read();

@@ -1,6 +1,7 @@
 // Connections before their upgrade: those still reading a request are capped (the one that has
 // waited longest is closed for a new one), an upgrade carries no body, and a publish its headers
-// refuse is answered without its body being read.
+// refuse is answered without its body being read. And GET /api/rooms, made once for the requests
+// that wait for it.
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http/api.hpp"
 #include "support/hub_test_support.hpp"
 
 namespace realtime {
@@ -125,6 +127,49 @@ TEST(HttpBodies, APublishRefusedByItsHeadersIsAnsweredWithoutItsBody) {
                std::to_string(body.size()) + "\r\n\r\n" + body));
   const auto [answer, closed] = raw.read_until_closed(3s);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 202")) << answer;
+}
+
+// A broadcaster whose room lists wait until the test answers them.
+class HeldRooms final : public LocalForwarding {
+ public:
+  using LocalForwarding::LocalForwarding;
+  void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
+    asked.push_back(std::move(done));
+  }
+  std::vector<std::function<void(std::vector<RoomCount>)>> asked;
+};
+
+std::vector<RoomCount> rooms_of(std::size_t n) {
+  std::vector<RoomCount> rooms;
+  for (std::size_t i = 0; i < n; ++i) rooms.push_back({"room-" + std::to_string(i), 1});
+  return rooms;
+}
+
+// GET /api/rooms: the requests that come while a list is being made share it (one query, one
+// string however many clients are sent it), and a large list serves the next second's requests.
+TEST(RoomsAnswer, OneQueryAndOneBodyForEveryWaitingRequestAndALargeOneReused) {
+  Hub hub(HubOptions{1, 100, "rooms-test"});
+  HeldRooms rooms(hub);
+  detail::RoomsAnswer answer;
+  std::vector<std::shared_ptr<const std::string>> bodies;
+  const auto keep = [&](std::shared_ptr<const std::string> body) { bodies.push_back(body); };
+  for (int i = 0; i < 100; ++i) answer.get(rooms, keep);
+  ASSERT_EQ(rooms.asked.size(), 1U);
+  rooms.asked[0](rooms_of(5000));  // ~130 KB
+  ASSERT_EQ(bodies.size(), 100U);
+  for (const auto& body : bodies) EXPECT_EQ(body.get(), bodies[0].get());
+  EXPECT_GE(bodies[0]->size(), detail::RoomsAnswer::kReusedFrom);
+  answer.get(rooms, keep);  // within the second: the same answer, no query
+  EXPECT_EQ(rooms.asked.size(), 1U);
+  EXPECT_EQ(bodies.back().get(), bodies[0].get());
+
+  // A small list is made again for the next request.
+  detail::RoomsAnswer small;
+  small.get(rooms, keep);
+  ASSERT_EQ(rooms.asked.size(), 2U);
+  rooms.asked[1](rooms_of(3));
+  small.get(rooms, keep);
+  EXPECT_EQ(rooms.asked.size(), 3U);
 }
 
 }  // namespace
