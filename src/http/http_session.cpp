@@ -165,6 +165,21 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     if (auto refused = refuse_before_body(*handler_, headers_of(req))) {
       return respond(std::move(*refused), false, false);
     }
+    // A client that asked to be told before it sends the body (curl does for larger ones) is told
+    // at once, instead of waiting out its own timeout (a second for curl).
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
+                          if (write_ec) return self->close();
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(socket_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code read_ec, std::size_t) {
                        self->on_read(read_ec);

@@ -118,6 +118,21 @@ TEST(HttpBodies, APublishRefusedByItsHeadersIsAnsweredWithoutItsBody) {
     EXPECT_TRUE(refused) << headers << answer;
     EXPECT_TRUE(closed) << headers;
   }
+  // With Expect: 100-continue, the client is told to go on before it sends the body.
+  {
+    RawSocket expecting(pod.port);
+    const std::string body = R"({"room":"r","text":"expecting"})";
+    ASSERT_TRUE(
+        expecting.send("POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                       "Authorization: Bearer the-key\r\nExpect: 100-continue\r\nContent-Length: " +
+                       std::to_string(body.size()) + "\r\n\r\n"));
+    const auto [interim, closed] = expecting.read_until_closed(500ms);
+    EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    EXPECT_FALSE(closed);
+    ASSERT_TRUE(expecting.send(body));
+    const auto [answer, done] = expecting.read_until_closed(3s);
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 202")) << answer;
+  }
   // The key and a whole body: taken.
   RawSocket raw(pod.port);
   const std::string body = R"({"room":"r","text":"hi"})";
