@@ -53,7 +53,7 @@ struct HandlerConfig {
   std::chrono::seconds pong_timeout{60};     // closed when silent this long
   std::size_t send_queue_bytes = 1U << 20U;  // past it: slow consumer, close 1013
   // Replays (joins with last_id) may queue up to 16 × send_queue_bytes more; a socket whose queue
-  // is past send_queue_bytes that writes nothing for this long is a slow consumer too.
+  // is past send_queue_bytes and whose client takes nothing for this long is a slow consumer too.
   std::chrono::milliseconds replay_stall_timeout{30000};
   std::size_t max_rooms_per_connection = 64;           // join past it: error too_many_rooms
   std::chrono::milliseconds handshake_timeout{10000};  // per HTTP request read and response written

@@ -32,7 +32,7 @@ HttpResponse text(unsigned status, std::string body, std::string content_type = 
   return response;
 }
 
-// What the headers of a publish request decide: the method, the Origin, the API key.
+// What the headers of a publish request decide: the method, the Origin, the API key, a stop.
 std::optional<HttpResponse> check_publish_headers(HandlerCore& handler,
                                                   const HttpRequest& request) {
   if (request.method != "POST") {
@@ -55,6 +55,8 @@ std::optional<HttpResponse> check_publish_headers(HandlerCore& handler,
       return response;
     }
   }
+  // Shutting down: the sockets are being closed, so a message taken now would reach nobody here.
+  if (!handler.accepting()) return json_error(503, "shutting down");
   return std::nullopt;
 }
 
@@ -62,8 +64,6 @@ std::optional<HttpResponse> check_publish_headers(HandlerCore& handler,
 std::optional<HttpResponse> check_publish(HandlerCore& handler, const HttpRequest& request,
                                           Message& msg, std::string& user) {
   if (auto refused = check_publish_headers(handler, request)) return refused;
-  // Shutting down: the sockets are being closed, so a message taken now would reach nobody here.
-  if (!handler.accepting()) return json_error(503, "shutting down");
   if (request.body.size() > handler.config().max_message_bytes) {
     return json_error(413, "body larger than --max-message-bytes");
   }

@@ -151,6 +151,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   }
 
   void on_header(beast::error_code ec) {
+    if (!socket_.is_open()) return close();  // evicted after the read completed
     if (ec || parser_->is_done()) return on_read(ec);
     // A body follows. An upgrade takes none; a request its headers refuse is answered without it.
     const auto& req = parser_->get();
@@ -163,11 +164,12 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     // Answered without reading the body, which then ends the connection (it is never parsed).
     if (!takes_body(std::string_view(req.target()))) return serve_api(req, false);
     if (auto refused = refuse_before_body(*handler_, headers_of(req))) {
-      return respond(std::move(*refused), false, false);
+      return respond(std::move(*refused), false, req.method() == http::verb::head);
     }
     // A client that asked to be told before it sends the body (curl does for larger ones) is told
-    // at once, instead of waiting out its own timeout (a second for curl).
-    if (beast::iequals(req[http::field::expect], "100-continue")) {
+    // at once, instead of waiting out its own timeout (a second for curl). HTTP/1.1 only (RFC 9110
+    // 10.1.1: never to an HTTP/1.0 client).
+    if (req.version() == 11 && beast::iequals(req[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
                         [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
@@ -214,6 +216,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
 
   void on_read(beast::error_code ec) {
     stop_waiting();
+    if (!socket_.is_open()) return close();  // evicted after the read completed
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) return close();
     if (ec == http::error::header_limit) return fail(431, "request header fields too large");
     if (ec == http::error::body_limit) return fail(413, "body too large");
@@ -400,6 +403,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   }
 
   void respond(HttpResponse response, bool keep_alive, bool head) {
+    stop_waiting();  // (a refusal may come before the whole request was read)
     // The body is held until written: shared with other responses, or this one's own.
     std::shared_ptr<const std::string> body =
         response.shared_body ? std::move(response.shared_body)

@@ -8,6 +8,8 @@
 
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 #include "http/handler_core.hpp"
 #include "hub/hub_core.hpp"
@@ -208,8 +210,17 @@ void WsSession::enqueue_replay(const FramePtr& frame) {
 }
 
 bool WsSession::may_replay(std::size_t bytes) const noexcept {
-  return std::uint64_t{replay_allowance_} + bytes <=
-         std::uint64_t{kReplayQueueFactor} * handler_->config().send_queue_bytes;
+  // (The allowance is 32 bits: so is its bound, whatever --send-queue-bytes.)
+  const std::uint64_t bound = std::min<std::uint64_t>(
+      std::uint64_t{kReplayQueueFactor} * handler_->config().send_queue_bytes,
+      std::numeric_limits<std::uint32_t>::max());
+  return std::uint64_t{replay_allowance_} + bytes <= bound;
+}
+
+std::uint32_t WsSession::kernel_send_queue() noexcept {
+  int queued = 0;
+  if (::ioctl(socket_.native_handle(), SIOCOUTQ, &queued) != 0 || queued < 0) return 0;
+  return static_cast<std::uint32_t>(queued);
 }
 
 void WsSession::flush() {
@@ -578,15 +589,22 @@ void WsSession::tick(SteadyClock::time_point now) {
   if (queue_.empty() && queue_.capacity() != 0) std::vector<FramePtr>().swap(queue_);
   const auto& config = handler_->config();
   if (write_waiting_ && queued_bytes_ > config.send_queue_bytes && !overflowed_) {
-    // Past the queue's bound by a replay's allowance, and the client is not reading: it must have
-    // read something within the stall timeout (flush() clears the deadline on every write), else
-    // it would hold the replay (up to kReplayQueueFactor × the queue) for as long as it stays.
-    if (deadline_ == SteadyClock::time_point{}) {
+    // Past the queue's bound by a replay's allowance, and waiting for the socket: the client must
+    // take something within the stall timeout, else it would hold the replay (up to
+    // kReplayQueueFactor × the queue) for as long as it stays. What it takes shows as the kernel's
+    // send queue going down (a write of ours, in flush(), clears the deadline too): a socket is
+    // reported writable only once about a third of its send buffer has drained, which takes a
+    // client reading slowly longer than the timeout.
+    const std::uint32_t kernel = kernel_send_queue();
+    if (deadline_ == SteadyClock::time_point{} || kernel < kernel_queued_) {
       deadline_ = now + config.replay_stall_timeout;
+      kernel_queued_ = kernel;
     } else if (now >= deadline_) {
       overflow();
       return;
     }
+  } else {
+    deadline_ = {};  // nothing to wait for (a leave may have taken the queue back under its bound)
   }
   if (now - last_seen_ >= config.pong_timeout) {
     handler_->metrics().keepalive_closes.fetch_add(1, std::memory_order_relaxed);

@@ -118,6 +118,8 @@ class WsSession final : public Connection,
   FramePtr send_direct(Message msg);
   // Slow consumer: refuses further frames, counts what waits as dropped, closes with 1013.
   void overflow();
+  // What the kernel holds of this socket's output, unsent or not acknowledged (0 if unknown).
+  std::uint32_t kernel_send_queue() noexcept;
   void send_error(std::string_view code, std::string_view text, std::string_view room = {});
   bool take_token();
   // Takes a token for a client message; without one the message is dropped and counted, and the
@@ -200,6 +202,10 @@ class WsSession final : public Connection,
   // hub counts it in each room of the socket (HubCore::join, leave, set_status).
   PresenceStatus status_ = PresenceStatus::online;
   std::uint32_t replay_allowance_ = 0;  // see enqueue_replay()
+  // While the stall deadline runs (deadline_ while open): the bytes the kernel still held to send
+  // when the client last took some (SIOCOUTQ), so that its reading counts as progress though no
+  // write of ours could follow it yet.
+  std::uint32_t kernel_queued_ = 0;
   // The last replay queued: frames created before it are not sampled for the broadcast latency.
   std::chrono::steady_clock::time_point replay_at_{};
 

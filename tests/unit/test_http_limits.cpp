@@ -81,6 +81,7 @@ TEST(HttpWaiting, TheLongestWaitingSilentConnectionMakesRoomForANewOne) {
   std::size_t closed = 0;
   for (int i = 0; i < 4; ++i) closed += silent[i]->read_until_closed(3s).second ? 1 : 0;
   EXPECT_EQ(closed, 4U);
+  for (int i = 4; i < 8; ++i) EXPECT_FALSE(silent[i]->read_until_closed(200ms).second) << i;
   // A client that sends its request is served (and closes one more of the silent ones).
   auto client = connect_welcomed(pod.port, "/ws/room");
   ASSERT_TRUE(client);
@@ -117,6 +118,15 @@ TEST(HttpBodies, APublishRefusedByItsHeadersIsAnsweredWithoutItsBody) {
     const bool refused = answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 403");
     EXPECT_TRUE(refused) << headers << answer;
     EXPECT_TRUE(closed) << headers;
+  }
+  // HEAD gets the refusal's headers alone.
+  {
+    RawSocket head(pod.port);
+    ASSERT_TRUE(
+        head.send("HEAD /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\n"));
+    const auto [answer, closed] = head.read_until_closed(3s);
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 405")) << answer;
+    EXPECT_TRUE(answer.ends_with("\r\n\r\n")) << answer;
   }
   // With Expect: 100-continue, the client is told to go on before it sends the body.
   {

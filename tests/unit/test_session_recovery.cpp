@@ -329,5 +329,38 @@ TEST(SessionRecovery, ASocketThatStopsReadingDuringAReplayIsClosed) {
   EXPECT_LT(client->texts_received(), 200U) << "the whole replay reached the client";
 }
 
+// A client that reads slowly (its socket is reported writable only once about a third of the send
+// buffer has drained: seconds at this pace) is not taken for one that stopped: the kernel's send
+// queue going down counts as progress.
+TEST(SessionRecovery, ASocketThatReadsSlowlyDuringAReplayStays) {
+  HandlerConfig config = HeldPod::config(1 << 20);
+  config.replay_stall_timeout = 1s;
+  std::shared_ptr<HeldHistory> held;
+  Pod pod(config, 2, [&](Hub& hub) {
+    held = std::make_shared<HeldHistory>(hub);
+    return held;
+  });
+  auto client = connect_welcomed(pod.port, "/ws");
+  ASSERT_TRUE(client);
+  const std::string pad(80 * 1024, 's');
+  for (const std::string room : {"one", "two"}) {
+    ASSERT_TRUE(client->send_text(join(room, "h-0")));
+    ASSERT_TRUE(eventually([&] { return held->pending() == 1; }));
+    held->take("h-0")->done(history(room, 1, 100, pad));
+  }
+  // ~320 KB/s for 5 s: five stall timeouts.
+  std::size_t chats = 0;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < until) {
+    const auto msg = client->next();
+    ASSERT_TRUE(msg) << "closed after " << chats << " chats";
+    if (msg->type == MessageType::chat) ++chats;
+    std::this_thread::sleep_for(250ms);
+  }
+  // Then all of the rest, and both rooms' "recovered".
+  EXPECT_TRUE(read_until_recovered(*client, "one").recovered) << "closed";
+  EXPECT_TRUE(read_until_recovered(*client, "two").recovered) << "closed";
+}
+
 }  // namespace
 }  // namespace realtime
