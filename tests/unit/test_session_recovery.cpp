@@ -94,14 +94,17 @@ bool is_event(const Message& msg, std::string_view event) {
 
 // A pod whose shared history is a HeldHistory.
 struct HeldPod {
-  explicit HeldPod(std::size_t send_queue_bytes = fast_config().send_queue_bytes)
-      : server(config(send_queue_bytes), 2, [this](Hub& hub) {
+  explicit HeldPod(std::size_t send_queue_bytes = fast_config().send_queue_bytes,
+                   std::chrono::milliseconds replay_stall_timeout = 30s)
+      : server(config(send_queue_bytes, replay_stall_timeout), 2, [this](Hub& hub) {
           history = std::make_shared<HeldHistory>(hub);
           return history;
         }) {}
-  static HandlerConfig config(std::size_t send_queue_bytes) {
+  static HandlerConfig config(std::size_t send_queue_bytes,
+                              std::chrono::milliseconds replay_stall_timeout) {
     HandlerConfig config = fast_config();
     config.send_queue_bytes = send_queue_bytes;
+    config.replay_stall_timeout = replay_stall_timeout;
     return config;
   }
 
@@ -305,25 +308,24 @@ TEST(SessionRecovery, AReplayPastSixteenTimesTheQueueIsNotRecovered) {
   }
 }
 
+// Joins rooms "one" and "two" with replays of ~8 MB each: together more than the kernel's socket
+// buffers take, within the 16 MB of replays a 1 MB queue allows.
+void queue_two_replays(WsClient& client, HeldHistory& history) {
+  const std::string pad(80 * 1024, 'w');
+  for (const std::string room : {"one", "two"}) {
+    ASSERT_TRUE(client.send_text(join(room, "h-0")));
+    ASSERT_TRUE(eventually([&] { return history.pending() == 1; }));
+    history.take("h-0")->done(::realtime::history(room, 1, 100, pad));
+  }
+}
+
 // A socket past its queue's bound by a replay must go on reading: one that reads nothing for the
 // stall timeout is closed as a slow consumer (1013), so it cannot hold its replay for good.
 TEST(SessionRecovery, ASocketThatStopsReadingDuringAReplayIsClosed) {
-  HandlerConfig config = HeldPod::config(1 << 20);
-  config.replay_stall_timeout = 1s;
-  std::shared_ptr<HeldHistory> held;
-  Pod pod(config, 2, [&](Hub& hub) {
-    held = std::make_shared<HeldHistory>(hub);
-    return held;
-  });
-  auto client = connect_welcomed(pod.port, "/ws");
+  HeldPod pod(1 << 20, 1s);
+  auto client = connect_welcomed(pod.server.port, "/ws");
   ASSERT_TRUE(client);
-  // Two replays of ~8 MB: more than the kernel's socket buffers take, within 16 MB of replays.
-  const std::string pad(80 * 1024, 'w');
-  for (const std::string room : {"one", "two"}) {
-    ASSERT_TRUE(client->send_text(join(room, "h-0")));
-    ASSERT_TRUE(eventually([&] { return held->pending() == 1; }));
-    held->take("h-0")->done(history(room, 1, 100, pad));
-  }
+  queue_two_replays(*client, *pod.history);
   std::this_thread::sleep_for(3s);  // past the stall timeout and a tick of the keepalive sweep
   EXPECT_EQ(client->wait_close(), std::optional<std::uint16_t>(close_code::try_again_later));
   EXPECT_LT(client->texts_received(), 200U) << "the whole replay reached the client";
@@ -333,21 +335,10 @@ TEST(SessionRecovery, ASocketThatStopsReadingDuringAReplayIsClosed) {
 // buffer has drained: seconds at this pace) is not taken for one that stopped: the kernel's send
 // queue going down counts as progress.
 TEST(SessionRecovery, ASocketThatReadsSlowlyDuringAReplayStays) {
-  HandlerConfig config = HeldPod::config(1 << 20);
-  config.replay_stall_timeout = 1s;
-  std::shared_ptr<HeldHistory> held;
-  Pod pod(config, 2, [&](Hub& hub) {
-    held = std::make_shared<HeldHistory>(hub);
-    return held;
-  });
-  auto client = connect_welcomed(pod.port, "/ws");
+  HeldPod pod(1 << 20, 1s);
+  auto client = connect_welcomed(pod.server.port, "/ws");
   ASSERT_TRUE(client);
-  const std::string pad(80 * 1024, 's');
-  for (const std::string room : {"one", "two"}) {
-    ASSERT_TRUE(client->send_text(join(room, "h-0")));
-    ASSERT_TRUE(eventually([&] { return held->pending() == 1; }));
-    held->take("h-0")->done(history(room, 1, 100, pad));
-  }
+  queue_two_replays(*client, *pod.history);
   // ~320 KB/s for 5 s: five stall timeouts.
   std::size_t chats = 0;
   const auto until = std::chrono::steady_clock::now() + 5s;
