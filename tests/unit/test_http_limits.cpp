@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -172,7 +173,9 @@ TEST(RoomsAnswer, OneQueryAndOneBodyForEveryWaitingRequestAndALargeOneReused) {
   HeldRooms rooms(hub);
   detail::RoomsAnswer answer;
   std::vector<std::shared_ptr<const std::string>> bodies;
-  const auto keep = [&](std::shared_ptr<const std::string> body) { bodies.push_back(body); };
+  const auto keep = [&](std::shared_ptr<const std::string> body) {
+    bodies.push_back(std::move(body));
+  };
   for (int i = 0; i < 100; ++i) answer.get(rooms, keep);
   ASSERT_EQ(rooms.asked.size(), 1U);
   rooms.asked[0](rooms_of(5000));  // ~130 KB
