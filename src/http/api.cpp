@@ -32,9 +32,9 @@ HttpResponse text(unsigned status, std::string body, std::string content_type = 
   return response;
 }
 
-// What the headers of a publish request decide: the method, the Origin, the API key, a stop.
-std::optional<HttpResponse> check_publish_headers(HandlerCore& handler,
-                                                  const HttpRequest& request) {
+}  // namespace
+
+std::optional<HttpResponse> refuse_before_body(HandlerCore& handler, const HttpRequest& request) {
   if (request.method != "POST") {
     auto response = json_error(405, "use POST");
     response.headers.emplace_back("Allow", "POST");
@@ -60,10 +60,12 @@ std::optional<HttpResponse> check_publish_headers(HandlerCore& handler,
   return std::nullopt;
 }
 
+namespace {
+
 // Validates a publish request; on success returns nullopt and fills msg and user.
 std::optional<HttpResponse> check_publish(HandlerCore& handler, const HttpRequest& request,
                                           Message& msg, std::string& user) {
-  if (auto refused = check_publish_headers(handler, request)) return refused;
+  if (auto refused = refuse_before_body(handler, request)) return refused;
   if (request.body.size() > handler.config().max_message_bytes) {
     return json_error(413, "body larger than --max-message-bytes");
   }
@@ -218,10 +220,6 @@ void RoomsAnswer::get(Broadcaster& broadcaster, Done done) {
     }
     for (Done& answer : waiting) answer(body);
   });
-}
-
-std::optional<HttpResponse> refuse_before_body(HandlerCore& handler, const HttpRequest& request) {
-  return check_publish_headers(handler, request);
 }
 
 void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {

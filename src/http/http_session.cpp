@@ -132,13 +132,10 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   }
 
   // Among the shard's connections reading a request, this one now the newest; the oldest closed
-  // when there would be more than this thread's share of HandlerConfig::max_http_waiting.
+  // when there would be more than this thread's share of HandlerConfig::max_http_waiting. (Each
+  // request's read starts here; the previous one's ended in on_read(), which left the list.)
   void start_waiting() {
     auto& waiting = shard_.http_waiting();
-    if (waiting_at_) {
-      waiting.splice(waiting.end(), waiting, *waiting_at_);
-      return;
-    }
     const std::size_t cap = std::max<std::size_t>(
         1, handler_->config().max_http_waiting / handler_->core().shard_count());
     while (waiting.size() >= cap) waiting.front()->evict();
@@ -151,8 +148,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   }
 
   void on_header(beast::error_code ec) {
-    if (!socket_.is_open()) return close();  // evicted after the read completed
-    if (ec || parser_->is_done()) return on_read(ec);
+    // (Evicted after the read completed: on_read() closes.)
+    if (ec || parser_->is_done() || !socket_.is_open()) return on_read(ec);
     // A body follows. An upgrade takes none; a request its headers refuse is answered without it.
     const auto& req = parser_->get();
     if (!framing_is_safe(req)) return on_read(ec);  // refused there

@@ -68,11 +68,11 @@ class Shard {
   // set_live() is called.
   void join_local(const std::string& room, WsSession* session, std::uint64_t min_seq,
                   bool buffer_live = false);
-  // Ends buffering; frames of the shared history `epoch_tag` (shared_epoch_tag()) up to
-  // replayed_seq are skipped from now on.
   // Delivers at once what waits in the inbox (on this thread; nothing while a delivery runs): what
   // was posted here before the call has reached the sessions when it returns.
   void deliver_pending();
+  // Ends buffering; frames of the shared history `epoch_tag` (shared_epoch_tag()) up to
+  // replayed_seq are skipped from now on.
   void set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq,
                 std::uint32_t epoch_tag);
   void leave_local(const std::string& room, WsSession* session);

@@ -66,6 +66,13 @@ constexpr std::size_t kInlineArgs = 8;
 // Per-argument framing Redis adds ("$<len>\r\n...\r\n"), counted towards max_pending_bytes.
 constexpr std::size_t kArgOverhead = 16;
 
+// A server (a proxy, an ACL) that does not let this connection run a command: an optional step of
+// the handshake (CLIENT SETNAME, INFO) is then done without.
+bool refused(const RedisReply& reply) {
+  return reply.type == RedisReply::Type::error &&
+         (reply.str.starts_with("NOPERM") || reply.str.find("unknown") != std::string::npos);
+}
+
 }  // namespace
 
 std::string info_field(std::string_view info, std::string_view field) {
@@ -445,8 +452,7 @@ bool RedisConnection::handshake_send(std::vector<std::string_view> args, ReplyHa
 
 void RedisConnection::on_handshake_reply(std::error_code ec, const RedisReply& reply,
                                          const char* step) {
-  if (ec && reply.type == RedisReply::Type::error && std::string_view(step) == "CLIENT SETNAME" &&
-      (reply.str.starts_with("NOPERM") || reply.str.find("unknown") != std::string::npos)) {
+  if (ec && std::string_view(step) == "CLIENT SETNAME" && refused(reply)) {
     // The name only labels the connection in CLIENT LIST: a server (or a proxy, or an ACL) that
     // refuses CLIENT is no reason not to connect.
     log_->warn("redis: CLIENT SETNAME {} refused ({}); going on without a connection name",
@@ -478,10 +484,7 @@ void RedisConnection::fail_handshake(std::error_code ec, const RedisReply& reply
 void RedisConnection::check_restart() {
   const bool sent =
       handshake_send({"INFO", "server"}, [this](std::error_code ec, const RedisReply& reply) {
-        const bool refused = reply.type == RedisReply::Type::error &&
-                             (reply.str.starts_with("NOPERM") ||
-                              reply.str.find("unknown command") != std::string::npos);
-        if (ec && refused) {
+        if (ec && refused(reply)) {
           static std::atomic<bool> warned{false};
           if (!warned.exchange(true)) {
             log_->warn(
@@ -493,7 +496,7 @@ void RedisConnection::check_restart() {
           return become_ready();
         }
         if (ec) return fail_handshake(ec, reply, "INFO");
-        std::string run_id = info_field(reply.str, "run_id");
+        const std::string run_id = info_field(reply.str, "run_id");
         if (run_id.empty()) {
           return fail_handshake(make_error_code(RedisErrc::handshake_failed), {},
                                 "INFO server (no run_id)");

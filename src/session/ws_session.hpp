@@ -228,8 +228,8 @@ class WsSession final : public Connection,
   bool handshake_unsent_ = false;  // the HTTP 101 is queued and not wholly written yet
   std::chrono::steady_clock::time_point last_seen_;
   std::chrono::steady_clock::time_point last_ping_;
-  // Closing or lingering: when to give up. Open: when a socket whose queue is past
-  // --send-queue-bytes (a replay's allowance) must have written something (zero: not waiting).
+  // Closing or lingering: when to give up. Open: when the client of a socket whose queue is past
+  // --send-queue-bytes (a replay's allowance) must have taken something (zero: not waiting).
   std::chrono::steady_clock::time_point deadline_{};
   std::chrono::steady_clock::time_point last_rate_error_;
   double tokens_;
