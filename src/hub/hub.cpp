@@ -78,15 +78,28 @@ FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint6
   const auto end = payload.find('"', kStart.size());
   if (end == std::string_view::npos) return nullptr;
   const std::string_view id = payload.substr(kStart.size(), end - kStart.size());
-  const auto dot = id.rfind('.');
-  if (dot == std::string_view::npos) return nullptr;
-  const auto named = parse_message_id(id.substr(0, dot));
-  if (!named || named->epoch != epoch || named->seq >= seq) return nullptr;
+  // (append_envelope's order: the id, then the type.)
+  if (!payload.substr(end).starts_with(R"(","type":"presence")")) return nullptr;
   std::string json(kStart);
   json += epoch;
   json += '-';
   json += std::to_string(seq);
-  json += id.substr(dot);  // ".p<k>"
+  if (const auto dot = id.rfind('.'); dot != std::string_view::npos) {
+    const auto named = parse_message_id(id.substr(0, dot));
+    if (!named || named->epoch != epoch || named->seq >= seq) return nullptr;
+    json += id.substr(dot);  // ".p<tag><n>"
+  } else {
+    // "<tag>-p<n>": named by a pod that did not know the room's position yet; the same tag and
+    // number keep it unique.
+    const auto dash = id.rfind('-');
+    if (dash == std::string_view::npos || dash == 0 || id.size() < dash + 3 ||
+        id[dash + 1] != 'p') {
+      return nullptr;
+    }
+    json += ".p";
+    json += id.substr(0, dash);
+    json += id.substr(dash + 2);
+  }
   json += payload.substr(end);
   auto copy = make_frame_from_json(json, frame.room, frame.seq);
   copy->created = frame.created;
@@ -228,6 +241,9 @@ Shard& HubCore::room_shard(std::string_view room) noexcept {
 std::string HubCore::next_direct_id(std::string_view position) {
   std::string id(position.empty() ? std::string_view(id_prefix_) : position);
   id += position.empty() ? "-d" : ".d";
+  // A position is the room's, the same on every pod and after a restart: the process's tag after
+  // it keeps the id unique.
+  if (!position.empty()) id += id_prefix_;
   append_base36(id, next_global_.fetch_add(1, std::memory_order_relaxed));
   return id;
 }
@@ -281,8 +297,8 @@ std::string HubCore::deliver(Message& msg) {
   }
   if (msg.type == MessageType::presence) {
     // Presence is live state, not history: it is not replayed. Its id names the room's position
-    // it follows on this pod ("<epoch>-<seq>.p<n>": a client that got it got every message up to
-    // there), so a client resuming from it resumes from that position.
+    // it follows on this pod ("<epoch>-<seq>.p<tag><n>": a client that got it got every message up
+    // to there), so a client resuming from it resumes from that position.
     const bool track = shared_history_.load(std::memory_order_acquire);
     const bool named = msg.id.empty();
     const auto number = [&] { return next_global_.fetch_add(1, std::memory_order_relaxed); };
@@ -294,6 +310,7 @@ std::string HubCore::deliver(Message& msg) {
           msg.id += '-';
           msg.id += std::to_string((track ? state->shared_next : state->next_seq) - 1);
           msg.id += ".p";
+          msg.id += id_prefix_;  // (the position is the room's: the tag keeps the id unique)
         } else {
           msg.id = id_prefix_ + "-p";
         }

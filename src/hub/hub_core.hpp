@@ -56,8 +56,8 @@ class HubCore {
   // A new connection id: unique in the cluster (a random per-process prefix), URL-safe.
   std::string next_connection_id();
   // An id for a message to one socket (welcome, error, pong, ...): unique. With the room position
-  // the message stands at (welcome, joined, recovered), "<position>.d<n>": a client resuming from
-  // it resumes from that position (see resume_point()); without, "<tag>-d<n>": not a recovery
+  // the message stands at (welcome, joined, recovered), "<position>.d<tag><n>": a client resuming
+  // from it resumes from that position (see resume_point()); without, "<tag>-d<n>": not a recovery
   // point.
   std::string next_direct_id(std::string_view position = {});
 
@@ -282,7 +282,8 @@ struct MessageId {
 std::optional<MessageId> parse_message_id(std::string_view id) noexcept;
 // The room position a client's last_id stands for: "<epoch>-<seq>" of a room message as it is, and
 // that of an id the server gave a message at a known place in the room (a presence message, the
-// welcome: "<epoch>-<seq>.p<n>", ".d<n>"); anything else unchanged (unknown: not recovered).
+// welcome: "<epoch>-<seq>.p<tag><n>", ".d<tag><n>"); anything else unchanged (unknown: not
+// recovered).
 std::string resume_point(std::string_view last_id);
 
 }  // namespace realtime::detail

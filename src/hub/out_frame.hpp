@@ -40,8 +40,10 @@ std::shared_ptr<OutFrame> make_direct_frame(const Message& msg);
 // A text frame around an envelope that is already JSON (from the shared history).
 std::shared_ptr<OutFrame> make_frame_from_json(std::string_view json, std::string room,
                                                std::uint64_t seq);
-// A message frame whose id names a room position of `epoch` before `seq` ("<epoch>-<n>.p<k>", a
-// presence message's): a copy naming `seq` instead; null when its id names no such position.
+// A presence frame whose id names a room position of `epoch` before `seq` ("<epoch>-<n>.p<tag><k>")
+// or none ("<tag>-p<k>", from a pod that did not know the room's position yet): a copy naming
+// `seq` ("<epoch>-<seq>.p<tag><k>"); null when its id is of neither form, or names another history
+// or a position not before `seq`.
 FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint64_t seq);
 // A control frame (ping, pong or close) ready to queue.
 FramePtr make_control_frame(std::string bytes);

@@ -84,6 +84,29 @@ void WsSession::add_position(Announcement& announcement, const std::string& room
   queued_bytes_ += frame->bytes.size() - announcement.frame->bytes.size();
   announcement.frame = frame;
   *it = std::move(frame);
+  name_presence_positions(it + 1, announcement.room, position);
+}
+
+void WsSession::name_presence_positions(std::vector<FramePtr>::iterator from,
+                                        const std::string& room, const std::string& position) {
+  // Presence behind the announcement that the pod named before it knew the room's position
+  // ("<tag>-p<n>") names the position the socket's stream of the room stands at before it: the
+  // announcement's, or the last room message between them.
+  const auto named = parse_message_id(position);
+  if (!named) return;
+  const std::uint32_t tag = shared_epoch_tag(named->epoch);
+  std::uint64_t at = named->seq;
+  for (auto it = from; it != queue_.end(); ++it) {
+    const OutFrame& frame = **it;
+    if (frame.room != room || frame.local_seq) continue;
+    if (frame.seq != 0) {
+      if (frame.epoch_tag != tag) return;  // another history from here on
+      at = std::max(at, frame.seq);
+    } else if (FramePtr moved = with_position(frame, named->epoch, at)) {
+      queued_bytes_ = queued_bytes_ - frame.bytes.size() + moved->bytes.size();
+      *it = std::move(moved);
+    }
+  }
 }
 
 bool WsSession::in_room(const std::string& room) const {
@@ -233,16 +256,19 @@ void WsSession::finish_recovery(const std::string& room, std::uint32_t serial,
   // after this message).
   send_recovered(room, recovered, replayed, result.position);
   const auto replayed_to = recovered ? parse_message_id(result.position) : std::nullopt;
+  std::uint64_t sent_to = last;  // the socket's stream of the room, before the next live frame
   for (const FramePtr& frame : recovery.live) {
     // What the replay covered is not sent twice. Frames outside the shared numbering (seq 0, or
     // numbered by this pod while Redis was away), or of another shared history, are always live.
-    if (!recovered || frame->seq == 0 || frame->local_seq || frame->epoch_tag != epoch_tag ||
-        frame->seq > last) {
-      // A presence message kept aside names the position it followed; sent after the replay, it
-      // is behind the replay's end (a client resuming from it must not get the replay again).
+    const bool shared = frame->seq != 0 && !frame->local_seq && frame->epoch_tag == epoch_tag;
+    if (!recovered || !shared || frame->seq > last) {
+      // A presence message kept aside names the position it followed (or none, named before the
+      // pod knew the room's); sent after the replay, it is behind the replay's end and what
+      // followed it (a client resuming from it must not get them again).
       FramePtr moved = frame->seq == 0 && replayed_to
-                           ? with_position(*frame, replayed_to->epoch, last)
+                           ? with_position(*frame, replayed_to->epoch, sent_to)
                            : nullptr;
+      if (shared) sent_to = std::max(sent_to, frame->seq);
       enqueue(moved ? moved : frame);
     }
   }

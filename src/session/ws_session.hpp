@@ -114,6 +114,10 @@ class WsSession final : public Connection,
                              std::unique_ptr<Announcement> announcement = nullptr);
   // Adds "last_id": position to an announcement still queued and unwritten (nothing when empty).
   void add_position(Announcement& announcement, const std::string& room_position);
+  // Names a position in the room's presence frames queued from `from` that name none (see
+  // with_position), counting from `position` ("<epoch>-<seq>").
+  void name_presence_positions(std::vector<FramePtr>::iterator from, const std::string& room,
+                               const std::string& position);
   // Sends a message to this socket alone (welcome, errors, pong, ...); returns its frame.
   FramePtr send_direct(Message msg);
   // Slow consumer: refuses further frames, counts what waits as dropped, closes with 1013.

@@ -12,12 +12,16 @@
 //   total_net_output_bytes), and a resume from a middle id about the messages after it, exactly;
 // - positions: the welcome (and "joined", and recovered) tell a client where it joined a room, from
 //   the shared history, so a quiet room (no message yet) is resumed on any pod; both pods give the
-//   same position; a failed resume gives one to resume from next time.
+//   same position; a failed resume gives one to resume from next time;
+// - presence names a position even when it is the first news of the room on its pod (the socket's
+//   own online, on connect, on join and after a resume), and stays unique across pod restarts.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { clusterFixture } from './lib/fixture.mjs';
 import { publish } from './lib/http.mjs';
+import { startPod } from './lib/server.mjs';
+import { connect } from './lib/client.mjs';
 import { waitFor } from './lib/redis.mjs';
 
 let redis;
@@ -407,4 +411,80 @@ test('a client resumes on the other pod from the id of a presence message it got
   const rec = await again.next(recoveredMsg, 5000, 'recovered');
   assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from ${online.id}`);
   assert.equal(again.history.filter((m) => m.type === 'chat').length, 1, 'p2 only');
+});
+
+// A presence id naming a room position: "<epoch>-<seq>.p<tag><n>".
+const POSITIONED = /^[0-9a-z]{8}-\d+\.p[0-9a-z]+$/;
+const ownPresence = (c) => (m) => m.type === 'presence' && m.data?.user_id === c.userId && m.data?.status === 'online';
+
+test('a socket\'s own presence in a room new to its pod names the position: on connect, on join and after a resume', async () => {
+  const [a, b] = pods;
+  const room = `recown-${Date.now()}`;
+  const joined = `${room}-j`;
+  const first = await member(a, `/ws/${room}`);
+  const online = await first.next(ownPresence(first), 5000, 'own presence');
+  assert.match(online.id, POSITIONED);
+  await first.join(joined);
+  const onlineJoined = await first.next((m) => ownPresence(first)(m) && m.room === joined, 5000, 'own presence on join');
+  assert.match(onlineJoined.id, POSITIONED);
+  first.close();
+  await first.expectClose();
+
+  // Resumed from each (its last message in that room), on the other pod: what came since, once.
+  assert.equal((await publish(a, { room, text: 'q1' })).status, 202);
+  assert.equal((await publish(a, { room: joined, text: 'j1' })).status, 202);
+  const again = await member(b, `/ws/${room}?last_id=${encodeURIComponent(online.id)}`);
+  await again.next(chat('q1'), 5000, 'q1');
+  let rec = await again.next(recoveredMsg, 5000, 'recovered');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from ${online.id}`);
+  // Its own presence after the resume comes after the replay, and names the replay's end.
+  const onlineAgain = await again.next(ownPresence(again), 5000, 'own presence after the resume');
+  assert.match(onlineAgain.id, POSITIONED);
+  assert.equal(onlineAgain.id.slice(0, onlineAgain.id.indexOf('.')), rec.data.last_id);
+  again.send({ type: 'join', room: joined, last_id: onlineJoined.id });
+  await again.next(chat('j1'), 5000, 'j1');
+  rec = await again.next((m) => recoveredMsg(m) && m.room === joined, 5000, 'recovered (join)');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from ${onlineJoined.id}`);
+
+  // And from the presence it got last: nothing again, and what comes next.
+  again.close();
+  await again.expectClose();
+  assert.equal((await publish(b, { room, text: 'q2' })).status, 202);
+  const third = await member(a, `/ws/${room}?last_id=${encodeURIComponent(onlineAgain.id)}`);
+  await third.next(chat('q2'), 5000, 'q2');
+  rec = await third.next(recoveredMsg, 5000, 'recovered (third)');
+  assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from ${onlineAgain.id}`);
+  assert.equal(third.history.filter((m) => m.type === 'chat').length, 1, 'q2 only');
+});
+
+test('presence ids stay unique when a pod restarts: the same events at the same position get new ids', async () => {
+  const room = `recuniq-${Date.now()}`;
+  const runs = [];
+  for (const run of [0, 1]) {
+    const pod = await startPod(redis, { podId: `recuniq-${run}` });
+    try {
+      const ids = [];
+      const c1 = await connect(pod, `/ws/${room}`);
+      await c1.next(ownPresence(c1), 5000, 'own presence');
+      // Members come and go: each event's id as c1 gets it.
+      for (let i = 0; i < 5; i++) {
+        const c2 = await connect(pod, `/ws/${room}`);
+        const presenceOf = (status) => (m) => m.type === 'presence' && m.data?.user_id === c2.userId && m.data?.status === status;
+        ids.push((await c1.next(presenceOf('online'), 5000, 'online')).id);
+        c2.close();
+        ids.push((await c1.next(presenceOf('offline'), 5000, 'offline')).id);
+      }
+      c1.close();
+      await c1.expectClose();
+      for (const id of ids) assert.match(id, POSITIONED);
+      runs.push(ids);
+    } finally {
+      await pod.stop();
+    }
+  }
+  // The room is quiet: both runs stand at the same position; only the pod's tag tells them apart.
+  const position = (id) => id.slice(0, id.indexOf('.'));
+  assert.equal(position(runs[0][0]), position(runs[1][0]));
+  const again = runs[1].filter((id) => runs[0].includes(id));
+  assert.deepEqual(again, [], `ids given twice: ${runs[0]} / ${runs[1]}`);
 });

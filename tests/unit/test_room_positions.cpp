@@ -2,7 +2,8 @@
 // - resume_point() reads the position a presence message's or the welcome's id names, and leaves
 //   every other id as it is;
 // - with_position() moves a presence frame's named position forward (a presence message kept aside
-//   during a recovery, sent after the replay), and leaves a frame naming none, or a later one;
+//   during a recovery, sent after the replay), names one in a frame that named none, and leaves a
+//   frame naming a later one, or not presence;
 // - a broadcaster whose publish() learns the id later (returns "") does not make the sender's chat
 //   look refused: only kNotPublished is a refusal.
 #include <string>
@@ -21,6 +22,7 @@ using namespace realtime::testing;
 
 TEST(RoomPositions, ResumePointReadsTheNamedPositionOnly) {
   EXPECT_EQ(detail::resume_point("k3x9a0b1-42.p7"), "k3x9a0b1-42");
+  EXPECT_EQ(detail::resume_point("k3x9a0b1-42.pq2w8e0r17"), "k3x9a0b1-42");  // with the pod's tag
   EXPECT_EQ(detail::resume_point("k3x9a0b1-42.d1z"), "k3x9a0b1-42");
   EXPECT_EQ(detail::resume_point("k3x9a0b1-42"), "k3x9a0b1-42");
   // Not a position: a pong's id, a connection id, a tag that is not one, an id of another form.
@@ -54,7 +56,17 @@ TEST(RoomPositions, APresenceFrameKeptAsideNamesTheReplaysEnd) {
   EXPECT_EQ(moved->room, frame->room);
   EXPECT_FALSE(detail::with_position(*frame, "ep", 3)) << "not behind";
   EXPECT_FALSE(detail::with_position(*frame, "other", 9)) << "another history";
-  EXPECT_FALSE(detail::with_position(*presence_frame("tag-p7"), "ep", 9)) << "no position";
+  // Named by a pod that did not know the room's position yet: its tag and number are kept.
+  const auto named = detail::with_position(*presence_frame("q2w8e0r1-p7"), "ep", 9);
+  ASSERT_TRUE(named);
+  EXPECT_NE(named->bytes.find(R"("id":"ep-9.pq2w8e0r17")"), std::string::npos) << named->bytes;
+  // Neither form, or not presence.
+  EXPECT_FALSE(detail::with_position(*presence_frame("q2w8e0r1-d7"), "ep", 9));
+  EXPECT_FALSE(detail::with_position(*presence_frame("-p7"), "ep", 9));
+  EXPECT_FALSE(detail::with_position(*presence_frame("q2w8e0r1-p"), "ep", 9));
+  Message chat = chat_message("r", "hi");
+  chat.id = "q2w8e0r1-p7";
+  EXPECT_FALSE(detail::with_position(*detail::make_frame(chat), "ep", 9)) << "not presence";
 }
 
 // publish() of a broadcaster that learns ids later (a shared history): "" is no refusal.
