@@ -2,7 +2,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 #include <thread>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 #include <arpa/inet.h>
@@ -40,6 +42,34 @@ void parse_listen(const std::string& text, Flags& flags) {
   flags.listen_port = static_cast<std::uint16_t>(value);
 }
 
+// An --allowed-origins entry as browsers send Origin (the server compares them exactly): "*",
+// "null", or scheme://host[:port] with the scheme and host in lower case and no default port.
+// Anything else could never match: refused.
+std::string browser_origin(const std::string& entry) {
+  if (entry == "*" || entry == "null") return entry;
+  const auto refuse = [&] {
+    bad_value("--allowed-origins", "'" + entry +
+                                       "' is not an origin: scheme://host[:port], with no path or "
+                                       "trailing '/', as browsers send it (or '*', 'null')");
+  };
+  const auto sep = entry.find("://");
+  if (sep == std::string::npos || sep == 0) refuse();
+  std::string origin;
+  for (char c : entry) {
+    if (c == '/' && origin.size() > sep + 2) refuse();  // a path, or a trailing '/'
+    if (c == '?' || c == '#' || c == '@' || c == ' ' || c == '\t') refuse();
+    origin += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  if (origin.size() == sep + 3) refuse();  // no host
+  for (const auto& [scheme, port] :
+       {std::pair<std::string_view, std::string_view>{"http", ":80"}, {"https", ":443"}}) {
+    if (origin.compare(0, sep, scheme) == 0 && sep == scheme.size() && origin.ends_with(port)) {
+      origin.resize(origin.size() - port.size());
+    }
+  }
+  return origin;
+}
+
 }  // namespace
 
 Flags parse_flags(int argc, char** argv) {
@@ -55,8 +85,9 @@ Flags parse_flags(int argc, char** argv) {
       ->envname(env("LISTEN"));
   app.add_option("--redis", flags.redis, "redis://[user:pass@]host:port[/db]; unset: single pod")
       ->envname(env("REDIS"));
-  app.add_option("--pod-id", flags.pod_id, "name of this pod (default: host name + pid)")
-      ->envname(env("POD_ID"));
+  auto* pod_id =
+      app.add_option("--pod-id", flags.pod_id, "name of this pod (default: host name + pid)")
+          ->envname(env("POD_ID"));
   app.add_option("--threads", flags.threads, "I/O threads (default: number of cores)")
       ->envname(env("THREADS"))
       ->check(CLI::Range(1U, 1024U));
@@ -118,7 +149,7 @@ Flags parse_flags(int argc, char** argv) {
   app.add_option("--log-format", flags.log_format, "text or json")
       ->envname(env("LOG_FORMAT"))
       ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error or off")
+  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error, critical or off")
       ->envname(env("LOG_LEVEL"))
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
 
@@ -155,11 +186,14 @@ Flags parse_flags(int argc, char** argv) {
     while (!origin.empty() && origin.front() == ' ') origin.erase(origin.begin());
     while (!origin.empty() && origin.back() == ' ') origin.pop_back();
     if (origin.empty()) bad_value("--allowed-origins", "empty entry in '" + allowed_origins + "'");
-    flags.allowed_origins.push_back(origin);
+    flags.allowed_origins.push_back(browser_origin(origin));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
   // No ':' (it separates the parts of Redis key names: pod "a:rooms" would be pod "a"'s rooms).
+  if (pod_id->count() > 0 && flags.pod_id.empty()) {
+    bad_value("--pod-id", "1 to 128 characters of A-Z a-z 0-9 _ - .");
+  }
   for (char c : flags.pod_id) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '-' || c == '.';
@@ -167,7 +201,13 @@ Flags parse_flags(int argc, char** argv) {
       bad_value("--pod-id", "1 to 128 characters of A-Z a-z 0-9 _ - .");
     }
   }
-  if (flags.rate_burst < 1) bad_value("--rate-burst", "must be at least 1");
+  // (CLI11's range check lets NaN through: no comparison with it is true.)
+  if (!(flags.rate_limit >= 0.001 && flags.rate_limit <= 1e9)) {
+    bad_value("--rate-limit", "a number from 0.001 to 1e9");
+  }
+  if (!(flags.rate_burst >= 1 && flags.rate_burst <= 1e9)) {
+    bad_value("--rate-burst", "a number from 1 to 1e9");
+  }
   if (flags.pong_timeout <= flags.ping_interval) {
     bad_value("--pong-timeout", "must be longer than --ping-interval (" +
                                     std::to_string(flags.ping_interval) +

@@ -54,7 +54,8 @@ HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
     return std::string(text.data(), end);
   };
   welcome_limits_ = ",\"rate_limit\":" + number(config_.rate_limit) +
-                    ",\"rate_burst\":" + number(config_.rate_burst);
+                    ",\"rate_burst\":" + number(config_.rate_burst) +
+                    ",\"max_message_bytes\":" + std::to_string(config_.max_message_bytes);
   if (config_.pong_timeout <= config_.ping_interval) {
     // An idle socket would be closed for silence before it was ever pinged.
     throw std::invalid_argument("pong_timeout must be longer than ping_interval");

@@ -79,8 +79,8 @@ std::string Metrics::render(std::string_view pod_id) const {
          load(rooms));
   sample(out, "realtime_messages_sent", "counter", "Envelopes written to client sockets.",
          load(messages_sent));
-  sample(out, "realtime_messages_received", "counter", "Text messages received from clients.",
-         load(messages_received));
+  sample(out, "realtime_messages_received", "counter",
+         "Messages (data frames, text or binary) received from clients.", load(messages_received));
   sample(out, "realtime_redis_publish_errors", "counter", "Publishes to Redis that failed.",
          load(redis_publish_errors));
   sample(out, "realtime_connections_accepted_total", "counter", "WebSocket upgrades accepted.",

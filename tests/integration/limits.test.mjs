@@ -1,5 +1,6 @@
 // Limits:
-// - --max-message-bytes 1024: a ~1000-byte chat passes; a 2000-byte frame closes that socket with 1009,
+// - --max-message-bytes 1024: the welcome says so; a ~1000-byte chat passes; a 2000-byte frame closes
+//   that socket with 1009,
 //   other clients of the room are unaffected; realtime_protocol_closes_total counts a reserved
 //   opcode (1002), not the 1009;
 // - --rate-limit 5 --rate-burst 5: a burst of 30 chats delivers at most ~6 to a peer and the sender gets
@@ -24,6 +25,8 @@ test('--max-message-bytes 1024: a 2000-byte frame closes the socket with 1009, o
     const b = await connect(s, '/ws/big');
     const c = await connect(s, '/ws/big');
     clients.push(a, b, c);
+    // The welcome tells the client the limit (the JS client refuses a larger message itself).
+    assert.equal(a.welcome.data.max_message_bytes, 1024);
     // just under the limit: fine
     const okText = 'o'.repeat(1000 - JSON.stringify({ type: 'chat', data: { text: '' } }).length);
     const okFrame = JSON.stringify({ type: 'chat', data: { text: okText } });
@@ -58,6 +61,7 @@ test('--rate-limit 5 --rate-burst 5: a burst of 30 is limited, error rate_limite
     const a = await connect(s, '/ws/rl');
     const b = await connect(s, '/ws/rl');
     clients.push(a, b);
+    assert.deepEqual([a.welcome.data.rate_limit, a.welcome.data.rate_burst], [5, 5], 'the welcome gives the bucket');
     const dropped0 = metricSumMatching(await metrics(s), 'dropped') ?? 0;
     const t0 = Date.now();
     for (let i = 0; i < 30; i++) a.send({ type: 'chat', data: { text: `burst-${i}` } });

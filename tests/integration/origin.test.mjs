@@ -4,7 +4,10 @@
 //   (non-browser client) -> accepted;
 // - --allowed-origins http://a.example,http://b.example: exact match only (no prefix, port or scheme
 //   variants), no Origin still accepted;
-// - --allowed-origins '*': any Origin, "null" included.
+// - --allowed-origins '*': any Origin, "null" included;
+// - entries are taken as browsers write origins: 'HTTPS://App.Example:443' allows
+//   https://app.example (an entry that could never match, with a path or no scheme, is refused at
+//   start: startup.test.mjs).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,4 +84,13 @@ test("--allowed-origins '*': any Origin, null included", () =>
     await expectAccepted(s, clients, 'https://other.example:8443');
     await expectAccepted(s, clients, 'null');
     await expectAccepted(s, clients, undefined);
+  }));
+
+test('--allowed-origins entries are read as browsers write origins: scheme and host in lower case, no default port', () =>
+  withServer(['--allowed-origins', 'HTTPS://App.Example:443,http://b.example:80,http://c.example:8080'], async (s, clients) => {
+    await expectAccepted(s, clients, 'https://app.example');
+    await expectAccepted(s, clients, 'http://b.example');
+    await expectAccepted(s, clients, 'http://c.example:8080');
+    await expectForbidden(s, clients, 'http://c.example');
+    await expectForbidden(s, clients, 'http://app.example');
   }));

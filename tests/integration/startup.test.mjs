@@ -8,7 +8,8 @@
 //   honoured, and the flag wins over the environment variable;
 // - the process that prints the line is the server binary itself (no forking wrapper);
 // - --threads 1 serves; --pod-id names the pod in /metrics; --log-format json writes JSON log lines;
-//   a bad --log-format / --log-level value exits 2.
+//   a bad --log-format / --log-level value exits 2, as do a NaN rate, an empty --pod-id and an
+//   --allowed-origins entry no browser could send.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,6 +45,13 @@ const badInvocations = [
   { args: ['--listen', '127.0.0.1:0', '--log-format', 'xml'], flag: 'log-format' },
   { args: ['--listen', '127.0.0.1:0', '--log-level', 'loud'], flag: 'log-level' },
   { args: ['--listen', '127.0.0.1:0', '--history-bytes', '1000'], flag: 'history-bytes' }, // below 64 KiB
+  // NaN passes a range check (no comparison with it is true): refused all the same.
+  { args: ['--listen', '127.0.0.1:0', '--rate-limit', 'nan'], flag: 'rate-limit' },
+  { args: ['--listen', '127.0.0.1:0', '--rate-burst', 'nan'], flag: 'rate-burst' },
+  { args: ['--listen', '127.0.0.1:0', '--pod-id', ''], flag: 'pod-id' },
+  // Origins that no browser sends: a path (or a trailing '/'), no scheme.
+  { args: ['--listen', '127.0.0.1:0', '--allowed-origins', 'http://a.example/'], flag: 'allowed-origins' },
+  { args: ['--listen', '127.0.0.1:0', '--allowed-origins', 'http://a.example,a.example'], flag: 'allowed-origins' },
   // An idle socket would be closed for silence before it was ever pinged.
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '3', '--pong-timeout', '3'], flag: 'pong-timeout' },
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '90'], flag: 'pong-timeout' }, // default pong timeout 60 s
