@@ -48,7 +48,17 @@ export interface WelcomeEvent {
    * resume point. null when the socket resumes the room (see `recovered`) or the server gives none.
    */
   lastId: string | null;
-  envelope: Envelope<{ event: 'welcome'; connection_id: string; user_id: string; room?: string; last_id?: string; rate_limit?: number; rate_burst?: number }>;
+  envelope: Envelope<{
+    event: 'welcome';
+    connection_id: string;
+    user_id: string;
+    room?: string;
+    last_id?: string;
+    rate_limit?: number;
+    rate_burst?: number;
+    /** The largest frame the socket takes, in bytes (absent from older servers). */
+    max_message_bytes?: number;
+  }>;
 }
 
 /** The server's answer to a join without a resume point. */
@@ -115,6 +125,9 @@ export class RealtimeError extends Error {
   readonly reason?: string;
   /** handshake_refused: the HTTP status (only where the WebSocket implementation reports it, e.g. `ws`). */
   readonly status?: number;
+  /** message_too_big from the client: the room of the message refused, and its frame (JSON text). */
+  readonly room?: string;
+  readonly frame?: string;
 }
 
 export interface RealtimeClientEvents {
@@ -135,6 +148,13 @@ export interface RealtimeClientEvents {
   /** Every envelope received, before any other event (for logging and debugging). */
   envelope: (msg: Envelope) => void;
 }
+
+/**
+ * The events whose listener gets any envelope: such a listener may name the data it expects,
+ * `(msg: Envelope<ChatData>) => ...`. The client does not check what the server sends: that is the
+ * application's claim.
+ */
+export type EnvelopeEvent = 'message' | 'system' | 'envelope';
 
 /** A WebSocket constructor: browsers' global one, or the `ws` package in Node. */
 export interface WebSocketConstructor {
@@ -210,8 +230,11 @@ export class RealtimeClient {
 
   lastId(room: string): string | undefined;
 
+  on<D = Record<string, unknown>>(event: EnvelopeEvent, listener: (msg: Envelope<D>) => void): () => void;
   on<E extends keyof RealtimeClientEvents>(event: E, listener: RealtimeClientEvents[E]): () => void;
+  once<D = Record<string, unknown>>(event: EnvelopeEvent, listener: (msg: Envelope<D>) => void): () => void;
   once<E extends keyof RealtimeClientEvents>(event: E, listener: RealtimeClientEvents[E]): () => void;
+  off<D = Record<string, unknown>>(event: EnvelopeEvent, listener: (msg: Envelope<D>) => void): void;
   off<E extends keyof RealtimeClientEvents>(event: E, listener: RealtimeClientEvents[E]): void;
 
   /** Starts connecting if needed; resolves once open, rejects if the client ends up closed. */
@@ -222,17 +245,21 @@ export class RealtimeClient {
   close(code?: number, reason?: string): Promise<void>;
 
   /**
-   * Chat to `room` (undefined: the socket's own room). A string is sent as {"text": string}.
-   * Returns true if sent now, false if queued until reconnect.
-   * @throws RealtimeError "queue_full" | "closed"; TypeError for an invalid room name.
+   * Chat to `room` (undefined: the socket's own room). `data` is any JSON value; a string is sent
+   * as {"text": string}. Returns true if sent now, false if queued until reconnect.
+   * @throws RealtimeError "queue_full" | "message_too_big" | "closed"; TypeError for an invalid room
+   * name or data JSON cannot encode (a BigInt, a cycle).
    */
-  send(room: string | undefined, data: string | Record<string, unknown>): boolean;
+  send(room: string | undefined, data: unknown): boolean;
   join(room: string): void;
   leave(room: string): void;
   setStatus(status: 'online' | 'away'): void;
   /** Resolves with the round-trip time in ms. @throws RealtimeError "not_connected" | "ping_timeout" | "disconnected" */
   ping(timeoutMs?: number): Promise<number>;
-  /** Sends {"type":"auth","token":T} with a token from the provider. */
+  /**
+   * Sends {"type":"auth","token":T} with a token from the provider.
+   * @throws RealtimeError "token_provider_failed" (the provider's error as `cause`) | "no_token_provider" | "not_connected"
+   */
   refreshToken(): Promise<void>;
 }
 
@@ -265,5 +292,8 @@ export class Backoff {
   reset(): void;
 }
 
-/** The socket URL for `room` (none: /ws) with token and last_id, URL-encoded; empty values are left out. */
+/**
+ * The socket URL for `room` (none: /ws) with token and last_id, URL-encoded; empty values are left
+ * out. A query string of `base` is kept, these parameters after it.
+ */
 export function buildSocketUrl(base: string, room?: string, params?: { token?: string | null; lastId?: string | null }): string;

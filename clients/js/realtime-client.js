@@ -125,7 +125,8 @@ export class RealtimeError extends Error {
 
 /**
  * Builds the socket URL: base + /ws[/room] with optional token and last_id, URL-encoded.
- * `base` may be ws://, wss://, http:// or https://; a trailing slash is ignored.
+ * `base` may be ws://, wss://, http:// or https://; a trailing slash is ignored. A query string of
+ * `base` (?tenant=x, say) is kept as it is, the client's parameters after it.
  */
 export function buildSocketUrl(base, room, { token, lastId } = {}) {
   const url = new URL(String(base));
@@ -133,12 +134,13 @@ export function buildSocketUrl(base, room, { token, lastId } = {}) {
   else if (url.protocol === 'https:') url.protocol = 'wss:';
   const path = url.pathname.replace(/\/+$/, '');
   url.pathname = `${path}/ws${room ? `/${room}` : ''}`;
+  const kept = url.search.slice(1);
   url.search = '';
   url.hash = '';
   const params = new URLSearchParams();
   if (isPresent(token)) params.set('token', String(token));
   if (isPresent(lastId)) params.set('last_id', String(lastId));
-  const query = params.toString();
+  const query = [kept, params.toString()].filter(Boolean).join('&');
   return query ? `${url.href}?${query}` : url.href;
 }
 
@@ -183,6 +185,20 @@ function textOf(data) {
   return String(data);
 }
 
+const utf8 = new TextEncoder();
+
+// The UTF-8 size of a frame's text, as the server counts it against max_message_bytes.
+function byteLength(text) {
+  return utf8.encode(text).length;
+}
+
+// Runs `fn` once input already waiting on the sockets has been read: Node runs setImmediate after
+// its poll phase; a browser gets a new task, after the network tasks already queued.
+function afterPendingInput(fn) {
+  if (typeof setImmediate === 'function') setImmediate(fn);
+  else setTimeout(fn, 0);
+}
+
 // Rethrown outside the client so one faulty listener neither stops the others nor the client.
 function reportListenerError(err) {
   setTimeout(() => {
@@ -218,10 +234,9 @@ export class RealtimeClient {
       throw new TypeError('no WebSocket implementation: pass the `WebSocket` option (e.g. the `ws` package) in Node');
     }
     this._token = token;
-    this._backoff = new Backoff(
-      { initialMs: backoff.initialMs ?? DEFAULTS.backoff.initialMs, maxMs: backoff.maxMs ?? DEFAULTS.backoff.maxMs },
-      random,
-    );
+    const schedule = { initialMs: backoff.initialMs ?? DEFAULTS.backoff.initialMs, maxMs: backoff.maxMs ?? DEFAULTS.backoff.maxMs };
+    this._backoff = new Backoff(schedule, random);
+    this._refreshBackoff = new Backoff(schedule, random); // retries of a token refresh that failed
     this._stableAfterMs = stableAfterMs;
     this._connectTimeoutMs = connectTimeoutMs;
     this._pingTimeoutMs = pingTimeoutMs;
@@ -238,11 +253,14 @@ export class RealtimeClient {
     }
     this._seen = new Map(); // room -> Set of recent ids
     this._retired = new Map(); // room -> epochs its resume point left (a lost history), newest last
-    this._joined = new Set(); // rooms joined on a socket that opened (they can have missed messages)
+    // Rooms the server has had the client in (the socket's at its welcome, the others once their
+    // join went out): after a reconnect they can have missed messages.
+    this._joined = new Set();
     this._listeners = new Map();
     this._queue = []; // chat frames not sent yet (disconnected, or paced by the rate limit)
     this._control = []; // joins, leaves, pings... of the current socket not sent yet; before chat
     this._limits = { perSecond: DEFAULTS.rateLimit.perSecond, burst: DEFAULTS.rateLimit.burst };
+    this._maxMessageBytes = null; // the current socket's frame size limit, from its welcome; null: unknown
     this._tokens = 0;
     this._tokensAt = 0;
     this._welcomed = false; // the current socket's welcome arrived: frames may go out
@@ -260,7 +278,8 @@ export class RealtimeClient {
     this._stopped = true;
     this._ended = false; // stopped by close() or a fatal close, not yet connected again
     this._authRetried = false;
-    this._timers = { reconnect: null, stable: null, connect: null, heartbeat: null, drain: null, presence: null };
+    this._timers = { reconnect: null, stable: null, connect: null, heartbeat: null, drain: null, presence: null, refresh: null };
+    this._tokenWaits = new Set(); // token provider calls being waited for: {timer, reject}
     this._openWaiters = [];
     this._connectGeneration = 0;
     this.connectionId = null;
@@ -345,12 +364,15 @@ export class RealtimeClient {
   _setState(state, detail = {}) {
     const previous = this._state;
     this._state = state;
+    // The connect() promises made so far are settled by this state; one a listener makes (connect()
+    // again when closed, say) waits for the next.
+    const waiters = state === 'open' || state === 'closed' ? this._openWaiters.splice(0) : [];
     this._emit('state', state, { previous, ...detail });
     if (state === 'open') {
-      for (const w of this._openWaiters.splice(0)) w.resolve();
+      for (const w of waiters) w.resolve();
     } else if (state === 'closed') {
       const err = detail.error || new RealtimeError('closed', 'client closed');
-      for (const w of this._openWaiters.splice(0)) w.reject(err);
+      for (const w of waiters) w.reject(err);
     }
   }
 
@@ -427,6 +449,12 @@ export class RealtimeClient {
       clearInterval(this._timers[key]);
       this._timers[key] = null;
     }
+    // A token provider still being waited for: its connect timeout would hold a Node process open.
+    for (const wait of this._tokenWaits) {
+      clearTimeout(wait.timer);
+      wait.reject(new RealtimeError('closed', 'client closed'));
+    }
+    this._tokenWaits.clear();
   }
 
   _addOnlineListener() {
@@ -439,17 +467,20 @@ export class RealtimeClient {
 
   // The token, from the provider when it is one; a provider that has not answered within the
   // connect timeout counts as failed (else a hung request would stop reconnecting for good).
+  // close() ends the wait (RealtimeError "closed").
   async _resolveToken() {
     const t = this._token;
     if (typeof t !== 'function') return t;
-    let timer;
+    let wait;
     const timeout = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no token within ${this._connectTimeoutMs} ms`)), this._connectTimeoutMs);
+      wait = { reject, timer: setTimeout(() => reject(new Error(`no token within ${this._connectTimeoutMs} ms`)), this._connectTimeoutMs) };
+      this._tokenWaits.add(wait);
     });
     try {
       return await Promise.race([Promise.resolve().then(t), timeout]);
     } finally {
-      clearTimeout(timer);
+      clearTimeout(wait.timer);
+      this._tokenWaits.delete(wait);
     }
   }
 
@@ -526,7 +557,6 @@ export class RealtimeClient {
     // does, and no message of the room came): what was published there while disconnected cannot
     // be asked for. Said at the welcome, as the server does for a failed resume.
     this._unresumable = [...this._joined].filter((room) => this._rooms.includes(room) && !this._lastIds.has(room));
-    for (const room of this._rooms) this._joined.add(room);
   }
 
   // The welcome: the socket is open for the application. It also starts the socket's bucket (full
@@ -537,6 +567,11 @@ export class RealtimeClient {
     const perSecond = Number(data.rate_limit);
     const burst = Number(data.rate_burst);
     if (perSecond > 0 && burst >= 1) this._limits = { perSecond, burst };
+    // The largest frame the server takes (it closes the socket with 1009 at a larger one, losing
+    // what follows it); an older server does not say.
+    const maxBytes = Number(data.max_message_bytes);
+    this._maxMessageBytes = Number.isSafeInteger(maxBytes) && maxBytes > 0 ? maxBytes : null;
+    if (this._socketRoom && this._rooms.includes(this._socketRoom)) this._joined.add(this._socketRoom);
     this._welcomed = true;
     this._tokens = this._limits.burst;
     this._tokensAt = Date.now();
@@ -550,11 +585,15 @@ export class RealtimeClient {
     }, this._stableAfterMs);
     if (this._heartbeatMs > 0) {
       this._timers.heartbeat = setInterval(() => {
+        const sentAt = Date.now();
         this.ping(this._pingTimeoutMs).catch((err) => {
-          // Whatever the socket brought meanwhile shows the link alive, even if the pong is late.
-          if (err.code === 'ping_timeout' && Date.now() - this._lastReceived >= this._pingTimeoutMs) {
-            this._reconnectLater(ws, 'heartbeat timeout');
-          }
+          if (err.code !== 'ping_timeout') return;
+          // After a stall (a busy or frozen process), the expired timeout runs before the pong
+          // already waiting in the socket is read: read it first. Whatever the socket brought
+          // since the ping shows the link alive, even if the pong is late.
+          afterPendingInput(() => {
+            if (this._lastReceived < sentAt) this._reconnectLater(ws, 'heartbeat timeout');
+          });
         });
       }, this._heartbeatMs);
     }
@@ -578,18 +617,21 @@ export class RealtimeClient {
   // The server drops what a socket sends past its token bucket (rate_limited). Frames wait here
   // instead, so a reconnect that rejoins 60 rooms and sends 100 queued messages loses nothing:
   // control frames (join, leave, presence, auth, ping) first, in order, then chat in order.
+  // Both wait as entries {text, room}: the frame already encoded, and its room (a join's room is
+  // counted as joined once the join goes out).
 
   // Sends a control frame on the open socket, now or after what waits before it; false when no
   // socket is open (the next one is set up from the client's state instead).
   _sendControl(frame) {
     if (!this._ws || this._ws.readyState !== WS_OPEN) return false;
-    if (this._control.length === 0 && this._trySend(frame)) return true;
-    this._control.push(frame);
+    const entry = { text: JSON.stringify(frame), room: frame.room, join: frame.type === 'join' };
+    if (this._control.length === 0 && this._trySend(entry)) return true;
+    this._control.push(entry);
     this._scheduleDrain();
     return true;
   }
 
-  _trySend(frame) {
+  _trySend(entry) {
     const ws = this._ws;
     if (!this._welcomed || !ws || ws.readyState !== WS_OPEN) return false;
     const now = Date.now();
@@ -599,21 +641,43 @@ export class RealtimeClient {
     this._tokensAt = now;
     if (this._tokens < 1) return false;
     this._tokens -= 1;
-    ws.send(JSON.stringify(frame));
+    ws.send(entry.text);
+    if (entry.join && this._rooms.includes(entry.room)) this._joined.add(entry.room);
     return true;
   }
 
-  // Sends what waits, as far as the bucket allows; then waits for its next token.
+  // The error for a chat entry larger than the current socket takes; null when it fits, or when the
+  // limit is unknown (no socket, or an older server).
+  _tooBig(entry) {
+    const max = this._maxMessageBytes;
+    // A UTF-16 code unit is at most 3 bytes of UTF-8: most frames need no counting.
+    if (max === null || entry.text.length * 3 <= max) return null;
+    const bytes = byteLength(entry.text);
+    if (bytes <= max) return null;
+    const where = entry.room ? ` to ${entry.room}` : '';
+    return new RealtimeError('message_too_big', `a message${where} of ${bytes} bytes; the server takes at most ${max}`, {
+      room: entry.room,
+      frame: entry.text,
+    });
+  }
+
+  // Sends what waits, as far as the bucket allows; then waits for its next token. Chat queued while
+  // the limit was unknown and found too big is dropped (the server would close the socket at it,
+  // losing what follows), with an error event each.
   _drain() {
     clearTimeout(this._timers.drain);
     this._timers.drain = null;
+    const dropped = [];
     for (;;) {
       const list = this._control.length > 0 ? this._control : this._queue;
-      if (list.length === 0) return;
-      if (!this._trySend(list[0])) break;
+      if (list.length === 0) break;
+      const tooBig = list === this._queue && this._tooBig(list[0]);
+      if (tooBig) dropped.push(tooBig);
+      else if (!this._trySend(list[0])) break;
       list.shift();
     }
     this._scheduleDrain();
+    for (const error of dropped) this._emit('error', error);
   }
 
   _scheduleDrain() {
@@ -637,12 +701,15 @@ export class RealtimeClient {
     // A server that sends no welcome first (not this one): open at its first frame, default rate.
     if (!this._welcomed && !(msg.type === 'system' && msg.data && msg.data.event === 'welcome')) this._handleWelcome(ws, {});
     this._emit('envelope', msg);
+    const data = msg.data && typeof msg.data === 'object' ? msg.data : {};
     // A room's traffic already on the way when leave() was called is not delivered (nor taken as
-    // the room's resume point). A notification to the user may name a room it is not in: kept.
-    if (msg.room && !this._rooms.includes(msg.room) && (msg.type === 'presence' || !NOT_HISTORY_ID.test(String(msg.id)))) {
+    // the room's resume point). A notification to the user may name a room it is not in: kept; so
+    // is what concerns the socket (its welcome names the room in its URL, which may have been left
+    // while the socket was opening; joined and recovered check the room themselves).
+    const socketEvent = msg.type === 'system' && SOCKET_EVENTS.has(data.event);
+    if (msg.room && !socketEvent && !this._rooms.includes(msg.room) && (msg.type === 'presence' || !NOT_HISTORY_ID.test(String(msg.id)))) {
       return;
     }
-    const data = msg.data && typeof msg.data === 'object' ? msg.data : {};
 
     switch (msg.type) {
       case 'pong': {
@@ -697,7 +764,9 @@ export class RealtimeClient {
           return;
         }
         if (data.event === 'token_expiring') {
-          this.refreshToken().catch((err) => this._emit('error', err));
+          clearTimeout(this._timers.refresh);
+          this._refreshBackoff.reset();
+          this._refreshForSocket(ws);
           return;
         }
         if (this._track(msg)) this._emit('system', msg);
@@ -761,8 +830,10 @@ export class RealtimeClient {
     clearInterval(this._timers.heartbeat);
     clearTimeout(this._timers.drain);
     clearTimeout(this._timers.presence);
+    clearTimeout(this._timers.refresh);
     this._timers.connect = this._timers.stable = this._timers.heartbeat = this._timers.drain = null;
-    this._timers.presence = null;
+    this._timers.presence = this._timers.refresh = null;
+    this._maxMessageBytes = null; // the next socket's welcome tells its own
     // The next socket is set up from the client's state (rooms, status); chat stays queued.
     this._control.length = 0;
     this._welcomed = false;
@@ -858,7 +929,8 @@ export class RealtimeClient {
    * Sends a chat message to `room`. A string is sent as {"text": string}. While disconnected, or
    * faster than the server's rate limit allows, the message is queued (up to maxQueue) and sent in
    * order as soon as it can be; returns true if it went out now, false if queued. Throws
-   * RealtimeError "queue_full" when the queue is full, "closed" once the client is closed.
+   * RealtimeError "queue_full" when the queue is full, "message_too_big" past the socket's
+   * max_message_bytes, "closed" once the client is closed; TypeError for data JSON cannot encode.
    */
   send(room, data) {
     if (room !== undefined && room !== null) checkRoom(room);
@@ -868,11 +940,16 @@ export class RealtimeClient {
     // when it leaves the queue, after a leave).
     const target = room || this._rooms[0];
     if (target) frame.room = target;
-    if (this._queue.length === 0 && this._control.length === 0 && this._trySend(frame)) return true;
+    // Encoded now: data JSON cannot encode (a BigInt, a cycle) throws here, not when the queue is
+    // sent.
+    const entry = { text: JSON.stringify(frame), room: target };
+    const tooBig = this._tooBig(entry);
+    if (tooBig) throw tooBig;
+    if (this._queue.length === 0 && this._control.length === 0 && this._trySend(entry)) return true;
     if (this._queue.length >= this._maxQueue) {
       throw new RealtimeError('queue_full', `${this._maxQueue} messages already waiting to be sent`);
     }
-    this._queue.push(frame);
+    this._queue.push(entry);
     this._scheduleDrain();
     return false;
   }
@@ -882,10 +959,7 @@ export class RealtimeClient {
     checkRoom(room);
     if (this._rooms.includes(room)) return;
     this._rooms.push(room);
-    if (this._ws && this._ws.readyState === WS_OPEN) {
-      this._sendJoin(room);
-      this._joined.add(room);
-    }
+    if (this._ws && this._ws.readyState === WS_OPEN) this._sendJoin(room);
   }
 
   /** Leaves a room and forgets its last id. */
@@ -900,7 +974,7 @@ export class RealtimeClient {
     if (i < 0) return false;
     this._rooms.splice(i, 1);
     // Chat queued for the room would only be refused (not_in_room) once connected.
-    this._queue = this._queue.filter((frame) => frame.room !== room);
+    this._queue = this._queue.filter((entry) => entry.room !== room);
     this._lastIds.delete(room);
     this._retired.delete(room);
     const seen = this._seen.get(room);
@@ -983,15 +1057,40 @@ export class RealtimeClient {
     for (const p of this._pings.splice(0)) p.reject(err);
   }
 
+  // The server warned that the token of `ws` expires soon (it closes the socket then, 4001): a
+  // fresh token from the provider goes in-band. A failure is reported and retried with backoff
+  // until a refresh works or the socket closes (the next socket asks the provider anyway).
+  _refreshForSocket(ws) {
+    this.refreshToken().catch((err) => {
+      if (this._ws !== ws || this._stopped) return;
+      this._emit('error', err);
+      if (err.code === 'no_token_provider') return;
+      clearTimeout(this._timers.refresh); // one retry pending, should two warnings have come
+      this._timers.refresh = setTimeout(() => {
+        this._timers.refresh = null;
+        this._refreshForSocket(ws);
+      }, this._refreshBackoff.next());
+    });
+  }
+
   /**
    * Gets a fresh token from the provider and sends {"type":"auth","token":T} on the open socket.
-   * Called by itself when the server warns "token_expiring". Later reconnects use the provider too.
+   * Called by itself when the server warns "token_expiring" (and again, with backoff, while the
+   * provider fails and the socket is open). Later reconnects use the provider too. Rejects with
+   * RealtimeError "token_provider_failed" (the provider's error as `cause`), "no_token_provider" or
+   * "not_connected".
    */
   async refreshToken() {
     if (typeof this._token !== 'function') {
       throw new RealtimeError('no_token_provider', 'refreshToken() needs a token provider function');
     }
-    const token = await this._token();
+    let token;
+    try {
+      token = await this._resolveToken();
+    } catch (err) {
+      if (this._stopped) throw new RealtimeError('closed', 'client closed');
+      throw new RealtimeError('token_provider_failed', `token provider failed: ${err && err.message}`, { cause: err });
+    }
     if (!isPresent(token)) throw new RealtimeError('token_provider_failed', 'token provider returned no token');
     if (!this._sendControl({ type: 'auth', token: String(token) })) {
       throw new RealtimeError('not_connected', 'not connected; the next connection will use the provider');

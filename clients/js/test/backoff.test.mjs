@@ -84,6 +84,12 @@ test('buildSocketUrl: room path, encoded query, never "undefined"', () => {
   assert.equal(buildSocketUrl('ws://h:1', 'r:1', { token: 'a.b.c', lastId: 'i' }), 'ws://h:1/ws/r:1?token=a.b.c&last_id=i');
 });
 
+test('buildSocketUrl keeps a query string of the base url and adds its own parameters after it', () => {
+  assert.equal(buildSocketUrl('ws://h:1/?tenant=x', 'a'), 'ws://h:1/ws/a?tenant=x');
+  assert.equal(buildSocketUrl('https://h/rt?tenant=x&v=2#top', 'a', { token: 't', lastId: '5-1' }), 'wss://h/rt/ws/a?tenant=x&v=2&token=t&last_id=5-1');
+  assert.equal(buildSocketUrl('ws://h:1?', undefined, { token: 't' }), 'ws://h:1/ws?token=t');
+});
+
 test('room name rule matches the server', () => {
   for (const ok of ['a', 'general', 'A-Z_0.9:x', 'x'.repeat(128)]) assert.ok(ROOM_NAME_PATTERN.test(ok), ok);
   for (const bad of ['', 'x'.repeat(129), 'a b', 'a/b', 'é', 'a?b']) assert.ok(!ROOM_NAME_PATTERN.test(bad), bad);

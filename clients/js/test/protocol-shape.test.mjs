@@ -3,6 +3,7 @@
 // to each close code. Behaviour against the real server is in server.test.mjs.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { WebSocket, WebSocketServer } from 'ws';
 
@@ -41,8 +42,8 @@ class Recorder {
 
 class FakeServer extends Recorder {
   // Like realtime-server, it sends each socket a welcome first (the client sends nothing before
-  // it); { welcome: false } leaves that to the test.
-  static async start(options = {}, { welcome = true } = {}) {
+  // it); { welcome: false } leaves that to the test, `welcomeData` adds to its data.
+  static async start(options = {}, { welcome = true, welcomeData = {} } = {}) {
     const s = new FakeServer();
     s.wss = new WebSocketServer({ host: '127.0.0.1', port: 0, ...options });
     await once(s.wss, 'listening');
@@ -63,7 +64,7 @@ class FakeServer extends Recorder {
       if (welcome) {
         const room = decodeURIComponent(/^\/ws\/([^?]*)/.exec(req.url)?.[1] ?? '') || undefined;
         const n = s.conns.length;
-        ws.send(envelope('system', room, { event: 'welcome', connection_id: `c${n}`, user_id: `c${n}`, room }, `w-d${n}`));
+        ws.send(envelope('system', room, { event: 'welcome', connection_id: `c${n}`, user_id: `c${n}`, room, ...welcomeData }, `w-d${n}`));
       }
       if (s.onConnection) s.onConnection(conn);
       s.changed();
@@ -892,4 +893,73 @@ test('notifications naming rooms the client is not in are delivered and not reme
   for (let i = 0; i < 300; i++) c.ws.send(envelope('notification', `dm-${i}`, { n: i }, `tag-u${i.toString(36)}`));
   await ev.until(() => ev.messages.length === 300, '300 notifications');
   assert.deepEqual([...client._seen.keys()].filter((room) => room.startsWith('dm-')), []);
+});
+
+// Until the client's current socket is open (the WebSocket's own state: nothing to wait on before
+// the welcome but polling it).
+async function socketOpen(client) {
+  for (let i = 0; i < 400 && !(client._ws && client._ws.readyState === WebSocket.OPEN); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.equal(client._ws.readyState, WebSocket.OPEN);
+}
+
+test('a chat frame over the welcome\'s max_message_bytes is never written: send() throws, the queue drops it with an error', async (t) => {
+  // {"type":"chat","data":{"text":""},"room":"big"} is 47 bytes: 20 bytes of text fit.
+  const server = await FakeServer.start({}, { welcomeData: { max_message_bytes: 67 } });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['big'], autoConnect: false });
+  t.after(() => client.close());
+  const ev = watch(client);
+  assert.equal(client.send('big', 'one'), false);
+  assert.equal(client.send('big', 'é'.repeat(11)), false); // 11 characters but 22 bytes: over
+  assert.equal(client.send('big', 'x'.repeat(20)), false); // exactly the limit
+  await client.connect();
+  const c = await server.conn(0);
+  await server.until(() => c.frames.length === 2, 'two frames');
+  await ev.until(() => ev.errors.length === 1, 'the error for the dropped one');
+  assert.deepEqual(c.frames.map((f) => f.data.text), ['one', 'x'.repeat(20)]);
+  const [err] = ev.errors;
+  assert.equal(err.code, 'message_too_big');
+  assert.equal(err.room, 'big');
+  assert.equal(err.frame, JSON.stringify({ type: 'chat', data: { text: 'é'.repeat(11) }, room: 'big' }));
+  // Known now: refused at once, and nothing goes out.
+  assert.throws(() => client.send('big', 'é'.repeat(11)), (e) => e.code === 'message_too_big' && e.room === 'big');
+  assert.equal(client.send('big', 'two'), true);
+  await server.until(() => c.frames.length === 3, 'the third frame');
+  assert.equal(c.frames[2].data.text, 'two');
+  assert.equal(client.queued, 0);
+  assert.deepEqual(ev.states, ['connecting', 'open']);
+});
+
+test('close() while the token provider hangs leaves no timer behind: Node exits at once', () => {
+  const script = `
+    import { RealtimeClient } from ${JSON.stringify(new URL('../realtime-client.js', import.meta.url).href)};
+    const client = new RealtimeClient({ url: 'ws://127.0.0.1:9', WebSocket: class {}, token: () => new Promise(() => {}), connectTimeoutMs: 30000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await client.close();
+    console.log(client.state);`;
+  const started = Date.now();
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10000 });
+  assert.equal(run.status, 0, `exit status ${run.status} after ${Date.now() - started} ms ${run.stderr}`);
+  assert.equal(run.stdout.trim(), 'closed');
+  assert.ok(Date.now() - started < 5000, `exited after ${Date.now() - started} ms`);
+});
+
+test('a join still waiting to go out when its socket dropped is not reported as unresumable', async (t) => {
+  const server = await FakeServer.start({}, { welcome: false });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['home'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c1 = await server.conn(0);
+  await socketOpen(client); // open, but no welcome: frames wait for it
+  client.join('later');
+  c1.ws.close(1001);
+  const c2 = await server.conn(1);
+  c2.ws.send(envelope('system', 'home', { event: 'welcome', connection_id: 'c2', user_id: 'u', room: 'home' }, 'w-d2'));
+  await ev.until(() => client.state === 'open', 'open');
+  await server.frame(c2, (f) => f.type === 'join' && f.room === 'later', 'the join of later');
+  assert.deepEqual(c1.frames, [], 'nothing went out on the first socket');
+  assert.deepEqual(ev.recovered, []);
 });

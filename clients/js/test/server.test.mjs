@@ -10,7 +10,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { WebSocket } from 'ws';
 
-import { RealtimeClient } from '../realtime-client.js';
+import { RealtimeClient, RealtimeError } from '../realtime-client.js';
 import * as harness from '../../../tests/support/node/server.mjs';
 import * as http from '../../../tests/support/node/http.mjs';
 import { startRedis } from '../../../tests/cluster/lib/redis.mjs';
@@ -596,4 +596,150 @@ test('recovery across pods: the client is switched to another pod behind Redis a
   await publish(podA, { room, text: 'live' });
   await ea.until(() => texts().includes('live'), 'live from pod A through Redis');
   assert.deepEqual(texts(), ['before', 'while away 1', 'while away 2', 'live']);
+});
+
+// ---- reviewed defects: each test below failed before its fix ------------------------------------
+
+test('leaving the socket\'s own room while it connects: the welcome still opens the client at once, and the room is left', { skip: NO_SERVER }, async (t) => {
+  // The user's other tab is in the room already, so nothing but the welcome comes to the new socket
+  // (no presence): a dropped welcome would leave the client connecting until its connect timeout.
+  const secret = 'test-secret-' + randomBytes(8).toString('hex');
+  const server = await startServer({ args: ['--jwt-secret', secret] });
+  t.after(() => server.terminate());
+  const token = jwt(secret, { sub: 'ann', exp: Math.floor(Date.now() / 1000) + 3600 });
+  const [left, kept] = [uniqueRoom('left'), uniqueRoom('kept')];
+  const tab = new WebSocket(`${server.url}/ws/${left}?token=${token}`);
+  t.after(() => tab.close());
+  await new Promise((resolve) => tab.once('message', resolve));
+
+  const a = newClient(t, server, { rooms: [left, kept], token });
+  const ea = watch(a);
+  await new Promise((resolve) => setImmediate(resolve)); // the socket is opening
+  assert.ok(a._ws, 'a socket');
+  assert.equal(a.state, 'connecting');
+  a.leave(left);
+  await ea.until(() => a.state === 'open', 'open'); // WAIT_MS, well before the connect timeout (15 s)
+  assert.equal(ea.welcomes.length, 1);
+  assert.equal(ea.welcomes[0].room, left);
+  assert.equal(ea.welcomes[0].lastId, null, 'no resume point for a room left');
+  assert.ok(a.connectionId, 'the welcome was read');
+  assert.deepEqual(a.rooms, [kept]);
+  await a.ping(); // the leave went before the ping: the server is done with it
+  const { rooms } = await (await fetch(`${server.httpUrl}/api/rooms`)).json();
+  assert.deepEqual(rooms.map((r) => [r.room, r.members]).sort(), [[kept, 1], [left, 1]].sort(), 'only the other tab is in the room left');
+  assert.equal(a.lastId(left), undefined);
+});
+
+test('send() of a payload JSON cannot encode throws at once, also while not connected; the rest goes through', { skip: NO_SERVER }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.terminate());
+  const room = uniqueRoom('json');
+  const a = newClient(t, server, { rooms: [room], autoConnect: false });
+  const ea = watch(a);
+  const cycle = { text: 'loop' };
+  cycle.self = cycle;
+  assert.throws(() => a.send(room, { text: 'big', n: 1n }), TypeError);
+  assert.throws(() => a.send(room, cycle), TypeError);
+  assert.equal(a.send(room, 'queued'), false);
+  assert.equal(a.queued, 1, 'nothing unencodable was queued');
+  await a.connect();
+  await ea.until(() => ea.messages.some((m) => m.data.text === 'queued'), 'the queued message');
+  assert.throws(() => a.send(room, { n: 2n }), TypeError);
+  assert.equal(a.send(room, 'live'), true);
+  await ea.until(() => ea.messages.some((m) => m.data.text === 'live'), 'the live message');
+  assert.deepEqual(ea.states, ['connecting', 'open']);
+});
+
+test('a message over the server\'s max_message_bytes is refused by send(), or dropped from the queue with an error; the others go', { skip: NO_SERVER }, async (t) => {
+  const server = await startServer({ args: ['--max-message-bytes', '1024'] });
+  t.after(() => server.terminate());
+  const room = uniqueRoom('big');
+  const a = newClient(t, server, { rooms: [room], autoConnect: false });
+  const ea = watch(a);
+  a.send(room, 'm1');
+  a.send(room, 'BIG ' + 'é'.repeat(600)); // 600 characters, 1,200 bytes
+  for (let i = 2; i <= 4; i++) a.send(room, `m${i}`);
+  await a.connect();
+  if (ea.welcomes[0].envelope.data.max_message_bytes === undefined) {
+    t.skip('this realtime-server build does not send max_message_bytes in its welcome yet');
+    return;
+  }
+  await ea.until(() => ea.messages.filter((m) => m.data.text.startsWith('m')).length === 4, 'the four messages that fit');
+  assert.deepEqual(ea.messages.map((m) => m.data.text), ['m1', 'm2', 'm3', 'm4']);
+  assert.deepEqual(ea.errors.map((e) => [e.code, e.room]), [['message_too_big', room]]);
+  assert.match(ea.errors[0].frame, /^\{"type":"chat".*BIG/);
+  assert.throws(() => a.send(room, 'BIG ' + 'x'.repeat(1100)), (e) => e.code === 'message_too_big' && e.room === room);
+  assert.equal(a.send(room, 'after'), true);
+  await ea.until(() => ea.messages.some((m) => m.data.text === 'after'), 'the message after');
+  assert.deepEqual(ea.states, ['connecting', 'open'], 'never closed with 1009');
+});
+
+test('token_expiring: a token provider that fails is retried, and its failure is a RealtimeError token_provider_failed', { skip: NO_SERVER, timeout: 60000 }, async (t) => {
+  const secret = 'test-secret-' + randomBytes(8).toString('hex');
+  const server = await startServer({ args: ['--auth-required', '--jwt-secret', secret] });
+  t.after(() => server.terminate());
+  let calls = 0;
+  const token = async () => {
+    calls += 1;
+    if (calls === 2) throw new Error('auth server down');
+    const now = Math.floor(Date.now() / 1000);
+    return jwt(secret, { sub: 'bob', iat: now, exp: now + (calls === 1 ? 3 : 3600) }); // the first one warned at once
+  };
+  const a = newClient(t, server, { rooms: [uniqueRoom('exp')], token, backoff: { initialMs: 100, maxMs: 500 } });
+  const ea = watch(a);
+  await a.connect();
+  const id = a.connectionId;
+  await ea.until(() => ea.envelopes.some((m) => m.type === 'system' && m.data.event === 'token_refreshed'), 'token_refreshed after a retry');
+  assert.equal(calls, 3);
+  assert.equal(ea.errors.length, 1);
+  const [err] = ea.errors;
+  assert.ok(err instanceof RealtimeError, `a RealtimeError, not ${err && err.constructor.name}`);
+  assert.equal(err.code, 'token_provider_failed');
+  assert.equal(err.cause.message, 'auth server down');
+  assert.equal(a.connectionId, id, 'the same socket');
+  assert.deepEqual(ea.states, ['connecting', 'open']);
+});
+
+test('connect() called from a state listener on "closed" resolves once open', { skip: NO_SERVER }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.terminate());
+  const a = newClient(t, server, { rooms: [uniqueRoom('again')] });
+  await a.connect();
+  let again;
+  const off = a.on('state', (state) => {
+    if (state === 'closed' && !again) again = a.connect();
+  });
+  await a.close();
+  off();
+  assert.ok(again, 'the listener ran');
+  await again;
+  assert.equal(a.state, 'open');
+});
+
+test('the heartbeat keeps a healthy socket whose pong waited unread during an event-loop stall', { skip: NO_SERVER }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.terminate());
+  // The process is busy right after the first heartbeat ping went out, longer than pingTimeoutMs:
+  // when it wakes, the expired ping timeout and the pong waiting in the socket are both due.
+  let stalled = false;
+  class StallingWebSocket extends WebSocket {
+    send(data, ...rest) {
+      super.send(data, ...rest);
+      if (!stalled && String(data).includes('"ping"')) {
+        stalled = true;
+        setImmediate(() => {
+          const until = Date.now() + 400;
+          while (Date.now() < until);
+        });
+      }
+    }
+  }
+  const a = newClient(t, server, { rooms: [uniqueRoom('stall')], WebSocket: StallingWebSocket, heartbeatMs: 200, pingTimeoutMs: 150 });
+  const ea = watch(a);
+  await a.connect();
+  const id = a.connectionId;
+  await ea.until(() => ea.envelopes.filter((m) => m.type === 'pong').length >= 3, 'three heartbeat pongs');
+  assert.ok(stalled);
+  assert.deepEqual(ea.states, ['connecting', 'open'], 'not dropped');
+  assert.equal(a.connectionId, id);
 });
