@@ -100,6 +100,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
         socket_(std::move(socket)),
         timer_(shard.context()) {
     buffer_.max_size(kReadBufferLimit);
+    boost::system::error_code ignored;  // (then the unspecified address: one bucket for all such)
+    peer_ = socket_.remote_endpoint(ignored).address();
   }
   ~HttpSession() override { stop_waiting(); }
   HttpSession(const HttpSession&) = delete;
@@ -131,19 +133,20 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
-  // Among the shard's connections reading a request, this one now the newest; the oldest closed
-  // when there would be more than this thread's share of HandlerConfig::max_http_waiting. (Each
-  // request's read starts here; the previous one's ended in on_read(), which left the list.)
+  // Among the shard's connections reading a request, this one now the newest; one closed when
+  // there would be more than this thread's share of HandlerConfig::max_http_waiting (see
+  // Shard::HttpWaiting::victim). (Each request's read starts here; the previous one's ended in
+  // on_read(), which left the list.)
   void start_waiting() {
     auto& waiting = shard_.http_waiting();
     const std::size_t cap = std::max<std::size_t>(
         1, handler_->config().max_http_waiting / handler_->core().shard_count());
-    while (waiting.size() >= cap) waiting.front()->evict();
-    waiting_at_ = waiting.insert(waiting.end(), this);
+    while (waiting.size() >= cap) waiting.victim()->evict();
+    waiting_at_ = waiting.add(this, peer_);
   }
   void stop_waiting() noexcept {
     if (!waiting_at_) return;
-    shard_.http_waiting().erase(*waiting_at_);
+    shard_.http_waiting().remove(*waiting_at_);
     waiting_at_.reset();
   }
 
@@ -465,7 +468,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::array<char, 512> drain_buffer_{};
-  std::optional<std::list<Shard::HttpWaiter*>::iterator> waiting_at_;
+  std::optional<Shard::HttpWaiting::Slot> waiting_at_;
+  boost::asio::ip::address peer_;  // the client's address, for HttpWaiting
 };
 
 }  // namespace

@@ -253,4 +253,31 @@ void Shard::on_sweep() {
   arm_sweep();
 }
 
+Shard::HttpWaiting::Slot Shard::HttpWaiting::add(HttpWaiter* waiter,
+                                                 const boost::asio::ip::address& address) {
+  ++per_address_[address];
+  return waiting_.insert(waiting_.end(), {waiter, address});
+}
+
+void Shard::HttpWaiting::remove(Slot slot) noexcept {
+  const auto count = per_address_.find(slot->second);
+  if (count != per_address_.end() && --count->second == 0) per_address_.erase(count);
+  waiting_.erase(slot);
+}
+
+Shard::HttpWaiter* Shard::HttpWaiting::victim() const {
+  HttpWaiter* chosen = nullptr;
+  std::size_t most = 0;
+  std::size_t looked = 0;
+  for (const auto& [waiter, address] : waiting_) {
+    const auto count = per_address_.find(address);
+    if (count != per_address_.end() && count->second > most) {
+      most = count->second;
+      chosen = waiter;
+    }
+    if (++looked == kLookedAt) break;
+  }
+  return chosen != nullptr || waiting_.empty() ? chosen : waiting_.front().first;
+}
+
 }  // namespace realtime::detail

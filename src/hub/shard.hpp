@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "hub/out_frame.hpp"
@@ -117,9 +118,9 @@ class Shard {
   void stop_sweep();
 
   // A connection of this thread that is reading an HTTP request (before its upgrade, or between a
-  // keep-alive connection's requests). http_session.cpp keeps them in http_waiting(), the one
-  // that has waited longest first, and has the oldest evict() itself (close) when a new one would
-  // pass HandlerConfig::max_http_waiting: descriptors held by silent or slow clients are bounded.
+  // keep-alive connection's requests). http_session.cpp keeps them in http_waiting() and has one
+  // evict() itself (close) when a new one would pass HandlerConfig::max_http_waiting: descriptors
+  // held by silent or slow clients are bounded.
   class HttpWaiter {
    public:
     virtual ~HttpWaiter() = default;
@@ -132,7 +133,25 @@ class Shard {
     HttpWaiter& operator=(const HttpWaiter&) = default;
     HttpWaiter& operator=(HttpWaiter&&) = default;
   };
-  std::list<HttpWaiter*>& http_waiting() noexcept { return http_waiting_; }
+  // The thread's waiting connections, the one that has waited longest first, and how many each
+  // client address has.
+  class HttpWaiting {
+   public:
+    using Slot = std::list<std::pair<HttpWaiter*, boost::asio::ip::address>>::iterator;
+    Slot add(HttpWaiter* waiter, const boost::asio::ip::address& address);
+    void remove(Slot slot) noexcept;
+    std::size_t size() const noexcept { return waiting_.size(); }
+    // The one to close for a new one: of the kLookedAt that have waited longest, the one whose
+    // address has the most connections waiting (the longest waiting of them): a client address
+    // holding many pushes out its own before one of another address.
+    static constexpr std::size_t kLookedAt = 64;
+    HttpWaiter* victim() const;
+
+   private:
+    std::list<std::pair<HttpWaiter*, boost::asio::ip::address>> waiting_;
+    std::unordered_map<boost::asio::ip::address, std::size_t> per_address_;
+  };
+  HttpWaiting& http_waiting() noexcept { return http_waiting_; }
 
  private:
   struct Member {
@@ -156,7 +175,7 @@ class Shard {
   HubCore& hub_;
   unsigned index_;
   // Before context_: connections destroyed with the loop's pending handlers still leave it.
-  std::list<HttpWaiter*> http_waiting_;
+  HttpWaiting http_waiting_;
   boost::asio::io_context context_;
   boost::asio::steady_timer sweep_timer_;
   std::chrono::milliseconds sweep_period_{1000};

@@ -1,7 +1,7 @@
 // Connections before their upgrade: those still reading a request are capped (the one that has
-// waited longest is closed for a new one), an upgrade carries no body, and a publish its headers
-// refuse is answered without its body being read. And GET /api/rooms, made once for the requests
-// that wait for it.
+// waited longest is closed for a new one, of the address holding the most), an upgrade carries no
+// body, and a publish its headers refuse is answered without its body being read. And GET
+// /api/rooms, made once for the requests that wait for it.
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -27,7 +27,16 @@ using namespace realtime::testing;
 // A plain TCP connection to the server, for requests a WebSocket client would never send.
 class RawSocket {
  public:
-  explicit RawSocket(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+  // From `source` (127.0.0.x: another client address), or any.
+  explicit RawSocket(std::uint16_t port, std::uint32_t source = INADDR_ANY)
+      : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(source);
+    if (source != INADDR_ANY &&
+        ::bind(fd_, reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0) {
+      return;
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -86,6 +95,32 @@ TEST(HttpWaiting, TheLongestWaitingSilentConnectionMakesRoomForANewOne) {
   // A client that sends its request is served (and closes one more of the silent ones).
   auto client = connect_welcomed(pod.port, "/ws/room");
   ASSERT_TRUE(client);
+}
+
+// One client address holding many silent connections pushes out its own, not the connection of
+// another address that has waited longer.
+TEST(HttpWaiting, AnAddressHoldingManyPushesOutItsOwnFirst) {
+  HandlerConfig config = fast_config();
+  config.max_http_waiting = 4;
+  Pod pod(config, 1);
+  constexpr std::uint32_t kOther = 0x7f000003;  // 127.0.0.3
+  constexpr std::uint32_t kFlood = 0x7f000002;  // 127.0.0.2
+  RawSocket slow(pod.port, kOther);
+  ASSERT_TRUE(slow.connected());
+  std::vector<std::unique_ptr<RawSocket>> flood;
+  for (int i = 0; i < 8; ++i) {
+    flood.push_back(std::make_unique<RawSocket>(pod.port, kFlood));
+    ASSERT_TRUE(flood.back()->connected());
+  }
+  // The flood's 5 oldest are closed (4 places: the slow one and the flood's 3 newest).
+  std::size_t closed = 0;
+  for (int i = 0; i < 5; ++i) closed += flood[i]->read_until_closed(3s).second ? 1 : 0;
+  EXPECT_EQ(closed, 5U);
+  EXPECT_FALSE(slow.read_until_closed(200ms).second);
+  // The slow one sends its request at last, and is served.
+  ASSERT_TRUE(slow.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+  const auto [answer, done] = slow.read_until_closed(3s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer;
 }
 
 TEST(HttpBodies, AnUpgradeWithABodyIsRefused) {
