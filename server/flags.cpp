@@ -85,9 +85,9 @@ Flags parse_flags(int argc, char** argv) {
       ->envname(env("LISTEN"));
   app.add_option("--redis", flags.redis, "redis://[user:pass@]host:port[/db]; unset: single pod")
       ->envname(env("REDIS"));
-  auto* pod_id =
-      app.add_option("--pod-id", flags.pod_id, "name of this pod (default: host name + pid)")
-          ->envname(env("POD_ID"));
+  auto* pod_id = app.add_option("--pod-id", flags.pod_id,
+                                "name of this pod (default: host name + pid + a random tag)")
+                     ->envname(env("POD_ID"));
   app.add_option("--threads", flags.threads, "I/O threads (default: number of cores)")
       ->envname(env("THREADS"))
       ->check(CLI::Range(1U, 1024U));

@@ -34,7 +34,9 @@ struct HandlerConfig {
   std::function<void(Connection&)> on_connect;
   // Once, when the socket is gone (or going: after its close frame was queued); also for the
   // sockets still open when the Hub stops without a Handler::shutdown() first (then on the thread
-  // in Hub::wait(), after the I/O threads ended).
+  // in Hub::wait(), after the I/O threads ended). Never inside another hook: a socket closed from
+  // a hook (Connection::close() in on_message, say, under the application's own lock) gets its
+  // on_disconnect once that hook has returned.
   std::function<void(Connection&)> on_disconnect;
   // Each chat message before it is broadcast; may rewrite it. Return false to suppress it.
   std::function<bool(Connection&, Message&)> on_message;
@@ -42,12 +44,12 @@ struct HandlerConfig {
   bool auth_required = false;  // every socket must carry a valid JWT
   JwtConfig jwt;               // keys and claims checked; a token is verified whenever present
   std::string api_key;         // required by POST /api/publish as "Bearer <key>" when set
-  std::size_t max_connections = 10000;       // past it: 503 "server at capacity"
-  std::size_t max_connections_per_ip = 0;    // past it: 429; 0 = no cap (behind a proxy, all
-                                             // sockets share its address)
-  std::size_t max_message_bytes = 65536;     // larger client messages: close 1009
-  double rate_limit = 20;                    // messages per second per socket (token bucket)
-  double rate_burst = 40;                    // bucket size
+  std::size_t max_connections = 10000;     // past it: 503 "server at capacity"
+  std::size_t max_connections_per_ip = 0;  // past it: 429; 0 = no cap (behind a proxy, all
+                                           // sockets share its address)
+  std::size_t max_message_bytes = 65536;   // larger client messages: close 1009
+  double rate_limit = 20;  // messages per second per socket (token bucket); finite, above 0
+  double rate_burst = 40;  // bucket size; finite, at least 1 (the Handler throws otherwise)
   std::vector<std::string> allowed_origins;  // empty: same origin only; "*": any
   std::chrono::seconds ping_interval{25};    // WebSocket ping after this much quiet
   std::chrono::seconds pong_timeout{60};     // closed when silent this long
@@ -75,12 +77,13 @@ class Handler {
 
   // Binds host:port (port 0 picks a free one) with SO_REUSEADDR and starts accepting on the hub's
   // threads. A host name must resolve without blocking I/O: use an IP literal or "localhost".
-  // Once per Handler: a second call fails (already_connected), as does one after shutdown().
+  // Once per Handler: a second call fails (already_connected), as does one after shutdown() or
+  // once the Hub has stopped (operation_not_permitted).
   std::error_code listen(const std::string& host, std::uint16_t port);
   // The bound port (after listen()).
   std::uint16_t port() const noexcept;
-  // Stops accepting, closes every WebSocket with 1001, and returns when all are closed or after
-  // `deadline`.
+  // Stops accepting, closes every WebSocket of this Handler with 1001 (those of another Handler on
+  // the same Hub stay), and returns when all are closed or after `deadline`.
   void shutdown(std::chrono::milliseconds deadline = std::chrono::seconds(5));
 
   const HandlerConfig& config() const noexcept;

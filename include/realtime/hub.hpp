@@ -5,8 +5,10 @@
 // frame and handed to each shard that has members of the room; each shard writes it to its members,
 // batching what every socket owes into one write per loop turn. See docs/ARCHITECTURE.md.
 //
-// Thread safety: every public member may be called from any thread. The Hub must outlive the
-// Handler and Broadcasters that use it.
+// Thread safety: every public member may be called from any thread; wait() called on one of the
+// Hub's own I/O threads (from a hook) returns without waiting for that thread. The Hub must outlive
+// the Handler and Broadcasters that use it, and must not be destroyed on one of its own I/O
+// threads.
 #pragma once
 
 #include <cstddef>
@@ -28,14 +30,15 @@ class HubCore;
 struct HubOptions {
   unsigned threads = 0;            // I/O threads; 0 = one per core
   std::size_t history_size = 100;  // messages kept per room for last_id recovery
-  std::string pod_id;              // names this pod; empty = host name + pid
+  std::string
+      pod_id;  // names this pod, unique in the cluster; empty = host name + pid + a random tag
   // Memory the rooms' histories, and rooms without members, may hold on this pod. Past it the
   // least recently used are dropped (rooms without members first), so a recovery from them is
   // answered "not recovered". Counted as Metrics::room_retained_bytes.
   std::size_t history_bytes = std::size_t{256} << 20;
 };
 
-// The default pod id: host name + "-" + process id.
+// The default pod id: host name + "-" + process id + "-" + 4 random characters.
 std::string default_pod_id();
 
 struct RoomCount {
@@ -68,6 +71,11 @@ class Hub {
 
   // Delivers msg to the sockets of this pod: the members of msg.room, or every socket when msg.room
   // is empty. Sets msg.id (when empty) and msg.timestamp (when unset). Returns the id.
+  // A room message is kept in this pod's history for last_id recovery only when its id is left
+  // empty: one given an id of its own is delivered as it is and never replayed. With a
+  // RedisBroadcaster, a room's history is the shared one, which this local delivery does not
+  // reach: publish room messages through the broadcaster (they reach every pod, and are
+  // recovered), and keep broadcast() for what needs no recovery.
   std::string broadcast(Message msg);
   // Delivers msg to every socket of user_id on this pod.
   std::string send_to_user(const std::string& user_id, Message msg);

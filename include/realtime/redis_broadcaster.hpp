@@ -54,7 +54,8 @@ class RedisBroadcaster final : public Broadcaster {
   RedisBroadcaster(const RedisBroadcaster&) = delete;
   RedisBroadcaster& operator=(const RedisBroadcaster&) = delete;
 
-  // Starts the Redis thread; it connects (and reconnects) by itself.
+  // Starts the Redis thread; it connects (and reconnects) by itself. A broadcaster runs once:
+  // start() after stop() does nothing (the pod then numbers its messages itself, as before start).
   void start();
   // Stops the Redis thread; idempotent.
   void stop();

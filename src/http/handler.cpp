@@ -1,6 +1,8 @@
 #include <array>
 #include <charconv>
+#include <cmath>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/ip/address.hpp>
@@ -8,6 +10,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "http/guarded_broadcaster.hpp"
 #include "http/handler_core.hpp"
 #include "http/listener.hpp"
 #include "realtime/error.hpp"
@@ -23,6 +26,10 @@ constexpr std::chrono::milliseconds kShutdownPoll{20};
 
 std::shared_ptr<spdlog::logger> handler_logger() {
   if (auto logger = spdlog::default_logger()) return logger;
+  // No default logger (the application dropped it): one of our own, made once.
+  static std::mutex made;
+  const std::lock_guard lock(made);
+  if (auto logger = spdlog::get("realtime")) return logger;
   return spdlog::stderr_color_mt("realtime");
 }
 
@@ -40,12 +47,18 @@ JwtVerifier make_verifier(const JwtConfig& config) {
 HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
     : hub_(hub),
       config_(std::move(config)),
-      broadcaster_(config_.broadcaster ? config_.broadcaster
+      broadcaster_(config_.broadcaster ? guarded(config_.broadcaster, handler_logger())
                                        : std::make_shared<LocalBroadcaster>(hub)),
       jwt_(make_verifier(config_.jwt)),
       logger_(handler_logger()) {
   if (config_.auth_required && !jwt_.enabled()) {
     throw std::invalid_argument("auth required but no JWT key configured");
+  }
+  // (Told to every client in its welcome, as JSON numbers: infinity and NaN are none.)
+  if (!std::isfinite(config_.rate_limit) || config_.rate_limit <= 0 ||
+      !std::isfinite(config_.rate_burst) || config_.rate_burst < 1) {
+    throw std::invalid_argument(
+        "rate_limit must be a finite number above 0, and rate_burst a finite number from 1");
   }
   // Shortest round-trip forms: 20, 0.5, 1e+06 are all JSON numbers.
   const auto number = [](double value) {
@@ -107,6 +120,9 @@ std::error_code HandlerCore::listen(const std::string& host, std::uint16_t port)
   std::lock_guard lock(listener_mutex_);
   if (listener_) return std::make_error_code(std::errc::already_connected);
   if (shut_down_.load()) return std::make_error_code(std::errc::operation_not_permitted);
+  // A stopped Hub's loops run no more: nothing would accept. (Before start() is fine: the
+  // listener starts accepting with the loops.)
+  if (hub_.core().stopped()) return std::make_error_code(std::errc::operation_not_permitted);
   auto listener = std::make_shared<Listener>(*this, hub_.core().shard(0).context());
   if (auto open_ec = listener->open({address, port})) return open_ec;
   listener->start();
@@ -146,8 +162,9 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   HubCore& core = hub_.core();
   for (unsigned i = 0; i < core.shard_count(); ++i) {
     Shard& shard = core.shard(i);
-    asio::post(shard.context(),
-               [&shard] { shard.close_all(close_code::going_away, "server shutting down"); });
+    asio::post(shard.context(), [&shard, this] {
+      shard.close_all(*this, close_code::going_away, "server shutting down");
+    });
   }
   const auto until = std::chrono::steady_clock::now() + deadline;
   while (std::chrono::steady_clock::now() < until) {
@@ -156,7 +173,8 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
       Shard& shard = core.shard(i);
       auto count = std::make_shared<std::promise<std::size_t>>();
       auto future = count->get_future();
-      asio::post(shard.context(), [&shard, count] { count->set_value(shard.session_count()); });
+      asio::post(shard.context(),
+                 [&shard, count, this] { count->set_value(shard.session_count(*this)); });
       if (future.wait_until(until) != std::future_status::ready) return;
       open += future.get();
     }

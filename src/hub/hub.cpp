@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <random>
 
 #include <boost/asio/post.hpp>
@@ -25,6 +26,11 @@ std::string default_pod_id() {
   std::string id = host[0] != '\0' ? host : "pod";
   id += '-';
   id += std::to_string(::getpid());
+  // Host name and pid alone repeat: two Hubs of one process, or containers sharing the node's
+  // host name with pid 1. Pods with one id take each other's messages for their own echoes.
+  id += '-';
+  std::uint32_t tag = std::random_device{}();
+  for (int i = 0; i < 4; ++i, tag /= 36) id += "0123456789abcdefghijklmnopqrstuvwxyz"[tag % 36];
   return id;
 }
 
@@ -212,20 +218,22 @@ void HubCore::wait() {
   std::vector<std::thread> threads;
   threads.swap(threads_);
   lock.unlock();
-  bool on_io_thread = false;
+  std::optional<std::thread> own;  // called on an I/O thread: it cannot join itself
   for (auto& thread : threads) {
     if (thread.get_id() == std::this_thread::get_id()) {
-      on_io_thread = true;
+      own = std::move(thread);
     } else if (thread.joinable()) {
       thread.join();
     }
   }
   // The loops are over for good: the sockets still open are gone for the application too
   // (on_disconnect runs for each, here), unless this is one of the loops' own threads.
-  if (!threads.empty() && !on_io_thread && stopped()) {
+  if (!threads.empty() && !own && stopped()) {
     for (auto& shard : shards_) shard->finish_all();
   }
   lock.lock();
+  // Left for a wait() on another thread (or the destructor) to join.
+  if (own) threads_.push_back(std::move(*own));
   joining_ = false;
   joined_.notify_all();
 }

@@ -198,12 +198,35 @@ std::vector<std::shared_ptr<WsSession>> Shard::all_sessions() const {
   return all;
 }
 
-void Shard::close_all(std::uint16_t code, std::string_view reason) {
-  for (auto& session : all_sessions()) session->close(code, reason);
+void Shard::close_all(const HandlerCore& handler, std::uint16_t code, std::string_view reason) {
+  for (auto& session : all_sessions()) {
+    if (&session->handler() == &handler) session->close(code, reason);
+  }
+}
+
+std::size_t Shard::session_count(const HandlerCore& handler) const noexcept {
+  return static_cast<std::size_t>(
+      std::count_if(sessions_.begin(), sessions_.end(),
+                    [&](const auto& entry) { return &entry.second->handler() == &handler; }));
 }
 
 void Shard::finish_all() {
   for (auto& session : all_sessions()) session->finish();
+  run_deferred_disconnects();
+}
+
+void Shard::defer_disconnect(std::shared_ptr<WsSession> session) {
+  const bool post = deferred_disconnects_.empty();
+  deferred_disconnects_.push_back(std::move(session));
+  if (post) boost::asio::post(context_, [this] { run_deferred_disconnects(); });
+}
+
+void Shard::run_deferred_disconnects() {
+  while (!deferred_disconnects_.empty()) {
+    std::vector<std::shared_ptr<WsSession>> due;
+    due.swap(deferred_disconnects_);
+    for (auto& session : due) session->run_disconnect_hook();
+  }
 }
 
 void Shard::start_sweep(std::chrono::milliseconds period) {

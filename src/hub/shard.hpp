@@ -34,6 +34,7 @@ namespace realtime::detail {
 
 class WsSession;
 class HubCore;
+class HandlerCore;
 
 class Shard {
  public:
@@ -90,12 +91,18 @@ class Shard {
   // Adds what count_sent() gathered to the shared metrics.
   void publish_counts() noexcept;
 
-  // Closes every session with `code` (shutdown); on this shard's thread.
-  void close_all(std::uint16_t code, std::string_view reason);
+  // Closes every session of `handler` with `code` (its shutdown); on this shard's thread.
+  void close_all(const HandlerCore& handler, std::uint16_t code, std::string_view reason);
+  // The sessions of `handler` here; on this shard's thread.
+  std::size_t session_count(const HandlerCore& handler) const noexcept;
   // Once the loop has stopped for good (Hub::stop() without Handler::shutdown() first): ends
   // every session still here, without a close handshake; its on_disconnect runs. On the thread
   // that joined the loop's.
   void finish_all();
+  // A session's on_disconnect to run once the hook now running on this thread has returned (the
+  // application closed a socket from inside a hook: a lock it holds there is free again by then).
+  // Run from a handler of its own, or by finish_all() once the loop has stopped.
+  void defer_disconnect(std::shared_ptr<WsSession> session);
   // A copy of the session table, for loops whose calls may end sessions (and so erase them).
   std::vector<std::shared_ptr<WsSession>> all_sessions() const;
 
@@ -182,6 +189,8 @@ class Shard {
   bool sweeping_ = false;
   std::size_t sweep_bucket_ = 0;                         // the next slice starts at this bucket
   std::vector<std::shared_ptr<WsSession>> sweep_slice_;  // kept for its capacity
+  std::vector<std::shared_ptr<WsSession>> deferred_disconnects_;  // see defer_disconnect()
+  void run_deferred_disconnects();
   static constexpr std::chrono::seconds kEvictionPeriod{60};  // idle-room eviction (shard 0)
   std::chrono::steady_clock::time_point last_eviction_ = std::chrono::steady_clock::now();
   std::unordered_map<WsSession*, std::shared_ptr<WsSession>> sessions_;

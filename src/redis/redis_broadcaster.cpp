@@ -225,7 +225,8 @@ RedisBroadcasterCore::~RedisBroadcasterCore() {
 
 void RedisBroadcasterCore::start() {
   std::lock_guard lock(lifecycle_mutex_);
-  if (thread_.joinable()) return;
+  // Runs once: stop() released the lanes and ended the context for good.
+  if (thread_.joinable() || stopped_) return;
   redis_thread_runs_.store(true, std::memory_order_release);
   asio::post(context_, [this] {
     publisher_->start();
@@ -273,6 +274,7 @@ void RedisBroadcasterCore::stop() {
     });
   });
   thread_.join();
+  stopped_ = true;
   stopping_.store(false, std::memory_order_release);  // stopped: this pod numbers messages itself
 }
 

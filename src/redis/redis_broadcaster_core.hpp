@@ -206,6 +206,7 @@ class RedisBroadcasterCore {
   bool finished_ = false;
   std::thread thread_;
   std::mutex lifecycle_mutex_;
+  bool stopped_ = false;  // guarded by lifecycle_mutex_: stop() ran; start() no more
   std::atomic<PublishState> publish_state_{PublishState::starting};
   std::atomic<bool> redis_thread_runs_{false};  // between start() and stop()
   // While stop() runs: a room message not numbered by Redis is not taken (its callback gets

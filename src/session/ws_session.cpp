@@ -45,9 +45,19 @@ bool would_block(const boost::system::error_code& ec) {
 
 // Runs an application hook. An exception from it is a bug of the application's: it is logged, and
 // the caller closes that one socket (1011) instead of the process ending with std::terminate.
+// Application hooks running on this thread now (one may close a socket, whose on_disconnect then
+// waits until the hook has returned: see Shard::defer_disconnect).
+thread_local unsigned hooks_running = 0;
+
 template <typename Call>
 bool hook_ran(spdlog::logger& log, std::string_view hook, const std::string& connection,
               Call&& call) {
+  struct Running {
+    Running() noexcept { ++hooks_running; }
+    ~Running() { --hooks_running; }
+    Running(const Running&) = delete;
+    Running& operator=(const Running&) = delete;
+  } running;
   try {
     std::forward<Call>(call)();
     return true;
@@ -649,6 +659,15 @@ void WsSession::detach() {
   handler_->metrics().connections.fetch_sub(1, std::memory_order_relaxed);
   handler_->release_slot();
   if (ip_slot_) handler_->release_ip(*ip_slot_);
+  if (!handler_->config().on_disconnect) return;
+  if (auto self = weak_from_this().lock(); self && hooks_running > 0) {
+    shard_.defer_disconnect(std::move(self));
+  } else {
+    run_disconnect_hook();
+  }
+}
+
+void WsSession::run_disconnect_hook() {
   if (const auto& hook = handler_->config().on_disconnect) {
     hook_ran(handler_->log(), "on_disconnect", id_, [&] { hook(*this); });
   }

@@ -80,6 +80,11 @@ class WsSession final : public Connection,
   // Ends at once: detaches (on_disconnect runs), closes the TCP socket, unregisters from the
   // shard (errors, end of stream, deadlines; and Shard::finish_all once the loop has stopped).
   void finish();
+  // The application's on_disconnect for this socket (detach() runs it, or defers it to the shard
+  // when called inside a hook).
+  void run_disconnect_hook();
+  // The Handler that accepted this socket.
+  const HandlerCore& handler() const noexcept { return *handler_; }
 
  private:
   enum class State : std::uint8_t {

@@ -217,7 +217,7 @@ TEST(RedisBroadcasterLanes, EachThreadPublishesThroughItsOwnConnectionInOneNumbe
 
 // Before start() and after stop() nothing waits for the Redis thread: the pod numbers and delivers
 // a room message itself at once (on an I/O thread and on any other).
-TEST(RedisBroadcasterLanes, NumbersLocallyBeforeStartAndAfterStop) {
+TEST(RedisBroadcasterLanes, NumbersLocallyBeforeStartAndAfterStopForGood) {
   test::RedisServer server;
   Hub hub(HubOptions{2, 100, "local"});
   RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
@@ -240,6 +240,11 @@ TEST(RedisBroadcasterLanes, NumbersLocallyBeforeStartAndAfterStop) {
   broadcaster.stop();
   EXPECT_FALSE(publish_on_thread_0(3).empty());
   EXPECT_FALSE(broadcaster.publish(chat("local-room", 4)).empty()) << "numbered at once";
+  // A broadcaster runs once: start() again does nothing (it used released lanes: a crash).
+  broadcaster.start();
+  EXPECT_FALSE(publish_on_thread_0(5).empty());
+  EXPECT_FALSE(broadcaster.ready(nullptr));
+  broadcaster.stop();
   hub.stop();
   hub.wait();
 }
