@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test suite:
-#   release build (g++, -Werror): unit, integration (C++ and Node ws), fuzz corpus replay, JS client,
-#   browser (Chromium), benchmark smoke; ASan+UBSan build (clang): unit and integration again;
-#   TSan build: the threaded unit suites, and the Node integration and cluster suites against its
-#   server; short libFuzzer runs; clang-format and clang-tidy checks.
+#   release build (g++, -Werror): unit, integration (C++ and Node ws), fuzz corpus replay, package
+#   (an embedding application built against an install and as a subdirectory), JS client,
+#   browser (Chromium), benchmark smoke; ASan+UBSan build (clang): unit, integration and package
+#   again; TSan build: the threaded unit suites, and the Node integration and cluster suites
+#   against its server; short libFuzzer runs; clang-format and clang-tidy checks.
 # Usage: scripts/test.sh [--quick]   (--quick: release build and its suites only)
 # Environment: FUZZ_SECONDS (per target, default 20), JOBS (default: cores).
 set -uo pipefail
