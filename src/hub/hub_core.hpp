@@ -150,6 +150,9 @@ class HubCore {
   // messages, taken only when the members know nothing yet (else it could be older than them).
   struct PresenceResync {
     std::vector<PresenceEntry> changes;
+    // Redis lost its data since the members were told (a new state epoch): nothing is announced
+    // now, as the pods' rewrite may be partway; a resync once it is done compares again.
+    bool lost = false;
   };
   PresenceResync sync_presence(const std::string& room, const std::vector<PresenceEntry>& cluster,
                                const std::string& epoch, bool only_if_unknown = false);

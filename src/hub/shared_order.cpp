@@ -42,6 +42,7 @@ HubCore::PresenceResync HubCore::sync_presence(const std::string& room,
       // What a loss changed is not announced, and the read may miss a pod's part: only the epoch
       // is taken, so that the next resync in it compares `told` (still what the members know).
       state->told_epoch = epoch;
+      result.lost = true;
       return result;
     }
     // Delivering the changes brings `told` to `now` (HubCore::deliver keeps it).

@@ -261,6 +261,7 @@ void RedisBroadcasterCore::stop() {
     release_timer_.cancel();
     keepalive_timer_.cancel();
     hold_timer_.cancel();
+    loss_resync_timer_.cancel();
     subscriber_->stop();
     publisher_->stop();
     guard_.reset();
@@ -566,6 +567,25 @@ void RedisBroadcasterCore::on_presence_sync(std::string_view payload) {
     Message msg = presence_message(sync->room, {change.status, change.user_id});
     core_.deliver(msg);
   }
+  if (resync.lost) resync_after_loss(sync->room);
+}
+
+// Redis lost its data: every live pod rewrites its part within a lease renewal (at once when its
+// connection broke, within kLeaseRenew when it did not) or is gone. Once that is done, the room's
+// presence is compared again with what its members here were told: a user who left while the data
+// was being lost (never announced: their pod could not reach Redis) is announced offline, one who
+// came then online.
+void RedisBroadcasterCore::resync_after_loss(const std::string& room) {
+  const bool arm = loss_resync_rooms_.empty();
+  loss_resync_rooms_.insert(room);
+  if (!arm) return;
+  loss_resync_timer_.expires_after(kLossResyncDelay);
+  loss_resync_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || finished_) return;
+    std::vector<std::string> rooms(loss_resync_rooms_.begin(), loss_resync_rooms_.end());
+    loss_resync_rooms_.clear();
+    cluster_->sync_presence(rooms, false);
+  });
 }
 
 void RedisBroadcasterCore::on_own_echo(std::string_view channel, std::string_view payload) {

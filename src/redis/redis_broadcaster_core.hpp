@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -156,6 +157,7 @@ class RedisBroadcasterCore {
   void fill_gap(const HubCore::SharedPosition& from, bool reported);
   void on_own_presence(std::string_view payload);
   void on_presence_sync(std::string_view payload);
+  void resync_after_loss(const std::string& room);
   void on_own_echo(std::string_view channel, std::string_view payload);
   void on_message(std::string_view channel, std::string_view payload);
 
@@ -198,6 +200,11 @@ class RedisBroadcasterCore {
   boost::asio::steady_timer release_timer_{context_};
   boost::asio::steady_timer keepalive_timer_{context_};
   boost::asio::steady_timer hold_timer_{context_};
+  // Rooms whose presence is compared again once the pods have rewritten their part after Redis
+  // lost its data (resync_after_loss); on the Redis thread.
+  static constexpr std::chrono::milliseconds kLossResyncDelay{5000};  // a lease renewal (3 s), 2 s
+  std::set<std::string> loss_resync_rooms_;
+  boost::asio::steady_timer loss_resync_timer_{context_};
   std::uint64_t hold_generation_ = 0;  // which hold the timer is for
   // handed_off for threads without a lane (an application's own): see hand_off().
   std::shared_ptr<std::atomic<std::uint32_t>> foreign_handed_off_ =

@@ -13,6 +13,9 @@
 // - Redis restarted empty while pod A is stopped: B's resync (A's part not rewritten yet) sends
 //   nothing, and what B's member was told stays what later messages compare with: ann leaving
 //   after A rewrote its part is announced, once; a later resync with nothing changed sends nothing.
+// - Redis down, a user on pod A leaving meanwhile (A cannot announce it), Redis back empty: once
+//   the pods have rewritten their part, B's members are sent what the loss hid (cat offline), and
+//   nothing for the users still there.
 // - a room first joined on B while B's subscriber cannot reconnect: B reads the room's presence at
 //   once (its snapshot could not come), and the resync once the subscriber is back sends the
 //   member what it missed meanwhile (ann offline).
@@ -145,6 +148,35 @@ test('after Redis restarted empty, a resync announces nothing for a pod that has
     await control.next(sync('resync', 'room'), 10_000, "B's resync after its subscriber was killed");
     await redisBarrier(redis, 'realtime:room:room', [watch]);
     assert.deepEqual(presenceSent(watch), [], 'nothing after ann offline (taken above): not twice, nothing else');
+  } finally {
+    control.close();
+    closeAll(clients);
+  }
+});
+
+test('after Redis restarted empty, a user who left while it was down is announced offline once the pods rewrote', { timeout: 60_000 }, async () => {
+  const clients = [];
+  let { redis, a, b, control, join, watch } = await setUp('resync-left', clients);
+  try {
+    const ann = await join(a, 'ann');
+    const cat = await join(a, 'cat');
+    for (const user of ['ann', 'cat']) {
+      await watch.next((m) => isPresence(m) && m.data.user_id === user && m.data.status === 'online', 5000, `${user} online`);
+    }
+    watch.queue = watch.queue.filter((m) => !isPresence(m));
+    await redis.kill();
+    cat.close();
+    await cat.expectClose();
+    await redis.restart();
+    control.close();
+    control = await redisSubscriber(redis.port, `realtime:control:${b.podId}`);
+    await waitFor(async () => JSON.stringify(await statuses(b, 'room')) === JSON.stringify(['ann:online', 'watch:online']), {
+      timeoutMs: 10_000, message: 'both pods rewrote their part: ann and watch',
+    });
+    await watch.next((m) => isPresence(m) && m.data.user_id === 'cat' && m.data.status === 'offline', 15_000, 'cat offline');
+    await redisBarrier(redis, 'realtime:room:room', [watch]);
+    assert.deepEqual(presenceSent(watch), [], 'cat offline alone: nothing for ann or watch, still there');
+    assert.ok(ann.closed === undefined || ann.closed === null, 'ann still connected');
   } finally {
     control.close();
     closeAll(clients);
