@@ -128,7 +128,9 @@ return out
 // reports each change: a pod that was swept while stopped (its users announced offline) announces
 // them again when it resumes, and a reconnect that lost nothing announces nothing. That holds only
 // while Redis still has what the members were told; when it lost the data (FLUSHALL, a restart
-// empty) nothing was announced for the loss, so the rewrite must announce nothing either. The
+// empty) nothing was announced for the loss, so the rewrite compares nothing: it announces the
+// pod's own users as they stand, which the pods whose members know it already drop (and the
+// members' pods compare the rest once every pod has rewritten: resync_after_loss). The
 // cluster-state epoch tells the two apart: a key without TTL, created by whichever pod first finds
 // it missing, which the pod remembers from its last rewrite. state_epoch(key, known, candidate)
 // returns the epoch (creating it as `candidate`) and whether Redis lost its data since the pod's
@@ -210,13 +212,14 @@ while i <= #ARGV do
   end
   redis.call('HSET', base .. ':rooms', room, members)
   redis.call('SADD', base .. ':prooms', room)
-  if not lost then
-    for _, user in ipairs(users) do
-      local after = aggregate(key, pods, user)
-      if after ~= before[user] then
-        announce(room, user, after, ARGV[4], ARGV[5])
-        table.insert(out, room); table.insert(out, user); table.insert(out, after)
-      end
+  for _, user in ipairs(users) do
+    local after = aggregate(key, pods, user)
+    -- After a loss, what members were told is unknown here: this pod's users are announced as
+    -- they stand (a pod whose members know it already drops the repeat), so that a pod that
+    -- came back late is not left announced offline by the others' resync after the loss.
+    if (not lost and after ~= before[user]) or (lost and want[user]) then
+      announce(room, user, after, ARGV[4], ARGV[5])
+      table.insert(out, room); table.insert(out, user); table.insert(out, after)
     end
   end
   i = i + 3 + 2 * n

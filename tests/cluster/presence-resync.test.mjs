@@ -15,7 +15,8 @@
 //   after A rewrote its part is announced, once; a later resync with nothing changed sends nothing.
 // - Redis down, a user on pod A leaving meanwhile (A cannot announce it), Redis back empty: once
 //   the pods have rewritten their part, B's members are sent what the loss hid (cat offline), and
-//   nothing for the users still there.
+//   nothing for the users still there; a pod that comes back after that compare (stopped) has its
+//   users announced again (ann offline, then online).
 // - a room first joined on B while B's subscriber cannot reconnect: B reads the room's presence at
 //   once (its snapshot could not come), and the resync once the subscriber is back sends the
 //   member what it missed meanwhile (ann offline).
@@ -177,6 +178,33 @@ test('after Redis restarted empty, a user who left while it was down is announce
     await redisBarrier(redis, 'realtime:room:room', [watch]);
     assert.deepEqual(presenceSent(watch), [], 'cat offline alone: nothing for ann or watch, still there');
     assert.ok(ann.closed === undefined || ann.closed === null, 'ann still connected');
+  } finally {
+    control.close();
+    closeAll(clients);
+  }
+});
+
+test('after Redis restarted empty, a pod back only after the others compared has its users announced again', { timeout: 60_000 }, async () => {
+  const clients = [];
+  let { redis, a, b, control, join, watch } = await setUp('resync-late', clients);
+  try {
+    await join(a, 'ann');
+    await watch.next((m) => isPresence(m) && m.data.user_id === 'ann' && m.data.status === 'online', 5000, 'ann online');
+    watch.queue = watch.queue.filter((m) => !isPresence(m));
+    a.proc.kill('SIGSTOP');
+    try {
+      await redis.restart();
+      control.close();
+      control = await redisSubscriber(redis.port, `realtime:control:${b.podId}`);
+      // B compares once the pods had time to rewrite: A has not, and ann is gone for the cluster.
+      await watch.next((m) => isPresence(m) && m.data.user_id === 'ann' && m.data.status === 'offline', 15_000, 'ann offline');
+    } finally {
+      a.proc.kill('SIGCONT');
+    }
+    await watch.next((m) => isPresence(m) && m.data.user_id === 'ann' && m.data.status === 'online', 10_000, 'ann online again');
+    assert.deepEqual(await statuses(b, 'room'), ['ann:online', 'watch:online']);
+    await redisBarrier(redis, 'realtime:room:room', [watch]);
+    assert.deepEqual(presenceSent(watch), [], 'once each');
   } finally {
     control.close();
     closeAll(clients);
