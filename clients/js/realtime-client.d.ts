@@ -186,7 +186,10 @@ export interface BackoffOptions {
 export interface RealtimeClientOptions {
   /** Server base URL: ws://host:port (wss://, http:// and https:// also accepted). */
   url: string;
-  /** Rooms to be in; the first is the socket's own room (/ws/{room}), the others are joined in-band. */
+  /**
+   * Rooms to be in; the first is the socket's own room (/ws/{room}), the others are joined in-band.
+   * "." and ".." (which no URL path carries) are always joined in-band, the socket opening on /ws.
+   */
   rooms?: string[];
   /** A JWT, or a provider called before every connection and for in-band refresh. */
   token?: string | TokenProvider;
@@ -217,7 +220,7 @@ export class RealtimeClient {
 
   readonly url: string;
   readonly state: ConnectionState;
-  /** Rooms kept across reconnects, the socket's own room first. */
+  /** Rooms kept across reconnects, the socket's own room (if any) first. */
   readonly rooms: string[];
   /** The resume point of every room. */
   readonly lastIds: Record<string, string>;
@@ -294,6 +297,7 @@ export class Backoff {
 
 /**
  * The socket URL for `room` (none: /ws) with token and last_id, URL-encoded; empty values are left
- * out. A query string of `base` is kept, these parameters after it.
+ * out. A query string of `base` is kept, these parameters after it. Throws RangeError for room "."
+ * or "..", which no URL path carries.
  */
 export function buildSocketUrl(base: string, room?: string, params?: { token?: string | null; lastId?: string | null }): string;

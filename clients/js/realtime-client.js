@@ -1,12 +1,12 @@
 // realtime-client: the browser and Node client for realtime-server.
 //
-// One WebSocket per client. It opens /ws/{first room} (or /ws with no rooms) and joins the other
-// rooms in-band, remembers each room's resume point (the position the server gives on joining,
-// then the id of each message of the room received), reconnects by itself with
-// exponential backoff and full jitter, and on every reconnect asks the server to replay what it
-// missed (?last_id= for the first room, "last_id" on join for the others). The server answers a
-// resume with a `system` "recovered" message, surfaced here as the `recovered` event, so an
-// application can tell the user when messages may be missing.
+// One WebSocket per client. It opens /ws/{first room} (or /ws with no rooms, or when the first is
+// "." or "..": see pathRoom) and joins the other rooms in-band, remembers each room's resume point
+// (the position the server gives on joining, then the id of each message of the room received),
+// reconnects by itself with exponential backoff and full jitter, and on every reconnect asks the
+// server to replay what it missed (?last_id= for the socket's room, "last_id" on join for the
+// others). The server answers a resume with a `system` "recovered" message, surfaced here as the
+// `recovered` event, so an application can tell the user when messages may be missing.
 //
 // Self-contained ES module with no imports: the server embeds this file verbatim and serves it at
 // /realtime-client.js. Browsers use globalThis.WebSocket; Node 20 has none, so pass a constructor
@@ -126,9 +126,13 @@ export class RealtimeError extends Error {
 /**
  * Builds the socket URL: base + /ws[/room] with optional token and last_id, URL-encoded.
  * `base` may be ws://, wss://, http:// or https://; a trailing slash is ignored. A query string of
- * `base` (?tenant=x, say) is kept as it is, the client's parameters after it.
+ * `base` (?tenant=x, say) is kept as it is, the client's parameters after it. Throws RangeError
+ * for room "." or "..", which no URL path carries (the client joins those in-band).
  */
 export function buildSocketUrl(base, room, { token, lastId } = {}) {
+  if (room && pathRoom(room) === undefined) {
+    throw new RangeError(`room ${JSON.stringify(room)} cannot be a URL path segment: join it in-band`);
+  }
   const url = new URL(String(base));
   if (url.protocol === 'http:') url.protocol = 'ws:';
   else if (url.protocol === 'https:') url.protocol = 'wss:';
@@ -146,6 +150,13 @@ export function buildSocketUrl(base, room, { token, lastId } = {}) {
 
 function isPresent(value) {
   return value !== undefined && value !== null && value !== '' && value !== 'undefined' && value !== 'null';
+}
+
+// The room to open the socket on, in the URL path: `room`, or none for "." and "..", which a URL
+// path cannot carry (browsers, Node's URL and proxies resolve /ws/. and /ws/.. as dot segments,
+// %2E included); such a room is joined in-band, with the same welcome, resume and order guarantees.
+function pathRoom(room) {
+  return room === '.' || room === '..' ? undefined : room;
 }
 
 function checkRoom(room) {
@@ -298,7 +309,7 @@ export class RealtimeClient {
     return this._state;
   }
 
-  /** Rooms this client is in (or will rejoin on reconnect), the socket's own room first. */
+  /** Rooms this client is in (or will rejoin on reconnect), the socket's own room (if any) first. */
   get rooms() {
     return [...this._rooms];
   }
@@ -497,7 +508,7 @@ export class RealtimeClient {
     }
     if (generation !== this._connectGeneration || this._stopped) return;
 
-    const room = this._rooms[0];
+    const room = pathRoom(this._rooms[0]);
     const url = buildSocketUrl(this.url, room, { token, lastId: room ? this._lastIds.get(room) : undefined });
     let ws;
     try {

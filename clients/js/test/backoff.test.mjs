@@ -84,6 +84,13 @@ test('buildSocketUrl: room path, encoded query, never "undefined"', () => {
   assert.equal(buildSocketUrl('ws://h:1', 'r:1', { token: 'a.b.c', lastId: 'i' }), 'ws://h:1/ws/r:1?token=a.b.c&last_id=i');
 });
 
+test('buildSocketUrl refuses rooms "." and "..", which a URL path resolves away', () => {
+  assert.throws(() => buildSocketUrl('ws://h:1', '.'), RangeError);
+  assert.throws(() => buildSocketUrl('ws://h:1', '..'), RangeError);
+  assert.equal(buildSocketUrl('ws://h:1', '...'), 'ws://h:1/ws/...');
+  assert.equal(buildSocketUrl('ws://h:1', '.a'), 'ws://h:1/ws/.a');
+});
+
 test('buildSocketUrl keeps a query string of the base url and adds its own parameters after it', () => {
   assert.equal(buildSocketUrl('ws://h:1/?tenant=x', 'a'), 'ws://h:1/ws/a?tenant=x');
   assert.equal(buildSocketUrl('https://h/rt?tenant=x&v=2#top', 'a', { token: 't', lastId: '5-1' }), 'wss://h/rt/ws/a?tenant=x&v=2&token=t&last_id=5-1');

@@ -146,6 +146,33 @@ test('first connect: /ws/{first room} without last_id, other rooms joined in-ban
   ]);
 });
 
+test('rooms "." and "..": the socket opens on /ws and joins them in-band, resuming with last_id on join', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['.', '..', 'x'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  const c1 = await server.conn(0);
+  assert.equal(c1.url, '/ws', 'no /ws/. (a URL path resolves it to /ws/)');
+  client.send('.', 'hi');
+  await server.until(() => c1.frames.length >= 4, 'joins and chat');
+  assert.deepEqual(c1.frames, [
+    { type: 'join', room: '.' },
+    { type: 'join', room: '..' },
+    { type: 'join', room: 'x' },
+    { type: 'chat', room: '.', data: { text: 'hi' } },
+  ]);
+  c1.ws.send(envelope('system', '.', { event: 'joined', last_id: 'e-0' }, 'j-d1'));
+  c1.ws.send(envelope('chat', '.', { text: 'one' }, 'e-1'));
+  await ev.until(() => ev.messages.length === 1, 'message of "."');
+  c1.ws.close(1001, 'going away');
+  const c2 = await server.conn(1);
+  assert.equal(c2.url, '/ws');
+  await server.until(() => c2.frames.length >= 3, 'joins on reconnect');
+  assert.deepEqual(c2.frames[0], { type: 'join', room: '.', last_id: 'e-1' });
+  assert.deepEqual(c2.frames[1], { type: 'join', room: '..' }, 'no position given: joined without one');
+});
+
 test('no rooms: connects to /ws', async (t) => {
   const server = await FakeServer.start();
   t.after(() => server.stop());

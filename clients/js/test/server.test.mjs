@@ -505,6 +505,35 @@ test('recovery: rooms that had sent nothing before the cut are resumed from the 
   assert.deepEqual(ea.messages.map((m) => m.data.text).sort(), ['o1', 'r1']);
 });
 
+test('rooms "." and "..": rooms of their own, joined in-band, and recovered after a cut', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.terminate());
+  const proxy = await startProxy(server.port);
+  t.after(() => proxy.close());
+  const a = newClient(t, proxy.url, { rooms: ['.'], backoff: { initialMs: 300, maxMs: 1000 } });
+  const b = newClient(t, server, { rooms: ['..'] });
+  const c = newClient(t, server, { rooms: ['.'] });
+  const [ea, eb, ec] = [watch(a), watch(b), watch(c)];
+  await Promise.all([a.connect(), b.connect(), c.connect()]);
+  a.send('.', { text: 'dot 1' });
+  b.send('..', { text: 'dotdot 1' });
+  await ec.until(() => ec.messages.some((m) => m.data.text === 'dot 1'), 'C gets the message of "."');
+  await eb.until(() => eb.messages.some((m) => m.data.text === 'dotdot 1'), 'B gets its own in ".."');
+  const rooms = JSON.parse((await http.get(server, '/api/rooms')).text).rooms;
+  assert.deepEqual(rooms.map((r) => [r.room, r.members]), [['.', 2], ['..', 1]]);
+
+  proxy.cut();
+  await ea.until(() => a.state === 'reconnecting', 'A reconnecting');
+  c.send('.', { text: 'dot 2' });
+  await ec.until(() => ec.messages.some((m) => m.data.text === 'dot 2'), 'C sees dot 2');
+  proxy.restore();
+  const r = await ea.until(() => ea.recovered.find((x) => x.room === '.'), 'recovered for "."', 15000);
+  assert.equal(r.recovered, true);
+  assert.equal(r.replayed, 1);
+  assert.deepEqual(ea.messages.map((m) => [m.room, m.data.text]), [['.', 'dot 1'], ['.', 'dot 2']]);
+  for (const e of [ea, eb, ec]) assert.deepEqual(e.errors, []);
+});
+
 test('recovery: an unknown last_id is accepted and reported as not recovered', { skip: NO_SERVER }, async (t) => {
   const server = await startServer();
   t.after(() => server.terminate());
