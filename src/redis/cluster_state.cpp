@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <random>
 
 #include "protocol/envelope.hpp"
 #include "protocol/request.hpp"
@@ -123,6 +124,16 @@ redis.call('SREM', KEYS[1], pod)
 return out
 )lua";
 
+// KEYS[1] the pod's lease; ARGV lease ms, this process's token. 1: renewed; 0: gone (rewrite the
+// part); -1: held by another process under this pod's id (left as it is).
+constexpr std::string_view kRenewLeaseLua = R"lua(
+local holder = redis.call('GET', KEYS[1])
+if not holder then return 0 end
+if holder ~= ARGV[2] then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+)lua";
+
 // The rewrite of a pod's whole part (after a reconnect, or when its lease is found gone) compares,
 // per (room, user) it touches, the cluster's status before and after, as the live changes do, and
 // reports each change: a pod that was swept while stopped (its users announced offline) announces
@@ -147,17 +158,18 @@ end
 )lua";
 
 // KEYS[1] pods set, KEYS[2] epoch; ARGV pod, known epoch, candidate epoch, lease ms, tail, echo,
-// then the rooms where the pod has members now. Renews the lease, and removes the pod's entries and
-// count from every other room of its part. Announces and returns {epoch, room, user, status, ...}:
-// the changes this made to the cluster's status of a user (none when the data was lost).
+// this process's lease token, then the rooms where the pod has members now. Renews the lease, and
+// removes the pod's entries and count from every other room of its part. Announces and returns
+// {epoch, room, user, status, ...}: the changes this made to the cluster's status of a user (none
+// when the data was lost).
 constexpr std::string_view kRewriteBeginLua = R"lua(
 local pod = ARGV[1]
 local epoch, lost = state_epoch(KEYS[2], ARGV[2], ARGV[3])
 local base = 'realtime:pod:' .. pod
-redis.call('SET', base, '1', 'PX', ARGV[4])
+redis.call('SET', base, ARGV[7], 'PX', ARGV[4])
 redis.call('SADD', KEYS[1], pod)
 local keep = {}
-for i = 7, #ARGV do keep[ARGV[i]] = true end
+for i = 8, #ARGV do keep[ARGV[i]] = true end
 local out = {epoch}
 local pods = pods_with(KEYS[1], pod)
 for _, room in ipairs(redis.call('SMEMBERS', base .. ':prooms')) do
@@ -332,6 +344,8 @@ ClusterState::ClusterState(boost::asio::io_context& context, HubCore& hub, Redis
       control_channel_(std::move(control_channel)),
       echo_ready_(std::move(echo_ready)),
       pod_(hub.pod_id()),
+      lease_token_(std::to_string(std::random_device{}()) + "." +
+                   std::to_string(std::random_device{}())),
       lease_timer_(context),
       count_timer_(context) {}
 
@@ -377,8 +391,8 @@ void ClusterState::rewrite_part() {
     command.insert(command.end(), args);
     return command;
   };
-  std::vector<std::string> begin =
-      call(rewrite_begin_script(), {std::to_string(kLeaseTtl.count()), tail, echo.channel});
+  std::vector<std::string> begin = call(rewrite_begin_script(), {std::to_string(kLeaseTtl.count()),
+                                                                 tail, echo.channel, lease_token_});
   for (const auto& room : rooms) begin.push_back(room.room);
   redis_.command(begin, on_reply);
 
@@ -421,9 +435,18 @@ void ClusterState::renew_lease() {
   // A lease that is gone means Redis lost our part without our connection noticing (FLUSHALL, a
   // failover to an empty replica, or the pod was stopped past kLeaseTtl and swept): rewrite all of
   // it, as after a reconnect.
-  redis_.command({"PEXPIRE", pod_key(""), std::to_string(kLeaseTtl.count())},
+  // The lease holds this process's token: another process renewing it with its own is another
+  // live pod with this pod's id (they would take each other's messages for their own echoes).
+  redis_.command({"EVAL", std::string(kRenewLeaseLua), "1", pod_key(""),
+                  std::to_string(kLeaseTtl.count()), lease_token_},
                  [this](std::error_code ec, const RedisReply& reply) {
-                   if (!ec && !stopped_ && reply.integer == 0) rewrite_part();
+                   if (ec || stopped_) return;
+                   if (reply.integer == 0) rewrite_part();
+                   const bool shared = reply.integer < 0;
+                   if (shared != id_shared_) {
+                     id_shared_ = shared;
+                     if (on_id_shared_) on_id_shared_(shared);
+                   }
                  });
   redis_.command({"SADD", std::string(kPods), pod_}, [](std::error_code, const RedisReply&) {});
   // The run the rooms are numbered on, recorded again when it is gone without a restart (FLUSHALL,

@@ -88,6 +88,9 @@ class ClusterState {
 
   // Rewrites this pod's part from the hub (after every (re)connect) and starts the lease timer.
   void on_connected();
+  // Told (on the Redis thread) when the lease renewal finds this pod's id held by another live
+  // process (true), and when it holds it again (false).
+  void set_on_id_shared(std::function<void(bool)> handler) { on_id_shared_ = std::move(handler); }
   // Removes this pod's part (graceful stop); calls done when Redis answered or failed.
   void leave_cluster(const std::function<void()>& done);
   void stop();
@@ -195,9 +198,12 @@ class ClusterState {
   std::size_t early_echoes_ = 0;
   std::uint64_t subscription_ = 0;  // counts the subscriber's connections
   std::string pod_;
+  std::string lease_token_;  // this process's, in the lease: told apart from another's
   boost::asio::steady_timer lease_timer_;
   boost::asio::steady_timer count_timer_;
   bool lease_running_ = false;
+  bool id_shared_ = false;
+  std::function<void(bool)> on_id_shared_;
   bool count_flush_pending_ = false;
   bool stopped_ = false;
   std::set<std::string> dirty_rooms_;

@@ -115,6 +115,20 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
       },
       sub.control_channel,
       [this, control = sub.control_channel] { return subscriber_->subscribed(control); });
+  cluster_->set_on_id_shared([this](bool shared) {
+    {
+      const std::lock_guard lock(health_mutex_);
+      id_shared_ = shared;
+    }
+    if (shared) {
+      log_->error(
+          "pod id {} is used by another live pod: each takes the other's messages for its own and "
+          "drops them; give every pod its own --pod-id (this pod reports not ready meanwhile)",
+          core_.pod_id());
+    } else {
+      log_->info("pod id {} is this pod's alone again", core_.pod_id());
+    }
+  });
   control_channel_ = sub.control_channel;
   publisher_->set_on_state_change([this](bool connected, const std::string&) {
     const PublishState was = publish_state_.load(std::memory_order_acquire);
@@ -429,6 +443,10 @@ void RedisBroadcasterCore::start_keepalive_timer() {
 
 bool RedisBroadcasterCore::ready(std::string* reason) const {
   std::lock_guard lock(health_mutex_);
+  if (id_shared_) {
+    if (reason != nullptr) *reason = "pod id " + core_.pod_id() + " is used by another live pod";
+    return false;
+  }
   if (!healthy_ && reason != nullptr) {
     *reason = health_reason_.empty() ? "redis not connected yet" : "redis: " + health_reason_;
   }

@@ -223,6 +223,7 @@ class RedisBroadcasterCore {
   mutable std::mutex health_mutex_;
   bool healthy_ = false;
   std::string health_reason_;
+  bool id_shared_ = false;  // guarded by health_mutex_: another live pod renews this pod's lease
   std::chrono::steady_clock::time_point last_bad_payload_log_{};
   std::size_t max_unsent_bytes_;  // RedisBroadcasterOptions::max_unsent_bytes
 };

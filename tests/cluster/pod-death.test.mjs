@@ -9,7 +9,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRedis, killAllRedis, waitFor } from './lib/redis.mjs';
-import { startPods, killAllPods } from './lib/server.mjs';
+import { startPod, startPods, killAllPods } from './lib/server.mjs';
 import { connect, closeAll } from './lib/client.mjs';
 import { get, presenceList } from './lib/http.mjs';
 import { hs256 } from './lib/jwt.mjs';
@@ -144,3 +144,27 @@ test('pod SIGKILLed while its user keeps an away tab on another pod: announced a
     assert.equal(tabA.closed, null, 'the away tab stays connected');
   }),
 );
+
+// Two live pods given one --pod-id would take each other's messages for their own echoes. The lease
+// holds each process's token: the pod whose lease another renews reports it (an error, and /readyz
+// 503 naming it), and is ready again once the other has gone.
+test('two live pods with one --pod-id: the one whose lease the other took reports it, until the other is gone', { timeout: 60_000 }, async () => {
+  const redis = await startRedis();
+  const first = await startPod(redis, { podId: 'twin' });
+  const second = await startPod(redis, { podId: 'twin', ready: false });
+  try {
+    let answer;
+    await waitFor(async () => {
+      answer = await get(first, '/readyz');
+      return answer.status === 503;
+    }, { timeoutMs: 10_000, message: 'the first pod reports its id taken' });
+    assert.match(answer.text, /pod id twin is used by another live pod/);
+    assert.match(first.stderr + first.stdout, /pod id twin is used by another live pod/);
+    await second.waitReady();
+    await second.stop();
+    await first.waitReady(10_000);
+  } finally {
+    await first.stop();
+    await redis.stop();
+  }
+});
