@@ -30,7 +30,7 @@ std::string default_pod_id() {
   // host name with pid 1. Pods with one id take each other's messages for their own echoes.
   id += '-';
   std::uint32_t tag = std::random_device{}();
-  for (int i = 0; i < 4; ++i, tag /= 36) id += "0123456789abcdefghijklmnopqrstuvwxyz"[tag % 36];
+  for (int i = 0; i < 4; ++i, tag /= 36) id += detail::kIdAlphabet[tag % 36];
   return id;
 }
 

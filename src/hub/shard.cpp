@@ -300,7 +300,7 @@ Shard::HttpWaiter* Shard::HttpWaiting::victim() const {
     }
     if (++looked == kLookedAt) break;
   }
-  return chosen != nullptr || waiting_.empty() ? chosen : waiting_.front().first;
+  return chosen;  // (every address listed has a count: null only when none waits)
 }
 
 }  // namespace realtime::detail
