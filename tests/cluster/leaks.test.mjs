@@ -75,8 +75,11 @@ test('2000 connect/join/leave/disconnect cycles: Redis subscriptions, keys and r
       clients.push(k);
     }
     await redis.waitNumsub('realtime:room:keep', 2, 5000);
-    // settle: both keepers listed cluster-wide before the baseline is taken
-    await waitFor(async () => (await roomsList(pods[0])).includes('keep=2'), { timeoutMs: 5000, message: '/api/rooms showing keep=2' }).catch(() => {});
+    // settle: both keepers listed cluster-wide, on each pod, before the baseline is taken
+    await waitFor(async () => (await Promise.all(pods.map(roomsList))).every((rooms) => rooms.includes('keep=2')), {
+      timeoutMs: 5000,
+      message: '/api/rooms showing keep=2 on both pods',
+    });
 
     const baseChannels = await redis.channels('realtime:*');
     const baseKeep = await redis.numsub('realtime:room:keep');

@@ -277,7 +277,9 @@ test('Redis down past the hold under fast publishers: the held messages, then th
       assert.equal(seqs.length, sent[k], `publisher ${k}: got ${seqs.length} of ${sent[k]}`);
     }
     t.diagnostic(`${total} messages from ${publishers.length} publishers over the outage`);
-  }),
+    // (Every socket of the room gets the whole stream, some MB, the held part at once: a send queue
+    // that holds it, so that this process reading them late on a busy machine is no slow consumer.)
+  }, ['--send-queue-bytes', String(64 << 20)]),
 );
 
 test('CLIENT KILL TYPE pubsub: every active room resubscribed within 2 s, and delivery crosses pods again', { timeout: 30_000 }, () =>
@@ -428,7 +430,13 @@ test('Redis restarted empty under traffic from both pods: members on both get th
     await sleep(1500);
     streaming = false;
     await Promise.all(streams);
-    await sleep(1500); // gaps read back, and the last messages delivered
+    // Gaps read back, and the last messages delivered: a last message from each pod, numbered after
+    // every other, reaches the members on both.
+    onA.send({ type: 'chat', data: { fin: 'A' } });
+    onB.send({ type: 'chat', data: { fin: 'B' } });
+    for (const [name, client] of [['A', onA], ['B', onB]]) {
+      for (const fin of ['A', 'B']) await client.next((m) => m.type === 'chat' && m.data?.fin === fin, 10_000, `the last message from ${fin} on ${name}`);
+    }
     const epochOf = (id) => id.slice(0, id.lastIndexOf('-'));
     const seqOf = (id) => Number(id.slice(id.lastIndexOf('-') + 1));
     const ids = (client) => client.seen((m) => m.type === 'chat').map((m) => m.id);
@@ -622,7 +630,9 @@ test('CLIENT KILL of the I/O threads\' publishing connections: messages cross po
       await remotes[i].next((m) => m.data?.after === i, 3000, `${rooms[i]}: A -> B after the connections came back`);
     }
     for (const c of clients) assert.equal(c.closed, null, 'no socket closed');
-  }, ['--threads', '2']),
+    // (Up to 20,000 messages of a room to each of its sockets, some MB: a send queue that holds them,
+    // so that this process reading them late on a busy machine is no slow consumer.)
+  }, ['--threads', '2', '--send-queue-bytes', String(64 << 20)]),
 );
 
 test('Redis restarted empty: pods write their rooms and presence again, /api/rooms and presence complete within 5 s', { timeout: 30_000 }, () =>
