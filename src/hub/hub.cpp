@@ -256,6 +256,18 @@ std::string HubCore::next_direct_id(std::string_view position) {
   return id;
 }
 
+std::string HubCore::room_position(std::string_view room) const {
+  if (shared_history_.load(std::memory_order_acquire)) return shared_position(room);
+  return registry_.find_room(room, [](const RoomState* state) {
+    std::string position;
+    if (state == nullptr || state->epoch.empty()) return position;
+    position = state->epoch;
+    position += '-';
+    position += std::to_string(state->next_seq - 1);
+    return position;
+  });
+}
+
 std::string resume_point(std::string_view last_id) {
   const auto dot = last_id.rfind('.');
   if (dot == std::string_view::npos || dot + 1 >= last_id.size()) return std::string(last_id);

@@ -97,6 +97,10 @@ class HubCore {
   // A client joining `room` now gets every message numbered after this id: "<epoch>-<seq>" of the
   // shared history. Empty while the start is unknown.
   std::string shared_position(std::string_view room) const;
+  // Where the room stands on this pod: the shared position with a shared history, else this pod's
+  // own (`<epoch>-<seq>`, seq 0 before the first message). What was numbered up to it has been
+  // posted to the shards (both are read under the room's lock). Empty: not known, or no such room.
+  std::string room_position(std::string_view room) const;
   // The subscription brought this pod's own message (epoch, seq) of `room`: the room's delivery
   // starts there (see deliver_sequenced).
   void own_echo(const std::string& room, std::string_view epoch, std::uint64_t seq);

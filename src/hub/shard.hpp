@@ -73,6 +73,8 @@ class Shard {
   // Delivers at once what waits in the inbox (on this thread; nothing while a delivery runs): what
   // was posted here before the call has reached the sessions when it returns.
   void deliver_pending();
+  // Whether a delivery runs (then deliver_pending() does nothing).
+  bool delivering() const noexcept { return in_drain_; }
   // Ends buffering; frames of the shared history `epoch_tag` (shared_epoch_tag()) up to
   // replayed_seq are skipped from now on.
   void set_live(const std::string& room, WsSession* session, std::uint64_t replayed_seq,

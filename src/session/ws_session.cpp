@@ -345,10 +345,27 @@ void WsSession::on_readable(const boost::system::error_code& ec) {
 }
 
 FramePtr WsSession::send_direct(Message msg) {
-  if (msg.id.empty()) msg.id = handler_->core().next_direct_id();
+  if (msg.id.empty()) msg.id = handler_->core().next_direct_id(direct_position());
   FramePtr frame = make_direct_frame(msg);
   enqueue(frame);
   return frame;
+}
+
+std::string WsSession::direct_position() {
+  if (rooms_.empty() || state_ != State::open || overflowed_ || shard_.delivering()) return {};
+  const std::string& room = rooms_.front();
+  if (std::any_of(recovering_.begin(), recovering_.end(),
+                  [&](const Recovery& r) { return r.room == room; })) {
+    return {};  // its replay is not queued yet
+  }
+  std::string position = handler_->core().room_position(room);
+  if (position.empty()) return position;
+  // What was numbered up to the position was posted to this thread before it was read: queued now,
+  // ahead of the message that names it.
+  const auto keep = shared_from_this();  // (a delivery may overflow this socket and release it)
+  shard_.deliver_pending();
+  if (state_ != State::open || overflowed_) return {};
+  return position;
 }
 
 void WsSession::send_error(std::string_view code, std::string_view text, std::string_view room) {

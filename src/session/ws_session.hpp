@@ -123,8 +123,14 @@ class WsSession final : public Connection,
   // with_position), counting from `position` ("<epoch>-<seq>").
   void name_presence_positions(std::vector<FramePtr>::iterator from, const std::string& room,
                                const std::string& position);
-  // Sends a message to this socket alone (welcome, errors, pong, ...); returns its frame.
+  // Sends a message to this socket alone (welcome, errors, pong, ...); returns its frame. One
+  // without an id gets one naming the position of the socket's first room (direct_position()).
   FramePtr send_direct(Message msg);
+  // Where the socket's stream of its first room stands now ("<epoch>-<seq>": every message of the
+  // room numbered up to it is queued or written), so that a client keeping the id of every message
+  // (the seed's client) can resume from a pong or an error too. Empty when not known: no room, the
+  // room still recovering, its position unknown on this pod, or a delivery running.
+  std::string direct_position();
   // Slow consumer: refuses further frames, counts what waits as dropped, closes with 1013.
   void overflow();
   // What the kernel holds of this socket's output, unsent or not acknowledged (0 if unknown).

@@ -14,7 +14,8 @@
 //   the shared history, so a quiet room (no message yet) is resumed on any pod; both pods give the
 //   same position; a failed resume gives one to resume from next time;
 // - presence names a position even when it is the first news of the room on its pod (the socket's
-//   own online, on connect, on join and after a resume), and stays unique across pod restarts.
+//   own online, on connect, on join and after a resume), and stays unique across pod restarts;
+//   a pong and an error name one too, so a client whose last message was one resumes on any pod.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -411,6 +412,31 @@ test('a client resumes on the other pod from the id of a presence message it got
   const rec = await again.next(recoveredMsg, 5000, 'recovered');
   assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from ${online.id}`);
   assert.equal(again.history.filter((m) => m.type === 'chat').length, 1, 'p2 only');
+});
+
+test('a client resumes on the other pod from the id of a pong or an error it got last', async () => {
+  const [a, b] = pods;
+  const room = `recpong-${Date.now()}`;
+  const first = await member(a, `/ws/${room}`);
+  assert.equal((await publish(b, { room, text: 'q1' })).status, 202);
+  await first.next(chat('q1'), 5000, 'q1');
+  first.send({ type: 'ping' });
+  const pong = await first.next((m) => m.type === 'pong', 5000, 'pong');
+  first.send({ type: 'no-such-type' });
+  const error = await first.next((m) => m.type === 'error', 5000, 'error');
+  first.close();
+  await first.expectClose();
+  assert.equal((await publish(a, { room, text: 'q2' })).status, 202);
+  for (const [what, id] of [['pong', pong.id], ['error', error.id]]) {
+    assert.match(id, /^[0-9a-z]{8}-\d+\.d[0-9a-z]+$/, `the ${what}'s id names a position`);
+    const again = await member(b, `/ws/${room}?last_id=${id}`);
+    await again.next(chat('q2'), 5000, 'q2');
+    const rec = await again.next(recoveredMsg, 5000, 'recovered');
+    assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from the ${what}'s id ${id}`);
+    assert.deepEqual(again.history.filter((m) => m.type === 'chat').map((m) => m.data.text), ['q2'], 'q2 only');
+    again.close();
+    await again.expectClose();
+  }
 });
 
 // A presence id naming a room position: "<epoch>-<seq>.p<tag><n>".

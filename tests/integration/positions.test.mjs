@@ -10,7 +10,8 @@
 // - recovered carries last_id too: the last replayed id, or the room's position when the resume
 //   failed (also from a last_id that is not even decodable), and resuming from it later works;
 // - the ids of presence messages, of the welcome, of joined and of recovered name the position they
-//   stand at: a client that resumes from one resumes from there (a pong's id: recovered false).
+//   stand at: a client that resumes from one resumes from there; so do a pong's and an error's, on
+//   a socket in a room (in none: recovered false).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -142,10 +143,31 @@ test('a client resumes from the id of a presence message, of its welcome, of joi
     await later.next(chat('m3'));
     const rec3 = await later.next(event('recovered'));
     assert.deepEqual([rec3.data.recovered, rec3.data.replayed], [true, 1], `from recovered's id ${rec.id}`);
-    // An id that names no position (a pong's) still answers recovered: false.
+    // A pong and an error name the position of the socket's room as well: the seed's client keeps
+    // the id of every message, and in a quiet room its last one is often a pong. m3 was numbered
+    // before the ping was read: the pong stands after it.
     a.send({ type: 'ping' });
     const pong = await a.next({ type: 'pong' });
-    const lost = await connect(s, `/ws/ids?last_id=${pong.id}`);
+    a.send({ type: 'no-such-type' });
+    const error = await a.next((m) => m.type === 'error');
+    const order = a.seen((m) => m.type === 'pong' || (m.type === 'chat' && m.data?.text === 'm3'));
+    assert.deepEqual(order.map((m) => m.type), ['chat', 'pong'], 'm3 reached the socket before the pong');
+    assert.equal((await publish(s, { room: 'ids', text: 'm4' })).status, 202);
+    for (const [what, id] of [['pong', pong.id], ['error', error.id]]) {
+      assert.match(id, /^[A-Za-z0-9_.-]+$/, `${what} id ${id} is URL-safe`);
+      const again = await connect(s, `/ws/ids?last_id=${id}`);
+      clients.push(again);
+      await again.next(chat('m4'));
+      const got = await again.next(event('recovered'));
+      assert.deepEqual([got.data.recovered, got.data.replayed], [true, 1], `from the ${what}'s id ${id}`);
+      assert.deepEqual(again.seen((m) => m.type === 'chat').map((m) => m.data.text), ['m4'], `only m4 from the ${what}'s id`);
+    }
+    // A socket in no room: its pong names no position, and resuming from it answers recovered: false.
+    const roomless = await connect(s, '/ws');
+    clients.push(roomless);
+    roomless.send({ type: 'ping' });
+    const bare = await roomless.next({ type: 'pong' });
+    const lost = await connect(s, `/ws/ids?last_id=${bare.id}`);
     clients.push(lost);
     assert.equal((await lost.next(event('recovered'))).data.recovered, false);
   }));

@@ -515,6 +515,8 @@ test('rooms "." and "..": rooms of their own, joined in-band, and recovered afte
   const c = newClient(t, server, { rooms: ['.'] });
   const [ea, eb, ec] = [watch(a), watch(b), watch(c)];
   await Promise.all([a.connect(), b.connect(), c.connect()]);
+  // C's join of "." went on its own socket: it may be read after A's message unless waited for.
+  await ec.until(() => ec.envelopes.some((m) => m.type === 'system' && m.data?.event === 'joined' && m.room === '.'), 'C joined "."');
   a.send('.', { text: 'dot 1' });
   b.send('..', { text: 'dotdot 1' });
   await ec.until(() => ec.messages.some((m) => m.data.text === 'dot 1'), 'C gets the message of "."');
