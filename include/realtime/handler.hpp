@@ -1,5 +1,6 @@
 // The WebSocket handler and HTTP API of a pod: accepts connections on a listening socket, upgrades
-// /ws and /ws/{room}, and serves /api/*, /metrics, /healthz, /readyz and the chat page.
+// /ws and /ws/{room}, and serves /healthz, /readyz and, unless HandlerConfig turns them off,
+// /api/*, /metrics and the chat page.
 //
 // Owned by the application; it needs a started Hub that outlives it. Thread safety: listen() and
 // shutdown() may be called from any thread (not from an I/O thread); the hooks run on the I/O
@@ -64,6 +65,13 @@ struct HandlerConfig {
   // longest, so clients that connect and send nothing cannot take every descriptor.
   std::size_t max_http_waiting = 4096;
   std::chrono::milliseconds token_grace{5000};  // after exp before close 4001
+  // The routes besides /ws, /ws/{room}, /healthz and /readyz, which are always served. One turned
+  // off is answered as an unknown path is (404 {"error":"not found"}), a publish's body unread:
+  // an application that serves its own pages and API on another port keeps only the WebSocket
+  // routes on this one.
+  bool serve_api = true;        // POST /api/publish, GET /api/rooms, /api/rooms/{room}/presence
+  bool serve_metrics = true;    // GET /metrics
+  bool serve_chat_page = true;  // GET /, /index.html and /realtime-client.js
 };
 
 class Handler {

@@ -151,6 +151,17 @@ HttpResponse presence_body(const std::string& room, const std::vector<PresenceEn
 
 bool is_read(std::string_view method) { return method == "GET" || method == "HEAD"; }
 
+// Whether the HandlerConfig switches off the route of this path (every path under /api/ is the
+// API's or unknown, so turning the API off answers them all alike).
+bool switched_off(const HandlerConfig& config, std::string_view path) {
+  if (path.starts_with("/api/")) return !config.serve_api;
+  if (path == "/metrics") return !config.serve_metrics;
+  if (path == "/" || path == "/index.html" || path == "/realtime-client.js") {
+    return !config.serve_chat_page;
+  }
+  return false;
+}
+
 // The answer to GET or HEAD of a path outside /api/; nullopt when there is no such path.
 std::optional<HttpResponse> page_response(HandlerCore& handler, std::string_view path);
 
@@ -186,8 +197,8 @@ HttpResponse json_error(unsigned status, std::string_view text) {
   return response;
 }
 
-bool takes_body(std::string_view target) {
-  return protocol::split_target(target).path == "/api/publish";
+bool takes_body(const HandlerConfig& config, std::string_view target) {
+  return config.serve_api && protocol::split_target(target).path == "/api/publish";
 }
 
 void RoomsAnswer::get(Broadcaster& broadcaster, Done done) {
@@ -224,6 +235,7 @@ void RoomsAnswer::get(Broadcaster& broadcaster, Done done) {
 
 void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {
   const auto path = protocol::split_target(request.target).path;
+  if (switched_off(handler.config(), path)) return respond(json_error(404, "not found"));
   if (path == "/api/publish") return publish(handler, request, respond);
   constexpr std::size_t kAffixes = kRoomsPrefix.size() + kPresenceSuffix.size();
   const bool presence =

@@ -71,13 +71,14 @@ bool origin_allowed(const HandlerConfig& config, std::string_view origin, std::s
 HttpResponse json_error(unsigned status, std::string_view text);
 
 // Routes every request that is not a WebSocket upgrade: /api/publish, /api/rooms,
-// /api/rooms/{room}/presence, /metrics, /healthz, /readyz, / and /realtime-client.js. `respond` is
-// called once, at once or later from another thread (cluster-wide answers come from Redis).
+// /api/rooms/{room}/presence, /metrics, /healthz, /readyz, / and /realtime-client.js (those the
+// HandlerConfig turns off answer 404, as an unknown path does). `respond` is called once, at once
+// or later from another thread (cluster-wide answers come from Redis).
 using Responder = std::function<void(HttpResponse)>;
 void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond);
-// Whether a request to this target uses its body (POST /api/publish); the others are answered
-// without reading it.
-bool takes_body(std::string_view target);
+// Whether a request to this target uses its body (POST /api/publish, when the API is served); the
+// others are answered without reading it.
+bool takes_body(const HandlerConfig& config, std::string_view target);
 // A publish, its headers read (request.body empty): the answer when they decide it already (the
 // method, a refused Origin, a missing or wrong API key), so that no body is buffered for a request
 // that will be refused; nullopt: read the body.

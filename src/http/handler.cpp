@@ -127,7 +127,7 @@ std::error_code HandlerCore::listen(const std::string& host, std::uint16_t port)
   if (auto open_ec = listener->open({address, port})) return open_ec;
   listener->start();
   listener_ = std::move(listener);
-  if (config_.api_key.empty() && !address.is_loopback()) {
+  if (config_.serve_api && config_.api_key.empty() && !address.is_loopback()) {
     log().warn(
         "no API key: the publish API (POST /api/publish) accepts unauthenticated requests from "
         "anyone who can reach {}; set --api-key, or listen on a loopback address",

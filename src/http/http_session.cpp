@@ -162,7 +162,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       return fail(400, "a WebSocket upgrade has no body");
     }
     // Answered without reading the body, which then ends the connection (it is never parsed).
-    if (!takes_body(std::string_view(req.target()))) return serve_api(req, false);
+    if (!takes_body(handler_->config(), std::string_view(req.target()))) {
+      return serve_api(req, false);
+    }
     if (auto refused = refuse_before_body(*handler_, headers_of(req))) {
       return respond(std::move(*refused), false, req.method() == http::verb::head);
     }

@@ -1,7 +1,8 @@
 // Connections before their upgrade: those still reading a request are capped (the one that has
 // waited longest is closed for a new one, of the address holding the most), an upgrade carries no
 // body, and a publish its headers refuse is answered without its body being read. And GET
-// /api/rooms, made once for the requests that wait for it.
+// /api/rooms, made once for the requests that wait for it; and the HandlerConfig switches that
+// turn routes off.
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -183,6 +184,80 @@ TEST(HttpBodies, APublishRefusedByItsHeadersIsAnsweredWithoutItsBody) {
     const auto [answer, closed] = raw.read_until_closed(3s);
     EXPECT_TRUE(answer.starts_with("HTTP/1.1 202")) << expect << answer;
   }
+}
+
+// The answer to one request on its own connection (closed by the server after it), or what came
+// within 3 s.
+std::string answer_to(std::uint16_t port, const std::string& request) {
+  RawSocket raw(port);
+  if (!raw.connected() || !raw.send(request)) return "not sent";
+  return raw.read_until_closed(3s).first;
+}
+
+std::string get(std::uint16_t port, std::string_view path) {
+  return answer_to(port, "GET " + std::string(path) +
+                             " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+}
+
+std::string post_publish(std::uint16_t port) {
+  const std::string body = R"({"room":"r","text":"hi"})";
+  return answer_to(port,
+                   "POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                   "Content-Length: " +
+                       std::to_string(body.size()) + "\r\n\r\n" + body);
+}
+
+bool is_not_found(const std::string& answer) {
+  return answer.starts_with("HTTP/1.1 404") && answer.ends_with(R"({"error":"not found"})");
+}
+
+// Each switch off: its routes answer as an unknown path does, every other route is still served,
+// and the WebSocket routes, /healthz and /readyz always are.
+TEST(HttpRoutes, EachSwitchTurnsOffItsRoutesAlone) {
+  enum Group { kApi, kMetrics, kChatPage, kGroups };
+  for (int off = kApi; off < kGroups; ++off) {
+    SCOPED_TRACE(off);
+    HandlerConfig config = fast_config();
+    config.serve_api = off != kApi;
+    config.serve_metrics = off != kMetrics;
+    config.serve_chat_page = off != kChatPage;
+    Pod pod(config, 2);
+    const auto expect = [&](Group group, const std::string& answer, std::string_view ok) {
+      if (group == off) {
+        EXPECT_TRUE(is_not_found(answer)) << answer;
+      } else {
+        EXPECT_TRUE(answer.starts_with(ok)) << answer;
+      }
+    };
+    expect(kApi, post_publish(pod.port), "HTTP/1.1 202");
+    expect(kApi, get(pod.port, "/api/rooms"), "HTTP/1.1 200");
+    expect(kApi, get(pod.port, "/api/rooms/r/presence"), "HTTP/1.1 200");
+    expect(kMetrics, get(pod.port, "/metrics"), "HTTP/1.1 200");
+    for (const std::string_view page : {"/", "/index.html", "/realtime-client.js"}) {
+      expect(kChatPage, get(pod.port, page), "HTTP/1.1 200");
+    }
+    EXPECT_TRUE(get(pod.port, "/healthz").starts_with("HTTP/1.1 200"));
+    EXPECT_TRUE(get(pod.port, "/readyz").starts_with("HTTP/1.1 200"));
+    EXPECT_TRUE(is_not_found(get(pod.port, "/nowhere")));
+    EXPECT_TRUE(connect_welcomed(pod.port, "/ws/room"));
+    EXPECT_TRUE(connect_welcomed(pod.port, "/ws"));
+  }
+}
+
+// With the API off, a publish is answered from its headers: the rest of its large body (within
+// --max-message-bytes, so that only its route refuses it) is never waited for, nor buffered.
+TEST(HttpRoutes, APublishWithTheApiOffIsAnsweredWithoutItsBody) {
+  HandlerConfig config = fast_config();
+  config.serve_api = false;
+  Pod pod(config, 2);
+  RawSocket raw(pod.port);
+  ASSERT_TRUE(raw.connected());
+  ASSERT_TRUE(
+      raw.send("POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 60000\r\n\r\n"
+               R"({"room":"r","text":")"));
+  const auto [answer, closed] = raw.read_until_closed(3s);
+  EXPECT_TRUE(is_not_found(answer)) << answer;
+  EXPECT_TRUE(closed);
 }
 
 // A broadcaster whose room lists wait until the test answers them.
