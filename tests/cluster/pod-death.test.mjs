@@ -5,6 +5,8 @@
 // GET /api/rooms/{room}/presence on pod A no longer lists them; GET /api/rooms on pod A counts only
 // the live members; the surviving pod stays ready and its socket open.
 // A user with an away tab on pod A and an online one on pod B, pod B killed: announced away.
+// A pod SIGTERMed instead (a graceful shutdown): its socket closed with 1001, exit 0, and its user
+// announced offline at once, long before the lease would expire.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,6 +105,41 @@ test('pod SIGKILLed: its users reported offline by another pod within 15 s (even
     assert.equal(watcher.closed, null, 'the watcher on the surviving pod stays connected');
     await watcher.roundTrip();
     await a.waitReady(3000);
+  }),
+);
+
+// Pod B SIGTERMed (a graceful shutdown, docs/OPERATIONS.md "Shutdown"): its socket is closed with
+// 1001, it exits 0, and it removes its presence from Redis on the way out, so the watcher on pod A
+// gets the user's offline at once. Within 5 s of the SIGTERM: the lease path (a lease of 10 s,
+// renewed every 3 s, then a sweep) could announce it 7 s after at the earliest.
+test('pod SIGTERMed: its socket closed with 1001, its users announced offline by another pod at once, exit 0', { timeout: 60_000 }, () =>
+  withDoomedPair('sigterm', [], async ({ redis, a, b, clients }) => {
+    const room = 'leaving';
+    const watcher = await connect(a, `/ws/${room}`);
+    clients.push(watcher);
+    await waitFor(async () => (await redis.numsub(`realtime:room:${room}`)) >= 1, { timeoutMs: 5000, message: 'pod A subscribed' });
+    const x = await connect(b, `/ws/${room}`);
+    clients.push(x);
+    await watcher.next((m) => presenceOf(x.userId, 'online')(m) && m.room === room, 5000, `presence online of ${x.userId} (pod B) at pod A`);
+
+    const DEADLINE = 5_000;
+    const stoppedAt = Date.now();
+    const stopped = b.stop(); // SIGTERM; asserts exit 0 within 10 s
+    const closed = await x.expectClose(DEADLINE);
+    assert.equal(closed.code, 1001, `close code of the socket on pod B: ${JSON.stringify(closed)}`);
+    await watcher.next(
+      (m) => presenceOf(x.userId, 'offline')(m) && m.room === room,
+      Math.max(1, DEADLINE - (Date.now() - stoppedAt)),
+      `offline of ${x.userId} within ${DEADLINE} ms of pod B's SIGTERM`,
+    );
+    await stopped;
+    assert.equal(b.exitInfo.code, 0);
+
+    assert.equal(watcher.seen(presenceOf(x.userId, 'offline')).length, 1, 'one offline for the user');
+    const users = (await presenceList(a, room)).map((u) => u.user_id);
+    assert.ok(!users.includes(x.userId), `presence API on pod A without pod B's user: ${JSON.stringify(users)}`);
+    assert.equal(watcher.closed, null, 'the watcher on the surviving pod stays connected');
+    await watcher.roundTrip();
   }),
 );
 

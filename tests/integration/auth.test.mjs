@@ -11,7 +11,9 @@
 //   accepted within the clock-skew leeway after its exp gets the warning and the grace too; an
 //   expired token is refused at the upgrade;
 // - the seed's client URL, "?token=T" with "?last_id=undefined" appended ('?' separates query
-//   parameters too), opens a socket of T's user, told recovered: false.
+//   parameters too), opens a socket of T's user, told recovered: false;
+// - the chat of a token-authenticated socket carries from = the token's sub, whatever from the
+//   client sent.
 
 import { test, after } from 'node:test';
 import { createHmac } from 'node:crypto';
@@ -90,6 +92,21 @@ test("the seed's client URL (?token=... with ?last_id= appended) is the token's 
     assert.equal(seed.welcome.data.user_id, 'ann');
     const rec = await seed.next((m) => m.type === 'system' && m.data?.event === 'recovered', 3000, 'recovered');
     assert.equal(rec.data.recovered, false);
+  }));
+
+test("a token-authenticated socket's chat carries from = the token's sub; a client-sent from is ignored", () =>
+  withServer(['--jwt-secret', 'integration-secret'], async (s, clients) => {
+    const ann = await connect(s, `/ws/lobby?token=${hs256('integration-secret', { sub: 'ann' })}`);
+    const peer = await connect(s, '/ws/lobby');
+    clients.push(ann, peer);
+    assert.equal(ann.welcome.data.user_id, 'ann');
+    assert.notEqual(ann.welcome.data.connection_id, 'ann', 'the connection id is not the user id');
+    ann.send({ type: 'chat', from: 'mallory', data: { text: 'signed' } });
+    const isSigned = (m) => m.type === 'chat' && m.data?.text === 'signed';
+    for (const c of [ann, peer]) {
+      const m = await c.next(isSigned, 3000, 'chat from the authenticated socket');
+      assert.equal(m.from, 'ann', `from = the token's sub: ${JSON.stringify(m)}`);
+    }
   }));
 
 test('a ?token= that cannot be decoded is refused on a server without a JWT key too', () =>
