@@ -28,7 +28,7 @@ class HubCore;
 }
 
 struct HubOptions {
-  unsigned threads = 0;            // I/O threads; 0 = one per core
+  unsigned threads = 0;            // I/O threads; 0 = default_thread_count()
   std::size_t history_size = 100;  // messages kept per room for last_id recovery
   std::string
       pod_id;  // names this pod, unique in the cluster; empty = host name + pid + a random tag
@@ -40,6 +40,11 @@ struct HubOptions {
 
 // The default pod id: host name + "-" + process id + "-" + 4 random characters.
 std::string default_pod_id();
+
+// The I/O threads a Hub starts when HubOptions::threads is 0: the CPUs this process may use, that
+// is those of its CPU affinity mask (sched_getaffinity), capped by its cgroup v2 CPU quota
+// (`cpu.max`, quota / period rounded up) when one is set and readable; at least 1.
+unsigned default_thread_count();
 
 struct RoomCount {
   std::string room;
@@ -76,8 +81,11 @@ class Hub {
   // RedisBroadcaster, a room's history is the shared one, which this local delivery does not
   // reach: publish room messages through the broadcaster (they reach every pod, and are
   // recovered), and keep broadcast() for what needs no recovery.
+  // (A message to every socket, and one to a user, reaches a socket in a room with that room's
+  // position in front of the id returned, "<epoch>-<seq>.g<tag><n>" for "<tag>-g<n>", so that a
+  // client can resume the room from it: docs/PROTOCOL.md, "Ids".)
   std::string broadcast(Message msg);
-  // Delivers msg to every socket of user_id on this pod.
+  // Delivers msg to every socket of user_id on this pod. Returns the id, as broadcast() does.
   std::string send_to_user(const std::string& user_id, Message msg);
 
   std::size_t connection_count() const noexcept;

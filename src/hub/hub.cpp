@@ -73,46 +73,100 @@ std::shared_ptr<OutFrame> make_direct_frame(const Message& msg) {
   return frame;
 }
 
-FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint64_t seq) {
+namespace {
+
+// The id of the envelope in a frame (append_envelope writes it first) and the payload from the
+// quote that ends it; nullopt when the frame holds no such envelope.
+struct EnvelopeId {
+  std::string_view id;
+  std::string_view rest;
+};
+
+std::optional<EnvelopeId> envelope_id(const OutFrame& frame) {
   const std::string& bytes = frame.bytes;
-  if (bytes.size() < 2) return nullptr;
+  if (bytes.size() < 2) return std::nullopt;
   const auto length = static_cast<std::uint8_t>(bytes[1]) & 0x7f;
   const std::size_t header = 2 + (length == 126 ? 2 : length == 127 ? 8 : 0);
   constexpr std::string_view kStart = R"({"id":")";
   const std::string_view payload = std::string_view(bytes).substr(std::min(header, bytes.size()));
-  if (!payload.starts_with(kStart)) return nullptr;
+  if (!payload.starts_with(kStart)) return std::nullopt;
   const auto end = payload.find('"', kStart.size());
-  if (end == std::string_view::npos) return nullptr;
-  const std::string_view id = payload.substr(kStart.size(), end - kStart.size());
-  // (append_envelope's order: the id, then the type.)
-  if (!payload.substr(end).starts_with(R"(","type":"presence")")) return nullptr;
-  std::string json(kStart);
-  json += epoch;
-  json += '-';
-  json += std::to_string(seq);
-  if (const auto dot = id.rfind('.'); dot != std::string_view::npos) {
-    const auto named = parse_message_id(id.substr(0, dot));
-    if (!named || named->epoch != epoch || named->seq >= seq) return nullptr;
-    json += id.substr(dot);  // ".p<tag><n>"
-  } else {
-    // "<tag>-p<n>": named by a pod that did not know the room's position yet; the same tag and
-    // number keep it unique.
-    const auto dash = id.rfind('-');
-    if (dash == std::string_view::npos || dash == 0 || id.size() < dash + 3 ||
-        id[dash + 1] != 'p') {
-      return nullptr;
-    }
-    json += ".p";
-    json += id.substr(0, dash);
-    json += id.substr(dash + 2);
-  }
-  json += payload.substr(end);
+  if (end == std::string_view::npos) return std::nullopt;
+  return EnvelopeId{payload.substr(kStart.size(), end - kStart.size()), payload.substr(end)};
+}
+
+// A copy of the frame with the envelope's id `id` (the rest of the envelope as it was).
+FramePtr with_id(const OutFrame& frame, const EnvelopeId& old, std::string_view id) {
+  std::string json = R"({"id":")";
+  json += id;
+  json += old.rest;
   auto copy = make_frame_from_json(json, frame.room, frame.seq);
   copy->created = frame.created;
   copy->is_message = frame.is_message;
   copy->local_seq = frame.local_seq;
   copy->epoch_tag = frame.epoch_tag;
   return copy;
+}
+
+bool is_id_char(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'); }
+
+// "<tag>-<kind><n>" (a pod's own id of a message without a position) -> ".<kind><tag><n>", the
+// suffix of one that names a position; empty when `id` is not of that form or `kind` differs.
+std::string positioned_suffix(std::string_view id, std::string_view kinds) {
+  const auto dash = id.rfind('-');
+  if (dash == std::string_view::npos || dash == 0 || id.size() < dash + 3 ||
+      kinds.find(id[dash + 1]) == std::string_view::npos) {
+    return {};
+  }
+  const std::string_view tag = id.substr(0, dash);
+  const std::string_view number = id.substr(dash + 2);
+  if (!std::all_of(tag.begin(), tag.end(), is_id_char) ||
+      !std::all_of(number.begin(), number.end(), is_id_char)) {
+    return {};
+  }
+  std::string suffix = ".";
+  suffix += id[dash + 1];
+  suffix += tag;
+  suffix += number;
+  return suffix;
+}
+
+}  // namespace
+
+FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint64_t seq) {
+  const auto found = envelope_id(frame);
+  // (append_envelope's order: the id, then the type.)
+  if (!found || !found->rest.starts_with(R"(","type":"presence")")) return nullptr;
+  const std::string_view id = found->id;
+  std::string named(epoch);
+  named += '-';
+  named += std::to_string(seq);
+  if (const auto dot = id.rfind('.'); dot != std::string_view::npos) {
+    const auto position = parse_message_id(id.substr(0, dot));
+    if (!position || position->epoch != epoch || position->seq >= seq) return nullptr;
+    named += id.substr(dot);  // ".p<tag><n>"
+  } else {
+    // "<tag>-p<n>": named by a pod that did not know the room's position yet; the same tag and
+    // number keep it unique.
+    const std::string suffix = positioned_suffix(id, "p");
+    if (suffix.empty()) return nullptr;
+    named += suffix;
+  }
+  return with_id(frame, *found, named);
+}
+
+std::string position_suffix(const OutFrame& frame) {
+  const auto found = envelope_id(frame);
+  return found ? positioned_suffix(found->id, "ug") : std::string();
+}
+
+FramePtr with_socket_position(const OutFrame& frame, std::string_view position,
+                              std::string_view suffix) {
+  const auto found = envelope_id(frame);
+  if (!found) return nullptr;
+  std::string id(position);
+  id += suffix;
+  return with_id(frame, *found, id);
 }
 
 std::shared_ptr<OutFrame> make_frame_from_json(std::string_view json, std::string room,
@@ -257,7 +311,7 @@ std::string HubCore::next_direct_id(std::string_view position) {
 }
 
 std::string HubCore::room_position(std::string_view room) const {
-  if (shared_history_.load(std::memory_order_acquire)) return shared_position(room);
+  if (shared_history()) return shared_position(room);
   return registry_.find_room(room, [](const RoomState* state) {
     std::string position;
     if (state == nullptr || state->epoch.empty()) return position;

@@ -219,6 +219,7 @@ class HubCore {
   // room without members here is then forgotten when it has nothing else to keep. Set before
   // start().
   void use_shared_history() noexcept { shared_history_.store(true, std::memory_order_release); }
+  bool shared_history() const noexcept { return shared_history_.load(std::memory_order_acquire); }
   // Called (outside any lock) after every change of a room's member count on this pod.
   void set_members_observer(std::function<void(const std::string& room)> observer);
   // Likewise for a user's first and last socket on this pod (user channels are subscribed by

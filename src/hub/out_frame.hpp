@@ -45,6 +45,13 @@ std::shared_ptr<OutFrame> make_frame_from_json(std::string_view json, std::strin
 // `seq` ("<epoch>-<seq>.p<tag><k>"); null when its id is of neither form, or names another history
 // or a position not before `seq`.
 FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint64_t seq);
+// A user notification or global broadcast with a pod's own id ("<tag>-u<n>", "<tag>-g<n>"): the
+// suffix its id takes when it names a socket's room position (".u<tag><n>", ".g<tag><n>"); empty
+// for any other id (another program's, say), which names none.
+std::string position_suffix(const OutFrame& frame);
+// A copy of the frame whose id is position + suffix (null when the frame holds no envelope).
+FramePtr with_socket_position(const OutFrame& frame, std::string_view position,
+                              std::string_view suffix);
 // A control frame (ping, pong or close) ready to queue.
 FramePtr make_control_frame(std::string bytes);
 

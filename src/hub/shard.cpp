@@ -50,16 +50,17 @@ void Shard::drain_inbox() {
     drain_posted_ = false;
   }
   in_drain_ = true;
-  for (const Delivery& delivery : draining_) {
+  for (std::size_t i = 0; i < draining_.size(); ++i) {
+    const Delivery& delivery = draining_[i];
     switch (delivery.kind) {
       case Delivery::Kind::room:
         deliver_room(delivery.frame);
         break;
       case Delivery::Kind::all:
-        deliver_all(delivery.frame);
+        deliver_all(delivery.frame, i);
         break;
       case Delivery::Kind::user:
-        deliver_user(delivery.user, delivery.frame);
+        deliver_user(delivery.user, delivery.frame, i);
         break;
     }
   }
@@ -89,13 +90,79 @@ void Shard::deliver_room(const FramePtr& frame) {
   }
 }
 
-void Shard::deliver_all(const FramePtr& frame) {
-  for (auto& [raw, session] : sessions_) session->enqueue(frame);
+// The copies of one notification or global broadcast, each naming a room's position: where the
+// room stands on the pod (HubCore::room_position), before the room's frames that were posted to
+// this thread and are not delivered yet (later in the batch, or in the inbox). A frame whose id is
+// not the pod's own form (another program's) goes out as it is.
+class Shard::PositionNames {
+ public:
+  PositionNames(Shard& shard, const FramePtr& frame, std::size_t batch_index)
+      : shard_(shard), frame_(frame), batch_index_(batch_index), suffix_(position_suffix(*frame)) {}
+
+  const FramePtr& for_session(const WsSession& session) {
+    const std::string* room = suffix_.empty() ? nullptr : session.position_room();
+    if (room == nullptr) return frame_;
+    auto [it, added] = named_.try_emplace(*room);
+    if (added) it->second = name(*room);
+    return it->second ? it->second : frame_;
+  }
+
+ private:
+  FramePtr name(const std::string& room) {
+    const std::string position = shard_.hub_.room_position(room);
+    const auto id = parse_message_id(position);
+    if (!id) return nullptr;
+    std::uint64_t seq = id->seq;
+    if (const OutFrame* next = first_undelivered(room)) {
+      const bool shared = shard_.hub_.shared_history();
+      const bool same_history =
+          shared ? !next->local_seq && next->epoch_tag == shared_epoch_tag(id->epoch)
+                 : next->local_seq;
+      if (!same_history) return nullptr;  // another history on its way: no position to name
+      if (next->seq <= seq) seq = next->seq - 1;
+    }
+    std::string named(id->epoch);
+    named += '-';
+    named += std::to_string(seq);
+    return with_socket_position(*frame_, named, suffix_);
+  }
+
+  // The first of the room's numbered frames posted to this thread and not delivered yet (frames
+  // of a room are posted in their order).
+  const OutFrame* first_undelivered(const std::string& room) {
+    if (!pending_read_) {
+      pending_read_ = true;
+      const auto note = [&](const Delivery& delivery) {
+        if (delivery.kind == Delivery::Kind::room && delivery.frame->seq != 0)
+          pending_.try_emplace(delivery.frame->room, delivery.frame);
+      };
+      for (std::size_t i = batch_index_ + 1; i < shard_.draining_.size(); ++i)
+        note(shard_.draining_[i]);
+      std::lock_guard lock(shard_.inbox_mutex_);
+      for (const Delivery& delivery : shard_.inbox_) note(delivery);
+    }
+    const auto it = pending_.find(room);
+    return it == pending_.end() ? nullptr : it->second.get();
+  }
+
+  Shard& shard_;
+  const FramePtr& frame_;
+  std::size_t batch_index_;
+  std::string suffix_;
+  std::unordered_map<std::string, FramePtr> named_;  // room -> its copy (null: none named)
+  bool pending_read_ = false;
+  std::unordered_map<std::string, FramePtr> pending_;  // room -> first_undelivered()
+};
+
+void Shard::deliver_all(const FramePtr& frame, std::size_t batch_index) {
+  PositionNames names(*this, frame, batch_index);
+  for (auto& [raw, session] : sessions_) session->enqueue(names.for_session(*session));
 }
 
-void Shard::deliver_user(const std::string& user, const FramePtr& frame) {
+void Shard::deliver_user(const std::string& user, const FramePtr& frame, std::size_t batch_index) {
+  PositionNames names(*this, frame, batch_index);
   const auto [first, last] = users_.equal_range(user);
-  for (auto it = first; it != last; ++it) it->second->enqueue(frame);
+  for (auto it = first; it != last; ++it) it->second->enqueue(names.for_session(*it->second));
 }
 
 void Shard::add_session(const std::shared_ptr<WsSession>& session) {

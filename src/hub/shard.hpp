@@ -59,8 +59,11 @@ class Shard {
 
   // Delivery; on this shard's thread.
   void deliver_room(const FramePtr& frame);
-  void deliver_all(const FramePtr& frame);
-  void deliver_user(const std::string& user, const FramePtr& frame);
+  // (A global broadcast or notification names, for each socket, the position of its first room,
+  // as a pong does: one copy of the frame per room. `batch_index`: the delivery's place in the
+  // batch drain_inbox() runs, whose later room frames are not delivered yet.)
+  void deliver_all(const FramePtr& frame, std::size_t batch_index);
+  void deliver_user(const std::string& user, const FramePtr& frame, std::size_t batch_index);
 
   // Membership; on this shard's thread.
   void add_session(const std::shared_ptr<WsSession>& session);
@@ -177,6 +180,7 @@ class Shard {
   };
   void post_delivery(Delivery delivery);
   void drain_inbox();
+  class PositionNames;
   void flush_dirty();
   void arm_sweep();
   void on_sweep();

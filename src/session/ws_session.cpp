@@ -351,14 +351,17 @@ FramePtr WsSession::send_direct(Message msg) {
   return frame;
 }
 
-std::string WsSession::direct_position() {
-  if (rooms_.empty() || state_ != State::open || overflowed_ || shard_.delivering()) return {};
+const std::string* WsSession::position_room() const noexcept {
+  if (rooms_.empty() || state_ != State::open || overflowed_) return nullptr;
   const std::string& room = rooms_.front();
-  if (std::any_of(recovering_.begin(), recovering_.end(),
-                  [&](const Recovery& r) { return r.room == room; })) {
-    return {};  // its replay is not queued yet
-  }
-  std::string position = handler_->core().room_position(room);
+  const auto recovering = [&](const Recovery& r) { return r.room == room; };
+  return std::any_of(recovering_.begin(), recovering_.end(), recovering) ? nullptr : &room;
+}
+
+std::string WsSession::direct_position() {
+  const std::string* room = position_room();
+  if (room == nullptr || shard_.delivering()) return {};
+  std::string position = handler_->core().room_position(*room);
   if (position.empty()) return position;
   // What was numbered up to the position was posted to this thread before it was read: queued now,
   // ahead of the message that names it.

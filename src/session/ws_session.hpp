@@ -58,6 +58,9 @@ class WsSession final : public Connection,
   void close(std::uint16_t code, std::string_view reason) override;
 
   Shard& shard() noexcept { return shard_; }
+  // The room whose position a message to this socket names (its first room): null when none can
+  // be named (no room, closing, or the room's recovery under way: its replay is not queued yet).
+  const std::string* position_room() const noexcept;
   // Queues a frame (on the shard's thread). Drops it when closing; closes with 1013 on overflow.
   void enqueue(const FramePtr& frame);
   // Queues a frame of a recovery's replay: its bytes are allowed on top of send_queue_bytes (a

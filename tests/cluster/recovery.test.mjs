@@ -414,7 +414,7 @@ test('a client resumes on the other pod from the id of a presence message it got
   assert.equal(again.history.filter((m) => m.type === 'chat').length, 1, 'p2 only');
 });
 
-test('a client resumes on the other pod from the id of a pong or an error it got last', async () => {
+test('a client resumes on the other pod from the id of a pong, an error, a notification or a global broadcast it got last', async () => {
   const [a, b] = pods;
   const room = `recpong-${Date.now()}`;
   const first = await member(a, `/ws/${room}`);
@@ -424,11 +424,18 @@ test('a client resumes on the other pod from the id of a pong or an error it got
   const pong = await first.next((m) => m.type === 'pong', 5000, 'pong');
   first.send({ type: 'no-such-type' });
   const error = await first.next((m) => m.type === 'error', 5000, 'error');
+  // Published on the other pod: they reach pod A through Redis.
+  assert.equal((await publish(b, { user: first.userId, type: 'notification', data: { note: 'q' } })).status, 202);
+  const note = await first.next((m) => m.type === 'notification', 5000, 'notification');
+  const all = await publish(b, { type: 'system', data: { event: 'announcement', text: `all ${room}` } });
+  assert.equal(all.status, 202);
+  const global = await first.next((m) => m.type === 'system' && m.data?.text === `all ${room}`, 5000, 'global broadcast');
   first.close();
   await first.expectClose();
   assert.equal((await publish(a, { room, text: 'q2' })).status, 202);
-  for (const [what, id] of [['pong', pong.id], ['error', error.id]]) {
-    assert.match(id, /^[0-9a-z]{8}-\d+\.d[0-9a-z]+$/, `the ${what}'s id names a position`);
+  const named = [['pong', pong.id, 'd'], ['error', error.id, 'd'], ['notification', note.id, 'u'], ['global broadcast', global.id, 'g']];
+  for (const [what, id, kind] of named) {
+    assert.match(id, new RegExp(`^[0-9a-z]{8}-\\d+\\.${kind}[0-9a-z]+$`), `the ${what}'s id names a position`);
     const again = await member(b, `/ws/${room}?last_id=${id}`);
     await again.next(chat('q2'), 5000, 'q2');
     const rec = await again.next(recoveredMsg, 5000, 'recovered');

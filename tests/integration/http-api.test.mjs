@@ -90,10 +90,17 @@ test('publish with no room and no user reaches every socket, /ws sockets include
     clients.push(a, b, c);
     const r = await publish(s, { type: 'system', data: { event: 'announcement', text: 'to all' } });
     assert.equal(r.status, 202, r.text);
-    for (const x of [a, b, c]) {
+    // The answer's id, "<tag>-g<n>": a socket in a room gets it naming its room's position in
+    // front ("<epoch>-<seq>.g<tag><n>", a resume point), a socket in none as it is.
+    const [tag, n] = r.json?.id.split('-g') ?? [];
+    for (const [x, room] of [[a, 'r1'], [b, 'r2'], [c, null]]) {
       const m = await x.next((y) => y.data?.text === 'to all', 3000, 'global broadcast');
       assert.equal(m.type, 'system');
-      assert.equal(m.id, r.json?.id);
+      if (room) {
+        assert.equal(m.id, `${x.welcome.data.last_id}.g${tag}${n}`, `in ${room}: the position of its welcome`);
+      } else {
+        assert.equal(m.id, r.json?.id);
+      }
     }
   }));
 

@@ -171,3 +171,70 @@ test('a client resumes from the id of a presence message, of its welcome, of joi
     clients.push(lost);
     assert.equal((await lost.next(event('recovered'))).data.recovered, false);
   }));
+
+test('a client resumes from the id of a notification or a global broadcast it got last', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/news');
+    clients.push(a);
+    assert.equal((await publish(s, { room: 'news', text: 'n1' })).status, 202);
+    assert.equal((await publish(s, { user: a.userId, type: 'notification', data: { note: 'yours' } })).status, 202);
+    assert.equal((await publish(s, { type: 'system', data: { event: 'announcement', text: 'all' } })).status, 202);
+    const note = await a.next((m) => m.type === 'notification');
+    const all = await a.next((m) => m.type === 'system' && m.data?.text === 'all');
+    const n1 = a.seen(chat('n1'))[0];
+    for (const m of [note, all]) assert.equal(m.id.slice(0, m.id.indexOf('.')), n1.id, `${m.type} names n1's position: ${m.id}`);
+    assert.equal((await publish(s, { room: 'news', text: 'n2' })).status, 202);
+    for (const [what, id] of [['notification', note.id], ['global broadcast', all.id]]) {
+      assert.match(id, /^[A-Za-z0-9_.-]+$/, `${what} id ${id} is URL-safe`);
+      const again = await connect(s, `/ws/news?last_id=${id}`);
+      clients.push(again);
+      await again.next(chat('n2'));
+      const rec = await again.next(event('recovered'));
+      assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 1], `from the ${what}'s id ${id}`);
+      assert.deepEqual(again.seen((m) => m.type === 'chat').map((m) => m.data.text), ['n2'], `only n2 from the ${what}'s id`);
+    }
+  }));
+
+test('under concurrent traffic each pong, notification and global broadcast names the last room message the socket got before it', { timeout: 60_000 }, () =>
+  withServer(['--threads', '2', '--rate-limit', '1000000', '--rate-burst', '1000000'], async (s, clients) => {
+    // The room's messages, the notifications and the broadcasts come from separate connections at
+    // once, so one I/O thread's batch holds some of each, and room messages numbered before a
+    // notification was named can still wait behind it in the batch.
+    const a = await connect(s, '/ws/mixed');
+    const talker = await connect(s, '/ws/mixed');
+    clients.push(a, talker);
+    let going = true;
+    const chats = (async () => {
+      for (let i = 0; going; i++) {
+        talker.send({ type: 'chat', data: { text: `c${i}` } });
+        if (i % 20 === 19) await talker.roundTrip();
+      }
+    })();
+    const notes = (async () => {
+      for (let i = 0; going; i++) {
+        await publish(s, i % 2 ? { user: a.userId, type: 'notification', data: { i } } : { type: 'system', data: { event: 'tick', i } });
+      }
+    })();
+    const pings = (async () => {
+      while (going) {
+        a.send({ type: 'ping' });
+        await a.next({ type: 'pong' }, 5000).catch(() => {});
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    going = false;
+    await Promise.all([chats, notes, pings]);
+    await a.roundTrip();
+    let last = a.welcome.data.last_id;
+    let named = 0;
+    for (const m of a.seen(() => true)) {
+      if (m.type === 'chat') {
+        last = m.id;
+      } else if (m.type === 'pong' || m.type === 'notification' || (m.type === 'system' && m.data?.event === 'tick')) {
+        assert.equal(m.id.slice(0, m.id.indexOf('.')), last, `a ${m.type} after ${last}: ${m.id}`);
+        named++;
+      }
+    }
+    assert.ok(named > 50, `${named} named messages checked`);
+  }));
+
