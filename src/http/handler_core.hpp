@@ -15,6 +15,7 @@
 #include <spdlog/logger.h>
 
 #include "http/api.hpp"
+#include "http/throttled_log.hpp"
 #include "hub/hub_core.hpp"
 #include "realtime/auth.hpp"
 #include "realtime/broadcaster.hpp"
@@ -37,6 +38,9 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   Broadcaster& broadcaster() noexcept { return *broadcaster_; }
   const JwtVerifier& jwt() const noexcept { return jwt_; }
   spdlog::logger& log() noexcept { return *logger_; }
+  // Gates the log lines of refused requests (one per kRefusalLogInterval, pod-wide): a client can
+  // send them as fast as it likes. The metrics count every refusal.
+  ThrottledLog& refusal_log() noexcept { return refusal_log_; }
   // What every welcome ends with: the socket's rate limit (`,"rate_limit":R,"rate_burst":B`).
   const std::string& welcome_limits() const noexcept { return welcome_limits_; }
 
@@ -59,6 +63,9 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   std::shared_ptr<Broadcaster> broadcaster_;
   JwtVerifier jwt_;
   std::shared_ptr<spdlog::logger> logger_;
+  // 5 s, as accept failures (Listener): a flood of refusals costs the log a line per 5 s.
+  static constexpr std::chrono::seconds kRefusalLogInterval{5};
+  ThrottledLog refusal_log_{kRefusalLogInterval};
   std::string welcome_limits_;
   std::atomic<bool> accepting_{true};
   std::atomic<bool> shut_down_{false};

@@ -13,6 +13,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <fmt/format.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <unistd.h>
@@ -287,8 +288,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     if (target.bad_token) {
       // A credential that cannot even be decoded is still a credential: never anonymous.
       metrics.reject(RejectReason::unauthorized);
-      handler_->log().info("upgrade refused: token malformed (undecodable ?token=) ({})",
-                           protocol::loggable_target(std::string_view(req.target())));
+      log_refusal("token malformed (undecodable ?token=)", req);
       return fail(401, "invalid token");
     }
     // An empty ?token= (a client that had none to put there) is no token.
@@ -301,8 +301,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     } else if (names_bearer_scheme(authorization)) {
       // "Bearer" with nothing usable after it (empty, or two words): a credential all the same.
       metrics.reject(RejectReason::unauthorized);
-      handler_->log().info("upgrade refused: malformed Authorization: Bearer header ({})",
-                           protocol::loggable_target(std::string_view(req.target())));
+      log_refusal("malformed Authorization: Bearer header", req);
       return fail(401, "invalid token");
     }
     if (token && !handler_->jwt().enabled()) {
@@ -315,8 +314,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       auto verified = handler_->jwt().verify(*token, Clock::now());
       if (const auto* error = std::get_if<TokenError>(&verified)) {
         metrics.reject(RejectReason::unauthorized);
-        handler_->log().info("upgrade refused: token {} ({})", to_string(*error),
-                             protocol::loggable_target(std::string_view(req.target())));
+        log_refusal(fmt::format("token {}", to_string(*error)), req);
         return fail(401, "invalid token");
       }
       auto& claims = std::get<TokenClaims>(verified);
@@ -360,6 +358,15 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     if (&home == &shard_ || !move_to(home, params)) {
       std::make_shared<WsSession>(handler_, shard_, std::move(socket_), std::move(params))->start();
     }
+  }
+
+  // An info line for a refused upgrade, at most one per interval for the pod (a client can refuse
+  // itself thousands of times a second); the line says how many were left out before it.
+  void log_refusal(std::string_view why, const http::request<http::string_body>& req) {
+    const auto held_back = handler_->refusal_log().admit();
+    if (!held_back) return;
+    handler_->log().info("upgrade refused: {} ({}) ({} more refused since the last report)", why,
+                         protocol::loggable_target(std::string_view(req.target())), *held_back);
   }
 
   // Hands the socket to the room's home shard: its descriptor leaves this loop and is adopted by

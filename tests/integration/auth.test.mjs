@@ -20,6 +20,7 @@ import { createHmac } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { tryOpen, connect, waitFor } from './lib/client.mjs';
+import { upgradeRequest, httpExchange } from '../support/node/raw.mjs';
 
 after(killAll);
 
@@ -115,22 +116,55 @@ test('a ?token= that cannot be decoded is refused on a server without a JWT key 
     clients.push(await connect(s, '/ws/lobby?token='));
   }));
 
-test('a refused upgrade logs its target cut to 256 bytes, however long the query', () =>
-  withServer(['--jwt-secret', 'integration-secret', '--log-level', 'info'], async (s, clients) => {
-    const long = 'q'.repeat(7000);
-    for (let i = 0; i < 3; i++) {
-      await expect401(s, clients, `/ws/a?token=${forged}&last_id=${long}`);
-      await expect401(s, clients, `/ws/a?token=%zz&last_id=${long}`);
-    }
+for (const [kind, token] of [['forged', forged], ['undecodable', '%zz']]) {
+  test(`a refused upgrade (${kind} token) logs its target cut to 256 bytes, however long the query`, () =>
+    withServer(['--jwt-secret', 'integration-secret', '--log-level', 'info'], async (s, clients) => {
+      const long = 'q'.repeat(7000);
+      await expect401(s, clients, `/ws/a?token=${token}&last_id=${long}`);
+      const refusedLines = () => s.output.split('\n').filter((l) => l.includes('upgrade refused'));
+      await waitFor(() => refusedLines().length >= 1, { message: 'the refusal logged' });
+      for (const line of refusedLines()) {
+        assert.ok(line.length < 512, `a ${line.length}-byte log line: ${line.slice(0, 300)}...`);
+        assert.match(line, /\.\.\.\[\d+ more bytes\]/);
+      }
+      assert.ok(!s.output.includes('q'.repeat(300)));
+    }));
+}
+
+test('a flood of refused upgrades logs one line per 5 s, which counts those left out; the metric counts each', { timeout: 30000 }, () =>
+  withServer(['--jwt-secret', 'integration-secret', '--log-level', 'info'], async (s) => {
     const refusedLines = () => s.output.split('\n').filter((l) => l.includes('upgrade refused'));
-    await waitFor(() => refusedLines().length >= 6, { message: 'the six refusals logged' });
-    const lines = refusedLines();
-    assert.equal(lines.length, 6, s.output.slice(-2000));
-    for (const line of lines) {
-      assert.ok(line.length < 512, `a ${line.length}-byte log line: ${line.slice(0, 300)}...`);
-      assert.match(line, /\.\.\.\[\d+ more bytes\]/);
+    const refuse = async (i) => {
+      // Every kind that is logged: a bad signature, an undecodable ?token=, a Bearer header
+      // without a token.
+      const request = [
+        upgradeRequest(`/ws/a?token=${forged}`),
+        upgradeRequest('/ws/a?token=%zz'),
+        upgradeRequest('/ws/a', { headers: { Authorization: 'Bearer' } }),
+      ][i % 3];
+      const r = await httpExchange(s.port, request, { idleMs: 50 });
+      assert.equal(r.status, 401, `refusal ${i}: ${r.status}`);
+    };
+    const flood = 300;
+    const started = Date.now();
+    for (let i = 0; i < flood; i += 20) {
+      await Promise.all(Array.from({ length: 20 }, (_, k) => refuse(i + k)));
     }
-    assert.ok(!s.output.includes('q'.repeat(300)));
+    const floodMs = Date.now() - started;
+    // At most one line per 5 s while the flood lasted.
+    await waitFor(() => refusedLines().length >= 1, { message: 'the first refusal logged' });
+    assert.ok(refusedLines().length <= 1 + Math.floor(floodMs / 5000),
+      `${refusedLines().length} lines for ${flood} refusals in ${floodMs} ms:\n${refusedLines().slice(0, 5).join('\n')}`);
+    // A refusal once the interval has passed is logged, with how many were left out before it.
+    const reported = () => refusedLines().map((l) => /\((\d+) more refused since the last report\)/.exec(l)).filter(Boolean);
+    await waitFor(async () => {
+      await refuse(0);
+      return reported().some((m) => Number(m[1]) >= flood - 1);
+    }, { timeoutMs: 15000, intervalMs: 250, message: () => `a line counting the refusals left out:\n${refusedLines().join('\n')}` });
+    assert.ok(refusedLines().length <= 3, refusedLines().join('\n'));
+    const metrics = await (await fetch(`${s.httpUrl}/metrics`)).text();
+    const rejected = /realtime_connections_rejected_total\{reason="unauthorized"\} (\d+)/.exec(metrics);
+    assert.ok(rejected && Number(rejected[1]) >= flood + 1, `every refusal counted: ${rejected?.[0]}`);
   }));
 
 test('--auth-required: no token -> 401', () =>
