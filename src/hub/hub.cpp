@@ -204,14 +204,15 @@ std::optional<MessageId> parse_message_id(std::string_view id) noexcept {
 }
 
 HubCore::HubCore(HubOptions options)
-    : options_(std::move(options)),
+    : options_([&options] {
+        // 0: the CPUs this process may use (affinity mask, cgroup quota), not the machine's.
+        if (options.threads == 0) options.threads = default_thread_count();
+        return std::move(options);
+      }()),
       pod_id_(options_.pod_id.empty() ? default_pod_id() : options_.pod_id),
       registry_(
-          std::max(1U,
-                   options_.threads != 0 ? options_.threads : std::thread::hardware_concurrency()),
-          [this] { return new_epoch(); }, metrics_.room_retained_bytes),
+          options_.threads, [this] { return new_epoch(); }, metrics_.room_retained_bytes),
       random_state_(std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32)) {
-  if (options_.threads == 0) options_.threads = std::max(1U, std::thread::hardware_concurrency());
   id_prefix_ = new_epoch();
   for (unsigned i = 0; i < options_.threads; ++i)
     shards_.push_back(std::make_unique<Shard>(*this, i));
