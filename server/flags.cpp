@@ -88,9 +88,11 @@ Flags parse_flags(int argc, char** argv) {
   auto* pod_id = app.add_option("--pod-id", flags.pod_id,
                                 "name of this pod (default: host name + pid + a random tag)")
                      ->envname(env("POD_ID"));
-  app.add_option("--threads", flags.threads, "I/O threads (default: number of cores)")
+  app.add_option("--threads", flags.threads,
+                 "I/O threads; 0: one per CPU this process may use (its CPU affinity, capped by "
+                 "its cgroup's CPU quota)")
       ->envname(env("THREADS"))
-      ->check(CLI::Range(1U, 1024U));
+      ->check(CLI::Range(0U, 1024U));
   app.add_flag("--auth-required", flags.auth_required, "every WebSocket must carry a valid JWT")
       ->envname(env("AUTH_REQUIRED"));
   app.add_option("--jwt-secret", flags.jwt_secret, "HS256 key")->envname(env("JWT_SECRET"));
@@ -149,14 +151,22 @@ Flags parse_flags(int argc, char** argv) {
   app.add_option("--log-format", flags.log_format, "text or json")
       ->envname(env("LOG_FORMAT"))
       ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error, critical or off")
+  // "warning" is how the log lines name the level: accepted too.
+  app.add_option("--log-level", flags.log_level,
+                 "trace, debug, info, warn (or warning), error, critical or off")
       ->envname(env("LOG_LEVEL"))
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+      ->check(
+          CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "critical", "off"}));
+  app.set_version_flag("--version", std::string("realtime-server ") + REALTIME_VERSION,
+                       "print the version and exit");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     std::printf("%s", app.help().c_str());
+    std::exit(0);
+  } catch (const CLI::CallForVersion& version) {
+    std::printf("%s\n", version.what());
     std::exit(0);
   } catch (const CLI::ParseError& error) {
     std::fprintf(stderr, "realtime-server: %s\nRun with --help for the flags.\n", error.what());
@@ -213,6 +223,7 @@ Flags parse_flags(int argc, char** argv) {
                                     std::to_string(flags.ping_interval) +
                                     " s): an idle socket would be closed before it is pinged");
   }
+  if (flags.log_level == "warning") flags.log_level = "warn";
   if (flags.auth_required && flags.jwt_secret.empty() && flags.jwt_public_key_file.empty()) {
     bad_value("--auth-required", "needs --jwt-secret or --jwt-public-key");
   }

@@ -1,6 +1,7 @@
 // realtime-server: wiring only. Parses the flags, builds a Hub and a Handler (and a Redis
 // broadcaster when --redis is set), prints "listening on HOST:PORT", and shuts down gracefully on
-// SIGTERM/SIGINT.
+// SIGTERM, SIGINT or SIGHUP.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include "flags.hpp"
 #include "protocol/envelope.hpp"
@@ -78,6 +80,56 @@ std::string read_file_or_exit(const std::string& path, const char* flag) {
   return content.str();
 }
 
+// Descriptors kept for everything but client sockets: standard streams, the listener, each loop's
+// epoll, eventfd and timer (the I/O threads' and the Redis thread's), the Redis connections (two,
+// and one publishing lane per I/O thread), files read at start.
+constexpr std::size_t kDescriptorsReserved = 64;
+constexpr std::size_t kDescriptorsReservedPerThread = 8;
+// When the limit is short, this share of the remaining descriptors (1/32, at least 64) goes to
+// HTTP requests not yet answered (probes, the API, upgrades being read and refused), unless
+// HandlerConfig::max_http_waiting asks for fewer: enough for bursts of upgrades, little enough
+// that a pod under a 20,000 limit still holds 19,000 sockets.
+constexpr std::size_t kHttpShareDivisor = 32;
+constexpr std::size_t kHttpShareMin = 64;
+
+// Raises the soft limit on open files to the hard one (a common soft limit is 1024; the hard limit
+// is usually far higher). Returns the soft limit in effect, or nullopt when there is none.
+std::optional<std::size_t> raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return std::nullopt;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return std::nullopt;
+  return static_cast<std::size_t>(limit.rlim_cur);
+}
+
+// Fits --max-connections and the HTTP requests in waiting into the open-file limit: past it
+// accept() fails with EMFILE and every new socket, /healthz included, would wait unanswered.
+// Lowered, the excess upgrades get the usual 503 "server at capacity" instead.
+void fit_open_file_limit(realtime::HandlerConfig& config, unsigned threads) {
+  const auto limit = raise_open_file_limit();
+  if (!limit) return;
+  const std::size_t reserved = kDescriptorsReserved + kDescriptorsReservedPerThread * threads;
+  if (*limit >= reserved + config.max_connections + config.max_http_waiting) return;
+  const std::size_t available = *limit > reserved ? *limit - reserved : 0;
+  const std::size_t http =
+      std::min(config.max_http_waiting, std::max(kHttpShareMin, available / kHttpShareDivisor));
+  const std::size_t connections = std::min(
+      config.max_connections, std::max<std::size_t>(1, available - std::min(available, http)));
+  config.max_http_waiting = http;
+  if (connections == config.max_connections) return;  // only fewer requests may wait
+  spdlog::warn(
+      "the open-file limit ({} descriptors, RLIMIT_NOFILE; raised to the hard limit) is below what "
+      "--max-connections {} needs: serving at most {} connections (and {} HTTP requests in "
+      "waiting); upgrades past them get 503 \"server at capacity\". Raise the limit (ulimit -n, "
+      "LimitNOFILE=, the container runtime's nofile) for more",
+      *limit, config.max_connections, connections, http);
+  config.max_connections = connections;
+}
+
 // HOST:PORT as --listen takes it (an IPv6 host in brackets); `port` when given (port 0 picked one).
 std::string listen_address(const Flags& flags, std::optional<std::uint16_t> port = std::nullopt) {
   const bool v6 = flags.listen_host.find(':') != std::string::npos;
@@ -90,12 +142,14 @@ std::string listen_address(const Flags& flags, std::optional<std::uint16_t> port
 int main(int argc, char** argv) {
   const Flags flags = realtime::server::parse_flags(argc, argv);
 
-  // SIGTERM and SIGINT are taken by sigwait() below; blocked before any thread starts so that every
-  // thread inherits the mask.
+  // SIGTERM, SIGINT and SIGHUP (the terminal closed) are taken by sigwait() below, all three for
+  // the same graceful shutdown; blocked before any thread starts so that every thread inherits the
+  // mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -127,6 +181,7 @@ int main(int argc, char** argv) {
   config.send_queue_bytes = flags.send_queue_bytes;
 
   realtime::Hub hub(hub_options);
+  fit_open_file_limit(config, hub.thread_count());
   std::shared_ptr<realtime::RedisBroadcaster> redis;
   std::unique_ptr<realtime::Handler> handler;
   try {

@@ -271,17 +271,36 @@ void handle_api(HandlerCore& handler, const HttpRequest& request, const Responde
 }
 
 namespace {
+// What /readyz answers: ready, or why not.
+bool ready(HandlerCore& handler, std::string& reason) {
+  if (!handler.accepting()) {
+    reason = "shutting down";
+    return false;
+  }
+  if (!handler.broadcaster().ready(&reason)) {
+    reason = "not ready: " + reason;
+    return false;
+  }
+  return true;
+}
+
 std::optional<HttpResponse> page_response(HandlerCore& handler, std::string_view path) {
   if (path == "/healthz") return text(200, "ok\n");
   if (path == "/readyz") {
     std::string reason;
-    if (!handler.accepting()) return text(503, "shutting down\n");
-    if (!handler.broadcaster().ready(&reason)) return text(503, "not ready: " + reason + "\n");
+    if (!ready(handler, reason)) return text(503, reason + "\n");
     return text(200, "ready\n");
   }
   if (path == "/metrics") {
-    return text(200, handler.metrics().render(handler.hub().pod_id()),
-                "text/plain; version=0.0.4; charset=utf-8");
+    std::string body = handler.metrics().render(handler.hub().pod_id());
+    // Taken as /readyz takes it, at the time of the scrape (not a counter the library keeps).
+    std::string reason;
+    body +=
+        "# HELP realtime_ready 1 when /readyz would answer 200, else 0.\n"
+        "# TYPE realtime_ready gauge\n"
+        "realtime_ready ";
+    body += ready(handler, reason) ? "1\n" : "0\n";
+    return text(200, std::move(body), "text/plain; version=0.0.4; charset=utf-8");
   }
   if (path == "/" || path == "/index.html") {
     return text(200, std::string(chat_page_html()), "text/html; charset=utf-8");

@@ -184,7 +184,12 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
           });
     } else {
       core_.metrics().redis_reconnects.fetch_add(1, std::memory_order_relaxed);
-      log_->warn("redis fan-out down: {}", reason);
+      // This pod's own stop takes the fan-out down too: no trouble to warn of.
+      if (stopping_.load(std::memory_order_acquire)) {
+        log_->info("redis fan-out down: {}", reason);
+      } else {
+        log_->warn("redis fan-out down: {}", reason);
+      }
     }
   });
 

@@ -39,7 +39,7 @@ class RedisCategory final : public std::error_category {
       case RedisErrc::timeout:
         return "Redis timed out";
       case RedisErrc::handshake_failed:
-        return "Redis refused AUTH, SELECT or PING";
+        return "Redis refused a step of the connection's setup";
       case RedisErrc::server_error:
         return "Redis returned an error";
       case RedisErrc::bad_command:

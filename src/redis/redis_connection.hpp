@@ -58,7 +58,7 @@ enum class RedisErrc {
   connect_failed,     // TCP connect refused, unreachable, ...
   resolve_failed,     // the host name did not resolve
   timeout,            // connect + handshake, or a reply, took too long
-  handshake_failed,   // AUTH, SELECT or PING was refused
+  handshake_failed,   // a setup step was refused: AUTH, SELECT, PING, INFO or the restart check
   server_error,       // Redis answered with an error reply (the reply carries its text)
   bad_command,        // empty, a subscribe-family command on command(), or refused by hiredis
 };

@@ -31,6 +31,10 @@
 //   for the pod's first Redis connection instead of being numbered by the pod alone).
 // - a pod started while Redis is down: /healthz 200, /readyz 503 (with a reason in the body) until
 //   Redis answers, then 200 within 10 s of it answering; it serves WebSockets meanwhile.
+// - a pod stopped by SIGTERM logs no warning nor error (the fan-out it takes down itself is logged
+//   at info).
+// - a pod pointed at a read-only replica: the log names the READONLY error, not a refused AUTH,
+//   SELECT or PING.
 // - Redis refusing the pod's password: /readyz 503 names the AUTH failure, and each of the pod's
 //   connections logs its failed attempts once per 5 s, not once per attempt.
 // - Redis restarted empty while both pods stream into a room: once the pods are back, members on
@@ -725,6 +729,19 @@ test('pod started while Redis is down: healthz 200, readyz 503 with a reason, re
   }
 });
 
+test('a pod stopped by SIGTERM logs no warning: its own stop is no Redis fault', { timeout: 30_000 }, () =>
+  withCluster(1, 'cleanstop', async ({ pods, clients }) => {
+    const [a] = pods;
+    const member = await connect(a, '/ws/clean-stop');
+    clients.push(member);
+    member.send({ type: 'chat', data: { text: 'before the stop' } });
+    await member.next((m) => m.data?.text === 'before the stop', 3000, 'the chat');
+    await a.stop();
+    const warnings = a.stderr.split('\n').filter((line) => / (warning|error) \[/.test(line));
+    assert.deepEqual(warnings, [], 'no warning or error for a clean stop');
+    assert.match(a.stderr, / info \[[^\]]*\] redis fan-out down: stopped/);
+  }));
+
 test('Redis refusing the pod (wrong password): /readyz says why, and each connection warns once per 5 s', { timeout: 30_000 }, async () => {
   const redis = await startRedis();
   let pod;
@@ -743,6 +760,24 @@ test('Redis refusing the pod (wrong password): /readyz says why, and each connec
     const warnings = pod.stderr.split('\n').filter((line) => / warning \[[^\]]*\] redis (publisher|subscriber): /.test(line));
     assert.ok(warnings.length <= 4, `${warnings.length} warnings in 3 s:\n${warnings.join('\n')}`);
     assert.ok(warnings.length >= 2, 'the failure is logged');
+  } finally {
+    if (pod) await pod.stop();
+    await redis.stop();
+  }
+});
+
+test('a pod pointed at a read-only replica: the log names READONLY, not a refused AUTH, SELECT or PING', { timeout: 30_000 }, async () => {
+  const redis = await startRedis();
+  let pod;
+  try {
+    // A replica of a master nobody runs: read-only all the same.
+    const nobody = redis.port === 1 ? 2 : 1;
+    await redis.cmd('REPLICAOF', '127.0.0.1', String(nobody));
+    pod = await startPod(redis, { podId: 'replica', ready: false });
+    const lines = () => pod.stderr.split('\n').filter((line) => /READONLY/.test(line));
+    await waitFor(() => lines().length > 0, { timeoutMs: 10_000, message: () => `a line naming READONLY\n${pod.logTail(800)}` });
+    assert.equal((await get(pod, '/readyz')).status, 503);
+    assert.doesNotMatch(pod.stderr, /AUTH, SELECT or PING/, lines().join('\n'));
   } finally {
     if (pod) await pod.stop();
     await redis.stop();

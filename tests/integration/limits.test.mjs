@@ -6,13 +6,19 @@
 // - --rate-limit 5 --rate-burst 5: a burst of 30 chats delivers at most ~6 to a peer and the sender gets
 //   error rate_limited (socket open); the refused ones count as dropped; a second later sending works;
 // - --max-connections 3: the 4th upgrade gets HTTP 503 "server at capacity"; after one socket closes a
-//   new one is accepted; a rejected-connections metric increments.
+//   new one is accepted; a rejected-connections metric increments;
+// - an open-file limit too low for --max-connections (soft 200, hard 400): the server raises the
+//   soft limit to the hard one, warns with the connections it will serve, and refuses the excess
+//   with 503 "server at capacity" (counted as capacity) instead of leaving it hanging; /healthz
+//   answers all along.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { withServer, killAll } from './lib/server.mjs';
+import { withServer, killAll, serverBinary } from './lib/server.mjs';
+import { startProcess, serverEnv, LISTENING_RE } from '../support/node/server.mjs';
+import { closeAll } from '../support/node/client.mjs';
 import { connect, tryOpen, sleep, waitFor } from './lib/client.mjs';
-import { metrics, metricSum, metricSumMatching, publish } from '../support/node/http.mjs';
+import { get, metrics, metricSum, metricSumMatching, publish } from '../support/node/http.mjs';
 
 after(killAll);
 
@@ -202,3 +208,41 @@ test('--history-bytes 65536: least recently used histories go, rooms without mem
     const [latest] = await fill('c99', 1);
     assert.equal(latest, `${firstOfC[99].split('-')[0]}-2`, 'the latest room is still known');
   }));
+
+test('an open-file limit below --max-connections: the excess gets 503, a warning names the cap, /healthz answers', { timeout: 60000 }, async () => {
+  // The shell sets the limits, then becomes the server (exec): the same process, so SIGTERM reaches it.
+  const argv = ['-c', 'ulimit -Sn 200 && ulimit -Hn 400 && exec "$0" "$@"', serverBinary(),
+    '--listen', '127.0.0.1:0', '--threads', '2', '--max-connections', '1000'];
+  const s = await startProcess('/bin/sh', argv, { env: serverEnv(), ready: LISTENING_RE, what: 'server' });
+  s.port = Number(s.ready[2]);
+  s.url = `ws://127.0.0.1:${s.port}`;
+  s.httpUrl = `http://127.0.0.1:${s.port}`;
+  const clients = [];
+  try {
+    const warning = await waitFor(() => /open-file limit \((\d+) descriptors.*serving at most (\d+) connections/.exec(s.stderr),
+      { message: () => `a warning at start naming the cap:\n${s.stderr}` });
+    assert.equal(Number(warning[1]), 400, 'the soft limit was raised to the hard one');
+    const cap = Number(warning[2]);
+    assert.ok(cap > 100 && cap < 400, `cap ${cap}`);
+    const statuses = {};
+    let attempts = 0;
+    for (let i = 0; i < cap + 100; i += 20) {
+      attempts += 20;
+      const batch = await Promise.all(Array.from({ length: 20 }, () => tryOpen(`${s.url}/ws/full`, { timeoutMs: 3000 })));
+      for (const r of batch) {
+        if (r.ok) clients.push(r.client);
+        const key = r.ok ? 'open' : String(r.status);
+        statuses[key] = (statuses[key] ?? 0) + 1;
+      }
+      assert.equal((await get(s, '/healthz', { timeoutMs: 3000 })).status, 200, `/healthz after ${i + 20} upgrades`);
+    }
+    assert.equal(statuses.open, cap, `sockets up to the cap open, the rest refused: ${JSON.stringify(statuses)}`);
+    assert.equal(statuses['503'], attempts - cap, `the excess gets 503: ${JSON.stringify(statuses)}`);
+    const m = await metrics(s);
+    const capacity = m.samples.find((x) => x.name === 'realtime_connections_rejected_total' && x.labels.reason === 'capacity');
+    assert.equal(capacity?.value, attempts - cap, 'each counted as capacity');
+  } finally {
+    closeAll(clients);
+    await s.stop();
+  }
+});

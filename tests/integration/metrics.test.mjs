@@ -4,13 +4,16 @@
 // - realtime_messages_received grows by exactly the number of client messages after a known exchange;
 //   realtime_messages_sent grows by at least the number of deliveries;
 // - realtime_redis_publish_errors exists, and metrics naming rejected connections, dropped messages,
-//   slow-consumer closes and Redis up/down exist, plus a broadcast latency histogram (_bucket{le=...}).
+//   slow-consumer closes and Redis up/down exist, plus a broadcast latency histogram (_bucket{le=...});
+// - realtime_ready is a gauge that follows /readyz: 1 on a single pod, 0 on a pod whose Redis does
+//   not answer (/readyz 503).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
 import { connect, waitFor } from './lib/client.mjs';
-import { metrics, metricSum } from '../support/node/http.mjs';
+import { get, metrics, metricSum } from '../support/node/http.mjs';
+import { freePort } from '../support/node/server.mjs';
 
 after(killAll);
 
@@ -132,3 +135,18 @@ test('the broadcast latency histogram samples broadcasts only: not welcomes, pon
     assert.equal(after.sent - before.sent, received.length, 'every frame written was received');
     assert.equal(after.sampled - before.sampled, broadcasts, `sampled: broadcasts only (${JSON.stringify(received.map((x) => x.type))})`);
   }));
+
+test('realtime_ready follows /readyz: 1 when it answers 200, 0 when 503', async () => {
+  await withServer([], async (s) => {
+    assert.equal((await get(s, '/readyz')).status, 200);
+    const m = await metrics(s);
+    assert.equal(m.types.realtime_ready, 'gauge');
+    assert.equal(metricSum(m, 'realtime_ready'), 1);
+  });
+  // A Redis nobody answers on: never ready.
+  const port = await freePort();
+  await withServer(['--redis', `redis://127.0.0.1:${port}`], async (s) => {
+    assert.equal((await get(s, '/readyz')).status, 503);
+    assert.equal(metricSum(await metrics(s), 'realtime_ready'), 0);
+  });
+});

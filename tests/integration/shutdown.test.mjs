@@ -1,5 +1,5 @@
 // Graceful shutdown:
-// - SIGTERM (and SIGINT) with open sockets: each socket receives close code 1001, the process exits 0
+// - SIGTERM (and SIGINT, and SIGHUP: a closed terminal) with open sockets: each socket receives close code 1001, the process exits 0
 //   within 10 s;
 // - a server started at once on the same port binds it (SO_REUSEADDR), whatever the old connections'
 //   state;
@@ -50,7 +50,7 @@ test('POST /api/publish during the shutdown is refused with 503, never accepted 
   assert.deepEqual(acceptedAfterClose, [], 'nothing accepted after the member was closed');
 });
 
-for (const signal of ['SIGTERM', 'SIGINT']) {
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
   test(`${signal} closes every socket with 1001 and exits 0; the port is reusable at once`, async () => {
     const s = await startServer();
     const clients = [];

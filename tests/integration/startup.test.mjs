@@ -9,12 +9,16 @@
 // - the process that prints the line is the server binary itself (no forking wrapper);
 // - --threads 1 serves; --pod-id names the pod in /metrics; --log-format json writes JSON log lines;
 //   a bad --log-format / --log-level value exits 2, as do a NaN rate, an empty --pod-id and an
-//   --allowed-origins entry no browser could send.
+//   --allowed-origins entry no browser could send;
+// - --log-level warning (and REALTIME_LOG_LEVEL=warning) is warn, the name the log lines print;
+//   --threads 0 is the default: one per CPU of the affinity mask (one under taskset -c 0); --help shows no default outside an option's
+//   range; --version prints the project's version and exits 0.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { withServer, runExpectingExit, killAll } from './lib/server.mjs';
-import { connect, tryOpen } from './lib/client.mjs';
+import { withServer, runExpectingExit, killAll, serverBinary } from './lib/server.mjs';
+import { startProcess, serverEnv, LISTENING_RE } from '../support/node/server.mjs';
+import { connect, tryOpen, waitFor } from './lib/client.mjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import { get, publish, metrics } from '../support/node/http.mjs';
@@ -35,6 +39,7 @@ test('prints "listening on HOST:PORT" with the real port, and serves on it', () 
 const badInvocations = [
   { args: ['--listen', '127.0.0.1:0', '--bogus'], flag: 'bogus' },
   { args: ['--listen', '127.0.0.1:0', '--threads', 'abc'], flag: 'threads' },
+  { args: ['--listen', '127.0.0.1:0', '--threads', '1025'], flag: 'threads' },
   { args: ['--listen', 'nonsense'], flag: 'listen' },
   { args: ['--listen', 'example.invalid:0'], flag: 'listen' }, // an IP address or localhost
   { args: ['--listen', '127.0.0.1:0', '--pod-id', 'a:rooms'], flag: 'pod-id' }, // ':' parts Redis keys
@@ -109,6 +114,48 @@ test('--threads 1 serves chat', () =>
     a.send({ type: 'chat', data: { text: 'one thread' } });
     await b.next((m) => m.type === 'chat' && m.data?.text === 'one thread');
   }));
+
+test('--threads 0 is the default: one thread per usable CPU', () =>
+  withServer(['--threads', '0'], async (s, clients) => {
+    clients.push(await connect(s, '/ws/t0'));
+    await waitFor(() => /with \d+ threads/.test(s.stderr), { message: 'the serving line' });
+  }));
+
+test('the default thread count keeps to the CPU affinity mask (taskset -c 0: one thread)', { skip: !fs.existsSync('/usr/bin/taskset') && 'no taskset' }, async () => {
+  const s = await startProcess('/usr/bin/taskset', ['-c', '0', serverBinary(), '--listen', '127.0.0.1:0'],
+    { env: serverEnv(), ready: LISTENING_RE, what: 'server' });
+  try {
+    const line = await waitFor(() => /with (\d+) threads/.exec(s.stderr), { message: () => `the serving line: ${s.stderr}` });
+    assert.equal(Number(line[1]), 1, line[0]);
+  } finally {
+    await s.stop();
+  }
+});
+
+for (const [how, args, env] of [['--log-level warning', ['--log-level', 'warning'], {}],
+  ['REALTIME_LOG_LEVEL=warning', [], { REALTIME_LOG_LEVEL: 'warning' }]]) {
+  test(`${how} is accepted as warn: info lines are left out`, () =>
+    withServer(args, async (s, clients) => {
+      clients.push(await connect(s, '/ws/quiet'));
+      assert.doesNotMatch(s.stderr, / info \[/, 'no info line at level warning');
+    }, { env }));
+}
+
+test('--help: every default shown is within its option\'s range; --version prints the version, exit 0', async () => {
+  const help = await runExpectingExit(['--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--threads/);
+  assert.match(help.stdout, /--version/);
+  for (const m of help.stdout.matchAll(/(--[\w-]+)[^\n]*? in \[([\d.e+-]+) - ([\d.e+-]+)\]=([\d.e+-]+)/g)) {
+    const [, flag, low, high, value] = m;
+    assert.ok(Number(value) >= Number(low) && Number(value) <= Number(high), `${flag}: default ${value} outside [${low} - ${high}]`);
+  }
+  const version = await runExpectingExit(['--version']);
+  assert.equal(version.code, 0, version.stderr);
+  const cmake = fs.readFileSync(new URL('../../CMakeLists.txt', import.meta.url), 'utf8');
+  const expected = /project\(realtime VERSION (\S+)/.exec(cmake)[1];
+  assert.equal(version.stdout.trim(), `realtime-server ${expected}`);
+});
 
 test('--pod-id names the pod in /metrics', () =>
   withServer(['--pod-id', 'pod-under-test-7'], async (s) => {
