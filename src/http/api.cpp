@@ -113,7 +113,13 @@ void publish(HandlerCore& handler, const HttpRequest& request, const Responder& 
   });
 }
 
-HttpResponse rooms_body(const std::vector<RoomCount>& rooms) {
+// A cluster-wide answer made while the pod is not ready (Redis unreachable) holds this pod's part,
+// and other pods' as last read at best: it says so.
+void end_partial(std::string& body, bool partial) {
+  body += partial ? "],\"partial\":true}" : "]}";
+}
+
+HttpResponse rooms_body(const std::vector<RoomCount>& rooms, bool partial) {
   HttpResponse response;
   response.body = "{\"rooms\":[";
   bool first = true;
@@ -126,11 +132,12 @@ HttpResponse rooms_body(const std::vector<RoomCount>& rooms) {
     response.body += std::to_string(room.members);
     response.body += '}';
   }
-  response.body += "]}";
+  end_partial(response.body, partial);
   return response;
 }
 
-HttpResponse presence_body(const std::string& room, const std::vector<PresenceEntry>& users) {
+HttpResponse presence_body(const std::string& room, const std::vector<PresenceEntry>& users,
+                           bool partial) {
   HttpResponse response;
   response.body = "{\"room\":";
   protocol::append_json_string(response.body, room);
@@ -145,7 +152,7 @@ HttpResponse presence_body(const std::string& room, const std::vector<PresenceEn
     protocol::append_json_string(response.body, to_string(entry.status));
     response.body += '}';
   }
-  response.body += "]}";
+  end_partial(response.body, partial);
   return response;
 }
 
@@ -218,8 +225,9 @@ void RoomsAnswer::get(Broadcaster& broadcaster, Done done) {
     asked_at_ = now;
   }
   // (The answer may come at once, on this thread: no lock is held across the query.)
-  broadcaster.query_rooms([this](const std::vector<RoomCount>& rooms) {
-    auto body = std::make_shared<const std::string>(std::move(rooms_body(rooms).body));
+  broadcaster.query_rooms([this, &broadcaster](const std::vector<RoomCount>& rooms) {
+    const bool partial = !broadcaster.ready(nullptr);
+    auto body = std::make_shared<const std::string>(std::move(rooms_body(rooms, partial).body));
     std::vector<Done> waiting;
     {
       const std::lock_guard lock(mutex_);
@@ -265,8 +273,9 @@ void handle_api(HandlerCore& handler, const HttpRequest& request, const Responde
   if (!room || !protocol::is_valid_room(*room))
     return respond(json_error(400, "invalid room name"));
   handler.broadcaster().query_presence(
-      *room, [respond, room = *room](const std::vector<PresenceEntry>& users) {
-        respond(presence_body(room, users));
+      *room, [respond, room = *room,
+              core = handler.shared_from_this()](const std::vector<PresenceEntry>& users) {
+        respond(presence_body(room, users, !core->broadcaster().ready(nullptr)));
       });
 }
 

@@ -848,3 +848,34 @@ test('the broadcast latency histogram includes the Redis round trip of an own me
     assert.equal((await slow()) - before, 1, 'one delivery later than 250 ms');
   }),
 );
+
+test('while Redis is down the cluster-wide answers say they are partial: GET /api/rooms and the presence route', { timeout: 40_000 }, () =>
+  withCluster(2, 'part', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'part';
+    const onA = await connect(a, `/ws/${room}`);
+    const onB = await connect(b, `/ws/${room}`);
+    clients.push(onA, onB);
+    const members = async (pod) => (await get(pod, '/api/rooms')).json;
+    const presence = async (pod) => (await get(pod, `/api/rooms/${room}/presence`)).json;
+    await waitFor(async () => (await members(a))?.rooms?.find((r) => r.room === room)?.members === 2, { timeoutMs: 5000, message: 'pod A counts both members' });
+    assert.equal((await members(a)).partial, undefined, 'a whole answer has no "partial"');
+    assert.equal((await presence(a)).partial, undefined);
+    assert.equal((await presence(a)).users.length, 2);
+
+    await redis.kill();
+    await waitFor(async () => (await get(a, '/readyz')).status === 503, { timeoutMs: 10_000, message: 'pod A not ready' });
+    const rooms = await members(a);
+    assert.equal(rooms.partial, true, `without Redis: ${JSON.stringify(rooms)}`);
+    const users = await presence(a);
+    assert.equal(users.partial, true, `without Redis: ${JSON.stringify(users)}`);
+    assert.ok(users.users.some((u) => u.user_id === onA.userId), 'its own part is there');
+
+    await redis.restart();
+    await waitFor(async () => (await get(a, '/readyz')).status === 200, { timeoutMs: 10_000, message: 'pod A ready again' });
+    await waitFor(async () => {
+      const [r, p] = [await members(a), await presence(a)];
+      return r.partial === undefined && p.partial === undefined && p.users.length === 2 && r.rooms.find((x) => x.room === room)?.members === 2;
+    }, { timeoutMs: 10_000, message: 'whole answers again, both members' });
+  }),
+);
