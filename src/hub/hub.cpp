@@ -108,6 +108,9 @@ FramePtr with_id(const OutFrame& frame, const EnvelopeId& old, std::string_view 
   return copy;
 }
 
+// A pod process's tag (HubCore::id_prefix_, a new_epoch()): 8 characters.
+constexpr std::size_t kTagSize = 8;
+
 bool is_id_char(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'); }
 
 // "<tag>-<kind><n>" (a pod's own id of a message without a position) -> ".<kind><tag><n>", the
@@ -120,7 +123,7 @@ std::string positioned_suffix(std::string_view id, std::string_view kinds) {
   }
   const std::string_view tag = id.substr(0, dash);
   const std::string_view number = id.substr(dash + 2);
-  if (!std::all_of(tag.begin(), tag.end(), is_id_char) ||
+  if (tag.size() != kTagSize || !std::all_of(tag.begin(), tag.end(), is_id_char) ||
       !std::all_of(number.begin(), number.end(), is_id_char)) {
     return {};
   }
@@ -153,6 +156,25 @@ FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint6
     named += suffix;
   }
   return with_id(frame, *found, named);
+}
+
+std::string_view frame_id(const OutFrame& frame) {
+  const auto found = envelope_id(frame);
+  return found ? found->id : std::string_view();
+}
+
+FramePtr with_position_before(const OutFrame& frame, std::string_view epoch, std::uint64_t seq) {
+  const auto found = envelope_id(frame);
+  if (!found || seq == 0) return nullptr;
+  const auto dot = found->id.rfind('.');
+  if (dot == std::string_view::npos) return nullptr;
+  const auto named = parse_message_id(found->id.substr(0, dot));
+  if (!named || named->epoch != epoch || named->seq < seq) return nullptr;
+  std::string id(epoch);
+  id += '-';
+  id += std::to_string(seq - 1);
+  id += found->id.substr(dot);
+  return with_id(frame, *found, id);
 }
 
 std::string position_suffix(const OutFrame& frame) {

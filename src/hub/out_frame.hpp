@@ -49,6 +49,11 @@ FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint6
 // suffix its id takes when it names a socket's room position (".u<tag><n>", ".g<tag><n>"); empty
 // for any other id (another program's, say), which names none.
 std::string position_suffix(const OutFrame& frame);
+// The id of the envelope a frame holds (empty when none).
+std::string_view frame_id(const OutFrame& frame);
+// A frame whose id names a position of `epoch` at or after `seq` ("<epoch>-<s>.<kind><tag><n>",
+// s >= seq): a copy naming the one before `seq`; null for any other.
+FramePtr with_position_before(const OutFrame& frame, std::string_view epoch, std::uint64_t seq);
 // A copy of the frame whose id is position + suffix (null when the frame holds no envelope).
 FramePtr with_socket_position(const OutFrame& frame, std::string_view position,
                               std::string_view suffix);

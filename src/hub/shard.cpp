@@ -91,9 +91,9 @@ void Shard::deliver_room(const FramePtr& frame) {
 }
 
 // The copies of one notification or global broadcast, each naming a room's position: where the
-// room stands on the pod (HubCore::room_position), before the room's frames that were posted to
-// this thread and are not delivered yet (later in the batch, or in the inbox). A frame whose id is
-// not the pod's own form (another program's) goes out as it is.
+// room stands on the pod (HubCore::room_position), before the earliest of the room's frames that
+// were posted to this thread and are not delivered yet (later in the batch, or in the inbox). A
+// frame whose id is not the pod's own form (another program's) goes out as it is.
 class Shard::PositionNames {
  public:
   PositionNames(Shard& shard, const FramePtr& frame, std::size_t batch_index)
@@ -108,18 +108,28 @@ class Shard::PositionNames {
   }
 
  private:
+  // A room's numbered frames not delivered yet: the lowest number, in which history.
+  struct Undelivered {
+    std::uint64_t seq;
+    std::uint32_t epoch_tag;
+    bool local;
+    bool mixed = false;  // frames of two histories: no position can be named
+  };
+
   FramePtr name(const std::string& room) {
     const std::string position = shard_.hub_.room_position(room);
     const auto id = parse_message_id(position);
     if (!id) return nullptr;
+    // Read after the position: what was numbered up to it was posted here before.
+    read_undelivered();
     std::uint64_t seq = id->seq;
-    if (const OutFrame* next = first_undelivered(room)) {
-      const bool shared = shard_.hub_.shared_history();
-      const bool same_history =
-          shared ? !next->local_seq && next->epoch_tag == shared_epoch_tag(id->epoch)
-                 : next->local_seq;
-      if (!same_history) return nullptr;  // another history on its way: no position to name
-      if (next->seq <= seq) seq = next->seq - 1;
+    if (const auto it = undelivered_.find(room); it != undelivered_.end()) {
+      const Undelivered& next = it->second;
+      const bool same_history = shard_.hub_.shared_history()
+                                    ? !next.local && next.epoch_tag == shared_epoch_tag(id->epoch)
+                                    : next.local;
+      if (next.mixed || !same_history) return nullptr;  // another history on its way
+      if (next.seq <= seq) seq = next.seq - 1;
     }
     std::string named(id->epoch);
     named += '-';
@@ -127,22 +137,30 @@ class Shard::PositionNames {
     return with_socket_position(*frame_, named, suffix_);
   }
 
-  // The first of the room's numbered frames posted to this thread and not delivered yet (frames
-  // of a room are posted in their order).
-  const OutFrame* first_undelivered(const std::string& room) {
-    if (!pending_read_) {
-      pending_read_ = true;
-      const auto note = [&](const Delivery& delivery) {
-        if (delivery.kind == Delivery::Kind::room && delivery.frame->seq != 0)
-          pending_.try_emplace(delivery.frame->room, delivery.frame);
-      };
+  // Notes the rest of the batch once, and what the inbox gained since the last call (it only grows
+  // while the batch runs). The keys view the frames' own room names: the batch and the inbox keep
+  // the frames until the batch ends.
+  void read_undelivered() {
+    const auto note = [&](const Delivery& delivery) {
+      const OutFrame& frame = *delivery.frame;
+      if (delivery.kind != Delivery::Kind::room || frame.seq == 0) return;
+      const auto [it, added] = undelivered_.try_emplace(
+          std::string_view(frame.room), Undelivered{frame.seq, frame.epoch_tag, frame.local_seq});
+      Undelivered& known = it->second;
+      if (added) return;
+      if (known.epoch_tag != frame.epoch_tag || known.local != frame.local_seq) {
+        known.mixed = true;
+      } else {
+        known.seq = std::min(known.seq, frame.seq);  // (an own message answered late comes later)
+      }
+    };
+    if (!batch_read_) {
+      batch_read_ = true;
       for (std::size_t i = batch_index_ + 1; i < shard_.draining_.size(); ++i)
         note(shard_.draining_[i]);
-      std::lock_guard lock(shard_.inbox_mutex_);
-      for (const Delivery& delivery : shard_.inbox_) note(delivery);
     }
-    const auto it = pending_.find(room);
-    return it == pending_.end() ? nullptr : it->second.get();
+    std::lock_guard lock(shard_.inbox_mutex_);
+    for (; inbox_read_ < shard_.inbox_.size(); ++inbox_read_) note(shard_.inbox_[inbox_read_]);
   }
 
   Shard& shard_;
@@ -150,8 +168,9 @@ class Shard::PositionNames {
   std::size_t batch_index_;
   std::string suffix_;
   std::unordered_map<std::string, FramePtr> named_;  // room -> its copy (null: none named)
-  bool pending_read_ = false;
-  std::unordered_map<std::string, FramePtr> pending_;  // room -> first_undelivered()
+  bool batch_read_ = false;
+  std::size_t inbox_read_ = 0;
+  std::unordered_map<std::string_view, Undelivered> undelivered_;
 };
 
 void Shard::deliver_all(const FramePtr& frame, std::size_t batch_index) {

@@ -127,9 +127,10 @@ void WsSession::start() {
   std::unique_ptr<Announcement> announcement;
   if (!rooms_.empty()) {
     welcome.room = rooms_.front();
+    // No position yet: the room is not joined (a resume gets its position with `recovered`).
+    welcome.id = handler_->core().next_direct_id();
     // Joined without last_id: the welcome tells the client where it joined the room.
     if (!startup->last_id) {
-      welcome.id = handler_->core().next_direct_id();
       announcement = std::make_unique<Announcement>(Announcement{rooms_.front(), welcome, nullptr});
     }
   }

@@ -10,13 +10,16 @@
 // - recovered carries last_id too: the last replayed id, or the room's position when the resume
 //   failed (also from a last_id that is not even decodable), and resuming from it later works;
 // - the ids of presence messages, of the welcome, of joined and of recovered name the position they
-//   stand at: a client that resumes from one resumes from there; so do a pong's and an error's, on
-//   a socket in a room (in none: recovered false).
+//   stand at: a client that resumes from one resumes from there; so do a pong's and an error's, a
+//   notification's and a global broadcast's, on a socket in a room (in none: recovered false),
+//   each naming exactly the last message of the room the socket got before it, under concurrent
+//   traffic, over many rooms, and after a leave dropped the room's unsent messages; the welcome of
+//   a resuming socket names none (its replay follows it).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withServer, killAll } from './lib/server.mjs';
-import { connect } from './lib/client.mjs';
+import { connect, sleep } from './lib/client.mjs';
 import { publish } from '../support/node/http.mjs';
 
 after(killAll);
@@ -238,3 +241,107 @@ test('under concurrent traffic each pong, notification and global broadcast name
     assert.ok(named > 50, `${named} named messages checked`);
   }));
 
+
+// The I/O thread a room's sockets live on: HubCore::room_shard, std::hash<std::string_view> of the
+// name (libstdc++'s _Hash_bytes, 64-bit) modulo the threads.
+const M64 = (0xc6a4a793n << 32n) + 0x5bd1e995n;
+const MASK64 = (1n << 64n) - 1n;
+const shiftMix = (v) => v ^ (v >> 47n);
+function homeThread(room, threads) {
+  const bytes = Buffer.from(room);
+  let hash = 0xc70f6907n ^ ((BigInt(bytes.length) * M64) & MASK64);
+  const aligned = bytes.length & ~7;
+  for (let p = 0; p < aligned; p += 8) {
+    hash = ((hash ^ ((shiftMix((bytes.readBigUInt64LE(p) * M64) & MASK64) * M64) & MASK64)) * M64) & MASK64;
+  }
+  if (bytes.length & 7) {
+    let tail = 0n;
+    for (let n = bytes.length - 1; n >= aligned; n--) tail = (tail << 8n) + BigInt(bytes[n]);
+    hash = ((hash ^ tail) * M64) & MASK64;
+  }
+  return Number(shiftMix((shiftMix(hash) * M64) & MASK64) % BigInt(threads));
+}
+const roomsOn = (thread, prefix, count) => {
+  const rooms = [];
+  for (let i = 0; rooms.length < count; i++) if (homeThread(`${prefix}${i}`, 2) === thread) rooms.push(`${prefix}${i}`);
+  return rooms;
+};
+
+test('a global broadcast named in many rooms at once names in each the last message its sockets got, while another thread publishes to them', { timeout: 60_000 }, () =>
+  withServer(['--threads', '2', '--rate-limit', '1000000', '--rate-burst', '1000000'], async (s, clients) => {
+    // 600 quiet rooms on thread 0, so that naming one broadcast for each takes a while; meanwhile
+    // sockets on thread 1 keep publishing to six watched rooms on thread 0.
+    const quiet = roomsOn(0, 'quiet-', 600);
+    for (let i = 0; i < quiet.length; i += 50) {
+      clients.push(...(await Promise.all(quiet.slice(i, i + 50).map((room) => connect(s, `/ws/${room}`)))));
+    }
+    const watched = roomsOn(0, 'watched-', 6);
+    const watchers = [];
+    for (const room of watched) watchers.push(await connect(s, `/ws/${room}`));
+    const talkers = await Promise.all(roomsOn(1, 'talk-', 2).map((room) => connect(s, `/ws/${room}`)));
+    clients.push(...watchers, ...talkers);
+    for (const t of talkers) for (const room of watched) await t.join(room);
+    let going = true;
+    const chats = talkers.map((t) => (async () => {
+      for (let i = 0; going; i++) {
+        t.send({ type: 'chat', room: watched[i % watched.length], data: { text: `c${i}` } });
+        if (i % 60 === 59) await t.roundTrip(10_000);
+      }
+    })());
+    const ticks = (async () => {
+      for (let i = 0; going; i++) await publish(s, { type: 'system', data: { event: 'tick', i } });
+    })();
+    await sleep(4000);
+    going = false;
+    await Promise.all([...chats, ticks]);
+    let named = 0;
+    for (const w of watchers) {
+      await w.roundTrip(20_000);
+      let last = w.welcome.data.last_id;
+      for (const m of w.seen(() => true)) {
+        if (m.type === 'chat') {
+          last = m.id;
+        } else if (m.type === 'system' && m.data?.event === 'tick') {
+          assert.equal(m.id.slice(0, m.id.indexOf('.')), last, `in ${w.welcome.data.room}, a tick after ${last}: ${m.id}`);
+          named++;
+        }
+      }
+    }
+    assert.ok(named > 30, `${named} ticks checked`);
+    for (const c of clients) c.history = [];
+  }));
+
+test('the welcome of a socket that resumes names no position: its replay comes after it', () =>
+  withServer([], async (s, clients) => {
+    const ids = [];
+    for (const text of ['w1', 'w2', 'w3']) ids.push((await publish(s, { room: 'resumed', text })).json.id);
+    const again = await connect(s, `/ws/resumed?last_id=${ids[0]}`);
+    clients.push(again);
+    assert.doesNotMatch(again.welcome.id, /^[0-9a-z]{8}-\d+\./, `the welcome names no position: ${again.welcome.id}`);
+    await again.next(chat('w3'));
+    const rec = await again.next(event('recovered'));
+    assert.deepEqual([rec.data.recovered, rec.data.replayed], [true, 2]);
+  }));
+
+test('a leave drops the room\'s unsent messages, and a pong queued behind them then names the last one the socket got', { timeout: 60_000 }, () =>
+  withServer(['--send-queue-bytes', String(256 << 20), '--rate-limit', '1000000', '--rate-burst', '1000000'], async (s, clients) => {
+    const slow = await connect(s, '/ws/dropped');
+    const talker = await connect(s, '/ws/dropped');
+    clients.push(slow, talker);
+    slow.ws._socket.pause(); // reads nothing: what the kernel cannot hold waits in the server's queue
+    const filler = 'x'.repeat(8000);
+    const sent = 3000; // ~24 MB, more than the loopback's socket buffers
+    for (let i = 1; i <= sent; i++) {
+      talker.send({ type: 'chat', data: { text: `d${i}`, filler } });
+      if (i % 100 === 0) await talker.roundTrip(10_000);
+    }
+    await talker.roundTrip(10_000);
+    slow.send({ type: 'ping' });
+    slow.send({ type: 'leave', room: 'dropped' }); // (read long before the queue ahead of the pong drains)
+    slow.ws._socket.resume();
+    const pong = await slow.next({ type: 'pong' }, 30_000);
+    const chats = slow.seen((m) => m.type === 'chat');
+    assert.ok(chats.length < sent, `some of the room's messages were still queued at the leave (got ${chats.length} of ${sent})`);
+    const last = chats.at(-1)?.id ?? slow.welcome.data.last_id;
+    assert.equal(pong.id.slice(0, pong.id.indexOf('.')), last, `the pong names the last message received, ${last}: ${pong.id}`);
+  }));
