@@ -115,8 +115,11 @@ void fit_open_file_limit(realtime::HandlerConfig& config, unsigned threads) {
   const std::size_t reserved = kDescriptorsReserved + kDescriptorsReservedPerThread * threads;
   if (*limit >= reserved + config.max_connections + config.max_http_waiting) return;
   const std::size_t available = *limit > reserved ? *limit - reserved : 0;
-  const std::size_t http =
-      std::min(config.max_http_waiting, std::max(kHttpShareMin, available / kHttpShareDivisor));
+  // The share, or what the connections leave when they fit.
+  const std::size_t left =
+      available > config.max_connections ? available - config.max_connections : 0;
+  const std::size_t http = std::min(config.max_http_waiting,
+                                    std::max({kHttpShareMin, available / kHttpShareDivisor, left}));
   const std::size_t connections = std::min(
       config.max_connections, std::max<std::size_t>(1, available - std::min(available, http)));
   config.max_http_waiting = http;

@@ -208,7 +208,7 @@ bool takes_body(const HandlerConfig& config, std::string_view target) {
   return config.serve_api && protocol::split_target(target).path == "/api/publish";
 }
 
-void RoomsAnswer::get(Broadcaster& broadcaster, Done done) {
+void RoomsAnswer::get(Broadcaster& broadcaster, std::shared_ptr<const void> owner, Done done) {
   {
     std::unique_lock lock(mutex_);
     if (body_ && std::chrono::steady_clock::now() - made_at_ < kFresh) {
@@ -225,20 +225,21 @@ void RoomsAnswer::get(Broadcaster& broadcaster, Done done) {
     asked_at_ = now;
   }
   // (The answer may come at once, on this thread: no lock is held across the query.)
-  broadcaster.query_rooms([this, &broadcaster](const std::vector<RoomCount>& rooms) {
-    const bool partial = !broadcaster.ready(nullptr);
-    auto body = std::make_shared<const std::string>(std::move(rooms_body(rooms, partial).body));
-    std::vector<Done> waiting;
-    {
-      const std::lock_guard lock(mutex_);
-      // A small answer costs little to make again: only a large one is reused.
-      body_ = body->size() >= kReusedFrom ? body : nullptr;
-      made_at_ = std::chrono::steady_clock::now();
-      in_flight_ = false;
-      waiting.swap(waiting_);
-    }
-    for (Done& answer : waiting) answer(body);
-  });
+  broadcaster.query_rooms(
+      [this, &broadcaster, owner = std::move(owner)](const std::vector<RoomCount>& rooms) {
+        const bool partial = !broadcaster.ready(nullptr);
+        auto body = std::make_shared<const std::string>(std::move(rooms_body(rooms, partial).body));
+        std::vector<Done> waiting;
+        {
+          const std::lock_guard lock(mutex_);
+          // A small answer costs little to make again: only a large one is reused.
+          body_ = body->size() >= kReusedFrom ? body : nullptr;
+          made_at_ = std::chrono::steady_clock::now();
+          in_flight_ = false;
+          waiting.swap(waiting_);
+        }
+        for (Done& answer : waiting) answer(body);
+      });
 }
 
 void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {
@@ -261,7 +262,7 @@ void handle_api(HandlerCore& handler, const HttpRequest& request, const Responde
   }
   if (page) return respond(std::move(*page));
   if (!presence) {
-    handler.rooms_answer().get(handler.broadcaster(),
+    handler.rooms_answer().get(handler.broadcaster(), handler.shared_from_this(),
                                [respond](std::shared_ptr<const std::string> body) {
                                  HttpResponse response;
                                  response.shared_body = std::move(body);

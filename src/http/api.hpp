@@ -50,7 +50,9 @@ class RoomsAnswer {
   static constexpr std::chrono::seconds kFresh{1};
   static constexpr std::chrono::seconds kLost{5};
   using Done = std::function<void(std::shared_ptr<const std::string>)>;
-  void get(Broadcaster& broadcaster, Done done);
+  // `owner` keeps this and the broadcaster alive until the query is answered (the HandlerCore
+  // holding both), which may be after the Handler has gone.
+  void get(Broadcaster& broadcaster, std::shared_ptr<const void> owner, Done done);
 
  private:
   std::mutex mutex_;

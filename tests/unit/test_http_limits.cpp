@@ -286,22 +286,22 @@ TEST(RoomsAnswer, OneQueryAndOneBodyForEveryWaitingRequestAndALargeOneReused) {
   const auto keep = [&](std::shared_ptr<const std::string> body) {
     bodies.push_back(std::move(body));
   };
-  for (int i = 0; i < 100; ++i) answer.get(rooms, keep);
+  for (int i = 0; i < 100; ++i) answer.get(rooms, nullptr, keep);
   ASSERT_EQ(rooms.asked.size(), 1U);
   rooms.asked[0](rooms_of(5000));  // ~130 KB
   ASSERT_EQ(bodies.size(), 100U);
   for (const auto& body : bodies) EXPECT_EQ(body.get(), bodies[0].get());
   EXPECT_GE(bodies[0]->size(), detail::RoomsAnswer::kReusedFrom);
-  answer.get(rooms, keep);  // within the second: the same answer, no query
+  answer.get(rooms, nullptr, keep);  // within the second: the same answer, no query
   EXPECT_EQ(rooms.asked.size(), 1U);
   EXPECT_EQ(bodies.back().get(), bodies[0].get());
 
   // A small list is made again for the next request.
   detail::RoomsAnswer small;
-  small.get(rooms, keep);
+  small.get(rooms, nullptr, keep);
   ASSERT_EQ(rooms.asked.size(), 2U);
   rooms.asked[1](rooms_of(3));
-  small.get(rooms, keep);
+  small.get(rooms, nullptr, keep);
   EXPECT_EQ(rooms.asked.size(), 3U);
 }
 
