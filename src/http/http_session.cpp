@@ -365,8 +365,13 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   void log_refusal(std::string_view why, const http::request<http::string_body>& req) {
     const auto held_back = handler_->refusal_log().admit();
     if (!held_back) return;
-    handler_->log().info("upgrade refused: {} ({}) ({} more refused since the last report)", why,
-                         protocol::loggable_target(std::string_view(req.target())), *held_back);
+    const auto target = protocol::loggable_target(std::string_view(req.target()));
+    if (*held_back == 0) {
+      handler_->log().info("upgrade refused: {} ({})", why, target);
+    } else {
+      handler_->log().info("upgrade refused: {} ({}) ({} more refused since the last report)", why,
+                           target, *held_back);
+    }
   }
 
   // Hands the socket to the room's home shard: its descriptor leaves this loop and is adopted by
