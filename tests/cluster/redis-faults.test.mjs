@@ -879,3 +879,44 @@ test('while Redis is down the cluster-wide answers say they are partial: GET /ap
     }, { timeoutMs: 10_000, message: 'whole answers again, both members' });
   }),
 );
+
+// A Redis that stops answering without closing its connections (SIGSTOP: frozen, or a partition
+// that drops packets): OPERATIONS.md says the pod finds out by its timeouts and then delivers its
+// own messages locally, the ones held first, in order, late (about 7 s) rather than lost; no socket
+// is closed, and cross-pod delivery comes back when Redis answers again.
+test('Redis frozen (SIGSTOP) under a steady sender: its pod delivers every message locally, in order, no socket closed; back across pods after SIGCONT', { timeout: 60_000 }, () =>
+  withCluster(2, 'frozen', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'frozen';
+    const sender = await connect(a, `/ws/${room}`);
+    const local = await connect(a, `/ws/${room}`);
+    const remote = await connect(b, `/ws/${room}`);
+    clients.push(sender, local, remote);
+    await redis.waitNumsub(`realtime:room:${room}`, 2, 5000);
+    const isChat = (m) => m.type === 'chat' && typeof m.data?.n === 'number';
+    sender.send({ type: 'chat', data: { n: 0 } });
+    await remote.next((m) => isChat(m) && m.data.n === 0, 5000, 'n0 across pods before the freeze');
+    redis.proc.kill('SIGSTOP');
+    let sent = 0;
+    try {
+      for (sent = 1; sent <= 40; sent++) {
+        sender.send({ type: 'chat', data: { n: sent } });
+        await sleep(250); // 10 s: past the command timeout and the hold
+      }
+      sent--;
+      // Every message reaches the pod's own members while Redis is still frozen.
+      for (const c of [sender, local]) await c.next((m) => isChat(m) && m.data.n === sent, 15_000, `n${sent} on pod A with Redis frozen`);
+    } finally {
+      redis.proc.kill('SIGCONT');
+    }
+    for (const [name, c] of [['sender', sender], ['local', local]]) {
+      const ns = c.seen(isChat).map((m) => m.data.n);
+      assert.deepEqual(ns, Array.from({ length: sent + 1 }, (_, i) => i), `${name}: each once, in order`);
+      assert.equal(c.closed, null, `${name} stayed connected`);
+    }
+    await waitFor(async () => (await get(a, '/readyz')).status === 200 && (await get(b, '/readyz')).status === 200, { timeoutMs: 15_000, message: 'both pods ready after SIGCONT' });
+    sender.send({ type: 'chat', data: { n: 1000 } });
+    await remote.next((m) => isChat(m) && m.data.n === 1000, 10_000, 'across pods again');
+    assert.equal(remote.closed, null, 'the other pod\'s member stayed connected');
+  }),
+);
