@@ -43,9 +43,10 @@ const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring
 
 // Ids that are not a room history's <epoch>-<seq> (decimal): user notifications, global and
 // per-socket messages have a letter after the dash, then a base-36 number (<tag>-u<n>, -g<n>, -d<n>;
-// -u8v, say). (Presence and the room's system events, "<epoch>-<seq>.p<n>" / ".d<n>", are never
-// taken as resume points either: see _track.)
-const NOT_HISTORY_ID = /-[a-z][0-9a-z]*$/;
+// -u8v, say), or name a position behind a dot ("<epoch>-<seq>.u<tag><n>"; presence and the room's
+// system events, ".p" / ".d", are not taken either: see _track). Only the room's own messages,
+// and the positions of welcome, joined and recovered, move a resume point.
+const NOT_HISTORY_ID = /-[a-z][0-9a-z]*$|\.[a-z][0-9a-z]*$/;
 
 // Frames sent keep this much of the server's bucket spare, so that frames bunched up on the way
 // (a delay on the network) still find tokens there: one, plus this many seconds of its rate.

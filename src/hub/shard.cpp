@@ -100,7 +100,7 @@ class Shard::PositionNames {
       : shard_(shard), frame_(frame), batch_index_(batch_index), suffix_(position_suffix(*frame)) {}
 
   const FramePtr& for_session(const WsSession& session) {
-    const std::string* room = suffix_.empty() ? nullptr : session.position_room();
+    const std::string* room = suffix_.empty() ? nullptr : session.position_room(frame_->room);
     if (room == nullptr) return frame_;
     auto [it, added] = named_.try_emplace(*room);
     if (added) it->second = name(*room);

@@ -346,21 +346,22 @@ void WsSession::on_readable(const boost::system::error_code& ec) {
 }
 
 FramePtr WsSession::send_direct(Message msg) {
-  if (msg.id.empty()) msg.id = handler_->core().next_direct_id(direct_position());
+  if (msg.id.empty()) msg.id = handler_->core().next_direct_id(direct_position(msg.room));
   FramePtr frame = make_direct_frame(msg);
   enqueue(frame);
   return frame;
 }
 
-const std::string* WsSession::position_room() const noexcept {
+const std::string* WsSession::position_room(std::string_view about) const noexcept {
   if (rooms_.empty() || state_ != State::open || overflowed_) return nullptr;
-  const std::string& room = rooms_.front();
-  const auto recovering = [&](const Recovery& r) { return r.room == room; };
-  return std::any_of(recovering_.begin(), recovering_.end(), recovering) ? nullptr : &room;
+  const auto it = about.empty() ? rooms_.begin() : std::find(rooms_.begin(), rooms_.end(), about);
+  if (it == rooms_.end()) return nullptr;
+  const auto recovering = [&](const Recovery& r) { return r.room == *it; };
+  return std::any_of(recovering_.begin(), recovering_.end(), recovering) ? nullptr : &*it;
 }
 
-std::string WsSession::direct_position() {
-  const std::string* room = position_room();
+std::string WsSession::direct_position(std::string_view about) {
+  const std::string* room = position_room(about);
   if (room == nullptr || shard_.delivering()) return {};
   std::string position = handler_->core().room_position(*room);
   if (position.empty()) return position;

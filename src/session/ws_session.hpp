@@ -58,9 +58,10 @@ class WsSession final : public Connection,
   void close(std::uint16_t code, std::string_view reason) override;
 
   Shard& shard() noexcept { return shard_; }
-  // The room whose position a message to this socket names (its first room): null when none can
-  // be named (no room, closing, or the room's recovery under way: its replay is not queued yet).
-  const std::string* position_room() const noexcept;
+  // The room whose position a message to this socket names: the one the message is about
+  // (`about`, its envelope's room) or else the socket's first room; null when none can be named
+  // (not in that room, closing, or the room's recovery under way: its replay is not queued yet).
+  const std::string* position_room(std::string_view about = {}) const noexcept;
   // Queues a frame (on the shard's thread). Drops it when closing; closes with 1013 on overflow.
   void enqueue(const FramePtr& frame);
   // Queues a frame of a recovery's replay: its bytes are allowed on top of send_queue_bytes (a
@@ -133,7 +134,7 @@ class WsSession final : public Connection,
   // room numbered up to it is queued or written), so that a client keeping the id of every message
   // (the seed's client) can resume from a pong or an error too. Empty when not known: no room, the
   // room still recovering, its position unknown on this pod, or a delivery running.
-  std::string direct_position();
+  std::string direct_position(std::string_view about);
   // Slow consumer: refuses further frames, counts what waits as dropped, closes with 1013.
   void overflow();
   // What the kernel holds of this socket's output, unsent or not acknowledged (0 if unknown).

@@ -345,3 +345,18 @@ test('a leave drops the room\'s unsent messages, and a pong queued behind them t
     const last = chats.at(-1)?.id ?? slow.welcome.data.last_id;
     assert.equal(pong.id.slice(0, pong.id.indexOf('.')), last, `the pong names the last message received, ${last}: ${pong.id}`);
   }));
+
+test('a notification about a room names that room\'s position, if the socket is in it; about another, none', () =>
+  withServer([], async (s, clients) => {
+    const a = await connect(s, '/ws/first');
+    clients.push(a);
+    await a.join('second');
+    const m = (await publish(s, { room: 'second', text: 's1' })).json.id;
+    await a.next(chat('s1'));
+    assert.equal((await publish(s, { user: a.userId, room: 'second', type: 'notification', data: { k: 1 } })).status, 202);
+    assert.equal((await publish(s, { user: a.userId, room: 'elsewhere', type: 'notification', data: { k: 2 } })).status, 202);
+    const about = await a.next((x) => x.type === 'notification' && x.data?.k === 1);
+    const other = await a.next((x) => x.type === 'notification' && x.data?.k === 2);
+    assert.equal(about.id.slice(0, about.id.indexOf('.')), m, `about "second": its position, ${m}: ${about.id}`);
+    assert.match(other.id, /^[0-9a-z]{8}-u[0-9a-z]+$/, `about a room the socket is not in: ${other.id}`);
+  }));

@@ -572,6 +572,25 @@ test('recovery: a fresh client resumes from saved lastIds', { skip: NO_SERVER },
   assert.deepEqual(e2.messages.map((m) => m.data.text), ['second', 'third']);
 });
 
+test('recovery: a notification about a room, or a pong, never becomes the room\'s resume point', { skip: NO_SERVER }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.terminate());
+  const room = uniqueRoom('noted');
+  const a = newClient(t, server, { rooms: [room] });
+  const ea = watch(a);
+  await a.connect();
+  await publish(server, { room, text: 'first' });
+  const first = await ea.until(() => ea.messages.find((m) => m.data.text === 'first'), 'first');
+  assert.equal(a.lastIds[room], first.id);
+  // The server names the room's position in their ids ("<epoch>-<seq>.u..."): not a message of the
+  // room's history.
+  await publish(server, { user: a.userId, room, type: 'notification', data: { note: 'about the room' } });
+  const note = await ea.until(() => ea.messages.find((m) => m.type === 'notification'), 'notification');
+  assert.match(note.id, /\.u/, `a notification naming the room's position: ${note.id}`);
+  await a.ping();
+  assert.equal(a.lastIds[room], first.id, `the resume point stays the room's last message: ${JSON.stringify(a.lastIds)}`);
+});
+
 const NO_REDIS = (() => {
   try {
     execFileSync('redis-server', ['--version']);
