@@ -679,7 +679,6 @@ void WsSession::detach() {
   shard_.remove_user(this);
   core.remove_user_socket(user_id_);
   handler_->metrics().connections.fetch_sub(1, std::memory_order_relaxed);
-  handler_->release_slot();
   if (ip_slot_) handler_->release_ip(*ip_slot_);
   if (!handler_->config().on_disconnect) return;
   if (auto self = weak_from_this().lock(); self && hooks_running > 0) {
@@ -752,6 +751,9 @@ void WsSession::release() {
   lingering_ = false;
   boost::system::error_code ec;
   socket_.close(ec);
+  // The --max-connections slot goes with the descriptor, not at the close's start: a closing
+  // socket (its close handshake, the linger) still holds one, which the open-file fitting counts.
+  handler_->release_slot();
   // Last: this may release the shard's reference (callers hold their own).
   shard_.remove_session(this);
 }

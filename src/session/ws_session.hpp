@@ -239,10 +239,10 @@ class WsSession final : public Connection,
 
   State state_ = State::open;
   bool detached_ = false;
-  bool overflowed_ = false;
+  bool overflowed_ = false;  // send queue overflowed: closing with 1013
   bool read_armed_ = false;  // a wait for readability is pending
   bool lingering_ = false;   // closed; draining the peer's input before closing the socket
-  bool released_ = false;    // send queue overflowed: closing with 1013
+  bool released_ = false;    // the descriptor closed and the slot given back (release())
   bool expiry_warned_ = false;
   bool handshake_unsent_ = false;  // the HTTP 101 is queued and not wholly written yet
   std::chrono::steady_clock::time_point last_seen_;

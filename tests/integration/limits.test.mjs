@@ -19,6 +19,8 @@ import { startProcess, serverEnv, LISTENING_RE } from '../support/node/server.mj
 import { closeAll } from '../support/node/client.mjs';
 import { connect, tryOpen, sleep, waitFor } from './lib/client.mjs';
 import { get, metrics, metricSum, metricSumMatching, publish } from '../support/node/http.mjs';
+import { upgradeRequest, frame, OP, RSV1 } from '../support/node/raw.mjs';
+import net from 'node:net';
 
 after(killAll);
 
@@ -207,6 +209,34 @@ test('--history-bytes 65536: least recently used histories go, rooms without mem
     assert.notEqual(again.split('-')[0], firstOfC[0].split('-')[0], 'c0 was forgotten: a new history');
     const [latest] = await fill('c99', 1);
     assert.equal(latest, `${firstOfC[99].split('-')[0]}-2`, 'the latest room is still known');
+  }));
+
+test('--max-connections counts a socket until its descriptor is closed: one still closing holds its slot', () =>
+  withServer(['--max-connections', '1'], async (s, clients) => {
+    // A raw client breaks the protocol and then neither answers the server's close nor closes the
+    // connection: the server waits for its close (or its deadline) before closing the socket.
+    const raw = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true });
+    let input = Buffer.alloc(0);
+    raw.on('data', (d) => { input = Buffer.concat([input, d]); });
+    raw.on('error', () => {});
+    try {
+      raw.write(upgradeRequest('/ws/held'));
+      await waitFor(() => input.includes('\r\n\r\n'), { message: 'the 101' });
+      assert.match(input.toString('latin1'), /^HTTP\/1\.1 101/);
+      const seen = input.length;
+      raw.write(frame({ op: OP.text, payload: 'x', rsv: RSV1 })); // no extension: a protocol error
+      await waitFor(() => input.subarray(seen).includes(0x88), { message: "the server's close frame" });
+      const r = await tryOpen(`${s.url}/ws/next`);
+      if (r.ok) clients.push(r.client);
+      assert.equal(r.status, 503, 'the closing socket still holds the only slot');
+    } finally {
+      raw.destroy();
+    }
+    const d = await waitFor(async () => {
+      const x = await tryOpen(`${s.url}/ws/next`);
+      return x.ok ? x.client : null;
+    }, { timeoutMs: 5000, message: 'the slot once the descriptor is closed' });
+    clients.push(d);
   }));
 
 test('an open-file limit below --max-connections: the excess gets 503, a warning names the cap, /healthz answers', { timeout: 60000 }, async () => {
