@@ -134,6 +134,21 @@ std::string positioned_suffix(std::string_view id, std::string_view kinds) {
   return suffix;
 }
 
+// An id that names a position of `epoch` behind a dot ("<epoch>-<s>.<kind><tag><n>"): s, and the
+// suffix from the dot on; nullopt for any other id.
+struct NamedPosition {
+  std::uint64_t seq;
+  std::string_view suffix;
+};
+
+std::optional<NamedPosition> named_position(std::string_view id, std::string_view epoch) {
+  const auto dot = id.rfind('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  const auto named = parse_message_id(id.substr(0, dot));
+  if (!named || named->epoch != epoch) return std::nullopt;
+  return NamedPosition{named->seq, id.substr(dot)};
+}
+
 }  // namespace
 
 FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint64_t seq) {
@@ -141,13 +156,11 @@ FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint6
   // (append_envelope's order: the id, then the type.)
   if (!found || !found->rest.starts_with(R"(","type":"presence")")) return nullptr;
   const std::string_view id = found->id;
-  std::string named(epoch);
-  named += '-';
-  named += std::to_string(seq);
-  if (const auto dot = id.rfind('.'); dot != std::string_view::npos) {
-    const auto position = parse_message_id(id.substr(0, dot));
-    if (!position || position->epoch != epoch || position->seq >= seq) return nullptr;
-    named += id.substr(dot);  // ".p<tag><n>"
+  std::string named = position_id(epoch, seq);
+  if (id.find('.') != std::string_view::npos) {
+    const auto position = named_position(id, epoch);
+    if (!position || position->seq >= seq) return nullptr;
+    named += position->suffix;  // ".p<tag><n>"
   } else {
     // "<tag>-p<n>": named by a pod that did not know the room's position yet; the same tag and
     // number keep it unique.
@@ -166,15 +179,9 @@ std::string_view frame_id(const OutFrame& frame) {
 FramePtr with_position_before(const OutFrame& frame, std::string_view epoch, std::uint64_t seq) {
   const auto found = envelope_id(frame);
   if (!found || seq == 0) return nullptr;
-  const auto dot = found->id.rfind('.');
-  if (dot == std::string_view::npos) return nullptr;
-  const auto named = parse_message_id(found->id.substr(0, dot));
-  if (!named || named->epoch != epoch || named->seq < seq) return nullptr;
-  std::string id(epoch);
-  id += '-';
-  id += std::to_string(seq - 1);
-  id += found->id.substr(dot);
-  return with_id(frame, *found, id);
+  const auto named = named_position(found->id, epoch);
+  if (!named || named->seq < seq) return nullptr;
+  return with_id(frame, *found, position_id(epoch, seq - 1) + std::string(named->suffix));
 }
 
 std::string position_suffix(const OutFrame& frame) {
@@ -211,6 +218,13 @@ FramePtr make_control_frame(std::string bytes) {
   frame->is_message = false;
   frame->created = std::chrono::steady_clock::now();
   return frame;
+}
+
+std::string position_id(std::string_view epoch, std::uint64_t seq) {
+  std::string id(epoch);
+  id += '-';
+  id += std::to_string(seq);
+  return id;
 }
 
 std::optional<MessageId> parse_message_id(std::string_view id) noexcept {
@@ -336,12 +350,9 @@ std::string HubCore::next_direct_id(std::string_view position) {
 std::string HubCore::room_position(std::string_view room) const {
   if (shared_history()) return shared_position(room);
   return registry_.find_room(room, [](const RoomState* state) {
-    std::string position;
-    if (state == nullptr || state->epoch.empty()) return position;
-    position = state->epoch;
-    position += '-';
-    position += std::to_string(state->next_seq - 1);
-    return position;
+    return state == nullptr || state->epoch.empty()
+               ? std::string()
+               : position_id(state->epoch, state->next_seq - 1);
   });
 }
 

@@ -288,6 +288,8 @@ struct MessageId {
   std::uint64_t seq = 0;
 };
 std::optional<MessageId> parse_message_id(std::string_view id) noexcept;
+// "<epoch>-<seq>": a room position, and the id of the room message at it.
+std::string position_id(std::string_view epoch, std::uint64_t seq);
 // The room position a client's last_id stands for: "<epoch>-<seq>" of a room message as it is, and
 // that of an id the server gave a message at a known place in the room (a presence message, the
 // welcome: "<epoch>-<seq>.p<tag><n>", ".d<tag><n>"); anything else unchanged (unknown: not

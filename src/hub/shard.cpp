@@ -131,10 +131,7 @@ class Shard::PositionNames {
       if (next.mixed || !same_history) return nullptr;  // another history on its way
       if (next.seq <= seq) seq = next.seq - 1;
     }
-    std::string named(id->epoch);
-    named += '-';
-    named += std::to_string(seq);
-    return with_socket_position(*frame_, named, suffix_);
+    return with_socket_position(*frame_, position_id(id->epoch, seq), suffix_);
   }
 
   // Notes the rest of the batch once, and what the inbox gained since the last call (it only grows

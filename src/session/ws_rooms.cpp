@@ -293,7 +293,8 @@ void WsSession::handle_leave(const std::string& room) {
 
 void WsSession::drop_unsent(const std::string& room) {
   // (A frame partly written stays: the rest of it must follow.)
-  const auto first = queue_.begin() + static_cast<std::ptrdiff_t>(head_ + (head_offset_ != 0));
+  const auto unsent = static_cast<std::ptrdiff_t>(head_ + (head_offset_ != 0));
+  const auto first = queue_.begin() + unsent;
   if (first >= queue_.end()) return;
   std::size_t dropped = 0;
   std::string first_dropped;  // the id of the first numbered frame dropped
@@ -309,8 +310,7 @@ void WsSession::drop_unsent(const std::string& room) {
   // names the one before the first dropped: a client resuming from it gets what it never got.
   if (const auto from = parse_message_id(first_dropped)) {
     const std::string epoch(from->epoch);
-    for (auto it = queue_.begin() + static_cast<std::ptrdiff_t>(head_ + (head_offset_ != 0));
-         it < queue_.end(); ++it) {
+    for (auto it = queue_.begin() + unsent; it < queue_.end(); ++it) {
       if (!(*it)->room.empty()) continue;
       if (FramePtr moved = with_position_before(**it, epoch, from->seq)) {
         queued_bytes_ = queued_bytes_ - (*it)->bytes.size() + moved->bytes.size();
