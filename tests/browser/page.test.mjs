@@ -167,3 +167,50 @@ test('a page that never connected does not say its connection was lost', { skip:
   assert.match(text, /cannot connect/i);
   assert.ok(await bob.getByRole('button', { name: 'Retry now' }).isVisible());
 });
+
+// The texts of the log's message lines, in order.
+const logTexts = (page) => page.locator('#log li .body').allTextContents();
+
+test('a reload shows the conversation as it was and what was said meanwhile, each line once', { skip: SKIP, timeout: 60000 }, async (t) => {
+  const { server, context } = await setUp(t);
+  const room = uniqueRoom('reload');
+  const ann = await openChat(context, server, room, 'Ann');
+  const bob = await openChat(context, server, room, 'Bob');
+  await seesOnline(ann, 'Bob');
+  await say(ann, 'from Ann before');
+  await say(bob, 'from Bob before');
+  await seesMessage(ann, 'from Bob before', 'Bob');
+  assert.deepEqual(await logTexts(ann), ['from Ann before', 'from Bob before']);
+  const bobEvents = await bob.locator('#log li.event').allTextContents();
+
+  // Away (the page unloaded) while Bob speaks; then the same link again, in the same tab.
+  await ann.goto('about:blank');
+  await say(bob, 'while Ann was gone');
+  await seesMessage(bob, 'while Ann was gone');
+  await ann.goto(`${server.httpUrl}/#${new URLSearchParams({ room, name: 'Ann' })}`);
+  await ann.locator('#banner[data-state=recovered]').waitFor({ timeout: 10000 });
+  assert.equal(await ann.locator('#banner-text').textContent(), 'Reconnected. 1 missed message restored.');
+  assert.deepEqual(await logTexts(ann), ['from Ann before', 'from Bob before', 'while Ann was gone']);
+  assert.equal(await ann.locator('#log li.mine .body').allTextContents().then((t) => t.join('|')), 'from Ann before');
+  assert.equal(await ann.locator('#log li.event', { hasText: 'You joined.' }).count(), 1);
+
+  // Her new connection is known by name, and she did not "join" a second time.
+  await say(ann, 'from Ann after');
+  await seesMessage(bob, 'from Ann after', 'Ann');
+  await seesMessage(ann, 'from Ann after');
+  await seesOnline(bob, 'Ann');
+  assert.deepEqual(await bob.locator('#log li.event').allTextContents(), bobEvents);
+
+  // A plain reload: the same lines, none twice, nothing missed.
+  await ann.reload();
+  await ann.locator('#banner[data-state=recovered]').waitFor({ timeout: 10000 });
+  assert.equal(await ann.locator('#banner-text').textContent(), 'Reconnected. Nothing was missed.');
+  assert.deepEqual(await logTexts(ann), ['from Ann before', 'from Bob before', 'while Ann was gone', 'from Ann after']);
+  assert.equal(await ann.locator('#log li.mine').count(), 2, 'her lines from both connections are hers');
+
+  // Another name in the same tab starts afresh.
+  await ann.goto(`${server.httpUrl}/#${new URLSearchParams({ room, name: 'Cleo' })}`);
+  await ann.waitForFunction(() => window.chat && window.chat.client.state === 'open', null, { timeout: 10000 });
+  assert.deepEqual(await logTexts(ann), []);
+  assert.deepEqual(ann.log.errors, []);
+});
