@@ -333,6 +333,19 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
   if (root.get_object().get(obj) != simdjson::SUCCESS) {
     return json_failure<R>(DecodeError::not_an_object, "body must be a JSON object");
   }
+  // A misspelt field would silently change where the message goes ("usr" for "user" makes a
+  // private note a global broadcast): every field is one this body knows. An envelope's own
+  // "id", "from" and "timestamp" are the server's to set, and ignored.
+  for (const auto field : obj) {
+    const std::string_view key = field.key;
+    if (key != "room" && key != "user" && key != "type" && key != "data" && key != "text" &&
+        key != "id" && key != "from" && key != "timestamp") {
+      std::string detail = "unknown field ";
+      append_json_string(detail, key);
+      detail += " (a body has room, user, type, and text or data)";
+      return json_failure<R>(DecodeError::invalid_message, std::move(detail));
+    }
+  }
   R result;
   PublishRequest& req = result.request;
 
@@ -367,8 +380,9 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
   std::string_view type_text;
   switch (find_string(obj, "type", type_text)) {
     case Field::absent:
-      req.type =
-          !req.user.empty() && req.room.empty() ? MessageType::notification : MessageType::chat;
+      // To one user it is a notification, also when it names a room (a notification about it):
+      // as chat it would look like a room message the room's other members never got.
+      req.type = req.user.empty() ? MessageType::chat : MessageType::notification;
       break;
     case Field::wrong_type:
       return json_failure<R>(DecodeError::unknown_type, "\"type\" must be a string");
@@ -395,6 +409,9 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
     if (!data.is_object()) {
       return json_failure<R>(DecodeError::invalid_message, "\"data\" must be an object");
     }
+    if (text_field != Field::absent) {
+      return json_failure<R>(DecodeError::invalid_message, "give \"text\" or \"data\", not both");
+    }
     req.data = minified(data);
   } else if (text_field == Field::ok) {
     req.data.reserve(text.size() + 12);
@@ -403,6 +420,17 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
     req.data.push_back('}');
   } else {
     req.data = "{}";
+  }
+  if (req.type == MessageType::presence) {
+    // What members and clients take a presence message for: one user's status in one room.
+    if (req.room.empty()) {
+      return json_failure<R>(DecodeError::invalid_message, "a presence message needs a \"room\"");
+    }
+    if (!decode_presence_data(req.data)) {
+      return json_failure<R>(DecodeError::invalid_message,
+                             "presence \"data\" must be {\"status\": "
+                             "\"online\"|\"away\"|\"offline\", \"user_id\": U}");
+    }
   }
   return result;
 }

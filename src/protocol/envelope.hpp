@@ -55,8 +55,10 @@ ClientDecodeResult decode_client_message(std::string_view json);
 ClientDecodeResult decode_client_message(std::string_view json, std::size_t readable_size);
 
 // Body of POST /api/publish: {"room": R, "type": T, "data": {...}} or {"room": R, "text": "..."}
-// (= chat with data {"text": ...}) or {"user": U, ...}. Missing type = chat (or notification when
-// "user" is given and no room). "data" must be an object when present.
+// (= chat with data {"text": ...}) or {"user": U, ...}. Missing type = chat (notification when
+// "user" is given). "data" must be an object when present, and not given with "text"; presence
+// needs a room and presence data. Any other field is refused ("id", "from", "timestamp" are
+// ignored).
 struct PublishRequest {
   std::string room;  // empty: no room
   std::string user;  // empty: no user

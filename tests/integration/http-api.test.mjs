@@ -72,6 +72,20 @@ test('publish {"user": U} -> notification to every socket of U, and only them', 
     assert.equal(target.seen((x) => x.data?.note === 'for you').length, 1);
   }));
 
+test('publish {"user": U, "room": R} -> a notification about R to U alone', () =>
+  withServer([], async (s, clients) => {
+    const target = await connect(s, '/ws/team');
+    const peer = await connect(s, '/ws/team');
+    clients.push(target, peer);
+    const r = await publish(s, { user: target.userId, room: 'team', text: 'about the room' });
+    assert.equal(r.status, 202, r.text);
+    const m = await target.next((x) => x.data?.text === 'about the room');
+    assert.equal(m.type, 'notification', 'not a chat the other members never saw');
+    assert.equal(m.room, 'team');
+    await peer.roundTrip();
+    assert.deepEqual(peer.seen((x) => x.data?.text === 'about the room'), []);
+  }));
+
 test('publish {"user": U} reaches a socket of U on /ws (no room)', () =>
   withServer([], async (s, clients) => {
     const lone = await connect(s, '/ws');
@@ -116,16 +130,24 @@ test('publish: bad JSON, bad body, bad room -> 400; too large -> 413', () =>
       [{ room: 'bad room', text: 'x' }, 'room with a space'],
       [{ room: 'a'.repeat(129), text: 'x' }, '129-char room'],
       [{ room: 'a/b', text: 'x' }, 'room with a slash'],
+      // A misspelt field would send it elsewhere (no room, no user: to everyone) or empty.
+      [{ usr: a.userId, text: 'x' }, '"usr" for "user"', /unknown field "usr"/],
+      [{ rom: 'ok', text: 'x' }, '"rom" for "room"', /unknown field "rom"/],
+      [{ room: 'ok', txt: 'x' }, '"txt" for "text"', /unknown field "txt"/],
+      [{ room: 'ok', text: 'x', data: { y: 1 } }, 'text and data', /not both/],
+      [{ room: 'ok', type: 'presence', data: { status: 'banana', user_id: 'u' } }, 'presence data', /presence/],
     ];
-    for (const [body, what] of cases) {
+    for (const [body, what, reason] of cases) {
       const r = await publish(s, body);
       assert.equal(r.status, 400, `${what} -> ${r.status} ${r.text}`);
+      if (reason) assert.match(r.json?.error ?? r.text, reason, what);
     }
     const big = await publish(s, { room: 'ok', text: 'y'.repeat(5000) });
     assert.equal(big.status, 413, `oversized body -> ${big.status}`);
     await a.roundTrip();
     await sleep(100);
     assert.deepEqual(a.seen({ type: 'chat' }), [], 'nothing refused was delivered');
+    assert.deepEqual(a.seen((x) => x.type === 'presence' && x.data?.user_id === 'u'), [], 'nothing refused was delivered');
   }));
 
 test('--api-key: missing or wrong Authorization -> 401, Bearer key -> 202', () =>

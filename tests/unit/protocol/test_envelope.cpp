@@ -328,7 +328,10 @@ TEST(Publish, DecodesTheThreeShapes) {
 
   auto user_in_room = decode_publish_request(R"({"user":"u-7","room":"r"})");
   ASSERT_EQ(user_in_room.error, DecodeError::none);
-  EXPECT_EQ(user_in_room.request.type, MessageType::chat);
+  EXPECT_EQ(user_in_room.request.type, MessageType::notification);
+  auto user_chat = decode_publish_request(R"({"user":"u-7","room":"r","type":"chat"})");
+  ASSERT_EQ(user_chat.error, DecodeError::none);
+  EXPECT_EQ(user_chat.request.type, MessageType::chat);
 
   auto global = decode_publish_request(R"({"type":"notification"})");
   ASSERT_EQ(global.error, DecodeError::none);
@@ -336,8 +339,15 @@ TEST(Publish, DecodesTheThreeShapes) {
   EXPECT_TRUE(global.request.user.empty());
   EXPECT_EQ(global.request.data, "{}");
 
-  auto presence = decode_publish_request(R"({"room":"r","type":"presence","data":{}})");
-  EXPECT_EQ(presence.error, DecodeError::none);
+  auto presence = decode_publish_request(
+      R"({"room":"r","type":"presence","data":{"status":"offline","user_id":"u-7"}})");
+  EXPECT_EQ(presence.error, DecodeError::none) << presence.detail;
+
+  // An envelope's own fields are the server's to set: ignored, not refused.
+  auto envelope = decode_publish_request(
+      R"({"id":"x","from":"me","timestamp":"2026-01-01T00:00:00Z","room":"r","text":"t"})");
+  ASSERT_EQ(envelope.error, DecodeError::none) << envelope.detail;
+  EXPECT_EQ(envelope.request.data, R"({"text":"t"})");
 }
 
 TEST(Publish, RefusesBadBodies) {
@@ -362,6 +372,17 @@ TEST(Publish, RefusesBadBodies) {
       {R"({"user":false})", DecodeError::invalid_message},
       {R"({"user":""})", DecodeError::invalid_message},
       {"{\"user\":\"a\\nb\"}", DecodeError::invalid_message},
+      // A misspelt field would change where the message goes, or drop its content.
+      {R"({"usr":"someone","text":"private note"})", DecodeError::invalid_message},
+      {R"({"Room":"general","text":"x"})", DecodeError::invalid_message},
+      {R"({"room":"general","txt":"x"})", DecodeError::invalid_message},
+      {R"({"room":"r","text":"t","data":{"y":1}})", DecodeError::invalid_message},
+      {R"({"room":"r","type":"presence","data":{}})", DecodeError::invalid_message},
+      {R"({"room":"r","type":"presence"})", DecodeError::invalid_message},
+      {R"({"room":"r","type":"presence","data":{"status":"banana","user_id":"u"}})",
+       DecodeError::invalid_message},
+      {R"({"type":"presence","data":{"status":"away","user_id":"u"}})",
+       DecodeError::invalid_message},
   };
   for (const auto& c : cases) {
     const auto r = decode_publish_request(c.json);
