@@ -21,6 +21,7 @@
 #include "http/api.hpp"
 #include "http/handler_core.hpp"
 #include "hub/shard.hpp"
+#include "protocol/envelope.hpp"
 #include "protocol/request.hpp"
 #include "realtime/error.hpp"
 #include "session/ws_session.hpp"
@@ -289,7 +290,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       // A credential that cannot even be decoded is still a credential: never anonymous.
       metrics.reject(RejectReason::unauthorized);
       log_refusal("token malformed (undecodable ?token=)", req);
-      return fail(401, "invalid token");
+      return refuse_token("malformed");
     }
     // An empty ?token= (a client that had none to put there) is no token.
     std::optional<std::string_view> token;
@@ -302,27 +303,29 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       // "Bearer" with nothing usable after it (empty, or two words): a credential all the same.
       metrics.reject(RejectReason::unauthorized);
       log_refusal("malformed Authorization: Bearer header", req);
-      return fail(401, "invalid token");
+      return refuse_token("malformed");
     }
     if (token && !handler_->jwt().enabled()) {
       // A token this server cannot verify is not a valid token: refuse rather than silently treat
       // the client as anonymous.
       metrics.reject(RejectReason::unauthorized);
-      return fail(401, "invalid token: this server verifies no tokens");
+      return refuse_token("this server verifies no tokens");
     }
     if (token) {
       auto verified = handler_->jwt().verify(*token, Clock::now());
       if (const auto* error = std::get_if<TokenError>(&verified)) {
         metrics.reject(RejectReason::unauthorized);
         log_refusal(fmt::format("token {}", to_string(*error)), req);
-        return fail(401, "invalid token");
+        return refuse_token(to_string(*error));
       }
       auto& claims = std::get<TokenClaims>(verified);
       params.user_id = std::move(claims.subject);
       params.token_expiry = claims.expires_at;
     } else if (config.auth_required) {
       metrics.reject(RejectReason::unauthorized);
-      return fail(401, "token required");
+      HttpResponse response = json_error(401, "token required");
+      response.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return respond(std::move(response), false, false);
     }
     if (!handler_->accepting()) return fail(503, "shutting down");
     if (!handler_->try_reserve_slot()) {
@@ -406,6 +409,21 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
                    session->close(close_code::going_away, "server shutting down");
                });
     return true;
+  }
+
+  // 401 for a token: the reason in the body and in RFC 6750's challenge, so a client can tell a
+  // token to refresh ("expired") from one that will never pass (the in-band `auth` answer says as
+  // much).
+  void refuse_token(std::string_view reason) {
+    HttpResponse response;
+    response.status = 401;
+    response.body = R"({"error":"invalid token","reason":)";
+    protocol::append_json_string(response.body, reason);
+    response.body += '}';
+    std::string challenge = R"(Bearer error="invalid_token", error_description=)";
+    protocol::append_json_string(challenge, reason);  // (a quoted string; reasons hold no '\')
+    response.headers.emplace_back("WWW-Authenticate", std::move(challenge));
+    respond(std::move(response), false, false);
   }
 
   void fail(unsigned status, std::string_view text) {

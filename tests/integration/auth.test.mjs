@@ -170,6 +170,8 @@ test('a flood of refused upgrades logs one line per 5 s, which counts those left
 test('--auth-required: no token -> 401', () =>
   withServer(['--auth-required', '--jwt-secret', 'integration-secret'], async (s, clients) => {
     await expect401(s, clients, '/ws/a');
+    const r = await httpExchange(s.port, upgradeRequest('/ws/a'), { idleMs: 50 });
+    assert.deepEqual([r.status, JSON.parse(r.body), r.headers['www-authenticate']], [401, { error: 'token required' }, 'Bearer']);
     await expect401(s, clients, '/ws');
     await expect401(s, clients, `/ws/a?token=${forged}`);
     await expect401(s, clients, '/ws/a?token=');
@@ -238,4 +240,21 @@ test('an expired token is refused with 401 at the upgrade', () =>
   withServer(['--jwt-secret', 'expiry-secret'], async (s, clients) => {
     const old = hs256('expiry-secret', { sub: 'ada', exp: Math.floor(Date.now() / 1000) - 3600 });
     await expect401(s, clients, `/ws/a?token=${old}`);
+  }));
+
+test('a refused upgrade says why: the reason in the body and in a Bearer challenge', () =>
+  withServer(['--jwt-secret', 'expiry-secret', '--jwt-issuer', 'iss1'], async (s) => {
+    const now = Math.floor(Date.now() / 1000);
+    const cases = [
+      [hs256('expiry-secret', { sub: 'ada', iss: 'iss1', exp: now - 3600 }), 'expired'],
+      [hs256('expiry-secret', { sub: 'ada', iss: 'other', exp: now + 3600 }), 'bad_issuer'],
+      [hs256('another-secret', { sub: 'ada', iss: 'iss1', exp: now + 3600 }), 'bad_signature'],
+      ['%zz', 'malformed'],
+    ];
+    for (const [token, reason] of cases) {
+      const r = await httpExchange(s.port, upgradeRequest(`/ws/a?token=${token}`), { idleMs: 50 });
+      assert.equal(r.status, 401, reason);
+      assert.deepEqual(JSON.parse(r.body), { error: 'invalid token', reason });
+      assert.equal(r.headers['www-authenticate'], `Bearer error="invalid_token", error_description="${reason}"`);
+    }
   }));
