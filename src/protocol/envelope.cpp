@@ -313,6 +313,10 @@ ClientDecodeResult decode_client_message(std::string_view json, std::size_t read
       msg.token.assign(token);
       break;
     }
+    case MessageType::chat:
+      // Members get the envelope's every field: a chat without data carries an empty object.
+      if (!has_data) msg.data = "{}";
+      break;
     default:
       break;
   }
