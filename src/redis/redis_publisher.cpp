@@ -71,7 +71,9 @@ void RedisPublisher::on_connected() {
 void RedisPublisher::on_disconnected(std::error_code ec, const std::string& reason) {
   if (ec != RedisErrc::connection_lost) ++stats_.connect_failures;
   if (const auto more = failures_.next()) {
-    log_->warn("redis publisher: {} ({}){}", reason, ec.message(), *more);
+    // Which connection and which server: a pod has several (one per I/O thread).
+    log_->warn("redis publisher {} to {}: {} ({}){}", options_.client_name,
+               to_redacted_string(options_.url), reason, ec.message(), *more);
   }
   if (on_state_change_) on_state_change_(false, reason);
   schedule_reconnect();

@@ -252,7 +252,10 @@ void RedisSubscriber::on_disconnected(const std::string& reason) {
   confirmed_.clear();
   release_waiters(true);
   ++stats_.connect_failures;
-  if (const auto more = failures_.next()) log_->warn("redis subscriber: {}{}", reason, *more);
+  if (const auto more = failures_.next()) {
+    log_->warn("redis subscriber {} to {}: {}{}", options_.client_name,
+               to_redacted_string(options_.url), reason, *more);
+  }
   set_health(false, reason);
   schedule_reconnect();
 }
