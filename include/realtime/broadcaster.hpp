@@ -33,7 +33,9 @@ class Broadcaster {
   virtual ~Broadcaster() = default;
   // Delivers msg to its room (or to everyone when msg.room is empty) on every pod this broadcaster
   // reaches. Assigns the id and returns it, or returns "" when the id is assigned later by a shared
-  // history (RedisBroadcaster): use publish_then() to learn it.
+  // history (RedisBroadcaster): use publish_then() to learn it. LocalBroadcaster and
+  // RedisBroadcaster refuse what Hub::broadcast() refuses, with std::invalid_argument (publish*,
+  // publish_then() before anything is published or `done` runs).
   virtual std::string publish(Message msg) = 0;
   // Delivers msg to every socket of user_id on every pod this broadcaster reaches.
   virtual std::string publish_to_user(const std::string& user_id, Message msg) = 0;

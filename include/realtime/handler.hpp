@@ -4,9 +4,9 @@
 //
 // Owned by the application; it needs a started Hub that outlives it. Thread safety: listen() and
 // shutdown() may be called from any thread (not from an I/O thread); the hooks run on the I/O
-// thread of the connection concerned, never under a lock, and must not block. A hook that throws
-// is a bug in the application: the exception is logged and that socket is closed with 1011
-// (on_disconnect: only logged); the process goes on.
+// thread of the connection concerned (but see on_disconnect), never under a lock, and must not
+// block. A hook that throws is a bug in the application: the exception is logged and that socket
+// is closed with 1011 (on_disconnect: only logged); the process goes on.
 #pragma once
 
 #include <chrono>
@@ -39,7 +39,9 @@ struct HandlerConfig {
   // a hook (Connection::close() in on_message, say, under the application's own lock) gets its
   // on_disconnect once that hook has returned.
   std::function<void(Connection&)> on_disconnect;
-  // Each chat message before it is broadcast; may rewrite it. Return false to suppress it.
+  // Each chat message before it is broadcast; may rewrite it. Return false to suppress it. A
+  // rewrite is held to Hub::broadcast()'s rules (data one JSON value, a valid room name, not a
+  // join, leave or auth type): one that breaks them is refused as if the hook had thrown.
   std::function<bool(Connection&, Message&)> on_message;
 
   bool auth_required = false;  // every socket must carry a valid JWT
@@ -77,7 +79,8 @@ struct HandlerConfig {
 class Handler {
  public:
   // Throws std::invalid_argument for a configuration that cannot work: pong_timeout not longer
-  // than ping_interval, auth_required without a JWT key, a JWT key that cannot be used.
+  // than ping_interval, ping_interval, send_queue_bytes or max_message_bytes not above 0, a rate
+  // limit or burst out of range, auth_required without a JWT key, a JWT key that cannot be used.
   Handler(Hub& hub, HandlerConfig config);
   ~Handler();
   Handler(const Handler&) = delete;

@@ -76,6 +76,9 @@ class Hub {
 
   // Delivers msg to the sockets of this pod: the members of msg.room, or every socket when msg.room
   // is empty. Sets msg.id (when empty) and msg.timestamp (when unset). Returns the id.
+  // Throws std::invalid_argument, delivering nothing, when msg.data is neither empty nor one valid
+  // JSON value, msg.room is neither empty nor a valid room name, or msg.type is join, leave or
+  // auth (see message.hpp); send_to_user() and send_to_connection() likewise.
   // A room message is kept in this pod's history for last_id recovery only when its id is left
   // empty: one given an id of its own is delivered as it is and never replayed. With a
   // RedisBroadcaster, a room's history is the shared one, which this local delivery does not
@@ -87,6 +90,12 @@ class Hub {
   std::string broadcast(Message msg);
   // Delivers msg to every socket of user_id on this pod. Returns the id, as broadcast() does.
   std::string send_to_user(const std::string& user_id, Message msg);
+  // Queues msg for the one socket of this pod whose Connection::id() is connection_id, as
+  // Connection::send() does: the way to answer a socket later, from any thread, without keeping
+  // its Connection& past the hook (a socket that closed is simply not found). Returns false when
+  // no such socket is open here (closed, closing, never was, or the Hub is not running); true when
+  // msg was handed to it (dropped if the socket closes before its thread takes it).
+  bool send_to_connection(std::string_view connection_id, Message msg);
 
   std::size_t connection_count() const noexcept;
   std::size_t room_count() const noexcept;

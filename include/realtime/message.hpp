@@ -3,8 +3,12 @@
 //
 // A Message is a plain value type. Thread safety: none of its own; copy it to share it across
 // threads. `data` holds raw JSON text (an object, usually) that is copied into the envelope
-// verbatim, so it must already be valid JSON; the factories below guarantee that, and the protocol
-// decoder re-serialises whatever a client sent before it lands here.
+// verbatim, so it must be one valid JSON value; the factories below guarantee that, and the
+// protocol decoder re-serialises whatever a client sent before it lands here. What the application
+// builds itself is checked where it enters the library (Hub::broadcast, Hub::send_to_user, a
+// Broadcaster's publish, Connection::send, an on_message rewrite): `data` that is not one JSON
+// value, a `room` that breaks the room rule (1 to 128 characters of A-Z a-z 0-9 _ - . :) and the
+// client command types are refused with std::invalid_argument before anything is sent.
 #pragma once
 
 #include <chrono>
@@ -23,7 +27,8 @@ enum class MessageType : std::uint8_t {
   error,
   ping,
   pong,
-  // Client-to-server commands; never broadcast.
+  // Client-to-server commands; the server never sends them (the library refuses a message of
+  // these types with std::invalid_argument).
   join,
   leave,
   auth,
@@ -54,9 +59,18 @@ struct Message {
   Clock::time_point timestamp{};
 };
 
-// Factories, as in the seed's SystemMessage helpers. All set the timestamp to now.
-// A `system` message whose data is {"event": event, ...fields}; `fields_json` is the inside of a
-// JSON object without braces (e.g. R"("connection_id":"c1")") or empty.
+// `text` as a JSON string literal, quotes included, escaped as RFC 8259 requires (invalid UTF-8
+// replaced): the safe way to put an application's text into `data` or `fields_json`, e.g.
+// "{\"name\":" + json_string(name) + "}".
+std::string json_string(std::string_view text);
+
+// Factories. All set the timestamp to now.
+// A message of type `system` whose data is {"event": event, ...fields}: unlike the seed's
+// SystemMessage(type, data), which makes a message of the type it is given, this one is always of
+// type `system`, and `event` names it inside data (for another type, set Message::type and data
+// yourself). `fields_json` is the inside of a JSON object without braces (e.g.
+// R"("connection_id":"c1")", or "\"name\":" + json_string(name)) or empty; throws
+// std::invalid_argument when the data it makes is not one valid JSON object.
 Message system_message(std::string_view event, std::string_view fields_json = {});
 // An `error` message with data {"error": text, "code": code}, and "room" when `room` is not empty:
 // the room the refused request was about (a join past the limit, chat to a room the socket is

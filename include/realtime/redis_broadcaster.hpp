@@ -15,7 +15,9 @@
 // cluster state and commands, and gives each of the hub's I/O threads a connection of its own on
 // that thread's loop, through which the room messages published there are numbered, published and
 // delivered without crossing threads. Construct it before Hub::start(); stop() it before
-// Hub::stop(), and destroy it before the Hub. Thread safety: publish*, ready() from any thread.
+// Hub::stop(), and destroy it before the Hub (while the Hub runs is fine: once the destructor
+// returns, the Hub's threads no longer call into it). Thread safety: publish*, ready() from any
+// thread.
 #pragma once
 
 #include <chrono>

@@ -69,6 +69,14 @@ HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
   welcome_limits_ = ",\"rate_limit\":" + number(config_.rate_limit) +
                     ",\"rate_burst\":" + number(config_.rate_burst) +
                     ",\"max_message_bytes\":" + std::to_string(config_.max_message_bytes);
+  // Each of these breaks every socket: a 0-byte queue overflows on the welcome, a 0-byte message
+  // limit closes on the first frame, and a keepalive interval not above zero pings in a loop.
+  if (config_.send_queue_bytes == 0)
+    throw std::invalid_argument("send_queue_bytes must be above 0");
+  if (config_.max_message_bytes == 0)
+    throw std::invalid_argument("max_message_bytes must be above 0");
+  if (config_.ping_interval <= std::chrono::seconds::zero())
+    throw std::invalid_argument("ping_interval must be above 0");
   if (config_.pong_timeout <= config_.ping_interval) {
     // An idle socket would be closed for silence before it was ever pinged.
     throw std::invalid_argument("pong_timeout must be longer than ping_interval");

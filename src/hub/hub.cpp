@@ -1,13 +1,17 @@
 #include <algorithm>
 #include <charconv>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <shared_mutex>
+#include <utility>
 
 #include <boost/asio/post.hpp>
 #include <unistd.h>
 
 #include "hub/hub_core.hpp"
 #include "protocol/envelope.hpp"
+#include "protocol/outgoing.hpp"
 #include "protocol/ws_frame.hpp"
 #include "session/ws_session.hpp"
 
@@ -546,7 +550,7 @@ HubCore::JoinResult HubCore::join(const std::string& room, const std::string& us
     metrics_.rooms.fetch_add(1, std::memory_order_relaxed);
     notify_room(room, true);
   }
-  if (members_observer_) members_observer_(room);
+  notify_members(room);
   return result;
 }
 
@@ -586,7 +590,7 @@ HubCore::LeaveResult HubCore::leave(const std::string& room, const std::string& 
       registry_.erase_if_unused(room);
     keep_within_history_budget();
   }
-  if (members_observer_) members_observer_(room);
+  notify_members(room);
   return result;
 }
 
@@ -647,37 +651,61 @@ std::vector<HubCore::RoomSnapshot> HubCore::snapshot() const {
   return out;
 }
 
+void HubCore::update_observed() {
+  observed_.store(room_observer_ || user_observer_ || members_observer_, std::memory_order_release);
+}
+
 void HubCore::set_room_observer(std::function<void(const std::string&, bool)> observer) {
-  room_observer_ = std::move(observer);
+  // The observer replaced is destroyed after the lock is released (with `observer`).
+  const std::unique_lock lock(observers_mutex_);
+  std::swap(room_observer_, observer);
+  update_observed();
 }
 
 void HubCore::notify_room(const std::string& room, bool active) const {
+  if (!observed_.load(std::memory_order_acquire)) return;
+  const std::shared_lock lock(observers_mutex_);
   if (room_observer_) room_observer_(room, active);
 }
 
+void HubCore::notify_members(const std::string& room) const {
+  if (!observed_.load(std::memory_order_acquire)) return;
+  const std::shared_lock lock(observers_mutex_);
+  if (members_observer_) members_observer_(room);
+}
+
 void HubCore::set_members_observer(std::function<void(const std::string&)> observer) {
-  members_observer_ = std::move(observer);
+  const std::unique_lock lock(observers_mutex_);
+  std::swap(members_observer_, observer);
+  update_observed();
 }
 
 void HubCore::set_user_observer(std::function<void(const std::string&, bool)> observer) {
-  user_observer_ = std::move(observer);
+  const std::unique_lock lock(observers_mutex_);
+  std::swap(user_observer_, observer);
+  update_observed();
 }
 
 void HubCore::add_user_socket(const std::string& user) {
-  if (!user_observer_) return;  // only the observer needs the counts (single pod: none)
+  // Only the user observer needs the counts (single pod: none).
+  if (!observed_.load(std::memory_order_acquire)) return;
+  const std::shared_lock observers(observers_mutex_);
+  if (!user_observer_) return;
   bool first = false;
   {
-    std::lock_guard lock(users_mutex_);
+    const std::lock_guard lock(users_mutex_);
     first = ++user_sockets_[user] == 1;
   }
-  if (first && user_observer_) user_observer_(user, true);
+  if (first) user_observer_(user, true);
 }
 
 void HubCore::remove_user_socket(const std::string& user) {
+  if (!observed_.load(std::memory_order_acquire)) return;
+  const std::shared_lock observers(observers_mutex_);
   if (!user_observer_) return;
   bool last = false;
   {
-    std::lock_guard lock(users_mutex_);
+    const std::lock_guard lock(users_mutex_);
     auto it = user_sockets_.find(user);
     if (it == user_sockets_.end()) return;
     if (--it->second == 0) {
@@ -685,7 +713,28 @@ void HubCore::remove_user_socket(const std::string& user) {
       last = true;
     }
   }
-  if (last && user_observer_) user_observer_(user, false);
+  if (last) user_observer_(user, false);
+}
+
+bool HubCore::send_to_connection(std::string_view connection_id, Message msg) {
+  if (!running()) return false;  // a stopped loop would never run what is handed to it
+  for (auto& shard : shards_) {
+    if (auto session = shard->find_session(connection_id)) return session->send(std::move(msg));
+  }
+  return false;
+}
+
+namespace {
+thread_local bool checked_mark = false;
+}  // namespace
+
+CheckedMessage::CheckedMessage() noexcept { checked_mark = true; }
+CheckedMessage::~CheckedMessage() { checked_mark = false; }
+
+bool take_checked() noexcept { return std::exchange(checked_mark, false); }
+
+void check_unless_checked(const Message& msg, std::string_view what) {
+  if (!take_checked()) protocol::check_outgoing(msg, what);
 }
 
 }  // namespace detail
@@ -699,9 +748,17 @@ void Hub::run() {
 }
 void Hub::stop() { core_->stop(); }
 void Hub::wait() { core_->wait(); }
-std::string Hub::broadcast(Message msg) { return core_->deliver(msg); }
+std::string Hub::broadcast(Message msg) {
+  detail::check_unless_checked(msg, "Hub::broadcast");
+  return core_->deliver(msg);
+}
 std::string Hub::send_to_user(const std::string& user_id, Message msg) {
+  detail::check_unless_checked(msg, "Hub::send_to_user");
   return core_->deliver_to_user(user_id, msg);
+}
+bool Hub::send_to_connection(std::string_view connection_id, Message msg) {
+  protocol::check_outgoing(msg, "Hub::send_to_connection");
+  return core_->send_to_connection(connection_id, std::move(msg));
 }
 std::size_t Hub::connection_count() const noexcept {
   return static_cast<std::size_t>(core_->metrics().connections.load(std::memory_order_relaxed));

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -210,9 +211,11 @@ class HubCore {
   };
   std::vector<RoomSnapshot> snapshot() const;
 
-  // Called (outside any lock) when a room gets its first member on this pod (active = true) or
-  // loses its last (false). Set before start(); used by the Redis broadcaster to subscribe by
-  // interest.
+  // Called (outside the registry's locks) when a room gets its first member on this pod (active =
+  // true) or loses its last (false); used by the Redis broadcaster to subscribe by interest. The
+  // observers may be set and cleared while the hub runs: a setter waits for the calls of the
+  // observer it replaces, so that once it returns none runs any more. An observer must therefore
+  // not set an observer itself (it only posts work elsewhere).
   void set_room_observer(std::function<void(const std::string& room, bool active)> observer);
   void notify_room(const std::string& room, bool active) const;
   // Room positions come from a history shared by every pod (Redis), not from this pod's own: a
@@ -229,6 +232,10 @@ class HubCore {
   void add_user_socket(const std::string& user);
   void remove_user_socket(const std::string& user);
 
+  // Hands msg to the socket `connection_id` of this pod (WsSession::send); false when there is no
+  // such socket open here (any more), or the hub is not running.
+  bool send_to_connection(std::string_view connection_id, Message msg);
+
  private:
   std::string new_epoch();
   void post_to_shards(const RoomState* state, const FramePtr& frame);
@@ -239,9 +246,16 @@ class HubCore {
   Metrics metrics_;
   std::vector<std::unique_ptr<Shard>> shards_;
   RoomRegistry registry_;
-  std::function<void(const std::string&, bool)> room_observer_;
-  std::function<void(const std::string&, bool)> user_observer_;
-  std::function<void(const std::string&)> members_observer_;
+  void notify_members(const std::string& room) const;
+  // The observers are read on the I/O threads and set from any thread: a call holds the lock
+  // shared, a setter exclusively (it waits for the calls under way). `observed_` spares a pod
+  // without observers (no Redis) the lock on every join and leave.
+  mutable std::shared_mutex observers_mutex_;
+  std::atomic<bool> observed_{false};
+  std::function<void(const std::string&, bool)> room_observer_;  // guarded by observers_mutex_
+  std::function<void(const std::string&, bool)> user_observer_;  // guarded by observers_mutex_
+  std::function<void(const std::string&)> members_observer_;     // guarded by observers_mutex_
+  void update_observed();  // under observers_mutex_, exclusively
   std::atomic<bool> shared_history_{false};
   std::atomic<bool> shrinking_{false};  // a keep_within_history_budget() sweep is running
   // What the rooms held after the last sweep: when it could not get within the budget (histories
@@ -281,6 +295,22 @@ class HubCore {
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
 };
+
+// Marks, for the calling thread and while it lives, the next message handed to Hub::broadcast,
+// Hub::send_to_user or a RedisBroadcaster's publish as checked already: a client's chat, decoded
+// (its data re-serialised), its room checked, and an on_message rewrite checked, is not parsed a
+// second time on its way (a custom broadcaster's publish reaches the hub on the same thread).
+class CheckedMessage {
+ public:
+  CheckedMessage() noexcept;
+  ~CheckedMessage();
+  CheckedMessage(const CheckedMessage&) = delete;
+  CheckedMessage& operator=(const CheckedMessage&) = delete;
+};
+// Takes the mark: true (once) when the calling thread is inside a CheckedMessage.
+bool take_checked() noexcept;
+// protocol::check_outgoing(msg, what) unless the message was marked checked.
+void check_unless_checked(const Message& msg, std::string_view what);
 
 // Parses "<epoch>-<seq>"; nullopt when it is not of that form.
 struct MessageId {

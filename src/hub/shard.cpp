@@ -182,10 +182,20 @@ void Shard::deliver_user(const std::string& user, const FramePtr& frame, std::si
 }
 
 void Shard::add_session(const std::shared_ptr<WsSession>& session) {
-  sessions_.emplace(session.get(), session);
+  const std::lock_guard lock(sessions_mutex_);
+  sessions_.emplace(session->id(), session);
 }
 
-void Shard::remove_session(WsSession* session) { sessions_.erase(session); }
+void Shard::remove_session(WsSession* session) {
+  const std::lock_guard lock(sessions_mutex_);
+  sessions_.erase(session->id());
+}
+
+std::shared_ptr<WsSession> Shard::find_session(std::string_view connection_id) const {
+  const std::lock_guard lock(sessions_mutex_);
+  const auto it = sessions_.find(connection_id);
+  return it == sessions_.end() ? nullptr : it->second;
+}
 
 void Shard::join_local(const std::string& room, WsSession* session, std::uint64_t min_seq,
                        bool buffer_live) {

@@ -68,6 +68,8 @@ class Shard {
   // Membership; on this shard's thread.
   void add_session(const std::shared_ptr<WsSession>& session);
   void remove_session(WsSession* session);
+  // The session with this connection id, if it is on this shard; from any thread.
+  std::shared_ptr<WsSession> find_session(std::string_view connection_id) const;
   // min_seq: frames of the room with seq <= min_seq are skipped for this member (already replayed).
   // buffer_live: deliveries go to session->buffer_live() (a recovery is under way) until
   // set_live() is called.
@@ -199,7 +201,11 @@ class Shard {
   void run_deferred_disconnects();
   static constexpr std::chrono::seconds kEvictionPeriod{60};  // idle-room eviction (shard 0)
   std::chrono::steady_clock::time_point last_eviction_ = std::chrono::steady_clock::now();
-  std::unordered_map<WsSession*, std::shared_ptr<WsSession>> sessions_;
+  // Keyed by the session's connection id (a view of its own id_, which outlives the entry), so
+  // that Hub::send_to_connection() finds a socket without another table. Changed on this shard's
+  // thread only, under sessions_mutex_, which find_session() takes from other threads.
+  std::unordered_map<std::string_view, std::shared_ptr<WsSession>> sessions_;
+  mutable std::mutex sessions_mutex_;
   std::unordered_map<std::string, std::vector<Member>> rooms_;
   // A user's sessions on this loop. Keys view the session's own user_id_, which outlives the
   // entry (added in WsSession::start(), removed when it detaches): no copy of the id per socket.

@@ -1,9 +1,11 @@
 #include "realtime/message.hpp"
 
 #include <array>
+#include <stdexcept>
 #include <utility>
 
 #include "protocol/envelope.hpp"
+#include "protocol/outgoing.hpp"
 
 namespace realtime {
 namespace {
@@ -66,12 +68,27 @@ std::optional<PresenceStatus> parse_presence_status(std::string_view text) noexc
   return std::nullopt;
 }
 
+std::string json_string(std::string_view text) {
+  std::string out;
+  protocol::append_json_string(out, text);
+  return out;
+}
+
 Message system_message(std::string_view event, std::string_view fields_json) {
   std::string data = "{\"event\":";
   protocol::append_json_string(data, event);
   if (!fields_json.empty()) {
     data.push_back(',');
     data.append(fields_json);
+    // The fields are the caller's text, pasted: checked, so that a value left unescaped cannot
+    // reach clients as a broken envelope. (Whole, the object parses only when they are members.)
+    data.push_back('}');
+    if (!protocol::is_json_value(data)) {
+      throw std::invalid_argument(
+          "system_message: fields_json is not a list of JSON object members (build strings with "
+          "realtime::json_string)");
+    }
+    return make(MessageType::system, {}, std::move(data));
   }
   data.push_back('}');
   return make(MessageType::system, {}, std::move(data));

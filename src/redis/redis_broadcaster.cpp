@@ -692,12 +692,17 @@ RedisBroadcaster::RedisBroadcaster(Hub& hub, const RedisBroadcasterOptions& opti
 RedisBroadcaster::~RedisBroadcaster() = default;
 void RedisBroadcaster::start() { core_->start(); }
 void RedisBroadcaster::stop() { core_->stop(); }
-std::string RedisBroadcaster::publish(Message msg) { return core_->publish(std::move(msg)); }
+std::string RedisBroadcaster::publish(Message msg) {
+  detail::check_unless_checked(msg, "RedisBroadcaster::publish");
+  return core_->publish(std::move(msg));
+}
 std::string RedisBroadcaster::publish_to_user(const std::string& user_id, Message msg) {
+  detail::check_unless_checked(msg, "RedisBroadcaster::publish_to_user");
   return core_->publish_to_user(user_id, std::move(msg));
 }
 bool RedisBroadcaster::ready(std::string* reason) const { return core_->ready(reason); }
 void RedisBroadcaster::publish_then(Message msg, std::function<void(const std::string&)> done) {
+  detail::check_unless_checked(msg, "RedisBroadcaster::publish_then");
   core_->publish_then(std::move(msg), std::move(done));
 }
 bool RedisBroadcaster::shared_history() const { return core_->shared_history(); }

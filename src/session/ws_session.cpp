@@ -4,6 +4,7 @@
 #include <array>
 #include <exception>
 #include <limits>
+#include <stdexcept>
 #include <utility>
 
 #include <boost/asio/bind_allocator.hpp>
@@ -15,6 +16,7 @@
 #include "hub/hub_core.hpp"
 #include "hub/shard.hpp"
 #include "protocol/envelope.hpp"
+#include "protocol/outgoing.hpp"
 #include "protocol/request.hpp"
 #include "realtime/error.hpp"
 
@@ -160,19 +162,33 @@ void WsSession::start() {
 std::vector<std::string> WsSession::rooms() const { return rooms_; }
 
 bool WsSession::send(Message msg) {
-  if (shard_.in_this_thread()) {
-    if (state_ != State::open) return false;
-    if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
-    send_direct(std::move(msg));
+  // Checked here, on the caller's thread, so that the caller is told (and nothing is queued).
+  protocol::check_outgoing(msg, "Connection::send");
+  // (Also from other threads: once the socket closes, or while its on_disconnect runs, nothing
+  // more is taken.)
+  if (!sendable_.load(std::memory_order_acquire)) return false;
+  if (!shard_.in_this_thread()) {
+    asio::post(shard_.context(), [weak = weak_from_this(), msg = std::move(msg)]() mutable {
+      if (auto self = weak.lock()) self->send_now(std::move(msg));
+    });
     return true;
   }
-  asio::post(shard_.context(), [weak = weak_from_this(), msg = std::move(msg)]() mutable {
-    if (auto self = weak.lock()) self->send(std::move(msg));
-  });
+  return send_now(std::move(msg));
+}
+
+bool WsSession::send_now(Message msg) {
+  if (state_ != State::open || !sendable_.load(std::memory_order_relaxed)) return false;
+  if (msg.timestamp == Clock::time_point{}) msg.timestamp = Clock::now();
+  send_direct(std::move(msg));
   return true;
 }
 
 void WsSession::close(std::uint16_t code, std::string_view reason) {
+  // A reserved code (0, 1004-1006, 1015, ...) may not be sent on the wire (RFC 6455, 7.4).
+  if (!protocol::is_valid_close_code(code)) {
+    throw std::invalid_argument("Connection::close: " + std::to_string(code) +
+                                " is not a close code that may be sent");
+  }
   if (shard_.in_this_thread()) {
     start_close(code, reason, false);
     return;
@@ -495,7 +511,12 @@ void WsSession::handle_chat(std::string room, std::string data) {
   msg.timestamp = Clock::now();
   const auto& hook = handler_->config().on_message;
   bool keep = true;
-  if (hook && !hook_ran(handler_->log(), "on_message", id_, [&] { keep = hook(*this, msg); })) {
+  // A rewrite is checked as the application's own messages are (its data, room and type reach
+  // every member verbatim); one that breaks the rules counts as the hook throwing.
+  if (hook && !hook_ran(handler_->log(), "on_message", id_, [&] {
+        keep = hook(*this, msg);
+        if (keep) protocol::check_outgoing(msg, "on_message rewrite");
+      })) {
     handler_->metrics().drop(DropReason::suppressed);
     start_close(close_code::internal_error, "internal error", true);
     return;
@@ -507,6 +528,7 @@ void WsSession::handle_chat(std::string room, std::string data) {
   // The id is not needed here (the member gets the message like everyone). kNotPublished: refused
   // (Redis not keeping up, or the pod stopping), which the sender is told.
   std::string to = msg.room;
+  const CheckedMessage checked;  // decoded and checked above: not parsed again on its way
   handler_->broadcaster().publish_then(
       std::move(msg), [weak = weak_from_this(), context = &shard_.context(),
                        room = std::move(to)](const std::string& id) {
@@ -586,6 +608,7 @@ void WsSession::on_protocol_error(std::uint16_t code, std::string_view why) {
 void WsSession::start_close(std::uint16_t code, std::string_view reason, bool close_after) {
   if (state_ != State::open) return;
   state_ = State::closing;
+  sendable_.store(false, std::memory_order_release);
   if (overflowed_) {
     // A slow consumer: what it owes is dropped. Keep the frame being written (a half-written frame
     // cannot be taken back) so that the close frame still parses, and the 101 if it has not gone
@@ -668,6 +691,7 @@ void WsSession::tick(SteadyClock::time_point now) {
 void WsSession::detach() {
   if (detached_) return;
   detached_ = true;
+  sendable_.store(false, std::memory_order_release);
   auto& core = handler_->core();
   std::vector<std::string> rooms;
   rooms.swap(rooms_);

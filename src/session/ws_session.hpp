@@ -8,6 +8,7 @@
 // never slows the others.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -127,6 +128,8 @@ class WsSession final : public Connection,
   // with_position), counting from `position` ("<epoch>-<seq>").
   void name_presence_positions(std::vector<FramePtr>::iterator from, const std::string& room,
                                const std::string& position);
+  // Connection::send() on the shard's thread: false when the socket is no longer open.
+  bool send_now(Message msg);
   // Sends a message to this socket alone (welcome, errors, pong, ...); returns its frame. One
   // without an id gets one naming the position of the socket's first room (direct_position()).
   FramePtr send_direct(Message msg);
@@ -238,6 +241,8 @@ class WsSession final : public Connection,
   std::uint32_t recovery_serial_ = 0;
 
   State state_ = State::open;
+  // Open and not detached: what Connection::send() reads from any thread (state_ is the shard's).
+  std::atomic<bool> sendable_{true};
   bool detached_ = false;
   bool overflowed_ = false;  // send queue overflowed: closing with 1013
   bool read_armed_ = false;  // a wait for readability is pending

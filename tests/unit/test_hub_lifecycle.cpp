@@ -327,6 +327,21 @@ TEST(HubLifecycle, AHandlerRefusesWhatItCannotHonour) {
     config.rate_burst = burst;
     EXPECT_THROW(Handler(hub, config), std::invalid_argument) << limit << " " << burst;
   }
+  // Limits that would break every socket: a queue no welcome fits in, a message limit every frame
+  // passes, a keepalive that pings in a loop.
+  {
+    HandlerConfig config = fast_config();
+    config.send_queue_bytes = 0;
+    EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    config = fast_config();
+    config.max_message_bytes = 0;
+    EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    config = fast_config();
+    config.ping_interval = -5s;
+    EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    config.ping_interval = 0s;
+    EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+  }
   Handler handler(hub, fast_config());
   hub.stop();
   hub.wait();

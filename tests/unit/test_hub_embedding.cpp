@@ -1,0 +1,304 @@
+// The embedding API held to its word: what the application hands the library to send is checked
+// (data, room, type) before any client sees it, a socket is answered later by its id, close codes
+// that may not be sent are refused, send() says false once a socket is gone, and the hub's
+// observers can be cleared while the hub runs. Clients are the blocking loopback sockets of
+// hub_test_support.hpp.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hub/hub_core.hpp"
+#include "realtime/error.hpp"
+#include "support/hub_test_support.hpp"
+
+namespace realtime {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace realtime::testing;
+
+bool not_presence(const Message& msg) { return msg.type != MessageType::presence; }
+
+Message with_data(std::string data) {
+  Message msg = chat_message("general", "x");
+  msg.data = std::move(data);
+  return msg;
+}
+
+// The seed's way of sending from HTTP handlers, data by concatenation: text with a quote in it
+// made an envelope no client could parse. Now the call throws and nothing is delivered.
+TEST(HubEmbedding, BroadcastAndSendToUserRefuseWhatWouldBreakTheEnvelope) {
+  Pod pod;
+  std::string user;
+  auto client = connect_welcomed(pod.port, "/ws/general", &user);
+  ASSERT_TRUE(client);
+  EXPECT_THROW(pod.hub.broadcast(with_data(R"({"text":"he said "hi""})")), std::invalid_argument);
+  EXPECT_THROW(pod.hub.broadcast(with_data("not json")), std::invalid_argument);
+  Message bad_room = chat_message("general", "x");
+  bad_room.room = "bad room\"name";
+  EXPECT_THROW(pod.hub.broadcast(bad_room), std::invalid_argument);
+  Message command = chat_message("general", "x");
+  command.type = MessageType::join;
+  EXPECT_THROW(pod.hub.broadcast(command), std::invalid_argument);
+  EXPECT_THROW(pod.hub.send_to_user(user, with_data("{")), std::invalid_argument);
+  LocalBroadcaster local(pod.hub);
+  EXPECT_THROW(local.publish(with_data("{")), std::invalid_argument);
+  EXPECT_THROW(local.publish_to_user(user, with_data("{")), std::invalid_argument);
+
+  // What may be sent still is: data of any JSON kind, built safely from any text.
+  const std::string id =
+      pod.hub.broadcast(with_data("{\"text\":" + json_string("he said \"hi\"") + "}"));
+  auto got = client->next_matching(not_presence);
+  ASSERT_TRUE(got);  // (next() fails the test on a message that does not decode)
+  EXPECT_EQ(got->id, id) << "something was delivered before: " << got->data;
+  EXPECT_EQ(got->data, R"({"text":"he said \"hi\""})");
+  pod.hub.send_to_user(user, with_data("[1,2]"));
+  got = client->next();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->data, "[1,2]");
+}
+
+TEST(HubEmbedding, ConnectionSendRefusesBadMessagesAndClientCommands) {
+  std::atomic<int> refused{0};
+  std::atomic<bool> sent{false};
+  HandlerConfig config = fast_config();
+  config.on_connect = [&](Connection& conn) {
+    Message error;
+    error.type = MessageType::error;
+    error.data = "not json";
+    Message join;
+    join.type = MessageType::join;
+    join.room = "general";
+    for (Message* msg : {&error, &join}) {
+      try {
+        conn.send(*msg);
+      } catch (const std::invalid_argument&) {
+        refused.fetch_add(1);
+      }
+    }
+    sent = conn.send(system_message("hello", "\"name\":" + json_string("O\"Brien")));
+  };
+  Pod pod(config);
+  auto client = connect_welcomed(pod.port, "/ws/general");
+  ASSERT_TRUE(client);
+  auto got = client->next_matching(not_presence);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->type, MessageType::system);
+  EXPECT_EQ(got->data, R"({"event":"hello","name":"O\"Brien"})");
+  EXPECT_EQ(refused.load(), 2);
+  EXPECT_TRUE(sent.load());
+}
+
+// on_message may rewrite a chat, but a rewrite that breaks the envelope (or turns it into a client
+// command) is the hook's bug: handled as a throw (the sender closed with 1011), never delivered.
+TEST(HubEmbedding, OnMessageRewriteThatBreaksTheRulesIsNotDelivered) {
+  std::atomic<int> calls{0};
+  HandlerConfig config = fast_config();
+  config.on_message = [&](Connection&, Message& msg) {
+    switch (calls.fetch_add(1)) {
+      case 0:
+        msg.data = R"({"text": unquoted})";
+        break;
+      case 1:
+        msg.type = MessageType::join;
+        break;
+      case 2:
+        msg.room = "other room with spaces";
+        break;
+      default:
+        msg.data = R"({"text":"rewritten"})";
+    }
+    return true;
+  };
+  Pod pod(config);
+  auto member = connect_welcomed(pod.port, "/ws/general");
+  ASSERT_TRUE(member);
+  for (int i = 0; i < 3; ++i) {
+    auto sender = connect_welcomed(pod.port, "/ws/general");
+    ASSERT_TRUE(sender);
+    sender->send_text(R"({"type":"chat","room":"general","data":{"text":"hi"}})");
+    const auto code = sender->wait_close();
+    ASSERT_TRUE(code) << "rewrite " << i;
+    EXPECT_EQ(*code, close_code::internal_error) << "rewrite " << i;
+  }
+  auto sender = connect_welcomed(pod.port, "/ws/general");
+  ASSERT_TRUE(sender);
+  sender->send_text(R"({"type":"chat","room":"general","data":{"text":"hi"}})");
+  // The member gets presence for the senders, then the one good rewrite: nothing broken before it.
+  auto got = member->next_matching(not_presence);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->type, MessageType::chat);
+  EXPECT_EQ(got->data, R"({"text":"rewritten"})");
+}
+
+// An asynchronous answer (a database check, say) keeps the socket's id, not its Connection&, and
+// answers through the hub from its own thread: delivered while the socket is open, refused (false)
+// once it is gone, and never a use of a freed session.
+TEST(HubEmbedding, SendToConnectionFromAnotherThreadAfterTheSocketClosed) {
+  std::promise<std::string> message_from;
+  std::promise<void> disconnected;
+  HandlerConfig config = fast_config();
+  config.on_message = [&](Connection& conn, Message&) {
+    message_from.set_value(conn.id());
+    return false;
+  };
+  config.on_disconnect = [&](Connection&) { disconnected.set_value(); };
+  Pod pod(config);
+  auto client = connect_welcomed(pod.port, "/ws/general");
+  ASSERT_TRUE(client);
+  client->send_text(R"({"type":"chat","room":"general","data":{"text":"check me"}})");
+  auto id_future = message_from.get_future();
+  ASSERT_EQ(id_future.wait_for(kTimeout), std::future_status::ready);
+  const std::string id = id_future.get();
+
+  auto answered = std::async(std::launch::async, [&] {
+    return pod.hub.send_to_connection(id,
+                                      error_message("invalid_message", "refused after a check"));
+  });
+  EXPECT_TRUE(answered.get());
+  auto got = client->next_matching(not_presence);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->type, MessageType::error);
+  EXPECT_NE(got->data.find("refused after a check"), std::string::npos);
+
+  client->abort();
+  ASSERT_EQ(disconnected.get_future().wait_for(kTimeout), std::future_status::ready);
+  auto late = std::async(std::launch::async, [&] {
+    return pod.hub.send_to_connection(id, error_message("invalid_message", "too late"));
+  });
+  EXPECT_FALSE(late.get());
+  EXPECT_FALSE(pod.hub.send_to_connection("no-such-connection", chat_message("general", "x")));
+  EXPECT_THROW(pod.hub.send_to_connection(id, with_data("{")), std::invalid_argument);
+}
+
+// send() says false once the socket is gone: in on_disconnect on the socket's own thread (the
+// client went away), and in the one that runs on the thread in Hub::wait() (the Hub stopped with
+// the socket open), where it handed the message to a loop that would never run it.
+TEST(HubEmbedding, SendInOnDisconnectReturnsFalse) {
+  std::mutex mutex;
+  std::vector<std::pair<bool, std::thread::id>> sends;  // guarded by mutex
+  HandlerConfig config = fast_config();
+  config.on_disconnect = [&](Connection& conn) {
+    const bool sent = conn.send(system_message("bye"));
+    const std::lock_guard lock(mutex);
+    sends.emplace_back(sent, std::this_thread::get_id());
+  };
+  Hub hub(HubOptions{2, 10, "send-false"});
+  hub.start();
+  auto handler = std::make_unique<Handler>(hub, config);
+  ASSERT_FALSE(handler->listen("127.0.0.1", 0));
+  auto leaving = connect_welcomed(handler->port(), "/ws/general");
+  auto staying = connect_welcomed(handler->port(), "/ws/general");
+  ASSERT_TRUE(leaving && staying);
+  leaving->abort();
+  ASSERT_TRUE(eventually([&] {
+    const std::lock_guard lock(mutex);
+    return sends.size() == 1;
+  }));
+  hub.stop();
+  hub.wait();
+  const std::lock_guard lock(mutex);
+  ASSERT_EQ(sends.size(), 2U);
+  EXPECT_FALSE(sends[0].first) << "on the socket's own thread";
+  EXPECT_NE(sends[0].second, std::this_thread::get_id());
+  EXPECT_FALSE(sends[1].first) << "on the thread in Hub::wait()";
+  EXPECT_EQ(sends[1].second, std::this_thread::get_id());
+}
+
+// RFC 6455 forbids sending 0, 1004-1006, 1015 and codes past 4999: refused, the socket stays open
+// and can still be closed with a code that may be sent.
+TEST(HubEmbedding, CloseRefusesCodesThatMayNotBeSent) {
+  std::atomic<int> refused{0};
+  HandlerConfig config = fast_config();
+  config.on_connect = [&](Connection& conn) {
+    for (std::uint16_t code : {0, 999, 1004, 1005, 1006, 1015, 2000, 5000}) {
+      try {
+        conn.close(code, "app closes");
+      } catch (const std::invalid_argument&) {
+        refused.fetch_add(1);
+      }
+    }
+    conn.close(4000, "app closes");
+  };
+  Pod pod(config);
+  auto client = connect_welcomed(pod.port, "/ws/general");
+  ASSERT_TRUE(client);
+  const auto code = client->wait_close();
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 4000);
+  EXPECT_EQ(refused.load(), 8);
+}
+
+// A broadcaster's destructor clears the hub's observers while the I/O threads may be calling
+// them: clearing waits for a call under way, so none runs into a destroyed broadcaster.
+TEST(HubEmbedding, ClearingAnObserverWaitsForTheCallUnderWay) {
+  Pod pod;
+  std::promise<void> entered;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<bool> returned{false};
+  std::atomic<bool> once{false};
+  pod.hub.core().set_room_observer([&, released](const std::string&, bool) {
+    if (once.exchange(true)) return;
+    entered.set_value();
+    released.wait();
+    returned = true;
+  });
+  // (Its 101 waits for the join, which waits for the observer.)
+  auto client =
+      std::async(std::launch::async, [&] { return WsClient::connect(pod.port, "/ws/observed"); });
+  const bool called = entered.get_future().wait_for(kTimeout) == std::future_status::ready;
+  auto clearing = std::async(std::launch::async, [&] {
+    pod.hub.core().set_room_observer({});
+    return returned.load();
+  });
+  EXPECT_TRUE(called);
+  EXPECT_EQ(clearing.wait_for(100ms), std::future_status::timeout) << "did not wait for the call";
+  release.set_value();
+  ASSERT_EQ(clearing.wait_for(kTimeout), std::future_status::ready);
+  EXPECT_TRUE(clearing.get()) << "cleared while the observer still ran";
+  EXPECT_TRUE(client.get());
+}
+
+// Observers set and cleared over and over while sockets join and leave on every thread (a
+// broadcaster made and destroyed while the hub runs): no data race (run under TSan), no call after
+// the clear.
+TEST(HubEmbedding, ObserversSetAndClearedWhileSocketsComeAndGo) {
+  Pod pod;
+  std::atomic<bool> done{false};
+  std::atomic<int> calls{0};
+  auto churn = std::async(std::launch::async, [&] {
+    for (int i = 0; !done; ++i) {
+      auto client = WsClient::connect(pod.port, "/ws/room" + std::to_string(i % 8));
+      if (client) client->next(1s);
+    }
+  });
+  for (int i = 0; i < 100; ++i) {
+    auto counter = std::make_shared<std::atomic<int>>(0);
+    pod.hub.core().set_room_observer([counter](const std::string&, bool) { ++*counter; });
+    pod.hub.core().set_members_observer([counter](const std::string&) { ++*counter; });
+    pod.hub.core().set_user_observer([counter](const std::string&, bool) { ++*counter; });
+    std::this_thread::sleep_for(1ms);
+    pod.hub.core().set_room_observer({});
+    pod.hub.core().set_members_observer({});
+    pod.hub.core().set_user_observer({});
+    const int seen = counter->load();
+    std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(counter->load(), seen) << "an observer ran after it was cleared";
+    calls += seen;
+  }
+  done = true;
+  churn.get();
+  EXPECT_GT(calls.load(), 0);
+}
+
+}  // namespace
+}  // namespace realtime
