@@ -3,10 +3,11 @@
 // /api/*, /metrics and the chat page.
 //
 // Owned by the application; it needs a started Hub that outlives it. Thread safety: listen() and
-// shutdown() may be called from any thread (not from an I/O thread); the hooks run on the I/O
-// thread of the connection concerned (but see on_disconnect), never under a lock, and must not
-// block. A hook that throws is a bug in the application: the exception is logged and that socket
-// is closed with 1011 (on_disconnect: only logged); the process goes on.
+// shutdown() may be called from any thread (shutdown() on an I/O thread, in a hook, starts the
+// closing and returns without waiting for it); the hooks run on the I/O thread of the connection
+// concerned (but see on_disconnect), never under a lock, and must not block. A hook that throws is
+// a bug in the application: the exception is logged and that socket is closed with 1011
+// (on_disconnect: only logged); the process goes on.
 #pragma once
 
 #include <chrono>
@@ -94,7 +95,8 @@ class Handler {
   // The bound port (after listen()).
   std::uint16_t port() const noexcept;
   // Stops accepting, closes every WebSocket of this Handler with 1001 (those of another Handler on
-  // the same Hub stay), and returns when all are closed or after `deadline`.
+  // the same Hub stay), and returns when all are closed, after `deadline`, or when the Hub stops;
+  // at once when the Hub is not running (not started, or stopped) or on one of its I/O threads.
   void shutdown(std::chrono::milliseconds deadline = std::chrono::seconds(5));
 
   const HandlerConfig& config() const noexcept;

@@ -6,7 +6,8 @@
 // batching what every socket owes into one write per loop turn. See docs/ARCHITECTURE.md.
 //
 // Thread safety: every public member may be called from any thread; wait() called on one of the
-// Hub's own I/O threads (from a hook) returns without waiting for that thread. The Hub must outlive
+// Hub's own I/O threads (from a hook) returns without waiting for that thread, and throws
+// std::logic_error there before stop() (it would wait for good). The Hub must outlive
 // the Handler and Broadcasters that use it, and must not be destroyed on one of its own I/O
 // threads.
 #pragma once

@@ -151,10 +151,10 @@ std::uint16_t HandlerCore::port() const noexcept {
 
 void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   accepting_ = false;
-  if (hub_.core().stopped()) {
-    // No loop runs any more: nothing to close gracefully, nothing that could answer the waits
-    // below. Only let go of the listener, so that it does not live on in a session that outlives
-    // the hub's loops (its acceptor belongs to one of them).
+  if (!hub_.core().running()) {
+    // No loop runs (any more, or yet): nothing to close gracefully, nothing that could answer the
+    // waits below. Only let go of the listener, so that it does not live on in a session that
+    // outlives the hub's loops (its acceptor belongs to one of them).
     shut_down_ = true;
     std::lock_guard lock(listener_mutex_);
     listener_.reset();
@@ -174,6 +174,9 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
       shard.close_all(*this, close_code::going_away, "server shutting down");
     });
   }
+  // On an I/O thread (a hook), waiting would hold up the very loop that closes its sockets: the
+  // closing is under way, and goes on after this returns.
+  if (core.on_io_thread()) return;
   const auto until = std::chrono::steady_clock::now() + deadline;
   while (std::chrono::steady_clock::now() < until) {
     std::size_t open = 0;
@@ -183,7 +186,10 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
       auto future = count->get_future();
       asio::post(shard.context(),
                  [&shard, count, this] { count->set_value(shard.session_count(*this)); });
-      if (future.wait_until(until) != std::future_status::ready) return;
+      // (A loop stopped meanwhile, Hub::stop() on another thread, will never answer.)
+      while (future.wait_for(kShutdownPoll) != std::future_status::ready) {
+        if (!core.running() || std::chrono::steady_clock::now() >= until) return;
+      }
       open += future.get();
     }
     if (open == 0) return;

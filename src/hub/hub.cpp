@@ -4,6 +4,7 @@
 #include <optional>
 #include <random>
 #include <shared_mutex>
+#include <stdexcept>
 #include <utility>
 
 #include <boost/asio/post.hpp>
@@ -302,7 +303,17 @@ void HubCore::stop() {
   }
 }
 
+bool HubCore::on_io_thread() const noexcept {
+  return std::any_of(shards_.begin(), shards_.end(),
+                     [](const std::unique_ptr<Shard>& shard) { return shard->in_this_thread(); });
+}
+
 void HubCore::wait() {
+  // The other threads end only at stop(), and this one not before it returns: it would block its
+  // own loop (its sockets) for good.
+  if (!stopped() && on_io_thread()) {
+    throw std::logic_error("Hub::wait() on one of the Hub's I/O threads before Hub::stop()");
+  }
   std::unique_lock lock(lifecycle_mutex_);
   if (joining_) {
     // run() on another thread (or another wait()) is joining them: wait until it has.

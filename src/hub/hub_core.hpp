@@ -43,6 +43,8 @@ class HubCore {
   bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
   // Started and not stopped: the shards' threads run what is posted to their contexts.
   bool running() const noexcept { return started_.load(std::memory_order_acquire) && !stopped(); }
+  // Whether the calling thread is one of this hub's I/O threads (in a hook, say).
+  bool on_io_thread() const noexcept;
 
   unsigned shard_count() const noexcept { return static_cast<unsigned>(shards_.size()); }
   Shard& shard(unsigned index) noexcept { return *shards_[index]; }

@@ -300,5 +300,66 @@ TEST(HubEmbedding, ObserversSetAndClearedWhileSocketsComeAndGo) {
   EXPECT_GT(calls.load(), 0);
 }
 
+// Handler::shutdown() in a hook starts the closing and returns: waiting there held up the very
+// loop that closes the sockets, for the whole deadline.
+TEST(HubEmbedding, ShutdownInAHookReturnsAndClosesTheSockets) {
+  Handler* self = nullptr;
+  std::promise<void> returned;
+  std::atomic<bool> once{false};
+  HandlerConfig config = fast_config();
+  config.on_message = [&](Connection&, Message&) {
+    if (!once.exchange(true)) {
+      self->shutdown(60s);
+      returned.set_value();
+    }
+    return false;
+  };
+  Pod pod(config, 1);
+  self = pod.handler.get();
+  auto client = connect_welcomed(pod.port, "/ws/general");
+  ASSERT_TRUE(client);
+  client->send_text(R"({"type":"chat","room":"general","data":{"text":"stop"}})");
+  ASSERT_EQ(returned.get_future().wait_for(kTimeout), std::future_status::ready);
+  EXPECT_EQ(client->wait_close(), close_code::going_away);
+}
+
+// Before Hub::start() no loop runs to close anything or to answer: shutdown() has nothing to wait
+// for (it used to wait out its whole deadline).
+TEST(HubEmbedding, ShutdownBeforeTheHubStartsReturns) {
+  Hub hub(HubOptions{1, 10, "not-started"});
+  Handler handler(hub, fast_config());
+  auto shut = std::async(std::launch::async, [&] { handler.shutdown(60s); });
+  EXPECT_EQ(shut.wait_for(kTimeout), std::future_status::ready);
+}
+
+// Hub::wait() in a hook before stop() would block its thread for good (the other threads end only
+// at stop()): it throws instead, which closes that socket as any throwing hook does.
+TEST(HubEmbedding, WaitInAHookBeforeStopThrows) {
+  Hub* hub = nullptr;
+  std::promise<std::string> what;
+  std::atomic<bool> once{false};
+  HandlerConfig config = fast_config();
+  config.on_message = [&](Connection&, Message&) {
+    if (once.exchange(true)) return false;
+    try {
+      hub->wait();
+      what.set_value("returned");
+    } catch (const std::logic_error& e) {
+      what.set_value(e.what());
+      throw;
+    }
+    return false;
+  };
+  Pod pod(config, 2);
+  hub = &pod.hub;
+  auto client = connect_welcomed(pod.port, "/ws/general");
+  ASSERT_TRUE(client);
+  client->send_text(R"({"type":"chat","room":"general","data":{"text":"wait"}})");
+  auto answer = what.get_future();
+  ASSERT_EQ(answer.wait_for(kTimeout), std::future_status::ready);
+  EXPECT_NE(answer.get().find("before Hub::stop()"), std::string::npos);
+  EXPECT_EQ(client->wait_close(), close_code::internal_error);
+}
+
 }  // namespace
 }  // namespace realtime
