@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +29,10 @@ namespace detail {
 class HubCore;
 }
 
+enum class LogLevel : std::uint8_t { debug, info, warning, error };
+// Where the library's log lines go: the level and the line, without time stamp or prefix.
+using LogSink = std::function<void(LogLevel level, std::string_view line)>;
+
 struct HubOptions {
   unsigned threads = 0;            // I/O threads; 0 = default_thread_count()
   std::size_t history_size = 100;  // messages kept per room for last_id recovery
@@ -37,6 +42,12 @@ struct HubOptions {
   // least recently used are dropped (rooms without members first), so a recovery from them is
   // answered "not recovered". Counted as Metrics::room_retained_bytes.
   std::size_t history_bytes = std::size_t{256} << 20;
+  // The seed's logger: the lines of this Hub's Handlers and RedisBroadcaster go to `log`, those
+  // below `log_level` not made at all. Called on the thread that logs (an I/O thread, the Redis
+  // thread, the application's), one call at a time; it must not block for long nor call into the
+  // library. Empty: spdlog's default logger, as the server uses it (standard output).
+  LogSink log = nullptr;
+  LogLevel log_level = LogLevel::info;
 };
 
 // The default pod id: host name + "-" + process id + "-" + 4 random characters.

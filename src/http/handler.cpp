@@ -24,7 +24,8 @@ namespace asio = boost::asio;
 // How often shutdown() checks whether every socket has closed.
 constexpr std::chrono::milliseconds kShutdownPoll{20};
 
-std::shared_ptr<spdlog::logger> handler_logger() {
+std::shared_ptr<spdlog::logger> handler_logger(const HubCore& hub) {
+  if (hub.logger()) return hub.logger();  // HubOptions::log
   if (auto logger = spdlog::default_logger()) return logger;
   // No default logger (the application dropped it): one of our own, made once.
   static std::mutex made;
@@ -47,10 +48,10 @@ JwtVerifier make_verifier(const JwtConfig& config) {
 HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
     : hub_(hub),
       config_(std::move(config)),
-      broadcaster_(config_.broadcaster ? guarded(config_.broadcaster, handler_logger())
+      broadcaster_(config_.broadcaster ? guarded(config_.broadcaster, handler_logger(hub.core()))
                                        : std::make_shared<LocalBroadcaster>(hub)),
       jwt_(make_verifier(config_.jwt)),
-      logger_(handler_logger()) {
+      logger_(handler_logger(hub.core())) {
   if (config_.auth_required && !jwt_.enabled()) {
     throw std::invalid_argument("auth required but no JWT key configured");
   }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "hub/hub_core.hpp"
+#include "hub/log_sink.hpp"
 #include "protocol/envelope.hpp"
 #include "protocol/outgoing.hpp"
 #include "protocol/ws_frame.hpp"
@@ -255,6 +256,7 @@ HubCore::HubCore(HubOptions options)
           options_.threads, [this] { return new_epoch(); }, metrics_.room_retained_bytes),
       random_state_(std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32)) {
   id_prefix_ = new_epoch();
+  if (options_.log) logger_ = make_sink_logger(options_.log, options_.log_level, pod_id_);
   for (unsigned i = 0; i < options_.threads; ++i)
     shards_.push_back(std::make_unique<Shard>(*this, i));
 }

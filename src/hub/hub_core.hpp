@@ -19,6 +19,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <spdlog/logger.h>
 
 #include "hub/room_registry.hpp"
 #include "hub/shard.hpp"
@@ -56,6 +57,8 @@ class HubCore {
   Metrics& metrics() noexcept { return metrics_; }
   const std::string& pod_id() const noexcept { return pod_id_; }
   const HubOptions& options() const noexcept { return options_; }
+  // The logger of HubOptions::log, or null without one (then the components use spdlog's default).
+  const std::shared_ptr<spdlog::logger>& logger() const noexcept { return logger_; }
   // A new connection id: unique in the cluster (a random per-process prefix), URL-safe.
   std::string next_connection_id();
   // An id for a message to one socket (welcome, error, pong, ...): unique. With the room position
@@ -246,6 +249,7 @@ class HubCore {
   std::string pod_id_;
   std::string id_prefix_;  // random, per process: keeps connection ids and global ids unique
   Metrics metrics_;
+  std::shared_ptr<spdlog::logger> logger_;  // HubOptions::log's, else null
   std::vector<std::unique_ptr<Shard>> shards_;
   RoomRegistry registry_;
   void notify_members(const std::string& room) const;

@@ -54,7 +54,7 @@ std::error_code eval_by_sha(RedisPublisher& connection, std::string_view script,
 
 RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptions& options)
     : core_(hub.core()),
-      log_(spdlog::default_logger()),
+      log_(core_.logger() ? core_.logger() : spdlog::default_logger()),
       max_unsent_bytes_(options.max_unsent_bytes) {
   auto parsed = parse_redis_url(options.url);
   if (!parsed) throw std::invalid_argument("--redis: " + parsed.error);

@@ -3,6 +3,7 @@
 // that may not be sent are refused, send() says false once a socket is gone, and the hub's
 // observers can be cleared while the hub runs. Clients are the blocking loopback sockets of
 // hub_test_support.hpp.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -10,7 +11,9 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -359,6 +362,41 @@ TEST(HubEmbedding, WaitInAHookBeforeStopThrows) {
   ASSERT_EQ(answer.wait_for(kTimeout), std::future_status::ready);
   EXPECT_NE(answer.get().find("before Hub::stop()"), std::string::npos);
   EXPECT_EQ(client->wait_close(), close_code::internal_error);
+}
+
+// The seed's logger: HubOptions::log takes the lines of the Hub's Handlers (here a hook that
+// threw, at error), filtered by log_level, in place of spdlog's default logger.
+TEST(HubEmbedding, LogLinesGoToTheHubsSink) {
+  std::mutex mutex;
+  std::vector<std::pair<LogLevel, std::string>> lines;  // guarded by mutex
+  HubOptions options{1, 10, "logged"};
+  options.log = [&](LogLevel level, std::string_view line) {
+    const std::lock_guard lock(mutex);
+    lines.emplace_back(level, line);
+  };
+  options.log_level = LogLevel::info;
+  Hub hub(options);
+  hub.start();
+  {
+    HandlerConfig config = fast_config();
+    config.on_connect = [](Connection&) { throw std::runtime_error("an application bug"); };
+    Handler handler(hub, config);
+    ASSERT_FALSE(handler.listen("127.0.0.1", 0));
+    auto client = WsClient::connect(handler.port(), "/ws/general");
+    ASSERT_TRUE(client);
+    EXPECT_EQ(client->wait_close(), close_code::internal_error);
+    EXPECT_TRUE(eventually([&] {
+      const std::lock_guard lock(mutex);
+      return std::any_of(lines.begin(), lines.end(), [](const auto& line) {
+        return line.first == LogLevel::error &&
+               line.second.find("an application bug") != std::string::npos;
+      });
+    }));
+  }
+  hub.stop();
+  hub.wait();
+  const std::lock_guard lock(mutex);
+  for (const auto& [level, line] : lines) EXPECT_NE(level, LogLevel::debug) << line;
 }
 
 }  // namespace
