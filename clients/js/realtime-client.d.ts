@@ -98,6 +98,10 @@ export type RealtimeErrorCode =
   | 'rate_limited'
   | 'unsupported'
   | 'invalid_message'
+  | 'not_in_room'
+  | 'too_many_rooms'
+  | 'invalid_token'
+  | 'unavailable'
   | 'server_error'
   // raised by the client
   | 'closed'

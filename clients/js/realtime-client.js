@@ -47,6 +47,9 @@ const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring
 // system events, ".p" / ".d", are not taken either: see _track). Only the room's own messages,
 // and the positions of welcome, joined and recovered, move a resume point.
 const NOT_HISTORY_ID = /-[a-z][0-9a-z]*$|\.[a-z][0-9a-z]*$/;
+// Ids of what was sent to the user (Hub::send_to_user, the publish API's "user"): <tag>-u<n>, or
+// a position named behind ".u<tag><n>".
+const USER_ID = /[-.]u[0-9a-z]*$/;
 
 // Frames sent keep this much of the server's bucket spare, so that frames bunched up on the way
 // (a delay on the network) still find tokens there: one, plus this many seconds of its rate.
@@ -613,7 +616,7 @@ export class RealtimeClient {
     this._unresumable = [];
     this._setState('open', { url: ws.url });
     for (const room of unresumable) {
-      this._emit('recovered', { room, recovered: false, replayed: 0, reason: 'no_resume_point', envelope: null });
+      this._emit('recovered', { room, recovered: false, replayed: 0, reason: 'no_resume_point', lastId: null, envelope: null });
     }
   }
 
@@ -637,6 +640,7 @@ export class RealtimeClient {
   _sendControl(frame) {
     if (!this._ws || this._ws.readyState !== WS_OPEN) return false;
     const entry = { text: JSON.stringify(frame), room: frame.room, join: frame.type === 'join' };
+    if (frame.type === 'ping') entry.ping = frame.data.ping;
     if (this._control.length === 0 && this._trySend(entry)) return true;
     this._control.push(entry);
     this._scheduleDrain();
@@ -647,9 +651,9 @@ export class RealtimeClient {
     const ws = this._ws;
     if (!this._welcomed || !ws || ws.readyState !== WS_OPEN) return false;
     const now = Date.now();
-    const { perSecond, burst } = this._limits;
-    const usable = Math.max(1, burst - RATE_SPARE_TOKENS - perSecond * RATE_SPARE_SECONDS);
-    this._tokens = Math.min(usable, this._tokens + ((now - this._tokensAt) / 1000) * perSecond);
+    const { burst } = this._limits;
+    const usable = Math.max(1, burst - RATE_SPARE_TOKENS - this._limits.perSecond * RATE_SPARE_SECONDS);
+    this._tokens = Math.min(usable, this._tokens + ((now - this._tokensAt) / 1000) * this._paceRate());
     this._tokensAt = now;
     if (this._tokens < 1) return false;
     this._tokens -= 1;
@@ -692,10 +696,18 @@ export class RealtimeClient {
     for (const error of dropped) this._emit('error', error);
   }
 
+  // The rate frames go out at: the server's, or, when its burst leaves no spare token (a burst of
+  // 1 or 2), a fifth below it, since a frame that reaches the server a moment early finds its
+  // bucket empty and is dropped.
+  _paceRate() {
+    const { perSecond, burst } = this._limits;
+    return burst - RATE_SPARE_TOKENS - perSecond * RATE_SPARE_SECONDS >= 1 ? perSecond : perSecond * 0.8;
+  }
+
   _scheduleDrain() {
     if (this._timers.drain || !this._welcomed || !this._ws || this._ws.readyState !== WS_OPEN) return;
     if (this._control.length === 0 && this._queue.length === 0) return;
-    const wait = Math.ceil(((1 - this._tokens) / this._limits.perSecond) * 1000);
+    const wait = Math.ceil(((1 - this._tokens) / this._paceRate()) * 1000);
     this._timers.drain = setTimeout(() => this._drain(), Math.max(1, wait));
   }
 
@@ -715,11 +727,14 @@ export class RealtimeClient {
     this._emit('envelope', msg);
     const data = msg.data && typeof msg.data === 'object' ? msg.data : {};
     // A room's traffic already on the way when leave() was called is not delivered (nor taken as
-    // the room's resume point). A notification to the user may name a room it is not in: kept; so
-    // is what concerns the socket (its welcome names the room in its URL, which may have been left
-    // while the socket was opening; joined and recovered check the room themselves).
+    // the room's resume point), whoever published it (a message another program PUBLISHed to the
+    // room's Redis channel has a pod's own id, not a history id). What was sent to the user may
+    // name a room it is not in: kept (a notification, or any type with a user id); so are errors,
+    // pongs and what concerns the socket (its welcome names the room in its URL, which may have
+    // been left while the socket was opening; joined and recovered check the room themselves).
     const socketEvent = msg.type === 'system' && SOCKET_EVENTS.has(data.event);
-    if (msg.room && !socketEvent && !this._rooms.includes(msg.room) && (msg.type === 'presence' || !NOT_HISTORY_ID.test(String(msg.id)))) {
+    const roomTraffic = msg.type === 'chat' || msg.type === 'presence' || (msg.type === 'system' && !socketEvent);
+    if (msg.room && roomTraffic && !this._rooms.includes(msg.room) && !USER_ID.test(String(msg.id))) {
       return;
     }
 
@@ -746,15 +761,11 @@ export class RealtimeClient {
         if (data.event === 'welcome') {
           this.connectionId = data.connection_id ?? null;
           this.userId = data.user_id ?? null;
-          if (!this._welcomed) this._handleWelcome(ws, data);
           const room = data.room ?? msg.room ?? null;
-          this._emit('welcome', {
-            connectionId: this.connectionId,
-            userId: this.userId,
-            room,
-            lastId: this._position(room, data.last_id),
-            envelope: msg,
-          });
+          // The resume point first: an 'open' listener may save lastIds.
+          const lastId = this._position(room, data.last_id);
+          if (!this._welcomed) this._handleWelcome(ws, data);
+          this._emit('welcome', { connectionId: this.connectionId, userId: this.userId, room, lastId, envelope: msg });
           return;
         }
         if (data.event === 'joined') {
@@ -1058,6 +1069,10 @@ export class RealtimeClient {
       entry.timer = setTimeout(() => {
         const i = this._pings.indexOf(entry);
         if (i >= 0) this._pings.splice(i, 1);
+        // Not sent yet (waiting for the rate limit): it would spend a token for nothing, ahead of
+        // the chat waiting behind it.
+        const k = this._control.findIndex((e) => e.ping === n);
+        if (k >= 0) this._control.splice(k, 1);
         reject(new RealtimeError('ping_timeout', `no pong within ${timeoutMs} ms`));
       }, timeoutMs);
       this._pings.push(entry);

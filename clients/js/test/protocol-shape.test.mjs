@@ -338,7 +338,7 @@ test('after a reconnect, a room that gave no id to resume from is reported not r
   client.join('later'); // joined while disconnected: it missed nothing
   await ev.until(() => ev.states.at(-1) === 'open', 'open again');
   await ev.until(() => ev.recovered.length === 1, 'the client\'s report');
-  assert.deepEqual(ev.recovered[0], { room: 'quiet', recovered: false, replayed: 0, reason: 'no_resume_point', envelope: null });
+  assert.deepEqual(ev.recovered[0], { room: 'quiet', recovered: false, replayed: 0, reason: 'no_resume_point', lastId: null, envelope: null });
   const c2 = await server.conn(1);
   assert.equal(c2.url, '/ws/home?last_id=e1-1');
   // The server's own answer for home comes as before; nothing more from the client.
@@ -989,4 +989,48 @@ test('a join still waiting to go out when its socket dropped is not reported as 
   await server.frame(c2, (f) => f.type === 'join' && f.room === 'later', 'the join of later');
   assert.deepEqual(c1.frames, [], 'nothing went out on the first socket');
   assert.deepEqual(ev.recovered, []);
+});
+
+test('leave(): what is still on its way for the room is dropped, whoever published it; what was sent to the user is not', async (t) => {
+  const { client, ev, c } = await openClient(t, { rooms: ['a', 'b'] });
+  await client.leave('b');
+  // A message another program PUBLISHed to the room's channel has a pod's own id, not a history id.
+  c.ws.send(envelope('chat', 'b', { n: 'external' }, 'zz9ab7cd-d5'));
+  c.ws.send(envelope('chat', 'b', { n: 'history' }, 'ep-7'));
+  c.ws.send(envelope('system', 'b', { event: 'topic' }, 'ep-7.dzz9ab7cd3'));
+  c.ws.send(envelope('notification', 'b', { n: 'about b' }, 'ep-7.uzz9ab7cd4'));
+  c.ws.send(envelope('chat', 'b', { n: 'to the user' }, 'zz9ab7cd-u6'));
+  c.ws.send(envelope('chat', 'a', { n: 'barrier' }, 'ep2-1'));
+  await ev.until(() => ev.messages.some((m) => m.data.n === 'barrier'), 'the barrier');
+  assert.deepEqual(ev.messages.map((m) => m.data.n), ['about b', 'to the user', 'barrier']);
+});
+
+test("the welcome's position is the resume point by the time 'open' is emitted", async (t) => {
+  const server = await FakeServer.start({}, { welcomeData: { last_id: 'ep-4' } });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['a'] });
+  t.after(() => client.close());
+  const seen = [];
+  client.on('state', (s) => {
+    if (s === 'open') seen.push(client.lastIds);
+  });
+  const ev = watch(client);
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  assert.deepEqual(seen, [{ a: 'ep-4' }]);
+});
+
+test('a ping that timed out before it could be sent is not sent: the chat behind it goes first', async (t) => {
+  // One frame a second, none spare: the first ping goes at once, the next wait for tokens.
+  const server = await FakeServer.start({}, { welcomeData: { rate_limit: 1, rate_burst: 1 } });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['a'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  const c = await server.conn(0);
+  const failed = await Promise.allSettled(Array.from({ length: 4 }, () => client.ping(20)));
+  assert.deepEqual(failed.map((f) => f.reason?.code), ['ping_timeout', 'ping_timeout', 'ping_timeout', 'ping_timeout']);
+  client.send('a', { n: 'after the pings' });
+  await server.frame(c, (f) => f.type === 'chat', 'the chat');
+  assert.deepEqual(c.frames.map((f) => f.type), ['ping', 'chat'], 'only the ping sent before its timeout');
 });

@@ -793,3 +793,19 @@ test('the heartbeat keeps a healthy socket whose pong waited unread during an ev
   assert.deepEqual(ea.states, ['connecting', 'open'], 'not dropped');
   assert.equal(a.connectionId, id);
 });
+
+test('a burst of 1 leaves no spare token: the client paces under the rate, and loses nothing to it', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
+  const server = await startServer({ args: ['--rate-limit', '10', '--rate-burst', '1'] });
+  t.after(() => server.terminate());
+  const room = uniqueRoom('burst1');
+  const watcher = newClient(t, server, { rooms: [room] });
+  const ew = watch(watcher);
+  await watcher.connect();
+  const a = newClient(t, server, { rooms: [room] });
+  const ea = watch(a);
+  await a.connect();
+  for (let i = 0; i < 25; i++) a.send(room, { i });
+  await ew.until(() => ew.messages.filter((m) => typeof m.data.i === 'number').length === 25, 'the 25 messages', 15000);
+  assert.deepEqual(ew.messages.filter((m) => typeof m.data.i === 'number').map((m) => m.data.i), [...Array(25).keys()]);
+  assert.deepEqual(ea.errors.map((e) => e.code), [], 'no rate_limited error');
+});
