@@ -70,6 +70,25 @@ std::string accept_key(std::string_view key) {
 }
 
 // A valid Sec-WebSocket-Key is the base64 of 16 bytes: 22 characters and "==".
+// Whether an Authorization field names the Bearer scheme anywhere (case-insensitively, as a word:
+// "Bearer,T" and "Basic x, Bearer T" do), so that a Bearer credential this server cannot read
+// is refused rather than ignored as another scheme's.
+bool mentions_bearer(std::string_view field) {
+  constexpr std::string_view kScheme = "bearer";
+  const auto boundary = [](char c) { return c == ' ' || c == '\t' || c == ','; };
+  for (std::size_t at = 0; at + kScheme.size() <= field.size(); ++at) {
+    if (at > 0 && !boundary(field[at - 1])) continue;
+    const std::size_t end = at + kScheme.size();
+    if (end < field.size() && !boundary(field[end])) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < kScheme.size() && same; ++i) {
+      same = (field[at + i] | 0x20) == kScheme[i];
+    }
+    if (same) return true;
+  }
+  return false;
+}
+
 bool valid_client_key(std::string_view key) {
   if (key.size() != 24 || key.substr(22) != "==") return false;
   for (char c : key.substr(0, 22)) {
@@ -295,11 +314,19 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     // An empty ?token= (a client that had none to put there) is no token.
     std::optional<std::string_view> token;
     const std::string_view authorization(req[http::field::authorization]);
+    // Several Authorization fields, one of them Bearer: which credential is meant is not clear.
+    std::size_t fields = 0;
+    bool bearer_named = false;
+    const auto [first, last] = req.equal_range(http::field::authorization);
+    for (auto it = first; it != last; ++it) {
+      ++fields;
+      bearer_named = bearer_named || mentions_bearer(std::string_view(it->value()));
+    }
     if (target.token && !target.token->empty()) {
       token = *target.token;
-    } else if (auto bearer = bearer_token(authorization)) {
+    } else if (auto bearer = bearer_token(authorization); bearer && fields == 1) {
       token = bearer;
-    } else if (names_bearer_scheme(authorization)) {
+    } else if (names_bearer_scheme(authorization) || bearer_named) {
       // "Bearer" with nothing usable after it (empty, or two words): a credential all the same.
       metrics.reject(RejectReason::unauthorized);
       log_refusal("malformed Authorization: Bearer header", req);

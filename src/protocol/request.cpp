@@ -156,7 +156,15 @@ WsTarget parse_ws_target(std::string_view target) {
   }
   QueryParam token = find_query_param(parts.query, "token");
   result.token = std::move(token.value);
-  result.bad_token = token.present && !result.token;
+  // A second "token" is a credential the first does not account for (?token=&token=T would
+  // otherwise be anonymous): refused, however they differ.
+  int tokens = 0;
+  for_each_param(parts.query, [&](std::string_view raw_name, std::string_view, bool) {
+    const auto name = decode(raw_name, true);
+    if (name && *name == "token") ++tokens;
+    return true;
+  });
+  result.bad_token = (token.present && !result.token) || tokens > 1;
   // ?last_id= that is not decodable is a position this cluster never gave: the client is told
   // recovered: false, as for any unknown id (an empty one stands for it).
   QueryParam last_id = find_query_param(parts.query, "last_id");

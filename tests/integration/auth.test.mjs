@@ -56,6 +56,14 @@ test('an invalid token is refused with 401 when a key is configured', () =>
     for (const header of ['Bearer', 'bearer   ', `Bearer ${good} junk`]) {
       await expect401(s, clients, '/ws/a', { Authorization: header });
     }
+    // Nor is a credential beside another, or written so that the Bearer scheme is not first: which
+    // one is meant is not clear, and none of them may become anonymous.
+    await expect401(s, clients, `/ws/a?token=&token=${forged}`);
+    await expect401(s, clients, `/ws/a?token&token=${forged}`);
+    await expect401(s, clients, `/ws/a?token=${good}&token=${good}`);
+    for (const header of [`Bearer,${forged}`, `Basic eDp5, Bearer ${forged}`, ['Basic eDp5', `Bearer ${forged}`], [`Bearer ${good}`, `Bearer ${good}`]]) {
+      await expect401(s, clients, '/ws/a', { Authorization: header });
+    }
     // Another scheme is not this server's (a proxy's Basic credentials, say): ignored.
     const basic = await connect(s, '/ws/a', { headers: { Authorization: 'Basic dXNlcjpwYXNz' } });
     clients.push(basic);

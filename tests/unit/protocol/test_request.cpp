@@ -125,6 +125,12 @@ TEST(WsTargetParse, UndecodableTokenIsABadTokenNotNone) {
        {"/ws/lobby", "/ws?token=", "/ws?token", "/ws?token=a%2Eb", "/ws?x=%zz"}) {
     EXPECT_FALSE(parse_ws_target(fine).bad_token) << fine;
   }
+  // A second token, whatever the first: not one credential (an empty first must not make the
+  // second anonymous).
+  for (const char* twice : {"/ws?token=&token=t", "/ws?token&token=t", "/ws?token=t&token=t",
+                            "/ws?token=t&%74oken=u"}) {
+    EXPECT_TRUE(parse_ws_target(twice).bad_token) << twice;
+  }
   EXPECT_EQ(parse_ws_target("/ws?token=").token, "");  // empty: no token, decided by the session
   EXPECT_EQ(parse_ws_target("/ws?token=a%2Eb").token, "a.b");
 
