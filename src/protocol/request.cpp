@@ -1,5 +1,6 @@
 #include "protocol/request.hpp"
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <utility>
@@ -100,9 +101,14 @@ bool is_valid_room(std::string_view room) noexcept {
 
 bool is_valid_user_id(std::string_view user) noexcept {
   if (user.empty() || user.size() > kMaxUserIdLength) return false;
-  for (const char c : user) {
-    const auto u = static_cast<unsigned char>(c);
+  for (std::size_t i = 0; i < user.size(); ++i) {
+    const auto u = static_cast<unsigned char>(user[i]);
     if (u < 0x20 || u == 0x7F) return false;
+    // C1 controls, U+0080..U+009F (0xC2 0x80..0x9F in UTF-8), as a token's subject refuses them.
+    if (u == 0xC2 && i + 1 < user.size()) {
+      const auto next = static_cast<unsigned char>(user[i + 1]);
+      if (next >= 0x80 && next <= 0x9F) return false;
+    }
   }
   return true;
 }
@@ -194,13 +200,28 @@ std::string redact_target(std::string_view target) {
 }
 
 std::string loggable_target(std::string_view target) {
-  std::string out = redact_target(target);
-  if (out.size() <= kMaxLoggedTarget) return out;
-  const std::size_t left_out = out.size() - kMaxLoggedTarget;
-  out.resize(kMaxLoggedTarget);
-  out += "...[";
-  out += std::to_string(left_out);
-  out += " more bytes]";
+  const std::string redacted = redact_target(target);
+  const std::size_t kept = std::min(redacted.size(), kMaxLoggedTarget);
+  // Bytes outside printable ASCII percent-encoded: a text log line cannot be broken or forged by
+  // a control character, NEL or U+2028 in the target (nor cut in the middle of a UTF-8 sequence).
+  std::string out;
+  out.reserve(kept + 32);
+  for (std::size_t i = 0; i < kept; ++i) {
+    const auto c = static_cast<unsigned char>(redacted[i]);
+    if (c < 0x20 || c >= 0x7F) {
+      constexpr std::string_view kHex = "0123456789ABCDEF";
+      out += '%';
+      out += kHex[c >> 4U];
+      out += kHex[c & 0xFU];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (redacted.size() > kept) {
+    out += "...[";
+    out += std::to_string(redacted.size() - kept);
+    out += " more bytes]";
+  }
   return out;
 }
 

@@ -13,7 +13,7 @@ inline constexpr std::size_t kMaxRoomLength = 128;
 // 1 to 128 characters of A-Z a-z 0-9 _ - . :
 bool is_valid_room(std::string_view room) noexcept;
 // User ids (JWT sub, or connection ids) used in Redis channel names and keys: 1 to 256 bytes, no
-// control characters.
+// control characters (C0, DEL, C1).
 bool is_valid_user_id(std::string_view user) noexcept;
 
 // Percent-decoding of a query component ('+' is a space). nullopt on a malformed escape.

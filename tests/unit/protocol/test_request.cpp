@@ -32,6 +32,11 @@ TEST(UserId, AllowsPrintableUpTo256Bytes) {
   EXPECT_FALSE(is_valid_user_id("a\tb"));
   EXPECT_FALSE(is_valid_user_id("a\x7f"));
   EXPECT_FALSE(is_valid_user_id(std::string("a\0", 2)));
+  EXPECT_FALSE(is_valid_user_id("a\xC2\x85"));  // NEL, a C1 control
+  EXPECT_FALSE(
+      is_valid_user_id("\xC2\x9B"
+                       "31m"));               // CSI
+  EXPECT_TRUE(is_valid_user_id("\xC2\xA0"));  // NBSP: printable
 }
 
 TEST(PercentDecode, DecodesAndRefusesMalformedEscapes) {
@@ -178,6 +183,14 @@ TEST(LoggableTarget, RedactsThenCutsLongTargets) {
   EXPECT_EQ(logged.find("sss"), std::string::npos);
   EXPECT_EQ(logged.size(), kMaxLoggedTarget + std::string_view("...[6767 more bytes]").size());
   EXPECT_TRUE(logged.ends_with("...[6767 more bytes]")) << logged.substr(kMaxLoggedTarget);
+}
+
+TEST(LoggableTarget, EscapesWhatCouldBreakALogLine) {
+  // NEL, U+2028 and a C0 control: percent-encoded, so a text log keeps one line per entry.
+  EXPECT_EQ(loggable_target("/ws/r?x=a\xC2\x85"
+                            "b\xE2\x80\xA8"
+                            "c\x1b[31m"),
+            "/ws/r?x=a%C2%85b%E2%80%A8c%1B[31m");
 }
 
 }  // namespace
