@@ -64,8 +64,9 @@ struct HandlerConfig {
   std::size_t max_rooms_per_connection = 64;           // join past it: error too_many_rooms
   std::chrono::milliseconds handshake_timeout{10000};  // per HTTP request read and response written
   // Connections reading an HTTP request (before their upgrade, or idle between a keep-alive
-  // connection's requests), over all threads: a new one past it closes the one that has waited
-  // longest, so clients that connect and send nothing cannot take every descriptor.
+  // connection's requests) or being sent a response, over all threads: a new one past it closes
+  // the one that has waited longest, so clients that connect and send nothing, or read nothing,
+  // cannot take every descriptor.
   std::size_t max_http_waiting = 4096;
   std::chrono::milliseconds token_grace{5000};  // after exp before close 4001
   // The routes besides /ws, /ws/{room}, /healthz and /readyz, which are always served. One turned

@@ -132,8 +132,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
 
   void start() { do_read(); }
 
-  // The longest waiting of too many connections reading a request: closed (its pending read
-  // fails, and the session ends).
+  // The longest waiting of too many connections reading a request or being sent a response:
+  // closed (its pending read or write fails, and the session ends).
   void evict() override {
     stop_waiting();
     timer_.cancel();
@@ -154,12 +154,19 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
-  // Among the shard's connections reading a request, this one now the newest; one closed when
-  // there would be more than this thread's share of HandlerConfig::max_http_waiting (see
-  // Shard::HttpWaiting::victim). (Each request's read starts here; the previous one's ended in
-  // on_read(), which left the list.)
+  // Among the shard's connections reading a request or being sent a response, this one now the
+  // newest; one closed when there would be more than this thread's share of
+  // HandlerConfig::max_http_waiting (see Shard::HttpWaiting::victim). (Each request's read and
+  // each response's write start here; a request's read ends in on_read(), which leaves the list.)
   void start_waiting() {
     auto& waiting = shard_.http_waiting();
+    if (waiting_at_) {
+      // From its response to its next request: already counted, it moves to the newest place
+      // without closing another (one that it pushed out with each request would close the others
+      // one by one).
+      waiting.touch(*waiting_at_);
+      return;
+    }
     const std::size_t cap = std::max<std::size_t>(
         1, handler_->config().max_http_waiting / handler_->core().shard_count());
     while (waiting.size() >= cap) waiting.victim()->evict();
@@ -462,7 +469,12 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   }
 
   void respond(HttpResponse response, bool keep_alive, bool head) {
+    // A connection being sent its response, and then lingering before its close, holds a
+    // descriptor as one reading a request does: it counts against the same cap, as the newest (a
+    // client that pipelines requests and reads no answer would otherwise hold its descriptors for
+    // the whole write deadline, uncapped).
     stop_waiting();  // (a refusal may come before the whole request was read)
+    start_waiting();
     // The body is held until written: shared with other responses, or this one's own.
     std::shared_ptr<const std::string> body =
         response.shared_body ? std::move(response.shared_body)
@@ -486,7 +498,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     http::async_write(
         socket_, *res,
         [self = shared_from_this(), res, body, keep_alive](beast::error_code ec, std::size_t) {
-          if (ec) return self->close();
+          // (Evicted after the write completed: closed already.)
+          if (ec || !self->socket_.is_open()) return self->close();
           if (!keep_alive) return self->linger_close();
           self->do_read();
         });

@@ -381,6 +381,10 @@ void Shard::HttpWaiting::remove(Slot slot) noexcept {
   waiting_.erase(slot);
 }
 
+void Shard::HttpWaiting::touch(Slot slot) noexcept {
+  waiting_.splice(waiting_.end(), waiting_, slot);
+}
+
 Shard::HttpWaiter* Shard::HttpWaiting::victim() const {
   HttpWaiter* chosen = nullptr;
   std::size_t most = 0;

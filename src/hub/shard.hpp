@@ -132,9 +132,9 @@ class Shard {
   void stop_sweep();
 
   // A connection of this thread that is reading an HTTP request (before its upgrade, or between a
-  // keep-alive connection's requests). http_session.cpp keeps them in http_waiting() and has one
-  // evict() itself (close) when a new one would pass HandlerConfig::max_http_waiting: descriptors
-  // held by silent or slow clients are bounded.
+  // keep-alive connection's requests) or being sent a response. http_session.cpp keeps them in
+  // http_waiting() and has one evict() itself (close) when a new one would pass
+  // HandlerConfig::max_http_waiting: descriptors held by silent or slow clients are bounded.
   class HttpWaiter {
    public:
     virtual ~HttpWaiter() = default;
@@ -154,6 +154,7 @@ class Shard {
     using Slot = std::list<std::pair<HttpWaiter*, boost::asio::ip::address>>::iterator;
     Slot add(HttpWaiter* waiter, const boost::asio::ip::address& address);
     void remove(Slot slot) noexcept;
+    void touch(Slot slot) noexcept;  // now the newest
     std::size_t size() const noexcept { return waiting_.size(); }
     // The one to close for a new one: of the kLookedAt that have waited longest, the one whose
     // address has the most connections waiting (the longest waiting of them): a client address

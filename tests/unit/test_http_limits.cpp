@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,8 +30,10 @@ using namespace realtime::testing;
 class RawSocket {
  public:
   // From `source` (127.0.0.x: another client address), or any.
-  explicit RawSocket(std::uint16_t port, std::uint32_t source = INADDR_ANY)
+  explicit RawSocket(std::uint16_t port, std::uint32_t source = INADDR_ANY,
+                     bool small_receive_buffer = false)
       : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    if (small_receive_buffer) shrink_receive_buffer();
     sockaddr_in from{};
     from.sin_family = AF_INET;
     from.sin_addr.s_addr = htonl(source);
@@ -51,6 +54,18 @@ class RawSocket {
   RawSocket(const RawSocket&) = delete;
   RawSocket& operator=(const RawSocket&) = delete;
 
+  // A receive buffer this small (set before connecting) makes the server's writes stall soon.
+  void shrink_receive_buffer() {
+    const int bytes = 4096;
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  }
+  // Whether the server closed the connection (a reset, or its end of the stream), without reading
+  // what it sent.
+  bool hung_up(std::chrono::milliseconds timeout) {
+    pollfd p{fd_, POLLRDHUP, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
+    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
   bool connected() const noexcept { return connected_; }
   bool send(std::string_view bytes) {
     return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
@@ -122,6 +137,30 @@ TEST(HttpWaiting, AnAddressHoldingManyPushesOutItsOwnFirst) {
   ASSERT_TRUE(slow.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
   const auto [answer, done] = slow.read_until_closed(3s);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer;
+}
+
+// A client that pipelines requests and reads none of the answers holds its connection in the
+// response's write: such connections count against the same cap.
+TEST(HttpWaiting, ConnectionsNotReadingTheirResponsesAreCappedToo) {
+  HandlerConfig config = fast_config();
+  config.max_http_waiting = 2;
+  Pod pod(config, 1);
+  std::string requests;
+  for (int i = 0; i < 200; ++i) {
+    requests += "GET /realtime-client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  }
+  std::vector<std::unique_ptr<RawSocket>> stalled;
+  for (int i = 0; i < 4; ++i) {
+    stalled.push_back(std::make_unique<RawSocket>(pod.port, INADDR_ANY, true));
+    ASSERT_TRUE(stalled.back()->connected());
+    ASSERT_TRUE(stalled.back()->send(requests));
+  }
+  // 200 answers of the client file (~10 MB) stall each write: 2 of the 4 are closed for the
+  // others, long before the write deadline, and 2 kept.
+  std::this_thread::sleep_for(2s);
+  std::size_t closed = 0;
+  for (const auto& socket : stalled) closed += socket->hung_up(0ms) ? 1 : 0;
+  EXPECT_EQ(closed, 2U);
 }
 
 TEST(HttpBodies, AnUpgradeWithABodyIsRefused) {
