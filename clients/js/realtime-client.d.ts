@@ -56,6 +56,9 @@ export interface WelcomeEvent {
     last_id?: string;
     rate_limit?: number;
     rate_burst?: number;
+    /** The whole tokens the socket's bucket starts with, when not full (what the client's last
+     *  socket left, refilled since); absent: a full bucket. */
+    rate_tokens?: number;
     /** The largest frame the socket takes, in bytes (absent from older servers). */
     max_message_bytes?: number;
   }>;

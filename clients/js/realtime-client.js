@@ -574,8 +574,8 @@ export class RealtimeClient {
     this._unresumable = [...this._joined].filter((room) => this._rooms.includes(room) && !this._lastIds.has(room));
   }
 
-  // The welcome: the socket is open for the application. It also starts the socket's bucket (full
-  // on the server) with the rate limit it gives.
+  // The welcome: the socket is open for the application. It also starts the socket's bucket with
+  // the rate limit it gives.
   _handleWelcome(ws, data) {
     clearTimeout(this._timers.connect);
     this._timers.connect = null;
@@ -588,7 +588,11 @@ export class RealtimeClient {
     this._maxMessageBytes = Number.isSafeInteger(maxBytes) && maxBytes > 0 ? maxBytes : null;
     if (this._socketRoom && this._rooms.includes(this._socketRoom)) this._joined.add(this._socketRoom);
     this._welcomed = true;
-    this._tokens = this._limits.burst;
+    // The bucket follows a client from socket to socket: one whose last socket spent it starts from
+    // what that one left, which the server says (rate_tokens); else full.
+    const left = Number(data.rate_tokens);
+    const told = data.rate_tokens !== undefined && data.rate_tokens !== null && Number.isFinite(left) && left >= 0;
+    this._tokens = told ? Math.min(left, this._limits.burst) : this._limits.burst;
     this._tokensAt = Date.now();
     this._drain();
     this._sendPresence();

@@ -20,6 +20,7 @@
 #include "realtime/auth.hpp"
 #include "realtime/broadcaster.hpp"
 #include "realtime/handler.hpp"
+#include "session/rate_carry.hpp"
 #include "session/tcp_socket.hpp"
 
 namespace realtime::detail {
@@ -52,6 +53,7 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   void release_ip(const boost::asio::ip::address& address);
   bool accepting() const noexcept { return accepting_.load(std::memory_order_relaxed); }
   RoomsAnswer& rooms_answer() noexcept { return rooms_answer_; }
+  RateCarry& rate_carry() noexcept { return rate_carry_; }
 
   std::error_code listen(const std::string& host, std::uint16_t port);
   std::uint16_t port() const noexcept;
@@ -75,6 +77,7 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   mutable std::mutex listener_mutex_;
   std::shared_ptr<Listener> listener_;
   RoomsAnswer rooms_answer_;
+  RateCarry rate_carry_{config_.rate_limit, config_.rate_burst};
 };
 
 // Starts serving HTTP on an accepted socket (on the socket's shard thread). In http_session.cpp,

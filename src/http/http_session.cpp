@@ -376,6 +376,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       }
       params.ip_slot = remote.address();
     }
+    params.peer = peer_;
     params.room = target.kind == protocol::WsTarget::Kind::room ? target.room : std::string();
     params.last_id = target.last_id;
 

@@ -19,6 +19,7 @@
 #include "protocol/outgoing.hpp"
 #include "protocol/request.hpp"
 #include "realtime/error.hpp"
+#include "session/rate_carry.hpp"
 
 namespace realtime::detail {
 namespace {
@@ -85,9 +86,11 @@ WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSock
           std::make_unique<Startup>(Startup{std::move(params.last_id), std::move(params.leftover),
                                             std::move(params.handshake_response)})),
       token_expiry_(params.token_expiry),
-      ip_slot_(params.ip_slot),
+      peer_(params.ip_slot.value_or(params.peer)),
+      holds_ip_slot_(params.ip_slot.has_value()),
       tokens_(handler_->config().rate_burst) {
   if (!params.room.empty()) rooms_.push_back(std::move(params.room));
+  authenticated_ = user_id_ != id_;
   const auto now = SteadyClock::now();
   last_seen_ = now;
   last_ping_ = now;
@@ -125,6 +128,7 @@ void WsSession::start() {
     protocol::append_json_string(fields, rooms_.front());
   }
   fields += handler_->welcome_limits();
+  take_rate_limit(fields);
   Message welcome = system_message("welcome", fields);
   std::unique_ptr<Announcement> announcement;
   if (!rooms_.empty()) {
@@ -402,6 +406,37 @@ bool WsSession::take_token() {
   if (tokens_ < 1.0) return false;
   tokens_ -= 1.0;
   return true;
+}
+
+std::optional<std::string> WsSession::rate_key() const {
+  if (authenticated_) return RateCarry::key(user_id_, peer_);
+  // An anonymous client is known by its address only where addresses tell clients apart: where
+  // the operator caps sockets per address. (Behind a proxy, or many clients behind one NAT, every
+  // socket has the same address.)
+  if (handler_->config().max_connections_per_ip != 0) return RateCarry::key({}, peer_);
+  return std::nullopt;
+}
+
+void WsSession::take_rate_limit(std::string& welcome_fields) {
+  auto& carry = handler_->rate_carry();
+  if (carry.empty()) return;
+  const auto key = rate_key();
+  if (!key) return;
+  const auto left = carry.find(*key, SteadyClock::now());
+  if (!left) return;
+  tokens_ = left->tokens;
+  tokens_at_ = left->at;
+  presence_tat_ = left->presence_tat;
+  // The client paces itself from it (a client that assumed a full bucket would be refused).
+  welcome_fields += ",\"rate_tokens\":";
+  welcome_fields += std::to_string(static_cast<std::uint64_t>(tokens_));
+}
+
+void WsSession::leave_rate_limit() {
+  auto& carry = handler_->rate_carry();
+  const RateCarry::Bucket left{tokens_, tokens_at_, presence_tat_};
+  if (carry.full(left, SteadyClock::now())) return;
+  if (auto key = rate_key()) carry.leave(std::move(*key), left);
 }
 
 bool WsSession::within_rate() {
@@ -703,7 +738,8 @@ void WsSession::detach() {
   shard_.remove_user(this);
   core.remove_user_socket(user_id_);
   handler_->metrics().connections.fetch_sub(1, std::memory_order_relaxed);
-  if (ip_slot_) handler_->release_ip(*ip_slot_);
+  if (holds_ip_slot_) handler_->release_ip(peer_);
+  leave_rate_limit();
   if (!handler_->config().on_disconnect) return;
   if (auto self = weak_from_this().lock(); self && hooks_running > 0) {
     shard_.defer_disconnect(std::move(self));

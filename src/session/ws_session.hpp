@@ -37,6 +37,7 @@ struct SessionParams {
   std::optional<std::string> last_id;  // recovery asked for the initial room
   std::string leftover;                // bytes that followed the HTTP request (early frames)
   std::optional<boost::asio::ip::address> ip_slot;  // a per-address slot to give back at the end
+  boost::asio::ip::address peer;                    // the client's address
   std::string handshake_response;                   // the HTTP 101, written first
 };
 
@@ -147,6 +148,13 @@ class WsSession final : public Connection,
   // Takes a token for a client message; without one the message is dropped and counted, and the
   // client is told rate_limited (at most once per interval).
   bool within_rate();
+  // The rate limit across a client's sockets (RateCarry): start() takes what the client's last
+  // socket left (and tells the client in the welcome), detach() leaves this one's. The key: the
+  // user of a token, or the address of an anonymous client when --max-connections-per-ip is set;
+  // else none (nothing carried).
+  std::optional<std::string> rate_key() const;
+  void take_rate_limit(std::string& welcome_fields);
+  void leave_rate_limit();
   void refuse_rate();  // counts the drop; a rate_limited error at most once per interval
   // A status change's room events (one per room of the socket) within the rate limit too.
   bool presence_within_rate();
@@ -207,7 +215,7 @@ class WsSession final : public Connection,
   };
   std::unique_ptr<Startup> startup_;
   std::optional<Clock::time_point> token_expiry_;
-  std::optional<boost::asio::ip::address> ip_slot_;
+  boost::asio::ip::address peer_;  // the client's address: a per-address slot (holds_ip_slot_)
 
   // Write queue: frames [head_, end) are owed; head_offset_ bytes of queue_[head_] are written.
   std::vector<FramePtr> queue_;
@@ -249,6 +257,8 @@ class WsSession final : public Connection,
   bool lingering_ = false;   // closed; draining the peer's input before closing the socket
   bool released_ = false;    // the descriptor closed and the slot given back (release())
   bool expiry_warned_ = false;
+  bool holds_ip_slot_ = false;     // a --max-connections-per-ip slot of peer_, given back at detach
+  bool authenticated_ = false;     // user_id_ is a token's subject (else the connection id)
   bool handshake_unsent_ = false;  // the HTTP 101 is queued and not wholly written yet
   std::chrono::steady_clock::time_point last_seen_;
   std::chrono::steady_clock::time_point last_ping_;

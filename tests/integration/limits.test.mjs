@@ -5,6 +5,8 @@
 //   opcode (1002), not the 1009;
 // - --rate-limit 5 --rate-burst 5: a burst of 30 chats delivers at most ~6 to a peer and the sender gets
 //   error rate_limited (socket open); the refused ones count as dropped; a second later sending works;
+//   a client's next socket starts from what its last one left (keyed by the token's user, or by the
+//   address of an anonymous client with --max-connections-per-ip), its welcome saying rate_tokens;
 // - --max-connections 3: the 4th upgrade gets HTTP 503 "server at capacity"; after one socket closes a
 //   new one is accepted; a rejected-connections metric increments;
 // - an open-file limit too low for --max-connections (soft 200, hard 400): the server raises the
@@ -21,6 +23,7 @@ import { connect, tryOpen, sleep, waitFor } from './lib/client.mjs';
 import { get, metrics, metricSum, metricSumMatching, publish } from '../support/node/http.mjs';
 import { upgradeRequest, frame, OP, RSV1 } from '../support/node/raw.mjs';
 import net from 'node:net';
+import { createHmac } from 'node:crypto';
 
 after(killAll);
 
@@ -90,6 +93,76 @@ test('--rate-limit 5 --rate-burst 5: a burst of 30 is limited, error rate_limite
     const dropped1 = metricSumMatching(await metrics(s), 'dropped');
     assert.notEqual(dropped1, undefined, 'a dropped-messages metric exists');
     assert.ok(dropped1 - dropped0 >= 30 - delivered.length - 2, `dropped grew by ${dropped1 - dropped0}`);
+  }));
+
+// The bucket follows the client from socket to socket: a client that reconnects in a loop no
+// longer starts each socket with a full burst. Keyed by the token's user, or, where
+// --max-connections-per-ip says addresses tell clients apart, by the address of an anonymous one.
+test('--rate-limit 5 --rate-burst 5: a new socket starts from what the client\'s last one left', () =>
+  withServer(['--rate-limit', '5', '--rate-burst', '5', '--jwt-secret', 'carry-secret', '--max-connections-per-ip', '100'], async (s, clients) => {
+    const spend = async (client) => {
+      for (let i = 0; i < 5; i++) client.send({ type: 'chat', data: { text: `spend-${i}` } });
+      await client.next(chatText('spend-4'), 3000, 'the burst echoed');
+      client.close();
+      await waitFor(() => !client.isOpen, 3000, 'the socket closed');
+    };
+    const witness = await connect(s, '/ws/carry', { wsOptions: { localAddress: '127.0.0.9' } });
+    clients.push(witness);
+    assert.equal(witness.welcome.data.rate_tokens, undefined, 'a first socket starts full (nothing said)');
+
+    // Anonymous: the next socket of the address starts empty, and is told so; another address not.
+    const a = await connect(s, '/ws/carry');
+    clients.push(a);
+    await spend(a);
+    const a2 = await connect(s, '/ws/carry');
+    const other = await connect(s, '/ws/carry', { wsOptions: { localAddress: '127.0.0.2' } });
+    clients.push(a2, other);
+    assert.equal(a2.welcome.data.rate_tokens, 0, 'the address spent its burst: told 0 tokens');
+    assert.equal(other.welcome.data.rate_tokens, undefined, 'another address starts full');
+    a2.send({ type: 'chat', data: { text: 'too soon' } });
+    const e = await a2.next({ type: 'error' }, 3000, 'rate_limited on the new socket');
+    assert.equal(e.data.code, 'rate_limited');
+    for (let i = 0; i < 5; i++) other.send({ type: 'chat', data: { text: `other-${i}` } });
+    await witness.next(chatText('other-4'), 3000, 'the other address\'s burst passes whole');
+    assert.deepEqual(witness.seen(chatText('too soon')), []);
+
+    // A token's user: the bucket follows the user, whatever the address; another user starts full.
+    const token = (sub) => {
+      const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub })}`;
+      return `${body}.${createHmac('sha256', 'carry-secret').update(body).digest('base64url')}`;
+    };
+    const ann = await connect(s, `/ws/carry?token=${token('ann')}`, { wsOptions: { localAddress: '127.0.0.3' } });
+    clients.push(ann);
+    await spend(ann);
+    const ann2 = await connect(s, `/ws/carry?token=${token('ann')}`, { wsOptions: { localAddress: '127.0.0.4' } });
+    const bob = await connect(s, `/ws/carry?token=${token('bob')}`, { wsOptions: { localAddress: '127.0.0.3' } });
+    clients.push(ann2, bob);
+    assert.equal(ann2.welcome.data.rate_tokens, 0, 'the user spent its burst, from another address');
+    assert.equal(bob.welcome.data.rate_tokens, undefined, 'another user of the same address starts full');
+
+    // Refilled at the rate meanwhile: after a second the address's bucket is full again.
+    await sleep(1200);
+    const a3 = await connect(s, '/ws/carry');
+    clients.push(a3);
+    assert.equal(a3.welcome.data.rate_tokens, undefined, 'full again after burst / rate');
+    a3.send({ type: 'chat', data: { text: 'refilled' } });
+    await witness.next(chatText('refilled'), 3000, 'a chat of the refilled socket');
+  }));
+
+test('without --max-connections-per-ip an anonymous client\'s bucket is not carried: one address may be many clients', () =>
+  withServer(['--rate-limit', '5', '--rate-burst', '5'], async (s, clients) => {
+    const a = await connect(s, '/ws/nat');
+    clients.push(a);
+    for (let i = 0; i < 5; i++) a.send({ type: 'chat', data: { text: `spend-${i}` } });
+    await a.next(chatText('spend-4'), 3000, 'the burst echoed');
+    a.close();
+    await waitFor(() => !a.isOpen, 3000, 'the socket closed');
+    const b = await connect(s, '/ws/nat');
+    clients.push(b);
+    assert.equal(b.welcome.data.rate_tokens, undefined, 'the next socket of the address starts full');
+    for (let i = 0; i < 5; i++) b.send({ type: 'chat', data: { text: `b-${i}` } });
+    await b.next(chatText('b-4'), 3000, 'its whole burst passes');
   }));
 
 test('--max-connections 3: 4th upgrade -> 503 "server at capacity"; a freed slot is reusable; metric', () =>

@@ -809,3 +809,33 @@ test('a burst of 1 leaves no spare token: the client paces under the rate, and l
   assert.deepEqual(ew.messages.filter((m) => typeof m.data.i === 'number').map((m) => m.data.i), [...Array(25).keys()]);
   assert.deepEqual(ea.errors.map((e) => e.code), [], 'no rate_limited error');
 });
+
+test('a socket that starts with what the last one of its address left: the client paces from it, and loses nothing', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
+  // (An anonymous client's bucket is carried by its address where addresses are capped.)
+  const server = await startServer({ args: ['--rate-limit', '5', '--rate-burst', '5', '--max-connections-per-ip', '100'] });
+  t.after(() => server.terminate());
+  const room = uniqueRoom('carry');
+  const watcher = newClient(t, server, { rooms: [room] });
+  const ew = watch(watcher);
+  await watcher.connect();
+  // Another program of this address spends the burst and leaves.
+  const spender = new WebSocket(`${server.url}/ws/${room}`);
+  await new Promise((resolve, reject) => {
+    spender.once('message', resolve);
+    spender.once('error', reject);
+  });
+  for (let i = 0; i < 5; i++) spender.send(JSON.stringify({ type: 'chat', data: { text: `spent-${i}` } }));
+  await ew.until(() => ew.messages.filter((m) => /^spent-/.test(m.data.text ?? '')).length === 5, 'the spent burst');
+  await new Promise((resolve) => {
+    spender.once('close', resolve);
+    spender.close();
+  });
+  // The next socket of the address starts empty (its welcome says so): the client paces from there.
+  const a = newClient(t, server, { rooms: [room] });
+  const ea = watch(a);
+  await a.connect();
+  for (let i = 0; i < 8; i++) a.send(room, { i });
+  await ew.until(() => ew.messages.filter((m) => typeof m.data.i === 'number').length === 8, 'the 8 messages', 15000);
+  assert.deepEqual(ew.messages.filter((m) => typeof m.data.i === 'number').map((m) => m.data.i), [...Array(8).keys()]);
+  assert.deepEqual(ea.errors.map((e) => e.code), [], 'no rate_limited error');
+});

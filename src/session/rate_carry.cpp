@@ -1,0 +1,68 @@
+#include "session/rate_carry.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace realtime::detail {
+
+std::string RateCarry::key(std::string_view user_id, const boost::asio::ip::address& peer) {
+  std::string key;
+  if (!user_id.empty()) {
+    key.reserve(user_id.size() + 1);
+    key += 'u';
+    key += user_id;
+    return key;
+  }
+  key += 'a';
+  if (peer.is_v4()) {
+    const auto bytes = peer.to_v4().to_bytes();
+    key.append(bytes.begin(), bytes.end());
+  } else {
+    const auto bytes = peer.to_v6().to_bytes();
+    key.append(bytes.begin(), bytes.end());
+  }
+  return key;
+}
+
+double RateCarry::refilled(const Bucket& bucket, TimePoint now) const noexcept {
+  const double elapsed = std::chrono::duration<double>(now - bucket.at).count();
+  return std::min(burst_, bucket.tokens + std::max(0.0, elapsed) * rate_);
+}
+
+bool RateCarry::full(const Bucket& bucket, TimePoint now) const noexcept {
+  return refilled(bucket, now) >= burst_ && bucket.presence_tat <= now;
+}
+
+std::optional<RateCarry::Bucket> RateCarry::find(const std::string& key, TimePoint now) {
+  const std::lock_guard lock(mutex_);
+  maybe_prune(now);
+  std::optional<Bucket> found;
+  if (const auto it = left_.find(key); it != left_.end()) {
+    // Kept when not full: another socket of the key opening meanwhile starts from it too (each
+    // then spends on its own, as sockets held at once do).
+    if (full(it->second, now)) {
+      left_.erase(it);
+    } else {
+      found = Bucket{refilled(it->second, now), now, it->second.presence_tat};
+    }
+  }
+  size_.store(left_.size(), std::memory_order_relaxed);
+  return found;
+}
+
+void RateCarry::leave(std::string key, const Bucket& bucket) {
+  if (full(bucket, bucket.at)) return;
+  const std::lock_guard lock(mutex_);
+  left_.insert_or_assign(std::move(key), bucket);
+  maybe_prune(bucket.at);
+  size_.store(left_.size(), std::memory_order_relaxed);
+}
+
+void RateCarry::maybe_prune(TimePoint now) {
+  if (left_.size() < prune_at_ && now < prune_after_) return;
+  prune_after_ = now + kPruneInterval;
+  std::erase_if(left_, [&](const auto& entry) { return full(entry.second, now); });
+  prune_at_ = std::max(kPruneMin, 2 * left_.size());
+}
+
+}  // namespace realtime::detail

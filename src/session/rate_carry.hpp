@@ -1,0 +1,65 @@
+// What a closed socket left of its rate limit, for the next socket of the same client.
+//
+// The rate limit is a token bucket per socket, and a new socket's bucket used to start full: a
+// client that reconnected in a loop (its burst in the upgrade's write, then drop) sent as fast as
+// it could connect. A socket that ends with its bucket not full leaves what it had here, keyed by
+// its user (a token's subject) or, anonymous, by its client address; the next socket of that key
+// starts from it, refilled for the time between. An entry goes once it would be full again (the
+// burst over the rate: 2 s by default), so the map holds only clients that spent lately.
+//
+// Thread safety: any thread (sessions of one client live on several I/O threads); a mutex, taken
+// only by a socket that ends having spent and by a new one while some entry is held.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <boost/asio/ip/address.hpp>
+
+namespace realtime::detail {
+
+class RateCarry {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  struct Bucket {
+    double tokens = 0;  // as of `at`
+    TimePoint at{};
+    TimePoint presence_tat{};  // the presence limit's time point (WsSession::presence_within_rate)
+  };
+
+  RateCarry(double rate, double burst) : rate_(rate), burst_(burst) {}
+
+  // The key of a socket: its user when it has one, else its client address.
+  static std::string key(std::string_view user_id, const boost::asio::ip::address& peer);
+
+  // The bucket a new socket of `key` starts with, refilled to `now`; nullopt: a full one.
+  std::optional<Bucket> find(const std::string& key, TimePoint now);
+  // A socket of `key` ends with `bucket` (its tokens as of `bucket.at`); kept unless full.
+  void leave(std::string key, const Bucket& bucket);
+  // Whether no entry is held (then find() need not be called).
+  bool empty() const noexcept { return size_.load(std::memory_order_relaxed) == 0; }
+  bool full(const Bucket& bucket, TimePoint now) const noexcept;
+
+ private:
+  double refilled(const Bucket& bucket, TimePoint now) const noexcept;
+  // Under mutex_: drops the entries full again, when the map doubled or a second passed since.
+  void maybe_prune(TimePoint now);
+
+  const double rate_;
+  const double burst_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, Bucket> left_;  // guarded by mutex_
+  std::size_t prune_at_ = kPruneMin;              // guarded by mutex_
+  TimePoint prune_after_{};                       // guarded by mutex_
+  std::atomic<std::size_t> size_{0};
+  static constexpr std::size_t kPruneMin = 256;
+  static constexpr std::chrono::seconds kPruneInterval{1};
+};
+
+}  // namespace realtime::detail

@@ -1,0 +1,70 @@
+// RateCarry: what a closed socket left of its rate limit, for the next socket of its client.
+#include <chrono>
+#include <string>
+
+#include <boost/asio/ip/address.hpp>
+#include <gtest/gtest.h>
+
+#include "session/rate_carry.hpp"
+
+namespace realtime::detail {
+namespace {
+
+using namespace std::chrono_literals;
+using boost::asio::ip::make_address;
+
+TEST(RateCarry, KeysAUserByItsIdAndAnAnonymousClientByItsAddress) {
+  const auto here = make_address("127.0.0.1");
+  const auto there = make_address("::1");
+  EXPECT_EQ(RateCarry::key("ann", here), RateCarry::key("ann", there));
+  EXPECT_NE(RateCarry::key("ann", here), RateCarry::key("bob", here));
+  EXPECT_NE(RateCarry::key("", here), RateCarry::key("", there));
+  EXPECT_EQ(RateCarry::key("", here), RateCarry::key("", make_address("127.0.0.1")));
+  // An address's key is never a user's.
+  EXPECT_NE(RateCarry::key("", here), RateCarry::key(std::string("\x7f\0\0\x01", 4), here));
+}
+
+TEST(RateCarry, ANewSocketStartsFromWhatTheLastLeftRefilled) {
+  RateCarry carry(10, 40);  // 10 a second, burst 40
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(carry.empty());
+  carry.leave("k", {2, t0, {}});
+  EXPECT_FALSE(carry.empty());
+  const auto left = carry.find("k", t0 + 1s);
+  ASSERT_TRUE(left);
+  EXPECT_DOUBLE_EQ(left->tokens, 12);
+  EXPECT_EQ(left->at, t0 + 1s);
+  EXPECT_FALSE(carry.find("other", t0 + 1s));
+  // Kept for another socket of the key opening meanwhile, until it would be full again (3.8 s).
+  EXPECT_TRUE(carry.find("k", t0 + 2s));
+  EXPECT_FALSE(carry.find("k", t0 + 4s));
+  EXPECT_TRUE(carry.empty());
+}
+
+TEST(RateCarry, AFullBucketIsNotKept) {
+  RateCarry carry(10, 40);
+  const auto t0 = std::chrono::steady_clock::now();
+  carry.leave("k", {40, t0, {}});
+  EXPECT_TRUE(carry.empty());
+  // Unless the presence limit's time point is still ahead.
+  carry.leave("k", {40, t0, t0 + 1s});
+  const auto left = carry.find("k", t0 + 500ms);
+  ASSERT_TRUE(left);
+  EXPECT_EQ(left->presence_tat, t0 + 1s);
+}
+
+TEST(RateCarry, EntriesFullAgainArePrunedAsTheMapGrows) {
+  RateCarry carry(10, 40);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 1000; ++i) carry.leave("old" + std::to_string(i), {0, t0, {}});
+  // Four seconds later every one of those is full: a new entry prunes them (a second passed).
+  carry.leave("new", {0, t0 + 5s, {}});
+  EXPECT_TRUE(carry.find("new", t0 + 5s));
+  EXPECT_FALSE(carry.find("old1", t0 + 5s));
+  carry.leave("new", {40, t0 + 10s, {}});  // (full: nothing stored)
+  EXPECT_FALSE(carry.find("new", t0 + 10s));
+  EXPECT_TRUE(carry.empty());
+}
+
+}  // namespace
+}  // namespace realtime::detail
