@@ -23,6 +23,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "protocol/user_id.hpp"
 #include "realtime/auth.hpp"
 
 namespace realtime {
@@ -503,19 +504,9 @@ bool audience_matches(jwt_t* jwt, std::string_view audience) {
   return found && reader.at_end();
 }
 
-bool valid_subject(std::string_view subject) {
-  if (subject.empty() || subject.size() > JwtVerifier::max_subject_bytes) return false;
-  for (std::size_t i = 0; i < subject.size(); ++i) {
-    const auto c = static_cast<unsigned char>(subject[i]);
-    if (c < 0x20 || c == 0x7F) return false;
-    // C1 controls, U+0080..U+009F, are 0xC2 0x80..0x9F in UTF-8.
-    if (c == 0xC2 && i + 1 < subject.size()) {
-      const auto next = static_cast<unsigned char>(subject[i + 1]);
-      if (next >= 0x80 && next <= 0x9F) return false;
-    }
-  }
-  return true;
-}
+// A subject is the user id of the token's sockets: the publish API's rule for user ids.
+static_assert(JwtVerifier::max_subject_bytes == protocol::kMaxUserIdBytes);
+bool valid_subject(std::string_view subject) { return protocol::is_valid_user_id(subject); }
 
 Clock::time_point to_time_point(std::int64_t seconds_since_epoch) {
   using std::chrono::seconds;

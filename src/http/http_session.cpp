@@ -80,11 +80,7 @@ bool mentions_bearer(std::string_view field) {
     if (at > 0 && !boundary(field[at - 1])) continue;
     const std::size_t end = at + kScheme.size();
     if (end < field.size() && !boundary(field[end])) continue;
-    bool same = true;
-    for (std::size_t i = 0; i < kScheme.size() && same; ++i) {
-      same = (field[at + i] | 0x20) == kScheme[i];
-    }
-    if (same) return true;
+    if (beast::iequals(field.substr(at, kScheme.size()), kScheme)) return true;
   }
   return false;
 }
@@ -162,8 +158,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     auto& waiting = shard_.http_waiting();
     if (waiting_at_) {
       // From its response to its next request: already counted, it moves to the newest place
-      // without closing another (one that it pushed out with each request would close the others
-      // one by one).
+      // without closing another. (From a request to its response it left the list, in on_read():
+      // the response counts as a new one.)
       waiting.touch(*waiting_at_);
       return;
     }
@@ -333,7 +329,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       token = *target.token;
     } else if (auto bearer = bearer_token(authorization); bearer && fields == 1) {
       token = bearer;
-    } else if (names_bearer_scheme(authorization) || bearer_named) {
+    } else if (bearer_named) {
       // "Bearer" with nothing usable after it (empty, or two words): a credential all the same.
       metrics.reject(RejectReason::unauthorized);
       log_refusal("malformed Authorization: Bearer header", req);

@@ -8,8 +8,6 @@
 namespace realtime::protocol {
 namespace {
 
-constexpr std::size_t kMaxUserIdLength = 256;
-
 constexpr std::array<bool, 256> make_room_chars() {
   std::array<bool, 256> t{};
   for (int c = 0; c < 256; ++c) {
@@ -99,20 +97,6 @@ bool is_valid_room(std::string_view room) noexcept {
   return true;
 }
 
-bool is_valid_user_id(std::string_view user) noexcept {
-  if (user.empty() || user.size() > kMaxUserIdLength) return false;
-  for (std::size_t i = 0; i < user.size(); ++i) {
-    const auto u = static_cast<unsigned char>(user[i]);
-    if (u < 0x20 || u == 0x7F) return false;
-    // C1 controls, U+0080..U+009F (0xC2 0x80..0x9F in UTF-8), as a token's subject refuses them.
-    if (u == 0xC2 && i + 1 < user.size()) {
-      const auto next = static_cast<unsigned char>(user[i + 1]);
-      if (next >= 0x80 && next <= 0x9F) return false;
-    }
-  }
-  return true;
-}
-
 std::optional<std::string> percent_decode(std::string_view text) { return decode(text, true); }
 
 QueryParam find_query_param(std::string_view query, std::string_view name) {
@@ -120,10 +104,14 @@ QueryParam find_query_param(std::string_view query, std::string_view name) {
   for_each_param(query, [&](std::string_view raw_name, std::string_view raw_value, bool) {
     const auto decoded_name = decode(raw_name, true);
     if (!decoded_name || *decoded_name != name) return true;
+    if (result.present) {
+      result.repeated = true;
+      return false;
+    }
     // The first occurrence decides, even when malformed: a later duplicate must not win.
     result.present = true;
     result.value = decode(raw_value, true);
-    return false;
+    return true;
   });
   return result;
 }
@@ -164,13 +152,7 @@ WsTarget parse_ws_target(std::string_view target) {
   result.token = std::move(token.value);
   // A second "token" is a credential the first does not account for (?token=&token=T would
   // otherwise be anonymous): refused, however they differ.
-  int tokens = 0;
-  for_each_param(parts.query, [&](std::string_view raw_name, std::string_view, bool) {
-    const auto name = decode(raw_name, true);
-    if (name && *name == "token") ++tokens;
-    return true;
-  });
-  result.bad_token = (token.present && !result.token) || tokens > 1;
+  result.bad_token = (token.present && !result.token) || token.repeated;
   // ?last_id= that is not decodable is a position this cluster never gave: the client is told
   // recovered: false, as for any unknown id (an empty one stands for it).
   QueryParam last_id = find_query_param(parts.query, "last_id");

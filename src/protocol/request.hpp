@@ -7,14 +7,13 @@
 #include <string>
 #include <string_view>
 
+#include "protocol/user_id.hpp"
+
 namespace realtime::protocol {
 
 inline constexpr std::size_t kMaxRoomLength = 128;
 // 1 to 128 characters of A-Z a-z 0-9 _ - . :
 bool is_valid_room(std::string_view room) noexcept;
-// User ids (JWT sub, or connection ids) used in Redis channel names and keys: 1 to 256 bytes, no
-// control characters (C0, DEL, C1).
-bool is_valid_user_id(std::string_view user) noexcept;
 
 // Percent-decoding of a query component ('+' is a space). nullopt on a malformed escape.
 std::optional<std::string> percent_decode(std::string_view text);
@@ -23,7 +22,8 @@ std::optional<std::string> percent_decode(std::string_view text);
 // first occurrence decides), and its value decoded (nullopt when absent or malformed).
 struct QueryParam {
   bool present = false;
-  std::optional<std::string> value;
+  std::optional<std::string> value;  // the first occurrence's
+  bool repeated = false;             // the name occurs more than once
 };
 QueryParam find_query_param(std::string_view query, std::string_view name);
 

@@ -19,7 +19,7 @@ std::string RateCarry::key(std::string_view user_id, const boost::asio::ip::addr
     key.append(bytes.begin(), bytes.end());
   } else {
     const auto bytes = peer.to_v6().to_bytes();
-    key.append(bytes.begin(), bytes.end());
+    key.append(bytes.begin(), bytes.begin() + 8);  // the /64
   }
   return key;
 }
@@ -30,7 +30,7 @@ double RateCarry::refilled(const Bucket& bucket, TimePoint now) const noexcept {
 }
 
 bool RateCarry::full(const Bucket& bucket, TimePoint now) const noexcept {
-  return refilled(bucket, now) >= burst_ && bucket.presence_tat <= now;
+  return refilled(bucket, now) >= burst_;
 }
 
 std::optional<RateCarry::Bucket> RateCarry::find(const std::string& key, TimePoint now) {
@@ -43,18 +43,19 @@ std::optional<RateCarry::Bucket> RateCarry::find(const std::string& key, TimePoi
     if (full(it->second, now)) {
       left_.erase(it);
     } else {
-      found = Bucket{refilled(it->second, now), now, it->second.presence_tat};
+      found = Bucket{refilled(it->second, now), now};
     }
   }
   size_.store(left_.size(), std::memory_order_relaxed);
   return found;
 }
 
-void RateCarry::leave(std::string key, const Bucket& bucket) {
-  if (full(bucket, bucket.at)) return;
+void RateCarry::leave(std::string key, const Bucket& bucket, TimePoint now) {
+  if (full(bucket, now)) return;
   const std::lock_guard lock(mutex_);
-  left_.insert_or_assign(std::move(key), bucket);
-  maybe_prune(bucket.at);
+  maybe_prune(now);
+  if (left_.size() < kMaxEntries || left_.contains(key))
+    left_.insert_or_assign(std::move(key), bucket);
   size_.store(left_.size(), std::memory_order_relaxed);
 }
 

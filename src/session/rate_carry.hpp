@@ -5,7 +5,8 @@
 // it could connect. A socket that ends with its bucket not full leaves what it had here, keyed by
 // its user (a token's subject) or, anonymous, by its client address; the next socket of that key
 // starts from it, refilled for the time between. An entry goes once it would be full again (the
-// burst over the rate: 2 s by default), so the map holds only clients that spent lately.
+// burst over the rate: 2 s by default), so the map holds only clients that spent lately. (The
+// presence limit, WsSession::presence_within_rate, is not carried: the client could not know it.)
 //
 // Thread safety: any thread (sessions of one client live on several I/O threads); a mutex, taken
 // only by a socket that ends having spent and by a new one while some entry is held.
@@ -30,18 +31,23 @@ class RateCarry {
   struct Bucket {
     double tokens = 0;  // as of `at`
     TimePoint at{};
-    TimePoint presence_tat{};  // the presence limit's time point (WsSession::presence_within_rate)
   };
+
+  // Entries live burst / rate seconds (2 s by default, hours at --rate-limit 0.01): a bound on the
+  // memory many addresses or users could take meanwhile (~100 bytes each).
+  static constexpr std::size_t kMaxEntries = std::size_t{1} << 17U;
 
   RateCarry(double rate, double burst) : rate_(rate), burst_(burst) {}
 
-  // The key of a socket: its user when it has one, else its client address.
+  // The key of a socket: its user when it has one, else its client address (an IPv6 address's
+  // /64, which one client commonly holds whole).
   static std::string key(std::string_view user_id, const boost::asio::ip::address& peer);
 
   // The bucket a new socket of `key` starts with, refilled to `now`; nullopt: a full one.
   std::optional<Bucket> find(const std::string& key, TimePoint now);
-  // A socket of `key` ends with `bucket` (its tokens as of `bucket.at`); kept unless full.
-  void leave(std::string key, const Bucket& bucket);
+  // A socket of `key` ends at `now` with `bucket` (its tokens as of `bucket.at`); kept unless full,
+  // or unless kMaxEntries are held (then forgotten: the next socket starts full).
+  void leave(std::string key, const Bucket& bucket, TimePoint now);
   // Whether no entry is held (then find() need not be called).
   bool empty() const noexcept { return size_.load(std::memory_order_relaxed) == 0; }
   bool full(const Bucket& bucket, TimePoint now) const noexcept;

@@ -426,7 +426,6 @@ void WsSession::take_rate_limit(std::string& welcome_fields) {
   if (!left) return;
   tokens_ = left->tokens;
   tokens_at_ = left->at;
-  presence_tat_ = left->presence_tat;
   // The client paces itself from it (a client that assumed a full bucket would be refused).
   welcome_fields += ",\"rate_tokens\":";
   welcome_fields += std::to_string(static_cast<std::uint64_t>(tokens_));
@@ -434,9 +433,10 @@ void WsSession::take_rate_limit(std::string& welcome_fields) {
 
 void WsSession::leave_rate_limit() {
   auto& carry = handler_->rate_carry();
-  const RateCarry::Bucket left{tokens_, tokens_at_, presence_tat_};
-  if (carry.full(left, SteadyClock::now())) return;
-  if (auto key = rate_key()) carry.leave(std::move(*key), left);
+  const RateCarry::Bucket left{tokens_, tokens_at_};
+  const auto now = SteadyClock::now();
+  if (carry.full(left, now)) return;
+  if (auto key = rate_key()) carry.leave(std::move(*key), left, now);
 }
 
 bool WsSession::within_rate() {
