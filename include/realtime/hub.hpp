@@ -45,7 +45,7 @@ struct HubOptions {
   // The seed's logger: the lines of this Hub's Handlers and RedisBroadcaster go to `log`, those
   // below `log_level` not made at all. Called on the thread that logs (an I/O thread, the Redis
   // thread, the application's), one call at a time; it must not block for long nor call into the
-  // library. Empty: spdlog's default logger, as the server uses it (standard output).
+  // library. Empty: spdlog's default logger, as the server uses it (standard error).
   LogSink log = nullptr;
   LogLevel log_level = LogLevel::info;
 };
