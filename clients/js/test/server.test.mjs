@@ -839,3 +839,41 @@ test('a socket that starts with what the last one of its address left: the clien
   assert.deepEqual(ew.messages.filter((m) => typeof m.data.i === 'number').map((m) => m.data.i), [...Array(8).keys()]);
   assert.deepEqual(ea.errors.map((e) => e.code), [], 'no rate_limited error');
 });
+
+test('a status set just before a reconnect holds on the new socket (the limit on status changes is not carried)', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
+  // Anonymous clients' buckets are carried by address here; a status change in 50 rooms costs 50
+  // room events of the 64 a socket may spend at once, so a carried limit would refuse the second.
+  const server = await startServer({ args: ['--max-connections-per-ip', '100'] });
+  t.after(() => server.terminate());
+  const proxy = await startProxy(server.port);
+  t.after(() => proxy.close());
+  const rooms = Array.from({ length: 50 }, (_, i) => uniqueRoom(`status${i}`));
+  const a = newClient(t, proxy.url, { rooms });
+  const ea = watch(a);
+  await a.connect();
+  const statusIn = async (room) => {
+    const r = await http.get(server, `/api/rooms/${room}/presence`);
+    return JSON.parse(r.text).users.find((u) => u.user_id === a.userId)?.status;
+  };
+  const pollStatus = async (room, want, what) => {
+    const deadline = Date.now() + WAIT_MS;
+    let got;
+    while (Date.now() < deadline) {
+      got = await statusIn(room);
+      if (got === want) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.fail(`${what}: status ${got}, wanted ${want}`);
+  };
+  await pollStatus(rooms[49], 'online', 'joined every room');
+  // The message bucket full again, so the new socket's rejoins and status go out at once.
+  await new Promise((r) => setTimeout(r, 2500));
+  a.setStatus('away');
+  await pollStatus(rooms[49], 'away', 'away in every room');
+  proxy.cut();
+  proxy.restore();
+  await ea.until(() => ea.welcomes.length === 2, 'the second welcome');
+  await pollStatus(rooms[49], 'away', 'the new socket away in every room');
+  await pollStatus(rooms[0], 'away', 'the new socket away in the first room');
+  assert.deepEqual(ea.errors.map((e) => e.code), [], 'no error (no rate_limited)');
+});
