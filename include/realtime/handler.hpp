@@ -54,6 +54,8 @@ struct HandlerConfig {
   std::size_t max_message_bytes = 65536;   // larger client messages: close 1009
   double rate_limit = 20;  // messages per second per socket (token bucket); finite, above 0
   double rate_burst = 40;  // bucket size; finite, at least 1 (the Handler throws otherwise)
+  // (A socket that ends with its bucket not full leaves it to the next socket of its user, or,
+  // with max_connections_per_ip set, of its anonymous client address: see docs/SECURITY.md.)
   std::vector<std::string> allowed_origins;  // empty: same origin only; "*": any
   std::chrono::seconds ping_interval{25};    // WebSocket ping after this much quiet
   std::chrono::seconds pong_timeout{60};     // closed when silent this long
