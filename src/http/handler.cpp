@@ -14,6 +14,7 @@
 #include "http/handler_core.hpp"
 #include "http/listener.hpp"
 #include "realtime/error.hpp"
+#include "session/rate_carry.hpp"
 
 namespace realtime {
 namespace detail {
@@ -107,7 +108,7 @@ void HandlerCore::release_slot() noexcept { reserved_.fetch_sub(1, std::memory_o
 bool HandlerCore::try_reserve_ip(const asio::ip::address& address) {
   if (config_.max_connections_per_ip == 0) return true;
   std::lock_guard lock(ip_mutex_);
-  std::size_t& count = per_ip_[address.to_string()];
+  std::size_t& count = per_ip_[client_address_key(address)];
   if (count >= config_.max_connections_per_ip) return false;
   ++count;
   return true;
@@ -116,7 +117,7 @@ bool HandlerCore::try_reserve_ip(const asio::ip::address& address) {
 void HandlerCore::release_ip(const asio::ip::address& address) {
   if (config_.max_connections_per_ip == 0) return;
   std::lock_guard lock(ip_mutex_);
-  auto it = per_ip_.find(address.to_string());
+  auto it = per_ip_.find(client_address_key(address));
   if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
 }
 

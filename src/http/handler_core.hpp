@@ -73,7 +73,8 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   std::atomic<bool> shut_down_{false};
   std::atomic<std::size_t> reserved_{0};  // connection slots taken (open sockets and upgrades)
   std::mutex ip_mutex_;
-  std::unordered_map<std::string, std::size_t> per_ip_;  // guarded by ip_mutex_
+  // By client_address_key (an IPv6 client by its /64); guarded by ip_mutex_.
+  std::unordered_map<std::string, std::size_t> per_ip_;
   mutable std::mutex listener_mutex_;
   std::shared_ptr<Listener> listener_;
   RoomsAnswer rooms_answer_;

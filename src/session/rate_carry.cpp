@@ -5,6 +5,22 @@
 
 namespace realtime::detail {
 
+std::string client_address_key(const boost::asio::ip::address& address) {
+  std::string key;
+  if (address.is_v6() && !address.to_v6().is_v4_mapped()) {
+    const auto bytes = address.to_v6().to_bytes();
+    key.append(bytes.begin(), bytes.begin() + 8);  // the /64
+    return key;
+  }
+  // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d: the same client.
+  const auto v4 = address.is_v4() ? address.to_v4()
+                                  : boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped,
+                                                                     address.to_v6());
+  const auto bytes = v4.to_bytes();
+  key.append(bytes.begin(), bytes.end());
+  return key;
+}
+
 std::string RateCarry::key(std::string_view user_id, const boost::asio::ip::address& peer) {
   std::string key;
   if (!user_id.empty()) {
@@ -14,13 +30,7 @@ std::string RateCarry::key(std::string_view user_id, const boost::asio::ip::addr
     return key;
   }
   key += 'a';
-  if (peer.is_v4()) {
-    const auto bytes = peer.to_v4().to_bytes();
-    key.append(bytes.begin(), bytes.end());
-  } else {
-    const auto bytes = peer.to_v6().to_bytes();
-    key.append(bytes.begin(), bytes.begin() + 8);  // the /64
-  }
+  key += client_address_key(peer);
   return key;
 }
 

@@ -25,6 +25,11 @@
 
 namespace realtime::detail {
 
+// A client address as one client, for per-address limits: an IPv4 address (also as a dual-stack
+// listener's ::ffff:a.b.c.d), or an IPv6 address's /64, which one client commonly holds whole.
+// Bytes, not text.
+std::string client_address_key(const boost::asio::ip::address& address);
+
 class RateCarry {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
@@ -39,8 +44,7 @@ class RateCarry {
 
   RateCarry(double rate, double burst) : rate_(rate), burst_(burst) {}
 
-  // The key of a socket: its user when it has one, else its client address (an IPv6 address's
-  // /64, which one client commonly holds whole).
+  // The key of a socket: its user when it has one, else its client address (client_address_key).
   static std::string key(std::string_view user_id, const boost::asio::ip::address& peer);
 
   // The bucket a new socket of `key` starts with, refilled to `now`; nullopt: a full one.

@@ -26,6 +26,12 @@ TEST(RateCarry, KeysAUserByItsIdAndAnAnonymousClientByItsAddress) {
             RateCarry::key("", make_address("2001:db8:1:2:ffff::9")));
   EXPECT_NE(RateCarry::key("", make_address("2001:db8:1:2::1")),
             RateCarry::key("", make_address("2001:db8:1:3::1")));
+  // An IPv4 client of a dual-stack listener is the IPv4 client, not one of "::/64".
+  EXPECT_EQ(RateCarry::key("", make_address("::ffff:127.0.0.1")), RateCarry::key("", here));
+  EXPECT_NE(RateCarry::key("", make_address("::ffff:127.0.0.1")),
+            RateCarry::key("", make_address("::ffff:127.0.0.2")));
+  EXPECT_NE(RateCarry::key("", make_address("::ffff:127.0.0.1")),
+            RateCarry::key("", make_address("::1")));
   // An address's key is never a user's.
   EXPECT_NE(RateCarry::key("", here), RateCarry::key(std::string("\x7f\0\0\x01", 4), here));
 }
