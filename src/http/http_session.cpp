@@ -24,6 +24,7 @@
 #include "protocol/envelope.hpp"
 #include "protocol/request.hpp"
 #include "realtime/error.hpp"
+#include "session/rate_carry.hpp"
 #include "session/ws_session.hpp"
 
 namespace realtime::detail {
@@ -119,6 +120,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     buffer_.max_size(kReadBufferLimit);
     boost::system::error_code ignored;  // (then the unspecified address: one bucket for all such)
     peer_ = socket_.remote_endpoint(ignored).address();
+    peer_key_ = client_address_key(peer_);
   }
   ~HttpSession() override { stop_waiting(); }
   HttpSession(const HttpSession&) = delete;
@@ -166,7 +168,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     const std::size_t cap = std::max<std::size_t>(
         1, handler_->config().max_http_waiting / handler_->core().shard_count());
     while (waiting.size() >= cap) waiting.victim()->evict();
-    waiting_at_ = waiting.add(this, peer_);
+    waiting_at_ = waiting.add(this, peer_key_);
   }
   void stop_waiting() noexcept {
     if (!waiting_at_) return;
@@ -538,7 +540,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   std::optional<http::request_parser<http::string_body>> parser_;
   std::array<char, 512> drain_buffer_{};
   std::optional<Shard::HttpWaiting::Slot> waiting_at_;
-  boost::asio::ip::address peer_;  // the client's address, for HttpWaiting
+  boost::asio::ip::address peer_;  // the client's address
+  std::string peer_key_;           // as one client (client_address_key), for HttpWaiting
 };
 
 }  // namespace

@@ -369,10 +369,9 @@ void Shard::on_sweep() {
   arm_sweep();
 }
 
-Shard::HttpWaiting::Slot Shard::HttpWaiting::add(HttpWaiter* waiter,
-                                                 const boost::asio::ip::address& address) {
-  ++per_address_[address];
-  return waiting_.insert(waiting_.end(), {waiter, address});
+Shard::HttpWaiting::Slot Shard::HttpWaiting::add(HttpWaiter* waiter, const std::string& client) {
+  ++per_address_[client];
+  return waiting_.insert(waiting_.end(), {waiter, client});
 }
 
 void Shard::HttpWaiting::remove(Slot slot) noexcept {

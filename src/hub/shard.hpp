@@ -20,7 +20,6 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "hub/out_frame.hpp"
@@ -148,11 +147,11 @@ class Shard {
     HttpWaiter& operator=(HttpWaiter&&) = default;
   };
   // The thread's waiting connections, the one that has waited longest first, and how many each
-  // client address has.
+  // client address has (by client_address_key: an IPv6 client by its /64).
   class HttpWaiting {
    public:
-    using Slot = std::list<std::pair<HttpWaiter*, boost::asio::ip::address>>::iterator;
-    Slot add(HttpWaiter* waiter, const boost::asio::ip::address& address);
+    using Slot = std::list<std::pair<HttpWaiter*, std::string>>::iterator;
+    Slot add(HttpWaiter* waiter, const std::string& client);
     void remove(Slot slot) noexcept;
     void touch(Slot slot) noexcept;  // now the newest
     std::size_t size() const noexcept { return waiting_.size(); }
@@ -163,8 +162,8 @@ class Shard {
     HttpWaiter* victim() const;
 
    private:
-    std::list<std::pair<HttpWaiter*, boost::asio::ip::address>> waiting_;
-    std::unordered_map<boost::asio::ip::address, std::size_t> per_address_;
+    std::list<std::pair<HttpWaiter*, std::string>> waiting_;
+    std::unordered_map<std::string, std::size_t> per_address_;
   };
   HttpWaiting& http_waiting() noexcept { return http_waiting_; }
 
