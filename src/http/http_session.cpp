@@ -70,7 +70,6 @@ std::string accept_key(std::string_view key) {
   return {reinterpret_cast<const char*>(encoded), static_cast<std::size_t>(n)};
 }
 
-// A valid Sec-WebSocket-Key is the base64 of 16 bytes: 22 characters and "==".
 // Whether an Authorization field names the Bearer scheme anywhere (case-insensitively, as a word:
 // "Bearer,T" and "Basic x, Bearer T" do), so that a Bearer credential this server cannot read
 // is refused rather than ignored as another scheme's.
@@ -86,6 +85,7 @@ bool mentions_bearer(std::string_view field) {
   return false;
 }
 
+// A valid Sec-WebSocket-Key is the base64 of 16 bytes: 22 characters and "==".
 bool valid_client_key(std::string_view key) {
   if (key.size() != 24 || key.substr(22) != "==") return false;
   for (char c : key.substr(0, 22)) {
@@ -372,9 +372,11 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
         metrics.reject(RejectReason::per_ip);
         return fail(429, "too many connections from this address");
       }
-      params.ip_slot = remote.address();
+      params.peer = remote.address();
+      params.ip_slot = true;
+    } else {
+      params.peer = peer_;
     }
-    params.peer = peer_;
     params.room = target.kind == protocol::WsTarget::Kind::room ? target.room : std::string();
     params.last_id = target.last_id;
 
@@ -429,7 +431,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
                    handler->log().warn("could not move a socket to its room's thread: {}",
                                        assign_ec.message());
                    handler->release_slot();
-                   if (params.ip_slot) handler->release_ip(*params.ip_slot);
+                   if (params.ip_slot) handler->release_ip(params.peer);
                    return;  // owned closes the descriptor
                  }
                  owned->fd = -1;

@@ -1,6 +1,6 @@
 // WsSession's rooms: joins (with their welcome held until Redis confirms the subscriptions),
-// leaves, recovery from a resume point, and presence. The socket's I/O, framing, rate limits, auth
-// and close are in ws_session.cpp.
+// leaves, recovery from a resume point, and presence. The socket's I/O, framing, auth and close are
+// in ws_session.cpp, its rate limits in ws_rate.cpp.
 
 #include <algorithm>
 #include <limits>

@@ -36,9 +36,9 @@ struct SessionParams {
   std::optional<Clock::time_point> token_expiry;
   std::optional<std::string> last_id;  // recovery asked for the initial room
   std::string leftover;                // bytes that followed the HTTP request (early frames)
-  std::optional<boost::asio::ip::address> ip_slot;  // a per-address slot to give back at the end
-  boost::asio::ip::address peer;                    // the client's address
-  std::string handshake_response;                   // the HTTP 101, written first
+  boost::asio::ip::address peer;       // the client's address
+  bool ip_slot = false;            // holds a per-address slot of `peer`, to give back at the end
+  std::string handshake_response;  // the HTTP 101, written first
 };
 
 class WsSession final : public Connection,
@@ -258,7 +258,6 @@ class WsSession final : public Connection,
   bool released_ = false;    // the descriptor closed and the slot given back (release())
   bool expiry_warned_ = false;
   bool holds_ip_slot_ = false;     // a --max-connections-per-ip slot of peer_, given back at detach
-  bool authenticated_ = false;     // user_id_ is a token's subject (else the connection id)
   bool handshake_unsent_ = false;  // the HTTP 101 is queued and not wholly written yet
   std::chrono::steady_clock::time_point last_seen_;
   std::chrono::steady_clock::time_point last_ping_;
