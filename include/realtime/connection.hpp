@@ -30,7 +30,7 @@ class Connection {
   // the socket is closing or closed (in on_disconnect too); otherwise, called from another thread,
   // it hands msg to the socket's thread and returns true (a socket that closes meanwhile drops it).
   // Throws std::invalid_argument, queuing nothing, for a message Hub::broadcast() refuses (data
-  // not one JSON value, a bad room name, a join, leave or auth type).
+  // not one JSON value, a bad room name or id, a join, leave or auth type).
   virtual bool send(Message msg) = 0;
   // Closes the socket with a WebSocket close code: 1000-1003, 1007-1014 or 3000-4999 (the reason
   // is cut to 123 bytes of UTF-8). Any other code (0, the reserved 1004-1006 and 1015, ...) may

@@ -41,8 +41,8 @@ struct HandlerConfig {
   // on_disconnect once that hook has returned.
   std::function<void(Connection&)> on_disconnect;
   // Each chat message before it is broadcast; may rewrite it. Return false to suppress it. A
-  // rewrite is held to Hub::broadcast()'s rules (data one JSON value, a valid room name, not a
-  // join, leave or auth type): one that breaks them is refused as if the hook had thrown.
+  // rewrite is held to Hub::broadcast()'s rules (data one JSON value, a valid room name and id,
+  // not a join, leave or auth type): one that breaks them is refused as if the hook had thrown.
   std::function<bool(Connection&, Message&)> on_message;
 
   bool auth_required = false;  // every socket must carry a valid JWT

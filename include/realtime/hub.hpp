@@ -89,8 +89,9 @@ class Hub {
   // Delivers msg to the sockets of this pod: the members of msg.room, or every socket when msg.room
   // is empty. Sets msg.id (when empty) and msg.timestamp (when unset). Returns the id.
   // Throws std::invalid_argument, delivering nothing, when msg.data is neither empty nor one valid
-  // JSON value, msg.room is neither empty nor a valid room name, or msg.type is join, leave or
-  // auth (see message.hpp); send_to_user() and send_to_connection() likewise.
+  // JSON value, msg.room is neither empty nor a valid room name, msg.id is neither empty nor
+  // URL-safe (1 to 128 of A-Z a-z 0-9 - _ .), or msg.type is join, leave or auth (see
+  // message.hpp); send_to_user() and send_to_connection() likewise.
   // A room message is kept in this pod's history for last_id recovery only when its id is left
   // empty: one given an id of its own is delivered as it is and never replayed. With a
   // RedisBroadcaster, a room's history is the shared one, which this local delivery does not

@@ -7,8 +7,10 @@
 // protocol decoder re-serialises whatever a client sent before it lands here. What the application
 // builds itself is checked where it enters the library (Hub::broadcast, Hub::send_to_user, a
 // Broadcaster's publish, Connection::send, an on_message rewrite): `data` that is not one JSON
-// value, a `room` that breaks the room rule (1 to 128 characters of A-Z a-z 0-9 _ - . :) and the
-// client command types are refused with std::invalid_argument before anything is sent.
+// value, a `room` that breaks the room rule (1 to 128 characters of A-Z a-z 0-9 _ - . :), an `id`
+// of the application's own that is not URL-safe (1 to 128 characters of A-Z a-z 0-9 - _ .: clients
+// put the last id into their next URL) and the client command types are refused with
+// std::invalid_argument before anything is sent.
 #pragma once
 
 #include <chrono>
@@ -51,7 +53,7 @@ struct PresenceData {
 using Clock = std::chrono::system_clock;
 
 struct Message {
-  std::string id;  // server-assigned; empty until the hub assigns one
+  std::string id;  // server-assigned when empty (the usual case); see above for one's own
   MessageType type = MessageType::chat;
   std::string room;  // empty: not about a room
   std::string from;  // empty: from the server

@@ -1,5 +1,6 @@
 #include "protocol/outgoing.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <simdjson.h>
@@ -31,11 +32,25 @@ bool is_json_value(std::string_view text) {
   return checker.parser.parse(text.data(), text.size(), true).get(element) == simdjson::SUCCESS;
 }
 
+bool is_url_safe_id(std::string_view id) noexcept {
+  if (id.empty() || id.size() > kMaxMessageIdBytes) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+  });
+}
+
+bool is_client_command(MessageType type) noexcept {
+  return type == MessageType::join || type == MessageType::leave || type == MessageType::auth;
+}
+
 std::string outgoing_problem(const Message& msg) {
-  if (msg.type == MessageType::join || msg.type == MessageType::leave ||
-      msg.type == MessageType::auth) {
+  if (is_client_command(msg.type)) {
     return "type " + std::string(to_string(msg.type)) +
            " is a client command, never sent by the server";
+  }
+  if (!msg.id.empty() && !is_url_safe_id(msg.id)) {
+    return "id is not 1 to 128 characters of A-Z a-z 0-9 - _ . (clients put it into a URL)";
   }
   if (!msg.room.empty() && !is_valid_room(msg.room)) {
     return "room is not a valid room name (1 to 128 characters of A-Z a-z 0-9 _ - . :)";

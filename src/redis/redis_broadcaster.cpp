@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "protocol/envelope.hpp"
+#include "protocol/outgoing.hpp"
 #include "protocol/request.hpp"
 #include "redis/redis_broadcaster_core.hpp"
 #include "redis/redis_url.hpp"
@@ -640,22 +641,29 @@ void RedisBroadcasterCore::on_message(std::string_view channel, std::string_view
     return;
   }
   auto decoded = protocol::decode_envelope(payload);
-  if (decoded.error != protocol::DecodeError::none) {
+  const bool malformed = decoded.error != protocol::DecodeError::none;
+  // A client's command (join, leave, auth) is never sent to clients, whoever published it.
+  if (malformed || protocol::is_client_command(decoded.message.type)) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_bad_payload_log_ >= kBadPayloadLogInterval) {
       last_bad_payload_log_ = now;
-      log_->warn("dropping a malformed message on {}: {}", channel, decoded.detail);
+      if (malformed) {
+        log_->warn("dropping a malformed message on {}: {}", channel, decoded.detail);
+      } else {
+        log_->warn("dropping a message of type {} on {}: clients never receive it",
+                   to_string(decoded.message.type), channel);
+      }
     }
     return;
   }
   Message& msg = decoded.message;
+  const bool from_pod = pod_field_at(payload) != std::string_view::npos;
   if (channel.starts_with(kRoomPrefix)) {
     msg.room = std::string(channel.substr(kRoomPrefix.size()));
     if (!protocol::is_valid_room(msg.room)) return;
     // Numbered by the shared history only if a pod published it (with its "pod" field): another
     // program's id, however it looks, is not a place in the room's history.
-    const auto id = pod_field_at(payload) != std::string_view::npos ? parse_message_id(msg.id)
-                                                                    : std::optional<MessageId>{};
+    const auto id = from_pod ? parse_message_id(msg.id) : std::optional<MessageId>{};
     if (id && msg.type != MessageType::presence) {
       const std::string epoch(id->epoch);
       // Another pod's message: the next number this pod guesses for the room follows it.
@@ -677,11 +685,18 @@ void RedisBroadcasterCore::on_message(std::string_view channel, std::string_view
       msg.id = core_.next_direct_id();
     }
     core_.deliver(msg);
-  } else if (channel.starts_with(kUserPrefix)) {
-    core_.deliver_to_user(std::string(channel.substr(kUserPrefix.size())), msg);
-  } else if (channel == kGlobalChannel) {
-    msg.room.clear();
-    core_.deliver(msg);
+  } else {
+    // A notification or a broadcast keeps the id its pod gave it (the same on every pod); another
+    // program's id, or one a client could not put into its next URL, is replaced by one of this
+    // pod's (HubCore::deliver, deliver_to_user), as unique as the pod's own.
+    if (!from_pod || !protocol::is_url_safe_id(msg.id)) msg.id.clear();
+    if (!msg.room.empty() && !protocol::is_valid_room(msg.room)) return;
+    if (channel.starts_with(kUserPrefix)) {
+      core_.deliver_to_user(std::string(channel.substr(kUserPrefix.size())), msg);
+    } else if (channel == kGlobalChannel) {
+      msg.room.clear();
+      core_.deliver(msg);
+    }
   }
 }
 

@@ -241,6 +241,48 @@ test('third-party PUBLISH on realtime:global and realtime:user:U reaches sockets
   closeAll([...lobby, target]);
 });
 
+test("a third-party PUBLISH on realtime:global or realtime:user:U gets the pod's own id, whatever id it carries; a client command is never delivered", async () => {
+  const lobby = [];
+  for (const pod of pods) lobby.push(await member(pod, '/ws'));
+  const target = await member(pods[1], '/ws');
+  await redis.waitNumsub('realtime:global', pods.length, 5000);
+  await redis.waitNumsub(`realtime:user:${target.userId}`, 1, 5000);
+  const own = /^[a-z0-9]{8}-[gu][a-z0-9]+$/;
+
+  // Not URL-safe (a client puts its last id into its next URL), too long, or twice the same.
+  const given = ['has space/and?q=1&x#frag', 'x'.repeat(5000), 'dup', 'dup'];
+  const tag = `ids ${Date.now()}`;
+  for (const [i, id] of given.entries()) {
+    await redis.publish('realtime:global', { id, type: 'chat', data: { text: `${tag} g${i}` } });
+    await redis.publish(`realtime:user:${target.userId}`, { id, type: 'notification', data: { note: `${tag} u${i}` } });
+  }
+  for (const m of lobby) {
+    const got = await m.nextN((x) => String(x.data?.text).startsWith(`${tag} g`), given.length, 3000, `globals on ${m.pod.podId}`);
+    for (const x of got) assert.match(x.id, own, `a global's id on ${m.pod.podId}`);
+    assert.equal(new Set(got.map((x) => x.id)).size, given.length, `ids unique on ${m.pod.podId}`);
+  }
+  const notes = await target.nextN((x) => String(x.data?.note).startsWith(`${tag} u`), given.length, 3000, 'notifications');
+  for (const x of notes) assert.match(x.id, own, "a notification's id");
+  assert.equal(new Set(notes.map((x) => x.id)).size, given.length, 'notification ids unique');
+
+  // join, leave and auth are what clients send: dropped, whatever channel they come on.
+  const room = 'third-party-commands';
+  const inRoom = await member(pods[2], `/ws/${room}`);
+  await redis.waitNumsub(`realtime:room:${room}`, 1, 5000);
+  for (const type of ['join', 'leave', 'auth']) {
+    await redis.publish('realtime:global', { type, room, data: { text: `${tag} ${type}` } });
+    await redis.publish(`realtime:room:${room}`, { type, data: { text: `${tag} ${type}` } });
+    await redis.publish(`realtime:user:${target.userId}`, { type, data: { text: `${tag} ${type}` } });
+  }
+  const after = `${tag} after`;
+  await redis.publish('realtime:global', { type: 'chat', data: { text: after } });
+  for (const m of [...lobby, target, inRoom]) {
+    await m.next((x) => x.data?.text === after, 3000, `the marker on ${m.pod.podId}`);
+    assert.deepEqual(m.seen((x) => ['join', 'leave', 'auth'].includes(x.type)), [], `no client command on ${m.pod.podId}`);
+  }
+  closeAll([...lobby, target, inRoom]);
+});
+
 test('POST /api/publish on pod A reaches pod B: room, user notification, global', async () => {
   const [a, b, c] = pods;
   const room = 'api-cross';

@@ -48,8 +48,34 @@ TEST(Outgoing, NamesWhatCannotBeSent) {
     command.type = type;
     EXPECT_NE(protocol::outgoing_problem(command).find("client command"), std::string::npos);
   }
+  // An id of the application's own goes into clients' next URLs as it is.
+  Message own_id = chat_message("general", "x");
+  for (const char* id : {"msg-42", "A.b_c-9", "q2w8e0r1-5.gk3j9x0aa7"}) {
+    own_id.id = id;
+    EXPECT_EQ(protocol::outgoing_problem(own_id), "") << id;
+  }
+  for (const std::string& id :
+       {std::string("has space"), std::string("a/b"), std::string("x?y=1"), std::string("frag#1"),
+        std::string("caf\xc3\xa9"), std::string(protocol::kMaxMessageIdBytes + 1, 'a')}) {
+    own_id.id = id;
+    EXPECT_NE(protocol::outgoing_problem(own_id).find("id"), std::string::npos) << id;
+  }
+  own_id.id = std::string(protocol::kMaxMessageIdBytes, 'a');
+  EXPECT_EQ(protocol::outgoing_problem(own_id), "");
+
   EXPECT_THROW(protocol::check_outgoing(bad_data, "test"), std::invalid_argument);
   EXPECT_NO_THROW(protocol::check_outgoing(chat_message("general", "x"), "test"));
+}
+
+TEST(Outgoing, ClientCommandsAreJoinLeaveAndAuth) {
+  for (MessageType type : {MessageType::join, MessageType::leave, MessageType::auth}) {
+    EXPECT_TRUE(protocol::is_client_command(type)) << to_string(type);
+  }
+  for (MessageType type :
+       {MessageType::chat, MessageType::presence, MessageType::notification, MessageType::system,
+        MessageType::error, MessageType::ping, MessageType::pong}) {
+    EXPECT_FALSE(protocol::is_client_command(type)) << to_string(type);
+  }
 }
 
 TEST(JsonString, QuotesAndEscapesAnyText) {
