@@ -135,6 +135,11 @@ export class RealtimeError extends Error {
   /** message_too_big from the client: the room of the message refused, and its frame (JSON text). */
   readonly room?: string;
   readonly frame?: string;
+  /**
+   * A close after which the client does not reconnect (handshake_refused, token_expired,
+   * policy_violation): the chat still queued, dropped with it, in order.
+   */
+  readonly unsent?: ReadonlyArray<{ room: string; data: unknown }>;
 }
 
 export interface RealtimeClientEvents {
@@ -197,7 +202,7 @@ export interface RealtimeClientOptions {
    * Rooms to be in; the first is the socket's own room (/ws/{room}), the others are joined in-band.
    * "." and ".." (which no URL path carries) are always joined in-band, the socket opening on /ws.
    */
-  rooms?: string[];
+  rooms?: readonly string[];
   /** A JWT, or a provider called before every connection and for in-band refresh. */
   token?: string | TokenProvider;
   /** WebSocket implementation; required in Node 20 (e.g. `import { WebSocket } from 'ws'`). */

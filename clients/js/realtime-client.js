@@ -38,7 +38,7 @@ const SEEN_IDS_PER_ROOM = 256;
 // from just before its join, e.g. right after Redis lost its data).
 const SEEN_LEFT_ROOMS = 64;
 
-// system data.event values that concern one socket, not the room's history.
+// system data.event values that concern one socket, not the room's history (isSocketEvent).
 const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring']);
 
 // Ids that are not a room history's <epoch>-<seq> (decimal): user notifications, global and
@@ -47,6 +47,8 @@ const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring
 // system events, ".p" / ".d", are not taken either: see _track). Only the room's own messages,
 // and the positions of welcome, joined and recovered, move a resume point.
 const NOT_HISTORY_ID = /-[a-z][0-9a-z]*$|\.[a-z][0-9a-z]*$/;
+// A room history's own id: <epoch>-<seq>, the epoch base 36, the number decimal.
+const HISTORY_ID = /^[0-9a-z]+-[0-9]+$/;
 // Ids of what was sent to the user (Hub::send_to_user, the publish API's "user"): <tag>-u<n>, or
 // a position named behind ".u<tag><n>".
 const USER_ID = /[-.]u[0-9a-z]*$/;
@@ -54,9 +56,11 @@ const USER_ID = /[-.]u[0-9a-z]*$/;
 // Frames sent keep this much of the server's bucket spare, so that frames bunched up on the way
 // (a delay on the network) still find tokens there: one, plus this many seconds of its rate.
 const RATE_SPARE_TOKENS = 1;
+const RATE_SPARE_SECONDS = 0.1;
 // The most rooms the server lets one socket be in (its presence limit allows a change in as many).
 const MAX_ROOMS_PER_SOCKET = 64;
-const RATE_SPARE_SECONDS = 0.1;
+// A rate_limited error this soon after a status change may have been its refusal (_handleMessage).
+const PRESENCE_RESEND_WINDOW_MS = 5000;
 
 // A socket asked to close gets this long to finish the close handshake; then it is dropped (the
 // `ws` package's terminate(): a peer that stopped answering would hold it for 30 s).
@@ -152,6 +156,14 @@ export function buildSocketUrl(base, room, { token, lastId } = {}) {
   return query ? `${url.href}?${query}` : url.href;
 }
 
+// The server's own event for this socket: a system message with one of SOCKET_EVENTS whose id is
+// not a room history's <epoch>-<seq>. The application's system messages in a room (published with
+// `"event": "welcome"`, say) have history ids, and are the room's traffic like any other.
+function isSocketEvent(msg) {
+  if (msg.type !== 'system' || !msg.data || !SOCKET_EVENTS.has(msg.data.event)) return false;
+  return !HISTORY_ID.test(String(msg.id));
+}
+
 function isPresent(value) {
   return value !== undefined && value !== null && value !== '' && value !== 'undefined' && value !== 'null';
 }
@@ -243,6 +255,16 @@ export class RealtimeClient {
     } = options;
 
     if (!url) throw new TypeError('RealtimeClient needs a url, e.g. ws://localhost:8080');
+    // An address that cannot be opened would fail every reconnect alike: refused here, at once.
+    let parsed = null;
+    try {
+      parsed = new URL(String(url));
+    } catch {
+      // (not absolute: no scheme)
+    }
+    if (!parsed || !['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
+      throw new TypeError(`RealtimeClient needs an absolute ws://, wss://, http:// or https:// url, not ${JSON.stringify(String(url))}`);
+    }
     this.url = String(url);
     this._WebSocket = WebSocketImpl || globalThis.WebSocket;
     if (typeof this._WebSocket !== 'function') {
@@ -279,8 +301,9 @@ export class RealtimeClient {
     this._tokens = 0;
     this._tokensAt = 0;
     this._welcomed = false; // the current socket's welcome arrived: frames may go out
-    this._sentStatus = 'online'; // the status the current socket was last sent
-    this._presenceAt = 0; // the server's pace for status changes (see _sendPresence)
+    this._sentStatus = 'online'; // the status the current socket was last sent (or has waiting)
+    this._presenceAt = 0; // the server's pace for status changes (see _presenceWait)
+    this._presenceSentAt = 0; // when the current socket last sent a status change
     this._lastReceived = 0; // when the current socket last brought a frame
     this._unresumable = []; // rooms of the current socket to report no_resume_point for
     this._pings = []; // pending ping() calls, oldest first
@@ -419,7 +442,10 @@ export class RealtimeClient {
   close(code = 1000, reason = 'client closed') {
     this._closedByUser = true;
     if (this._stopped && this._state === 'closed') {
+      // Never connected (or closed already): what send() queued meanwhile is dropped all the same.
       this._ended = true;
+      this._queue.length = 0;
+      this._control.length = 0;
       return Promise.resolve();
     }
     const ws = this._ws;
@@ -568,6 +594,7 @@ export class RealtimeClient {
     // status goes at the welcome (_sendPresence), after these.
     this._sentStatus = 'online';
     this._presenceAt = 0;
+    this._presenceSentAt = 0;
     // A room joined before without a resume point (the server gave no position, as an older one
     // does, and no message of the room came): what was published there while disconnected cannot
     // be asked for. Said at the welcome, as the server does for a failed resume.
@@ -590,8 +617,8 @@ export class RealtimeClient {
     this._welcomed = true;
     // The bucket follows a client from socket to socket: one whose last socket spent it starts from
     // what that one left, which the server says (rate_tokens); else full.
-    const left = Number(data.rate_tokens);
-    const told = data.rate_tokens !== undefined && data.rate_tokens !== null && Number.isFinite(left) && left >= 0;
+    const left = data.rate_tokens;
+    const told = typeof left === 'number' && Number.isFinite(left) && left >= 0;
     this._tokens = told ? Math.min(left, this._limits.burst) : this._limits.burst;
     this._tokensAt = Date.now();
     this._drain();
@@ -645,6 +672,8 @@ export class RealtimeClient {
     if (!this._ws || this._ws.readyState !== WS_OPEN) return false;
     const entry = { text: JSON.stringify(frame), room: frame.room, join: frame.type === 'join' };
     if (frame.type === 'ping') entry.ping = frame.data.ping;
+    // (A status change keeps the status the socket had before it, for when it has to wait after all.)
+    if (frame.type === 'presence') entry.before = this._sentStatus;
     if (this._control.length === 0 && this._trySend(entry)) return true;
     this._control.push(entry);
     this._scheduleDrain();
@@ -655,14 +684,17 @@ export class RealtimeClient {
     const ws = this._ws;
     if (!this._welcomed || !ws || ws.readyState !== WS_OPEN) return false;
     const now = Date.now();
-    const { burst } = this._limits;
-    const usable = Math.max(1, burst - RATE_SPARE_TOKENS - this._limits.perSecond * RATE_SPARE_SECONDS);
-    this._tokens = Math.min(usable, this._tokens + ((now - this._tokensAt) / 1000) * this._paceRate());
+    this._tokens = Math.min(Math.max(1, this._spareBurst()), this._tokens + ((now - this._tokensAt) / 1000) * this._paceRate());
     this._tokensAt = now;
     if (this._tokens < 1) return false;
+    if (entry.before !== undefined && this._presenceWait(now) > 0) return false;
     this._tokens -= 1;
     ws.send(entry.text);
     if (entry.join && this._rooms.includes(entry.room)) this._joined.add(entry.room);
+    if (entry.before !== undefined) {
+      this._presenceAt = Math.max(this._presenceAt, now) + this._presenceCost();
+      this._presenceSentAt = now;
+    }
     return true;
   }
 
@@ -691,9 +723,20 @@ export class RealtimeClient {
     for (;;) {
       const list = this._control.length > 0 ? this._control : this._queue;
       if (list.length === 0) break;
-      const tooBig = list === this._queue && this._tooBig(list[0]);
-      if (tooBig) dropped.push(tooBig);
-      else if (!this._trySend(list[0])) break;
+      const head = list[0];
+      const tooBig = list === this._queue && this._tooBig(head);
+      if (tooBig) {
+        dropped.push(tooBig);
+      } else if (head.before !== undefined && this._presenceWait(Date.now()) > 0) {
+        // A status change that joins sent ahead of it made dearer than when it was queued: it
+        // waits on its own (_sendPresence), not holding up what follows it.
+        list.shift();
+        this._sentStatus = head.before;
+        this._sendPresence();
+        continue;
+      } else if (!this._trySend(head)) {
+        break;
+      }
       list.shift();
     }
     this._scheduleDrain();
@@ -704,8 +747,12 @@ export class RealtimeClient {
   // 1 or 2), a fifth below it, since a frame that reaches the server a moment early finds its
   // bucket empty and is dropped.
   _paceRate() {
-    const { perSecond, burst } = this._limits;
-    return burst - RATE_SPARE_TOKENS - perSecond * RATE_SPARE_SECONDS >= 1 ? perSecond : perSecond * 0.8;
+    return this._spareBurst() >= 1 ? this._limits.perSecond : this._limits.perSecond * 0.8;
+  }
+
+  // The burst less the tokens kept spare (for frames that reach the server a moment early).
+  _spareBurst() {
+    return this._limits.burst - RATE_SPARE_TOKENS - this._limits.perSecond * RATE_SPARE_SECONDS;
   }
 
   _scheduleDrain() {
@@ -727,8 +774,10 @@ export class RealtimeClient {
     if (!msg || typeof msg !== 'object') return;
     this._lastReceived = Date.now();
     // A server that sends no welcome first (not this one): open at its first frame, default rate.
-    if (!this._welcomed && !(msg.type === 'system' && msg.data && msg.data.event === 'welcome')) this._handleWelcome(ws, {});
+    if (!this._welcomed && !(isSocketEvent(msg) && msg.data.event === 'welcome')) this._handleWelcome(ws, {});
     this._emit('envelope', msg);
+    // An 'envelope' listener that closed or reconnected the client: this socket is done.
+    if (this._ws !== ws) return;
     const data = msg.data && typeof msg.data === 'object' ? msg.data : {};
     // A room's traffic already on the way when leave() was called is not delivered (nor taken as
     // the room's resume point), whoever published it (a message another program PUBLISHed to the
@@ -736,7 +785,7 @@ export class RealtimeClient {
     // name a room it is not in: kept (a notification, or any type with a user id); so are errors,
     // pongs and what concerns the socket (its welcome names the room in its URL, which may have
     // been left while the socket was opening; joined and recovered check the room themselves).
-    const socketEvent = msg.type === 'system' && SOCKET_EVENTS.has(data.event);
+    const socketEvent = isSocketEvent(msg);
     const roomTraffic = msg.type === 'chat' || msg.type === 'presence' || (msg.type === 'system' && !socketEvent);
     if (msg.room && roomTraffic && !this._rooms.includes(msg.room) && !USER_ID.test(String(msg.id))) {
       return;
@@ -754,6 +803,13 @@ export class RealtimeClient {
       case 'error':
         // A join past the server's room limit: the room is not kept (nor joined again on reconnect).
         if (data.code === 'too_many_rooms' && data.room && this._rooms.includes(data.room)) this._forget(data.room);
+        // The server does not say which frame it refused: a status change sent lately may have
+        // been, and goes again, when the server takes it (one it took already changes nothing).
+        if (data.code === 'rate_limited' && this._presenceSentAt > 0 && Date.now() - this._presenceSentAt < PRESENCE_RESEND_WINDOW_MS) {
+          this._presenceSentAt = 0;
+          this._sentStatus = null;
+          this._sendPresence();
+        }
         this._emit('error', new RealtimeError(data.code || 'server_error', data.error || 'server error', { envelope: msg }));
         return;
       case 'presence':
@@ -762,6 +818,10 @@ export class RealtimeClient {
         if (this._track(msg, false)) this._emit('presence', msg);
         return;
       case 'system':
+        if (!socketEvent) {
+          if (this._track(msg)) this._emit('system', msg);
+          return;
+        }
         if (data.event === 'welcome') {
           this.connectionId = data.connection_id ?? null;
           this.userId = data.user_id ?? null;
@@ -838,7 +898,7 @@ export class RealtimeClient {
     // A notification naming a room the client is not in: nothing to resume, nor to remember (a
     // room named by each of many notifications would grow the table without bound).
     if (!this._rooms.includes(msg.room)) return true;
-    if (msg.type === 'system' && SOCKET_EVENTS.has(msg.data && msg.data.event)) return true;
+    if (isSocketEvent(msg)) return true;
     const id = String(msg.id);
     let seen = this._seen.get(msg.room);
     if (!seen) this._seen.set(msg.room, (seen = new Set()));
@@ -906,7 +966,15 @@ export class RealtimeClient {
     this._scheduleReconnect(info);
   }
 
+  // A close after which the client does not reconnect: its error names the chat still queued,
+  // which is dropped with it ({room, data} each, in order; `unsent`).
   _fail(error) {
+    if (this._queue.length > 0) {
+      error.unsent = this._queue.map((entry) => {
+        const frame = JSON.parse(entry.text);
+        return { room: frame.room, data: frame.data };
+      });
+    }
     this._emit('error', error);
     this._stop(error);
   }
@@ -1022,19 +1090,21 @@ export class RealtimeClient {
     this._sendPresence();
   }
 
-  // Sends the status when the socket's differs. The server counts a change once per room of the
-  // socket, on top of its frame: at most max(burst, 64) such room events at once, then `perSecond`
-  // (a generic cell rate), and refuses one past that, keeping the old status. A change that would
-  // be refused waits here instead, and only the latest status goes then.
+  // Sends the status when the socket's differs. A change the server would refuse now waits here
+  // (_presenceWait), and only the latest status goes then; one waiting behind other frames takes
+  // the latest status with it.
   _sendPresence() {
     if (this._timers.presence || !this._welcomed || !this._ws || this._ws.readyState !== WS_OPEN) return;
     if (this._status === this._sentStatus) return;
-    const perEvent = 1000 / this._limits.perSecond;
-    const now = Date.now();
-    const start = Math.max(this._presenceAt, now);
-    const cost = perEvent * Math.max(1, this._rooms.length);
-    const tolerance = perEvent * Math.max(this._limits.burst, MAX_ROOMS_PER_SOCKET);
-    const wait = start + cost - now - tolerance;
+    const waiting = this._control.findIndex((entry) => entry.before !== undefined);
+    if (waiting >= 0) {
+      const entry = this._control[waiting];
+      if (entry.before === this._status) this._control.splice(waiting, 1);
+      else entry.text = JSON.stringify({ type: 'presence', data: { status: this._status } });
+      this._sentStatus = this._status;
+      return;
+    }
+    const wait = this._presenceWait(Date.now());
     if (wait > 0) {
       this._timers.presence = setTimeout(() => {
         this._timers.presence = null;
@@ -1042,9 +1112,27 @@ export class RealtimeClient {
       }, Math.ceil(wait) + 1);
       return;
     }
-    this._presenceAt = start + cost;
-    this._sentStatus = this._status;
     this._sendControl({ type: 'presence', data: { status: this._status } });
+    this._sentStatus = this._status;
+  }
+
+  // How long the server would refuse a status change sent now (ms; 0 or less: it takes it). It
+  // counts a change once per room of the socket, on top of its frame: at most max(burst, 64) such
+  // room events at once, then `perSecond` (a generic cell rate, timed from the frame's arrival),
+  // and refuses one past that, keeping the old status. Booked when the frame goes out (_trySend);
+  // one that follows a booked one keeps an event to spare for its trip.
+  _presenceWait(now) {
+    const perEvent = 1000 / this._limits.perSecond;
+    const start = Math.max(this._presenceAt, now);
+    const spare = this._presenceAt > now ? perEvent : 0;
+    const tolerance = perEvent * Math.max(this._limits.burst, MAX_ROOMS_PER_SOCKET);
+    return start + this._presenceCost() - now - tolerance + spare;
+  }
+
+  // A change's room events, in ms of the pace: the socket's rooms as the server may count them
+  // (joined, or joining ahead of the change), at least one.
+  _presenceCost() {
+    return (1000 / this._limits.perSecond) * Math.max(1, this._rooms.length, this._joined.size);
   }
 
   get status() {

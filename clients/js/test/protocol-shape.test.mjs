@@ -198,7 +198,7 @@ test('reconnect resumes every room from its last id (URL-encoded) and calls the 
   await server.frame(c1, (f) => f.type === 'join', 'join beta');
   assert.equal(c1.frames[0].last_id, undefined, 'no last_id before any message');
 
-  c1.ws.send(envelope('system', 'alpha', { event: 'welcome', connection_id: 'c1', user_id: 'c1', room: 'alpha' }, 'w-1'));
+  c1.ws.send(envelope('system', 'alpha', { event: 'welcome', connection_id: 'c1', user_id: 'c1', room: 'alpha' }, 'w-d1'));
   c1.ws.send(envelope('chat', 'alpha', { text: 'one' }, 'a1'));
   c1.ws.send(envelope('chat', 'alpha', { text: 'two' }, 'a 2/&x'));
   c1.ws.send(envelope('presence', 'alpha', { status: 'online', user_id: 'u9' }, 'p-3')); // not history
@@ -221,7 +221,7 @@ test('reconnect resumes every room from its last id (URL-encoded) and calls the 
   // The server's recovery report becomes the `recovered` event; a replayed duplicate is dropped.
   c2.ws.send(envelope('chat', 'beta', { text: 'b' }, 'b-8'));
   c2.ws.send(envelope('chat', 'beta', { text: 'c' }, 'b-9'));
-  c2.ws.send(envelope('system', 'beta', { event: 'recovered', recovered: true, replayed: 1 }, 's-1'));
+  c2.ws.send(envelope('system', 'beta', { event: 'recovered', recovered: true, replayed: 1 }, 's-d1'));
   await ev.until(() => ev.recovered.length === 1, 'recovered event');
   assert.deepEqual(
     ev.messages.slice(4).map((m) => m.id),
@@ -905,11 +905,20 @@ test('status changes past the server\'s pace for them wait, and only the latest 
   const c = await server.conn(0);
   c.ws.send(envelope('system', 's0', { event: 'welcome', connection_id: 'c1', user_id: 'c1', room: 's0', rate_limit: 1000, rate_burst: 10 }, 'w-d1'));
   await ev.until(() => ev.states.at(-1) === 'open', 'open');
-  client.setStatus('away');
-  client.setStatus('online');
-  client.setStatus('away');
-  client.setStatus('online');
   const presence = () => c.frames.filter((f) => f.type === 'presence').map((f) => f.data.status);
+  // Changes that undo each other while the first still waits behind the joins: nothing goes.
+  client.setStatus('away');
+  client.setStatus('online');
+  // Chat goes after every control frame waiting: once it is in, nothing of them is left.
+  client.send('s0', 'after the joins');
+  await server.frame(c, (f) => f.type === 'chat', 'the chat after the joins');
+  assert.equal(c.frames.filter((f) => f.type === 'join').length, 63);
+  assert.deepEqual(presence(), []);
+  client.setStatus('away');
+  await server.until(() => presence().length === 1, 'the first change');
+  client.setStatus('online');
+  client.setStatus('away');
+  client.setStatus('online');
   await server.until(() => presence().length === 2, 'two presence frames');
   assert.deepEqual(presence(), ['away', 'online']); // the first at once, then the latest, 64 ms on
   assert.equal(client.status, 'online');
@@ -1033,4 +1042,104 @@ test('a ping that timed out before it could be sent is not sent: the chat behind
   client.send('a', { n: 'after the pings' });
   await server.frame(c, (f) => f.type === 'chat', 'the chat');
   assert.deepEqual(c.frames.map((f) => f.type), ['ping', 'chat'], 'only the ping sent before its timeout');
+});
+
+test('a url the client cannot open is refused by the constructor, not at every reconnect', () => {
+  for (const url of ['localhost', 'localhost:8080/', '//localhost:8080', 'ftp://host', '/ws']) {
+    assert.throws(() => new RealtimeClient({ url, WebSocket, autoConnect: false }), TypeError, url);
+  }
+  for (const url of ['ws://h:1', 'wss://h', 'http://h:8080/', 'https://h/base?tenant=x']) {
+    new RealtimeClient({ url, WebSocket, autoConnect: false }).close();
+  }
+});
+
+test('close() before the first connection drops what send() queued', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['q'], autoConnect: false });
+  t.after(() => client.close());
+  client.send('q', 'queued before close 1');
+  client.send('q', 'queued before close 2');
+  await client.close();
+  const ev = watch(client);
+  client.connect();
+  const c = await server.conn(0);
+  await ev.until(() => ev.states.at(-1) === 'open', 'open');
+  client.send('q', 'after connect');
+  await server.frame(c, (f) => f.type === 'chat', 'the chat sent after connect');
+  assert.deepEqual(c.frames.filter((f) => f.type === 'chat').map((f) => f.data.text), ['after connect']);
+});
+
+for (const call of ['close', 'reconnect']) {
+  test(`${call}() from an 'envelope' listener at the welcome: the old socket opens nothing, and no timer is left`, async (t) => {
+    const server = await FakeServer.start();
+    t.after(() => server.stop());
+    const client = makeClient(server, { rooms: ['e'], heartbeatMs: 1000 });
+    t.after(() => client.close());
+    const ev = watch(client);
+    let done;
+    await new Promise((resolve) => {
+      client.on('envelope', (m) => {
+        if (done === undefined && m.data?.event === 'welcome') {
+          done = client[call]();
+          resolve();
+        }
+      });
+    });
+    if (call === 'reconnect') {
+      await done;
+      assert.equal(client.state, 'open');
+      assert.equal(client._ws.readyState, WebSocket.OPEN);
+      assert.equal(server.conns.length, 2);
+    } else {
+      await done;
+      assert.deepEqual(ev.states, ['connecting', 'closed']);
+    }
+    await client.close();
+    assert.deepEqual(Object.entries(client._timers).filter(([, timer]) => timer !== null), []);
+  });
+}
+
+test("the application's system messages in a room are 'system' events, whatever their event says", async (t) => {
+  const { client, c } = await openClient(t, { rooms: ['s'] });
+  const systems = [];
+  const welcomes = [];
+  const joined = [];
+  client.on('system', (m) => systems.push(m.data.event));
+  client.on('welcome', (w) => welcomes.push(w));
+  client.on('joined', (j) => joined.push(j));
+  const connectionId = client.connectionId;
+  for (const [i, event] of ['welcome', 'joined', 'recovered', 'token_expiring'].entries()) {
+    c.ws.send(envelope('system', 's', { event, text: 'from the application' }, `abcd1234-${i + 1}`));
+  }
+  c.ws.send(envelope('chat', 's', { text: 'last' }, 'abcd1234-5'));
+  await new Promise((resolve) => client.on('message', (m) => m.data.text === 'last' && resolve()));
+  assert.deepEqual(systems, ['welcome', 'joined', 'recovered', 'token_expiring']);
+  assert.deepEqual([welcomes, joined], [[], []]);
+  assert.equal(client.connectionId, connectionId);
+  assert.equal(client.lastIds.s, 'abcd1234-5');
+});
+
+test('a close after which the client does not reconnect names the chat it drops (unsent)', async (t) => {
+  // A burst of 1 at 1/s: the first message goes, the others wait in the queue.
+  const server = await FakeServer.start({}, { welcomeData: { rate_limit: 1, rate_burst: 1 } });
+  t.after(() => server.stop());
+  const client = makeClient(server, { rooms: ['u'] });
+  t.after(() => client.close());
+  const ev = watch(client);
+  await client.connect();
+  const c = await server.conn(0);
+  assert.equal(client.send('u', 'one'), true);
+  assert.equal(client.send('u', 'two'), false);
+  assert.equal(client.send('u', { text: 'three', n: 3 }), false);
+  await server.frame(c, (f) => f.type === 'chat', 'the first chat');
+  c.ws.close(1008, 'forbidden');
+  await ev.until(() => client.state === 'closed', 'closed');
+  const err = ev.errors.at(-1);
+  assert.equal(err.code, 'policy_violation');
+  assert.deepEqual(err.unsent, [
+    { room: 'u', data: { text: 'two' } },
+    { room: 'u', data: { text: 'three', n: 3 } },
+  ]);
+  assert.equal(client.queued, 0);
 });

@@ -877,3 +877,25 @@ test('a status set just before a reconnect holds on the new socket (the limit on
   await pollStatus(rooms[0], 'away', 'the new socket away in the first room');
   assert.deepEqual(ea.errors.map((e) => e.code), [], 'no error (no rate_limited)');
 });
+
+test('a status change that waited behind the rejoins is paced from when it went out: the next one is not refused', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
+  // 64 rooms: a change costs 64 room events, all a socket may spend at once. The first change
+  // waits behind the 63 joins the welcome sends; the server times its pace from the frame's
+  // arrival, so a second change paced from when the first was queued would be refused.
+  const server = await startServer({ args: ['--rate-limit', '200', '--rate-burst', '10'] });
+  t.after(() => server.terminate());
+  const rooms = Array.from({ length: 64 }, (_, i) => uniqueRoom(`pace${i}`));
+  const a = newClient(t, server.url, { rooms });
+  const ea = watch(a);
+  a.setStatus('away');
+  await a.connect();
+  // The last room's presence of this user: online at its join, then each change.
+  const seen = () => ea.presence.filter((p) => p.data.user_id === a.userId && p.room === rooms[63]).map((p) => p.data.status);
+  await ea.until(() => seen().length === 2, 'away in the last room');
+  a.setStatus('online');
+  await ea.until(() => seen().length === 3, 'online again in the last room');
+  assert.deepEqual(seen(), ['online', 'away', 'online']);
+  const r = await http.get(server, `/api/rooms/${rooms[0]}/presence`);
+  assert.equal(JSON.parse(r.text).users.find((u) => u.user_id === a.userId)?.status, 'online');
+  assert.deepEqual(ea.errors.map((e) => e.code), [], 'no error (no rate_limited)');
+});

@@ -10,6 +10,9 @@ interface ChatData {
 }
 
 const client = new RealtimeClient({ url: 'ws://localhost:8080', rooms: ['general'], WebSocket });
+// Rooms as a constant list of the application's.
+const ROOMS = ['general', 'alerts'] as const;
+new RealtimeClient({ url: 'ws://localhost:8080', rooms: ROOMS, WebSocket, autoConnect: false });
 const msg: ChatData = { text: 'hi', name: 'Ann' };
 client.send('general', msg);
 client.send('general', [1, 2, 3]);
