@@ -100,6 +100,8 @@ class Handler {
   // Stops accepting, closes every WebSocket of this Handler with 1001 (those of another Handler on
   // the same Hub stay), and returns when all are closed, after `deadline`, or when the Hub stops;
   // at once when the Hub is not running (not started, or stopped) or on one of its I/O threads.
+  // Before the closes, chat its sockets sent whose publish_then() has not called back yet gets up
+  // to 3/5 of `deadline` to do so (chat sent from then on is refused with `unavailable`).
   void shutdown(std::chrono::milliseconds deadline = std::chrono::seconds(5));
 
   const HandlerConfig& config() const noexcept;

@@ -170,6 +170,19 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   }
   if (listener) listener->stop();
   HubCore& core = hub_.core();
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  // Chat already taken whose publish has not completed (waiting for Redis, or held while Redis is
+  // away, kPublishHold) settles first, within a share of the deadline (the rest is the sockets'
+  // to close): delivered to members still open, or refused to senders still open. New chat is
+  // refused meanwhile (WsSession::handle_chat). On an I/O thread (a hook) nothing can be waited
+  // for.
+  if (!core.on_io_thread()) {
+    const auto settle_until = std::chrono::steady_clock::now() + deadline * 3 / 5;
+    while (chats_publishing_.load(std::memory_order_acquire) > 0 &&
+           std::chrono::steady_clock::now() < settle_until && core.running()) {
+      std::this_thread::sleep_for(kShutdownPoll);
+    }
+  }
   for (unsigned i = 0; i < core.shard_count(); ++i) {
     Shard& shard = core.shard(i);
     asio::post(shard.context(), [&shard, this] {
@@ -179,7 +192,6 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   // On an I/O thread (a hook), waiting would hold up the very loop that closes its sockets: the
   // closing is under way, and goes on after this returns.
   if (core.on_io_thread()) return;
-  const auto until = std::chrono::steady_clock::now() + deadline;
   while (std::chrono::steady_clock::now() < until) {
     std::size_t open = 0;
     for (unsigned i = 0; i < core.shard_count(); ++i) {

@@ -52,6 +52,11 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   bool try_reserve_ip(const boost::asio::ip::address& address);
   void release_ip(const boost::asio::ip::address& address);
   bool accepting() const noexcept { return accepting_.load(std::memory_order_relaxed); }
+  // Chat taken from sockets whose publish has not completed (a Redis round trip, or a hold while
+  // Redis is away): shutdown() lets them settle before it closes the sockets, so that members get
+  // them, or senders their refusal, ahead of the close.
+  void chat_publishing() noexcept { chats_publishing_.fetch_add(1, std::memory_order_relaxed); }
+  void chat_settled() noexcept { chats_publishing_.fetch_sub(1, std::memory_order_release); }
   RoomsAnswer& rooms_answer() noexcept { return rooms_answer_; }
   RateCarry& rate_carry() noexcept { return rate_carry_; }
 
@@ -70,6 +75,7 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   ThrottledLog refusal_log_{kRefusalLogInterval};
   std::string welcome_limits_;
   std::atomic<bool> accepting_{true};
+  std::atomic<std::size_t> chats_publishing_{0};
   std::atomic<bool> shut_down_{false};
   std::atomic<std::size_t> reserved_{0};  // connection slots taken (open sockets and upgrades)
   std::mutex ip_mutex_;

@@ -455,6 +455,12 @@ void WsSession::handle_chat(std::string room, std::string data) {
     send_error(error_code::not_in_room, "join the room before sending to it", room);
     return;
   }
+  // Stopping (HandlerCore::shutdown): what is taken now could reach members only as their sockets
+  // close, if at all.
+  if (!handler_->accepting()) {
+    send_error(error_code::unavailable, "message not delivered: the server is shutting down", room);
+    return;
+  }
   Message msg;
   msg.type = MessageType::chat;
   msg.room = std::move(room);
@@ -479,17 +485,21 @@ void WsSession::handle_chat(std::string room, std::string data) {
   }
   // The id is not needed here (the member gets the message like everyone). kNotPublished: refused
   // (Redis not keeping up, or the pod stopping), which the sender is told.
+  // (The refusal is posted before the chat counts as settled: a shutdown's close comes after it.)
   std::string to = msg.room;
   const CheckedMessage checked;  // decoded and checked above: not parsed again on its way
+  handler_->chat_publishing();
   handler_->broadcaster().publish_then(
-      std::move(msg), [weak = weak_from_this(), context = &shard_.context(),
-                       room = std::move(to)](const std::string& id) {
-        if (id != kNotPublished) return;
-        boost::asio::post(*context, [weak, room] {
-          if (auto self = weak.lock())
-            self->send_error(error_code::unavailable, "message not delivered: try again later",
-                             room);
-        });
+      std::move(msg), [weak = weak_from_this(), handler = std::weak_ptr<HandlerCore>(handler_),
+                       context = &shard_.context(), room = std::move(to)](const std::string& id) {
+        if (id == kNotPublished) {
+          boost::asio::post(*context, [weak, room] {
+            if (auto self = weak.lock())
+              self->send_error(error_code::unavailable, "message not delivered: try again later",
+                               room);
+          });
+        }
+        if (auto core = handler.lock()) core->chat_settled();
       });
 }
 

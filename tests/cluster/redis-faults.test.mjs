@@ -823,6 +823,34 @@ test('a pod stopped while Redis has not answered its publish yet: the API\'s ans
   }),
 );
 
+test('a pod stopped right after Redis died: a chat it took reaches the room before the 1001 close, and one sent while it stops is refused, not lost', { timeout: 60_000 }, () =>
+  withCluster(1, 'stopdown', async ({ redis, clients }) => {
+    const b = await startPod(redis, { podId: 'stopdown-b' });
+    const room = 'stop-down';
+    const sender = await connect(b, `/ws/${room}`);
+    const member = await connect(b, `/ws/${room}`);
+    clients.push(sender, member);
+    await redis.waitNumsub(`realtime:room:${room}`, 1, 5000);
+    redis.proc.kill('SIGKILL');
+    await sleep(100);
+    // Held for Redis (kPublishHold, 2 s), then delivered here: the stop lets it settle first.
+    sender.send({ type: 'chat', room, data: { text: 'taken before the stop' } });
+    await sleep(300);
+    const exit = b.terminate('SIGTERM');
+    await sleep(150);
+    sender.send({ type: 'chat', room, data: { text: 'sent while stopping' } });
+    assert.equal((await exit).code, 0, b.logTail());
+    for (const m of [member, sender]) {
+      assert.equal((await m.expectClose(5000)).code, 1001);
+      assert.equal(m.seen((x) => x.data?.text === 'taken before the stop').length, 1, 'the chat taken before the stop');
+    }
+    // (Read before the SIGTERM arrived, it would have been taken and held like the first.)
+    const told = sender.seen((x) => x.type === 'error' && x.data?.code === 'unavailable' && x.data?.room === room).length;
+    const delivered = sender.seen((x) => x.data?.text === 'sent while stopping').length;
+    assert.equal(told + delivered, 1, `the chat sent while stopping: refused ${told}, delivered ${delivered}`);
+  }),
+);
+
 // realtime_broadcast_latency_seconds counts from the publish on the pod: a Redis slow to number
 // a message (paused 600 ms here) shows in it.
 test('the broadcast latency histogram includes the Redis round trip of an own message', { timeout: 30_000 }, () =>
