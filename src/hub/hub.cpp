@@ -192,7 +192,7 @@ FramePtr with_position_before(const OutFrame& frame, std::string_view epoch, std
 
 std::string position_suffix(const OutFrame& frame) {
   const auto found = envelope_id(frame);
-  return found ? positioned_suffix(found->id, "ug") : std::string();
+  return found ? positioned_suffix(found->id, "ugd") : std::string();
 }
 
 FramePtr with_socket_position(const OutFrame& frame, std::string_view position,
@@ -457,6 +457,11 @@ std::string HubCore::deliver(Message& msg) {
     }
     return msg.id;
   }
+  // With a shared history (Redis), a message this pod numbers itself (Redis away) takes no place
+  // in it, nor starts a history of the pod's own: it gets a direct id, which each socket gets
+  // behind the room's shared position ("<epoch>-<seq>.d<tag><n>"), so a client resuming from it,
+  // or from the last room message before it, resumes the shared history once Redis is back.
+  if (msg.id.empty() && shared_history_.load(std::memory_order_acquire)) msg.id = next_direct_id();
   const std::size_t history_size = options_.history_size;
   registry_.with_room(msg.room, [&](RoomState& state) {
     std::uint64_t seq = 0;

@@ -45,9 +45,10 @@ std::shared_ptr<OutFrame> make_frame_from_json(std::string_view json, std::strin
 // `seq` ("<epoch>-<seq>.p<tag><k>"); null when its id is of neither form, or names another history
 // or a position not before `seq`.
 FramePtr with_position(const OutFrame& frame, std::string_view epoch, std::uint64_t seq);
-// A user notification or global broadcast with a pod's own id ("<tag>-u<n>", "<tag>-g<n>"): the
-// suffix its id takes when it names a socket's room position (".u<tag><n>", ".g<tag><n>"); empty
-// for any other id (another program's, say), which names none.
+// A user notification, global broadcast or room message no history numbered, with a pod's own id
+// ("<tag>-u<n>", "<tag>-g<n>", "<tag>-d<n>"): the suffix its id takes when it names a socket's
+// room position (".u<tag><n>", ...); empty for any other id (another program's, say), which names
+// none.
 std::string position_suffix(const OutFrame& frame);
 // The id of the envelope a frame holds (empty when none).
 std::string_view frame_id(const OutFrame& frame);

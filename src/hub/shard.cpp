@@ -1,6 +1,7 @@
 #include "hub/shard.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include <boost/asio/post.hpp>
 
@@ -54,7 +55,7 @@ void Shard::drain_inbox() {
     const Delivery& delivery = draining_[i];
     switch (delivery.kind) {
       case Delivery::Kind::room:
-        deliver_room(delivery.frame);
+        deliver_room(delivery.frame, i);
         break;
       case Delivery::Kind::all:
         deliver_all(delivery.frame, i);
@@ -68,28 +69,6 @@ void Shard::drain_inbox() {
   in_drain_ = false;
 }
 
-void Shard::deliver_room(const FramePtr& frame) {
-  auto it = rooms_.find(frame->room);
-  if (it == rooms_.end()) return;
-  for (Member& member : it->second) {
-    if (member.buffering) {
-      member.session->buffer_live(frame);
-      continue;
-    }
-    if (frame->seq != 0 && !frame->local_seq && member.min_shared_seq != 0) {
-      // After a recovery: what the replay covered is skipped, however late it comes (this pod's
-      // own message whose answer came after newer ones, say). The first frame of another history
-      // (Redis lost its data: numbers start again at 1) ends it.
-      if (frame->epoch_tag == member.min_shared_epoch) {
-        if (frame->seq <= member.min_shared_seq) continue;
-      } else {
-        member.min_shared_seq = 0;
-      }
-    }
-    if (!frame->local_seq || frame->seq > member.min_seq) member.session->enqueue(frame);
-  }
-}
-
 // The copies of one notification or global broadcast, each naming a room's position: where the
 // room stands on the pod (HubCore::room_position), before the earliest of the room's frames that
 // were posted to this thread and are not delivered yet (later in the batch, or in the inbox). A
@@ -101,9 +80,14 @@ class Shard::PositionNames {
 
   const FramePtr& for_session(const WsSession& session) {
     const std::string* room = suffix_.empty() ? nullptr : session.position_room(frame_->room);
-    if (room == nullptr) return frame_;
-    auto [it, added] = named_.try_emplace(*room);
-    if (added) it->second = name(*room);
+    return room == nullptr ? frame_ : for_room(*room);
+  }
+
+  // The copy naming `room`'s position (the frame as it is when none can be named).
+  const FramePtr& for_room(const std::string& room) {
+    if (suffix_.empty()) return frame_;
+    auto [it, added] = named_.try_emplace(room);
+    if (added) it->second = name(room);
     return it->second ? it->second : frame_;
   }
 
@@ -179,6 +163,34 @@ void Shard::deliver_user(const std::string& user, const FramePtr& frame, std::si
   PositionNames names(*this, frame, batch_index);
   const auto [first, last] = users_.equal_range(user);
   for (auto it = first; it != last; ++it) it->second->enqueue(names.for_session(*it->second));
+}
+
+void Shard::deliver_room(const FramePtr& frame, std::size_t batch_index) {
+  auto it = rooms_.find(frame->room);
+  if (it == rooms_.end()) return;
+  // A message no history numbered (this pod's own while Redis is away, another program's): its
+  // members get it behind the room's position, as a notification about the room, so that a
+  // client resuming from its id resumes the room.
+  const FramePtr* named = &frame;
+  std::optional<PositionNames> names;
+  if (frame->seq == 0) named = &names.emplace(*this, frame, batch_index).for_room(frame->room);
+  for (Member& member : it->second) {
+    if (member.buffering) {
+      member.session->buffer_live(*named);
+      continue;
+    }
+    if (frame->seq != 0 && !frame->local_seq && member.min_shared_seq != 0) {
+      // After a recovery: what the replay covered is skipped, however late it comes (this pod's
+      // own message whose answer came after newer ones, say). The first frame of another history
+      // (Redis lost its data: numbers start again at 1) ends it.
+      if (frame->epoch_tag == member.min_shared_epoch) {
+        if (frame->seq <= member.min_shared_seq) continue;
+      } else {
+        member.min_shared_seq = 0;
+      }
+    }
+    if (!frame->local_seq || frame->seq > member.min_seq) member.session->enqueue(*named);
+  }
 }
 
 void Shard::add_session(const std::shared_ptr<WsSession>& session) {

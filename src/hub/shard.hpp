@@ -57,7 +57,7 @@ class Shard {
   }
 
   // Delivery; on this shard's thread.
-  void deliver_room(const FramePtr& frame);
+  void deliver_room(const FramePtr& frame, std::size_t batch_index);
   // (A global broadcast or notification names, for each socket, the position of its first room,
   // as a pong does: one copy of the frame per room. `batch_index`: the delivery's place in the
   // batch drain_inbox() runs, whose later room frames are not delivered yet.)

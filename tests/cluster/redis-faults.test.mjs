@@ -823,6 +823,39 @@ test('a pod stopped while Redis has not answered its publish yet: the API\'s ans
   }),
 );
 
+test('Redis down past the hold: a message the pod numbers itself names the shared position, so no second history appears to clients', { timeout: 60_000 }, () =>
+  withCluster(2, 'ownpos', async ({ redis, pods, clients }) => {
+    const [a, b] = pods;
+    const room = 'own-position';
+    const pub = await connect(a, `/ws/${room}`);
+    const member = await connect(a, `/ws/${room}`);
+    clients.push(pub, member);
+    await redis.waitNumsub(`realtime:room:${room}`, 1, 5000);
+    pub.send({ type: 'chat', room, data: { text: 'before' } });
+    const before = await member.next((m) => m.data?.text === 'before', 5000, 'before');
+    assert.match(before.id, /^[0-9a-z]{8}-\d+$/);
+    redis.proc.kill('SIGKILL');
+    await sleep(2600); // past the 2 s hold: the pod numbers what it takes itself
+    pub.send({ type: 'chat', room, data: { text: 'during' } });
+    const during = await member.next((m) => m.data?.text === 'during', 5000, 'during');
+    // Behind the room's shared position (the last message the socket got), not a history of its own.
+    assert.ok(during.id.startsWith(`${before.id}.d`), `${during.id} names ${before.id}`);
+    assert.match(during.id, /^[0-9a-z]{8}-\d+\.d[0-9a-z]+$/);
+    await redis.restart();
+    await waitFor(async () => (await get(a, '/readyz')).status === 200, { timeoutMs: 10_000, message: 'pod a ready again' });
+    // A client resuming from it on another pod is answered for the position it names: the history
+    // restarted empty (a new epoch), so not recovered, and the position it is given is the new one.
+    const resumed = await connect(b, `/ws/${room}?last_id=${encodeURIComponent(during.id)}`);
+    clients.push(resumed);
+    const r = await resumed.next((m) => m.type === 'system' && m.data?.event === 'recovered', 5000, 'recovered');
+    assert.equal(r.data.recovered, false);
+    pub.send({ type: 'chat', room, data: { text: 'after' } });
+    const after = await member.next((m) => m.data?.text === 'after', 5000, 'after');
+    assert.match(after.id, /^[0-9a-z]{8}-\d+$/, 'numbered by the shared history again');
+    await resumed.next((m) => m.data?.text === 'after', 5000, 'after on the resumed socket');
+  }),
+);
+
 test('a pod stopped right after Redis died: a chat it took reaches the room before the 1001 close, and one sent while it stops is refused, not lost', { timeout: 60_000 }, () =>
   withCluster(1, 'stopdown', async ({ redis, clients }) => {
     const b = await startPod(redis, { podId: 'stopdown-b' });
