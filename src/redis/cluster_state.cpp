@@ -441,7 +441,10 @@ void ClusterState::renew_lease() {
                   std::to_string(kLeaseTtl.count()), lease_token_},
                  [this](std::error_code ec, const RedisReply& reply) {
                    if (ec || stopped_) return;
-                   if (reply.integer == 0) rewrite_part();
+                   if (reply.integer == 0) {
+                     rewrite_part();
+                     if (on_part_lost_) on_part_lost_();
+                   }
                    const bool shared = reply.integer < 0;
                    if (shared != id_shared_) {
                      id_shared_ = shared;

@@ -91,6 +91,10 @@ class ClusterState {
   // Told (on the Redis thread) when the lease renewal finds this pod's id held by another live
   // process (true), and when it holds it again (false).
   void set_on_id_shared(std::function<void(bool)> handler) { on_id_shared_ = std::move(handler); }
+  // Told (on the Redis thread) when the lease renewal found this pod's part gone without a
+  // reconnect (FLUSHALL, a failover to an empty replica, a sweep while stopped), once the part is
+  // being written again: what the members here were told may no longer hold.
+  void set_on_part_lost(std::function<void()> handler) { on_part_lost_ = std::move(handler); }
   // Removes this pod's part (graceful stop); calls done when Redis answered or failed.
   void leave_cluster(const std::function<void()>& done);
   void stop();
@@ -204,6 +208,7 @@ class ClusterState {
   bool lease_running_ = false;
   bool id_shared_ = false;
   std::function<void(bool)> on_id_shared_;
+  std::function<void()> on_part_lost_;
   bool count_flush_pending_ = false;
   bool stopped_ = false;
   std::set<std::string> dirty_rooms_;

@@ -116,6 +116,15 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
       },
       sub.control_channel,
       [this, control = sub.control_channel] { return subscriber_->subscribed(control); });
+  // Redis lost the cluster state without a reconnect: a user who left in the meantime was never
+  // announced (the leave found no entry to change). Each room's presence is read at once (which
+  // takes the new state epoch, on_presence_sync), and compared with what its members here were
+  // told once every pod has written its part again (resync_after_loss).
+  cluster_->set_on_part_lost([this] {
+    std::vector<std::string> rooms;
+    for (const RoomCount& room : core_.rooms()) rooms.push_back(room.room);
+    if (!rooms.empty()) cluster_->sync_presence(rooms, false);
+  });
   cluster_->set_on_id_shared([this](bool shared) {
     {
       const std::lock_guard lock(health_mutex_);

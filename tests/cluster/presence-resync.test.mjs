@@ -184,6 +184,36 @@ test('after Redis restarted empty, a user who left while it was down is announce
   }
 });
 
+test('FLUSHALL, then a user leaves before its pod finds its part gone: announced offline on both pods once they rewrote, and nothing for those still there', { timeout: 60_000 }, async () => {
+  const clients = [];
+  const { redis, a, control, join, watch } = await setUp('resync-flush', clients);
+  try {
+    const watchA = await join(a, 'watcha');
+    const ann = await join(a, 'ann');
+    const cat = await join(a, 'cat');
+    for (const user of ['watcha', 'ann', 'cat']) {
+      await watch.next((m) => isPresence(m) && m.data.user_id === user && m.data.status === 'online', 5000, `${user} online on B`);
+    }
+    for (const user of ['ann', 'cat']) {
+      await watchA.next((m) => isPresence(m) && m.data.user_id === user && m.data.status === 'online', 5000, `${user} online on A`);
+    }
+    for (const w of [watch, watchA]) w.queue = w.queue.filter((m) => !isPresence(m));
+    // No connection drops: each pod finds its part gone at its next lease renewal (every 3 s).
+    await redis.cmd('FLUSHALL');
+    cat.close();
+    await cat.expectClose();
+    for (const [w, where] of [[watch, 'B'], [watchA, 'A']]) {
+      await w.next((m) => isPresence(m) && m.data.user_id === 'cat' && m.data.status === 'offline', 15_000, `cat offline on ${where}`);
+      await redisBarrier(redis, 'realtime:room:room', [w]);
+      assert.deepEqual(presenceSent(w), [], `cat offline alone on ${where}: nothing for the users still there`);
+    }
+    assert.ok(ann.closed === undefined || ann.closed === null, 'ann still connected');
+  } finally {
+    control.close();
+    closeAll(clients);
+  }
+});
+
 test('after Redis restarted empty, a pod back only after the others compared has its users announced again', { timeout: 60_000 }, async () => {
   const clients = [];
   let { redis, a, b, control, join, watch } = await setUp('resync-late', clients);
