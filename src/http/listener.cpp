@@ -73,12 +73,17 @@ void Listener::do_accept() {
 
 void Listener::stop() {
   if (stopped_.exchange(true)) return;
+  const auto close = [this] {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    retry_timer_.cancel();
+  };
+  // On the acceptor's own loop (a shutdown from a hook there): at once, nothing to wait for.
+  if (context_.get_executor().running_in_this_thread()) return close();
   auto done = std::make_shared<std::promise<void>>();
   auto future = done->get_future();
-  asio::post(context_, [self = shared_from_this(), done] {
-    boost::system::error_code ignored;
-    self->acceptor_.close(ignored);
-    self->retry_timer_.cancel();
+  asio::post(context_, [self = shared_from_this(), close, done] {
+    close();
     done->set_value();
   });
   future.wait_for(std::chrono::seconds(1));

@@ -302,19 +302,22 @@ class HubCore {
   std::atomic<bool> stopped_{false};
 };
 
-// Marks, for the calling thread and while it lives, the next message handed to Hub::broadcast,
-// Hub::send_to_user or a RedisBroadcaster's publish as checked already: a client's chat, decoded
-// (its data re-serialised), its room checked, and an on_message rewrite checked, is not parsed a
-// second time on its way (a custom broadcaster's publish reaches the hub on the same thread).
+// Marks, for the calling thread and while it lives, a message as checked already: a client's
+// chat, decoded (its data re-serialised), its room checked, and an on_message rewrite checked, is
+// not parsed a second time on its way to Hub::broadcast, Hub::send_to_user or a RedisBroadcaster's
+// publish (a custom broadcaster's publish reaches the hub on the same thread). The mark holds a
+// copy of what the check covers (type, id, room, data): a message that differs from it (a custom
+// broadcaster's rewrite, another message) is checked as any other.
 class CheckedMessage {
  public:
-  CheckedMessage() noexcept;
+  explicit CheckedMessage(const Message& msg);
   ~CheckedMessage();
   CheckedMessage(const CheckedMessage&) = delete;
   CheckedMessage& operator=(const CheckedMessage&) = delete;
 };
-// Takes the mark: true (once) when the calling thread is inside a CheckedMessage.
-bool take_checked() noexcept;
+// Takes the mark (once): true when the calling thread is inside a CheckedMessage marking a message
+// equal to msg in what the check covers.
+bool take_checked(const Message& msg) noexcept;
 // protocol::check_outgoing(msg, what) unless the message was marked checked.
 void check_unless_checked(const Message& msg, std::string_view what);
 

@@ -487,7 +487,7 @@ void WsSession::handle_chat(std::string room, std::string data) {
   // (Redis not keeping up, or the pod stopping), which the sender is told.
   // (The refusal is posted before the chat counts as settled: a shutdown's close comes after it.)
   std::string to = msg.room;
-  const CheckedMessage checked;  // decoded and checked above: not parsed again on its way
+  const CheckedMessage checked(msg);  // decoded and checked above: not parsed again on its way
   handler_->chat_publishing();
   handler_->broadcaster().publish_then(
       std::move(msg), [weak = weak_from_this(), handler = std::weak_ptr<HandlerCore>(handler_),

@@ -77,6 +77,37 @@ TEST(HubIds, RoomBroadcastsGetConsecutiveIdsOfOneEpoch) {
   hub.wait();
 }
 
+// A client's chat is checked once on its way; a custom broadcaster that rewrites it (or sends
+// another message) before Hub::broadcast is checked as any application code is.
+TEST(CheckedMessage, VouchesOnlyForTheMessageItMarks) {
+  Hub hub(HubOptions{1, 10, "checked"});
+  hub.start();
+  const Message chat = chat_message("checked-room", "hi");
+  {
+    const detail::CheckedMessage checked(chat);
+    Message rewritten = chat;
+    rewritten.data = R"({"tagged":true,"orig":)" + chat.data;  // one brace short
+    EXPECT_THROW(hub.broadcast(rewritten), std::invalid_argument);
+  }
+  {
+    const detail::CheckedMessage checked(chat);
+    EXPECT_TRUE(detail::take_checked(chat));
+    EXPECT_FALSE(detail::take_checked(chat));  // once
+  }
+  for (const auto& change : std::vector<std::function<void(Message&)>>{
+           [](Message& m) { m.room = "another-room"; }, [](Message& m) { m.id = "own-id"; },
+           [](Message& m) { m.type = MessageType::notification; },
+           [](Message& m) { m.data = R"({"text":"ho"})"; }}) {
+    Message other = chat;
+    change(other);
+    const detail::CheckedMessage checked(chat);
+    EXPECT_FALSE(detail::take_checked(other));
+  }
+  EXPECT_FALSE(detail::take_checked(chat));  // no mark outside one
+  hub.stop();
+  hub.wait();
+}
+
 TEST(HubIds, ConcurrentBroadcastsGetUniqueGaplessSequences) {
   Hub hub(HubOptions{4, 10, "ids"});
   hub.start();
