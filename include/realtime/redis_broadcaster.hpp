@@ -16,8 +16,12 @@
 // that thread's loop, through which the room messages published there are numbered, published and
 // delivered without crossing threads. Construct it before Hub::start(); stop() it before
 // Hub::stop(), and destroy it before the Hub (while the Hub runs is fine: once the destructor
-// returns, the Hub's threads no longer call into it). Thread safety: publish*, ready() from any
-// thread.
+// returns, the Hub's threads no longer call into it). stop() (and so the destructor, when it runs
+// stop()) waits for each I/O thread to let go of its connection: called on one of the Hub's I/O
+// threads (in a hook, or where the last reference goes: a Handler that held it, dropped while its
+// sockets are still closing, lets go of it on an I/O thread), that thread is held until
+// Hub::stop(). Call stop() on a thread of the application's own before dropping it while the Hub
+// runs. Thread safety: publish*, ready() from any thread.
 #pragma once
 
 #include <chrono>

@@ -275,6 +275,11 @@ void RedisBroadcasterCore::stop() {
   if (!thread_.joinable()) return;
   stopping_.store(true, std::memory_order_release);
   redis_thread_runs_.store(false, std::memory_order_release);
+  if (core_.running() && this_thread_lane() != nullptr) {
+    log_->error(
+        "RedisBroadcaster stopped on one of the hub's I/O threads: that thread waits for its own "
+        "connection's stop until Hub::stop(); stop it on a thread of the application's own");
+  }
   stop_lanes();
   // Leave the cluster's shared state (so other pods report our users offline at once), then
   // close.
