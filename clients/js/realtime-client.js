@@ -156,12 +156,25 @@ export function buildSocketUrl(base, room, { token, lastId } = {}) {
   return query ? `${url.href}?${query}` : url.href;
 }
 
-// The server's own event for this socket: a system message with one of SOCKET_EVENTS whose id is
-// not a room history's <epoch>-<seq>. The application's system messages in a room (published with
-// `"event": "welcome"`, say) have history ids, and are the room's traffic like any other.
+// The server's own event for this socket: a system message with one of SOCKET_EVENTS, an id that
+// is not a room history's <epoch>-<seq>, and the data the server gives that event. The
+// application's system messages in a room (published with `"event": "welcome"`, say) have history
+// ids, or, numbered by a pod while Redis was away or PUBLISHed by another program, the data the
+// application gave them: they are the room's traffic like any other.
 function isSocketEvent(msg) {
-  if (msg.type !== 'system' || !msg.data || !SOCKET_EVENTS.has(msg.data.event)) return false;
-  return !HISTORY_ID.test(String(msg.id));
+  const data = msg.data;
+  if (msg.type !== 'system' || !data || typeof data !== 'object' || !SOCKET_EVENTS.has(data.event)) return false;
+  if (HISTORY_ID.test(String(msg.id))) return false;
+  switch (data.event) {
+    case 'welcome':
+      return typeof data.connection_id === 'string';
+    case 'joined':
+      return Object.keys(data).every((key) => key === 'event' || key === 'last_id');
+    case 'recovered':
+      return typeof data.recovered === 'boolean';
+    default: // token_expiring
+      return typeof data.expires_at === 'string';
+  }
 }
 
 function isPresent(value) {

@@ -178,8 +178,8 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   // for.
   if (!core.on_io_thread()) {
     const auto settle_until = std::chrono::steady_clock::now() + deadline * 3 / 5;
-    while (chats_publishing_.load(std::memory_order_acquire) > 0 &&
-           std::chrono::steady_clock::now() < settle_until && core.running()) {
+    while (chats_publishing_.load() > 0 && std::chrono::steady_clock::now() < settle_until &&
+           core.running()) {
       std::this_thread::sleep_for(kShutdownPoll);
     }
   }

@@ -51,11 +51,14 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   // Per-address slots (--max-connections-per-ip); no-ops when the cap is 0.
   bool try_reserve_ip(const boost::asio::ip::address& address);
   void release_ip(const boost::asio::ip::address& address);
-  bool accepting() const noexcept { return accepting_.load(std::memory_order_relaxed); }
+  // (Sequentially consistent, as chat_publishing() and shutdown()'s reads: a chat counted before
+  // its check of accepting() is seen by a shutdown that stopped accepting before reading the
+  // count.)
+  bool accepting() const noexcept { return accepting_.load(); }
   // Chat taken from sockets whose publish has not completed (a Redis round trip, or a hold while
   // Redis is away): shutdown() lets them settle before it closes the sockets, so that members get
   // them, or senders their refusal, ahead of the close.
-  void chat_publishing() noexcept { chats_publishing_.fetch_add(1, std::memory_order_relaxed); }
+  void chat_publishing() noexcept { chats_publishing_.fetch_add(1); }
   void chat_settled() noexcept { chats_publishing_.fetch_sub(1, std::memory_order_release); }
   RoomsAnswer& rooms_answer() noexcept { return rooms_answer_; }
   RateCarry& rate_carry() noexcept { return rate_carry_; }

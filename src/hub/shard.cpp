@@ -176,7 +176,9 @@ void Shard::deliver_room(const FramePtr& frame, std::size_t batch_index) {
   if (frame->seq == 0) named = &names.emplace(*this, frame, batch_index).for_room(frame->room);
   for (Member& member : it->second) {
     if (member.buffering) {
-      member.session->buffer_live(*named);
+      // (Being recovered: the position it would name may be behind the replay's end. As a
+      // notification to it, it keeps the pod's own id.)
+      member.session->buffer_live(frame);
       continue;
     }
     if (frame->seq != 0 && !frame->local_seq && member.min_shared_seq != 0) {

@@ -455,8 +455,13 @@ void WsSession::handle_chat(std::string room, std::string data) {
     send_error(error_code::not_in_room, "join the room before sending to it", room);
     return;
   }
-  // Stopping (HandlerCore::shutdown): what is taken now could reach members only as their sockets
-  // close, if at all.
+  // Counted as publishing from before the check below (HandlerCore::shutdown stops accepting, then
+  // waits for the count): a chat is either refused here or waited for. Settled on every way out
+  // but the publish, whose callback settles it.
+  handler_->chat_publishing();
+  std::unique_ptr<HandlerCore, void (*)(HandlerCore*)> settle(
+      handler_.get(), [](HandlerCore* core) { core->chat_settled(); });
+  // Stopping: what is taken now could reach members only as their sockets close, if at all.
   if (!handler_->accepting()) {
     send_error(error_code::unavailable, "message not delivered: the server is shutting down", room);
     return;
@@ -487,8 +492,8 @@ void WsSession::handle_chat(std::string room, std::string data) {
   // (Redis not keeping up, or the pod stopping), which the sender is told.
   // (The refusal is posted before the chat counts as settled: a shutdown's close comes after it.)
   std::string to = msg.room;
-  const CheckedMessage checked(msg);  // decoded and checked above: not parsed again on its way
-  handler_->chat_publishing();
+  const CheckedMessage checked(msg);    // decoded and checked above: not parsed again on its way
+  static_cast<void>(settle.release());  // (the callback settles it)
   handler_->broadcaster().publish_then(
       std::move(msg), [weak = weak_from_this(), handler = std::weak_ptr<HandlerCore>(handler_),
                        context = &shard_.context(), room = std::move(to)](const std::string& id) {

@@ -536,7 +536,7 @@ test('token_expiring makes the client send a fresh token in-band', async (t) => 
   t.after(() => client.close());
   const c = await server.conn(0);
   await client.connect();
-  c.ws.send(envelope('system', 't', { event: 'token_expiring', expires_in: 5 }));
+  c.ws.send(envelope('system', 't', { event: 'token_expiring', expires_at: new Date(Date.now() + 5000).toISOString() }));
   const auth = await server.frame(c, (f) => f.type === 'auth', 'auth frame');
   assert.deepEqual(auth, { type: 'auth', token: 'jwt-2' });
   assert.equal(server.conns.length, 1, 'no reconnect needed');
@@ -1112,9 +1112,13 @@ test("the application's system messages in a room are 'system' events, whatever 
   for (const [i, event] of ['welcome', 'joined', 'recovered', 'token_expiring'].entries()) {
     c.ws.send(envelope('system', 's', { event, text: 'from the application' }, `abcd1234-${i + 1}`));
   }
+  // The same with a pod's direct id (numbered while Redis was away, or another program's).
+  for (const [i, event] of ['welcome', 'joined', 'recovered', 'token_expiring'].entries()) {
+    c.ws.send(envelope('system', 's', { event, text: 'from the application' }, `abcd1234-4.dq2w8e0r1${i}`));
+  }
   c.ws.send(envelope('chat', 's', { text: 'last' }, 'abcd1234-5'));
   await new Promise((resolve) => client.on('message', (m) => m.data.text === 'last' && resolve()));
-  assert.deepEqual(systems, ['welcome', 'joined', 'recovered', 'token_expiring']);
+  assert.deepEqual(systems, ['welcome', 'joined', 'recovered', 'token_expiring', 'welcome', 'joined', 'recovered', 'token_expiring']);
   assert.deepEqual([welcomes, joined], [[], []]);
   assert.equal(client.connectionId, connectionId);
   assert.equal(client.lastIds.s, 'abcd1234-5');
