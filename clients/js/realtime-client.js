@@ -700,7 +700,6 @@ export class RealtimeClient {
     this._tokens = Math.min(Math.max(1, this._spareBurst()), this._tokens + ((now - this._tokensAt) / 1000) * this._paceRate());
     this._tokensAt = now;
     if (this._tokens < 1) return false;
-    if (entry.before !== undefined && this._presenceWait(now) > 0) return false;
     this._tokens -= 1;
     ws.send(entry.text);
     if (entry.join && this._rooms.includes(entry.room)) this._joined.add(entry.room);
@@ -863,13 +862,10 @@ export class RealtimeClient {
           });
           return;
         }
-        if (data.event === 'token_expiring') {
-          clearTimeout(this._timers.refresh);
-          this._refreshBackoff.reset();
-          this._refreshForSocket(ws);
-          return;
-        }
-        if (this._track(msg)) this._emit('system', msg);
+        // The last of SOCKET_EVENTS: token_expiring.
+        clearTimeout(this._timers.refresh);
+        this._refreshBackoff.reset();
+        this._refreshForSocket(ws);
         return;
       default:
         // chat, notification, and whatever type the publish API was given

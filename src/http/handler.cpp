@@ -170,14 +170,15 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   }
   if (listener) listener->stop();
   HubCore& core = hub_.core();
-  const auto until = std::chrono::steady_clock::now() + deadline;
+  const auto started = std::chrono::steady_clock::now();
+  const auto until = started + deadline;
   // Chat already taken whose publish has not completed (waiting for Redis, or held while Redis is
   // away, kPublishHold) settles first, within a share of the deadline (the rest is the sockets'
   // to close): delivered to members still open, or refused to senders still open. New chat is
   // refused meanwhile (WsSession::handle_chat). On an I/O thread (a hook) nothing can be waited
   // for.
   if (!core.on_io_thread()) {
-    const auto settle_until = std::chrono::steady_clock::now() + deadline * 3 / 5;
+    const auto settle_until = started + deadline * 3 / 5;
     while (chats_publishing_.load() > 0 && std::chrono::steady_clock::now() < settle_until &&
            core.running()) {
       std::this_thread::sleep_for(kShutdownPoll);
