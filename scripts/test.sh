@@ -18,21 +18,36 @@ export CTEST_OUTPUT_ON_FAILURE=1
 passed=0; failed=0; failures=()
 started=$(date +%s)
 
+# A signal (a cancelled CI job, a kill of this script) stops what the run started: every process
+# below this one gets SIGTERM (the Node suites then stop their servers and redis-servers), deepest
+# first. Stages run in the background with `wait`, which a signal interrupts; a foreground command
+# would hold the trap until it ended by itself.
+stop_tree() {  # stop_tree PID: SIGTERM to PID's descendants
+  local child
+  for child in $(pgrep -P "$1"); do stop_tree "$child"; kill -TERM "$child" 2>/dev/null; done
+}
+trap 'trap - TERM INT HUP; echo; echo "interrupted: stopping what the run started"; stop_tree $$; exit 143' TERM INT HUP
+
 stage() {  # stage NAME COMMAND...: runs one suite, records the outcome, goes on either way
   local name=$1; shift
   local t0=$(date +%s)
   echo; echo "=== $name"
-  if "$@"; then passed=$((passed + 1)); echo "=== $name: ok ($(( $(date +%s) - t0 )) s)"
+  "$@" &
+  if wait $!; then passed=$((passed + 1)); echo "=== $name: ok ($(( $(date +%s) - t0 )) s)"
   else failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($(( $(date +%s) - t0 )) s)"; fi
 }
 build() {  # build PRESET
   cmake --preset "$1" >/dev/null && cmake --build --preset "$1" -j "$JOBS"
 }
-node_suite() {  # node_suite DIR SERVER_BINARY: fails on a failed test, and on a skipped one
-  [[ -d "$1" ]] || return 0
+node_suite() {  # node_suite DIR SERVER_BINARY [FILES...]: fails on a failed test, and on a skipped one
+  local dir=$1 server=$2; shift 2
+  [[ -d "$dir" ]] || { echo "no test directory $dir"; return 1; }
+  local files=("$@")
+  ((${#files[@]})) || mapfile -t files < <(cd "$dir" && ls *.test.mjs test/*.test.mjs 2>/dev/null)
+  ((${#files[@]})) || { echo "no test files in $dir"; return 1; }
   local log; log=$(mktemp)
-  (cd "$1" && REALTIME_SERVER="$2" node --test --test-concurrency=2 --test-reporter=spec \
-    $(ls *.test.mjs test/*.test.mjs 2>/dev/null)) 2>&1 | tee "$log"
+  (cd "$dir" && REALTIME_SERVER="$server" node --test --test-concurrency=2 --test-reporter=spec \
+    "${files[@]}") 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   # Here everything a test needs is installed: a test that skipped itself did not run.
   if grep -Eq '^ℹ skipped [1-9]' "$log"; then echo "some tests were skipped"; rc=1; fi
@@ -51,10 +66,8 @@ stage "conformance, RFC 6455 (release)" node_suite tests/conformance "$SERVER"
 stage "hostile input (release)" node_suite tests/hostile "$SERVER"
 stage "js client (release)" node_suite clients/js "$SERVER"
 stage "browser (release)" node_suite tests/browser "$SERVER"
-if [[ -x build/release/bench/realtime-bench && -x bench/run.sh ]]; then
-  # Each scenario once, tiny: proves the benchmark still runs; numbers are for bench/run.sh alone.
-  stage "bench smoke" env REALTIME_BUILD_DIR="$ROOT/build/release" bench/run.sh --smoke
-fi
+# Each scenario once, tiny: proves the benchmark still runs; numbers are for bench/run.sh alone.
+stage "bench smoke" env REALTIME_BUILD_DIR="$ROOT/build/release" bench/run.sh --smoke
 
 if ((!QUICK)); then
   stage "build asan-ubsan" build asan-ubsan
@@ -66,7 +79,8 @@ if ((!QUICK)); then
   ASAN_SERVER=$ROOT/build/asan-ubsan/server/realtime-server
   stage "node integration (asan-ubsan)" node_suite tests/integration "$ASAN_SERVER"
   stage "node cluster (asan-ubsan)" node_suite tests/cluster "$ASAN_SERVER"
-  stage "conformance + hostile (asan-ubsan)" bash -c "cd tests/conformance && REALTIME_SERVER=$ASAN_SERVER node --test --test-concurrency=2 *.test.mjs ../hostile/*.test.mjs"
+  mapfile -t conformance_and_hostile < <(cd tests/conformance && ls *.test.mjs ../hostile/*.test.mjs)
+  stage "conformance + hostile (asan-ubsan)" node_suite tests/conformance "$ASAN_SERVER" "${conformance_and_hostile[@]}"
 
   stage "build tsan" build tsan
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
@@ -78,10 +92,11 @@ if ((!QUICK)); then
 
   stage "build fuzz" build fuzz
   fuzz_all() {  # a finding's input lands in build/fuzz/artifacts/, its report in the log
-    local rc=0 artifacts=$ROOT/build/fuzz/artifacts/
+    local rc=0 ran=0 artifacts=$ROOT/build/fuzz/artifacts/
     mkdir -p "$artifacts"
     for target in build/fuzz/tests/fuzz/fuzz_*; do
       [[ -x "$target" && "$target" != *_replay ]] || continue
+      ran=$((ran + 1))
       local name; name=$(basename "$target")
       local corpus; corpus=$(mktemp -d)
       local log; log=$(mktemp)
@@ -95,13 +110,23 @@ if ((!QUICK)); then
       fi
       rm -rf "$corpus" "$log"
     done
+    ((ran)) || { echo "no fuzz target was built"; rc=1; }
     return $rc
   }
   stage "fuzz (${FUZZ_SECONDS}s per target)" fuzz_all
-  stage "clang-format" bash -c 'git ls-files "*.cpp" "*.hpp" | xargs clang-format --dry-run -Werror'
+  tracked() {  # tracked PATTERN...: the files git tracks; fails (rather than checking nothing) without git
+    local files
+    files=$(git ls-files "$@") && [[ -n "$files" ]] || { echo "git lists no $* here: a git checkout is needed" >&2; return 1; }
+    echo "$files"
+  }
+  format_check() { tracked '*.cpp' '*.hpp' | xargs -r clang-format --dry-run -Werror; }
   # The clang build's compile database; .clang-tidy names the checks.
-  stage "clang-tidy" bash -c "git ls-files 'src/*.cpp' 'server/*.cpp' |
-    xargs -P $JOBS -n 4 clang-tidy -p build/asan-ubsan --quiet --warnings-as-errors='*'"
+  tidy_check() {
+    tracked 'src/*.cpp' 'server/*.cpp' |
+      xargs -r -P "$JOBS" -n 4 clang-tidy -p build/asan-ubsan --quiet --warnings-as-errors='*'
+  }
+  stage "clang-format" format_check
+  stage "clang-tidy" tidy_check
 fi
 
 echo

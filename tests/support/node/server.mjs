@@ -16,6 +16,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -311,3 +312,8 @@ export function killAll() {
 }
 
 process.on('exit', killAll);
+// A signal (a cancelled CI run, a kill of the test runner) would end this process without its
+// 'exit' listeners, leaving its servers (and tests/cluster's redis-servers) running: exit instead.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => process.exit(128 + os.constants.signals[signal]));
+}
