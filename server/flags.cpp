@@ -185,6 +185,11 @@ Flags parse_flags(int argc, char** argv) {
   if (!flags.redis.empty() && flags.redis.find("://") == std::string::npos) {
     flags.redis = "redis://" + flags.redis;
   }
+  if (flags.redis.rfind("rediss://", 0) == 0) {
+    bad_value(redis_source,
+              "rediss:// (TLS) is not supported: point it at a local TLS tunnel's redis:// "
+              "address (docs/OPERATIONS.md)");
+  }
   if (!flags.redis.empty() && flags.redis.rfind("redis://", 0) != 0) {
     bad_value(redis_source, "expected redis://[user:pass@]host:port[/db] or host:port");
   }

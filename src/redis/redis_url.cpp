@@ -76,7 +76,9 @@ RedisUrlParseResult parse_redis_url(std::string_view text) {
   constexpr std::string_view kScheme = "redis://";
   if (text.empty()) return fail("empty Redis URL");
   if (iequals_prefix(text, "rediss://")) {
-    return fail("rediss:// (TLS) is not supported; use redis://");
+    return fail(
+        "rediss:// (TLS) is not supported; use redis:// (through a TLS tunnel for a Redis that "
+        "requires TLS)");
   }
   if (!iequals_prefix(text, kScheme)) {
     return fail("Redis URL must start with redis:// (got '" + std::string(text) + "')");

@@ -60,6 +60,8 @@ const badInvocations = [
   // An idle socket would be closed for silence before it was ever pinged.
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '3', '--pong-timeout', '3'], flag: 'pong-timeout' },
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '90'], flag: 'pong-timeout' }, // default pong timeout 60 s
+  // No TLS to Redis: the refusal says what to do instead.
+  { args: ['--listen', '127.0.0.1:0', '--redis', 'rediss://127.0.0.1:6380'], flag: 'redis', says: /TLS tunnel/ },
 ];
 
 test('a --listen address that cannot be bound (in use) -> exit 1, stderr names --listen', () =>
@@ -70,13 +72,14 @@ test('a --listen address that cannot be bound (in use) -> exit 1, stderr names -
     assert.doesNotMatch(r.stdout, /listening on/);
   }));
 
-for (const { args, flag } of badInvocations) {
+for (const { args, flag, says } of badInvocations) {
   test(`bad invocation ${args.slice(args.length > 2 ? 2 : 0).join(' ')} -> exit 2, stderr names --${flag}, nothing listening`, async () => {
     const r = await runExpectingExit(args, { timeoutMs: 5000 });
     assert.equal(r.timedOut, false, `server kept running; stdout: ${r.stdout.slice(0, 500)}`);
     assert.equal(r.signal, null);
     assert.equal(r.code, 2, `exit status; stderr: ${r.stderr.slice(0, 500)}`);
     assert.ok(r.stderr.includes(flag), `stderr should name "${flag}": ${JSON.stringify(r.stderr.slice(0, 500))}`);
+    if (says) assert.match(r.stderr, says);
     assert.doesNotMatch(r.stdout + r.stderr, /listening on/);
   });
 }
