@@ -166,6 +166,15 @@ int main(int argc, char** argv) {
   realtime::HandlerConfig config;
   config.auth_required = flags.auth_required;
   config.jwt.hs256_secret = flags.jwt_secret;
+  // RFC 7518 (3.2) asks for an HS256 key of at least the hash's 256 bits: a shorter one can be
+  // found offline from a single token (tokens travel in URLs), and then any user's forged.
+  if (constexpr std::size_t kMinSecretBytes = 32;
+      !flags.jwt_secret.empty() && flags.jwt_secret.size() < kMinSecretBytes) {
+    spdlog::warn(
+        "--jwt-secret is {} bytes: HS256 needs at least {} random bytes (RFC 7518, 3.2), or anyone "
+        "holding one token can find it offline and sign tokens for any user",
+        flags.jwt_secret.size(), kMinSecretBytes);
+  }
   if (!flags.jwt_public_key_file.empty()) {
     config.jwt.public_key_pem = read_file_or_exit(flags.jwt_public_key_file, "--jwt-public-key");
   }

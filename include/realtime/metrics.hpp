@@ -20,6 +20,7 @@ enum class RejectReason : std::uint8_t {
   unauthorized,
   bad_request,
   per_ip,
+  rate_limited,  // a client (token subject, or address with a per-address cap) connecting too often
   count_
 };
 // Reasons a message is not delivered (label `reason`).

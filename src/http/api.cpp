@@ -119,41 +119,48 @@ void end_partial(std::string& body, bool partial) {
   body += partial ? "],\"partial\":true}" : "]}";
 }
 
-HttpResponse rooms_body(const std::vector<RoomCount>& rooms, bool partial) {
-  HttpResponse response;
-  response.body = "{\"rooms\":[";
+std::string rooms_body(const std::vector<RoomCount>& rooms, bool partial) {
+  std::string body = "{\"rooms\":[";
   bool first = true;
   for (const RoomCount& room : rooms) {
-    if (!first) response.body += ',';
+    if (!first) body += ',';
     first = false;
-    response.body += "{\"room\":";
-    protocol::append_json_string(response.body, room.room);
-    response.body += ",\"members\":";
-    response.body += std::to_string(room.members);
-    response.body += '}';
+    body += "{\"room\":";
+    protocol::append_json_string(body, room.room);
+    body += ",\"members\":";
+    body += std::to_string(room.members);
+    body += '}';
   }
-  end_partial(response.body, partial);
-  return response;
+  end_partial(body, partial);
+  return body;
 }
 
-HttpResponse presence_body(const std::string& room, const std::vector<PresenceEntry>& users,
-                           bool partial) {
-  HttpResponse response;
-  response.body = "{\"room\":";
-  protocol::append_json_string(response.body, room);
-  response.body += ",\"users\":[";
+std::string presence_body(const std::string& room, const std::vector<PresenceEntry>& users,
+                          bool partial) {
+  std::string body = "{\"room\":";
+  protocol::append_json_string(body, room);
+  body += ",\"users\":[";
   bool first = true;
   for (const PresenceEntry& entry : users) {
-    if (!first) response.body += ',';
+    if (!first) body += ',';
     first = false;
-    response.body += "{\"user_id\":";
-    protocol::append_json_string(response.body, entry.user_id);
-    response.body += ",\"status\":";
-    protocol::append_json_string(response.body, to_string(entry.status));
-    response.body += '}';
+    body += "{\"user_id\":";
+    protocol::append_json_string(body, entry.user_id);
+    body += ",\"status\":";
+    protocol::append_json_string(body, to_string(entry.status));
+    body += '}';
   }
-  end_partial(response.body, partial);
-  return response;
+  end_partial(body, partial);
+  return body;
+}
+
+// Sends a shared answer as the response.
+SharedAnswers::Done respond_shared(const Responder& respond) {
+  return [respond](std::shared_ptr<const std::string> body) {
+    HttpResponse response;
+    response.shared_body = std::move(body);
+    respond(std::move(response));
+  };
 }
 
 bool is_read(std::string_view method) { return method == "GET" || method == "HEAD"; }
@@ -208,38 +215,80 @@ bool takes_body(const HandlerConfig& config, std::string_view target) {
   return config.serve_api && protocol::split_target(target).path == "/api/publish";
 }
 
-void RoomsAnswer::get(Broadcaster& broadcaster, std::shared_ptr<const void> owner, Done done) {
-  {
-    std::unique_lock lock(mutex_);
-    if (body_ && std::chrono::steady_clock::now() - made_at_ < kFresh) {
-      auto body = body_;
+bool SharedAnswers::wait(const std::string& key, Done& done) {
+  std::unique_lock lock(mutex_);
+  const auto now = std::chrono::steady_clock::now();
+  if (const auto found = entries_.find(key); found != entries_.end()) {
+    const Entry& entry = found->second;
+    if (entry.body && now - entry.made_at < kFresh) {
+      auto body = entry.body;
       lock.unlock();
-      return done(std::move(body));
+      done(std::move(body));
+      return false;
     }
-    waiting_.push_back(std::move(done));
-    // One query at a time; one that has not been answered for a while is taken for lost (a
-    // broadcaster that dropped it), and asked again.
-    const auto now = std::chrono::steady_clock::now();
-    if (in_flight_ && now - asked_at_ < kLost) return;
-    in_flight_ = true;
-    asked_at_ = now;
   }
-  // (The answer may come at once, on this thread: no lock is held across the query.)
+  // A miss: what is no longer worth holding goes (the stale answers of rooms nobody asks for now),
+  // so that however many rooms are asked for, only fresh answers and queries in flight are held.
+  std::erase_if(entries_, [now](const auto& held) {
+    const Entry& entry = held.second;
+    return !entry.in_flight && entry.waiting.empty() && now - entry.made_at >= kFresh;
+  });
+  Entry& entry = entries_[key];
+  entry.waiting.push_back(std::move(done));
+  // One query at a time; one that has not been answered for a while is taken for lost (a
+  // broadcaster that dropped it), and asked again.
+  if (entry.in_flight && now - entry.asked_at < kLost) return false;
+  entry.in_flight = true;
+  entry.asked_at = now;
+  entry.body = nullptr;  // stale: not held while the next is made
+  return true;
+}
+
+void SharedAnswers::answered(const std::string& key, std::size_t reused_from, std::string made) {
+  auto body = std::make_shared<const std::string>(std::move(made));
+  std::vector<Done> waiting;
+  {
+    const std::lock_guard lock(mutex_);
+    const auto found = entries_.find(key);
+    // (Gone: a query asked again when this one was taken for lost answered first, or the other way
+    // round; nobody is waiting.)
+    if (found == entries_.end()) return;
+    Entry& entry = found->second;
+    waiting.swap(entry.waiting);
+    // A small answer costs little to make again: only a large one is reused.
+    if (body->size() >= reused_from) {
+      entry.body = body;
+      entry.made_at = std::chrono::steady_clock::now();
+      entry.in_flight = false;
+    } else {
+      entries_.erase(found);
+    }
+  }
+  for (Done& answer : waiting) answer(body);
+}
+
+// The answer may come at once, on this thread (no lock is held across the query), or later on
+// another; `partial` is taken when it comes.
+void SharedAnswers::rooms(Broadcaster& broadcaster, std::shared_ptr<const void> owner, Done done) {
+  if (!wait("", done)) return;
   broadcaster.query_rooms(
       [this, &broadcaster, owner = std::move(owner)](const std::vector<RoomCount>& rooms) {
-        const bool partial = !broadcaster.ready(nullptr);
-        auto body = std::make_shared<const std::string>(std::move(rooms_body(rooms, partial).body));
-        std::vector<Done> waiting;
-        {
-          const std::lock_guard lock(mutex_);
-          // A small answer costs little to make again: only a large one is reused.
-          body_ = body->size() >= kReusedFrom ? body : nullptr;
-          made_at_ = std::chrono::steady_clock::now();
-          in_flight_ = false;
-          waiting.swap(waiting_);
-        }
-        for (Done& answer : waiting) answer(body);
+        answered("", kRoomsReusedFrom, rooms_body(rooms, !broadcaster.ready(nullptr)));
       });
+}
+
+void SharedAnswers::presence(Broadcaster& broadcaster, const std::string& room,
+                             std::shared_ptr<const void> owner, Done done) {
+  if (!wait(room, done)) return;
+  broadcaster.query_presence(room, [this, &broadcaster, room, owner = std::move(owner)](
+                                       const std::vector<PresenceEntry>& users) {
+    answered(room, kPresenceReusedFrom, presence_body(room, users, !broadcaster.ready(nullptr)));
+  });
+}
+
+std::size_t SharedAnswers::held() const {
+  const std::lock_guard lock(mutex_);
+  return entries_.size();
 }
 
 void handle_api(HandlerCore& handler, const HttpRequest& request, const Responder& respond) {
@@ -262,22 +311,14 @@ void handle_api(HandlerCore& handler, const HttpRequest& request, const Responde
   }
   if (page) return respond(std::move(*page));
   if (!presence) {
-    handler.rooms_answer().get(handler.broadcaster(), handler.shared_from_this(),
-                               [respond](std::shared_ptr<const std::string> body) {
-                                 HttpResponse response;
-                                 response.shared_body = std::move(body);
-                                 respond(std::move(response));
-                               });
-    return;
+    return handler.answers().rooms(handler.broadcaster(), handler.shared_from_this(),
+                                   respond_shared(respond));
   }
   auto room = protocol::percent_decode(path.substr(kRoomsPrefix.size(), path.size() - kAffixes));
   if (!room || !protocol::is_valid_room(*room))
     return respond(json_error(400, "invalid room name"));
-  handler.broadcaster().query_presence(
-      *room, [respond, room = *room,
-              core = handler.shared_from_this()](const std::vector<PresenceEntry>& users) {
-        respond(presence_body(room, users, !core->broadcaster().ready(nullptr)));
-      });
+  handler.answers().presence(handler.broadcaster(), *room, handler.shared_from_this(),
+                             respond_shared(respond));
 }
 
 namespace {

@@ -2,12 +2,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -39,28 +41,48 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 };
 
-// GET /api/rooms for every client at once: requests that come while an answer is being made wait
-// for it (one query in flight), and an answer of kReusedFrom bytes or more serves the requests of
-// the next second too, so the list of every room of the cluster (megabytes with tens of thousands
-// of rooms) is built at most once a second and held once however many clients read it; a small
-// one (a few thousand rooms) is made for each request, as fresh as can be. Thread-safe.
-class RoomsAnswer {
+// The answers of GET /api/rooms (key "") and GET /api/rooms/{room}/presence (key: the room), each
+// shared by every client at once: requests that come while an answer is being made wait for it (one
+// query in flight per key), and a large answer serves the requests of the next second too, so the
+// list of every room of the cluster (megabytes with tens of thousands of rooms) or of a large
+// room's members (a copy and sort of them, and with Redis an HGETALL) is made at most once a second
+// and held once however many clients read it; a small one (a few thousand rooms, a few hundred
+// members) is made for each request, as fresh as can be. Whatever rooms clients ask for, only fresh
+// large answers and queries in flight are held: a small answer is dropped once sent, a stale one at
+// the next request that misses. Thread-safe.
+class SharedAnswers {
  public:
-  static constexpr std::size_t kReusedFrom = std::size_t{64} * 1024;
+  // Reused from these sizes: the room list from 64 KiB (a few thousand rooms); a room's presence,
+  // dearer per byte to make, from 16 KiB (about 350 members).
+  static constexpr std::size_t kRoomsReusedFrom = std::size_t{64} * 1024;
+  static constexpr std::size_t kPresenceReusedFrom = std::size_t{16} * 1024;
   static constexpr std::chrono::seconds kFresh{1};
   static constexpr std::chrono::seconds kLost{5};
   using Done = std::function<void(std::shared_ptr<const std::string>)>;
   // `owner` keeps this and the broadcaster alive until the query is answered (the HandlerCore
   // holding both), which may be after the Handler has gone.
-  void get(Broadcaster& broadcaster, std::shared_ptr<const void> owner, Done done);
+  void rooms(Broadcaster& broadcaster, std::shared_ptr<const void> owner, Done done);
+  // `room`: a valid room name (so never "", the key of rooms()).
+  void presence(Broadcaster& broadcaster, const std::string& room,
+                std::shared_ptr<const void> owner, Done done);
+  // The answers and queries held now (for tests).
+  std::size_t held() const;
 
  private:
-  std::mutex mutex_;
-  std::shared_ptr<const std::string> body_;  // guarded by mutex_, as the rest
-  std::chrono::steady_clock::time_point made_at_{};
-  bool in_flight_ = false;
-  std::chrono::steady_clock::time_point asked_at_{};
-  std::vector<Done> waiting_;
+  struct Entry {
+    std::shared_ptr<const std::string> body;  // a large answer, reused until made_at + kFresh
+    std::chrono::steady_clock::time_point made_at{};
+    bool in_flight = false;
+    std::chrono::steady_clock::time_point asked_at{};
+    std::vector<Done> waiting;
+  };
+  // Answers `done` at once from a fresh answer (false), or queues it for the next one: true when
+  // the caller is to ask the broadcaster for it, and then to pass the body made to answered().
+  bool wait(const std::string& key, Done& done);
+  void answered(const std::string& key, std::size_t reused_from, std::string made);
+
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;  // guarded by mutex_
 };
 
 // Whether a request with this Origin (empty: none, so not a browser) may open a socket or publish:

@@ -60,7 +60,7 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   // them, or senders their refusal, ahead of the close.
   void chat_publishing() noexcept { chats_publishing_.fetch_add(1); }
   void chat_settled() noexcept { chats_publishing_.fetch_sub(1, std::memory_order_release); }
-  RoomsAnswer& rooms_answer() noexcept { return rooms_answer_; }
+  SharedAnswers& answers() noexcept { return answers_; }
   RateCarry& rate_carry() noexcept { return rate_carry_; }
 
   std::error_code listen(const std::string& host, std::uint16_t port);
@@ -86,7 +86,7 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   std::unordered_map<std::string, std::size_t> per_ip_;
   mutable std::mutex listener_mutex_;
   std::shared_ptr<Listener> listener_;
-  RoomsAnswer rooms_answer_;
+  SharedAnswers answers_;  // of GET /api/rooms and /api/rooms/{room}/presence
   RateCarry rate_carry_{config_.rate_limit, config_.rate_burst};
 };
 

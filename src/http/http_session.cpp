@@ -3,6 +3,8 @@
 // WebSocket framing is the project's own, see src/protocol/ws_frame.hpp and docs/ARCHITECTURE.md).
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cmath>
 #include <list>
 #include <memory>
 #include <optional>
@@ -360,6 +362,21 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       return respond(std::move(response), false, false);
     }
     if (!handler_->accepting()) return fail(503, "shutting down");
+    // A socket's opening takes from its client's rate limit (RateCarry): its join and its close
+    // are presence events for the whole room.
+    if (const auto client =
+            RateCarry::client_key(params.user_id, peer_, config.max_connections_per_ip != 0)) {
+      if (const double wait =
+              handler_->rate_carry().take_connect(*client, std::chrono::steady_clock::now());
+          wait > 0) {
+        metrics.reject(RejectReason::rate_limited);
+        log_refusal("connecting too often", req);
+        HttpResponse response = json_error(429, "connecting too often; slow down");
+        response.headers.emplace_back("Retry-After",
+                                      std::to_string(static_cast<long>(std::ceil(wait))));
+        return respond(std::move(response), false, false);
+      }
+    }
     if (!handler_->try_reserve_slot()) {
       metrics.reject(RejectReason::capacity);
       return fail(503, "server at capacity");
@@ -494,7 +511,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
     // answers) would otherwise hold the socket forever, and plain HTTP sockets count against no
     // connection limit. The chat page and the client file (tens of KiB) fit the socket buffers
     // at once, so a client that reads is far inside it; a large room list is one string shared by
-    // every response that sends it (RoomsAnswer).
+    // every response that sends it (SharedAnswers).
     arm_deadline(handler_->config().handshake_timeout);
     http::async_write(
         socket_, *res,

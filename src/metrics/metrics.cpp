@@ -8,7 +8,7 @@ namespace realtime {
 namespace {
 
 constexpr std::array<std::string_view, static_cast<std::size_t>(RejectReason::count_)>
-    kRejectNames = {"capacity", "origin", "unauthorized", "bad_request", "per_ip"};
+    kRejectNames = {"capacity", "origin", "unauthorized", "bad_request", "per_ip", "rate_limited"};
 constexpr std::array<std::string_view, static_cast<std::size_t>(DropReason::count_)> kDropNames = {
     "rate_limited", "suppressed", "invalid", "too_big", "slow_consumer", "overload"};
 

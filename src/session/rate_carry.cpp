@@ -34,6 +34,14 @@ std::string RateCarry::key(std::string_view user_id, const boost::asio::ip::addr
   return key;
 }
 
+std::optional<std::string> RateCarry::client_key(std::string_view token_user,
+                                                 const boost::asio::ip::address& peer,
+                                                 bool by_address) {
+  if (!token_user.empty()) return key(token_user, peer);
+  if (by_address) return key({}, peer);
+  return std::nullopt;
+}
+
 double RateCarry::refilled(const Bucket& bucket, TimePoint now) const noexcept {
   const double elapsed = std::chrono::duration<double>(now - bucket.at).count();
   return std::min(burst_, bucket.tokens + std::max(0.0, elapsed) * rate_);
@@ -58,6 +66,25 @@ std::optional<RateCarry::Bucket> RateCarry::find(const std::string& key, TimePoi
   }
   size_.store(left_.size(), std::memory_order_relaxed);
   return found;
+}
+
+double RateCarry::take_connect(const std::string& key, TimePoint now) {
+  std::string opening;  // the key's bucket of openings (keys start 'u' or 'a')
+  opening.reserve(key.size() + 1);
+  opening += 'c';
+  opening += key;
+  const std::lock_guard lock(mutex_);
+  maybe_prune(now);
+  auto it = left_.find(opening);
+  if (it == left_.end()) {
+    if (left_.size() >= kMaxEntries) return 0;
+    it = left_.emplace(std::move(opening), Bucket{burst_, now}).first;
+  }
+  const double tokens = refilled(it->second, now);
+  if (tokens < 1.0) return (1.0 - tokens) / rate_;
+  it->second = Bucket{tokens - 1.0, now};
+  size_.store(left_.size(), std::memory_order_relaxed);
+  return 0;
 }
 
 void RateCarry::leave(std::string key, const Bucket& bucket, TimePoint now) {

@@ -8,6 +8,13 @@
 // burst over the rate: 2 s by default), so the map holds only clients that spent lately. (The
 // presence limit, WsSession::presence_within_rate, is not carried: the client could not know it.)
 //
+// Opening a socket takes a token from a second bucket of the client, of the same rate and burst,
+// at the upgrade (take_connect): the join a socket opens with and the leave its close makes are
+// presence events for every member of the room, and a client that connected and dropped in a loop
+// made thousands a second without sending a message. The take is made on the map itself, so
+// sockets opened at once share the bucket; past it the upgrade is refused (429). (A bucket of its
+// own: a client that spent its messages may still reconnect at once.)
+//
 // Thread safety: any thread (sessions of one client live on several I/O threads); a mutex, taken
 // only by a socket that ends having spent and by a new one while some entry is held.
 #pragma once
@@ -46,6 +53,17 @@ class RateCarry {
 
   // The key of a socket: its user when it has one, else its client address (client_address_key).
   static std::string key(std::string_view user_id, const boost::asio::ip::address& peer);
+  // The key of a client, or none: a token's subject (`token_user`, empty when anonymous), else
+  // its address where addresses tell clients apart (`by_address`: the operator caps sockets per
+  // address; behind a proxy, or many clients behind one NAT, every socket has the same address).
+  static std::optional<std::string> client_key(std::string_view token_user,
+                                               const boost::asio::ip::address& peer,
+                                               bool by_address);
+
+  // A socket of `key` opens at `now`: takes a token from the key's bucket of openings (created
+  // full less one). Zero when taken; else the seconds until a token is there (nothing taken).
+  // Always taken when kMaxEntries other entries are held.
+  double take_connect(const std::string& key, TimePoint now);
 
   // The bucket a new socket of `key` starts with, refilled to `now`; nullopt: a full one.
   std::optional<Bucket> find(const std::string& key, TimePoint now);

@@ -36,12 +36,9 @@ bool WsSession::take_token() {
 }
 
 std::optional<std::string> WsSession::rate_key() const {
-  if (user_id_ != id_) return RateCarry::key(user_id_, peer_);  // a token's subject
-  // An anonymous client is known by its address only where addresses tell clients apart: where
-  // the operator caps sockets per address. (Behind a proxy, or many clients behind one NAT, every
-  // socket has the same address.)
-  if (handler_->config().max_connections_per_ip != 0) return RateCarry::key({}, peer_);
-  return std::nullopt;
+  // (An anonymous socket's user is its connection id: no token's subject.)
+  return RateCarry::client_key(user_id_ != id_ ? std::string_view(user_id_) : std::string_view(),
+                               peer_, handler_->config().max_connections_per_ip != 0);
 }
 
 void WsSession::take_rate_limit(std::string& welcome_fields) {

@@ -7,6 +7,7 @@
 //   error rate_limited (socket open); the refused ones count as dropped; a second later sending works;
 //   a client's next socket starts from what its last one left (keyed by the token's user, or by the
 //   address of an anonymous client with --max-connections-per-ip), its welcome saying rate_tokens;
+//   opening sockets is held to the same rate and burst, per client (429 past it, Retry-After);
 // - --max-connections 3: the 4th upgrade gets HTTP 503 "server at capacity"; after one socket closes a
 //   new one is accepted; a rejected-connections metric increments;
 // - an open-file limit too low for --max-connections (soft 200, hard 400): the server raises the
@@ -150,6 +151,65 @@ test('--rate-limit 5 --rate-burst 5: a new socket starts from what the client\'s
     await witness.next(chatText('refilled'), 3000, 'a chat of the refilled socket');
   }));
 
+// Opening a socket is a presence event for the whole room (online, then offline at its close): a
+// client connecting and dropping in a loop is held to its rate limit in openings.
+test('--rate-limit 1 --rate-burst 5: a client that connects and drops in a loop gets 429 past its burst; its room sees no more', () =>
+  withServer(['--rate-limit', '1', '--rate-burst', '5', '--jwt-secret', 'churn-secret', '--max-connections-per-ip', '100'], async (s, clients) => {
+    const token = (sub) => {
+      const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub })}`;
+      return `${body}.${createHmac('sha256', 'churn-secret').update(body).digest('base64url')}`;
+    };
+    const observer = await connect(s, '/ws/churn', { wsOptions: { localAddress: '127.0.0.9' } });
+    clients.push(observer);
+    // Connects and closes at once, `times` times in a row: the openings, the refusals.
+    const churn = async (path, localAddress, times) => {
+      const started = Date.now();
+      const refusals = [];
+      let opened = 0;
+      for (let i = 0; i < times; i++) {
+        const r = await tryOpen(`${s.url}${path}`, { wsOptions: { localAddress } });
+        if (r.ok) {
+          opened++;
+          r.client.close();
+          await waitFor(() => !r.client.isOpen, 3000, 'the socket closed');
+        } else {
+          refusals.push(r);
+        }
+      }
+      return { opened, refusals, seconds: (Date.now() - started) / 1000 };
+    };
+    const check = ({ opened, refusals, seconds }, who) => {
+      // The burst, and one more per second of the loop (the rate): never every one of the 20.
+      assert.ok(opened <= 5 + Math.ceil(seconds) + 1, `${who}: ${opened} sockets opened in ${seconds} s`);
+      assert.ok(refusals.length >= 1, `${who}: refused past the burst`);
+      for (const r of refusals) {
+        assert.equal(r.status, 429, `${who}: refused with 429`);
+        assert.match(r.body, /connecting too often/);
+        assert.ok(Number(r.headers['retry-after']) >= 1, `${who}: Retry-After ${r.headers['retry-after']}`);
+      }
+    };
+    const mallory = await churn(`/ws/churn?token=${token('mallory')}`, '127.0.0.3', 20);
+    check(mallory, 'a token\'s user');
+    // By the user, whatever the address; another user of the same address is not held back.
+    const elsewhere = await tryOpen(`${s.url}/ws/churn?token=${token('mallory')}`, { wsOptions: { localAddress: '127.0.0.4' } });
+    if (elsewhere.ok) clients.push(elsewhere.client);
+    const bob = await connect(s, `/ws/churn?token=${token('bob')}`, { wsOptions: { localAddress: '127.0.0.3' } });
+    clients.push(bob);
+    // Anonymous, with a cap per address: by the address.
+    const anon = await churn('/ws/churn', '127.0.0.5', 20);
+    check(anon, 'an anonymous address');
+
+    // The room was told of each socket that opened, not of the refused ones.
+    await observer.next((m) => m.type === 'presence' && m.data.user_id === 'bob', 3000, 'bob online');
+    const online = observer.seen((m) => m.type === 'presence' && m.data.user_id === 'mallory' && m.data.status === 'online');
+    assert.ok(online.length <= mallory.opened + (elsewhere.ok ? 1 : 0), `${online.length} online announcements`);
+    const m = await metrics(s);
+    const limited = m.samples.find((x) => x.name === 'realtime_connections_rejected_total' && x.labels?.reason === 'rate_limited');
+    const refused = mallory.refusals.length + anon.refusals.length + (elsewhere.ok ? 0 : 1);
+    assert.equal(limited?.value, refused, 'counted as rejected rate_limited');
+  }));
+
 test('without --max-connections-per-ip an anonymous client\'s bucket is not carried: one address may be many clients', () =>
   withServer(['--rate-limit', '5', '--rate-burst', '5'], async (s, clients) => {
     const a = await connect(s, '/ws/nat');
@@ -163,6 +223,9 @@ test('without --max-connections-per-ip an anonymous client\'s bucket is not carr
     assert.equal(b.welcome.data.rate_tokens, undefined, 'the next socket of the address starts full');
     for (let i = 0; i < 5; i++) b.send({ type: 'chat', data: { text: `b-${i}` } });
     await b.next(chatText('b-4'), 3000, 'its whole burst passes');
+    // Nor its openings: twice the burst of sockets from the address, at once, all open.
+    const many = await Promise.all(Array.from({ length: 10 }, () => connect(s, '/ws/nat')));
+    clients.push(...many);
   }));
 
 test('--max-connections 3: 4th upgrade -> 503 "server at capacity"; a freed slot is reusable; metric', () =>

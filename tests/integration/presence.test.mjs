@@ -6,6 +6,8 @@
 //   an invalid status -> error invalid_message, socket open; a status set before a join holds in the
 //   room joined (online, then away);
 // - GET /api/rooms/{room}/presence -> {"room", "users": [{"user_id", "status"}]}; bad room -> 400;
+//   a large room's list (16 KiB or more) is made at most once a second, the same answer for every
+//   request of that second (a member who left shows after it), a small room's for each request;
 // - one user (JWT) with two tabs: online while either tab is online, away when both are, an event
 //   only when that changes (the online tab leaving while the other is away: away);
 // - a socket in 64 rooms toggling its status as fast as it can: the changes are held to the rate
@@ -162,6 +164,57 @@ function hs256(secret, claims) {
   const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims })}`;
   return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
 }
+
+test('a large room\'s presence is one answer for a second, a small room\'s made for each request', { timeout: 30000 }, () =>
+  withServer(['--jwt-secret', 'big-secret'], async (s, clients) => {
+    // Users of 200-byte ids: 80 of them make a list of ~19 KB, past the 16 KiB from which it is
+    // reused.
+    const idOf = (i) => `${String(i).padStart(3, '0')}${'u'.repeat(197)}`;
+    const members = [];
+    for (let i = 0; i < 80; i++) {
+      members.push(await connect(s, `/ws/big?token=${hs256('big-secret', { sub: idOf(i) })}`));
+    }
+    clients.push(...members);
+    const listed = async () => (await get(s, '/api/rooms/big/presence')).text;
+    const idsIn = (text) => JSON.parse(text).users.map((u) => u.user_id);
+    await waitFor(async () => idsIn(await listed()).length === members.length, {
+      message: 'the 80 members listed',
+    });
+    // Made once the answer read above is stale, a list stands for the next second: a member who
+    // leaves within it is still listed. (Only a round that fits well inside the second counts; a
+    // slower one, on a loaded machine, is run again.)
+    let leaver = 0;
+    for (;;) {
+      assert.ok(leaver < 5, 'no round within the fresh second');
+      await sleep(1100);
+      const started = Date.now();
+      const made = await listed();
+      assert.ok(made.length >= 16384, `a list of ${made.length} bytes`);
+      assert.ok(idsIn(made).includes(idOf(leaver)));
+      members[leaver].close();
+      await members[79].next(presenceOf(idOf(leaver), 'offline'), 3000, 'the leave announced');
+      const again = await listed();
+      if (Date.now() - started < 800) {
+        assert.equal(again, made, 'the same answer within the second');
+        break;
+      }
+      leaver++;
+    }
+    // Past the second, the list is made again: without the leaver.
+    await sleep(1100);
+    assert.ok(!idsIn(await listed()).includes(idOf(leaver)), 'the leave shown after the second');
+
+    // A small room's list shows a leave at once.
+    const a = await connect(s, '/ws/few');
+    const b = await connect(s, '/ws/few');
+    clients.push(a, b);
+    await a.next(presenceOf(b.userId, 'online'));
+    const few = async () => idsIn((await get(s, '/api/rooms/few/presence')).text);
+    assert.deepEqual((await few()).sort(), [a.userId, b.userId].sort());
+    b.close();
+    await a.next(presenceOf(b.userId, 'offline'), 3000, 'the leave announced');
+    assert.deepEqual(await few(), [a.userId]);
+  }));
 
 async function statusOf(s, room, user) {
   const r = await get(s, `/api/rooms/${room}/presence`);

@@ -118,6 +118,17 @@ test('--threads 1 serves chat', () =>
     await b.next((m) => m.type === 'chat' && m.data?.text === 'one thread');
   }));
 
+test('a --jwt-secret shorter than 32 bytes is warned about at start; one of 32 is not', async () => {
+  await withServer(['--jwt-secret', 'short'], async (s) => {
+    await waitFor(() => /with \d+ threads/.test(s.stderr), { message: 'the serving line' });
+    assert.match(s.stderr, /--jwt-secret is 5 bytes: HS256 needs at least 32/);
+  });
+  await withServer(['--jwt-secret', 'x'.repeat(32)], async (s) => {
+    await waitFor(() => /with \d+ threads/.test(s.stderr), { message: 'the serving line' });
+    assert.doesNotMatch(s.stderr, /--jwt-secret is/);
+  });
+});
+
 test('--threads 0 is the default: one thread per usable CPU', () =>
   withServer(['--threads', '0'], async (s, clients) => {
     clients.push(await connect(s, '/ws/t0'));

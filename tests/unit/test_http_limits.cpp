@@ -299,14 +299,20 @@ TEST(HttpRoutes, APublishWithTheApiOffIsAnsweredWithoutItsBody) {
   EXPECT_TRUE(closed);
 }
 
-// A broadcaster whose room lists wait until the test answers them.
+// A broadcaster whose room and presence lists wait until the test answers them.
 class HeldRooms final : public LocalForwarding {
  public:
   using LocalForwarding::LocalForwarding;
   void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
     asked.push_back(std::move(done));
   }
+  void query_presence(const std::string& room,
+                      std::function<void(std::vector<PresenceEntry>)> done) override {
+    presence_asked.emplace_back(room, std::move(done));
+  }
   std::vector<std::function<void(std::vector<RoomCount>)>> asked;
+  std::vector<std::pair<std::string, std::function<void(std::vector<PresenceEntry>)>>>
+      presence_asked;
 };
 
 std::vector<RoomCount> rooms_of(std::size_t n) {
@@ -315,33 +321,88 @@ std::vector<RoomCount> rooms_of(std::size_t n) {
   return rooms;
 }
 
+std::vector<PresenceEntry> users_of(std::size_t n) {
+  std::vector<PresenceEntry> users;
+  for (std::size_t i = 0; i < n; ++i) {
+    users.push_back({"user-" + std::to_string(i), PresenceStatus::online});
+  }
+  return users;
+}
+
 // GET /api/rooms: the requests that come while a list is being made share it (one query, one
 // string however many clients are sent it), and a large list serves the next second's requests.
-TEST(RoomsAnswer, OneQueryAndOneBodyForEveryWaitingRequestAndALargeOneReused) {
+TEST(SharedAnswers, OneQueryAndOneBodyForEveryWaitingRequestAndALargeOneReused) {
   Hub hub(HubOptions{1, 100, "rooms-test"});
   HeldRooms rooms(hub);
-  detail::RoomsAnswer answer;
+  detail::SharedAnswers answer;
   std::vector<std::shared_ptr<const std::string>> bodies;
   const auto keep = [&](std::shared_ptr<const std::string> body) {
     bodies.push_back(std::move(body));
   };
-  for (int i = 0; i < 100; ++i) answer.get(rooms, nullptr, keep);
+  for (int i = 0; i < 100; ++i) answer.rooms(rooms, nullptr, keep);
   ASSERT_EQ(rooms.asked.size(), 1U);
   rooms.asked[0](rooms_of(5000));  // ~130 KB
   ASSERT_EQ(bodies.size(), 100U);
   for (const auto& body : bodies) EXPECT_EQ(body.get(), bodies[0].get());
-  EXPECT_GE(bodies[0]->size(), detail::RoomsAnswer::kReusedFrom);
-  answer.get(rooms, nullptr, keep);  // within the second: the same answer, no query
+  EXPECT_GE(bodies[0]->size(), detail::SharedAnswers::kRoomsReusedFrom);
+  answer.rooms(rooms, nullptr, keep);  // within the second: the same answer, no query
   EXPECT_EQ(rooms.asked.size(), 1U);
   EXPECT_EQ(bodies.back().get(), bodies[0].get());
 
   // A small list is made again for the next request.
-  detail::RoomsAnswer small;
-  small.get(rooms, nullptr, keep);
+  detail::SharedAnswers small;
+  small.rooms(rooms, nullptr, keep);
   ASSERT_EQ(rooms.asked.size(), 2U);
   rooms.asked[1](rooms_of(3));
-  small.get(rooms, nullptr, keep);
+  small.rooms(rooms, nullptr, keep);
   EXPECT_EQ(rooms.asked.size(), 3U);
+}
+
+// GET /api/rooms/{room}/presence: one query per room however many requests wait, a large room's
+// list reused for the next second, and whatever rooms are asked for, only queries in flight and
+// fresh large answers held.
+TEST(SharedAnswers, PresenceSharedPerRoomAndOnlyFreshLargeAnswersHeld) {
+  Hub hub(HubOptions{1, 100, "presence-test"});
+  HeldRooms held(hub);
+  detail::SharedAnswers answers;
+  std::vector<std::shared_ptr<const std::string>> bodies;
+  const auto keep = [&](std::shared_ptr<const std::string> body) {
+    bodies.push_back(std::move(body));
+  };
+  for (int i = 0; i < 10; ++i) {
+    answers.presence(held, "big", nullptr, keep);
+    answers.presence(held, "small", nullptr, keep);
+  }
+  answers.rooms(held, nullptr, keep);  // its own key
+  ASSERT_EQ(held.presence_asked.size(), 2U);
+  ASSERT_EQ(held.asked.size(), 1U);
+  EXPECT_EQ(answers.held(), 3U);
+  held.asked[0](rooms_of(3));
+  held.presence_asked[0].second(users_of(1000));  // ~38 KB
+  held.presence_asked[1].second(users_of(3));
+  ASSERT_EQ(bodies.size(), 21U);
+  EXPECT_GE(bodies[1]->size(), detail::SharedAnswers::kPresenceReusedFrom);
+  EXPECT_LT(bodies[11]->size(), detail::SharedAnswers::kPresenceReusedFrom);
+  EXPECT_EQ(answers.held(), 1U);  // the large answer alone
+  answers.presence(held, "big", nullptr, keep);
+  EXPECT_EQ(held.presence_asked.size(), 2U);
+  EXPECT_EQ(bodies.back().get(), bodies[1].get());
+  answers.presence(held, "small", nullptr, keep);
+  ASSERT_EQ(held.presence_asked.size(), 3U);
+  held.presence_asked[2].second(users_of(3));
+
+  // Rooms asked for once each leave nothing behind once answered.
+  for (int i = 0; i < 1000; ++i) {
+    answers.presence(held, "room-" + std::to_string(i), nullptr, keep);
+    held.presence_asked.back().second({});
+  }
+  EXPECT_EQ(answers.held(), 1U);
+  // Past the fresh second, the large answer goes at the next miss, and is made again when asked.
+  std::this_thread::sleep_for(detail::SharedAnswers::kFresh + 50ms);
+  answers.presence(held, "other", nullptr, keep);
+  EXPECT_EQ(answers.held(), 1U);  // the query for "other"
+  answers.presence(held, "big", nullptr, keep);
+  EXPECT_EQ(held.presence_asked.back().first, "big");
 }
 
 }  // namespace

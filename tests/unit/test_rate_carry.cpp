@@ -53,6 +53,36 @@ TEST(RateCarry, ANewSocketStartsFromWhatTheLastLeftRefilled) {
   EXPECT_TRUE(carry.empty());
 }
 
+TEST(RateCarry, OpeningsTakeFromABucketOfTheirOwnSharedByTheClientsSockets) {
+  RateCarry carry(2, 3);  // 2 a second, burst 3
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto ann = *RateCarry::client_key("ann", make_address("127.0.0.1"), false);
+  EXPECT_EQ(carry.take_connect(ann, t0), 0);
+  EXPECT_EQ(carry.take_connect(ann, t0), 0);
+  EXPECT_EQ(carry.take_connect(ann, t0), 0);
+  // Spent: the seconds until the next token, and nothing taken meanwhile.
+  EXPECT_DOUBLE_EQ(carry.take_connect(ann, t0), 0.5);
+  EXPECT_DOUBLE_EQ(carry.take_connect(ann, t0 + 250ms), 0.25);
+  EXPECT_EQ(carry.take_connect(ann, t0 + 500ms), 0);
+  // Another client is not held back, and the client's messages keep their own bucket.
+  EXPECT_EQ(carry.take_connect(*RateCarry::client_key("bob", make_address("127.0.0.1"), false),
+                               t0 + 500ms),
+            0);
+  EXPECT_FALSE(carry.find(ann, t0 + 500ms));
+  // Full again after burst / rate: forgotten.
+  EXPECT_FALSE(carry.empty());
+  EXPECT_FALSE(carry.find("x", t0 + 10s));
+  EXPECT_EQ(carry.take_connect(ann, t0 + 10s), 0);
+}
+
+TEST(RateCarry, ClientKeyIsTheUserOrWhereAddressesTellClientsApartTheAddress) {
+  const auto here = make_address("127.0.0.1");
+  EXPECT_EQ(RateCarry::client_key("ann", here, false), RateCarry::key("ann", here));
+  EXPECT_EQ(RateCarry::client_key("ann", here, true), RateCarry::key("ann", here));
+  EXPECT_EQ(RateCarry::client_key("", here, true), RateCarry::key("", here));
+  EXPECT_FALSE(RateCarry::client_key("", here, false));
+}
+
 TEST(RateCarry, AFullBucketIsNotKept) {
   RateCarry carry(10, 40);
   const auto t0 = std::chrono::steady_clock::now();
