@@ -86,7 +86,8 @@ struct StepStats {
   std::uint64_t received_window = 0;   // deliveries received inside the measured window
   std::uint64_t sent_window = 0;       // messages scheduled inside the measured window
   std::uint64_t reordered = 0;         // a sequence number lower than one already seen
-  std::uint64_t duplicates = 0;        // the same sequence number twice
+  std::uint64_t duplicates = 0;        // a sequence number seen before (not a delivery)
+  std::uint64_t misrouted = 0;         // from a publisher of another room (not a delivery)
   std::uint64_t other_messages = 0;    // presence, system, ... (not ours)
   std::uint64_t send_errors = 0;       // publishes that could not be written
   Histogram same_pod;                  // latency in ns, receiver on the publisher's pod
@@ -145,7 +146,13 @@ class Connection final : public protocol::FrameSink {
   protocol::FrameParser parser_;
   std::string http_;     // upgrade response bytes so far (released once upgraded)
   std::string pending_;  // bytes the socket did not take yet
-  std::unique_ptr<std::uint64_t[]> last_seq_;  // per publisher slot in this room
+  // What this socket received of one publisher: the highest sequence number, and which of the 64
+  // numbers below it came (bit i: highest - 1 - i), so a repeat is told from a late first copy.
+  struct SeqWindow {
+    std::uint64_t highest = 0;  // 0: nothing yet (sequence numbers start at 1)
+    std::uint64_t below = 0;
+  };
+  std::unique_ptr<SeqWindow[]> seq_windows_;  // per publisher slot in this room
   std::uint64_t started_ns_ = 0;
   std::uint64_t seq_ = 0;
   std::uint32_t index_;

@@ -39,15 +39,25 @@ Plan make_plan(const Options& o, std::uint32_t connections, std::uint32_t rooms,
   return plan;
 }
 
-ServerWindow server_window(const std::vector<Endpoint>& pods, std::uint64_t from_ns,
-                           std::uint64_t to_ns, std::vector<CpuMeter*> meters) {
+ServerWindow server_window(const std::vector<Endpoint>& metrics_pods, std::uint16_t redis_port,
+                           std::uint64_t from_ns, std::uint64_t to_ns,
+                           std::vector<CpuMeter*> meters) {
   ServerWindow w;
+  // Redis's count is read next to the CPU meters (a local round trip, well under a millisecond),
+  // so its rate is over the same window as Redis's CPU.
+  auto read_publishes = [redis_port](std::optional<std::uint64_t>& calls, std::uint64_t& at) {
+    if (redis_port == 0) return;
+    calls = redis_command_calls(redis_port, "publish");
+    at = now_ns();
+  };
   while (now_ns() < from_ns) sleep_s(0.001);
   for (CpuMeter* m : meters) m->begin();
-  if (!pods.empty()) w.before = scrape_latency(pods);
+  read_publishes(w.publishes_before, w.publishes_before_ns);
+  if (!metrics_pods.empty()) w.before = scrape_latency(metrics_pods);
   while (now_ns() < to_ns) sleep_s(0.001);
   for (CpuMeter* m : meters) m->end();
-  if (w.before) w.after = scrape_latency(pods);
+  read_publishes(w.publishes_after, w.publishes_after_ns);
+  if (w.before) w.after = scrape_latency(metrics_pods);
   return w;
 }
 

@@ -24,8 +24,6 @@ void sleep_s(double s);
 Plan make_plan(const Options& o, std::uint32_t connections, std::uint32_t rooms,
                std::uint32_t publishers);
 
-// realtime-server's histogram read when the measured window opens and when it closes (sleeping
-// until each); apply() puts its percentiles into a step's result.
 // What one measured step gives: the generators' counters and histograms, and the CPU each side
 // used.
 struct StepResult {
@@ -39,22 +37,36 @@ struct StepResult {
   std::uint32_t unexpected_closes = 0;
   // realtime-server's own broadcast latency over the measured window (bucket bounds, ms).
   std::optional<double> server_p50_ms, server_p99_ms, server_p999_ms;
+  // PUBLISH commands Redis ran per second over the measured window (--redis-port).
+  std::optional<double> redis_publishes_per_sec;
 };
 
+// realtime-server's histogram and Redis's PUBLISH count read when the measured window opens and
+// when it closes (sleeping until each); apply() puts what they say into a step's result.
 struct ServerWindow {
   std::optional<LatencyBuckets> before, after;
+  std::optional<std::uint64_t> publishes_before, publishes_after;
+  std::uint64_t publishes_before_ns = 0, publishes_after_ns = 0;  // when each count was read
   void apply(StepResult& r) const {
+    if (publishes_before && publishes_after && publishes_after_ns > publishes_before_ns &&
+        *publishes_after >= *publishes_before) {
+      r.redis_publishes_per_sec = static_cast<double>(*publishes_after - *publishes_before) /
+                                  ((publishes_after_ns - publishes_before_ns) / 1e9);
+    }
     if (!before || !after) return;
     r.server_p50_ms = bucket_quantile_ms(*before, *after, 0.50);
     r.server_p99_ms = bucket_quantile_ms(*before, *after, 0.99);
     r.server_p999_ms = bucket_quantile_ms(*before, *after, 0.999);
   }
 };
-// Waits for the measured window [from_ns, to_ns): the server's latency buckets at both ends, and
-// the CPU meters given begun and ended with it (the CPU columns are over the window alone, not the
-// warm-up or the drain after it).
-ServerWindow server_window(const std::vector<Endpoint>& pods, std::uint64_t from_ns,
-                           std::uint64_t to_ns, std::vector<CpuMeter*> meters = {});
+// Waits for the measured window [from_ns, to_ns) and begins and ends the CPU meters given with it
+// (the CPU columns are over the window alone, not the warm-up or the drain after it); right after
+// each, reads Redis's PUBLISH count (redis_port 0: none) and the latency buckets of metrics_pods
+// (empty: none; only targets known to serve realtime's /metrics, as a peer's late 404 would
+// stretch the window).
+ServerWindow server_window(const std::vector<Endpoint>& metrics_pods, std::uint16_t redis_port,
+                           std::uint64_t from_ns, std::uint64_t to_ns,
+                           std::vector<CpuMeter*> meters = {});
 
 // A set of workers holding connections [first, first + count) of a plan.
 class Fleet {
@@ -146,9 +158,10 @@ class Fleet {
     // (A process that holds only a share of the run leaves the server's view to its parent.)
     ServerWindow window;
     if (local_drain) {
-      window = server_window(o.targets, s.record_from_ns, s.end_ns, {&window_cpu, &redis_cpu});
+      window = server_window(o.server_metrics ? o.targets : std::vector<Endpoint>{}, o.redis_port,
+                             s.record_from_ns, s.end_ns, {&window_cpu, &redis_cpu});
     } else {
-      (void)server_window({}, s.record_from_ns, s.end_ns, {&window_cpu});
+      (void)server_window({}, 0, s.record_from_ns, s.end_ns, {&window_cpu});
     }
     for (auto& w : workers_) w->call([&w] { w->stop_publishing(); });
     // Drain: until every expected delivery arrived, or nothing moved for a second, or 10 s.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "scenarios.hpp"
+#include "server_metrics.hpp"
 
 namespace realtime::bench {
 namespace {
@@ -32,11 +33,14 @@ Options:
   --label NAME                       name of the server under test in the output
   --server-pid PID[,PID...]          server processes, for CPU and memory figures
   --redis-pid PID                    Redis server process, for its CPU
+  --redis-port PORT                  Redis on 127.0.0.1:PORT, for the PUBLISH commands it ran
+                                     (INFO commandstats) over the measured window
   --threads N                        generator I/O threads (1)
   --sources N                        source addresses 127.0.0.1..N (4)
   --connections N  --rooms N  --members N  --publishers N
   --rate R  --duration S  --warmup S  --window N  --payload BYTES
-  --p99-bound-ms MS  --rate-factor F  --max-steps N
+  --p99-bound-ms MS  --rate-factor F  --max-steps N  --bisect-steps N (2: after the first rate
+                                     past the bound, steps halving the gap to the last within it)
   --hold S  --steps N,N,...  --procs N  --per-process N  --concurrency N  --connect-timeout S
   --room-prefix P                    rooms are named P-0, P-1, ... (bench)
   --pod-placement spread|room        several pods: a room's members spread over them (spread), or
@@ -112,6 +116,7 @@ Options parse(int argc, char** argv) {
   str("pod-placement", placement);
   str("json", o.json_path);
   num("redis-pid", o.redis_pid);
+  num("redis-port", o.redis_port);
   num("threads", o.threads);
   num("sources", o.sources);
   num("connections", o.connections);
@@ -126,6 +131,7 @@ Options parse(int argc, char** argv) {
   num("p99-bound-ms", o.p99_bound_ms);
   num("rate-factor", o.rate_factor);
   num("max-steps", o.max_steps);
+  num("bisect-steps", o.bisect_steps);
   num("hold", o.hold);
   num("procs", o.procs);
   num("per-process", o.per_process);
@@ -165,6 +171,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    // Asked once, before any load: a peer answers /metrics with a 404, and a saturated one late,
+    // which in the measured window would stretch it.
+    if (o.scenario != "idle" && o.scenario != "connect") {
+      o.server_metrics = scrape_latency(o.targets).has_value();
+    }
     std::string result;
     if (o.scenario == "idle") {
       result = run_idle(o);

@@ -116,7 +116,7 @@ void reap(std::vector<Child>& children) {
       const auto r =
           fleet.run_step(o, Schedule::Mode::open_loop, o.rate, o.warmup, o.duration, start, false);
       const StepStats& st = r.stats;
-      dprintf(to_parent, "D %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %.4f\n",
+      dprintf(to_parent, "D %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %.4f\n",
               static_cast<unsigned long long>(st.sent),
               static_cast<unsigned long long>(st.sent_window),
               static_cast<unsigned long long>(st.expected),
@@ -126,7 +126,8 @@ void reap(std::vector<Child>& children) {
               static_cast<unsigned long long>(st.duplicates),
               static_cast<unsigned long long>(st.other_messages),
               static_cast<unsigned long long>(st.send_errors),
-              static_cast<unsigned long long>(st.received_window), r.unexpected_closes,
+              static_cast<unsigned long long>(st.received_window),
+              static_cast<unsigned long long>(st.misrouted), r.unexpected_closes,
               r.generator_cores * r.window_wall);  // CPU seconds in the measured window
       dprintf(to_parent, "H %s\nH %s\nH %s\n", st.same_pod.serialize().c_str(),
               st.cross_pod.serialize().c_str(), st.send_lag.serialize().c_str());
@@ -184,19 +185,19 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
   const std::string start = "S " + std::to_string(start_ns) + "\n";
   for (auto& c : children) (void)!::write(c.to, start.data(), start.size());
   const auto from_ns = start_ns + static_cast<std::uint64_t>(o.warmup * 1e9);
-  const ServerWindow window =
-      server_window(o.targets, from_ns, from_ns + static_cast<std::uint64_t>(o.duration * 1e9),
-                    {&server_cpu, &redis_cpu});
+  const ServerWindow window = server_window(
+      o.server_metrics ? o.targets : std::vector<Endpoint>{}, o.redis_port, from_ns,
+      from_ns + static_cast<std::uint64_t>(o.duration * 1e9), {&server_cpu, &redis_cpu});
   double generator_cpu = 0;
   Fleet::StepResult& r = out.result;
   window.apply(r);
   for (auto& c : children) {
-    unsigned long long v[10] = {0};
+    unsigned long long v[11] = {0};
     unsigned unexpected = 0;
     double cpu = 0;
-    if (std::fscanf(c.from, " D %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %lf", &v[0],
-                    &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &unexpected,
-                    &cpu) == 12) {
+    if (std::fscanf(c.from, " D %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %u %lf",
+                    &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10],
+                    &unexpected, &cpu) == 13) {
       StepStats st;
       st.sent = v[0];
       st.sent_window = v[1];
@@ -208,6 +209,7 @@ ProcsStep fanout_step_procs(const Options& o, const Plan& plan, std::uint32_t pr
       st.other_messages = v[7];
       st.send_errors = v[8];
       st.received_window = v[9];
+      st.misrouted = v[10];
       (void)read_line(c.from);  // the rest of the D line
       for (Histogram* h : {&st.same_pod, &st.cross_pod, &st.send_lag}) {
         const std::string line = read_line(c.from);

@@ -49,6 +49,7 @@ void write_step(JsonWriter& j, const Fleet::StepResult& r, double rate, double d
   j.field("loss_ratio", s.expected ? static_cast<double>(lost) / s.expected : 0.0);
   j.field("reordered", s.reordered);
   j.field("duplicates", s.duplicates);
+  j.field("misrouted", s.misrouted);
   j.field("send_errors", s.send_errors);
   j.field("other_messages", s.other_messages);
   j.field("unexpected_closes", static_cast<std::uint64_t>(r.unexpected_closes));
@@ -63,6 +64,9 @@ void write_step(JsonWriter& j, const Fleet::StepResult& r, double rate, double d
   j.field("generator_cpu_cores", r.generator_cores);
   j.field("server_cpu_cores", r.server_cores);
   if (r.redis_cores > 0) j.field("redis_cpu_cores", r.redis_cores);
+  // What Redis processed, not what the generator offered (publishes_per_sec): pods that saturate
+  // first hand Redis fewer messages than were scheduled.
+  if (r.redis_publishes_per_sec) j.field("redis_publishes_per_sec", *r.redis_publishes_per_sec);
   if (r.server_p99_ms) {
     // Bucket bounds of realtime-server's own histogram (frame built -> written), same window.
     j.key("server_latency").begin_object();

@@ -275,7 +275,7 @@ run_crosspod() {
   done
   sleep 0.5
   bench "$peer" crosspod --target "$targets" --server-pid "$pids" --redis-pid "$redis_pid" \
-    --protocol "$(protocol_of "$peer")" "$@"
+    --redis-port "$redis_port" --protocol "$(protocol_of "$peer")" "$@"
   check_alive "$tag" "$peer" "$pids,$redis_pid"
   stop_servers
 }
@@ -297,7 +297,7 @@ run_pods() {
   done
   sleep 0.5
   BENCH_TAG=$tag bench "$peer" "$scenario" --room-prefix pods --target "$targets" --server-pid "$pids" \
-    --redis-pid "$redis_pid" --protocol "$(protocol_of "$peer")" "$@"
+    --redis-pid "$redis_pid" --redis-port "$redis_port" --protocol "$(protocol_of "$peer")" "$@"
   check_alive "$tag" "$peer" "$pids,$redis_pid"
   stop_servers
 }

@@ -19,6 +19,10 @@ struct Options {
   std::vector<Endpoint> targets;
   std::vector<pid_t> server_pids;  // for CPU and RSS figures
   pid_t redis_pid = 0;
+  std::uint16_t redis_port = 0;  // Redis on 127.0.0.1, for the PUBLISH commands it ran
+  // The targets serve realtime-server's /metrics (probed once, before any load): only then is it
+  // read in a measured window.
+  bool server_metrics = false;
   unsigned threads = 1;           // generator I/O threads
   unsigned sources = 4;           // source addresses 127.0.0.1 .. 127.0.0.N
   std::uint32_t connections = 0;  // idle, connect
@@ -32,6 +36,8 @@ struct Options {
   double p99_bound_ms = 5;
   double rate_factor = 1.5;
   std::uint32_t max_steps = 8;
+  std::uint32_t bisect_steps = 2;  // saturation: steps between the last rate within the bound and
+                                   // the first past it
   double hold = 5;
   std::vector<std::uint32_t> steps;  // idle: socket counts at which memory is also measured
   std::uint32_t procs = 0;           // idle: generator processes (0: as many as the fd limit needs)

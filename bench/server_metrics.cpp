@@ -64,6 +64,44 @@ std::optional<LatencyBuckets> parse(std::string_view text) {
 
 }  // namespace
 
+std::optional<std::uint64_t> redis_command_calls(std::uint16_t port, std::string_view command) {
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect({asio::ip::make_address_v4("127.0.0.1"), port}, ec);
+  if (ec) return std::nullopt;
+  asio::write(socket, asio::buffer(std::string_view("INFO commandstats\r\n")), ec);
+  if (ec) return std::nullopt;
+  // The reply is one RESP bulk string: "$LENGTH\r\n", LENGTH bytes, "\r\n".
+  std::string reply;
+  std::size_t want = 0;  // the whole reply's size, once its header is in
+  char chunk[4096];
+  while (want == 0 || reply.size() < want) {
+    const std::size_t n = socket.read_some(asio::buffer(chunk), ec);
+    if (ec) return std::nullopt;
+    reply.append(chunk, n);
+    if (want == 0) {
+      const auto eol = reply.find("\r\n");
+      if (eol == std::string::npos) continue;
+      std::size_t length = 0;
+      const auto [ptr, err] = std::from_chars(reply.data() + 1, reply.data() + eol, length);
+      if (reply[0] != '$' || err != std::errc() || ptr != reply.data() + eol) return std::nullopt;
+      want = eol + 2 + length + 2;
+    }
+  }
+  std::string key = "\r\ncmdstat_";
+  key += command;
+  key += ":calls=";
+  const auto at = reply.find(key);
+  if (at == std::string::npos) return 0;  // listed only once it has run
+  std::uint64_t calls = 0;
+  const char* first = reply.data() + at + key.size();
+  if (std::from_chars(first, reply.data() + reply.size(), calls).ec != std::errc()) {
+    return std::nullopt;
+  }
+  return calls;
+}
+
 std::optional<LatencyBuckets> scrape_latency(const std::vector<Endpoint>& pods) {
   std::optional<LatencyBuckets> total;
   for (const Endpoint& pod : pods) {
