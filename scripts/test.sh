@@ -26,7 +26,15 @@ stop_tree() {  # stop_tree PID: SIGTERM to PID's descendants
   local child
   for child in $(pgrep -P "$1"); do stop_tree "$child"; kill -TERM "$child" 2>/dev/null; done
 }
-trap 'trap - TERM INT HUP; echo; echo "interrupted: stopping what the run started"; stop_tree $$; exit 143' TERM INT HUP
+interrupted() {  # interrupted STATUS: 128 + the signal
+  trap - TERM INT HUP
+  echo; echo "interrupted: stopping what the run started"
+  stop_tree $$
+  exit "$1"
+}
+trap 'interrupted 143' TERM
+trap 'interrupted 130' INT
+trap 'interrupted 129' HUP
 
 stage() {  # stage NAME COMMAND...: runs one suite, records the outcome, goes on either way
   local name=$1; shift

@@ -126,6 +126,14 @@ Flags parse_flags(int argc, char** argv) {
   app.add_option("--rate-burst", flags.rate_burst, "token bucket size")
       ->envname(env("RATE_BURST"))
       ->check(CLI::Range(1.0, 1e9));
+  app.add_option("--connect-rate", flags.connect_rate,
+                 "sockets per second a client (a token's user; an address, with "
+                 "--max-connections-per-ip) may open, per pod; 0: no limit")
+      ->envname(env("CONNECT_RATE"))
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--connect-burst", flags.connect_burst, "its bucket size")
+      ->envname(env("CONNECT_BURST"))
+      ->check(CLI::Range(1.0, 1e9));
   app.add_option("--history-size", flags.history_size,
                  "messages kept per room for last_id recovery")
       ->envname(env("HISTORY_SIZE"))
@@ -222,6 +230,12 @@ Flags parse_flags(int argc, char** argv) {
   }
   if (!(flags.rate_burst >= 1 && flags.rate_burst <= 1e9)) {
     bad_value("--rate-burst", "a number from 1 to 1e9");
+  }
+  if (!(flags.connect_rate >= 0 && flags.connect_rate <= 1e9)) {
+    bad_value("--connect-rate", "a number from 0 (no limit) to 1e9");
+  }
+  if (!(flags.connect_burst >= 1 && flags.connect_burst <= 1e9)) {
+    bad_value("--connect-burst", "a number from 1 to 1e9");
   }
   if (flags.pong_timeout <= flags.ping_interval) {
     bad_value("--pong-timeout", "must be longer than --ping-interval (" +

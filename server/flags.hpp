@@ -26,6 +26,8 @@ struct Flags {
   std::size_t max_message_bytes = 65536;
   double rate_limit = 20;
   double rate_burst = 40;
+  double connect_rate = 20;  // sockets a client may open per second (0: no limit)
+  double connect_burst = 40;
   std::size_t history_size = 100;
   std::size_t history_bytes = std::size_t{256} << 20;
   std::vector<std::string> allowed_origins;

@@ -187,6 +187,8 @@ int main(int argc, char** argv) {
   config.handshake_timeout = std::chrono::seconds(flags.handshake_timeout);
   config.rate_limit = flags.rate_limit;
   config.rate_burst = flags.rate_burst;
+  config.connect_rate = flags.connect_rate;
+  config.connect_burst = flags.connect_burst;
   config.allowed_origins = flags.allowed_origins;
   config.ping_interval = std::chrono::seconds(flags.ping_interval);
   config.pong_timeout = std::chrono::seconds(flags.pong_timeout);

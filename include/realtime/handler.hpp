@@ -56,6 +56,11 @@ struct HandlerConfig {
   double rate_burst = 40;  // bucket size; finite, at least 1 (the Handler throws otherwise)
   // (A socket that ends with its bucket not full leaves it to the next socket of its user, or,
   // with max_connections_per_ip set, of its anonymous client address: see docs/SECURITY.md.)
+  // Sockets a client (the same key: a token's user, or an address with max_connections_per_ip)
+  // may open per second on this pod, after a burst; past it the upgrade gets 429. Opening and
+  // closing are presence events for a whole room. 0 = no limit; finite; the burst at least 1.
+  double connect_rate = 20;
+  double connect_burst = 40;
   std::vector<std::string> allowed_origins;  // empty: same origin only; "*": any
   std::chrono::seconds ping_interval{25};    // WebSocket ping after this much quiet
   std::chrono::seconds pong_timeout{60};     // closed when silent this long

@@ -229,10 +229,15 @@ bool SharedAnswers::wait(const std::string& key, Done& done) {
   }
   // A miss: what is no longer worth holding goes (the stale answers of rooms nobody asks for now),
   // so that however many rooms are asked for, only fresh answers and queries in flight are held.
-  std::erase_if(entries_, [now](const auto& held) {
-    const Entry& entry = held.second;
-    return !entry.in_flight && entry.waiting.empty() && now - entry.made_at >= kFresh;
-  });
+  // Once the map has doubled or a second has passed: not a walk of every entry on every miss.
+  if (entries_.size() >= prune_at_ || now >= prune_after_) {
+    std::erase_if(entries_, [now](const auto& held) {
+      const Entry& entry = held.second;
+      return !entry.in_flight && entry.waiting.empty() && now - entry.made_at >= kFresh;
+    });
+    prune_at_ = std::max(kPruneMin, 2 * entries_.size());
+    prune_after_ = now + kFresh;
+  }
   Entry& entry = entries_[key];
   entry.waiting.push_back(std::move(done));
   // One query at a time; one that has not been answered for a while is taken for lost (a

@@ -81,8 +81,11 @@ class SharedAnswers {
   bool wait(const std::string& key, Done& done);
   void answered(const std::string& key, std::size_t reused_from, std::string made);
 
+  static constexpr std::size_t kPruneMin = 64;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, Entry> entries_;  // guarded by mutex_
+  std::unordered_map<std::string, Entry> entries_;       // guarded by mutex_
+  std::size_t prune_at_ = kPruneMin;                     // guarded by mutex_
+  std::chrono::steady_clock::time_point prune_after_{};  // guarded by mutex_
 };
 
 // Whether a request with this Origin (empty: none, so not a browser) may open a socket or publish:

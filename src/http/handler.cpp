@@ -62,6 +62,11 @@ HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
     throw std::invalid_argument(
         "rate_limit must be a finite number above 0, and rate_burst a finite number from 1");
   }
+  if (!std::isfinite(config_.connect_rate) || config_.connect_rate < 0 ||
+      !std::isfinite(config_.connect_burst) || config_.connect_burst < 1) {
+    throw std::invalid_argument(
+        "connect_rate must be a finite number from 0, and connect_burst a finite number from 1");
+  }
   // Shortest round-trip forms: 20, 0.5, 1e+06 are all JSON numbers.
   const auto number = [](double value) {
     std::array<char, 32> text{};

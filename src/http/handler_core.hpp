@@ -87,7 +87,8 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   mutable std::mutex listener_mutex_;
   std::shared_ptr<Listener> listener_;
   SharedAnswers answers_;  // of GET /api/rooms and /api/rooms/{room}/presence
-  RateCarry rate_carry_{config_.rate_limit, config_.rate_burst};
+  RateCarry rate_carry_{config_.rate_limit, config_.rate_burst, config_.connect_rate,
+                        config_.connect_burst};
 };
 
 // Starts serving HTTP on an accepted socket (on the socket's shard thread). In http_session.cpp,

@@ -362,21 +362,6 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       return respond(std::move(response), false, false);
     }
     if (!handler_->accepting()) return fail(503, "shutting down");
-    // A socket's opening takes from its client's rate limit (RateCarry): its join and its close
-    // are presence events for the whole room.
-    if (const auto client =
-            RateCarry::client_key(params.user_id, peer_, config.max_connections_per_ip != 0)) {
-      if (const double wait =
-              handler_->rate_carry().take_connect(*client, std::chrono::steady_clock::now());
-          wait > 0) {
-        metrics.reject(RejectReason::rate_limited);
-        log_refusal("connecting too often", req);
-        HttpResponse response = json_error(429, "connecting too often; slow down");
-        response.headers.emplace_back("Retry-After",
-                                      std::to_string(static_cast<long>(std::ceil(wait))));
-        return respond(std::move(response), false, false);
-      }
-    }
     if (!handler_->try_reserve_slot()) {
       metrics.reject(RejectReason::capacity);
       return fail(503, "server at capacity");
@@ -393,6 +378,26 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       params.ip_slot = true;
     } else {
       params.peer = peer_;
+    }
+    // A socket's opening takes from its client's bucket of openings (RateCarry): its join and its
+    // close are presence events for the whole room. Taken once the upgrade can otherwise go ahead,
+    // so that a refusal for capacity costs the client nothing.
+    if (const auto client = RateCarry::client_key(params.user_id, params.peer,
+                                                  config.max_connections_per_ip != 0)) {
+      if (const double wait =
+              handler_->rate_carry().take_connect(*client, std::chrono::steady_clock::now());
+          wait > 0) {
+        handler_->release_slot();
+        if (params.ip_slot) handler_->release_ip(params.peer);
+        metrics.reject(RejectReason::rate_limited);
+        log_refusal("connecting too often", req);
+        HttpResponse response = json_error(429, "connecting too often; slow down");
+        constexpr double kMaxRetryAfter = 86400;  // (a tiny connect_rate would overflow the cast)
+        response.headers.emplace_back(
+            "Retry-After",
+            std::to_string(static_cast<long>(std::ceil(std::min(wait, kMaxRetryAfter)))));
+        return respond(std::move(response), false, false);
+      }
     }
     params.room = target.kind == protocol::WsTarget::Kind::room ? target.room : std::string();
     params.last_id = target.last_id;

@@ -42,13 +42,17 @@ std::optional<std::string> RateCarry::client_key(std::string_view token_user,
   return std::nullopt;
 }
 
-double RateCarry::refilled(const Bucket& bucket, TimePoint now) const noexcept {
+double RateCarry::refilled(const Bucket& bucket, TimePoint now, const Limit& limit) noexcept {
   const double elapsed = std::chrono::duration<double>(now - bucket.at).count();
-  return std::min(burst_, bucket.tokens + std::max(0.0, elapsed) * rate_);
+  return std::min(limit.burst, bucket.tokens + std::max(0.0, elapsed) * limit.rate);
+}
+
+const RateCarry::Limit& RateCarry::limit_of(const std::string& key) const noexcept {
+  return !key.empty() && key.front() == kOpening ? openings_ : messages_;
 }
 
 bool RateCarry::full(const Bucket& bucket, TimePoint now) const noexcept {
-  return refilled(bucket, now) >= burst_;
+  return refilled(bucket, now, messages_) >= messages_.burst;
 }
 
 std::optional<RateCarry::Bucket> RateCarry::find(const std::string& key, TimePoint now) {
@@ -61,7 +65,7 @@ std::optional<RateCarry::Bucket> RateCarry::find(const std::string& key, TimePoi
     if (full(it->second, now)) {
       left_.erase(it);
     } else {
-      found = Bucket{refilled(it->second, now), now};
+      found = Bucket{refilled(it->second, now, messages_), now};
     }
   }
   size_.store(left_.size(), std::memory_order_relaxed);
@@ -69,19 +73,20 @@ std::optional<RateCarry::Bucket> RateCarry::find(const std::string& key, TimePoi
 }
 
 double RateCarry::take_connect(const std::string& key, TimePoint now) {
+  if (openings_.rate <= 0) return 0;
   std::string opening;  // the key's bucket of openings (keys start 'u' or 'a')
   opening.reserve(key.size() + 1);
-  opening += 'c';
+  opening += kOpening;
   opening += key;
   const std::lock_guard lock(mutex_);
   maybe_prune(now);
   auto it = left_.find(opening);
   if (it == left_.end()) {
     if (left_.size() >= kMaxEntries) return 0;
-    it = left_.emplace(std::move(opening), Bucket{burst_, now}).first;
+    it = left_.emplace(std::move(opening), Bucket{openings_.burst, now}).first;
   }
-  const double tokens = refilled(it->second, now);
-  if (tokens < 1.0) return (1.0 - tokens) / rate_;
+  const double tokens = refilled(it->second, now, openings_);
+  if (tokens < 1.0) return (1.0 - tokens) / openings_.rate;
   it->second = Bucket{tokens - 1.0, now};
   size_.store(left_.size(), std::memory_order_relaxed);
   return 0;
@@ -99,7 +104,10 @@ void RateCarry::leave(std::string key, const Bucket& bucket, TimePoint now) {
 void RateCarry::maybe_prune(TimePoint now) {
   if (left_.size() < prune_at_ && now < prune_after_) return;
   prune_after_ = now + kPruneInterval;
-  std::erase_if(left_, [&](const auto& entry) { return full(entry.second, now); });
+  std::erase_if(left_, [&](const auto& entry) {
+    const Limit& limit = limit_of(entry.first);
+    return refilled(entry.second, now, limit) >= limit.burst;
+  });
   prune_at_ = std::max(kPruneMin, 2 * left_.size());
 }
 

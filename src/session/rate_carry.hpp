@@ -8,15 +8,17 @@
 // burst over the rate: 2 s by default), so the map holds only clients that spent lately. (The
 // presence limit, WsSession::presence_within_rate, is not carried: the client could not know it.)
 //
-// Opening a socket takes a token from a second bucket of the client, of the same rate and burst,
-// at the upgrade (take_connect): the join a socket opens with and the leave its close makes are
-// presence events for every member of the room, and a client that connected and dropped in a loop
-// made thousands a second without sending a message. The take is made on the map itself, so
-// sockets opened at once share the bucket; past it the upgrade is refused (429). (A bucket of its
-// own: a client that spent its messages may still reconnect at once.)
+// Opening a socket takes a token from a second bucket of the client, with a rate and burst of its
+// own (--connect-rate, --connect-burst), at the upgrade (take_connect): the join a socket opens
+// with and the leave its close makes are presence events for every member of the room, and a
+// client that connected and dropped in a loop made thousands a second without sending a message.
+// The take is made on the map itself, so sockets opened at once share the bucket; past it the
+// upgrade is refused (429). (A bucket of its own: a client that spent its messages may still
+// reconnect at once.)
 //
 // Thread safety: any thread (sessions of one client live on several I/O threads); a mutex, taken
-// only by a socket that ends having spent and by a new one while some entry is held.
+// by a socket that ends having spent, by a new one while some entry is held, and by every upgrade
+// of a client with a key (take_connect).
 #pragma once
 
 #include <atomic>
@@ -49,7 +51,10 @@ class RateCarry {
   // memory many addresses or users could take meanwhile (~100 bytes each).
   static constexpr std::size_t kMaxEntries = std::size_t{1} << 17U;
 
-  RateCarry(double rate, double burst) : rate_(rate), burst_(burst) {}
+  // Messages: `rate` a second after a burst of `burst`; openings: `connect_rate` (0: no limit)
+  // after `connect_burst`.
+  RateCarry(double rate, double burst, double connect_rate = 0, double connect_burst = 1)
+      : messages_{rate, burst}, openings_{connect_rate, connect_burst} {}
 
   // The key of a socket: its user when it has one, else its client address (client_address_key).
   static std::string key(std::string_view user_id, const boost::asio::ip::address& peer);
@@ -62,7 +67,7 @@ class RateCarry {
 
   // A socket of `key` opens at `now`: takes a token from the key's bucket of openings (created
   // full less one). Zero when taken; else the seconds until a token is there (nothing taken).
-  // Always taken when kMaxEntries other entries are held.
+  // Always taken when kMaxEntries other entries are held, or without a limit on openings.
   double take_connect(const std::string& key, TimePoint now);
 
   // The bucket a new socket of `key` starts with, refilled to `now`; nullopt: a full one.
@@ -72,21 +77,28 @@ class RateCarry {
   void leave(std::string key, const Bucket& bucket, TimePoint now);
   // Whether no entry is held (then find() need not be called).
   bool empty() const noexcept { return size_.load(std::memory_order_relaxed) == 0; }
+  // Whether a message bucket is full again.
   bool full(const Bucket& bucket, TimePoint now) const noexcept;
 
  private:
-  double refilled(const Bucket& bucket, TimePoint now) const noexcept;
+  struct Limit {
+    double rate;
+    double burst;
+  };
+  static double refilled(const Bucket& bucket, TimePoint now, const Limit& limit) noexcept;
+  const Limit& limit_of(const std::string& key) const noexcept;
   // Under mutex_: drops the entries full again, when the map doubled or a second passed since.
   void maybe_prune(TimePoint now);
 
-  const double rate_;
-  const double burst_;
+  const Limit messages_;
+  const Limit openings_;  // entries keyed 'c' + the client's key
   std::mutex mutex_;
   std::unordered_map<std::string, Bucket> left_;  // guarded by mutex_
   std::size_t prune_at_ = kPruneMin;              // guarded by mutex_
   TimePoint prune_after_{};                       // guarded by mutex_
   std::atomic<std::size_t> size_{0};
   static constexpr std::size_t kPruneMin = 256;
+  static constexpr char kOpening = 'c';
   static constexpr std::chrono::seconds kPruneInterval{1};
 };
 

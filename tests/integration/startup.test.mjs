@@ -60,6 +60,8 @@ const badInvocations = [
   // An idle socket would be closed for silence before it was ever pinged.
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '3', '--pong-timeout', '3'], flag: 'pong-timeout' },
   { args: ['--listen', '127.0.0.1:0', '--ping-interval', '90'], flag: 'pong-timeout' }, // default pong timeout 60 s
+  { args: ['--listen', '127.0.0.1:0', '--connect-rate', '-1'], flag: 'connect-rate' },
+  { args: ['--listen', '127.0.0.1:0', '--connect-burst', '0'], flag: 'connect-burst' },
   // No TLS to Redis: the refusal says what to do instead.
   { args: ['--listen', '127.0.0.1:0', '--redis', 'rediss://127.0.0.1:6380'], flag: 'redis', says: /TLS tunnel/ },
 ];

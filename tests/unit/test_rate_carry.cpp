@@ -54,7 +54,7 @@ TEST(RateCarry, ANewSocketStartsFromWhatTheLastLeftRefilled) {
 }
 
 TEST(RateCarry, OpeningsTakeFromABucketOfTheirOwnSharedByTheClientsSockets) {
-  RateCarry carry(2, 3);  // 2 a second, burst 3
+  RateCarry carry(10, 40, 2, 3);  // messages 10 a second, burst 40; openings 2 a second, burst 3
   const auto t0 = std::chrono::steady_clock::now();
   const auto ann = *RateCarry::client_key("ann", make_address("127.0.0.1"), false);
   EXPECT_EQ(carry.take_connect(ann, t0), 0);
@@ -73,6 +73,13 @@ TEST(RateCarry, OpeningsTakeFromABucketOfTheirOwnSharedByTheClientsSockets) {
   EXPECT_FALSE(carry.empty());
   EXPECT_FALSE(carry.find("x", t0 + 10s));
   EXPECT_EQ(carry.take_connect(ann, t0 + 10s), 0);
+}
+
+TEST(RateCarry, OpeningsWithoutALimitAreNeverRefusedNorHeld) {
+  RateCarry carry(10, 40, 0, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(carry.take_connect("uann", t0), 0);
+  EXPECT_TRUE(carry.empty());
 }
 
 TEST(RateCarry, ClientKeyIsTheUserOrWhereAddressesTellClientsApartTheAddress) {
