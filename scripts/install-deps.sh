@@ -9,9 +9,8 @@ packages=(build-essential cmake ninja-build ccache pkg-config g++ clang libclang
           libboost1.81-dev libhiredis-dev libsimdjson-dev libjwt-dev libssl-dev libspdlog-dev
           libfmt-dev libcli11-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  # (git: the format and tidy checks take the files it tracks; procps: pgrep, with which an
-  # interrupted test run stops what it started.)
-  packages+=(libgtest-dev libgmock-dev libbenchmark-dev redis-server chromium clang-format clang-tidy git procps)
+  # (git: the format and tidy checks take the files it tracks.)
+  packages+=(libgtest-dev libgmock-dev libbenchmark-dev redis-server chromium clang-format clang-tidy git)
   # Node.js 20 may come from outside Debian (with its own npm): install Debian's only when absent.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

@@ -18,18 +18,21 @@ export CTEST_OUTPUT_ON_FAILURE=1
 passed=0; failed=0; failures=()
 started=$(date +%s)
 
-# A signal (a cancelled CI job, a kill of this script) stops what the run started: every process
-# below this one gets SIGTERM (the Node suites then stop their servers and redis-servers), deepest
-# first. Stages run in the background with `wait`, which a signal interrupts; a foreground command
-# would hold the trap until it ended by itself.
-stop_tree() {  # stop_tree PID: SIGTERM to PID's descendants
-  local child
-  for child in $(pgrep -P "$1"); do stop_tree "$child"; kill -TERM "$child" 2>/dev/null; done
-}
+# A signal (a cancelled CI job, a kill of this script) stops what the run started. Each stage runs
+# as a job of its own process group (set -m), in the background with `wait`, which a signal
+# interrupts (a foreground command would hold the trap until it ended by itself); the trap sends
+# the group SIGTERM (the Node suites then stop their servers and redis-servers), and SIGKILL to
+# what is left of it 5 s later.
+set -m
+stage_pid=0
 interrupted() {  # interrupted STATUS: 128 + the signal
   trap - TERM INT HUP
   echo; echo "interrupted: stopping what the run started"
-  stop_tree $$
+  if ((stage_pid)); then
+    kill -TERM -- "-$stage_pid" 2>/dev/null
+    for _ in {1..10}; do kill -0 -- "-$stage_pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$stage_pid" 2>/dev/null
+  fi
   exit "$1"
 }
 trap 'interrupted 143' TERM
@@ -41,8 +44,10 @@ stage() {  # stage NAME COMMAND...: runs one suite, records the outcome, goes on
   local t0=$(date +%s)
   echo; echo "=== $name"
   "$@" &
-  if wait $!; then passed=$((passed + 1)); echo "=== $name: ok ($(( $(date +%s) - t0 )) s)"
+  stage_pid=$!
+  if wait "$stage_pid"; then passed=$((passed + 1)); echo "=== $name: ok ($(( $(date +%s) - t0 )) s)"
   else failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($(( $(date +%s) - t0 )) s)"; fi
+  stage_pid=0
 }
 build() {  # build PRESET
   cmake --preset "$1" >/dev/null && cmake --build --preset "$1" -j "$JOBS"
