@@ -51,8 +51,12 @@ const RateCarry::Limit& RateCarry::limit_of(const std::string& key) const noexce
   return !key.empty() && key.front() == kOpening ? openings_ : messages_;
 }
 
+bool RateCarry::full(const Bucket& bucket, TimePoint now, const Limit& limit) noexcept {
+  return refilled(bucket, now, limit) >= limit.burst;
+}
+
 bool RateCarry::full(const Bucket& bucket, TimePoint now) const noexcept {
-  return refilled(bucket, now, messages_) >= messages_.burst;
+  return full(bucket, now, messages_);
 }
 
 std::optional<RateCarry::Bucket> RateCarry::find(const std::string& key, TimePoint now) {
@@ -104,10 +108,8 @@ void RateCarry::leave(std::string key, const Bucket& bucket, TimePoint now) {
 void RateCarry::maybe_prune(TimePoint now) {
   if (left_.size() < prune_at_ && now < prune_after_) return;
   prune_after_ = now + kPruneInterval;
-  std::erase_if(left_, [&](const auto& entry) {
-    const Limit& limit = limit_of(entry.first);
-    return refilled(entry.second, now, limit) >= limit.burst;
-  });
+  std::erase_if(left_,
+                [&](const auto& entry) { return full(entry.second, now, limit_of(entry.first)); });
   prune_at_ = std::max(kPruneMin, 2 * left_.size());
 }
 

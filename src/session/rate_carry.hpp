@@ -86,6 +86,7 @@ class RateCarry {
     double burst;
   };
   static double refilled(const Bucket& bucket, TimePoint now, const Limit& limit) noexcept;
+  static bool full(const Bucket& bucket, TimePoint now, const Limit& limit) noexcept;
   const Limit& limit_of(const std::string& key) const noexcept;
   // Under mutex_: drops the entries full again, when the map doubled or a second passed since.
   void maybe_prune(TimePoint now);
