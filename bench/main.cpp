@@ -40,7 +40,8 @@ Options:
   --connections N  --rooms N  --members N  --publishers N
   --rate R  --duration S  --warmup S  --window N  --payload BYTES
   --p99-bound-ms MS  --rate-factor F  --max-steps N  --bisect-steps N (2: after the first rate
-                                     past the bound, steps halving the gap to the last within it)
+                                     past the bound, steps halving the gap to the last within it;
+                                     when the first rate is past it, first up to N steps down)
   --hold S  --steps N,N,...  --procs N  --per-process N  --concurrency N  --connect-timeout S
   --room-prefix P                    rooms are named P-0, P-1, ... (bench)
   --pod-placement spread|room        several pods: a room's members spread over them (spread), or

@@ -156,6 +156,14 @@ std::string run_saturation(const Options& o) {
     }
     rate *= o.rate_factor;
   }
+  // Past the bound at the first rate already: step down by the factor (as many times as the
+  // bisection's steps) for a rate within it, so that a slow server's knee is not reported as 0.
+  for (std::uint32_t step = 0; step < o.bisect_steps && knee_rate == 0 && past_rate > 0 && !closed;
+       ++step) {
+    const double lower = std::round(past_rate / o.rate_factor);
+    if (lower < 1 || lower >= past_rate) break;
+    if (!run_at(lower)) past_rate = lower;
+  }
   // Stepping by the factor alone puts every knee at the first rate times a power of it (two
   // servers a factor apart could not be told from two a little apart): halve the gap between the
   // last rate within the bound and the first past it a few more times (to whole publishes/s).

@@ -1,15 +1,16 @@
 #include "server_metrics.hpp"
 
+#include <array>
 #include <charconv>
+#include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 #include <string_view>
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
 namespace realtime::bench {
@@ -17,21 +18,56 @@ namespace {
 
 namespace asio = boost::asio;
 
-std::optional<std::string> http_get(const Endpoint& pod, std::string_view path) {
+// How long one exchange with a server or Redis may take: a stuck or saturated peer must not hold
+// the run (the caller reads a missing answer as "not known").
+constexpr std::chrono::seconds kExchangeLimit{1};
+
+// Sends `request` to host:port and reads the reply until `complete(reply)` says it is whole or the
+// peer closes; nullopt on an error or past kExchangeLimit.
+std::optional<std::string> exchange(const std::string& host, std::uint16_t port,
+                                    std::string_view request,
+                                    const std::function<bool(const std::string&)>& complete) {
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) return std::nullopt;
+  std::string reply;
+  std::array<char, 4096> chunk{};
+  bool whole = false;
   asio::io_context io;
   asio::ip::tcp::socket socket(io);
-  boost::system::error_code ec;
-  socket.connect({asio::ip::make_address(pod.host, ec), pod.port}, ec);
-  if (ec) return std::nullopt;
+  std::function<void()> read_more = [&] {
+    socket.async_read_some(asio::buffer(chunk),
+                           [&](boost::system::error_code error, std::size_t n) {
+                             reply.append(chunk.data(), n);
+                             if (error) {
+                               whole = error == asio::error::eof;
+                             } else if (complete(reply)) {
+                               whole = true;
+                             } else {
+                               read_more();
+                             }
+                           });
+  };
+  socket.async_connect({address, port}, [&](boost::system::error_code error) {
+    if (error) return;
+    asio::async_write(socket, asio::buffer(request),
+                      [&](boost::system::error_code written, std::size_t) {
+                        if (!written) read_more();
+                      });
+  });
+  io.run_for(kExchangeLimit);  // what is still pending then is dropped with the io_context
+  if (!whole) return std::nullopt;
+  return reply;
+}
+
+std::optional<std::string> http_get(const Endpoint& pod, std::string_view path) {
   std::string request = "GET ";
   request += path;
   request += " HTTP/1.0\r\nHost: bench\r\n\r\n";
-  asio::write(socket, asio::buffer(request), ec);
-  if (ec) return std::nullopt;
-  std::string response;
-  asio::read(socket, asio::dynamic_buffer(response), ec);  // to EOF (HTTP/1.0)
-  if (ec && ec != asio::error::eof) return std::nullopt;
-  if (!response.starts_with("HTTP/1.1 200") && !response.starts_with("HTTP/1.0 200")) {
+  // HTTP/1.0: the reply ends when the server closes.
+  auto response = exchange(pod.host, pod.port, request, [](const std::string&) { return false; });
+  if (!response ||
+      (!response->starts_with("HTTP/1.1 200") && !response->starts_with("HTTP/1.0 200"))) {
     return std::nullopt;
   }
   return response;
@@ -65,38 +101,29 @@ std::optional<LatencyBuckets> parse(std::string_view text) {
 }  // namespace
 
 std::optional<std::uint64_t> redis_command_calls(std::uint16_t port, std::string_view command) {
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  boost::system::error_code ec;
-  socket.connect({asio::ip::make_address_v4("127.0.0.1"), port}, ec);
-  if (ec) return std::nullopt;
-  asio::write(socket, asio::buffer(std::string_view("INFO commandstats\r\n")), ec);
-  if (ec) return std::nullopt;
   // The reply is one RESP bulk string: "$LENGTH\r\n", LENGTH bytes, "\r\n".
-  std::string reply;
-  std::size_t want = 0;  // the whole reply's size, once its header is in
-  char chunk[4096];
-  while (want == 0 || reply.size() < want) {
-    const std::size_t n = socket.read_some(asio::buffer(chunk), ec);
-    if (ec) return std::nullopt;
-    reply.append(chunk, n);
-    if (want == 0) {
-      const auto eol = reply.find("\r\n");
-      if (eol == std::string::npos) continue;
-      std::size_t length = 0;
-      const auto [ptr, err] = std::from_chars(reply.data() + 1, reply.data() + eol, length);
-      if (reply[0] != '$' || err != std::errc() || ptr != reply.data() + eol) return std::nullopt;
-      want = eol + 2 + length + 2;
-    }
-  }
+  bool malformed = false;
+  const auto reply =
+      exchange("127.0.0.1", port, "INFO commandstats\r\n", [&](const std::string& in) {
+        const auto eol = in.find("\r\n");
+        if (eol == std::string::npos) return false;
+        std::size_t length = 0;
+        const auto [ptr, err] = std::from_chars(in.data() + 1, in.data() + eol, length);
+        if (in[0] != '$' || err != std::errc() || ptr != in.data() + eol) {
+          malformed = true;
+          return true;
+        }
+        return in.size() >= eol + 2 + length + 2;
+      });
+  if (!reply || malformed) return std::nullopt;
   std::string key = "\r\ncmdstat_";
   key += command;
   key += ":calls=";
-  const auto at = reply.find(key);
+  const auto at = reply->find(key);
   if (at == std::string::npos) return 0;  // listed only once it has run
   std::uint64_t calls = 0;
-  const char* first = reply.data() + at + key.size();
-  if (std::from_chars(first, reply.data() + reply.size(), calls).ec != std::errc()) {
+  const char* first = reply->data() + at + key.size();
+  if (std::from_chars(first, reply->data() + reply->size(), calls).ec != std::errc()) {
     return std::nullopt;
   }
   return calls;
