@@ -145,7 +145,9 @@ class JsonReader {
     return false;
   }
 
-  // Reads a number (after optional whitespace); `out` receives its text.
+  // Reads a number (after optional whitespace); `out` receives its text. An integer (no fraction,
+  // no exponent) must fit 64 bits: libjwt's JSON parser refuses a larger one, and its refusal
+  // would be reported as a bad signature.
   bool read_number(std::string_view* out) {
     skip_whitespace();
     const std::size_t start = pos_;
@@ -156,6 +158,13 @@ class JsonReader {
       skip_digits();
     } else {
       return false;
+    }
+    if (!next_is('.') && !next_is('e') && !next_is('E')) {
+      std::int64_t value = 0;
+      const char* first = text_.data() + start;
+      const char* last = text_.data() + pos_;
+      const auto [end, error] = std::from_chars(first, last, value);
+      if (error != std::errc{} || end != last) return false;
     }
     if (next_is('.')) {
       ++pos_;

@@ -521,6 +521,25 @@ TEST(JwtVerifierTime, FractionalAndHugeDatesAreHandled) {
             TokenError::expired);
   EXPECT_EQ(error_of(verifier, hs256_token(R"({"sub":"u","nbf":1e300})")),
             TokenError::not_yet_valid);
+
+  // The largest integer libjwt reads; past it the payload cannot be read: malformed, not a bad
+  // signature (the issuer is to fix its claims, not its key). libjwt cannot mint those tokens.
+  constexpr std::string_view kHs256Header = R"({"alg":"HS256","typ":"JWT"})";
+  const TokenClaims last =
+      accepted(verifier, hs256_token(R"({"sub":"u","exp":9223372036854775807})"));
+  EXPECT_EQ(last.expires_at, Clock::time_point::max());
+  EXPECT_EQ(
+      error_of(verifier, hand_signed(kHs256Header, R"({"sub":"u","exp":9223372036854775808})")),
+      TokenError::malformed);
+  EXPECT_EQ(
+      error_of(verifier, hand_signed(kHs256Header, R"({"sub":"u","nbf":-9223372036854775809})")),
+      TokenError::malformed);
+  EXPECT_EQ(
+      error_of(verifier, hand_signed(kHs256Header, R"({"sub":"u","n":[99999999999999999999]})")),
+      TokenError::malformed);
+  EXPECT_EQ(
+      error_of(verifier, hand_signed(kHs256Header, R"({"sub":"u","n":99999999999999999999.0})")),
+      std::nullopt);
 }
 
 // ---------------------------------------------------------------------------------------------
