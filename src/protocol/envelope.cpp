@@ -350,6 +350,17 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
       return json_failure<R>(DecodeError::invalid_message, std::move(detail));
     }
   }
+  // Where it goes is never null: a backend's missing value (`"user": account?.id`) would make a
+  // private note a global broadcast. A global broadcast leaves both out.
+  for (const std::string_view target : {std::string_view("room"), std::string_view("user")}) {
+    dom::element value;
+    if (obj.at_key(target).get(value) == simdjson::SUCCESS && value.is_null()) {
+      std::string detail = "\"";
+      detail += target;
+      detail += "\" may not be null (a global broadcast leaves out both room and user)";
+      return json_failure<R>(DecodeError::invalid_message, std::move(detail));
+    }
+  }
   R result;
   PublishRequest& req = result.request;
 
@@ -404,6 +415,7 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
   }
 
   dom::element data;
+  std::size_t data_fields = 0;
   std::string_view text;
   const Field text_field = find_string(obj, "text", text);
   if (text_field == Field::wrong_type) {
@@ -417,6 +429,7 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
       return json_failure<R>(DecodeError::invalid_message, "give \"text\" or \"data\", not both");
     }
     req.data = minified(data);
+    data_fields = dom::object(data).size();
   } else if (text_field == Field::ok) {
     req.data.reserve(text.size() + 12);
     req.data = "{\"text\":";
@@ -430,7 +443,9 @@ PublishDecodeResult decode_publish_request(std::string_view json, std::size_t re
     if (req.room.empty()) {
       return json_failure<R>(DecodeError::invalid_message, "a presence message needs a \"room\"");
     }
-    if (!decode_presence_data(req.data)) {
+    // Exactly what the server's own presence messages carry, nothing more.
+    const auto presence = decode_presence_data(req.data);
+    if (data_fields != 2 || !presence || !is_valid_user_id(presence->user_id)) {
       return json_failure<R>(DecodeError::invalid_message,
                              "presence \"data\" must be {\"status\": "
                              "\"online\"|\"away\"|\"offline\", \"user_id\": U}");

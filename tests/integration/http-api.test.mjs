@@ -136,6 +136,10 @@ test('publish: bad JSON, bad body, bad room -> 400; too large -> 413', () =>
       [{ room: 'ok', txt: 'x' }, '"txt" for "text"', /unknown field "txt"/],
       [{ room: 'ok', text: 'x', data: { y: 1 } }, 'text and data', /not both/],
       [{ room: 'ok', type: 'presence', data: { status: 'banana', user_id: 'u' } }, 'presence data', /presence/],
+      [{ room: 'ok', type: 'presence', data: { status: 'away', user_id: 'u', extra: 1 } }, 'presence data with more', /presence/],
+      // A null target (a backend's missing value) would be a global broadcast: refused.
+      [{ user: null, text: 'private note' }, 'user null', /"user" may not be null/],
+      [{ room: null, user: null, type: 'notification', data: { text: 'reset link' } }, 'room and user null', /may not be null/],
     ];
     for (const [body, what, reason] of cases) {
       const r = await publish(s, body);
@@ -147,6 +151,7 @@ test('publish: bad JSON, bad body, bad room -> 400; too large -> 413', () =>
     await a.roundTrip();
     await sleep(100);
     assert.deepEqual(a.seen({ type: 'chat' }), [], 'nothing refused was delivered');
+    assert.deepEqual(a.seen({ type: 'notification' }), [], 'nothing refused was delivered');
     assert.deepEqual(a.seen((x) => x.type === 'presence' && x.data?.user_id === 'u'), [], 'nothing refused was delivered');
   }));
 

@@ -384,6 +384,15 @@ TEST(Publish, RefusesBadBodies) {
        DecodeError::invalid_message},
       {R"({"type":"presence","data":{"status":"away","user_id":"u"}})",
        DecodeError::invalid_message},
+      // Exactly the server's own presence data: no more fields, a valid user id.
+      {R"({"room":"r","type":"presence","data":{"status":"away","user_id":"u","x":1}})",
+       DecodeError::invalid_message},
+      {R"({"room":"r","type":"presence","data":{"status":"away","user_id":""}})",
+       DecodeError::invalid_message},
+      // A null target is refused, not read as absent: the body would become a global broadcast.
+      {R"({"user":null,"text":"private note"})", DecodeError::invalid_message},
+      {R"({"room":null,"text":"x"})", DecodeError::invalid_message},
+      {R"({"room":null,"user":null,"type":"notification"})", DecodeError::invalid_message},
   };
   for (const auto& c : cases) {
     const auto r = decode_publish_request(c.json);
