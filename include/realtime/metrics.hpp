@@ -57,6 +57,11 @@ class Metrics {
   std::atomic<std::int64_t> room_retained_bytes{0};
   // Rooms forgotten, or histories dropped, to keep room_retained_bytes within its budget.
   std::atomic<std::uint64_t> history_evictions{0};
+  // Sockets opened with a last_id, by the answer they were given (`recovered: true` or false), and
+  // the messages replayed to those recovered.
+  std::atomic<std::uint64_t> recoveries_recovered{0};
+  std::atomic<std::uint64_t> recoveries_not_recovered{0};
+  std::atomic<std::uint64_t> recovery_replayed{0};
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(RejectReason::count_)> rejected{};
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(DropReason::count_)> dropped{};
 

@@ -113,6 +113,14 @@ std::string Metrics::render(std::string_view pod_id) const {
   sample(out, "realtime_history_evictions_total", "counter",
          "Rooms forgotten or histories dropped to stay within --history-bytes.",
          load(history_evictions));
+  family(out, "realtime_recoveries_total", "counter",
+         "Sockets opened with a last_id, by whether the gap was recovered.");
+  fmt::format_to(std::back_inserter(out),
+                 "realtime_recoveries_total{{result=\"recovered\"}} {}\n"
+                 "realtime_recoveries_total{{result=\"not_recovered\"}} {}\n",
+                 load(recoveries_recovered), load(recoveries_not_recovered));
+  sample(out, "realtime_recovery_replayed_messages_total", "counter",
+         "Messages replayed to recovered sockets.", load(recovery_replayed));
 
   family(out, "realtime_broadcast_latency_seconds", "histogram",
          "Time from a broadcast call to the write of the message on a socket.");

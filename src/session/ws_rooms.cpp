@@ -189,6 +189,10 @@ void WsSession::announce_leave(const std::string& room, bool user_last,
 
 void WsSession::send_recovered(const std::string& room, bool recovered, std::size_t replayed,
                                const std::string& position) {
+  Metrics& metrics = handler_->metrics();
+  (recovered ? metrics.recoveries_recovered : metrics.recoveries_not_recovered)
+      .fetch_add(1, std::memory_order_relaxed);
+  metrics.recovery_replayed.fetch_add(replayed, std::memory_order_relaxed);
   std::string fields = "\"recovered\":";
   fields += recovered ? "true" : "false";
   fields += ",\"replayed\":";

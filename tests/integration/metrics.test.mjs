@@ -6,7 +6,8 @@
 // - realtime_redis_publish_errors exists, and metrics naming rejected connections, dropped messages,
 //   slow-consumer closes and Redis up/down exist, plus a broadcast latency histogram (_bucket{le=...});
 // - realtime_ready is a gauge that follows /readyz: 1 on a single pod, 0 on a pod whose Redis does
-//   not answer (/readyz 503).
+//   not answer (/readyz 503);
+// - realtime_recoveries_total{result} counts the answers to last_id, and the messages replayed.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -134,6 +135,36 @@ test('the broadcast latency histogram samples broadcasts only: not welcomes, pon
     const broadcasts = received.filter((x) => x.type === 'chat' || x.type === 'presence').length - replayed;
     assert.equal(after.sent - before.sent, received.length, 'every frame written was received');
     assert.equal(after.sampled - before.sampled, broadcasts, `sampled: broadcasts only (${JSON.stringify(received.map((x) => x.type))})`);
+  }));
+
+test('realtime_recoveries_total counts each last_id by its answer; the replayed messages are counted too', () =>
+  withServer(['--history-size', '3'], async (s, clients) => {
+    const recoveries = async () => {
+      const m = await metrics(s);
+      const of = (result) => m.samples.find((x) => x.name === 'realtime_recoveries_total' && x.labels?.result === result)?.value;
+      return { recovered: of('recovered'), not: of('not_recovered'), replayed: metricSum(m, 'realtime_recovery_replayed_messages_total') };
+    };
+    assert.deepEqual(await recoveries(), { recovered: 0, not: 0, replayed: 0 });
+    assert.equal((await metrics(s)).types.realtime_recoveries_total, 'counter');
+    const a = await connect(s, '/ws/rec');
+    clients.push(a);
+    const ids = [];
+    for (const text of ['1', '2', '3', '4', '5']) {
+      a.send({ type: 'chat', data: { text } });
+      ids.push((await a.next((x) => x.type === 'chat' && x.data?.text === text)).id);
+    }
+    const open = async (lastId) => {
+      const c = await connect(s, `/ws/rec?last_id=${encodeURIComponent(lastId)}`);
+      clients.push(c);
+      return (await c.next((x) => x.type === 'system' && x.data?.event === 'recovered')).data;
+    };
+    // Two of the three kept; the first message is past the history (3): not recovered.
+    assert.deepEqual([(await open(ids[2])).replayed, (await open(ids[3])).replayed], [2, 1]);
+    assert.equal((await open(ids[0])).recovered, false);
+    assert.equal((await open('undefined')).recovered, false);
+    // A socket without a last_id is not a recovery.
+    clients.push(await connect(s, '/ws/rec'));
+    assert.deepEqual(await recoveries(), { recovered: 2, not: 2, replayed: 3 });
   }));
 
 test('realtime_ready follows /readyz: 1 when it answers 200, 0 when 503', async () => {
