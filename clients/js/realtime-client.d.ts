@@ -155,7 +155,7 @@ export interface RealtimeClientEvents {
   welcome: (event: WelcomeEvent) => void;
   /** A room joined in-band (join() or a reconnect's join without a resume point). */
   joined: (event: JoinedEvent) => void;
-  /** system messages other than welcome / joined / recovered / token_expiring. */
+  /** system messages other than welcome / joined / recovered / token_expiring / token_refreshed. */
   system: (msg: Envelope) => void;
   /** Every envelope received, before any other event (for logging and debugging). */
   envelope: (msg: Envelope) => void;

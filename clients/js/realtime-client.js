@@ -39,7 +39,7 @@ const SEEN_IDS_PER_ROOM = 256;
 const SEEN_LEFT_ROOMS = 64;
 
 // system data.event values that concern one socket, not the room's history (isSocketEvent).
-const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring']);
+const SOCKET_EVENTS = new Set(['welcome', 'joined', 'recovered', 'token_expiring', 'token_refreshed']);
 
 // Ids that are not a room history's <epoch>-<seq> (decimal): user notifications, global and
 // per-socket messages have a letter after the dash, then a base-36 number (<tag>-u<n>, -g<n>, -d<n>;
@@ -172,6 +172,8 @@ function isSocketEvent(msg) {
       return Object.keys(data).every((key) => key === 'event' || key === 'last_id');
     case 'recovered':
       return typeof data.recovered === 'boolean';
+    case 'token_refreshed': // the answer to the client's own auth
+      return Object.keys(data).every((key) => key === 'event');
     default: // token_expiring
       return typeof data.expires_at === 'string';
   }
@@ -862,6 +864,8 @@ export class RealtimeClient {
           });
           return;
         }
+        // The answer to the client's own auth: nothing for the application.
+        if (data.event === 'token_refreshed') return;
         // The last of SOCKET_EVENTS: token_expiring.
         clearTimeout(this._timers.refresh);
         this._refreshBackoff.reset();

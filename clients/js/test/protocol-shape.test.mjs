@@ -1109,19 +1109,20 @@ test("the application's system messages in a room are 'system' events, whatever 
   client.on('welcome', (w) => welcomes.push(w));
   client.on('joined', (j) => joined.push(j));
   const connectionId = client.connectionId;
-  for (const [i, event] of ['welcome', 'joined', 'recovered', 'token_expiring'].entries()) {
+  for (const [i, event] of ['welcome', 'joined', 'recovered', 'token_expiring', 'token_refreshed'].entries()) {
     c.ws.send(envelope('system', 's', { event, text: 'from the application' }, `abcd1234-${i + 1}`));
   }
   // The same with a pod's direct id (numbered while Redis was away, or another program's).
-  for (const [i, event] of ['welcome', 'joined', 'recovered', 'token_expiring'].entries()) {
-    c.ws.send(envelope('system', 's', { event, text: 'from the application' }, `abcd1234-4.dq2w8e0r1${i}`));
+  for (const [i, event] of ['welcome', 'joined', 'recovered', 'token_expiring', 'token_refreshed'].entries()) {
+    c.ws.send(envelope('system', 's', { event, text: 'from the application' }, `abcd1234-5.dq2w8e0r1${i}`));
   }
-  c.ws.send(envelope('chat', 's', { text: 'last' }, 'abcd1234-5'));
+  c.ws.send(envelope('chat', 's', { text: 'last' }, 'abcd1234-6'));
   await new Promise((resolve) => client.on('message', (m) => m.data.text === 'last' && resolve()));
-  assert.deepEqual(systems, ['welcome', 'joined', 'recovered', 'token_expiring', 'welcome', 'joined', 'recovered', 'token_expiring']);
+  const all = ['welcome', 'joined', 'recovered', 'token_expiring', 'token_refreshed'];
+  assert.deepEqual(systems, [...all, ...all]);
   assert.deepEqual([welcomes, joined], [[], []]);
   assert.equal(client.connectionId, connectionId);
-  assert.equal(client.lastIds.s, 'abcd1234-5');
+  assert.equal(client.lastIds.s, 'abcd1234-6');
 });
 
 test('a close after which the client does not reconnect names the chat it drops (unsent)', async (t) => {
