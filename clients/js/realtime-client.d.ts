@@ -103,6 +103,7 @@ export type RealtimeErrorCode =
   | 'invalid_message'
   | 'not_in_room'
   | 'too_many_rooms'
+  | 'room_not_allowed'
   | 'invalid_token'
   | 'unavailable'
   | 'server_error'

@@ -815,8 +815,9 @@ export class RealtimeClient {
         return;
       }
       case 'error':
-        // A join past the server's room limit: the room is not kept (nor joined again on reconnect).
-        if (data.code === 'too_many_rooms' && data.room && this._rooms.includes(data.room)) this._forget(data.room);
+        // A join past the server's room limit, or one the token (or the server's application) does
+        // not allow: the room is not kept (nor joined again on reconnect).
+        if ((data.code === 'too_many_rooms' || data.code === 'room_not_allowed') && data.room && this._rooms.includes(data.room)) this._forget(data.room);
         // The server does not say which frame it refused: a status change sent lately may have
         // been, and goes again, when the server takes it (one it took already changes nothing).
         if (data.code === 'rate_limited' && this._presenceSentAt > 0 && Date.now() - this._presenceSentAt < PRESENCE_RESEND_WINDOW_MS) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace realtime {
 
@@ -33,7 +34,14 @@ std::string_view to_string(JwtAlgorithm algorithm) noexcept;
 struct TokenClaims {
   std::string subject;                          // "sub": the user id; 1 to 256 bytes, no controls
   std::optional<Clock::time_point> expires_at;  // "exp" without leeway; nullopt: no "exp"
+  // "rooms": the rooms the token's sockets may join; nullopt (no claim): any. Each entry is a room
+  // name, or a prefix ending in '*' ("team-7:*": every room that starts "team-7:"; "*": any).
+  std::optional<std::vector<std::string>> rooms;
 };
+
+// Whether a "rooms" claim lets its sockets join `room` (an entry equal to it, or a '*' entry whose
+// prefix it starts with).
+bool rooms_claim_allows(const std::vector<std::string>& rooms, std::string_view room) noexcept;
 
 enum class TokenError : std::uint8_t {
   missing,         // empty token
@@ -54,7 +62,8 @@ std::string_view to_string(TokenError error) noexcept;
 // secret, or a public key whose type selects RS256 or ES256. The token's header must name exactly
 // that algorithm; anything else ("none", or HS256 signed with the RSA public key as the secret) is
 // refused before any signature work. Then the signature (libjwt), "exp"/"nbf" with the leeway,
-// "iss"/"aud" when configured, and "sub" are checked.
+// "iss"/"aud" when configured, and "sub" are checked; a "rooms" claim that is not an array of
+// room names and prefixes (see TokenClaims) makes the token malformed.
 //
 // Ownership: a plain value; it owns copies of its keys. Thread safety: immutable after
 // construction, so one instance may be shared by any number of threads calling verify().

@@ -30,6 +30,8 @@ inline constexpr std::string_view forbidden = "forbidden";
 inline constexpr std::string_view rate_limited = "rate_limited";
 inline constexpr std::string_view unsupported = "unsupported";
 inline constexpr std::string_view too_many_rooms = "too_many_rooms";
+// A join (or the URL's room) that the token's "rooms" claim or HandlerConfig::may_join refuses.
+inline constexpr std::string_view room_not_allowed = "room_not_allowed";
 inline constexpr std::string_view invalid_token = "invalid_token";
 inline constexpr std::string_view unavailable = "unavailable";
 }  // namespace error_code

@@ -44,6 +44,13 @@ struct HandlerConfig {
   // rewrite is held to Hub::broadcast()'s rules (data one JSON value, a valid room name and id,
   // not a join, leave or auth type): one that breaks them is refused as if the hook had thrown.
   std::function<bool(Connection&, Message&)> on_message;
+  // Whether the socket may join `room`: asked for the room of its URL (before the welcome, which
+  // then names no room) and for each join message; false refuses that join with the error
+  // room_not_allowed (the socket stays, in its other rooms). Asked after the token's "rooms" claim
+  // (TokenClaims::rooms), which refuses first. Connection::user_id() is the token's subject (an
+  // anonymous socket's is its connection id). Like every hook, it must not block: decide from
+  // what the application holds in memory.
+  std::function<bool(Connection&, const std::string& room)> may_join;
 
   bool auth_required = false;  // every socket must carry a valid JWT
   JwtConfig jwt;               // keys and claims checked; a token is verified whenever present

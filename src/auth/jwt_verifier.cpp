@@ -23,6 +23,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "protocol/request.hpp"
 #include "protocol/user_id.hpp"
 #include "realtime/auth.hpp"
 
@@ -513,6 +514,31 @@ bool audience_matches(jwt_t* jwt, std::string_view audience) {
   return found && reader.at_end();
 }
 
+// "rooms": an array of room names, or of prefixes of one ending in '*' (a bare "*": any room).
+std::optional<std::vector<std::string>> rooms_claim(std::string_view json) {
+  JsonReader reader(json);
+  std::vector<std::string> rooms;
+  if (!reader.consume('[')) return std::nullopt;
+  if (!reader.consume(']')) {
+    do {
+      std::string entry;
+      if (!reader.read_string(&entry)) return std::nullopt;
+      const bool prefix = entry.ends_with('*');
+      const std::string_view name =
+          prefix ? std::string_view(entry).substr(0, entry.size() - 1) : std::string_view(entry);
+      // A prefix is the start of a valid name: its characters are a room's, and it is shorter.
+      const bool valid = prefix ? (name.empty() || protocol::is_valid_room(name)) &&
+                                      name.size() < protocol::kMaxRoomLength
+                                : protocol::is_valid_room(name);
+      if (!valid) return std::nullopt;
+      rooms.push_back(std::move(entry));
+    } while (reader.consume(','));
+    if (!reader.consume(']')) return std::nullopt;
+  }
+  if (!reader.at_end()) return std::nullopt;
+  return rooms;
+}
+
 // A subject is the user id of the token's sockets: the publish API's rule for user ids.
 static_assert(JwtVerifier::max_subject_bytes == protocol::kMaxUserIdBytes);
 bool valid_subject(std::string_view subject) { return protocol::is_valid_user_id(subject); }
@@ -773,7 +799,22 @@ std::variant<TokenClaims, TokenError> JwtVerifier::verify(std::string_view token
   TokenClaims claims;
   claims.subject = std::string(subject);
   if (exp) claims.expires_at = to_time_point(*exp);
+  bool unreadable = false;
+  if (const auto rooms = claim_json(jwt.get(), "rooms", unreadable)) {
+    claims.rooms = rooms_claim(*rooms);
+    if (!claims.rooms) return TokenError::malformed;
+  }
+  if (unreadable) return TokenError::malformed;
   return claims;
+}
+
+bool rooms_claim_allows(const std::vector<std::string>& rooms, std::string_view room) noexcept {
+  return std::any_of(rooms.begin(), rooms.end(), [room](const std::string& entry) {
+    if (entry.ends_with('*')) {
+      return room.starts_with(std::string_view(entry).substr(0, entry.size() - 1));
+    }
+    return entry == room;
+  });
 }
 
 }  // namespace realtime

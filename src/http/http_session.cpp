@@ -355,6 +355,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
       auto& claims = std::get<TokenClaims>(verified);
       params.user_id = std::move(claims.subject);
       params.token_expiry = claims.expires_at;
+      params.rooms_claim = std::move(claims.rooms);
     } else if (config.auth_required) {
       metrics.reject(RejectReason::unauthorized);
       HttpResponse response = json_error(401, "token required");

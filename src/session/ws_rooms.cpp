@@ -123,6 +123,12 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
     return;
   }
   if (in_room(room)) return;  // joining twice is harmless
+  if (!may_join(room)) {
+    if (state_ == State::open) {
+      send_error(error_code::room_not_allowed, "not allowed to join this room", room);
+    }
+    return;
+  }
   if (rooms_.size() >= handler_->config().max_rooms_per_connection) {
     send_error(error_code::too_many_rooms, "too many rooms on one socket", room);
     return;

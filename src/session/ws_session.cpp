@@ -83,6 +83,9 @@ WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSock
           std::make_unique<Startup>(Startup{std::move(params.last_id), std::move(params.leftover),
                                             std::move(params.handshake_response)})),
       token_expiry_(params.token_expiry),
+      rooms_claim_(params.rooms_claim ? std::make_unique<const std::vector<std::string>>(
+                                            std::move(*params.rooms_claim))
+                                      : nullptr),
       peer_(params.peer),
       holds_ip_slot_(params.ip_slot),
       tokens_(handler_->config().rate_burst) {
@@ -113,6 +116,13 @@ void WsSession::start() {
     handshake_unsent_ = true;
   }
 
+  // The URL's room, if the socket may not join it, is refused after the welcome (which then
+  // names no room).
+  std::string refused;
+  if (!rooms_.empty() && !may_join(rooms_.front())) {
+    refused = std::move(rooms_.front());
+    rooms_.clear();
+  }
   std::string fields;
   fields.reserve(96);
   fields += "\"connection_id\":";
@@ -138,6 +148,9 @@ void WsSession::start() {
   }
   FramePtr welcome_frame = send_direct(std::move(welcome));
   if (announcement) announcement->frame = std::move(welcome_frame);
+  if (!refused.empty() && state_ == State::open) {
+    send_error(error_code::room_not_allowed, "not allowed to join this room", refused);
+  }
 
   std::string room;
   if (!rooms_.empty()) {
@@ -160,6 +173,18 @@ void WsSession::start() {
 }
 
 std::vector<std::string> WsSession::rooms() const { return rooms_; }
+
+bool WsSession::may_join(const std::string& room) {
+  if (rooms_claim_ && !rooms_claim_allows(*rooms_claim_, room)) return false;
+  const auto& hook = handler_->config().may_join;
+  if (!hook) return true;
+  bool allowed = false;
+  if (!hook_ran(handler_->log(), "may_join", id_, [&] { allowed = hook(*this, room); })) {
+    start_close(close_code::internal_error, "internal error", true);
+    return false;
+  }
+  return allowed;
+}
 
 bool WsSession::send(Message msg) {
   // Checked here, on the caller's thread, so that the caller is told (and nothing is queued).
@@ -532,6 +557,10 @@ void WsSession::handle_auth(const std::string& token) {
   }
   token_expiry_ = claims.expires_at;
   expiry_warned_ = false;
+  // Its "rooms" hold for the joins from now on; the rooms joined already are kept.
+  rooms_claim_ = claims.rooms
+                     ? std::make_unique<const std::vector<std::string>>(std::move(*claims.rooms))
+                     : nullptr;
   send_direct(system_message("token_refreshed"));
 }
 

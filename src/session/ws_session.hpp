@@ -34,9 +34,10 @@ struct SessionParams {
   std::string room;     // initial room; empty for /ws
   std::string user_id;  // JWT subject; empty: anonymous (the connection id is used)
   std::optional<Clock::time_point> token_expiry;
-  std::optional<std::string> last_id;  // recovery asked for the initial room
-  std::string leftover;                // bytes that followed the HTTP request (early frames)
-  boost::asio::ip::address peer;       // the client's address
+  std::optional<std::vector<std::string>> rooms_claim;  // the token's "rooms": nullopt, any room
+  std::optional<std::string> last_id;                   // recovery asked for the initial room
+  std::string leftover;            // bytes that followed the HTTP request (early frames)
+  boost::asio::ip::address peer;   // the client's address
   bool ip_slot = false;            // holds a per-address slot of `peer`, to give back at the end
   std::string handshake_response;  // the HTTP 101, written first
 };
@@ -163,6 +164,9 @@ class WsSession final : public Connection,
   // last_id is announced with a `joined` message.
   void handle_join(const std::string& room, const std::optional<std::string>& last_id,
                    std::unique_ptr<Announcement> welcome = nullptr);
+  // Whether the token's "rooms" claim and the may_join hook let the socket join `room` (a hook
+  // that throws: no, and the socket closes with 1011).
+  bool may_join(const std::string& room);
   void handle_leave(const std::string& room);
   void handle_presence(PresenceStatus status);
   // Tells the broadcaster what a join or leave of this socket did to its user's status in `room`
@@ -215,6 +219,8 @@ class WsSession final : public Connection,
   };
   std::unique_ptr<Startup> startup_;
   std::optional<Clock::time_point> token_expiry_;
+  // The rooms its token lets the socket join (TokenClaims::rooms); null: any.
+  std::unique_ptr<const std::vector<std::string>> rooms_claim_;
   boost::asio::ip::address peer_;  // the client's address: a per-address slot (holds_ip_slot_)
 
   // Write queue: frames [head_, end) are owed; head_offset_ bytes of queue_[head_] are written.

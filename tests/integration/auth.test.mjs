@@ -13,7 +13,9 @@
 // - the seed's client URL, "?token=T" with "?last_id=undefined" appended ('?' separates query
 //   parameters too), opens a socket of T's user, told recovered: false;
 // - the chat of a token-authenticated socket carries from = the token's sub, whatever from the
-//   client sent.
+//   client sent;
+// - a token's "rooms" claim limits the rooms its socket joins (room_not_allowed), for the URL's
+//   room and join messages, and a refreshed token's claim for the joins after it.
 
 import { test, after } from 'node:test';
 import { createHmac } from 'node:crypto';
@@ -265,4 +267,41 @@ test('a refused upgrade says why: the reason in the body and in a Bearer challen
       assert.deepEqual(JSON.parse(r.body), { error: 'invalid token', reason });
       assert.equal(r.headers['www-authenticate'], `Bearer error="invalid_token", error_description="${reason}"`);
     }
+  }));
+
+test('a token\'s "rooms" claim limits the rooms its socket joins: the URL\'s room and join messages', () =>
+  withServer(['--jwt-secret', 'rooms-secret'], async (s, clients) => {
+    const token = (claims) => hs256('rooms-secret', { sub: 'ann', ...claims });
+    const member = await connect(s, '/ws/dm:bob:carl');
+    clients.push(member);
+    // The URL's room refused: the socket opens in no room, told why; the room's member sees nothing.
+    const ann = await connect(s, `/ws/dm:bob:carl?token=${token({ rooms: ['general', 'team-7:*'] })}`);
+    clients.push(ann);
+    assert.equal(ann.welcome.data.room, undefined, 'the welcome names no room');
+    const refused = await ann.next((m) => m.type === 'error', 3000, 'room_not_allowed');
+    assert.deepEqual([refused.data.code, refused.data.room], ['room_not_allowed', 'dm:bob:carl']);
+    // Join messages: a listed room, a room under a listed prefix; not another.
+    for (const room of ['general', 'team-7:random']) {
+      ann.send({ type: 'join', room });
+      await ann.next((m) => m.type === 'system' && m.data?.event === 'joined' && m.room === room, 3000, `joined ${room}`);
+    }
+    ann.send({ type: 'join', room: 'team-70:random' });
+    const again = await ann.next((m) => m.type === 'error' && m.data?.room === 'team-70:random', 3000, 'refused join');
+    assert.equal(again.data.code, 'room_not_allowed');
+    ann.send({ type: 'chat', room: 'dm:bob:carl', data: { text: 'hi' } });
+    assert.equal((await ann.next((m) => m.type === 'error' && m.data?.room === 'dm:bob:carl', 3000, 'not_in_room')).data.code, 'not_in_room');
+    await member.roundTrip();
+    assert.deepEqual(member.seen((m) => m.data?.user_id === 'ann' || m.type === 'chat'), [], 'nothing of ann reached the room');
+    // A refreshed token's claim holds for the joins after it.
+    ann.send({ type: 'auth', token: token({ rooms: ['dm:*'] }) });
+    await ann.next((m) => m.type === 'system' && m.data?.event === 'token_refreshed', 3000, 'token_refreshed');
+    ann.send({ type: 'join', room: 'dm:bob:carl' });
+    await ann.next((m) => m.type === 'system' && m.data?.event === 'joined' && m.room === 'dm:bob:carl', 3000, 'joined after the refresh');
+    // A token with no claim, and an anonymous socket, join any room; a malformed claim is a malformed token.
+    const free = await connect(s, `/ws/dm:bob:carl?token=${token({})}`);
+    clients.push(free);
+    assert.equal(free.welcome.data.room, 'dm:bob:carl');
+    const r = await tryOpen(`${s.url}/ws/a?token=${token({ rooms: 'general' })}`);
+    if (r.ok) clients.push(r.client);
+    assert.equal(r.status, 401);
   }));

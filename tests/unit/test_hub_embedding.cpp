@@ -142,6 +142,53 @@ TEST(HubEmbedding, OnMessageRewriteThatBreaksTheRulesIsNotDelivered) {
   EXPECT_EQ(got->data, R"({"text":"rewritten"})");
 }
 
+// may_join decides every join, the URL's room included, from what the application holds; a
+// refused room is never joined (the room's members see nothing of it), and a hook that throws
+// closes that socket with 1011.
+TEST(HubEmbedding, MayJoinRefusesRoomsAndAHookThatThrowsClosesTheSocket) {
+  std::mutex mutex;
+  std::vector<std::string> asked;  // guarded by mutex
+  HandlerConfig config = fast_config();
+  config.may_join = [&](Connection& connection, const std::string& room) {
+    if (room == "boom") throw std::runtime_error("membership lookup failed");
+    const std::lock_guard lock(mutex);
+    asked.push_back(connection.user_id() + " " + room);
+    return !room.starts_with("private");
+  };
+  Pod pod(config);
+  // Its URL's room is asked too: the socket opens in no room, told why.
+  auto member = connect_welcomed(pod.port, "/ws/private-1");
+  ASSERT_TRUE(member);
+  auto refused = member->next();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->type, MessageType::error);
+  EXPECT_NE(refused->data.find(R"("code":"room_not_allowed")"), std::string::npos) << refused->data;
+  EXPECT_NE(refused->data.find(R"("room":"private-1")"), std::string::npos) << refused->data;
+
+  std::string user_id;
+  auto client = connect_welcomed(pod.port, "/ws/general", &user_id);
+  ASSERT_TRUE(client);
+  client->send_text(R"({"type":"join","room":"private-2"})");
+  client->send_text(R"({"type":"join","room":"open"})");
+  auto answer = client->next_matching(not_presence);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->type, MessageType::error);
+  EXPECT_NE(answer->data.find(R"("room":"private-2")"), std::string::npos) << answer->data;
+  answer = client->next_matching(not_presence);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->type, MessageType::system);
+  EXPECT_EQ(answer->room, "open");
+  {
+    const std::lock_guard lock(mutex);
+    EXPECT_NE(std::find(asked.begin(), asked.end(), user_id + " private-2"), asked.end());
+    EXPECT_NE(std::find(asked.begin(), asked.end(), user_id + " general"), asked.end());
+  }
+  client->send_text(R"({"type":"join","room":"boom"})");
+  const auto code = client->wait_close();
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, close_code::internal_error);
+}
+
 // An asynchronous answer (a database check, say) keeps the socket's id, not its Connection&, and
 // answers through the hub from its own thread: delivered while the socket is open, refused (false)
 // once it is gone, and never a use of a freed session.

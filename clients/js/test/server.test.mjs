@@ -306,6 +306,24 @@ test('within the rate limit: 60 rooms rejoined and 100 queued messages all go th
   assert.equal(a.state, 'open');
 });
 
+test('rooms the token\'s "rooms" claim does not allow are refused and not kept, the first room too', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
+  const secret = 'test-secret-' + randomBytes(8).toString('hex');
+  const server = await startServer({ args: ['--jwt-secret', secret] });
+  t.after(() => server.terminate());
+  const [secretRoom, open, other] = [uniqueRoom('private'), uniqueRoom('team'), uniqueRoom('private2')];
+  const token = () => jwt(secret, { sub: 'ann', rooms: [open] });
+  const a = newClient(t, server, { rooms: [secretRoom, open], token });
+  const ea = watch(a);
+  await a.connect();
+  await ea.until(() => ea.errors.some((e) => e.code === 'room_not_allowed'), 'room_not_allowed');
+  a.join(other);
+  await ea.until(() => ea.errors.filter((e) => e.code === 'room_not_allowed').length === 2, 'the second refusal');
+  assert.deepEqual(ea.errors.map((e) => e.envelope.data.room), [secretRoom, other]);
+  assert.deepEqual(a.rooms, [open], 'the refused rooms are not kept');
+  await publish(server, { room: open, text: 'allowed' });
+  await ea.until(() => ea.messages.some((m) => m.room === open && m.data.text === 'allowed'), 'the allowed room works');
+});
+
 test('a join past the server\'s 64 rooms is refused, not kept, and not joined again on reconnect', { skip: NO_SERVER, timeout: 30000 }, async (t) => {
   let server = await startServer({ args: ['--rate-limit', '1000', '--rate-burst', '200'] });
   const port = server.port;

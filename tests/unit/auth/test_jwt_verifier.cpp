@@ -35,6 +35,7 @@ using realtime::Clock;
 using realtime::JwtAlgorithm;
 using realtime::JwtConfig;
 using realtime::JwtVerifier;
+using realtime::rooms_claim_allows;
 using realtime::TokenClaims;
 using realtime::TokenError;
 
@@ -593,6 +594,35 @@ TEST(JwtVerifierClaims, IssuerAndAudienceTogether) {
             TokenError::bad_audience);
   EXPECT_EQ(error_of(verifier, hs256_token(claims(R"("iss":"x","aud":"realtime")"))),
             TokenError::bad_issuer);
+}
+
+TEST(JwtVerifierClaims, RoomsClaimListsRoomsAndPrefixes) {
+  const JwtVerifier verifier = hs256_verifier();
+  EXPECT_EQ(accepted(verifier, hs256_token(claims())).rooms, std::nullopt);  // no claim: any room
+  const TokenClaims listed =
+      accepted(verifier, hs256_token(claims(R"("rooms":["general","team-7:*","*"])")));
+  EXPECT_EQ(listed.rooms, (std::vector<std::string>{"general", "team-7:*", "*"}));
+  EXPECT_EQ(accepted(verifier, hs256_token(claims(R"("rooms":[])"))).rooms,
+            std::vector<std::string>{});  // no room at all
+  // Anything else is a token its issuer got wrong: refused, not read as "any room".
+  for (const char* rooms : {R"("general")", "null", R"({"general":true})", "[1]", R"(["bad room"])",
+                            R"([""])", R"(["a**"])", R"(["general",7])", "true"}) {
+    EXPECT_EQ(error_of(verifier, hs256_token(claims(std::string(R"("rooms":)") + rooms))),
+              TokenError::malformed)
+        << rooms;
+  }
+}
+
+TEST(JwtVerifierClaims, RoomsClaimAllowsNamesAndPrefixes) {
+  const std::vector<std::string> rooms{"general", "team-7:*"};
+  EXPECT_TRUE(rooms_claim_allows(rooms, "general"));
+  EXPECT_TRUE(rooms_claim_allows(rooms, "team-7:random"));
+  EXPECT_TRUE(rooms_claim_allows(rooms, "team-7:"));
+  EXPECT_FALSE(rooms_claim_allows(rooms, "general2"));
+  EXPECT_FALSE(rooms_claim_allows(rooms, "team-70:random"));
+  EXPECT_FALSE(rooms_claim_allows(rooms, "team-7"));
+  EXPECT_FALSE(rooms_claim_allows({}, "general"));
+  EXPECT_TRUE(rooms_claim_allows({"*"}, "anything"));
 }
 
 TEST(JwtVerifierClaims, SubjectIsRequiredAndSane) {
