@@ -118,6 +118,17 @@ void check(const std::variant<TokenClaims, TokenError>& result, std::string_view
   for (const char c : subject) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) __builtin_trap();
   }
+  // A "rooms" claim that was accepted holds room names and prefixes of one only.
+  if (claims->rooms) {
+    for (const std::string& entry : *claims->rooms) {
+      const std::string_view name =
+          entry.ends_with('*') ? std::string_view(entry).substr(0, entry.size() - 1) : entry;
+      if (name.find('*') != std::string_view::npos || name.size() > 128) __builtin_trap();
+      if (!realtime::rooms_claim_allows(*claims->rooms, entry.ends_with('*') ? name : entry)) {
+        __builtin_trap();
+      }
+    }
+  }
 }
 
 }  // namespace
