@@ -48,7 +48,8 @@ struct RedisBroadcasterOptions {
   // Room messages one thread has waiting for Redis to number them (Redis slower than they come)
   // may hold this much memory; past it, new ones are refused (their publish_then() callback gets
   // kNotPublished: the API answers 503, a socket's chat an error `unavailable`), counted as dropped
-  // (`overload`).
+  // (`overload`). The application's own threads (not the hub's) share one such bound, on top of
+  // the Redis thread's. Every publish_then() is answered, by the time stop() returns at the latest.
   std::size_t max_unsent_bytes = std::size_t{64} << 20;
 };
 

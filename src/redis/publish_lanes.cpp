@@ -83,7 +83,7 @@ void RedisBroadcasterCore::publish_then(Message msg, std::function<void(const st
     // later messages follow the same way.
     if (redis_thread_runs_.load(std::memory_order_acquire) &&
         (handing_off || publish_state_.load(std::memory_order_acquire) != PublishState::down)) {
-      hand_off(handed_off, {std::move(msg), std::move(done), {}, since});
+      hand_off(handed_off, {std::move(msg), std::move(done), {}, since}, true);
       return;
     }
   }
@@ -177,16 +177,69 @@ void RedisBroadcasterCore::stop_lanes() {
 // To the Redis thread's lane, from a thread whose messages `handed_off` counts: until Redis has
 // numbered them (or they were delivered locally), the thread's later messages follow the same
 // way, so a publisher's order is kept across the switch back to its lane, or to local delivery.
+// They wait in one queue (handoff_), which one posted take_handed_off() empties, rather than a
+// post each: a stop can answer what is still there, and a bound can refuse the excess at once
+// (an application thread publishing faster than Redis numbers would otherwise fill the Redis
+// thread's queue without limit, and a stop would drop it unanswered).
 void RedisBroadcasterCore::hand_off(const std::shared_ptr<std::atomic<std::uint32_t>>& handed_off,
-                                    PendingPublish pending) {
-  handed_off->fetch_add(1, std::memory_order_relaxed);
-  pending.done = [handed_off, done = std::move(pending.done)](const std::string& id) {
-    done(id);
-    handed_off->fetch_sub(1, std::memory_order_release);
-  };
-  asio::post(context_, [this, pending = std::move(pending)]() mutable {
-    publish_numbered(*redis_lane_, std::move(pending));
-  });
+                                    PendingPublish pending, bool bounded) {
+  const std::size_t cost = unsent_cost(pending.msg);
+  std::function<void(const std::string&)> refused;  // the callback of one not taken
+  bool taken = false;
+  bool first = false;
+  {
+    const std::lock_guard lock(handoff_mutex_);
+    if (handoff_closed_ ||
+        (bounded && !handoff_.empty() && handoff_bytes_ + cost > max_unsent_bytes_)) {
+      refused = std::move(pending.done);
+    } else {
+      handed_off->fetch_add(1, std::memory_order_relaxed);
+      pending.done = [handed_off, done = std::move(pending.done)](const std::string& id) {
+        done(id);
+        handed_off->fetch_sub(1, std::memory_order_release);
+      };
+      first = handoff_.empty();
+      handoff_bytes_ += cost;
+      handoff_.push_back(std::move(pending));
+      taken = true;
+    }
+  }
+  if (!taken) {
+    // Stopped (or stopping) meanwhile, or past the bound: not taken, as publish_numbered() refuses.
+    if (!stopping_.load(std::memory_order_acquire)) core_.metrics().drop(DropReason::overload);
+    if (refused) refused(std::string(kNotPublished));
+    return;
+  }
+  if (first) asio::post(context_, [this] { take_handed_off(); });
+}
+
+// On the Redis thread: what was handed over, in order, to its lane.
+void RedisBroadcasterCore::take_handed_off() {
+  std::vector<PendingPublish> taken;
+  {
+    const std::lock_guard lock(handoff_mutex_);
+    taken.swap(handoff_);
+    handoff_bytes_ = 0;
+  }
+  for (PendingPublish& pending : taken) publish_numbered(*redis_lane_, std::move(pending));
+}
+
+void RedisBroadcasterCore::refuse_unsent() {
+  std::vector<PendingPublish> refused;
+  {
+    const std::lock_guard lock(handoff_mutex_);
+    handoff_closed_ = true;
+    refused.swap(handoff_);
+    handoff_bytes_ = 0;
+  }
+  refused.insert(refused.end(), std::make_move_iterator(redis_lane_->queue.begin()),
+                 std::make_move_iterator(redis_lane_->queue.end()));
+  redis_lane_->queue.clear();
+  redis_lane_->queued_bytes = 0;
+  for (PendingPublish& pending : refused) {
+    core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
+    pending.done(std::string(kNotPublished));
+  }
 }
 
 // On an I/O thread whose lane lost its connection: what it had not sent yet goes through the
@@ -196,7 +249,7 @@ bool RedisBroadcasterCore::hand_off_unsent(PublishLane& lane, std::vector<Pendin
       !redis_thread_runs_.load(std::memory_order_acquire)) {
     return false;
   }
-  for (PendingPublish& pending : unsent) hand_off(lane.handed_off, std::move(pending));
+  for (PendingPublish& pending : unsent) hand_off(lane.handed_off, std::move(pending), false);
   if (&unsent == &lane.queue) lane.queued_bytes = 0;
   unsent.clear();
   return true;

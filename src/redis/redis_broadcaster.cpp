@@ -298,8 +298,10 @@ void RedisBroadcasterCore::stop() {
     loss_resync_timer_.cancel();
     subscriber_->stop();
     publisher_->stop();
-    guard_.reset();
-    context_.stop();
+    // Its calls in flight are answered on a later turn (kNotPublished, as stopping_ is set; when
+    // this runs inside a reply's callback, hiredis frees the connection, and so answers them, only
+    // once it returns), then what still waits for Redis is refused, and the loop ends.
+    end_after_answers(kMaxEndTurns);
   };
   asio::post(context_, [this, finish] {
     cluster_->leave_cluster(finish);
@@ -311,6 +313,15 @@ void RedisBroadcasterCore::stop() {
   thread_.join();
   stopped_ = true;
   stopping_.store(false, std::memory_order_release);  // stopped: this pod numbers messages itself
+}
+
+void RedisBroadcasterCore::end_after_answers(unsigned turns) {
+  asio::post(context_, [this, turns] {
+    if (redis_lane_->in_flight && turns > 0) return end_after_answers(turns - 1);
+    refuse_unsent();
+    guard_.reset();
+    context_.stop();
+  });
 }
 
 void RedisBroadcasterCore::fetch_history(const std::string& room, const std::string& last_id,

@@ -166,8 +166,17 @@ class RedisBroadcasterCore {
   void append_encoded(std::string& out, const Message& msg) const;
   PublishLane* this_thread_lane() const;
   void stop_lanes();
+  // `bounded`: a new message, refused (kNotPublished, overload) when max_unsent_bytes of handed-off
+  // messages wait already; a lane's unsent ones, taken before, are not.
   void hand_off(const std::shared_ptr<std::atomic<std::uint32_t>>& handed_off,
-                PendingPublish pending);
+                PendingPublish pending, bool bounded);
+  void take_handed_off();
+  // The end of stop(), on the Redis thread: once the Redis lane's call in flight is answered (or
+  // after `turns` more turns of the loop), refuse_unsent(), then the loop ends.
+  static constexpr unsigned kMaxEndTurns = 16;
+  void end_after_answers(unsigned turns);
+  // At stop, on the Redis thread: what still waits for Redis gets kNotPublished.
+  void refuse_unsent();
   bool hand_off_unsent(PublishLane& lane, std::vector<PendingPublish>& unsent);
   void hold_publishes();
   void release_held_publishes();
@@ -206,6 +215,12 @@ class RedisBroadcasterCore {
   std::set<std::string> loss_resync_rooms_;
   boost::asio::steady_timer loss_resync_timer_{context_};
   std::uint64_t hold_generation_ = 0;  // which hold the timer is for
+  // Messages handed to the Redis thread (hand_off()), in the order they came; taken by one posted
+  // take_handed_off() at a time. Closed by refuse_unsent(): later ones are refused at once.
+  std::mutex handoff_mutex_;
+  std::vector<PendingPublish> handoff_;  // guarded by handoff_mutex_
+  std::size_t handoff_bytes_ = 0;        // guarded by handoff_mutex_
+  bool handoff_closed_ = false;          // guarded by handoff_mutex_
   // handed_off for threads without a lane (an application's own): see hand_off().
   std::shared_ptr<std::atomic<std::uint32_t>> foreign_handed_off_ =
       std::make_shared<std::atomic<std::uint32_t>>(0);

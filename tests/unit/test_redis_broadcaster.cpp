@@ -277,6 +277,42 @@ TEST(RedisBroadcasterLanes, PublishFromAnotherThreadGivesTheIdAtOnceOrNotAtAll) 
       << kMessages;
 }
 
+// The application's own threads publish faster than Redis numbers (paused here) and the broadcaster
+// stops meanwhile: every call is answered, by stop()'s return at the latest: an id, or
+// kNotPublished (past the bound, or not numbered when the stop came). Before, what waited for the
+// Redis thread was dropped at the stop without an answer, and a thread's backlog had no bound.
+TEST(RedisBroadcasterLanes, ForeignThreadsAreBoundedAndEveryCallIsAnsweredAtTheStop) {
+  RunningPod pod("foreign", 64 * 1024);
+  ASSERT_TRUE(pod.ready) << "never ready";
+  std::atomic<long> calls{0};
+  std::atomic<long> answers{0};
+  std::atomic<long> refused{0};
+  std::atomic<bool> publishing{true};
+  pod.redis.command({"CLIENT", "PAUSE", "300", "WRITE"});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; publishing.load(); ++i) {
+        calls.fetch_add(1);
+        pod.broadcaster.publish_then(chat("foreign-" + std::to_string(t), i),
+                                     [&](const std::string& id) {
+                                       if (id == kNotPublished) refused.fetch_add(1);
+                                       answers.fetch_add(1);
+                                     });
+      }
+    });
+  }
+  std::this_thread::sleep_for(200ms);
+  // Redis paused: past the bound (64 KiB of messages waiting), calls are refused at once.
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_LT(calls.load() - answers.load(), 2000) << "what waits is bounded";
+  std::this_thread::sleep_for(300ms);
+  returns_in_time([&] { pod.broadcaster.stop(); }, "stop()");
+  publishing = false;
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(answers.load(), calls.load()) << "every publish_then answered";
+}
+
 TEST(RedisBroadcasterLanes, StopsWhenTheHubNeverStarted) {
   test::RedisServer server;
   Hub hub(HubOptions{2, 100, "unstarted"});
