@@ -146,7 +146,10 @@ void HubCore::wait() {
   }
   std::unique_lock lock(lifecycle_mutex_);
   if (joining_) {
-    // run() on another thread (or another wait()) is joining them: wait until it has.
+    // run() on another thread (or another wait()) is joining them: wait until it has, unless this
+    // is one of the threads it joins (a hook's stop() and wait() while run() blocks): that one
+    // waiting for it would wait for itself.
+    if (on_io_thread()) return;
     joined_.wait(lock, [this] { return !joining_; });
     return;
   }
