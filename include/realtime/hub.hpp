@@ -87,7 +87,8 @@ class Hub {
   void wait();
 
   // Delivers msg to the sockets of this pod: the members of msg.room, or every socket when msg.room
-  // is empty. Sets msg.id (when empty) and msg.timestamp (when unset). Returns the id.
+  // is empty. Sets msg.id (when empty) and msg.timestamp (when unset). Returns the id. Once the
+  // Hub has stopped, nothing is delivered or kept (the id is returned all the same).
   // Throws std::invalid_argument, delivering nothing, when msg.data is neither empty nor one valid
   // JSON value, msg.room is neither empty nor a valid room name, msg.id is neither empty nor
   // URL-safe (1 to 128 of A-Z a-z 0-9 - _ .), or msg.type is join, leave or auth (see

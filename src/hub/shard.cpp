@@ -25,6 +25,8 @@ bool Shard::in_this_thread() const noexcept {
 }
 
 void Shard::post_delivery(Delivery delivery) {
+  // The loops have ended: nothing would take it, and it would be held until the Hub goes.
+  if (hub_.stopped()) return;
   bool post = false;
   {
     std::lock_guard lock(inbox_mutex_);
@@ -38,6 +40,11 @@ void Shard::post_delivery(Delivery delivery) {
     drain_posted_ = true;
   }
   if (post) boost::asio::post(context_, [this] { drain_inbox(); });
+}
+
+std::size_t Shard::waiting() const {
+  const std::lock_guard lock(inbox_mutex_);
+  return inbox_.size();
 }
 
 void Shard::deliver_pending() {

@@ -74,6 +74,8 @@ class Shard {
   // set_live() is called.
   void join_local(const std::string& room, WsSession* session, std::uint64_t min_seq,
                   bool buffer_live = false);
+  // Deliveries waiting in the inbox (from any thread).
+  std::size_t waiting() const;
   // Delivers at once what waits in the inbox (on this thread; nothing while a delivery runs): what
   // was posted here before the call has reached the sessions when it returns.
   void deliver_pending();
@@ -214,7 +216,7 @@ class Shard {
   // "overload"). A loop drains its whole inbox each turn, so this is reached only when the thread
   // stalls for a long time under a flood.
   static constexpr std::size_t kMaxInbox = std::size_t{1} << 20U;
-  std::mutex inbox_mutex_;
+  mutable std::mutex inbox_mutex_;
   std::vector<Delivery> inbox_;     // guarded by inbox_mutex_
   bool drain_posted_ = false;       // guarded by inbox_mutex_
   bool in_drain_ = false;           // drain_inbox() runs
