@@ -73,6 +73,10 @@ void Shard::drain_inbox() {
     }
   }
   draining_.clear();
+  batch_indexed_ = false;
+  batch_rooms_.clear();
+  inbox_rooms_.clear();
+  inbox_read_ = 0;
   in_drain_ = false;
 }
 
@@ -99,56 +103,20 @@ class Shard::PositionNames {
   }
 
  private:
-  // A room's numbered frames not delivered yet: the lowest number, in which history.
-  struct Undelivered {
-    std::uint64_t seq;
-    std::uint32_t epoch_tag;
-    bool local;
-    bool mixed = false;  // frames of two histories: no position can be named
-  };
-
   FramePtr name(const std::string& room) {
     const std::string position = shard_.hub_.room_position(room);
     const auto id = parse_message_id(position);
     if (!id) return nullptr;
     // Read after the position: what was numbered up to it was posted here before.
-    read_undelivered();
     std::uint64_t seq = id->seq;
-    if (const auto it = undelivered_.find(room); it != undelivered_.end()) {
-      const Undelivered& next = it->second;
+    if (const auto next = shard_.undelivered(room, batch_index_)) {
       const bool same_history = shard_.hub_.shared_history()
-                                    ? !next.local && next.epoch_tag == shared_epoch_tag(id->epoch)
-                                    : next.local;
-      if (next.mixed || !same_history) return nullptr;  // another history on its way
-      if (next.seq <= seq) seq = next.seq - 1;
+                                    ? !next->local && next->epoch_tag == shared_epoch_tag(id->epoch)
+                                    : next->local;
+      if (next->mixed || !same_history) return nullptr;  // another history on its way
+      if (next->seq <= seq) seq = next->seq - 1;
     }
     return with_socket_position(*frame_, position_id(id->epoch, seq), suffix_);
-  }
-
-  // Notes the rest of the batch once, and what the inbox gained since the last call (it only grows
-  // while the batch runs). The keys view the frames' own room names: the batch and the inbox keep
-  // the frames until the batch ends.
-  void read_undelivered() {
-    const auto note = [&](const Delivery& delivery) {
-      const OutFrame& frame = *delivery.frame;
-      if (delivery.kind != Delivery::Kind::room || frame.seq == 0) return;
-      const auto [it, added] = undelivered_.try_emplace(
-          std::string_view(frame.room), Undelivered{frame.seq, frame.epoch_tag, frame.local_seq});
-      Undelivered& known = it->second;
-      if (added) return;
-      if (known.epoch_tag != frame.epoch_tag || known.local != frame.local_seq) {
-        known.mixed = true;
-      } else {
-        known.seq = std::min(known.seq, frame.seq);  // (an own message answered late comes later)
-      }
-    };
-    if (!batch_read_) {
-      batch_read_ = true;
-      for (std::size_t i = batch_index_ + 1; i < shard_.draining_.size(); ++i)
-        note(shard_.draining_[i]);
-    }
-    std::lock_guard lock(shard_.inbox_mutex_);
-    for (; inbox_read_ < shard_.inbox_.size(); ++inbox_read_) note(shard_.inbox_[inbox_read_]);
   }
 
   Shard& shard_;
@@ -156,10 +124,61 @@ class Shard::PositionNames {
   std::size_t batch_index_;
   std::string suffix_;
   std::unordered_map<std::string, FramePtr> named_;  // room -> its copy (null: none named)
-  bool batch_read_ = false;
-  std::size_t inbox_read_ = 0;
-  std::unordered_map<std::string_view, Undelivered> undelivered_;
 };
+
+// Both of two accounts of a room's undelivered frames.
+Shard::Undelivered Shard::merged(const Undelivered& a, const Undelivered& b) {
+  Undelivered out = a;
+  out.seq = std::min(a.seq, b.seq);  // (an own message answered late comes later)
+  out.mixed = a.mixed || b.mixed || a.epoch_tag != b.epoch_tag || a.local != b.local;
+  return out;
+}
+
+std::optional<Shard::Undelivered> Shard::undelivered(std::string_view room,
+                                                     std::size_t batch_index) {
+  const auto numbered = [](const Delivery& delivery) {
+    return delivery.kind == Delivery::Kind::room && delivery.frame->seq != 0;
+  };
+  const auto of = [](const OutFrame& frame) {
+    return Undelivered{frame.seq, frame.epoch_tag, frame.local_seq};
+  };
+  if (!batch_indexed_) {
+    // Each room's frames in batch order, then from the last back: each entry what the batch
+    // holds of the room from it on.
+    batch_indexed_ = true;
+    for (std::size_t i = 0; i < draining_.size(); ++i) {
+      if (!numbered(draining_[i])) continue;
+      const OutFrame& frame = *draining_[i].frame;
+      batch_rooms_[std::string_view(frame.room)].emplace_back(i, of(frame));
+    }
+    for (auto& [name, entries] : batch_rooms_) {
+      for (std::size_t j = entries.size() - 1; j-- > 0;) {
+        entries[j].second = merged(entries[j].second, entries[j + 1].second);
+      }
+    }
+  }
+  {
+    const std::lock_guard lock(inbox_mutex_);  // (it only grows while the batch runs)
+    for (; inbox_read_ < inbox_.size(); ++inbox_read_) {
+      if (!numbered(inbox_[inbox_read_])) continue;
+      const OutFrame& frame = *inbox_[inbox_read_].frame;
+      const auto [it, added] = inbox_rooms_.try_emplace(std::string_view(frame.room), of(frame));
+      if (!added) it->second = merged(it->second, of(frame));
+    }
+  }
+  std::optional<Undelivered> found;
+  if (const auto it = batch_rooms_.find(room); it != batch_rooms_.end()) {
+    const auto& entries = it->second;
+    const auto later =
+        std::upper_bound(entries.begin(), entries.end(), batch_index,
+                         [](std::size_t index, const auto& entry) { return index < entry.first; });
+    if (later != entries.end()) found = later->second;
+  }
+  if (const auto it = inbox_rooms_.find(room); it != inbox_rooms_.end()) {
+    found = found ? merged(*found, it->second) : it->second;
+  }
+  return found;
+}
 
 void Shard::deliver_all(const FramePtr& frame, std::size_t batch_index) {
   PositionNames names(*this, frame, batch_index);

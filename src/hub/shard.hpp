@@ -14,6 +14,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -221,6 +222,25 @@ class Shard {
   bool drain_posted_ = false;       // guarded by inbox_mutex_
   bool in_drain_ = false;           // drain_inbox() runs
   std::vector<Delivery> draining_;  // this thread's batch, kept for its capacity
+  // A room's numbered frames not delivered yet (see PositionNames): the lowest number, in which
+  // history (`mixed`: frames of two, so no position can be named).
+  struct Undelivered {
+    std::uint64_t seq;
+    std::uint32_t epoch_tag;
+    bool local;
+    bool mixed = false;
+  };
+  // What the batch and the inbox hold of each room from a batch index on: read once per batch and
+  // once per inbox entry (a flood of global messages made each of them read the whole batch).
+  // Keys view the frames' own room names (the batch and the inbox keep them until it ends).
+  std::optional<Undelivered> undelivered(std::string_view room, std::size_t batch_index);
+  static Undelivered merged(const Undelivered& a, const Undelivered& b);
+  bool batch_indexed_ = false;
+  // room -> (batch index, what the batch holds of the room from that index on), by index.
+  std::unordered_map<std::string_view, std::vector<std::pair<std::size_t, Undelivered>>>
+      batch_rooms_;
+  std::unordered_map<std::string_view, Undelivered> inbox_rooms_;  // what the inbox gained
+  std::size_t inbox_read_ = 0;
   std::vector<std::shared_ptr<WsSession>> dirty_;
   bool flush_scheduled_ = false;
   std::unique_ptr<char[]> read_buffer_;
