@@ -95,8 +95,10 @@ struct HandlerConfig {
 class Handler {
  public:
   // Throws std::invalid_argument for a configuration that cannot work: pong_timeout not longer
-  // than ping_interval, ping_interval, send_queue_bytes or max_message_bytes not above 0, a rate
-  // limit or burst out of range, auth_required without a JWT key, a JWT key that cannot be used.
+  // than ping_interval, ping_interval, handshake_timeout, max_connections or max_message_bytes
+  // not above 0, a timeout over 30 days, send_queue_bytes under 1024 (the welcome would not fit),
+  // a rate limit or burst out of range, auth_required without a JWT key, a JWT key that cannot
+  // be used.
   Handler(Hub& hub, HandlerConfig config);
   ~Handler();
   Handler(const Handler&) = delete;

@@ -22,6 +22,9 @@ namespace {
 
 namespace asio = boost::asio;
 
+constexpr std::size_t kMinSendQueueBytes = 1024;
+constexpr std::chrono::hours kMaxTimeout{24 * 30};
+
 // How often shutdown() checks whether every socket has closed.
 constexpr std::chrono::milliseconds kShutdownPoll{20};
 
@@ -78,12 +81,23 @@ HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
                     ",\"max_message_bytes\":" + std::to_string(config_.max_message_bytes);
   // Each of these breaks every socket: a 0-byte queue overflows on the welcome, a 0-byte message
   // limit closes on the first frame, and a keepalive interval not above zero pings in a loop.
-  if (config_.send_queue_bytes == 0)
-    throw std::invalid_argument("send_queue_bytes must be above 0");
+  // (A queue smaller than the welcome closes every socket with 1013 before it; the server's
+  // --send-queue-bytes starts at the same 1 KiB.)
+  if (config_.send_queue_bytes < kMinSendQueueBytes)
+    throw std::invalid_argument("send_queue_bytes must be at least 1024");
   if (config_.max_message_bytes == 0)
     throw std::invalid_argument("max_message_bytes must be above 0");
+  if (config_.max_connections == 0)
+    throw std::invalid_argument("max_connections must be above 0 (every upgrade would get 503)");
+  if (config_.handshake_timeout <= std::chrono::milliseconds::zero() ||
+      config_.handshake_timeout > kMaxTimeout) {
+    throw std::invalid_argument("handshake_timeout must be above 0 and at most 30 days");
+  }
   if (config_.ping_interval <= std::chrono::seconds::zero())
     throw std::invalid_argument("ping_interval must be above 0");
+  // (Longer ones would overflow the clock arithmetic of the keepalive.)
+  if (config_.ping_interval > kMaxTimeout || config_.pong_timeout > kMaxTimeout)
+    throw std::invalid_argument("ping_interval and pong_timeout must be at most 30 days");
   if (config_.pong_timeout <= config_.ping_interval) {
     // An idle socket would be closed for silence before it was ever pinged.
     throw std::invalid_argument("pong_timeout must be longer than ping_interval");

@@ -341,6 +341,32 @@ TEST(HubLifecycle, AHandlerRefusesWhatItCannotHonour) {
     EXPECT_THROW(Handler(hub, config), std::invalid_argument);
     config.ping_interval = 0s;
     EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    // And what broke them otherwise, or overflowed the keepalive's clock arithmetic: a queue
+    // smaller than the welcome, no connection allowed, no time for a request, an interval of
+    // centuries ("never", as std::chrono::seconds::max()).
+    config = fast_config();
+    config.send_queue_bytes = 1;
+    EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    config = fast_config();
+    config.max_connections = 0;
+    EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    for (const auto timeout : {std::chrono::milliseconds(0), std::chrono::milliseconds(-5)}) {
+      config = fast_config();
+      config.handshake_timeout = timeout;
+      EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    }
+    config = fast_config();
+    config.ping_interval = std::chrono::seconds::max() / 2;
+    config.pong_timeout = std::chrono::seconds::max();
+    EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    config = fast_config();
+    config.pong_timeout = std::chrono::hours(24 * 365 * 300);
+    EXPECT_THROW(Handler(hub, config), std::invalid_argument);
+    // The longest accepted.
+    config = fast_config();
+    config.ping_interval = std::chrono::hours(24 * 29);
+    config.pong_timeout = std::chrono::hours(24 * 30);
+    EXPECT_NO_THROW(Handler(hub, config));
   }
   Handler handler(hub, fast_config());
   hub.stop();
