@@ -72,6 +72,8 @@ class Broadcaster {
   // the client has its welcome reaches it. Returns true when `done` will run, once and from any
   // thread, as soon as this pod receives what is published to `room` (empty: no room) and to
   // `user_id`, or after a bound; false when there is nothing to wait for (`done` is not called).
+  // The bound is the implementation's: the library sets none, and everything the socket is sent,
+  // the HTTP 101 of its upgrade included, waits until `done` (a second call is ignored).
   virtual bool await_subscribed(
       const std::string& room, const std::string& user_id,
       std::function<void()> done) {  // NOLINT(performance-unnecessary-value-param)

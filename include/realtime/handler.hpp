@@ -109,7 +109,7 @@ class Handler {
   // Once per Handler: a second call fails (already_connected), as does one after shutdown() or
   // once the Hub has stopped (operation_not_permitted).
   std::error_code listen(const std::string& host, std::uint16_t port);
-  // The bound port (after listen()).
+  // The bound port (after listen(); 0 before it, and once shutdown() has closed the listener).
   std::uint16_t port() const noexcept;
   // Stops accepting, closes every WebSocket of this Handler with 1001 (those of another Handler on
   // the same Hub stay), and returns when all are closed, after `deadline`, or when the Hub stops;

@@ -55,7 +55,8 @@ struct RedisBroadcasterOptions {
 
 class RedisBroadcaster final : public Broadcaster {
  public:
-  // Throws std::invalid_argument when the URL is malformed.
+  // Throws std::invalid_argument when the URL is malformed, or heartbeat_interval is not above 0
+  // or heartbeat_timeout not longer than it.
   RedisBroadcaster(Hub& hub, const RedisBroadcasterOptions& options);
   ~RedisBroadcaster() override;
   RedisBroadcaster(const RedisBroadcaster&) = delete;

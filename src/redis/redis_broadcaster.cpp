@@ -58,7 +58,13 @@ RedisBroadcasterCore::RedisBroadcasterCore(Hub& hub, const RedisBroadcasterOptio
       log_(core_.logger() ? core_.logger() : spdlog::default_logger()),
       max_unsent_bytes_(options.max_unsent_bytes) {
   auto parsed = parse_redis_url(options.url);
-  if (!parsed) throw std::invalid_argument("--redis: " + parsed.error);
+  if (!parsed) throw std::invalid_argument("Redis URL: " + parsed.error);
+  // (Zero would rebuild the subscription in a loop: "no heartbeat for 0 ms".)
+  if (options.heartbeat_interval <= std::chrono::milliseconds::zero() ||
+      options.heartbeat_timeout <= options.heartbeat_interval) {
+    throw std::invalid_argument(
+        "heartbeat_interval must be above 0, and heartbeat_timeout longer than it");
+  }
   if (parsed.url->db != 0) {
     log_->warn(
         "redis: database {} keeps this deployment's keys apart, not its messages: pub/sub "

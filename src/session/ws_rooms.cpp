@@ -3,6 +3,7 @@
 // in ws_session.cpp, its rate limits in ws_rate.cpp.
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include <boost/asio/post.hpp>
@@ -24,8 +25,12 @@ void WsSession::hold_until_subscribed(const std::string& room,
   std::shared_ptr<Announcement> told(std::move(announcement));
   bool waiting = false;
   if (holds_ != std::numeric_limits<decltype(holds_)>::max()) {  // else enough said already
+    // (Once: a broadcaster that calls `done` twice would release another hold of the socket.)
     waiting = handler_->broadcaster().await_subscribed(
-        room, user_id_, [weak = weak_from_this(), context = &shard_.context(), told] {
+        room, user_id_,
+        [weak = weak_from_this(), context = &shard_.context(), told,
+         called = std::make_shared<std::atomic<bool>>(false)] {
+          if (called->exchange(true)) return;
           asio::post(*context, [weak, told] {
             const auto self = weak.lock();
             if (!self || self->holds_ == 0) return;

@@ -615,5 +615,67 @@ TEST(HubSlowConsumer, OverflowBeforeTheUpgradeWentOutSendsThe101ThenTheClose) {
   hub.wait();
 }
 
+// A broadcaster that keeps every `done` of await_subscribed, for the test to call when it likes.
+class HeldSubscriptions final : public LocalForwarding {
+ public:
+  using LocalForwarding::LocalForwarding;
+  bool await_subscribed(const std::string& /*room*/, const std::string& /*user_id*/,
+                        std::function<void()> done) override {
+    const std::lock_guard lock(mutex_);
+    waiting_.push_back(std::move(done));
+    return true;
+  }
+  std::size_t count() {
+    const std::lock_guard lock(mutex_);
+    return waiting_.size();
+  }
+  void call(std::size_t i) {
+    std::function<void()> done;
+    {
+      const std::lock_guard lock(mutex_);
+      done = waiting_.at(i);
+    }
+    done();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::function<void()>> waiting_;
+};
+
+// A broadcaster that calls a `done` twice: the second call is ignored. It used to release
+// another hold of the socket (here a join's, whose room the pod does not receive yet), so that
+// the answer to a ping after the join went out before the room was there.
+TEST(HubSubscriptions, ASecondCallOfDoneReleasesNothing) {
+  Hub hub(HubOptions{1, 100, "hub-test"});
+  hub.start();
+  HandlerConfig config = fast_config();
+  auto broadcaster = std::make_shared<HeldSubscriptions>(hub);
+  config.broadcaster = broadcaster;
+  auto handler = std::make_unique<Handler>(hub, config);
+  ASSERT_FALSE(handler->listen("127.0.0.1", 0));
+  const std::uint16_t port = handler->port();
+  auto connecting =
+      std::async(std::launch::async, [port] { return WsClient::connect(port, "/ws/first"); });
+  ASSERT_TRUE(eventually([&] { return broadcaster->count() == 1; }));
+  broadcaster->call(0);  // the welcome's hold
+  auto client = connecting.get();
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->next());  // the welcome
+  client->send_text(R"({"type":"join","room":"second"})");
+  ASSERT_TRUE(eventually([&] { return broadcaster->count() == 2; }));
+  client->send_text(R"({"type":"ping"})");
+  broadcaster->call(0);  // again: nothing
+  const auto is_pong = [](const Message& m) { return m.type == MessageType::pong; };
+  EXPECT_FALSE(client->next_matching(is_pong, 300ms)) << "the join's hold was released";
+  broadcaster->call(1);  // the join's hold
+  EXPECT_TRUE(client->next_matching(is_pong));
+  client.reset();
+  handler->shutdown(3s);
+  handler.reset();
+  hub.stop();
+  hub.wait();
+}
+
 }  // namespace
 }  // namespace realtime

@@ -313,6 +313,29 @@ TEST(RedisBroadcasterLanes, ForeignThreadsAreBoundedAndEveryCallIsAnsweredAtTheS
   EXPECT_EQ(answers.load(), calls.load()) << "every publish_then answered";
 }
 
+// Options that cannot work are refused at construction, in words of the library's own (not the
+// server's flags).
+TEST(RedisBroadcasterLanes, RefusesOptionsThatCannotWork) {
+  Hub hub(HubOptions{1, 100, "options"});
+  const auto refusal = [&](const RedisBroadcasterOptions& options) -> std::string {
+    try {
+      RedisBroadcaster broadcaster(hub, options);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_EQ(refusal(RedisBroadcasterOptions{""}).rfind("Redis URL: ", 0), 0U);
+  RedisBroadcasterOptions options{"redis://127.0.0.1:1"};
+  options.heartbeat_interval = 0ms;
+  EXPECT_NE(refusal(options).find("heartbeat_interval"), std::string::npos);
+  options.heartbeat_interval = 1000ms;
+  options.heartbeat_timeout = 1000ms;
+  EXPECT_NE(refusal(options).find("heartbeat_timeout"), std::string::npos);
+  options.heartbeat_timeout = 1001ms;
+  EXPECT_EQ(refusal(options), "accepted");
+}
+
 TEST(RedisBroadcasterLanes, StopsWhenTheHubNeverStarted) {
   test::RedisServer server;
   Hub hub(HubOptions{2, 100, "unstarted"});
