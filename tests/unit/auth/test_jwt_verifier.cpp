@@ -529,15 +529,13 @@ TEST(JwtVerifierTime, FractionalAndHugeDatesAreHandled) {
   const TokenClaims last =
       accepted(verifier, hs256_token(R"({"sub":"u","exp":9223372036854775807})"));
   EXPECT_EQ(last.expires_at, Clock::time_point::max());
-  EXPECT_EQ(
-      error_of(verifier, hand_signed(kHs256Header, R"({"sub":"u","exp":9223372036854775808})")),
-      TokenError::malformed);
-  EXPECT_EQ(
-      error_of(verifier, hand_signed(kHs256Header, R"({"sub":"u","nbf":-9223372036854775809})")),
-      TokenError::malformed);
-  EXPECT_EQ(
-      error_of(verifier, hand_signed(kHs256Header, R"({"sub":"u","n":[99999999999999999999]})")),
-      TokenError::malformed);
+  for (const char* payload :
+       {R"({"sub":"u","exp":9223372036854775808})", R"({"sub":"u","nbf":-9223372036854775809})",
+        R"({"sub":"u","n":[99999999999999999999]})"}) {
+    EXPECT_EQ(error_of(verifier, hand_signed(kHs256Header, payload)), TokenError::malformed)
+        << payload;
+  }
+  // (A fraction is a double, which libjwt reads.)
   EXPECT_EQ(
       error_of(verifier, hand_signed(kHs256Header, R"({"sub":"u","n":99999999999999999999.0})")),
       std::nullopt);
