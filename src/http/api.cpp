@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <optional>
 #include <utility>
 
@@ -157,6 +158,7 @@ std::string presence_body(const std::string& room, const std::vector<PresenceEnt
 // Sends a shared answer as the response.
 SharedAnswers::Done respond_shared(const Responder& respond) {
   return [respond](std::shared_ptr<const std::string> body) {
+    if (!body) return respond(json_error(503, "shutting down"));  // SharedAnswers::abandon()
     HttpResponse response;
     response.shared_body = std::move(body);
     respond(std::move(response));
@@ -217,6 +219,11 @@ bool takes_body(const HandlerConfig& config, std::string_view target) {
 
 bool SharedAnswers::wait(const std::string& key, Done& done) {
   std::unique_lock lock(mutex_);
+  if (abandoned_) {
+    lock.unlock();
+    done(nullptr);
+    return false;
+  }
   const auto now = std::chrono::steady_clock::now();
   if (const auto found = entries_.find(key); found != entries_.end()) {
     const Entry& entry = found->second;
@@ -289,6 +296,19 @@ void SharedAnswers::presence(Broadcaster& broadcaster, const std::string& room,
                                        const std::vector<PresenceEntry>& users) {
     answered(room, kPresenceReusedFrom, presence_body(room, users, !broadcaster.ready(nullptr)));
   });
+}
+
+void SharedAnswers::abandon() {
+  std::vector<Done> waiting;
+  {
+    const std::lock_guard lock(mutex_);
+    abandoned_ = true;
+    for (auto& [key, entry] : entries_) {
+      std::move(entry.waiting.begin(), entry.waiting.end(), std::back_inserter(waiting));
+    }
+    entries_.clear();
+  }
+  for (Done& answer : waiting) answer(nullptr);
 }
 
 std::size_t SharedAnswers::held() const {

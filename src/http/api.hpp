@@ -65,6 +65,10 @@ class SharedAnswers {
   // `room`: a valid room name (so never "", the key of rooms()).
   void presence(Broadcaster& broadcaster, const std::string& room,
                 std::shared_ptr<const void> owner, Done done);
+  // At the Handler's shutdown: every request still waiting for a query gets a null body (answered
+  // 503), and later ones at once, so that a broadcaster that never answers keeps no request (nor,
+  // through it, the Handler) alive.
+  void abandon();
   // The answers and queries held now (for tests).
   std::size_t held() const;
 
@@ -86,6 +90,7 @@ class SharedAnswers {
   std::unordered_map<std::string, Entry> entries_;       // guarded by mutex_
   std::size_t prune_at_ = kPruneMin;                     // guarded by mutex_
   std::chrono::steady_clock::time_point prune_after_{};  // guarded by mutex_
+  bool abandoned_ = false;                               // guarded by mutex_
 };
 
 // Whether a request with this Origin (empty: none, so not a browser) may open a socket or publish:

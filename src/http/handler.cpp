@@ -172,6 +172,7 @@ std::uint16_t HandlerCore::port() const noexcept {
 
 void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   accepting_ = false;
+  answers_.abandon();
   if (!hub_.core().running()) {
     // No loop runs (any more, or yet): nothing to close gracefully, nothing that could answer the
     // waits below. Only let go of the listener, so that it does not live on in a session that

@@ -358,6 +358,31 @@ TEST(SharedAnswers, OneQueryAndOneBodyForEveryWaitingRequestAndALargeOneReused) 
   EXPECT_EQ(rooms.asked.size(), 3U);
 }
 
+// A broadcaster that never answers a query: at the Handler's shutdown its waiting requests are let
+// go (a null body, which the API answers 503), and so are later ones, at once. Before, they were
+// held (with the HTTP sessions, and through them the Handler) until asked again 5 s later.
+TEST(SharedAnswers, AbandonLetsGoOfWhatWaitsForAQueryThatNeverCame) {
+  Hub hub(HubOptions{1, 100, "abandon-test"});
+  HeldRooms held(hub);
+  detail::SharedAnswers answers;
+  int nulls = 0;
+  const auto keep = [&](const std::shared_ptr<const std::string>& body) {
+    if (!body) ++nulls;
+  };
+  answers.presence(held, "room", nullptr, keep);
+  answers.presence(held, "room", nullptr, keep);
+  answers.rooms(held, nullptr, keep);
+  ASSERT_EQ(answers.held(), 2U);
+  answers.abandon();
+  EXPECT_EQ(nulls, 3);
+  EXPECT_EQ(answers.held(), 0U);
+  answers.rooms(held, nullptr, keep);
+  EXPECT_EQ(nulls, 4);
+  EXPECT_EQ(held.asked.size(), 1U) << "not asked again";
+  held.asked[0](rooms_of(3));  // a late answer finds nobody waiting
+  EXPECT_EQ(nulls, 4);
+}
+
 // GET /api/rooms/{room}/presence: one query per room however many requests wait, a large room's
 // list reused for the next second, and whatever rooms are asked for, only queries in flight and
 // fresh large answers held.
