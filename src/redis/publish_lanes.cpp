@@ -215,23 +215,23 @@ void RedisBroadcasterCore::hand_off(const std::shared_ptr<std::atomic<std::uint3
 
 // On the Redis thread: what was handed over, in order, to its lane.
 void RedisBroadcasterCore::take_handed_off() {
-  std::vector<PendingPublish> taken;
-  {
-    const std::lock_guard lock(handoff_mutex_);
-    taken.swap(handoff_);
-    handoff_bytes_ = 0;
+  for (PendingPublish& pending : handed_over(false)) {
+    publish_numbered(*redis_lane_, std::move(pending));
   }
-  for (PendingPublish& pending : taken) publish_numbered(*redis_lane_, std::move(pending));
+}
+
+// What waits in handoff_, taken out; `close`: and later hand-offs are refused.
+std::vector<PendingPublish> RedisBroadcasterCore::handed_over(bool close) {
+  std::vector<PendingPublish> taken;
+  const std::lock_guard lock(handoff_mutex_);
+  handoff_closed_ = handoff_closed_ || close;
+  taken.swap(handoff_);
+  handoff_bytes_ = 0;
+  return taken;
 }
 
 void RedisBroadcasterCore::refuse_unsent() {
-  std::vector<PendingPublish> refused;
-  {
-    const std::lock_guard lock(handoff_mutex_);
-    handoff_closed_ = true;
-    refused.swap(handoff_);
-    handoff_bytes_ = 0;
-  }
+  std::vector<PendingPublish> refused = handed_over(true);
   refused.insert(refused.end(), std::make_move_iterator(redis_lane_->queue.begin()),
                  std::make_move_iterator(redis_lane_->queue.end()));
   redis_lane_->queue.clear();

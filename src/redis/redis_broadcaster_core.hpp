@@ -171,6 +171,7 @@ class RedisBroadcasterCore {
   void hand_off(const std::shared_ptr<std::atomic<std::uint32_t>>& handed_off,
                 PendingPublish pending, bool bounded);
   void take_handed_off();
+  std::vector<PendingPublish> handed_over(bool close);
   // The end of stop(), on the Redis thread: once the Redis lane's call in flight is answered (or
   // after `turns` more turns of the loop), refuse_unsent(), then the loop ends.
   static constexpr unsigned kMaxEndTurns = 16;

@@ -39,6 +39,14 @@ constexpr std::chrono::seconds kExpiryWarning{30};
 // no queue memory).
 constexpr std::size_t kQueueKeepCapacity = 64;
 
+// A token's "rooms" claim as a session holds it: behind a pointer (null: any room), so that a
+// socket without one pays a pointer, not an empty optional vector.
+std::unique_ptr<const std::vector<std::string>> held_claim(
+    std::optional<std::vector<std::string>> rooms) {
+  if (!rooms) return nullptr;
+  return std::make_unique<const std::vector<std::string>>(std::move(*rooms));
+}
+
 bool would_block(const boost::system::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
 }
@@ -83,9 +91,7 @@ WsSession::WsSession(std::shared_ptr<HandlerCore> handler, Shard& shard, TcpSock
           std::make_unique<Startup>(Startup{std::move(params.last_id), std::move(params.leftover),
                                             std::move(params.handshake_response)})),
       token_expiry_(params.token_expiry),
-      rooms_claim_(params.rooms_claim ? std::make_unique<const std::vector<std::string>>(
-                                            std::move(*params.rooms_claim))
-                                      : nullptr),
+      rooms_claim_(held_claim(std::move(params.rooms_claim))),
       peer_(params.peer),
       holds_ip_slot_(params.ip_slot),
       tokens_(handler_->config().rate_burst) {
@@ -558,9 +564,7 @@ void WsSession::handle_auth(const std::string& token) {
   token_expiry_ = claims.expires_at;
   expiry_warned_ = false;
   // Its "rooms" hold for the joins from now on; the rooms joined already are kept.
-  rooms_claim_ = claims.rooms
-                     ? std::make_unique<const std::vector<std::string>>(std::move(*claims.rooms))
-                     : nullptr;
+  rooms_claim_ = held_claim(std::move(claims.rooms));
   send_direct(system_message("token_refreshed"));
 }
 
