@@ -48,7 +48,9 @@ class Broadcaster {
   // Publishes msg and reports its id to `done` (from any thread): with a shared history the id is
   // known only once the history numbered the message. kNotPublished instead of an id: refused,
   // nobody gets it (a RedisBroadcaster while Redis falls behind, or stopping). An empty id only
-  // means that the id is not known here.
+  // means that the id is not known here. `done` should not throw: RedisBroadcaster logs and
+  // drops what it throws on its own threads (called at once, on the caller's thread, it reaches the
+  // caller).
   // NOLINTNEXTLINE(performance-unnecessary-value-param): overrides keep `done` for later
   virtual void publish_then(Message msg, std::function<void(const std::string& id)> done) {
     done(publish(std::move(msg)));

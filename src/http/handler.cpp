@@ -152,7 +152,7 @@ std::error_code HandlerCore::listen(const std::string& host, std::uint16_t port)
   // A stopped Hub's loops run no more: nothing would accept. (Before start() is fine: the
   // listener starts accepting with the loops.)
   if (hub_.core().stopped()) return std::make_error_code(std::errc::operation_not_permitted);
-  auto listener = std::make_shared<Listener>(*this, hub_.core().shard(0).context());
+  auto listener = std::make_shared<Listener>(weak_from_this(), hub_.core().shard(0).context());
   if (auto open_ec = listener->open({address, port})) return open_ec;
   listener->start();
   listener_ = std::move(listener);
@@ -175,10 +175,12 @@ void HandlerCore::shutdown(std::chrono::milliseconds deadline) {
   answers_.abandon();
   if (!hub_.core().running()) {
     // No loop runs (any more, or yet): nothing to close gracefully, nothing that could answer the
-    // waits below. Only let go of the listener, so that it does not live on in a session that
-    // outlives the hub's loops (its acceptor belongs to one of them).
+    // waits below. The listener accepts no more (its first accept may wait in a loop's queue
+    // still), and is let go of, so that it does not live on in a session that outlives the hub's
+    // loops (its acceptor belongs to one of them). Before start() its port is closed at once.
     shut_down_ = true;
     std::lock_guard lock(listener_mutex_);
+    if (listener_) listener_->stop_without_loop(!hub_.core().started());
     listener_.reset();
     return;
   }

@@ -17,8 +17,8 @@ constexpr std::chrono::seconds kAcceptLogInterval{5};
 constexpr int kBacklog = 4096;  // the kernel caps it at somaxconn
 }  // namespace
 
-Listener::Listener(HandlerCore& handler, asio::io_context& context)
-    : handler_(handler), context_(context), acceptor_(context), retry_timer_(context) {}
+Listener::Listener(std::weak_ptr<HandlerCore> handler, asio::io_context& context)
+    : handler_(std::move(handler)), context_(context), acceptor_(context), retry_timer_(context) {}
 
 std::error_code Listener::open(const tcp::endpoint& endpoint) {
   boost::system::error_code ec;
@@ -40,17 +40,21 @@ void Listener::start() {
 
 void Listener::do_accept() {
   if (stopped_) return;
-  Shard& target = handler_.core().next_shard();
+  const std::shared_ptr<HandlerCore> handler = handler_.lock();
+  if (!handler) return;
+  Shard& target = handler->core().next_shard();
   acceptor_.async_accept(
       target.context(),
       [self = shared_from_this(), &target](const boost::system::error_code& ec, TcpSocket socket) {
         if (self->stopped_) return;
+        std::shared_ptr<HandlerCore> handler = self->handler_.lock();
+        if (!handler) return;
         if (ec) {
           if (ec == asio::error::operation_aborted) return;
           const auto now = std::chrono::steady_clock::now();
           if (now - self->last_accept_log_ >= kAcceptLogInterval) {
             self->last_accept_log_ = now;
-            self->handler_.log().warn("accept failed: {} ({} more since the last report)",
+            handler->log().warn("accept failed: {} ({} more since the last report)",
                                       ec.message(), self->accept_failures_unlogged_);
             self->accept_failures_unlogged_ = 0;
           } else {
@@ -63,12 +67,20 @@ void Listener::do_accept() {
           return;
         }
         // The socket belongs to the target shard's loop: continue there.
-        asio::post(target.context(), [handler = self->handler_.shared_from_this(), &target,
+        asio::post(target.context(), [handler = std::move(handler), &target,
                                       socket = std::move(socket)]() mutable {
           start_http_session(std::move(handler), target, std::move(socket));
         });
         self->do_accept();
       });
+}
+
+void Listener::stop_without_loop(bool close) {
+  stopped_ = true;
+  if (!close) return;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  retry_timer_.cancel();
 }
 
 void Listener::stop() {

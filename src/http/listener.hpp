@@ -1,8 +1,9 @@
 // The listening socket: accepts connections and hands each to a shard (round robin), where its HTTP
 // session runs.
 //
-// Owned by HandlerCore (and by its pending accept). Lives on shard 0's thread; stop() may be called
-// from any thread.
+// Owned by HandlerCore (and by its pending accept), which it knows only weakly: a Listener left in
+// a loop's queue never reaches a HandlerCore that is gone. Lives on shard 0's thread; stop() may be
+// called from any thread.
 #pragma once
 
 #include <atomic>
@@ -19,18 +20,22 @@ class HandlerCore;
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(HandlerCore& handler, boost::asio::io_context& context);
+  Listener(std::weak_ptr<HandlerCore> handler, boost::asio::io_context& context);
   // Binds and listens (SO_REUSEADDR); call before start().
   std::error_code open(const boost::asio::ip::tcp::endpoint& endpoint);
   void start();
   // Closes the acceptor; returns once it is closed or after a second.
   void stop();
+  // For a loop that never ran: accepts no more, and closes the acceptor here and now (nothing
+  // else touches it). With `close` false (a loop stopped, whose thread may still be finishing a
+  // handler), only accepts no more: the acceptor closes with the Listener.
+  void stop_without_loop(bool close);
   std::uint16_t port() const noexcept { return port_; }
 
  private:
   void do_accept();
 
-  HandlerCore& handler_;
+  std::weak_ptr<HandlerCore> handler_;
   boost::asio::io_context& context_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_timer_;

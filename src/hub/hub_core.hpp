@@ -42,6 +42,8 @@ class HubCore {
   void stop();
   void wait();
   bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+  // start() has run: the shards' threads may be running handlers (until they are joined).
+  bool started() const noexcept { return started_.load(std::memory_order_acquire); }
   // Started and not stopped: the shards' threads run what is posted to their contexts.
   bool running() const noexcept { return started_.load(std::memory_order_acquire) && !stopped(); }
   // Whether the calling thread is one of this hub's I/O threads (in a hook, say).

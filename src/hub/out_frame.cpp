@@ -31,6 +31,7 @@ std::uint32_t shared_epoch_tag(std::string_view epoch) noexcept {
 std::shared_ptr<OutFrame> make_direct_frame(const Message& msg) {
   auto frame = make_frame(msg);
   frame->created = {};  // no broadcast latency sample
+  frame->own = true;
   return frame;
 }
 
@@ -66,6 +67,7 @@ FramePtr with_id(const OutFrame& frame, const EnvelopeId& old, std::string_view 
   copy->is_message = frame.is_message;
   copy->local_seq = frame.local_seq;
   copy->epoch_tag = frame.epoch_tag;
+  copy->own = frame.own;
   return copy;
 }
 

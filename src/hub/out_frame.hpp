@@ -25,6 +25,9 @@ struct OutFrame {
   // For seq from a shared history (Redis): which one (shared_epoch_tag() of its epoch); 0
   // otherwise.
   std::uint32_t epoch_tag = 0;
+  // A socket's own message (welcome, join answer, pong, error): kept when the socket leaves the
+  // room it names, unlike the room's traffic.
+  bool own = false;
 };
 using FramePtr = std::shared_ptr<const OutFrame>;
 

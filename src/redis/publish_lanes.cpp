@@ -2,7 +2,9 @@
 // ("Several pods: Redis").
 
 #include <algorithm>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/post.hpp>
@@ -157,19 +159,47 @@ void RedisBroadcasterCore::stop_lanes() {
       std::this_thread::sleep_for(kLaneStopPoll);
     }
   }
+  // Then each lane's thread stops its connection and lets go of the lane. When the hub stops
+  // meanwhile, its threads may never run what was posted, or be running it now: what has not
+  // begun is abandoned (it will touch nothing; the destructor stops the lane), what runs is
+  // waited for, so that nothing here is touched by two threads at once.
+  struct LaneStop {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool abandoned = false;
+    bool running = false;
+    bool done = false;
+  };
   for (unsigned k = 0; k < lanes_.size(); ++k) {
     if (!core_.running()) break;
-    std::promise<void> stopped;
-    auto done = stopped.get_future();
-    asio::post(lanes_[k]->context, [this, k, &stopped] {
-      lanes_[k]->publisher.stop();
-      asio::post(lanes_[k]->context, [this, k, &stopped] {
-        lanes_[k].reset();
-        stopped.set_value();
-      });
+    auto state = std::make_shared<LaneStop>();
+    const auto step = [state](bool last, auto&& body) {
+      {
+        const std::lock_guard lock(state->mutex);
+        if (state->abandoned) return false;
+        state->running = true;
+      }
+      body();
+      {
+        const std::lock_guard lock(state->mutex);
+        state->running = false;
+        state->done = last;
+      }
+      state->changed.notify_all();
+      return true;
+    };
+    asio::post(lanes_[k]->context, [this, k, step] {
+      const bool went_on = step(false, [&] { lanes_[k]->publisher.stop(); });
+      if (!went_on) return;
+      asio::post(lanes_[k]->context, [this, k, step] { step(true, [&] { lanes_[k].reset(); }); });
     });
-    while (done.wait_for(kLaneStopPoll) != std::future_status::ready) {
-      if (!core_.running()) return;  // (the hub stopped meanwhile)
+    std::unique_lock lock(state->mutex);
+    while (!state->done) {
+      state->changed.wait_for(lock, kLaneStopPoll);
+      if (!state->done && !state->running && !core_.running()) {
+        state->abandoned = true;  // (the hub stopped meanwhile)
+        return;
+      }
     }
   }
 }
@@ -195,8 +225,11 @@ void RedisBroadcasterCore::hand_off(const std::shared_ptr<std::atomic<std::uint3
     } else {
       handed_off->fetch_add(1, std::memory_order_relaxed);
       pending.done = [handed_off, done = std::move(pending.done)](const std::string& id) {
+        struct Answered {  // (also when `done` throws)
+          std::atomic<std::uint32_t>& count;
+          ~Answered() { count.fetch_sub(1, std::memory_order_release); }
+        } answered{*handed_off};
         done(id);
-        handed_off->fetch_sub(1, std::memory_order_release);
       };
       first = handoff_.empty();
       handoff_bytes_ += cost;
@@ -238,7 +271,7 @@ void RedisBroadcasterCore::refuse_unsent() {
   redis_lane_->queued_bytes = 0;
   for (PendingPublish& pending : refused) {
     core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
-    pending.done(std::string(kNotPublished));
+    answer(pending, std::string(kNotPublished));
   }
 }
 
@@ -300,7 +333,7 @@ void RedisBroadcasterCore::publish_numbered(PublishLane& lane, PendingPublish pe
       log_->warn("redis: {} bytes of room messages wait for Redis on one thread; refusing more",
                  lane.queued_bytes);
     }
-    pending.done(std::string(kNotPublished));
+    answer(pending, std::string(kNotPublished));
     return;
   }
   lane.queued_bytes += cost;
@@ -418,7 +451,7 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
             }
             pending.msg.id = epoch + "-" + std::to_string(seq);
             core_.deliver_sequenced(pending.msg, epoch, seq, HubCore::Numbered::own, pending.since);
-            pending.done(pending.msg.id);
+            answer(pending, pending.msg.id);
           }
         }
         send_publish_batch(lane);
@@ -446,12 +479,24 @@ void RedisBroadcasterCore::send_publish_batch(PublishLane& lane) {
   }
 }
 
+// On a broadcaster's thread (the Redis thread, a lane's): what a caller's `done` throws is its
+// bug, logged here, so that it does not unwind through hiredis or end the thread.
+void RedisBroadcasterCore::answer(PendingPublish& pending, const std::string& id) noexcept {
+  try {
+    pending.done(id);
+  } catch (const std::exception& error) {
+    log_->error("a publish_then callback threw (ignored): {}", error.what());
+  } catch (...) {
+    log_->error("a publish_then callback threw (ignored; not a std::exception)");
+  }
+}
+
 // Redis could not number it: this pod does, and delivers it (not shared with other pods). While
 // stopping, it is not taken at all (the pod's sockets are closed: nobody would get it).
 void RedisBroadcasterCore::publish_locally(PendingPublish& pending) {
   if (stopping_.load(std::memory_order_acquire)) {
     core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
-    pending.done(std::string(kNotPublished));
+    answer(pending, std::string(kNotPublished));
     return;
   }
   {
@@ -462,7 +507,7 @@ void RedisBroadcasterCore::publish_locally(PendingPublish& pending) {
   }
   core_.metrics().redis_publish_errors.fetch_add(1, std::memory_order_relaxed);
   const std::string id = core_.deliver(pending.msg);
-  pending.done(id);
+  answer(pending, id);
 }
 
 void RedisBroadcasterCore::send(std::string channel, std::string payload) {

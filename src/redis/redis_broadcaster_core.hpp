@@ -111,6 +111,8 @@ class RedisBroadcasterCore {
   // publish_lanes.cpp
   std::string publish(Message msg);
   void publish_then(Message msg, std::function<void(const std::string&)> done);
+  // Runs pending.done(id); what it throws is logged and dropped.
+  void answer(PendingPublish& pending, const std::string& id) noexcept;
   std::string publish_to_user(const std::string& user, Message msg);
 
   // Recovery reads the shared history whenever Redis is configured, also on a pod that has just

@@ -307,26 +307,28 @@ void WsSession::handle_leave(const std::string& room) {
 }
 
 void WsSession::drop_unsent(const std::string& room) {
-  // (A frame partly written stays: the rest of it must follow.)
+  // (A frame partly written stays: the rest of it must follow. The socket's own messages stay
+  // too: the welcome and the answers to its requests, a leave pipelined behind them included.)
   const auto unsent = static_cast<std::ptrdiff_t>(head_ + (head_offset_ != 0));
   const auto first = queue_.begin() + unsent;
   if (first >= queue_.end()) return;
   std::size_t dropped = 0;
   std::string first_dropped;  // the id of the first numbered frame dropped
   const auto kept = std::remove_if(first, queue_.end(), [&](const FramePtr& frame) {
-    if (frame->room != room) return false;
+    if (frame->room != room || frame->own) return false;
     if (frame->seq != 0 && first_dropped.empty()) first_dropped = frame_id(*frame);
     dropped += frame->bytes.size();
     return true;
   });
   queue_.erase(kept, queue_.end());
   queued_bytes_ -= dropped;
-  // What stays and named a position of the room behind a dropped frame (a pong, a notification)
-  // names the one before the first dropped: a client resuming from it gets what it never got.
+  // What stays and named a position of the room behind a dropped frame (a pong, a notification,
+  // the socket's own message about the room) names the one before the first dropped: a client resuming from it gets what it never got.
   if (const auto from = parse_message_id(first_dropped)) {
     const std::string epoch(from->epoch);
     for (auto it = queue_.begin() + unsent; it < queue_.end(); ++it) {
-      if (!(*it)->room.empty()) continue;
+      const bool of_room = (*it)->room.empty() || ((*it)->own && (*it)->room == room);
+      if (!of_room) continue;
       if (FramePtr moved = with_position_before(**it, epoch, from->seq)) {
         queued_bytes_ = queued_bytes_ - (*it)->bytes.size() + moved->bytes.size();
         *it = std::move(moved);

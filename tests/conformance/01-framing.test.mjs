@@ -76,6 +76,19 @@ test('1.1.10 frame in the same TCP segment as the upgrade request: pong', async 
   await ctx.expectPongs(c);
 });
 
+test('1.1.10b a leave of the URL room in the same write as the upgrade: the welcome still comes first', async () => {
+  // The welcome names the URL's room; leaving that room drops what was queued for it, never the
+  // socket's own answers.
+  const leave = text(JSON.stringify({ type: 'leave', room: 'early' }));
+  const c = await RawClient.open(ctx.server.port, { path: '/ws/early', extra: Buffer.concat([leave, text(appPing())]) });
+  ctx.clients.add(c);
+  const welcome = await c.readJson();
+  assert.equal(welcome.type, 'system');
+  assert.equal(welcome.data.event, 'welcome');
+  assert.equal(welcome.data.room, 'early');
+  await ctx.expectPongs(c);
+});
+
 test('1.1.11 three text frames in one write: three pongs, in order', async () => {
   const c = await ctx.open();
   await c.send(text(appPing()), text(appPing(5)), text(appPing(200)));

@@ -280,6 +280,20 @@ class WsClient final : public protocol::FrameSink {
   bool eof_ = false;
 };
 
+// Whether a TCP connection to 127.0.0.1:port is accepted (anything listening there at all).
+inline bool tcp_accepts(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool accepted =
+      ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  ::close(fd);
+  return accepted;
+}
+
 // Connects and reads the welcome; returns the client and fills *user_id from the welcome.
 std::unique_ptr<WsClient> connect_welcomed(std::uint16_t port, const std::string& target,
                                            std::string* user_id = nullptr) {

@@ -136,6 +136,31 @@ TEST(HubLifecycle, ListenOncePerHandler) {
   EXPECT_TRUE(pod.handler->listen("127.0.0.1", 0));
 }
 
+// listen() before Hub::start() is allowed (the listener accepts once the loops run); a Handler
+// shut down or destroyed before the start closes its port, and the accept it left in a loop's queue
+// reaches no Handler (it used to reach a destroyed one, and a shut-down one went on serving).
+TEST(HubLifecycle, AHandlerShutDownOrDestroyedBeforeTheStartAcceptsNothing) {
+  Hub hub(HubOptions{2, 10, "early"});
+  Handler shut(hub, fast_config());
+  ASSERT_FALSE(shut.listen("127.0.0.1", 0));
+  const auto shut_port = shut.port();
+  auto gone = std::make_unique<Handler>(hub, fast_config());
+  ASSERT_FALSE(gone->listen("127.0.0.1", 0));
+  const auto gone_port = gone->port();
+  shut.shutdown(1s);
+  EXPECT_EQ(shut.port(), 0);
+  gone.reset();
+  Handler live(hub, fast_config());
+  ASSERT_FALSE(live.listen("127.0.0.1", 0));
+  hub.start();
+  EXPECT_TRUE(WsClient::connect(live.port(), "/ws") != nullptr);
+  EXPECT_FALSE(tcp_accepts(shut_port)) << "port open after shutdown";
+  EXPECT_FALSE(tcp_accepts(gone_port)) << "port open after ~Handler";
+  live.shutdown(1s);
+  hub.stop();
+  hub.wait();
+}
+
 // A hook that throws is the application's bug: that socket is closed with 1011, the others and the
 // process go on.
 TEST(HubHooks, AHookThatThrowsClosesThatSocketWith1011) {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -313,6 +314,33 @@ TEST(RedisBroadcasterLanes, ForeignThreadsAreBoundedAndEveryCallIsAnsweredAtTheS
   EXPECT_EQ(answers.load(), calls.load()) << "every publish_then answered";
 }
 
+// A publish_then callback that throws, answered on the broadcaster's threads (the Redis thread
+// for an application thread's message, from inside hiredis's reply handling): logged and dropped;
+// the thread goes on numbering, and later calls are answered. It used to unwind through hiredis
+// (std::terminate).
+TEST(RedisBroadcasterLanes, ACallbackThatThrowsEndsNothing) {
+  RunningPod pod("throws");
+  ASSERT_TRUE(pod.ready) << "never ready";
+  std::atomic<int> thrown{0};
+  for (int i = 0; i < 3; ++i) {
+    std::thread([&] {
+      pod.broadcaster.publish_then(chat("throws", i), [&](const std::string&) {
+        thrown.fetch_add(1);
+        throw std::runtime_error("the application's bug");
+      });
+    }).join();
+  }
+  ASSERT_TRUE(wait_until([&] { return thrown.load() == 3; })) << "callbacks ran: " << thrown;
+  std::promise<std::string> answered;
+  std::thread([&] {
+    pod.broadcaster.publish_then(chat("throws", 3),
+                                 [&](const std::string& id) { answered.set_value(id); });
+  }).join();
+  auto id = answered.get_future();
+  ASSERT_EQ(id.wait_for(10s), std::future_status::ready) << "a later call not answered";
+  EXPECT_TRUE(detail::parse_message_id(id.get())) << "numbered by Redis";
+}
+
 // Options that cannot work are refused at construction, in words of the library's own (not the
 // server's flags).
 TEST(RedisBroadcasterLanes, RefusesOptionsThatCannotWork) {
@@ -358,6 +386,28 @@ TEST(RedisBroadcasterLanes, StopsAfterTheHubStopped) {
     hub.stop();
     hub.wait();
     returns_in_time([&] { broadcaster.stop(); }, "stop()");
+  }
+}
+
+// RedisBroadcaster::stop() and Hub::stop() on two threads at once (an application whose signal
+// handler stops the hub while another thread stops the broadcaster): the lanes' stop, posted to
+// the hub's threads, either runs whole or not at all, and the stop returns. The hub's stop comes a
+// little later each round, to fall at different points of the lanes' stop (sanitizer builds).
+TEST(RedisBroadcasterLanes, StopsWhileTheHubStopsOnAnotherThread) {
+  test::RedisServer server;
+  for (int round = 0; round < 8; ++round) {
+    Hub hub(HubOptions{2, 100, "racing"});
+    RedisBroadcaster broadcaster(hub, RedisBroadcasterOptions{server.url()});
+    hub.start();
+    broadcaster.start();
+    ASSERT_TRUE(wait_until([&] { return broadcaster.ready(nullptr); })) << "never ready";
+    auto hub_stop = std::async(std::launch::async, [&] {
+      std::this_thread::sleep_for(std::chrono::microseconds(round * 500));
+      hub.stop();
+    });
+    returns_in_time([&] { broadcaster.stop(); }, "stop()");
+    hub_stop.get();
+    hub.wait();
   }
 }
 
