@@ -8,6 +8,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <pthread.h>
@@ -200,8 +201,18 @@ int main(int argc, char** argv) {
   std::unique_ptr<realtime::Handler> handler;
   try {
     if (!flags.redis.empty()) {
-      redis = std::make_shared<realtime::RedisBroadcaster>(
-          hub, realtime::RedisBroadcasterOptions{flags.redis});
+      try {
+        redis = std::make_shared<realtime::RedisBroadcaster>(
+            hub, realtime::RedisBroadcasterOptions{flags.redis});
+      } catch (const std::invalid_argument& error) {
+        // The library names what it refuses ("Redis URL: ..."); the server names its flag.
+        std::string_view what = error.what();
+        constexpr std::string_view kLibraryPrefix = "Redis URL: ";
+        if (what.starts_with(kLibraryPrefix)) what.remove_prefix(kLibraryPrefix.size());
+        std::fprintf(stderr, "realtime-server: --redis: %.*s\n", static_cast<int>(what.size()),
+                     what.data());
+        return 2;
+      }
       config.broadcaster = redis;
     }
     handler = std::make_unique<realtime::Handler>(hub, config);

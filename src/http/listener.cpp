@@ -54,8 +54,8 @@ void Listener::do_accept() {
           const auto now = std::chrono::steady_clock::now();
           if (now - self->last_accept_log_ >= kAcceptLogInterval) {
             self->last_accept_log_ = now;
-            handler->log().warn("accept failed: {} ({} more since the last report)",
-                                      ec.message(), self->accept_failures_unlogged_);
+            handler->log().warn("accept failed: {} ({} more since the last report)", ec.message(),
+                                self->accept_failures_unlogged_);
             self->accept_failures_unlogged_ = 0;
           } else {
             ++self->accept_failures_unlogged_;
@@ -67,10 +67,10 @@ void Listener::do_accept() {
           return;
         }
         // The socket belongs to the target shard's loop: continue there.
-        asio::post(target.context(), [handler = std::move(handler), &target,
-                                      socket = std::move(socket)]() mutable {
-          start_http_session(std::move(handler), target, std::move(socket));
-        });
+        asio::post(target.context(),
+                   [handler = std::move(handler), &target, socket = std::move(socket)]() mutable {
+                     start_http_session(std::move(handler), target, std::move(socket));
+                   });
         self->do_accept();
       });
 }

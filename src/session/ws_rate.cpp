@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include "http/handler_core.hpp"
 #include "realtime/error.hpp"
@@ -67,6 +70,65 @@ bool WsSession::within_rate() {
   if (take_token()) return true;
   refuse_rate();
   return false;
+}
+
+// Shaping, not only policing: the bucket counts messages as they arrive, and a client that paced
+// its sends to the limit can still arrive in a clump (its link stalled for a few seconds, then
+// delivered all it held: more than the bucket had refilled to). Those wait, in order, for their
+// tokens, up to a bucket's worth of messages and a largest message's worth of bytes; only what
+// comes past that is refused. A message behind waiting ones waits too (order).
+struct WsSession::ShapedInput {
+  explicit ShapedInput(boost::asio::io_context& context) : timer(context) {}
+  std::deque<std::string> texts;
+  std::size_t bytes = 0;
+  boost::asio::steady_timer timer;
+};
+
+void WsSession::ShapedInputDeleter::operator()(ShapedInput* input) const noexcept { delete input; }
+
+void WsSession::take_message(std::string_view text) {
+  if (!shaped_ && take_token()) return dispatch(text);
+  if (!shape(text)) refuse_rate();
+}
+
+bool WsSession::shape(std::string_view text) {
+  const auto& config = handler_->config();
+  if (!shaped_) shaped_.reset(new ShapedInput(shard_.context()));
+  ShapedInput& input = *shaped_;
+  const auto most = static_cast<std::size_t>(config.rate_burst);
+  if (!input.texts.empty() &&
+      (input.texts.size() >= most || input.bytes + text.size() > config.max_message_bytes)) {
+    return false;
+  }
+  input.texts.emplace_back(text);
+  input.bytes += text.size();
+  if (input.texts.size() == 1) arm_shaped();
+  return true;
+}
+
+void WsSession::arm_shaped() {
+  // When the bucket holds a whole token again (take_token() refreshed it just now).
+  const double wait = (1.0 - tokens_) / handler_->config().rate_limit;
+  shaped_->timer.expires_at(tokens_at_ + std::chrono::duration_cast<SteadyClock::duration>(
+                                             std::chrono::duration<double>(wait)));
+  shaped_->timer.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (const auto self = weak.lock()) self->release_shaped();
+  });
+}
+
+void WsSession::release_shaped() {
+  while (shaped_ && state_ == State::open) {
+    if (shaped_->texts.empty()) {
+      shaped_.reset();  // (this handler is the timer's last: nothing waits on it)
+      return;
+    }
+    if (!take_token()) return arm_shaped();
+    const std::string text = std::move(shaped_->texts.front());
+    shaped_->texts.pop_front();
+    shaped_->bytes -= text.size();
+    dispatch(text);
+  }
 }
 
 void WsSession::refuse_rate() {

@@ -323,7 +323,8 @@ void WsSession::drop_unsent(const std::string& room) {
   queue_.erase(kept, queue_.end());
   queued_bytes_ -= dropped;
   // What stays and named a position of the room behind a dropped frame (a pong, a notification,
-  // the socket's own message about the room) names the one before the first dropped: a client resuming from it gets what it never got.
+  // the socket's own message about the room) names the one before the first dropped: a client
+  // resuming from it gets what it never got.
   if (const auto from = parse_message_id(first_dropped)) {
     const std::string epoch(from->epoch);
     for (auto it = queue_.begin() + unsent; it < queue_.end(); ++it) {

@@ -425,9 +425,12 @@ void WsSession::send_error(std::string_view code, std::string_view text, std::st
 }
 
 void WsSession::on_text(std::string_view text) {
+  handler_->metrics().messages_received.fetch_add(1, std::memory_order_relaxed);
+  if (state_ == State::open) take_message(text);
+}
+
+void WsSession::dispatch(std::string_view text) {
   auto& metrics = handler_->metrics();
-  metrics.messages_received.fetch_add(1, std::memory_order_relaxed);
-  if (state_ != State::open || !within_rate()) return;
   auto decoded = protocol::decode_client_message(text);
   if (decoded.error != protocol::DecodeError::none) {
     metrics.drop(DropReason::invalid);

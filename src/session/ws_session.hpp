@@ -146,8 +146,18 @@ class WsSession final : public Connection,
   std::uint32_t kernel_send_queue() noexcept;
   void send_error(std::string_view code, std::string_view text, std::string_view room = {});
   bool take_token();
-  // Takes a token for a client message; without one the message is dropped and counted, and the
-  // client is told rate_limited (at most once per interval).
+  // A client message within the rate limit: handled at once, or (no token left, or others
+  // waiting) kept to be handled in order as tokens come (shape()); past what may wait, dropped and
+  // counted, and the client told rate_limited (at most once per interval).
+  void take_message(std::string_view text);
+  // Keeps a message past the rate limit for when a token comes; false when no more may wait.
+  bool shape(std::string_view text);
+  // On the shaping timer: handles what waits as tokens allow, and waits again for the rest.
+  void release_shaped();
+  void arm_shaped();
+  void dispatch(std::string_view text);  // a client message, its token taken
+  // A token for a message that is refused anyway (a binary frame): without one, the refusal is
+  // the rate limit's (refuse_rate()).
   bool within_rate();
   // The rate limit across a client's sockets (RateCarry): start() takes what the client's last
   // socket left (and tells the client in the welcome), detach() leaves this one's. The key: the
@@ -274,6 +284,13 @@ class WsSession final : public Connection,
   double tokens_;
   std::chrono::steady_clock::time_point tokens_at_;
   std::chrono::steady_clock::time_point presence_tat_{};  // see presence_within_rate()
+  // Messages that came past the rate limit and wait for tokens (a burst after a stall of the
+  // client's link: what it paced arrives at once); null when none wait. See take_message().
+  struct ShapedInput;
+  struct ShapedInputDeleter {
+    void operator()(ShapedInput* input) const noexcept;
+  };
+  std::unique_ptr<ShapedInput, ShapedInputDeleter> shaped_;
 };
 
 }  // namespace realtime::detail

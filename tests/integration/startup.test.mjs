@@ -63,7 +63,8 @@ const badInvocations = [
   { args: ['--listen', '127.0.0.1:0', '--connect-rate', '-1'], flag: 'connect-rate' },
   { args: ['--listen', '127.0.0.1:0', '--connect-burst', '0'], flag: 'connect-burst' },
   // No TLS to Redis: the refusal says what to do instead.
-  { args: ['--listen', '127.0.0.1:0', '--redis', 'rediss://127.0.0.1:6380'], flag: 'redis', says: /TLS tunnel/ },
+  { args: ['--listen', '127.0.0.1:0', '--redis', 'rediss://127.0.0.1:6380'], flag: '--redis', says: /TLS tunnel/ },
+  { args: ['--listen', '127.0.0.1:0', '--redis', 'redis://'], flag: '--redis', says: /--redis: Redis URL has no host/ },
 ];
 
 test('a --listen address that cannot be bound (in use) -> exit 1, stderr names --listen', () =>
