@@ -30,6 +30,11 @@ export const DEFAULTS = Object.freeze({
 
 // WebSocket readyState values (the same in browsers and in `ws`).
 const WS_OPEN = 1;
+// A send on a socket that has brought nothing for this long (or heartbeatMs, if shorter) asks the
+// server whether the link still answers (see _probe).
+const SEND_PROBE_AFTER_MS = 5000;
+// The ping timeout when the network comes back (`online`): a socket on the old route is dead.
+const ONLINE_PROBE_MS = 3000;
 
 // Ids remembered per room to drop an envelope delivered twice (e.g. replay overlapping live traffic).
 const SEEN_IDS_PER_ROOM = 256;
@@ -320,6 +325,7 @@ export class RealtimeClient {
     this._presenceAt = 0; // the server's pace for status changes (see _presenceWait)
     this._presenceSentAt = 0; // when the current socket last sent a status change
     this._lastReceived = 0; // when the current socket last brought a frame
+    this._framesReceived = 0; // frames the client's sockets brought (to tell one came since a ping)
     this._unresumable = []; // rooms of the current socket to report no_resume_point for
     this._pings = []; // pending ping() calls, oldest first
     this._pingCount = 0;
@@ -337,9 +343,19 @@ export class RealtimeClient {
     this._connectGeneration = 0;
     this.connectionId = null;
     this.userId = null;
+    // The network came back (a browser's `online`: a new Wi-Fi, the phone out of a tunnel): an
+    // open socket may be dead on the old route, so it is asked at once, with a short timeout; a
+    // retry waiting out its backoff, or an attempt that may hang on the old route, starts anew.
+    // Gone (`offline`): an open socket is asked, so that a dead one is noticed in seconds.
     this._onOnline = () => {
-      if (this._state === 'reconnecting' && this._timers.reconnect) this._reconnectNow();
+      if (this._stopped) return;
+      if (this._state === 'open') this._probe(Math.min(this._pingTimeoutMs, ONLINE_PROBE_MS));
+      else if (this._state === 'reconnecting') this._reconnectNow('network online');
     };
+    this._onOffline = () => {
+      if (!this._stopped && this._state === 'open') this._probe();
+    };
+    this._probing = null; // the socket a probe (_probe) is waiting on
 
     if (autoConnect) queueMicrotask(() => this._stopped && this._state === 'closed' && !this._closedByUser && this.connect().catch(() => {}));
   }
@@ -514,11 +530,17 @@ export class RealtimeClient {
   }
 
   _addOnlineListener() {
-    if (typeof globalThis.addEventListener === 'function') globalThis.addEventListener('online', this._onOnline);
+    if (typeof globalThis.addEventListener === 'function') {
+      globalThis.addEventListener('online', this._onOnline);
+      globalThis.addEventListener('offline', this._onOffline);
+    }
   }
 
   _removeOnlineListener() {
-    if (typeof globalThis.removeEventListener === 'function') globalThis.removeEventListener('online', this._onOnline);
+    if (typeof globalThis.removeEventListener === 'function') {
+      globalThis.removeEventListener('online', this._onOnline);
+      globalThis.removeEventListener('offline', this._onOffline);
+    }
   }
 
   // The token, from the provider when it is one; a provider that has not answered within the
@@ -645,18 +667,7 @@ export class RealtimeClient {
       this._authRetried = false;
     }, this._stableAfterMs);
     if (this._heartbeatMs > 0) {
-      this._timers.heartbeat = setInterval(() => {
-        const sentAt = Date.now();
-        this.ping(this._pingTimeoutMs).catch((err) => {
-          if (err.code !== 'ping_timeout') return;
-          // After a stall (a busy or frozen process), the expired timeout runs before the pong
-          // already waiting in the socket is read: read it first. Whatever the socket brought
-          // since the ping shows the link alive, even if the pong is late.
-          afterPendingInput(() => {
-            if (this._lastReceived < sentAt) this._reconnectLater(ws, 'heartbeat timeout');
-          });
-        });
-      }, this._heartbeatMs);
+      this._timers.heartbeat = setInterval(() => this._probe(), this._heartbeatMs);
     }
     const unresumable = (this._unresumable || []).filter((room) => this._rooms.includes(room));
     this._unresumable = [];
@@ -664,6 +675,28 @@ export class RealtimeClient {
     for (const room of unresumable) {
       this._emit('recovered', { room, recovered: false, replayed: 0, reason: 'no_resume_point', lastId: null, envelope: null });
     }
+  }
+
+  // Asks the open socket whether it still answers (an application ping); when the ping times out
+  // and the socket brought nothing since it went, the link is dead: reconnect. One at a time.
+  _probe(timeoutMs = this._pingTimeoutMs) {
+    const ws = this._ws;
+    if (this._state !== 'open' || !ws || ws.readyState !== WS_OPEN || this._probing === ws) return;
+    this._probing = ws;
+    const before = this._framesReceived;
+    const done = () => {
+      if (this._probing === ws) this._probing = null;
+    };
+    this.ping(timeoutMs).then(done, (err) => {
+      done();
+      if (err.code !== 'ping_timeout') return;
+      // After a stall (a busy or frozen process), the expired timeout runs before the pong
+      // already waiting in the socket is read: read it first. Whatever the socket brought since
+      // the ping shows the link alive, even if the pong is late.
+      afterPendingInput(() => {
+        if (this._framesReceived === before) this._reconnectLater(ws, 'heartbeat timeout');
+      });
+    });
   }
 
   _sendJoin(room) {
@@ -787,6 +820,7 @@ export class RealtimeClient {
     }
     if (!msg || typeof msg !== 'object') return;
     this._lastReceived = Date.now();
+    this._framesReceived++;
     // A server that sends no welcome first (not this one): open at its first frame, default rate.
     if (!this._welcomed && !(isSocketEvent(msg) && msg.data.event === 'welcome')) this._handleWelcome(ws, {});
     this._emit('envelope', msg);
@@ -1054,6 +1088,12 @@ export class RealtimeClient {
     const entry = { text: JSON.stringify(frame), room: target };
     const tooBig = this._tooBig(entry);
     if (tooBig) throw tooBig;
+    // A socket silent for a while may be dead without a sign (the link gone, no FIN): a message
+    // sent into it is asked after at once, rather than at the next heartbeat (up to heartbeatMs
+    // later), so that a dead link is found within pingTimeoutMs of the send.
+    if (this._heartbeatMs > 0 && Date.now() - this._lastReceived > Math.min(this._heartbeatMs, SEND_PROBE_AFTER_MS)) {
+      this._probe();
+    }
     if (this._queue.length === 0 && this._control.length === 0 && this._trySend(entry)) return true;
     if (this._queue.length >= this._maxQueue) {
       throw new RealtimeError('queue_full', `${this._maxQueue} messages already waiting to be sent`);

@@ -1148,3 +1148,42 @@ test('a close after which the client does not reconnect names the chat it drops 
   ]);
   assert.equal(client.queued, 0);
 });
+
+// A link gone without a sign (no FIN): a message sent on a socket silent for a while asks at once
+// whether it still answers, so the dead link is found within pingTimeoutMs of the send rather
+// than at the next heartbeat. One that brought something lately is not asked.
+test('a send on a socket silent for a while probes it; a dead link is dropped, a live one kept', async (t) => {
+  const { server, client, ev, c } = await openClient(t, { rooms: ['quiet'], heartbeatMs: 60000, pingTimeoutMs: 200 });
+  client.send('quiet', 'fresh');
+  await server.frame(c, (f) => f.type === 'chat' && f.data.text === 'fresh', 'the first chat');
+  assert.deepEqual(c.frames.filter((f) => f.type === 'ping'), [], 'a socket heard from lately is not asked');
+  // Silent for 6 s (as the client sees it): the next send asks. The fake server never answers.
+  client._lastReceived = Date.now() - 6000;
+  client.send('quiet', 'into the void');
+  await server.frame(c, (f) => f.type === 'ping', 'a probe right behind the send');
+  await ev.until(() => ev.states.includes('reconnecting'), 'the dead link dropped');
+  assert.equal(ev.stateDetails[ev.states.indexOf('reconnecting')].reason, 'heartbeat timeout');
+});
+
+// The browser's `online` (a new network): an open socket is asked at once and dropped when it does
+// not answer; a client waiting out its backoff retries at once.
+test('the network coming back (online) probes an open socket and cuts a backoff short', async (t) => {
+  const target = new EventTarget();
+  const saved = [globalThis.addEventListener, globalThis.removeEventListener];
+  globalThis.addEventListener = target.addEventListener.bind(target);
+  globalThis.removeEventListener = target.removeEventListener.bind(target);
+  t.after(() => ([globalThis.addEventListener, globalThis.removeEventListener] = saved));
+  const { server, client, ev, c } = await openClient(t, {
+    rooms: ['net'],
+    heartbeatMs: 60000,
+    pingTimeoutMs: 200,
+    backoff: { initialMs: 60000, maxMs: 60000 },
+  });
+  target.dispatchEvent(new Event('online'));
+  await server.frame(c, (f) => f.type === 'ping', 'a probe on online');
+  await ev.until(() => ev.states.includes('reconnecting'), 'the unanswering socket dropped');
+  // Waiting out a minute's backoff: `online` retries now.
+  await ev.until(() => client._timers.reconnect !== null, 'a retry scheduled');
+  target.dispatchEvent(new Event('online'));
+  await server.conn(1, 'a new socket at once');
+});
