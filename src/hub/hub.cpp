@@ -482,6 +482,16 @@ std::vector<PresenceEntry> HubCore::presence(std::string_view room) const {
   return out;
 }
 
+std::optional<PresenceStatus> HubCore::user_status(std::string_view room,
+                                                   const std::string& user) const {
+  return registry_.find_room(room, [&](const RoomState* state) -> std::optional<PresenceStatus> {
+    if (state == nullptr) return std::nullopt;
+    const auto it = state->users.find(user);
+    if (it == state->users.end() || it->second.sockets == 0) return std::nullopt;
+    return it->second.status();
+  });
+}
+
 std::size_t HubCore::room_members(std::string_view room) const {
   return registry_.find_room(room, [](const RoomState* state) -> std::size_t {
     return state == nullptr ? 0 : state->members;

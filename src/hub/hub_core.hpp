@@ -208,6 +208,9 @@ class HubCore {
 
   std::vector<RoomCount> rooms() const;
   std::vector<PresenceEntry> presence(std::string_view room) const;
+  // The user's status in the room on this pod now (derived from its sockets here); nullopt when
+  // it has none there.
+  std::optional<PresenceStatus> user_status(std::string_view room, const std::string& user) const;
   // Members of `room` on this pod (0 when unknown).
   std::size_t room_members(std::string_view room) const;
   // Every room with members on this pod, with its users: for resynchronising shared state.

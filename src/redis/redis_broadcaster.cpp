@@ -424,18 +424,33 @@ std::error_code RedisBroadcasterCore::eval(std::string_view script, const std::s
   return eval_by_sha(*publisher_, script, std::move(call), std::move(done));
 }
 
+// A change of a user's status here is written as the hub has it when the Redis thread gets to it,
+// not as the session saw it: two sockets of one user on two I/O threads (one leaving a room as the
+// other joins it) post their changes in either order, and a fixed "offline" posted last would
+// leave the user out of the cluster's presence while its socket is in the room. The last change
+// posted runs after the last change made, so what Redis keeps ends as the hub has it. A join
+// writes "online" while the user is there (a socket away before it joined is announced online,
+// then away, by the status change its session posts right behind it).
+void RedisBroadcasterCore::presence_changed(const std::string& room, const std::string& user,
+                                            bool joined) {
+  asio::post(context_, [this, room, user, joined] {
+    auto status = core_.user_status(room, user);
+    if (status && joined) status = PresenceStatus::online;
+    cluster_->status_changed(room, user, status.value_or(PresenceStatus::offline));
+  });
+}
+
 void RedisBroadcasterCore::user_joined(const std::string& room, const std::string& user) {
-  asio::post(context_, [this, room, user] { cluster_->user_joined(room, user); });
+  presence_changed(room, user, true);
 }
 
 void RedisBroadcasterCore::user_left(const std::string& room, const std::string& user) {
-  asio::post(context_, [this, room, user] { cluster_->user_left(room, user); });
+  presence_changed(room, user, false);
 }
 
 void RedisBroadcasterCore::status_changed(const std::string& room, const std::string& user,
-                                          PresenceStatus status) {
-  asio::post(context_,
-             [this, room, user, status] { cluster_->status_changed(room, user, status); });
+                                          PresenceStatus /*status*/) {
+  presence_changed(room, user, false);
 }
 
 void RedisBroadcasterCore::query_rooms(std::function<void(std::vector<RoomCount>)> done) {

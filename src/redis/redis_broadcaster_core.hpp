@@ -124,6 +124,9 @@ class RedisBroadcasterCore {
                         std::function<void()> done);
 
   void user_joined(const std::string& room, const std::string& user);
+  // user_joined, user_left and status_changed: the user's status in the room, as the hub has it
+  // when the Redis thread runs this, written to this pod's part (see the definition).
+  void presence_changed(const std::string& room, const std::string& user, bool joined);
   void user_left(const std::string& room, const std::string& user);
   void status_changed(const std::string& room, const std::string& user, PresenceStatus status);
   void query_rooms(std::function<void(std::vector<RoomCount>)> done);

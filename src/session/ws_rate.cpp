@@ -24,6 +24,8 @@ using SteadyClock = std::chrono::steady_clock;
 
 // At most one rate_limited error per this interval: a flood must not turn into an echo flood.
 constexpr std::chrono::seconds kRateErrorInterval{1};
+// What may wait for tokens, in largest messages (--max-message-bytes): see WsSession::take_message.
+constexpr std::size_t kShapedMessages = 4;
 
 }  // namespace
 
@@ -75,8 +77,9 @@ bool WsSession::within_rate() {
 // Shaping, not only policing: the bucket counts messages as they arrive, and a client that paced
 // its sends to the limit can still arrive in a clump (its link stalled for a few seconds, then
 // delivered all it held: more than the bucket had refilled to). Those wait, in order, for their
-// tokens, up to a bucket's worth of messages and a largest message's worth of bytes; only what
-// comes past that is refused. A message behind waiting ones waits too (order).
+// tokens, up to a bucket's worth of messages and kShapedMessages largest messages' worth of bytes
+// (a bucket of chat-sized messages fits: 40 of 6 KiB at the defaults); only what comes past that is
+// refused. A message behind waiting ones waits too (order).
 struct WsSession::ShapedInput {
   explicit ShapedInput(boost::asio::io_context& context) : timer(context) {}
   std::deque<std::string> texts;
@@ -97,7 +100,8 @@ bool WsSession::shape(std::string_view text) {
   ShapedInput& input = *shaped_;
   const auto most = static_cast<std::size_t>(config.rate_burst);
   if (!input.texts.empty() &&
-      (input.texts.size() >= most || input.bytes + text.size() > config.max_message_bytes)) {
+      (input.texts.size() >= most ||
+       input.bytes + text.size() > kShapedMessages * config.max_message_bytes)) {
     return false;
   }
   input.texts.emplace_back(text);

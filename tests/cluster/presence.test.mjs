@@ -295,6 +295,41 @@ test('one user, tabs on two pods changing at the same moment: every member gets 
   closeAll([tabA, tabB, ...watchers]);
 });
 
+// Two sockets of one user on one pod hand a room back and forth (one joins as the other leaves):
+// the pod's part in Redis is written as its hub has the user when the write is made, not as each
+// socket saw it. Before, the two I/O threads' writes could land in either order, and an "offline"
+// written last left the user out of the cluster's presence (told offline on every pod, missing
+// from GET on the others) while its socket was in the room.
+test('a user handing a room between its two sockets on one pod stays online in the cluster', async () => {
+  const [a, b] = pods;
+  const room = 'pres-handover';
+  const user = 'handover-user';
+  const token = hs256({ sub: user }, SECRET);
+  const watcher = await member(b, `/ws/${room}`);
+  // Sockets of /ws are served by the thread that accepted them, one after the other: two threads.
+  const tabs = [await member(a, `/ws?token=${token}`), await member(a, `/ws?token=${token}`)];
+  await tabs[0].join(room);
+  const inRedis = async () => (await redis.cmd('HGET', `realtime:presence:${room}`, `${a.podId}|${user}`)) === 'online';
+  for (let i = 0; i < 150; i++) {
+    const [from, to] = i % 2 === 0 ? tabs : [tabs[1], tabs[0]];
+    to.send({ type: 'join', room });
+    from.send({ type: 'leave', room });
+    await Promise.all([from.roundTrip(), to.roundTrip()]);
+    // Written as the hub has it once both writes are made (a lost one stays lost: nothing else
+    // changes meanwhile).
+    await waitFor(inRedis, { timeoutMs: 2000, intervalMs: 5, message: `handover ${i}: the user online in the pod's part in Redis` });
+  }
+  for (const pod of pods) {
+    await waitFor(async () => (await presenceList(pod, room)).some((u) => u.user_id === user && u.status === 'online'), {
+      message: `the user listed online on ${pod.podId}`,
+    });
+  }
+  await redisBarrier(redis, `realtime:room:${room}`, [watcher]);
+  const told = watcher.seen(presenceOf(user));
+  assert.equal(told.at(-1)?.data.status, 'online', `last told: ${JSON.stringify(told.slice(-3).map((m) => m.data.status))}`);
+  closeAll([watcher, ...tabs]);
+});
+
 test('a member count in Redis that is not a number is skipped by GET /api/rooms', async () => {
   const [a] = pods;
   await redis.cmd('SET', 'realtime:pod:intruder', '1', 'PX', '10000');

@@ -72,13 +72,15 @@ test('--max-message-bytes 1024: a 2000-byte frame closes the socket with 1009, o
 // Past the bucket, messages wait for their tokens (in order) up to a bucket's worth: a client that
 // paced its sends but whose link stalled and then delivered them in one clump loses none. Past
 // that, the tail is refused: what is delivered is always the burst's first messages, in order.
+// (Messages of 2,000 bytes: what waits may take 4 largest messages, 16 KiB here.)
 test('--rate-limit 5 --rate-burst 5: a clump of 10 waits for its tokens and is delivered whole, in order', () =>
-  withServer(['--rate-limit', '5', '--rate-burst', '5'], async (s, clients) => {
+  withServer(['--rate-limit', '5', '--rate-burst', '5', '--max-message-bytes', '4096'], async (s, clients) => {
     const a = await connect(s, '/ws/clump');
     const b = await connect(s, '/ws/clump');
     clients.push(a, b);
     const dropped0 = metricSumMatching(await metrics(s), 'dropped') ?? 0;
-    for (let i = 0; i < 10; i++) a.send({ type: 'chat', data: { text: `clump-${i}` } });
+    const pad = 'x'.repeat(1960);
+    for (let i = 0; i < 10; i++) a.send({ type: 'chat', data: { text: `clump-${i}`, pad } });
     await b.next(chatText('clump-9'), 5000, 'the last of the clump');
     const delivered = b.seen((m) => m.type === 'chat' && /^clump-/.test(m.data?.text ?? ''));
     assert.deepEqual(delivered.map((m) => m.data.text), Array.from({ length: 10 }, (_, i) => `clump-${i}`));

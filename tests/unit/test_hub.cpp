@@ -677,5 +677,42 @@ TEST(HubSubscriptions, ASecondCallOfDoneReleasesNothing) {
   hub.wait();
 }
 
+// Past the bucket, a socket's messages wait for their tokens, in order, up to a bucket's worth;
+// the tail past that is refused (rate_limited): what members get is always the first messages, in
+// order. A socket that goes while some wait leaves nothing behind (their timer finds no session).
+TEST(HubRateLimit, PastTheBucketMessagesWaitInOrderAndTheTailIsRefused) {
+  HandlerConfig config = fast_config();
+  config.rate_limit = 10;
+  config.rate_burst = 5;
+  Pod pod(config, 2);
+  auto sender = connect_welcomed(pod.port, "/ws/shaped");
+  auto member = connect_welcomed(pod.port, "/ws/shaped");
+  ASSERT_TRUE(sender && member);
+  for (int i = 0; i < 15; ++i) {
+    ASSERT_TRUE(sender->send_text(R"({"type":"chat","data":{"n":)" + std::to_string(i) + "}}"));
+  }
+  std::vector<int> got;
+  while (auto msg = member->next(1500ms)) {
+    if (msg->type != MessageType::chat) continue;
+    got.push_back(std::stoi(msg->data.substr(msg->data.find(':') + 1)));
+  }
+  // The bucket (5) at once, as many again as tokens come; a token may refill meanwhile.
+  EXPECT_GE(got.size(), 10U);
+  EXPECT_LE(got.size(), 12U);
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], static_cast<int>(i));
+  const auto refused = [](const Message& m) {
+    return m.type == MessageType::error && m.data.find("rate_limited") != std::string::npos;
+  };
+  EXPECT_TRUE(sender->next_matching(refused, 1s)) << "the tail refused";
+
+  auto leaving = connect_welcomed(pod.port, "/ws/shaped");
+  ASSERT_TRUE(leaving);
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(leaving->send_text(R"({"type":"ping"})"));
+  leaving->abort();  // three still wait for their tokens
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(member->send_text(R"({"type":"ping"})"));
+  EXPECT_TRUE(member->next_matching([](const Message& m) { return m.type == MessageType::pong; }));
+}
+
 }  // namespace
 }  // namespace realtime
