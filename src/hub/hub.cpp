@@ -255,36 +255,12 @@ std::string HubCore::deliver(Message& msg) {
     // Presence is live state, not history: it is not replayed. Its id names the room's position
     // it follows on this pod ("<epoch>-<seq>.p<tag><n>": a client that got it got every message up
     // to there), so a client resuming from it resumes from that position.
-    const bool track = shared_history_.load(std::memory_order_acquire);
-    const bool named = msg.id.empty();
-    const auto number = [&] { return next_global_.fetch_add(1, std::memory_order_relaxed); };
     registry_.with_existing_room(msg.room, [&](RoomState* state) {
-      if (state == nullptr) return;  // no state: no members here
-      if (named) {
-        if (track ? state->shared_next != 0 : state->next_seq != 0) {
-          msg.id = track ? state->shared_epoch : state->epoch;
-          msg.id += '-';
-          msg.id += std::to_string((track ? state->shared_next : state->next_seq) - 1);
-          msg.id += ".p";
-          msg.id += id_prefix_;  // (the position is the room's: the tag keeps the id unique)
-        } else {
-          msg.id = id_prefix_ + "-p";
-        }
-        append_base36(msg.id, number());
-      }
-      if (track && state->members > 0) {
-        if (auto presence = protocol::decode_presence_data(msg.data)) {
-          // The members know it already: a change announced on this pod while Redis was away,
-          // and again by the pod's rewrite once it was back.
-          if (state->told_known && state->told.get(presence->user_id) == presence->status) return;
-          state->told.set(presence->user_id, presence->status);
-        }
-      }
-      post_to_shards(state, make_frame(msg));
+      if (state != nullptr) post_presence(*state, msg);  // (no state: no members here)
     });
     if (msg.id.empty()) {  // no members here: nobody gets it
       msg.id = id_prefix_ + "-p";
-      append_base36(msg.id, number());
+      append_base36(msg.id, next_global_.fetch_add(1, std::memory_order_relaxed));
     }
     return msg.id;
   }
@@ -311,6 +287,48 @@ std::string HubCore::deliver(Message& msg) {
   });
   keep_within_history_budget();
   return msg.id;
+}
+
+void HubCore::post_presence(RoomState& state, Message& msg) {
+  const bool track = shared_history_.load(std::memory_order_acquire);
+  if (msg.id.empty()) {
+    if (track ? state.shared_next != 0 : state.next_seq != 0) {
+      msg.id = track ? state.shared_epoch : state.epoch;
+      msg.id += '-';
+      msg.id += std::to_string((track ? state.shared_next : state.next_seq) - 1);
+      msg.id += ".p";
+      msg.id += id_prefix_;  // (the position is the room's: the tag keeps the id unique)
+    } else {
+      msg.id = id_prefix_ + "-p";
+    }
+    append_base36(msg.id, next_global_.fetch_add(1, std::memory_order_relaxed));
+  }
+  if (track && state.members > 0) {
+    if (auto presence = protocol::decode_presence_data(msg.data)) {
+      // The members know it already: a change announced on this pod while Redis was away, and
+      // again by the pod's rewrite once it was back.
+      if (state.told_known && state.told.get(presence->user_id) == presence->status) return;
+      state.told.set(presence->user_id, presence->status);
+    }
+  }
+  post_to_shards(&state, make_frame(msg));
+}
+
+void HubCore::announce_presence(const std::string& room, const std::string& user, bool joined) {
+  registry_.with_existing_room(room, [&](RoomState* state) {
+    if (state == nullptr) return;  // (no members here: nobody to tell)
+    const auto it = state->users.find(user);
+    PresenceStatus now = PresenceStatus::offline;
+    if (it != state->users.end() && it->second.sockets > 0) {
+      now = joined ? PresenceStatus::online : it->second.status();
+      if (it->second.told == now) return;
+      it->second.told = now;
+    }
+    // (No entry: the user's last socket left; a socket of its that joined since would have one.)
+    Message msg = presence_message(room, {now, user});
+    msg.timestamp = Clock::now();
+    post_presence(*state, msg);
+  });
 }
 
 void HubCore::keep_within_history_budget() {

@@ -74,6 +74,12 @@ class HubCore {
   // Delivers msg to this pod's sockets: its room's members, or everyone when msg.room is empty.
   // A room message without an id gets the room's next id and joins its history. Returns the id.
   std::string deliver(Message& msg);
+  // Without Redis (the hub's own LocalBroadcaster): announces to the room the user's status as it
+  // is now, under the room's lock, unless the members were told it last; `joined`: online while
+  // the user is there (a first socket that is away is announced online, then away). Announcing
+  // the change a session saw, after the lock, could reach members out of order when two sockets
+  // of one user on two threads changed at once (one leaving as the other joined: offline last).
+  void announce_presence(const std::string& room, const std::string& user, bool joined);
   // Delivers msg to every socket of `user` on this pod.
   std::string deliver_to_user(const std::string& user, Message& msg);
   // Where a message numbered by a shared history reaches this pod from.
@@ -249,6 +255,8 @@ class HubCore {
  private:
   std::string new_epoch();
   void post_to_shards(const RoomState* state, const FramePtr& frame);
+  // deliver()'s presence, under the room's lock: its id named, and queued to the room's shards.
+  void post_presence(RoomState& state, Message& msg);
 
   HubOptions options_;
   std::string pod_id_;

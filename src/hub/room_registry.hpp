@@ -30,6 +30,9 @@ namespace realtime::detail {
 struct UserPresence {
   std::uint32_t sockets = 0;  // this user's sockets in the room, all shards
   std::uint32_t away = 0;     // how many of them are away
+  // What the room's members were last told of the user (HubCore::announce_presence: a pod without
+  // Redis); offline until its first announcement.
+  PresenceStatus told = PresenceStatus::offline;
   PresenceStatus status() const noexcept {
     return away < sockets ? PresenceStatus::online : PresenceStatus::away;
   }

@@ -677,6 +677,43 @@ TEST(HubSubscriptions, ASecondCallOfDoneReleasesNothing) {
   hub.wait();
 }
 
+// One user's two sockets on two I/O threads hand a room back and forth (one joins as the other
+// leaves): members are told the user's changes in the order they were made, so the last message
+// they got says online (a pod without Redis announces under the room's lock; announcing each
+// session's change after it could put an "offline" last while the user is in the room).
+TEST(HubPresence, AUserHandingARoomBetweenItsSocketsOnTwoThreadsEndsOnline) {
+  Pod pod(jwt_config(), 2);
+  const std::string token = make_token("hander");
+  auto watcher = connect_welcomed(pod.port, "/ws/handed?token=" + make_token("watcher"));
+  // Sockets of /ws stay on the thread that accepted them: two in a row, two threads.
+  auto one = connect_welcomed(pod.port, "/ws?token=" + token);
+  auto two = connect_welcomed(pod.port, "/ws?token=" + token);
+  ASSERT_TRUE(watcher && one && two);
+  const auto is_pong = [](const Message& m) { return m.type == MessageType::pong; };
+  const auto join = R"({"type":"join","room":"handed"})";
+  const auto leave = R"({"type":"leave","room":"handed"})";
+  ASSERT_TRUE(one->send_text(join) && one->send_text(R"({"type":"ping"})"));
+  ASSERT_TRUE(one->next_matching(is_pong));
+  std::string last;  // the last status the watcher was told of the user
+  for (int i = 0; i < 200; ++i) {
+    WsClient& from = i % 2 == 0 ? *one : *two;
+    WsClient& to = i % 2 == 0 ? *two : *one;
+    ASSERT_TRUE(to.send_text(join) && from.send_text(leave));
+    ASSERT_TRUE(to.send_text(R"({"type":"ping"})") && from.send_text(R"({"type":"ping"})"));
+    ASSERT_TRUE(to.next_matching(is_pong) && from.next_matching(is_pong));
+    // What the handover announced was queued to the watcher's thread before those pongs went.
+    ASSERT_TRUE(watcher->send_text(R"({"type":"ping"})"));
+    while (auto msg = watcher->next()) {
+      if (msg->type == MessageType::pong) break;
+      if (msg->type != MessageType::presence ||
+          msg->data.find(R"("user_id":"hander")") == std::string::npos)
+        continue;
+      last = msg->data.find(R"("status":"online")") != std::string::npos ? "online" : "offline";
+    }
+    ASSERT_EQ(last, "online") << "handover " << i;
+  }
+}
+
 // Past the bucket, a socket's messages wait for their tokens, in order, up to a bucket's worth;
 // the tail past that is refused (rate_limited): what members get is always the first messages, in
 // order. A socket that goes while some wait leaves nothing behind (their timer finds no session).
