@@ -411,6 +411,51 @@ TEST(RedisBroadcasterLanes, StopsWhileTheHubStopsOnAnotherThread) {
   }
 }
 
+// One user's two sockets on two I/O threads of a pod hand a room back and forth (one joins as the
+// other leaves): the pod's part in Redis ends with the user online after every handover. (The
+// sessions post their writes to the Redis thread after the room's lock, in either order; each
+// write is made with the status the hub has when it is made.)
+TEST(RedisBroadcasterPresence, AUserHandingARoomBetweenItsSocketsStaysInThePodsPart) {
+  using namespace realtime::testing;
+  test::RedisServer server;
+  test::RedisClient redis{"127.0.0.1", server.port()};
+  std::shared_ptr<RedisBroadcaster> broadcaster;
+  HandlerConfig config = fast_config();
+  config.jwt.hs256_secret = std::string(kJwtSecret);
+  Pod pod(config, 2, [&](Hub& hub) {
+    broadcaster = std::make_shared<RedisBroadcaster>(hub, RedisBroadcasterOptions{server.url()});
+    broadcaster->start();
+    return broadcaster;
+  });
+  ASSERT_TRUE(wait_until([&] { return broadcaster->ready(nullptr); })) << "never ready";
+  const std::string token = make_token("hander");
+  auto one = connect_welcomed(pod.port, "/ws?token=" + token);
+  auto two = connect_welcomed(pod.port, "/ws?token=" + token);
+  ASSERT_TRUE(one && two);
+  const auto is_pong = [](const Message& m) { return m.type == MessageType::pong; };
+  const auto join = R"({"type":"join","room":"handed"})";
+  const auto leave = R"({"type":"leave","room":"handed"})";
+  const auto online = [&] {
+    auto reply = redis.command({"HGET", "realtime:presence:handed", pod.hub.pod_id() + "|hander"});
+    return reply && reply->str != nullptr && std::string(reply->str) == "online";
+  };
+  ASSERT_TRUE(one->send_text(join) && one->send_text(R"({"type":"ping"})"));
+  ASSERT_TRUE(one->next_matching(is_pong));
+  for (int i = 0; i < 150; ++i) {
+    WsClient& from = i % 2 == 0 ? *one : *two;
+    WsClient& to = i % 2 == 0 ? *two : *one;
+    ASSERT_TRUE(to.send_text(join) && from.send_text(leave));
+    ASSERT_TRUE(to.send_text(R"({"type":"ping"})") && from.send_text(R"({"type":"ping"})"));
+    ASSERT_TRUE(to.next_matching(is_pong) && from.next_matching(is_pong));
+    // Both writes were posted before those pongs; a lost one stays lost (nothing else changes).
+    ASSERT_TRUE(wait_until(online)) << "handover " << i << ": the user missing from the pod's part";
+  }
+  one.reset();
+  two.reset();
+  broadcaster->stop();
+  broadcaster.reset();  // (the pod's handler holds the last reference: gone before its hub)
+}
+
 // A room without messages: the welcome's position (read from Redis, which starts the room's epoch)
 // survives while the room has members here, since the broadcaster renews the keys' TTL.
 TEST(RedisBroadcasterRooms, AQuietRoomInUseKeepsItsPosition) {
