@@ -294,6 +294,17 @@ inline bool tcp_accepts(std::uint16_t port) {
   return accepted;
 }
 
+// One user's two sockets hand `room` over: `to` joins as `from` leaves (sent at once), and both
+// have answered a ping after it (everything before it was handled).
+inline bool hand_over(WsClient& from, WsClient& to, const std::string& room) {
+  const std::string join = R"({"type":"join","room":")" + room + "\"}";
+  const std::string leave = R"({"type":"leave","room":")" + room + "\"}";
+  const auto is_pong = [](const Message& m) { return m.type == MessageType::pong; };
+  return to.send_text(join) && from.send_text(leave) && to.send_text(R"({"type":"ping"})") &&
+         from.send_text(R"({"type":"ping"})") && to.next_matching(is_pong) &&
+         from.next_matching(is_pong);
+}
+
 // Connects and reads the welcome; returns the client and fills *user_id from the welcome.
 std::unique_ptr<WsClient> connect_welcomed(std::uint16_t port, const std::string& target,
                                            std::string* user_id = nullptr) {
