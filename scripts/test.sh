@@ -39,16 +39,29 @@ trap 'interrupted 143' TERM
 trap 'interrupted 130' INT
 trap 'interrupted 129' HUP
 
+# Each stage's output is also kept, so that the summary at the end can repeat what failed (a CI log
+# that shows only its start and end then still names the failing tests).
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
 stage() {  # stage NAME COMMAND...: runs one suite, records the outcome, goes on either way
   local name=$1; shift
-  local t0=$(date +%s)
+  local t0=$(date +%s) log="$LOGS/$((passed + failed)).log"
   echo; echo "=== $name"
-  "$@" &
+  { "$@" 2>&1 | tee "$log"; exit "${PIPESTATUS[0]}"; } &
   stage_pid=$!
   if wait "$stage_pid"; then passed=$((passed + 1)); echo "=== $name: ok ($(( $(date +%s) - t0 )) s)"
-  else failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($(( $(date +%s) - t0 )) s)"; fi
+  else
+    failed=$((failed + 1)); echo "=== $name: FAILED ($(( $(date +%s) - t0 )) s)"
+    failures+=("$name")
+    excerpts+=("--- $name"$'\n'"$(failure_lines "$log")")
+  fi
   stage_pid=0
 }
+failure_lines() {  # failure_lines LOG: what names a failure in a suite's output (ctest, gtest, node:test, sanitizers)
+  grep -E '\((Failed|Timeout|SEGFAULT|Subprocess aborted|Child aborted|Exception|Not Run)\)|\[  FAILED  \]|: Failure$|^\s*✖ |Error \[|AssertionError|Error: |ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|runtime error:|FAILED:|error:' "$1" |
+    awk '!seen[$0]++' | head -n 60
+}
+excerpts=()
 build() {  # build PRESET
   cmake --preset "$1" >/dev/null && cmake --build --preset "$1" -j "$JOBS"
 }
@@ -144,6 +157,11 @@ fi
 
 echo
 echo "total time: $(( $(date +%s) - started )) s"
-((failed)) && printf 'failed: %s\n' "${failures[@]}"
+if ((failed)); then
+  echo; echo "what failed:"
+  printf '%s\n' "${excerpts[@]}"
+  echo
+  printf 'failed: %s\n' "${failures[@]}"
+fi
 echo "suites: $passed passed, $failed failed"
 ((failed == 0))

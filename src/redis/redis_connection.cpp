@@ -4,6 +4,8 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 
 #include <arpa/inet.h>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -12,6 +14,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 namespace realtime::detail {
 namespace asio = boost::asio;
@@ -576,7 +579,29 @@ std::error_code RedisConnection::command(std::span<const std::string_view> args,
                                          ReplyHandler done) {
   if (state_ != State::ready) return RedisErrc::not_connected;
   if (args.empty() || is_pubsub_verb(args.front())) return RedisErrc::bad_command;
+  if (closed_by_server()) return RedisErrc::not_connected;
   return send(args, std::move(done), false);
+}
+
+// Whether the server has closed the connection (its end of stream waits in the socket, nothing
+// before it) though the read event that would tell hiredis has not run yet: Redis closed it
+// (CLIENT KILL, a restart, its timeout) in the same turn of the loop. A command written now could
+// not be run, yet would fail as "lost before the reply", which leaves its caller unsure whether
+// Redis ran it; so the loss is taken now, as the read event would have (on_disconnected follows),
+// and the command is refused with not_connected. Only while no reply is awaited (what hiredis has
+// read of one must not be thrown away): one non-blocking peek per command on an idle connection,
+// which is every call of a lane (one call in flight at a time).
+bool RedisConnection::closed_by_server() {
+  if (pending_ != 0 || !link_ || link_->ac == nullptr) return false;
+  char byte = 0;
+  const ssize_t n = ::recv(link_->ac->c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
+    return false;
+  }
+  drop_link(RedisErrc::connection_lost,
+            n == 0 ? std::string("Server closed the connection") : std::strerror(errno), true,
+            true);
+  return true;
 }
 
 std::error_code RedisConnection::command(const std::vector<std::string>& args, ReplyHandler done) {

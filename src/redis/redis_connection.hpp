@@ -218,6 +218,8 @@ class RedisConnection {
 
   void start_tcp(const std::string& ip);
   void on_tcp_connected();
+  // The server closed the connection and its read event has not run yet: dropped now.
+  bool closed_by_server();
   // Sends a command of the handshake; `next` runs only while this attempt is still connecting.
   bool handshake_send(std::vector<std::string_view> args, ReplyHandler next);
   void on_handshake_reply(std::error_code ec, const RedisReply& reply, const char* step);

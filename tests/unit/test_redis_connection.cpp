@@ -181,6 +181,50 @@ TEST(RedisConnection, CloseCompletesPendingWithConnectionLost) {
   EXPECT_TRUE(run_until(io, [&] { return connected; }));
 }
 
+// Redis closed the connection (CLIENT KILL) and the loop has not run its read event yet: a
+// command then is refused at once (not written to a closed connection and failed later as "lost
+// before the reply", when its caller could not tell whether Redis ran it), and the loss is
+// reported as the read event would have.
+TEST(RedisConnection, ACommandOnAConnectionRedisHasClosedIsRefusedNotSent) {
+  test::RedisServer server;
+  asio::io_context io;
+  RedisConnectionOptions options;
+  options.url = url_of(server);
+  options.client_name = "killed-idle";
+  RedisConnection conn(io, options, test_logger());
+  bool connected = false;
+  std::error_code lost;
+  conn.set_on_connected([&] { connected = true; });
+  conn.set_on_disconnected([&](std::error_code ec, const std::string&) { lost = ec; });
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+
+  auto admin = server.client();
+  ASSERT_EQ(admin.command({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})->integer, 1);
+  // (CLIENT KILL answers once the connection is closed: its end of stream is in our socket.)
+  bool completed = false;
+  EXPECT_EQ(conn.command(Args{"INCR", "ran"},
+                         [&](std::error_code, const RedisReply&) { completed = true; }),
+            make_error_code(RedisErrc::not_connected));
+  EXPECT_FALSE(conn.ready());
+  ASSERT_TRUE(run_until(io, [&] { return bool(lost); }));
+  EXPECT_EQ(lost, make_error_code(RedisErrc::connection_lost));
+  EXPECT_FALSE(completed);
+  EXPECT_EQ(admin.get("ran"), "");
+
+  connected = false;
+  conn.connect();
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+  std::error_code error{make_error_code(RedisErrc::connection_lost)};
+  ASSERT_FALSE(conn.command(Args{"INCR", "ran"}, [&](std::error_code ec, const RedisReply&) {
+    error = ec;
+    completed = true;
+  }));
+  ASSERT_TRUE(run_until(io, [&] { return completed; }));
+  EXPECT_FALSE(error);
+  EXPECT_EQ(admin.get("ran"), "1");
+}
+
 TEST(RedisConnection, MayBeDestroyedFromItsOwnReplyHandler) {
   test::RedisServer server;
   asio::io_context io;
