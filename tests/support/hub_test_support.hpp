@@ -131,6 +131,14 @@ class WsClient final : public protocol::FrameSink {
   bool send_text(std::string_view json) {
     return write_all(protocol::encode_client_frame(Opcode::text, json, next_mask()));
   }
+  // Several text frames in one write (the server reads them together: no pause between them).
+  bool send_texts(const std::vector<std::string>& jsons) {
+    std::string frames;
+    for (const std::string& json : jsons) {
+      frames += protocol::encode_client_frame(Opcode::text, json, next_mask());
+    }
+    return write_all(frames);
+  }
   bool send_close(std::uint16_t code) {
     const std::string payload{static_cast<char>(code >> 8U), static_cast<char>(code & 0xFFU)};
     return write_all(protocol::encode_client_frame(Opcode::close, payload, next_mask()));

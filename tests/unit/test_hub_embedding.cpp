@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -456,6 +457,9 @@ TEST(HubEmbedding, StopAndWaitInAHookWhileRunBlocksReturns) {
   auto handler = std::make_unique<Handler>(hub, config);
   ASSERT_FALSE(handler->listen("127.0.0.1", 0));
   auto run = std::async(std::launch::async, [&] { hub.run(); });
+  // (A failed assertion below returns before the hook stops the hub: stopped here then, so that
+  // `run`'s destructor does not wait for good.)
+  const std::shared_ptr<void> stop_on_return(nullptr, [&](void*) { hub.stop(); });
   auto client = connect_welcomed(handler->port(), "/ws/general");
   ASSERT_TRUE(client);
   client->send_text(R"({"type":"chat","room":"general","data":{"text":"stop"}})");

@@ -90,6 +90,8 @@ TEST(HubLifecycle, HandlerShutdownClosesEverySocketWith1001) {
 TEST(HubLifecycle, WaitBlocksWhileRunHoldsTheThreadsOnAnotherThread) {
   Hub hub(HubOptions{2, 10, "runwait"});
   auto running = std::async(std::launch::async, [&] { hub.run(); });
+  // (A failed assertion returns early: the hub is stopped then, or `running` would wait for good.)
+  const std::shared_ptr<void> stop_on_return(nullptr, [&](void*) { hub.stop(); });
   ASSERT_TRUE(eventually([&] { return hub.core().running(); }));
   auto waiting = std::async(std::launch::async, [&] { hub.wait(); });
   EXPECT_EQ(waiting.wait_for(100ms), std::future_status::timeout) << "wait() did not wait";

@@ -335,7 +335,9 @@ TEST(SessionRecovery, ASocketThatStopsReadingDuringAReplayIsClosed) {
 // buffer has drained: seconds at this pace) is not taken for one that stopped: the kernel's send
 // queue going down counts as progress.
 TEST(SessionRecovery, ASocketThatReadsSlowlyDuringAReplayStays) {
-  HeldPod pod(1 << 20, 1s);
+  // (A 2 s stall timeout: at 1 s, with the keepalive's check about once a second, a test thread
+  // held up for most of a second by a busy machine could pass for a client that stopped.)
+  HeldPod pod(1 << 20, 2s);
   auto client = connect_welcomed(pod.server.port, "/ws");
   ASSERT_TRUE(client);
   queue_two_replays(*client, *pod.history);
