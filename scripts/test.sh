@@ -49,7 +49,10 @@ stage() {  # stage NAME COMMAND...: runs one suite, records the outcome, goes on
   echo; echo "=== $name"
   { "$@" 2>&1 | tee "$log"; exit "${PIPESTATUS[0]}"; } &
   stage_pid=$!
-  if wait "$stage_pid"; then passed=$((passed + 1)); echo "=== $name: ok ($(( $(date +%s) - t0 )) s)"
+  if wait "$stage_pid"; then
+    passed=$((passed + 1)); echo "=== $name: ok ($(( $(date +%s) - t0 )) s)"
+    local retried; retried=$(grep -E '\*\*\*(Failed|Timeout|Exception)|Subprocess aborted|SEGFAULT' "$log")
+    [[ -n "$retried" ]] && flaky+=("--- $name"$'\n'"$retried")
   else
     failed=$((failed + 1)); echo "=== $name: FAILED ($(( $(date +%s) - t0 )) s)"
     failures+=("$name")
@@ -62,6 +65,7 @@ failure_lines() {  # failure_lines LOG: what names a failure in a suite's output
     awk '!seen[$0]++' | head -n 60
 }
 excerpts=()
+flaky=()
 build() {  # build PRESET
   cmake --preset "$1" >/dev/null && cmake --build --preset "$1" -j "$JOBS"
 }
@@ -85,7 +89,11 @@ scripts/install-deps.sh --test || { echo "dependency installation failed"; exit 
 
 stage "build release" build release
 SERVER=$ROOT/build/release/server/realtime-server
-stage "ctest release" ctest --test-dir build/release --no-tests=error -j "$JOBS" --timeout 300
+# A release test that fails is run once more, and the stage passes if it then passes: a test that
+# needed it is a timing defect to fix, named at the end under "failed once, passed when run again".
+# (The sanitizer stages run each test once: a report there is a bug, never retried.)
+stage "ctest release" ctest --test-dir build/release --no-tests=error -j "$JOBS" --timeout 300 \
+  --repeat until-pass:2
 stage "node integration (release)" node_suite tests/integration "$SERVER"
 stage "node cluster + redis faults (release)" node_suite tests/cluster "$SERVER"
 stage "conformance, RFC 6455 (release)" node_suite tests/conformance "$SERVER"
@@ -157,6 +165,10 @@ fi
 
 echo
 echo "total time: $(( $(date +%s) - started )) s"
+if ((${#flaky[@]})); then
+  echo; echo "failed once, passed when run again (flaky: to be fixed):"
+  printf '%s\n' "${flaky[@]}"
+fi
 if ((failed)); then
   echo; echo "what failed:"
   printf '%s\n' "${excerpts[@]}"
