@@ -5,7 +5,6 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
-#include <cstring>
 
 #include <arpa/inet.h>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -583,24 +582,29 @@ std::error_code RedisConnection::command(std::span<const std::string_view> args,
   return send(args, std::move(done), false);
 }
 
-// Whether the server has closed the connection (its end of stream waits in the socket, nothing
-// before it) though the read event that would tell hiredis has not run yet: Redis closed it
-// (CLIENT KILL, a restart, its timeout) in the same turn of the loop. A command written now could
-// not be run, yet would fail as "lost before the reply", which leaves its caller unsure whether
-// Redis ran it; so the loss is taken now, as the read event would have (on_disconnected follows),
-// and the command is refused with not_connected. Only while no reply is awaited (what hiredis has
-// read of one must not be thrown away): one non-blocking peek per command on an idle connection,
-// which is every call of a lane (one call in flight at a time).
+// Whether the server has closed the connection (its end of stream, or a reset, waits in the
+// socket with nothing before it) though the read event that tells hiredis has not run yet: Redis
+// closed it (CLIENT KILL, a restart, its timeout) in this turn of the loop. A command written now
+// could not be run, yet would fail as "lost before the reply", which leaves its caller unsure
+// whether Redis ran it; so the connection is no longer ready from here on (`closing`: command()
+// refuses with not_connected, connect() waits), and the read event drops it and reports the loss
+// as for any close. Only while no reply is awaited (bytes of one may precede the close): one
+// non-blocking peek per command on an idle connection, which is every call of a lane (one call in
+// flight at a time).
 bool RedisConnection::closed_by_server() {
   if (pending_ != 0 || !link_ || link_->ac == nullptr) return false;
   char byte = 0;
   const ssize_t n = ::recv(link_->ac->c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
-    return false;
+  if (n != 0 && !(n < 0 && (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT ||
+                            errno == EHOSTUNREACH || errno == ENOTCONN))) {
+    return false;  // open (or an error that is not the connection's end: left to hiredis)
   }
-  drop_link(RedisErrc::connection_lost,
-            n == 0 ? std::string("Server closed the connection") : std::strerror(errno), true,
-            true);
+  state_ = State::closing;
+  // The read event is armed (hiredis reads after every write, the handshake's included); a read
+  // on a later turn makes sure of it, and does nothing once the read event has dropped the link.
+  asio::post(io_, [link = link_] {
+    if (link->ac != nullptr && link->owner != nullptr) redisAsyncHandleRead(link->ac);
+  });
   return true;
 }
 

@@ -155,7 +155,8 @@ struct RedisConnectionOptions {
 
 class RedisConnection {
  public:
-  enum class State : std::uint8_t { disconnected, connecting, ready };
+  // closing: the server closed the connection and the loop has not read it yet (see command()).
+  enum class State : std::uint8_t { disconnected, connecting, ready, closing };
 
   using ReplyHandler = std::function<void(std::error_code, const RedisReply&)>;
   using ConnectedHandler = std::function<void()>;
@@ -218,7 +219,7 @@ class RedisConnection {
 
   void start_tcp(const std::string& ip);
   void on_tcp_connected();
-  // The server closed the connection and its read event has not run yet: dropped now.
+  // The server closed the connection and its read event has not run yet: `closing` from then.
   bool closed_by_server();
   // Sends a command of the handshake; `next` runs only while this attempt is still connecting.
   bool handshake_send(std::vector<std::string_view> args, ReplyHandler next);
