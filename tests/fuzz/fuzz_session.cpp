@@ -56,7 +56,8 @@ FuzzServer& server() {
 int connect_upgraded(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
-  timeval timeout{1, 0};
+  // 5 s for the upgrade (a busy machine is no finding), 1 s for what follows it.
+  timeval timeout{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   sockaddr_in address{};
@@ -85,6 +86,9 @@ int connect_upgraded(std::uint16_t port) {
     response.append(buffer, static_cast<std::size_t>(n));
   }
   if (response.rfind("HTTP/1.1 101", 0) != 0) std::abort();  // the server stopped upgrading
+  timeout = timeval{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   return fd;
 }
 
