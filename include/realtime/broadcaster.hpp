@@ -109,7 +109,10 @@ class Broadcaster {
                               std::function<void(std::vector<PresenceEntry>)> done) = 0;
 };
 
-// Single pod: publishing is delivering through the hub.
+// Single pod: publishing is delivering through the hub. Presence is announced by the hub, under
+// the room's lock, with the user's status at that moment (a join: online), unless the members were
+// told it last: two sockets of one user on two threads, one leaving as the other joins, then
+// cannot reach members as "offline" last while the user is in the room.
 class LocalBroadcaster final : public Broadcaster {
  public:
   explicit LocalBroadcaster(Hub& hub) : hub_(hub) {}
@@ -117,6 +120,10 @@ class LocalBroadcaster final : public Broadcaster {
   std::string publish_to_user(const std::string& user_id, Message msg) override {
     return hub_.send_to_user(user_id, std::move(msg));
   }
+  void user_joined(const std::string& room, const std::string& user_id) override;
+  void user_left(const std::string& room, const std::string& user_id) override;
+  void status_changed(const std::string& room, const std::string& user_id,
+                      PresenceStatus status) override;
   void query_rooms(std::function<void(std::vector<RoomCount>)> done) override {
     done(hub_.rooms());
   }

@@ -54,8 +54,6 @@ HandlerCore::HandlerCore(Hub& hub, HandlerConfig config)
       config_(std::move(config)),
       broadcaster_(config_.broadcaster ? guarded(config_.broadcaster, handler_logger(hub.core()))
                                        : std::make_shared<LocalBroadcaster>(hub)),
-      local_presence_(!config_.broadcaster ||
-                      dynamic_cast<LocalBroadcaster*>(config_.broadcaster.get()) != nullptr),
       jwt_(make_verifier(config_.jwt)),
       logger_(handler_logger(hub.core())) {
   if (config_.auth_required && !jwt_.enabled()) {

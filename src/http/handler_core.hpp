@@ -37,9 +37,6 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   Metrics& metrics() noexcept { return hub_.metrics(); }
   const HandlerConfig& config() const noexcept { return config_; }
   Broadcaster& broadcaster() noexcept { return *broadcaster_; }
-  // The broadcaster is the hub's own (no other pod): presence is announced by the hub, under the
-  // room's lock (HubCore::announce_presence), not through the broadcaster.
-  bool local_presence() const noexcept { return local_presence_; }
   const JwtVerifier& jwt() const noexcept { return jwt_; }
   spdlog::logger& log() noexcept { return *logger_; }
   // Gates the log lines of refused requests (one per kRefusalLogInterval, pod-wide): a client can
@@ -74,7 +71,6 @@ class HandlerCore : public std::enable_shared_from_this<HandlerCore> {
   Hub& hub_;
   HandlerConfig config_;
   std::shared_ptr<Broadcaster> broadcaster_;
-  bool local_presence_ = false;
   JwtVerifier jwt_;
   std::shared_ptr<spdlog::logger> logger_;
   // 5 s, as accept failures (Listener): a flood of refusals costs the log a line per 5 s.

@@ -14,6 +14,7 @@
 #include "hub/log_sink.hpp"
 #include "protocol/envelope.hpp"
 #include "protocol/outgoing.hpp"
+#include "realtime/broadcaster.hpp"
 #include "session/ws_session.hpp"
 
 namespace realtime {
@@ -671,5 +672,18 @@ std::vector<PresenceEntry> Hub::presence(std::string_view room) const {
 unsigned Hub::thread_count() const noexcept { return core_->shard_count(); }
 const std::string& Hub::pod_id() const noexcept { return core_->pod_id(); }
 Metrics& Hub::metrics() noexcept { return core_->metrics(); }
+
+void LocalBroadcaster::user_joined(const std::string& room, const std::string& user_id) {
+  hub_.core().announce_presence(room, user_id, true);
+}
+
+void LocalBroadcaster::user_left(const std::string& room, const std::string& user_id) {
+  hub_.core().announce_presence(room, user_id, false);
+}
+
+void LocalBroadcaster::status_changed(const std::string& room, const std::string& user_id,
+                                      PresenceStatus /*status*/) {
+  hub_.core().announce_presence(room, user_id, false);  // (the status the hub has now)
+}
 
 }  // namespace realtime

@@ -74,8 +74,8 @@ class HubCore {
   // Delivers msg to this pod's sockets: its room's members, or everyone when msg.room is empty.
   // A room message without an id gets the room's next id and joins its history. Returns the id.
   std::string deliver(Message& msg);
-  // Without Redis (the hub's own LocalBroadcaster): announces to the room the user's status as it
-  // is now, under the room's lock, unless the members were told it last; `joined`: online while
+  // Without Redis (LocalBroadcaster's presence hooks): announces to the room the user's status as
+  // it is now, under the room's lock, unless the members were told it last; `joined`: online while
   // the user is there (a first socket that is away is announced online, then away). Announcing
   // the change a session saw, after the lock, could reach members out of order when two sockets
   // of one user on two threads changed at once (one leaving as the other joined: offline last).

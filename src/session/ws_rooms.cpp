@@ -183,11 +183,6 @@ void WsSession::handle_join(const std::string& room, const std::optional<std::st
 
 void WsSession::announce_join(const std::string& room, bool user_first,
                               std::optional<PresenceStatus> changed) {
-  if (handler_->local_presence()) {
-    if (user_first) handler_->core().announce_presence(room, user_id_, true);
-    if (changed) handler_->core().announce_presence(room, user_id_, false);
-    return;
-  }
   Broadcaster& broadcaster = handler_->broadcaster();
   if (user_first) broadcaster.user_joined(room, user_id_);
   if (changed) broadcaster.status_changed(room, user_id_, *changed);
@@ -195,10 +190,6 @@ void WsSession::announce_join(const std::string& room, bool user_first,
 
 void WsSession::announce_leave(const std::string& room, bool user_last,
                                std::optional<PresenceStatus> changed) {
-  if (handler_->local_presence()) {
-    if (user_last || changed) handler_->core().announce_presence(room, user_id_, false);
-    return;
-  }
   Broadcaster& broadcaster = handler_->broadcaster();
   if (user_last) {
     broadcaster.user_left(room, user_id_);
@@ -359,13 +350,8 @@ void WsSession::handle_presence(PresenceStatus status) {
   }
   status_ = status;
   for (const std::string& room : rooms_) {
-    const auto user_status = handler_->core().set_status(room, user_id_, before, status);
-    if (!user_status) continue;
-    if (handler_->local_presence()) {
-      handler_->core().announce_presence(room, user_id_, false);
-    } else {
+    if (const auto user_status = handler_->core().set_status(room, user_id_, before, status))
       handler_->broadcaster().status_changed(room, user_id_, *user_status);
-    }
   }
 }
 
